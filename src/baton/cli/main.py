@@ -1,0 +1,101 @@
+"""`baton`: the entry point. Heavy modules are imported inside the commands that need them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from baton import __version__
+
+
+class Context:
+    """What every command needs, built on first use."""
+
+    def __init__(self, home: str | None) -> None:
+        self._home = home
+        self._service: Any = None
+        self._owner: Any = None
+
+    @property
+    def settings(self) -> Any:
+        from baton.config import Settings
+
+        return Settings.load(home=self._home)
+
+    @property
+    def service(self) -> Any:
+        if self._service is None:
+            from baton.config import build_service
+
+            self._service = build_service(self.settings)
+        return self._service
+
+    @property
+    def owner(self) -> str:
+        if self._owner is None:
+            settings = self.settings
+            self._owner = self.service.account(settings.user, settings.display_name).id
+        return str(self._owner)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="baton")
+@click.option("--home", envvar="BATON_HOME", help="Data folder (default: $BATON_HOME or the user data dir).")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """baton keeps the working sessions of AI coding agents: resume, share, fork.
+
+    \b
+    Examples:
+      baton sessions new --title "Fix the login bug"
+      baton sessions append SESSION_ID --role user --text "Why does login fail?"
+      baton share SESSION_ID --expires 7d
+      baton fork SHARE_ID
+    """
+    ctx.obj = Context(home)
+
+
+def _register() -> None:
+    from baton.cli import sessions, shares
+
+    cli.add_command(sessions.sessions)
+    for command in shares.COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: user errors are one line and exit 1 or 2, never a traceback."""
+    from baton.core.errors import BatonError
+
+    try:
+        cli.main(args=argv, prog_name="baton", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BatonError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:
+        if os.environ.get("BATON_DEBUG"):
+            raise
+        click.echo(
+            f"error: {type(exc).__name__}: {exc} (set BATON_DEBUG=1 for details)", err=True
+        )
+        sys.exit(1)

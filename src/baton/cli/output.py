@@ -1,0 +1,84 @@
+"""Printing: JSON for scripts, rich tables for people, one-line errors for everyone."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def print_json(value: Any) -> None:
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.flush()
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def short_time(value: str | None) -> str:
+    return value[:16].replace("T", " ") if value else ""
+
+
+def plain(text: str, width: int = 80) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= width else one[: width - 1] + "…"
+
+
+def sessions_table(sessions: list[Any], title: str | None = None) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, pad_edge=False)
+    table.add_column("ID", no_wrap=True, style="cyan")
+    table.add_column("Title")
+    table.add_column("Status")
+    table.add_column("Msgs", justify="right")
+    table.add_column("Updated", no_wrap=True)
+    for s in sessions:
+        table.add_row(s.id, plain(s.title or "(untitled)", 60), s.status,
+                      str(s.message_count), short_time(s.updated_at))
+    return table
+
+
+def shares_table(shares: list[Any], now: str) -> Any:
+    from rich.table import Table
+
+    table = Table(pad_edge=False)
+    table.add_column("Share ID", no_wrap=True, style="cyan")
+    table.add_column("Session", no_wrap=True)
+    table.add_column("Title")
+    table.add_column("State")
+    table.add_column("Created", no_wrap=True)
+    table.add_column("Expires", no_wrap=True)
+    for s in shares:
+        table.add_row(s.id, s.session_id, plain(s.title, 40), s.state(now),
+                      short_time(s.created_at), short_time(s.expires_at) or "never")
+    return table
+
+
+def part_summary(part: dict[str, Any]) -> str:
+    from baton.core.validation import part_text
+
+    kind = part.get("type")
+    text = part_text(part)
+    if kind == "tool_call":
+        return f"→ {part.get('name')}({plain(text[len(str(part.get('name'))) + 1:], 100)})"
+    if kind == "tool_result":
+        return f"← {plain(text, 160)}"
+    if kind == "reasoning":
+        return f"(thinking) {plain(text, 160)}"
+    if kind == "blob_ref":
+        return f"[{part.get('of', 'blob')}: {part.get('size')} bytes] {plain(text, 120)}"
+    return text

@@ -1,0 +1,349 @@
+"""`baton sessions …`: create, list, show, append, rename, update, delete, export, import,
+verify."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from baton.cli.main import Context, pass_ctx
+from baton.cli.output import (
+    console,
+    fail,
+    json_option,
+    part_summary,
+    print_json,
+    sessions_table,
+    short_time,
+)
+
+
+@click.group()
+def sessions() -> None:
+    """Create, list, show and change sessions."""
+
+
+@sessions.command("new")
+@click.option("--title", help="Title (default: the first prompt).")
+@click.option("--task", default="", help="What the session is for.")
+@click.option("--repo", help="Repository key to file the session under.")
+@json_option
+@pass_ctx
+def new(ctx: Context, title: str | None, task: str, repo: str | None, as_json: bool) -> None:
+    """Start a new, empty session.
+
+    Example: baton sessions new --title "Fix the login bug" --task "login fails on Safari"
+    """
+    session = ctx.service.create(ctx.owner, title=title, task=task, repo=repo)
+    if as_json:
+        print_json(session.to_dict())
+    else:
+        click.echo(session.id)
+
+
+@sessions.command("list")
+@click.option("-q", "--query", help="Only sessions whose title, task or messages hold these words.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor", help="Continue after the page that printed this cursor.")
+@click.option("--all", "all_pages", is_flag=True, help="Page through every session.")
+@click.option("--status", type=click.Choice(["active", "paused", "done", "archived"]))
+@click.option("--repo", help="Only sessions of this repository.")
+@json_option
+@pass_ctx
+def list_(
+    ctx: Context,
+    query: str | None,
+    limit: int,
+    cursor: str | None,
+    all_pages: bool,
+    status: str | None,
+    repo: str | None,
+    as_json: bool,
+) -> None:
+    """Recent sessions, newest first.
+
+    Example: baton sessions list -q "login bug" --limit 20
+    """
+    found: list[Any] = []
+    while True:
+        page = ctx.service.list(
+            ctx.owner, limit=limit, cursor=cursor, status=status, repo=repo, query=query
+        )
+        found += page.sessions
+        cursor = page.next_cursor
+        if not all_pages or cursor is None:
+            break
+    if as_json:
+        print_json([s.to_dict() for s in found])
+        return
+    if not found:
+        click.echo("no sessions" + (f" match {query!r}" if query else ""))
+        return
+    console().print(sessions_table(found))
+    if cursor:
+        click.echo(f"more: baton sessions list --cursor {cursor}  (or --all)")
+
+
+@sessions.command("show")
+@click.argument("session_id")
+@click.option("--last", type=click.IntRange(0), help="Only the last N messages.")
+@click.option("--full", is_flag=True, help="Read large stored outputs back in full.")
+@json_option
+@pass_ctx
+def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: bool) -> None:
+    """A session's header and conversation.
+
+    Example: baton sessions show ses_01J... --last 10
+    """
+    session = ctx.service.get(ctx.owner, session_id)
+    start = max(0, session.message_count - last) if last is not None else 0
+    messages = ctx.service.messages(ctx.owner, session_id, start=start, hydrate=full)
+    if as_json:
+        print_json({**session.to_dict(), "messages": [m.to_dict() for m in messages]})
+        return
+    out = console()
+    t = session.totals
+    out.print(f"[bold]{session.title or '(untitled)'}[/bold]  [dim]{session.id}[/dim]")
+    rows = [
+        ("status", session.status),
+        ("messages", str(session.message_count)),
+        ("head", session.head or "-"),
+        ("task", session.task or "-"),
+        ("tokens", f"{t.input_tokens} in / {t.output_tokens} out, ${t.cost_usd:.4f}"),
+        ("created", short_time(session.created_at)),
+        ("updated", short_time(session.updated_at)),
+    ]
+    if session.forked_from:
+        origin = session.forked_from
+        rows.append(("forked from", f"{origin.get('share') or origin.get('session')} at {origin.get('message')}"))
+    for name, value in rows:
+        out.print(f"[dim]{name:>12}[/dim]  {value}", markup=True, highlight=False)
+    for offset, message in enumerate(messages):
+        label = message.role + (f" · {message.model}" if message.model else "")
+        out.print(f"\n[bold]#{start + offset + 1} {label}[/bold] [dim]{short_time(message.created_at)}[/dim]")
+        for part in message.parts:
+            out.print(part_summary(part), markup=False)
+
+
+def _read_messages(file: str) -> tuple[list[Any], Any]:
+    import orjson
+
+    from baton.core.errors import InvalidInput
+
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{file} is not valid JSON: {exc}") from None
+    from baton.service import ANY_HEAD
+
+    if isinstance(doc, dict) and "messages" in doc:
+        return doc["messages"], doc.get("expected_head", ANY_HEAD)
+    return (doc if isinstance(doc, list) else [doc]), ANY_HEAD
+
+
+@sessions.command("append")
+@click.argument("session_id")
+@click.option("--role", type=click.Choice(["user", "assistant", "system", "tool"]))
+@click.option("--text", help="The message text.")
+@click.option("--model", help="Model that wrote an assistant message.")
+@click.option("--file", "file", help="A JSON message, list of messages, or {expected_head, messages}; - reads stdin.")
+@click.option("--expected-head", help="Refuse if the session's head is not this message.")
+@json_option
+@pass_ctx
+def append(
+    ctx: Context,
+    session_id: str,
+    role: str | None,
+    text: str | None,
+    model: str | None,
+    file: str | None,
+    expected_head: str | None,
+    as_json: bool,
+) -> None:
+    """Add messages to the end of a session.
+
+    \b
+    Examples:
+      baton sessions append ses_01J... --role user --text "Add a test for it"
+      baton sessions append ses_01J... --file turn.json
+    """
+    from baton.service import ANY_HEAD
+
+    head: Any = ANY_HEAD
+    if file is not None:
+        if role or text is not None:
+            fail("use either --file or --role with --text, not both", 2)
+        messages, head = _read_messages(file)
+    elif role and text is not None:
+        message: dict[str, Any] = {"role": role, "parts": [{"type": "text", "text": text}]}
+        if model:
+            message["model"] = model
+        messages = [message]
+    else:
+        fail("give --role and --text, or --file", 2)
+    if expected_head is not None:
+        head = None if expected_head in ("", "none", "null") else expected_head
+    result = ctx.service.append(ctx.owner, session_id, messages, expected_head=head)
+    if as_json:
+        print_json({
+            "id": result.session.id,
+            "head": result.session.head,
+            "message_count": result.session.message_count,
+            "version": result.session.version,
+            "appended": [m.id for m in result.appended],
+        })
+    else:
+        click.echo(result.session.head if result.appended else f"unchanged: {result.session.head}")
+
+
+@sessions.command("rename")
+@click.argument("session_id")
+@click.argument("title")
+@json_option
+@pass_ctx
+def rename(ctx: Context, session_id: str, title: str, as_json: bool) -> None:
+    """Give a session a new title.
+
+    Example: baton sessions rename ses_01J... "Login bug on Safari"
+    """
+    session = ctx.service.rename(ctx.owner, session_id, title)
+    if as_json:
+        print_json(session.to_dict())
+    else:
+        click.echo(f"renamed {session.id}: {session.title}")
+
+
+@sessions.command("update")
+@click.argument("session_id")
+@click.option("--status", type=click.Choice(["active", "paused", "done", "archived"]))
+@click.option("--task", help="New task text.")
+@click.option("--metadata", help="Task metadata as a JSON object (replaces the old one).")
+@click.option("--if-version", type=int, help="Refuse unless the session is at this version.")
+@json_option
+@pass_ctx
+def update(
+    ctx: Context,
+    session_id: str,
+    status: str | None,
+    task: str | None,
+    metadata: str | None,
+    if_version: int | None,
+    as_json: bool,
+) -> None:
+    """Change a session's status, task or metadata.
+
+    Example: baton sessions update ses_01J... --status done --if-version 7
+    """
+    meta = None
+    if metadata is not None:
+        import orjson
+
+        try:
+            meta = orjson.loads(metadata)
+        except orjson.JSONDecodeError:
+            fail("--metadata is not valid JSON", 2)
+    session = ctx.service.update(
+        ctx.owner, session_id, expected_version=if_version, status=status, task=task, metadata=meta
+    )
+    if as_json:
+        print_json(session.to_dict())
+    else:
+        click.echo(f"updated {session.id} (version {session.version})")
+
+
+@sessions.command("delete")
+@click.argument("session_id")
+@click.option("--revoke-shares", is_flag=True, help="Also revoke the live shares of the session.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_ctx
+def delete(ctx: Context, session_id: str, revoke_shares: bool, yes: bool, as_json: bool) -> None:
+    """Delete a session and every message no other session or live share reaches.
+
+    Example: baton sessions delete ses_01J... --revoke-shares
+    """
+    session = ctx.service.get(ctx.owner, session_id)
+    if not yes and not as_json and sys.stdin.isatty():
+        click.confirm(f"Delete {session.id} ({session.title or 'untitled'})?", abort=True)
+    revoked = ctx.service.delete(ctx.owner, session_id, revoke_shares=revoke_shares)
+    if as_json:
+        print_json({"id": session_id, "deleted": True, "revoked_shares": revoked})
+    else:
+        suffix = f" and revoked {len(revoked)} share(s)" if revoked else ""
+        click.echo(f"deleted {session_id}{suffix}")
+
+
+@sessions.command("export")
+@click.argument("session_id")
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@pass_ctx
+def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
+    """Export a session as versioned JSON (re-importable) or Markdown.
+
+    Example: baton sessions export ses_01J... --format markdown -o session.md
+    """
+    import orjson
+
+    doc = ctx.service.export(ctx.owner, session_id, fmt)
+    data = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n" if fmt == "json" else str(doc).encode()
+    if output:
+        Path(output).write_bytes(data)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.buffer.write(data)
+
+
+@sessions.command("import")
+@click.argument("file")
+@json_option
+@pass_ctx
+def import_(ctx: Context, file: str, as_json: bool) -> None:
+    """Import a baton JSON export (- reads stdin). Nothing is stored if the file is invalid.
+
+    Example: baton sessions import session.json
+    """
+    from baton.core.errors import InvalidInput
+
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
+    result = ctx.service.import_document(ctx.owner, data)
+    if as_json:
+        print_json({**result.session.to_dict(), "created": result.created, "messages_imported": result.messages})
+    elif result.created:
+        click.echo(f"imported {result.session.id}: {result.messages} messages")
+    else:
+        click.echo(f"already imported as {result.session.id}; nothing added")
+
+
+@sessions.command("verify")
+@click.argument("session_id", required=False)
+@json_option
+@pass_ctx
+def verify(ctx: Context, session_id: str | None, as_json: bool) -> None:
+    """Re-hash every chain (or one session's) and check every blob.
+
+    Example: baton sessions verify
+    """
+    report = ctx.service.verify(ctx.owner, session_id)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for problem in report.problems:
+            click.echo(f"problem: {problem}", err=True)
+        state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        click.echo(
+            f"{state}: {report.sessions} session(s), {report.shares} share(s), "
+            f"{report.messages} message(s) verified"
+        )
+    if not report.ok:
+        raise SystemExit(1)

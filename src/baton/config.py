@@ -1,0 +1,90 @@
+"""One Settings object: flag > environment (BATON_*) > config file > default."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baton.core.errors import InvalidInput
+
+CONFIG_FILE = "config.toml"
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    """The data folder: BATON_HOME, else the platform's user data dir."""
+    if env.get("BATON_HOME"):
+        return Path(env["BATON_HOME"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("baton", appauthor=False))
+
+
+def _local_handle() -> str:
+    try:
+        name = getpass.getuser()
+    except Exception:
+        name = "me"
+    return re.sub(r"[^a-z0-9_-]", "", name.lower()) or "me"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    blob_url: str
+    base_url: str
+    synchronous: str
+    user: str
+    display_name: str
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(flags["home"]) if flags.get("home") else default_home(env)
+        file_values: dict[str, Any] = {}
+        path = home / CONFIG_FILE
+        if path.exists():
+            try:
+                file_values = tomllib.loads(path.read_text("utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise InvalidInput(f"{path} is not valid TOML: {exc}") from None
+
+        def pick(name: str, default: str) -> str:
+            value = flags.get(name) or env.get(f"BATON_{name.upper()}") or file_values.get(name)
+            return str(value) if value else default
+
+        synchronous = pick("synchronous", "FULL").upper()
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise InvalidInput("BATON_SYNCHRONOUS must be FULL, EXTRA or NORMAL")
+        user = pick("user", _local_handle())
+        return cls(
+            home=home,
+            database_url=pick("database_url", f"sqlite://{home / 'baton.db'}"),
+            blob_url=pick("blob_url", f"file://{home / 'blobs'}"),
+            base_url=pick("url", "http://127.0.0.1:8765"),
+            synchronous=synchronous,
+            user=user,
+            display_name=pick("display_name", user),
+        )
+
+
+def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Any:
+    """The local service over the configured store (imports kept out of start-up)."""
+    from baton.scanning import SecretScanner
+    from baton.service import Service
+    from baton.store import open_blobs, open_store
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.database_url, synchronous=settings.synchronous)
+    return Service(
+        store,
+        open_blobs(settings.blob_url),
+        scanner=SecretScanner(os.environ if env is None else env),
+        base_url=settings.base_url,
+    )

@@ -1,0 +1,207 @@
+"""The object model of DESIGN.md §1, as plain values. Storage keys are the store's business."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+ROLES = frozenset({"user", "assistant", "system", "tool"})
+PART_TYPES = frozenset({"text", "reasoning", "tool_call", "tool_result", "file", "blob_ref"})
+STATUSES = frozenset({"active", "paused", "done", "archived"})
+PLATFORMS = frozenset({"cli", "web", "api", "import"})
+USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+JSON = dict[str, Any]
+
+
+def utcnow() -> str:
+    """Timestamps are ISO 8601 UTC with microseconds: fixed width, so they sort as text."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Tokens and cost summed over a chain (kept per message, so any prefix is O(1))."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, usage: JSON | None) -> Totals:
+        if not usage:
+            return self
+        return Totals(
+            self.input_tokens + int(usage.get("input_tokens") or 0),
+            self.output_tokens + int(usage.get("output_tokens") or 0),
+            self.cache_read_tokens + int(usage.get("cache_read_tokens") or 0),
+            self.cache_write_tokens + int(usage.get("cache_write_tokens") or 0),
+            round(self.cost_usd + float(usage.get("cost_usd") or 0.0), 9),
+        )
+
+    def to_dict(self) -> JSON:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One immutable entry of a conversation. `id` is the hash of everything else."""
+
+    id: str
+    parent: str | None
+    role: str
+    parts: list[JSON]
+    created_at: str
+    model: str | None = None
+    usage: JSON | None = None
+
+    def content(self) -> JSON:
+        """The hashed form: every field but the id, None fields left out."""
+        return message_content(
+            self.parent, self.role, self.parts, self.created_at, self.model, self.usage
+        )
+
+    def to_dict(self) -> JSON:
+        return {"id": self.id, **self.content()}
+
+
+def message_content(
+    parent: str | None,
+    role: str,
+    parts: list[JSON],
+    created_at: str,
+    model: str | None,
+    usage: JSON | None,
+) -> JSON:
+    content: JSON = {"parent": parent, "role": role, "parts": parts, "created_at": created_at}
+    if model is not None:
+        content["model"] = model
+    if usage is not None:
+        content["usage"] = usage
+    return content
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message with what the store derives from its chain when it is inserted."""
+
+    message: Message
+    depth: int  # position in its chain, 0 for the first message
+    root: str  # id of the first message of the chain
+    totals: Totals  # usage summed from the root up to and including this message
+    text: str  # searchable text of this message
+    findings: list[JSON]  # secret-scan findings in this message (not hashed)
+    flagged: str | None  # nearest message at or before this one that has findings
+    blobs: tuple[str, ...] = ()  # sha256 of every blob the message references
+
+
+@dataclass(slots=True)
+class Session:
+    id: str
+    owner: str
+    title: str
+    task: str
+    status: str
+    head: str | None
+    message_count: int
+    created_at: str
+    updated_at: str
+    version: int
+    metadata: JSON = field(default_factory=dict)
+    git: JSON | None = None
+    platform: str = "cli"
+    forked_from: JSON | None = None
+    totals: Totals = field(default_factory=Totals)
+    repo: str | None = None
+    title_auto: bool = True  # the title follows the first user prompt until renamed
+
+    def to_dict(self) -> JSON:
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "title": self.title,
+            "task": self.task,
+            "status": self.status,
+            "head": self.head,
+            "message_count": self.message_count,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "version": self.version,
+            "metadata": self.metadata,
+            "git": self.git,
+            "platform": self.platform,
+            "forked_from": self.forked_from,
+            "repo": self.repo,
+            "totals": self.totals.to_dict(),
+        }
+
+
+@dataclass(slots=True)
+class Share:
+    id: str
+    session_id: str
+    owner: str
+    shared_by: JSON  # {"account", "handle", "display_name"} at share time
+    head: str | None
+    message_count: int
+    title: str
+    task: str
+    metadata: JSON
+    git: JSON | None
+    created_at: str
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    redacted: list[JSON] = field(default_factory=list)  # what --redact replaced
+    totals: Totals = field(default_factory=Totals)
+
+    def state(self, now: str) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "live"
+
+    def to_dict(self) -> JSON:
+        return {
+            "id": self.id,
+            "session_id": self.session_id,
+            "shared_by": self.shared_by,
+            "head": self.head,
+            "message_count": self.message_count,
+            "title": self.title,
+            "task": self.task,
+            "metadata": self.metadata,
+            "git": self.git,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
+            "redacted": self.redacted,
+            "totals": self.totals.to_dict(),
+        }
+
+
+@dataclass(slots=True)
+class Account:
+    id: str
+    handle: str
+    display_name: str
+    created_at: str
+
+    def to_dict(self) -> JSON:
+        return {
+            "id": self.id,
+            "handle": self.handle,
+            "display_name": self.display_name,
+            "created_at": self.created_at,
+        }

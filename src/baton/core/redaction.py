@@ -1,0 +1,49 @@
+"""Redaction rules: masking secrets for display and replacing them in published copies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baton.core.models import JSON
+
+
+def mask(value: str) -> str:
+    """Enough of a secret to recognise it, never enough to use it."""
+    if len(value) < 12:
+        return "*" * len(value)
+    return f"{value[:4]}…{value[-2:]} ({len(value)} chars)"
+
+
+def redact_value(value: Any, secrets: dict[str, str]) -> Any:
+    """Replace every secret (value -> kind) in every string inside `value`."""
+    if isinstance(value, str):
+        for secret, kind in sorted(secrets.items(), key=lambda kv: -len(kv[0])):
+            if secret in value:
+                value = value.replace(secret, f"[REDACTED:{kind}]")
+        return value
+    if isinstance(value, list):
+        return [redact_value(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_value(v, secrets) for k, v in value.items()}
+    return value
+
+
+def redact_parts(parts: list[JSON], secrets: dict[str, str]) -> list[JSON]:
+    out: list[JSON] = redact_value(parts, secrets)
+    return out
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string inside a JSON value (keys included), for scanning."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            found.extend(k for k in item if isinstance(k, str))
+            stack.extend(item.values())
+    return found

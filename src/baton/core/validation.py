@@ -1,0 +1,197 @@
+"""Input rules for messages: known roles and part types, sizes, and moving big parts to blobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from baton.core.errors import InvalidInput, TooLarge
+from baton.core.ids import canonical_json
+from baton.core.models import JSON, PART_TYPES, ROLES, USAGE_KEYS, format_time
+
+INLINE_LIMIT = 64 * 1024  # a text part or tool output larger than this becomes a blob_ref
+MESSAGE_LIMIT = 16 * 1024 * 1024  # a single message larger than this is refused
+PREVIEW_CHARS = 2000
+TITLE_CHARS = 80
+
+# part type -> the field that holds its (possibly large) payload
+_PAYLOAD = {"text": "text", "reasoning": "text", "tool_result": "output", "file": "data"}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInput:
+    """A message as a caller sends it, validated and with big payloads moved out."""
+
+    role: str
+    parts: list[JSON]
+    created_at: str
+    model: str | None
+    usage: JSON | None
+    blobs: dict[str, bytes]  # sha256 -> bytes for every payload that was moved out
+
+
+def validate_message(raw: Any, now: str, index: int = 0) -> MessageInput:
+    """Check one message from a caller; raise InvalidInput or TooLarge with a one-line reason."""
+    where = f"message {index + 1}"
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where}: expected a JSON object, got {type(raw).__name__}")
+    unknown = set(raw) - {"role", "parts", "created_at", "model", "usage", "id", "parent"}
+    if unknown:
+        raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    size = len(canonical_json(raw))
+    if size > MESSAGE_LIMIT:
+        raise TooLarge(f"{where} is {size} bytes; the limit is {MESSAGE_LIMIT} bytes (16 MiB)")
+    role = raw.get("role")
+    if role not in ROLES:
+        raise InvalidInput(f"{where}: role must be one of {', '.join(sorted(ROLES))}, got {role!r}")
+    parts = raw.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise InvalidInput(f"{where}: parts must be a non-empty list")
+    created_at = raw.get("created_at", now)
+    if not isinstance(created_at, str):
+        raise InvalidInput(f"{where}: created_at must be an ISO 8601 string")
+    created_at = _normalise_time(created_at, where)
+    model = raw.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidInput(f"{where}: model must be a string")
+    usage = _validate_usage(raw.get("usage"), where)
+    blobs: dict[str, bytes] = {}
+    out = [_validate_part(p, f"{where}, part {i + 1}", blobs) for i, p in enumerate(parts)]
+    return MessageInput(role, out, created_at, model, usage, blobs)
+
+
+def _normalise_time(value: str, where: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{where}: created_at {value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(f"{where}: created_at {value!r} has no time zone")
+    return format_time(parsed)
+
+
+def _validate_usage(usage: Any, where: str) -> JSON | None:
+    if usage is None:
+        return None
+    if not isinstance(usage, dict):
+        raise InvalidInput(f"{where}: usage must be an object")
+    out: JSON = {}
+    for key, value in usage.items():
+        if key in USAGE_KEYS:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidInput(f"{where}: usage.{key} must be a non-negative integer")
+        elif key == "cost_usd":
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise InvalidInput(f"{where}: usage.cost_usd must be a non-negative number")
+        out[key] = value
+    return out
+
+
+def _validate_part(part: Any, where: str, blobs: dict[str, bytes]) -> JSON:
+    if not isinstance(part, dict):
+        raise InvalidInput(f"{where}: expected an object")
+    kind = part.get("type")
+    if kind not in PART_TYPES:
+        raise InvalidInput(
+            f"{where}: type must be one of {', '.join(sorted(PART_TYPES))}, got {kind!r}"
+        )
+    if kind in ("text", "reasoning"):
+        _require_str(part, "text", where)
+    elif kind == "tool_call":
+        _require_str(part, "id", where)
+        _require_str(part, "name", where)
+    elif kind == "tool_result":
+        _require_str(part, "tool_call_id", where)
+        if "output" not in part:
+            raise InvalidInput(f"{where}: a tool_result needs an output")
+    elif kind == "file":
+        if not isinstance(part.get("path", part.get("name")), str):
+            raise InvalidInput(f"{where}: a file part needs a path")
+    elif kind == "blob_ref":
+        if not isinstance(part.get("sha256"), str) or not _SHA256.match(part["sha256"]):
+            raise InvalidInput(f"{where}: a blob_ref needs a sha256 of 64 hex digits")
+        if not isinstance(part.get("size"), int):
+            raise InvalidInput(f"{where}: a blob_ref needs an integer size")
+        return dict(part)
+    return _offload(dict(part), kind, where, blobs)
+
+
+def _require_str(part: JSON, key: str, where: str) -> None:
+    if not isinstance(part.get(key), str):
+        raise InvalidInput(f"{where}: {part.get('type')} needs a string {key}")
+
+
+def _offload(part: JSON, kind: str, where: str, blobs: dict[str, bytes]) -> JSON:
+    field = _PAYLOAD.get(kind)
+    if field is None or field not in part:
+        return part
+    value = part[field]
+    if isinstance(value, str):
+        data, encoding = value.encode("utf-8"), "utf-8"
+    elif kind == "tool_result":
+        data, encoding = canonical_json(value), "json"
+    else:
+        raise InvalidInput(f"{where}: {field} must be a string")
+    if len(data) <= INLINE_LIMIT:
+        return part
+    sha = hashlib.sha256(data).hexdigest()
+    blobs[sha] = data
+    ref: JSON = {k: v for k, v in part.items() if k not in ("type", field)}
+    preview = value if isinstance(value, str) else data.decode("utf-8")
+    ref.update(
+        type="blob_ref",
+        of=kind,
+        field=field,
+        sha256=sha,
+        size=len(data),
+        encoding=encoding,
+        preview=preview[:PREVIEW_CHARS],
+    )
+    return ref
+
+
+def hydrate_part(part: JSON, data: bytes) -> JSON:
+    """The inverse of offloading: the original part with its payload back in place."""
+    out = {
+        k: v
+        for k, v in part.items()
+        if k not in ("type", "of", "field", "sha256", "size", "encoding", "preview")
+    }
+    out["type"] = part.get("of", "file")
+    text = data.decode("utf-8")
+    if part.get("encoding") == "json":
+        out[part.get("field", "data")] = json.loads(text)
+    else:
+        out[part.get("field", "data")] = text
+    return out
+
+
+def part_text(part: JSON) -> str:
+    """The searchable, human-readable text of one part."""
+    kind = part.get("type")
+    if kind in ("text", "reasoning"):
+        return str(part.get("text", ""))
+    if kind == "tool_call":
+        return f"{part.get('name', '')} {canonical_json(part.get('input', {})).decode()}"
+    if kind == "tool_result":
+        output = part.get("output", "")
+        return output if isinstance(output, str) else canonical_json(output).decode()
+    if kind == "file":
+        return str(part.get("path", part.get("name", "")))
+    if kind == "blob_ref":
+        return str(part.get("preview", ""))
+    return ""
+
+
+def message_text(parts: list[JSON]) -> str:
+    return "\n".join(t for t in (part_text(p) for p in parts) if t)
+
+
+def derive_title(text: str) -> str:
+    """A title from the first user prompt: whitespace collapsed, cut at 80 characters."""
+    return " ".join(text.split())[:TITLE_CHARS].rstrip()

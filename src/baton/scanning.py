@@ -1,0 +1,93 @@
+"""The secret scan of DESIGN §7: detect-secrets' pattern plugins plus the values of the
+caller's secret-looking environment variables."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from baton.core.models import JSON
+from baton.core.redaction import mask, strings_in
+
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|CREDENTIAL|AUTH)", re.I)
+_MIN_ENV_SECRET = 8
+# Pattern plugins only: the entropy and keyword plugins flag ordinary code as secrets, and the
+# keyword-shaped pattern plugins below cost ten times the rest for little gain.
+_SKIP_PLUGINS = {
+    "IPPublicDetector",
+    "CloudantDetector",
+    "IbmCloudIamDetector",
+    "IbmCosHmacDetector",
+    "SoftlayerDetector",
+}
+# Current key formats that detect-secrets 1.5 does not know yet.
+_EXTRA = (
+    ("OpenAI Token", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,}"),
+    ("Anthropic API Key", r"\bsk-ant-[A-Za-z0-9_-]{32,}"),
+    ("Google API Key", r"\bAIza[0-9A-Za-z_-]{35}"),
+    ("Hugging Face Token", r"\bhf_[A-Za-z0-9]{34,}"),
+    ("GitHub Token", r"\bgithub_pat_[A-Za-z0-9_]{60,}"),
+)
+
+
+@lru_cache(maxsize=1)
+def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import detect_secrets.plugins as plugins
+    from detect_secrets.plugins.base import RegexBasedDetector
+
+    found: list[tuple[str, re.Pattern[str]]] = []
+    for info in pkgutil.iter_modules(plugins.__path__):
+        module = importlib.import_module(f"detect_secrets.plugins.{info.name}")
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                issubclass(cls, RegexBasedDetector)
+                and cls is not RegexBasedDetector
+                and cls.__module__ == module.__name__
+                and name not in _SKIP_PLUGINS
+            ):
+                found.extend((cls.secret_type, regex) for regex in cls().denylist)
+    found.extend((kind, re.compile(pattern)) for kind, pattern in _EXTRA)
+    return tuple(found)
+
+
+def secret_env_values(env: Mapping[str, str]) -> dict[str, str]:
+    """value -> kind for environment variables whose names look like secrets."""
+    return {
+        value: f"environment variable {name}"
+        for name, value in env.items()
+        if _SECRET_NAME.search(name) and len(value) >= _MIN_ENV_SECRET
+    }
+
+
+class SecretScanner:
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env_secrets = secret_env_values(env or {})
+
+    def find(self, value: Any, extra: Iterable[str] = ()) -> dict[str, str]:
+        """secret value -> kind, for every secret in the strings inside `value`."""
+        found: dict[str, str] = {}
+        for text in [*strings_in(value), *extra]:
+            if len(text) < _MIN_ENV_SECRET:
+                continue
+            for kind, regex in _patterns():
+                for match in regex.finditer(text):
+                    secret = match.group(0).strip(" \t\r\n=:\"'")
+                    if secret:
+                        found.setdefault(secret, kind)
+            for secret, kind in self.env_secrets.items():
+                if secret in text:
+                    found.setdefault(secret, kind)
+        return found
+
+    def findings(self, value: Any, extra: Iterable[str] = ()) -> list[JSON]:
+        """What to show a person: the kind and a masked excerpt, never the secret itself."""
+        return [
+            {"kind": kind, "excerpt": mask(secret)}
+            for secret, kind in sorted(self.find(value, extra).items(), key=lambda kv: kv[1])
+        ]

@@ -1,0 +1,717 @@
+"""The use cases over a Store: the one place where baton's rules live."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from baton.core import ids
+from baton.core.chain import link, verify_chain
+from baton.core.errors import (
+    Conflict,
+    Gone,
+    InvalidInput,
+    LiveShares,
+    NotFound,
+    SecretsFound,
+)
+from baton.core.models import (
+    JSON,
+    PLATFORMS,
+    STATUSES,
+    Account,
+    Message,
+    Session,
+    Share,
+    StoredMessage,
+    Totals,
+    format_time,
+    parse_time,
+    utcnow,
+)
+from baton.core.redaction import mask, redact_value
+from baton.core.render import EXPORT_FORMAT, EXPORT_VERSION, export_document, export_markdown
+from baton.core.validation import (
+    MessageInput,
+    derive_title,
+    hydrate_part,
+    validate_message,
+)
+from baton.scanning import SecretScanner
+from baton.store.base import BlobStore, ListQuery, Page, Store
+
+ANY_HEAD = object()  # append at whatever the head is, retrying on conflict
+SHARE_MODES = ("block", "redact", "allow")
+_DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+BLOB_GRACE_SECONDS = 3600.0
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30m`, `12h`, `7d`, `2w`."""
+    match = _DURATION.match(text.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise InvalidInput(f"expiry {text!r} is not a duration like 30m, 12h, 7d or 2w")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    session: Session
+    appended: list[Message]  # the messages this call added (empty when all were stored)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    session: Session
+    created: bool
+    messages: int
+
+
+@dataclass
+class VerifyReport:
+    sessions: int = 0
+    shares: int = 0
+    messages: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> JSON:
+        return {**dataclasses.asdict(self), "ok": self.ok}
+
+
+class Service:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        *,
+        scanner: SecretScanner | None = None,
+        base_url: str = "http://127.0.0.1:8765",
+        clock: Callable[[], str] = utcnow,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.scanner = scanner or SecretScanner()
+        self.base_url = base_url.rstrip("/")
+        self.now = clock
+
+    # accounts
+    def account(self, handle: str, display_name: str | None = None) -> Account:
+        """The account with this handle, created on first use (local mode's owner)."""
+        found = self.store.find_account(handle)
+        if found:
+            return found
+        account = Account(ids.new_account_id(), handle, display_name or handle, self.now())
+        try:
+            self.store.add_account(account)
+        except Exception:
+            again = self.store.find_account(handle)  # another process created it first
+            if again is None:
+                raise
+            return again
+        return account
+
+    # sessions
+    def create(
+        self,
+        owner: str,
+        *,
+        title: str | None = None,
+        task: str = "",
+        metadata: JSON | None = None,
+        git: JSON | None = None,
+        platform: str = "cli",
+        repo: str | None = None,
+    ) -> Session:
+        if platform not in PLATFORMS:
+            raise InvalidInput(f"platform must be one of {', '.join(sorted(PLATFORMS))}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidInput("metadata must be a JSON object")
+        now = self.now()
+        session = Session(
+            id=ids.new_session_id(),
+            owner=owner,
+            title=(title or "").strip(),
+            task=task,
+            status="active",
+            head=None,
+            message_count=0,
+            created_at=now,
+            updated_at=now,
+            version=1,
+            metadata=metadata or {},
+            git=git,
+            platform=platform,
+            repo=repo or _repo_of(git),
+            title_auto=not title,
+        )
+        self.store.create_session(session)
+        return session
+
+    def get(self, owner: str, session_id: str) -> Session:
+        session = self.store.get_session(session_id)
+        if session is None or session.owner != owner:
+            raise NotFound(f"no session {session_id}")
+        return session
+
+    def list(
+        self,
+        owner: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        status: str | None = None,
+        repo: str | None = None,
+        query: str | None = None,
+    ) -> Page:
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(sorted(STATUSES))}")
+        return self.store.list_sessions(ListQuery(owner, limit, cursor, status, repo, query))
+
+    def messages(
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        start: int = 0,
+        limit: int | None = None,
+        hydrate: bool = False,
+    ) -> list[Message]:
+        session = self.get(owner, session_id)
+        return self._chain(session.head, start, limit, hydrate)
+
+    def _chain(
+        self, head: str | None, start: int, limit: int | None, hydrate: bool
+    ) -> list[Message]:
+        if start < 0 or (limit is not None and limit < 0):
+            raise InvalidInput("start and limit must not be negative")
+        if head is None:
+            return []
+        chain = self.store.chain(head, start, limit)
+        return [self.hydrate(m) for m in chain] if hydrate else chain
+
+    def hydrate(self, message: Message) -> Message:
+        """The message with every offloaded payload read back from the blob store."""
+        if not any(p.get("type") == "blob_ref" and "of" in p for p in message.parts):
+            return message
+        parts = []
+        for part in message.parts:
+            if part.get("type") == "blob_ref" and "of" in part:
+                data = self.blobs.get(part["sha256"])
+                if data is None:
+                    raise NotFound(f"blob {part['sha256']} of message {message.id} is missing")
+                parts.append(hydrate_part(part, data))
+            else:
+                parts.append(part)
+        return dataclasses.replace(message, parts=parts)
+
+    def append(
+        self,
+        owner: str,
+        session_id: str,
+        messages: Sequence[Any],
+        expected_head: Any = ANY_HEAD,
+        retries: int = 20,
+    ) -> AppendResult:
+        """Append `messages` after `expected_head`. A stale head is a Conflict naming the
+        current one; re-sending messages that are already the head is a no-op."""
+        if not isinstance(messages, list | tuple) or not messages:
+            raise InvalidInput("messages must be a non-empty list")
+        now = self.now()
+        inputs = [validate_message(raw, now, i) for i, raw in enumerate(messages)]
+        findings = [self._scan(item) for item in inputs]
+        for item in inputs:
+            for sha, data in item.blobs.items():
+                self.blobs.put(sha, data)
+        for _ in range(retries + 1):
+            session = self.get(owner, session_id)
+            base = session.head if expected_head is ANY_HEAD else expected_head
+            try:
+                return self._append_at(session, base, inputs, findings, messages)
+            except Conflict:
+                if expected_head is not ANY_HEAD:
+                    raise
+        raise Conflict("the session kept moving; try again", self.get(owner, session_id).head)
+
+    def _append_at(
+        self,
+        session: Session,
+        base: str | None,
+        inputs: list[MessageInput],
+        findings: list[list[JSON]],
+        raw: Sequence[Any],
+    ) -> AppendResult:
+        parent: StoredMessage | None = None
+        if base is not None:
+            parent = self.store.get_messages([base]).get(base)
+            if parent is None:
+                raise Conflict(f"expected head {base} is not a message of this session", session.head)
+        chain: list[StoredMessage] = []
+        for i, item in enumerate(inputs):
+            sm = link(chain[-1] if chain else parent, item, findings[i])
+            given = raw[i].get("id") if isinstance(raw[i], dict) else None
+            if given is not None and given != sm.message.id:
+                raise InvalidInput(
+                    f"message {i + 1}: id {given} does not match its content ({sm.message.id})"
+                )
+            chain.append(sm)
+        if session.head != base:
+            # A retry of messages that already landed is a no-op; a tail of them is appended.
+            landed = [sm.message.id for sm in chain]
+            if session.head in landed:
+                done = landed.index(session.head) + 1
+                if done == len(chain):
+                    return AppendResult(session, [])
+                chain = chain[done:]
+                base = session.head
+            else:
+                raise Conflict(
+                    f"the session moved on: its head is {session.head}, not {base}", session.head
+                )
+        changes: JSON = {"updated_at": self.now()}
+        if session.title_auto and not session.title:
+            for sm in chain:
+                if sm.message.role == "user" and sm.text.strip():
+                    changes["title"] = derive_title(sm.text)
+                    break
+        updated = self.store.append(session.id, base, chain, changes)
+        return AppendResult(updated, [sm.message for sm in chain])
+
+    def _scan(self, item: MessageInput) -> list[JSON]:
+        extra = [data.decode("utf-8", "replace") for data in item.blobs.values()]
+        return self.scanner.findings(item.parts, extra)
+
+    def update(
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        expected_version: int | None = None,
+        title: str | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        metadata: JSON | None = None,
+        git: JSON | None = None,
+    ) -> Session:
+        self.get(owner, session_id)
+        changes: JSON = {}
+        if title is not None:
+            if not title.strip():
+                raise InvalidInput("a title cannot be empty")
+            changes.update(title=" ".join(title.split()), title_auto=False)
+        if task is not None:
+            changes["task"] = task
+        if status is not None:
+            if status not in STATUSES:
+                raise InvalidInput(f"status must be one of {', '.join(sorted(STATUSES))}")
+            changes["status"] = status
+        if metadata is not None:
+            if not isinstance(metadata, dict):
+                raise InvalidInput("metadata must be a JSON object")
+            changes["metadata"] = metadata
+        if git is not None:
+            changes.update(git=git, repo=_repo_of(git))
+        if not changes:
+            raise InvalidInput("nothing to change")
+        changes["updated_at"] = self.now()
+        return self.store.update_session(session_id, expected_version, changes)
+
+    def rename(self, owner: str, session_id: str, title: str) -> Session:
+        return self.update(owner, session_id, title=title)
+
+    def delete(self, owner: str, session_id: str, *, revoke_shares: bool = False) -> list[str]:
+        """Delete a session and everything nothing else reaches. Returns revoked share ids."""
+        self.get(owner, session_id)
+        now = self.now()
+        live = [s for s in self.store.list_shares(session_id=session_id) if s.state(now) == "live"]
+        if live and not revoke_shares:
+            raise LiveShares(
+                f"{len(live)} live share(s) still expose this session: "
+                f"{', '.join(s.id for s in live)}; revoke them first or pass --revoke-shares",
+                [s.id for s in live],
+            )
+        for share in live:
+            self.store.revoke_share(share.id, now)
+        freed = self.store.delete_session(session_id, now)
+        self._free(freed)
+        return [s.id for s in live]
+
+    def _free(self, shas: Sequence[str]) -> None:
+        live = self.store.referenced_blobs() if shas else set()
+        for sha in shas:
+            if sha not in live:
+                self.blobs.delete(sha)
+
+    # sharing
+    def share_url(self, share_id: str) -> str:
+        return f"{self.base_url}/share/{share_id}"
+
+    def scan_session(self, owner: str, session_id: str) -> list[JSON]:
+        """What a share of this session would be refused for: each finding with where it is."""
+        session = self.get(owner, session_id)
+        return [f for f, _ in self._share_findings(session)]
+
+    def _share_findings(self, session: Session) -> list[tuple[JSON, dict[str, str]]]:
+        found: list[tuple[JSON, dict[str, str]]] = []
+        header = {"title": session.title, "task": session.task, "metadata": session.metadata,
+                  "git": session.git}
+        for name, value in header.items():
+            secrets = self.scanner.find(value)
+            for secret, kind in secrets.items():
+                found.append(({"where": name, "kind": kind, "excerpt": mask(secret)},
+                              {secret: kind}))
+        if session.head is None:
+            return found
+        for sm in self.store.flagged(session.head):
+            full = self.hydrate(sm.message)
+            secrets = self.scanner.find(full.parts)
+            for secret, kind in secrets.items():
+                found.append((
+                    {"where": f"message {sm.depth + 1}", "message": sm.message.id,
+                     "position": sm.depth + 1, "kind": kind, "excerpt": mask(secret)},
+                    {secret: kind},
+                ))
+        return found
+
+    def share(
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        expires: str | timedelta | None = None,
+        mode: str = "block",
+    ) -> Share:
+        """Freeze the session's head as a public, read-only share (DESIGN §1, §7)."""
+        if mode not in SHARE_MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(SHARE_MODES)}")
+        session = self.get(owner, session_id)
+        account = self.store.get_account(owner)
+        if account is None:
+            raise NotFound(f"no account {owner}")
+        if isinstance(expires, str):
+            expires = parse_duration(expires)
+        now = self.now()
+        expires_at = format_time(parse_time(now) + expires) if expires else None
+        found = [] if mode == "allow" else self._share_findings(session)
+        if found and mode == "block":
+            raise SecretsFound(
+                f"this session holds {len(found)} secret(s); nothing was shared. "
+                "Remove them, or share with --redact (or --allow-secrets)",
+                [f for f, _ in found],
+            )
+        secrets: dict[str, str] = {}
+        for _, s in found:
+            secrets.update(s)
+        head, copies = session.head, self._redacted_copies(session, secrets)
+        if copies:
+            head = copies[-1].message.id
+        head_totals = copies[-1].totals if copies else session.totals
+        share = Share(
+            id=ids.new_share_id(),
+            session_id=session.id,
+            owner=owner,
+            shared_by={"account": account.id, "handle": account.handle,
+                       "display_name": account.display_name},
+            head=head,
+            message_count=session.message_count,
+            title=redact_value(session.title, secrets) or "Untitled session",
+            task=redact_value(session.task, secrets),
+            metadata=redact_value(session.metadata, secrets),
+            git=redact_value(session.git, secrets),
+            created_at=now,
+            expires_at=expires_at,
+            redacted=[f for f, _ in found],
+            totals=head_totals,
+        )
+        self.store.create_share(share, copies)
+        return share
+
+    def _redacted_copies(self, session: Session, secrets: dict[str, str]) -> list[StoredMessage]:
+        """Copies of every message from the first one with a secret to the head, secrets
+        replaced. The prefix before it is shared as it is, not copied."""
+        if not secrets or session.head is None:
+            return []
+        flagged = self.store.flagged(session.head)
+        if not flagged:
+            return []
+        first = flagged[0]
+        parent = None
+        if first.message.parent is not None:
+            parent = self.store.get_messages([first.message.parent])[first.message.parent]
+        copies: list[StoredMessage] = []
+        now = self.now()
+        for message in self.store.chain(session.head, first.depth):
+            full = self.hydrate(message)
+            raw: JSON = {"role": full.role, "parts": redact_value(full.parts, secrets),
+                         "created_at": full.created_at}
+            if full.model is not None:
+                raw["model"] = full.model
+            if full.usage is not None:
+                raw["usage"] = full.usage
+            item = validate_message(raw, now)
+            for sha, data in item.blobs.items():
+                self.blobs.put(sha, data)
+            copies.append(link(copies[-1] if copies else parent, item, []))
+        return copies
+
+    def revoke(self, owner: str, share_id: str) -> Share:
+        share = self.store.get_share(share_id)
+        if share is None or share.owner != owner:
+            raise NotFound(f"no share {share_id}")
+        return self.store.revoke_share(share_id, self.now())
+
+    def shares(self, owner: str, session_id: str | None = None) -> list[Share]:
+        if session_id is not None:
+            self.get(owner, session_id)
+        return self.store.list_shares(owner=owner, session_id=session_id)
+
+    def public_share(self, share_id: str) -> Share:
+        """A share as anyone with the link sees it: 404 unknown, 410 revoked or expired."""
+        share = self.store.get_share(share_id)
+        if share is None:
+            raise NotFound(f"no share {share_id}")
+        state = share.state(self.now())
+        if state != "live":
+            raise Gone(f"share {share_id} was {state}")
+        return share
+
+    def share_messages(
+        self, share_id: str, *, start: int = 0, limit: int | None = None, hydrate: bool = False
+    ) -> list[Message]:
+        share = self.public_share(share_id)
+        return self._chain(share.head, start, limit, hydrate)
+
+    # forks
+    def fork(
+        self, owner: str, source: str, *, at: str | None = None, platform: str = "cli"
+    ) -> Session:
+        """A new session of `owner` whose head is the share's (or own session's) head, or the
+        earlier message `at`. O(1): the conversation is shared, not copied."""
+        source = share_id_from(source)
+        origin: JSON
+        if ids.is_session_id(source):
+            src = self.get(owner, source)
+            head, title, task, metadata, git = src.head, src.title, src.task, src.metadata, src.git
+            origin = {"session": src.id}
+        else:
+            share = self.public_share(source)
+            head, title, task = share.head, share.title, share.task
+            metadata, git = share.metadata, share.git
+            origin = {"share": share.id}
+        if at is not None:
+            if head is None:
+                raise NotFound(f"message {at} is not in {source}")
+            target = self.store.get_messages([at]).get(at)
+            if target is None or self.store.ancestor(head, target.depth) != at:
+                raise NotFound(f"message {at} is not in {source}")
+            head = at
+        top = self.store.get_messages([head]).get(head) if head else None
+        now = self.now()
+        session = Session(
+            id=ids.new_session_id(),
+            owner=owner,
+            title=title,
+            task=task,
+            status="active",
+            head=head,
+            message_count=top.depth + 1 if top else 0,
+            created_at=now,
+            updated_at=now,
+            version=1,
+            metadata=dict(metadata),
+            git=git,
+            platform=platform,
+            forked_from={**origin, "message": head},
+            totals=top.totals if top else Totals(),
+            repo=_repo_of(git),
+            title_auto=not title,
+        )
+        self.store.create_session(session)
+        return session
+
+    # export and import
+    def export(self, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
+        session = self.get(owner, session_id)
+        messages = self._chain(session.head, 0, None, hydrate=True)
+        if fmt == "json":
+            return export_document(session, messages, self.now())
+        if fmt in ("markdown", "md"):
+            return export_markdown(session, messages)
+        raise InvalidInput(f"unknown export format {fmt!r}: use json or markdown")
+
+    def import_document(self, owner: str, data: bytes | str | JSON) -> ImportResult:
+        """Import a baton JSON export. Nothing is stored unless the whole file is valid."""
+        doc = _parse_document(data)
+        header = doc["session"]
+        now = self.now()
+        chain: list[StoredMessage] = []
+        for i, raw in enumerate(doc["messages"]):
+            if not isinstance(raw, dict):
+                raise InvalidInput(f"message {i + 1}: expected an object")
+            body = {k: v for k, v in raw.items() if k not in ("id", "parent")}
+            if "created_at" not in body:
+                raise InvalidInput(f"message {i + 1}: created_at is missing")
+            item = validate_message(body, now, i)
+            sm = link(chain[-1] if chain else None, item, self._scan(item))
+            if raw.get("id") not in (None, sm.message.id):
+                raise InvalidInput(
+                    f"message {i + 1}: id {raw.get('id')} does not match its content; "
+                    "the file was changed or damaged"
+                )
+            if raw.get("parent", sm.message.parent) != sm.message.parent:
+                raise InvalidInput(f"message {i + 1}: parent does not match the message before it")
+            chain.append(sm)
+            for sha, blob in item.blobs.items():
+                self.blobs.put(sha, blob)
+        head = chain[-1] if chain else None
+        given_id = header.get("id")
+        if isinstance(given_id, str) and ids.is_session_id(given_id):
+            existing = self.store.get_session(given_id)
+            if existing is not None and existing.owner == owner and existing.head == (
+                head.message.id if head else None
+            ):
+                return ImportResult(existing, False, 0)
+            session_id = given_id if existing is None else ids.new_session_id()
+        else:
+            session_id = ids.new_session_id()
+        title = header.get("title") if isinstance(header.get("title"), str) else ""
+        metadata = header.get("metadata") if isinstance(header.get("metadata"), dict) else {}
+        status = header.get("status") if header.get("status") in STATUSES else "active"
+        git = header.get("git") if isinstance(header.get("git"), dict) else None
+        session = Session(
+            id=session_id,
+            owner=owner,
+            title=title or (derive_title(next((s.text for s in chain if s.message.role == "user"), ""))),
+            task=header.get("task") if isinstance(header.get("task"), str) else "",
+            status=status,
+            head=head.message.id if head else None,
+            message_count=len(chain),
+            created_at=_time_or(header.get("created_at"), now),
+            updated_at=now,
+            version=1,
+            metadata=metadata,
+            git=git,
+            platform="import",
+            forked_from=header.get("forked_from") if isinstance(header.get("forked_from"), dict) else None,
+            totals=head.totals if head else Totals(),
+            repo=_repo_of(git),
+            title_auto=not title,
+        )
+        self.store.create_session(session, chain)
+        return ImportResult(session, True, len(chain))
+
+    # integrity
+    def verify(self, owner: str | None = None, session_id: str | None = None) -> VerifyReport:
+        """Re-hash every chain (of one session, one owner, or the whole store)."""
+        report = VerifyReport()
+        sessions = (
+            [self.get(owner, session_id)] if owner and session_id
+            else [s for s in self.store.iter_sessions() if owner is None or s.owner == owner]
+        )
+        heads: list[tuple[str, str | None, int]] = [
+            (f"session {s.id}", s.head, s.message_count) for s in sessions
+        ]
+        report.sessions = len(sessions)
+        if session_id is None:
+            now = self.now()
+            live = [s for s in self.store.list_shares(owner=owner) if s.state(now) == "live"]
+            report.shares = len(live)
+            heads += [(f"share {s.id}", s.head, s.message_count) for s in live]
+        for name, head, count in heads:
+            chain = self.store.chain(head) if head else []
+            report.messages += len(chain)
+            if len(chain) != count:
+                report.problems.append(f"{name}: holds {len(chain)} messages, header says {count}")
+            if chain and chain[-1].id != head:
+                report.problems.append(f"{name}: head {head} is missing")
+            report.problems += [f"{name}: {p}" for p in verify_chain(chain)]
+            for message in chain:
+                for part in message.parts:
+                    if part.get("type") == "blob_ref":
+                        try:
+                            present = self.blobs.get(part["sha256"]) is not None
+                        except Exception as exc:  # a damaged blob reports, it does not stop
+                            report.problems.append(f"{name}: {exc}")
+                            continue
+                        if not present:
+                            report.problems.append(
+                                f"{name}: blob {part['sha256']} of {message.id} is missing"
+                            )
+        return report
+
+    def gc(self) -> JSON:
+        """Delete what no session or live share reaches, and blob files nothing references."""
+        deleted, freed = self.store.gc(self.now())
+        self._free(freed)
+        referenced = self.store.referenced_blobs()
+        cutoff = time.time() - BLOB_GRACE_SECONDS
+        orphans = [sha for sha, mtime in self.blobs.list() if sha not in referenced and mtime < cutoff]
+        for sha in orphans:
+            self.blobs.delete(sha)
+        return {"messages_deleted": deleted, "blobs_deleted": len(set(freed) | set(orphans))}
+
+
+def share_id_from(value: str) -> str:
+    """A share id from a share id, a share URL (`…/share/ID`) or a session id."""
+    value = value.strip()
+    if "/share/" in value:
+        value = value.split("/share/", 1)[1].split("?", 1)[0].split("#", 1)[0].strip("/")
+    if value.startswith("baton://fork/"):
+        value = value[len("baton://fork/") :]
+    if not value or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        raise InvalidInput(f"{value!r} is not a share id, share URL or session id")
+    return value
+
+
+def _repo_of(git: JSON | None) -> str | None:
+    if not git:
+        return None
+    repo = git.get("remote") or git.get("repo") or git.get("root_commit")
+    return repo if isinstance(repo, str) else None
+
+
+def _time_or(value: Any, default: str) -> str:
+    if isinstance(value, str):
+        try:
+            return format_time(parse_time(value))
+        except ValueError:
+            pass
+    return default
+
+
+def _parse_document(data: bytes | str | JSON) -> JSON:
+    if isinstance(data, bytes | str):
+        if not data or not str(data if isinstance(data, str) else data[:1]).strip():
+            raise InvalidInput("the file is empty")
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"not valid JSON ({exc}); is the file truncated?") from None
+    else:
+        doc = data
+    if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+        raise InvalidInput(f"not a baton export (expected \"format\": \"{EXPORT_FORMAT}\")")
+    if doc.get("version") != EXPORT_VERSION:
+        raise InvalidInput(
+            f"export version {doc.get('version')!r} is not supported (this baton reads "
+            f"version {EXPORT_VERSION})"
+        )
+    if not isinstance(doc.get("session"), dict) or not isinstance(doc.get("messages"), list):
+        raise InvalidInput("a baton export needs a session object and a messages list")
+    return doc
+
+
+__all__ = ["ANY_HEAD", "Service", "parse_duration", "share_id_from"]

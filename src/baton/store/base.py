@@ -1,0 +1,157 @@
+"""The Store and BlobStore interfaces. Every backend passes one contract suite."""
+
+from __future__ import annotations
+
+import base64
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from baton.core.errors import InvalidInput
+from baton.core.models import Account, Message, Session, Share, StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    sessions: list[Session]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    owner: str
+    limit: int = 50
+    cursor: str | None = None
+    status: str | None = None
+    repo: str | None = None
+    text: str | None = None
+
+
+def encode_cursor(updated_at: str, session_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{updated_at}|{session_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        updated_at, session_id = raw.split("|", 1)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(f"cursor {cursor!r} is not one this server gave out") from None
+    return updated_at, session_id
+
+
+# Fields of a session that `update_session` may change.
+SESSION_FIELDS = frozenset(
+    {"title", "task", "status", "metadata", "git", "repo", "title_auto", "updated_at"}
+)
+
+
+class Store(ABC):
+    """Sessions, messages, shares and accounts. Methods are atomic; rules live in the service."""
+
+    # accounts
+    @abstractmethod
+    def add_account(self, account: Account) -> None: ...
+
+    @abstractmethod
+    def get_account(self, account_id: str) -> Account | None: ...
+
+    @abstractmethod
+    def find_account(self, handle: str) -> Account | None: ...
+
+    # messages
+    @abstractmethod
+    def get_messages(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
+        """The stored messages among `ids` (unknown ids are left out)."""
+
+    @abstractmethod
+    def chain(self, head: str, start: int = 0, limit: int | None = None) -> list[Message]:
+        """Messages of the chain that ends at `head`, in order, from position `start`."""
+
+    @abstractmethod
+    def ancestor(self, head: str, depth: int) -> str | None:
+        """The id of the message at position `depth` on the chain ending at `head`."""
+
+    @abstractmethod
+    def flagged(self, head: str) -> list[StoredMessage]:
+        """Every message with secret-scan findings on the chain ending at `head`, oldest first."""
+
+    # sessions
+    @abstractmethod
+    def create_session(self, session: Session, messages: Sequence[StoredMessage] = ()) -> None:
+        """Store a new session (and any messages it needs) in one transaction."""
+
+    @abstractmethod
+    def get_session(self, session_id: str) -> Session | None: ...
+
+    @abstractmethod
+    def append(
+        self,
+        session_id: str,
+        expected_head: str | None,
+        messages: Sequence[StoredMessage],
+        changes: dict[str, Any],
+    ) -> Session:
+        """Store `messages` and move the head from `expected_head` to the last of them, with
+        `changes` to the header, in one transaction. Raises Conflict if the head moved."""
+
+    @abstractmethod
+    def update_session(
+        self, session_id: str, expected_version: int | None, changes: dict[str, Any]
+    ) -> Session:
+        """Change header fields and bump the version. Raises VersionMismatch or NotFound."""
+
+    @abstractmethod
+    def list_sessions(self, query: ListQuery) -> Page: ...
+
+    @abstractmethod
+    def delete_session(self, session_id: str, now: str) -> list[str]:
+        """Delete the session and every message nothing else reaches; return freed blob ids."""
+
+    # shares
+    @abstractmethod
+    def create_share(self, share: Share, messages: Sequence[StoredMessage] = ()) -> None: ...
+
+    @abstractmethod
+    def get_share(self, share_id: str) -> Share | None: ...
+
+    @abstractmethod
+    def list_shares(self, owner: str | None = None, session_id: str | None = None) -> list[Share]:
+        """Shares, newest first."""
+
+    @abstractmethod
+    def revoke_share(self, share_id: str, now: str) -> Share: ...
+
+    # maintenance
+    @abstractmethod
+    def iter_sessions(self) -> Iterator[Session]: ...
+
+    @abstractmethod
+    def gc(self, now: str) -> tuple[int, list[str]]:
+        """Delete every message that no session and no live share reaches. Returns how many
+        messages went and the blob ids no remaining message references."""
+
+    @abstractmethod
+    def referenced_blobs(self) -> set[str]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing
+        """Release connections."""
+
+
+class BlobStore(ABC):
+    """Immutable bytes addressed by their SHA-256."""
+
+    @abstractmethod
+    def put(self, sha256: str, data: bytes) -> None:
+        """Store `data` under its hash; storing what is already there is a no-op."""
+
+    @abstractmethod
+    def get(self, sha256: str) -> bytes | None: ...
+
+    @abstractmethod
+    def delete(self, sha256: str) -> None: ...
+
+    @abstractmethod
+    def list(self) -> Iterator[tuple[str, float]]:
+        """Every stored blob id with the time it was written (epoch seconds)."""

@@ -1,0 +1,258 @@
+"""An in-memory store: the reference implementation of the contract, and a fast test fake."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from baton.core.errors import Conflict, NotFound, VersionMismatch
+from baton.core.models import Account, Message, Session, Share, StoredMessage
+from baton.store.base import (
+    SESSION_FIELDS,
+    ListQuery,
+    Page,
+    Store,
+    decode_cursor,
+    encode_cursor,
+)
+
+
+class MemoryStore(Store):
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._accounts: dict[str, Account] = {}
+        self._messages: dict[str, StoredMessage] = {}
+        self._sessions: dict[str, Session] = {}
+        self._shares: dict[str, Share] = {}
+
+    def add_account(self, account: Account) -> None:
+        with self._lock:
+            if account.id in self._accounts or self.find_account(account.handle):
+                raise ValueError(f"account {account.handle} exists")
+            self._accounts[account.id] = copy.copy(account)
+
+    def get_account(self, account_id: str) -> Account | None:
+        account = self._accounts.get(account_id)
+        return copy.copy(account) if account else None
+
+    def find_account(self, handle: str) -> Account | None:
+        for account in self._accounts.values():
+            if account.handle == handle:
+                return copy.copy(account)
+        return None
+
+    def get_messages(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
+        return {i: self._messages[i] for i in ids if i in self._messages}
+
+    def _walk(self, head: str | None) -> Iterator[StoredMessage]:
+        while head is not None:
+            sm = self._messages[head]
+            yield sm
+            head = sm.message.parent
+
+    def chain(self, head: str, start: int = 0, limit: int | None = None) -> list[Message]:
+        with self._lock:
+            if head not in self._messages:
+                return []
+            items = [sm.message for sm in self._walk(head) if sm.depth >= start]
+        items.reverse()
+        return items if limit is None else items[:limit]
+
+    def ancestor(self, head: str, depth: int) -> str | None:
+        with self._lock:
+            if head not in self._messages:
+                return None
+            for sm in self._walk(head):
+                if sm.depth == depth:
+                    return sm.message.id
+        return None
+
+    def flagged(self, head: str) -> list[StoredMessage]:
+        with self._lock:
+            found = []
+            pointer = self._messages[head].flagged if head in self._messages else None
+            while pointer is not None:
+                sm = self._messages[pointer]
+                found.append(sm)
+                parent = sm.message.parent
+                pointer = self._messages[parent].flagged if parent else None
+        found.reverse()
+        return found
+
+    def _insert(self, messages: Sequence[StoredMessage]) -> None:
+        for sm in messages:
+            parent = sm.message.parent
+            if parent is not None and parent not in self._messages:
+                if not any(m.message.id == parent for m in messages):
+                    raise NotFound(f"parent {parent} is not stored")
+            self._messages.setdefault(sm.message.id, sm)
+
+    def create_session(self, session: Session, messages: Sequence[StoredMessage] = ()) -> None:
+        with self._lock:
+            if session.id in self._sessions:
+                raise ValueError(f"session {session.id} exists")
+            if session.owner not in self._accounts:
+                raise NotFound(f"no account {session.owner}")
+            if session.head is not None and session.head not in self._messages:
+                if not any(m.message.id == session.head for m in messages):
+                    raise NotFound(f"message {session.head} is not stored")
+            self._insert(messages)
+            self._sessions[session.id] = copy.deepcopy(session)
+
+    def get_session(self, session_id: str) -> Session | None:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            return copy.deepcopy(session) if session else None
+
+    def append(
+        self,
+        session_id: str,
+        expected_head: str | None,
+        messages: Sequence[StoredMessage],
+        changes: dict[str, Any],
+    ) -> Session:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise NotFound(f"no session {session_id}")
+            if session.head != expected_head:
+                raise Conflict(
+                    f"the session moved on: its head is {session.head}, not {expected_head}",
+                    session.head,
+                )
+            self._check(changes)
+            self._insert(messages)
+            last = messages[-1]
+            updated = dataclasses.replace(
+                session,
+                head=last.message.id,
+                message_count=last.depth + 1,
+                totals=last.totals,
+                version=session.version + 1,
+                **changes,
+            )
+            self._sessions[session_id] = updated
+            return copy.deepcopy(updated)
+
+    @staticmethod
+    def _check(changes: dict[str, Any]) -> None:
+        unknown = set(changes) - SESSION_FIELDS
+        if unknown:
+            raise ValueError(f"cannot change {unknown}")
+
+    def update_session(
+        self, session_id: str, expected_version: int | None, changes: dict[str, Any]
+    ) -> Session:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise NotFound(f"no session {session_id}")
+            if expected_version is not None and session.version != expected_version:
+                raise VersionMismatch(
+                    f"the session is at version {session.version}, not {expected_version}",
+                    session.version,
+                )
+            self._check(changes)
+            updated = dataclasses.replace(
+                session, version=session.version + 1, **copy.deepcopy(changes)
+            )
+            self._sessions[session_id] = updated
+            return copy.deepcopy(updated)
+
+    def _contains(self, session: Session, words: list[str]) -> bool:
+        haystack = f"{session.title}\n{session.task}".lower()
+        if all(w in haystack for w in words):
+            return True
+        return any(all(w in sm.text.lower() for w in words) for sm in self._walk(session.head))
+
+    def list_sessions(self, query: ListQuery) -> Page:
+        with self._lock:
+            found = [s for s in self._sessions.values() if s.owner == query.owner]
+            if query.status:
+                found = [s for s in found if s.status == query.status]
+            if query.repo:
+                found = [s for s in found if s.repo == query.repo]
+            if query.text is not None:
+                words = query.text.lower().split()
+                found = [s for s in found if words and self._contains(s, words)]
+            found.sort(key=lambda s: (s.updated_at, s.id), reverse=True)
+            if query.cursor:
+                key = decode_cursor(query.cursor)
+                found = [s for s in found if (s.updated_at, s.id) < key]
+            page = [copy.deepcopy(s) for s in found[: query.limit]]
+        cursor = None
+        if len(found) > query.limit:
+            cursor = encode_cursor(page[-1].updated_at, page[-1].id)
+        return Page(page, cursor)
+
+    def delete_session(self, session_id: str, now: str) -> list[str]:
+        with self._lock:
+            if self._sessions.pop(session_id, None) is None:
+                raise NotFound(f"no session {session_id}")
+            return self._collect(now)
+
+    def _collect(self, now: str) -> list[str]:
+        heads = [s.head for s in self._sessions.values()]
+        heads += [s.head for s in self._shares.values() if s.state(now) == "live"]
+        reach: set[str] = set()
+        for head in heads:
+            for sm in self._walk(head):
+                if sm.message.id in reach:
+                    break
+                reach.add(sm.message.id)
+        doomed = [i for i in self._messages if i not in reach]
+        shas: set[str] = set()
+        for i in doomed:
+            shas.update(self._messages.pop(i).blobs)
+        return sorted(shas - self.referenced_blobs())
+
+    def create_share(self, share: Share, messages: Sequence[StoredMessage] = ()) -> None:
+        with self._lock:
+            if share.head is not None and share.head not in self._messages:
+                if not any(m.message.id == share.head for m in messages):
+                    raise NotFound(f"message {share.head} is not stored")
+            self._insert(messages)
+            self._shares[share.id] = copy.deepcopy(share)
+
+    def get_share(self, share_id: str) -> Share | None:
+        share = self._shares.get(share_id)
+        return copy.deepcopy(share) if share else None
+
+    def list_shares(self, owner: str | None = None, session_id: str | None = None) -> list[Share]:
+        with self._lock:
+            found = [
+                copy.deepcopy(s)
+                for s in self._shares.values()
+                if (owner is None or s.owner == owner)
+                and (session_id is None or s.session_id == session_id)
+            ]
+        found.sort(key=lambda s: s.id)
+        found.sort(key=lambda s: s.created_at, reverse=True)
+        return found
+
+    def revoke_share(self, share_id: str, now: str) -> Share:
+        with self._lock:
+            share = self._shares.get(share_id)
+            if share is None:
+                raise NotFound(f"no share {share_id}")
+            if share.revoked_at is None:
+                share.revoked_at = now
+            return copy.deepcopy(share)
+
+    def iter_sessions(self) -> Iterator[Session]:
+        with self._lock:
+            sessions = [copy.deepcopy(s) for s in self._sessions.values()]
+        yield from sessions
+
+    def gc(self, now: str) -> tuple[int, list[str]]:
+        with self._lock:
+            before = len(self._messages)
+            freed = self._collect(now)
+            return before - len(self._messages), freed
+
+    def referenced_blobs(self) -> set[str]:
+        with self._lock:
+            return {sha for sm in self._messages.values() for sha in sm.blobs}

@@ -1,0 +1,170 @@
+"""Numbered, named schema migrations for the SQLite store, recorded in `migrations`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from baton.core.validation import message_text
+
+
+@dataclass(frozen=True)
+class Migration:
+    number: int
+    name: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
+    def run(conn: sqlite3.Connection) -> None:
+        for statement in sql.split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+
+    return run
+
+
+M001_INITIAL = """
+CREATE TABLE accounts (
+  id TEXT PRIMARY KEY,
+  handle TEXT NOT NULL UNIQUE,
+  display_name TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE messages (
+  rowid INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  parent TEXT REFERENCES messages(id) DEFERRABLE INITIALLY DEFERRED,
+  depth INTEGER NOT NULL,
+  root TEXT NOT NULL,
+  body BLOB NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  cache_read_tokens INTEGER NOT NULL,
+  cache_write_tokens INTEGER NOT NULL,
+  cost_usd REAL NOT NULL,
+  findings BLOB,
+  flagged TEXT
+);
+CREATE INDEX messages_root ON messages(root);
+CREATE TABLE message_blobs (
+  sha256 TEXT NOT NULL,
+  message INTEGER NOT NULL REFERENCES messages(rowid) ON DELETE CASCADE,
+  PRIMARY KEY (sha256, message)
+) WITHOUT ROWID;
+CREATE INDEX message_blobs_message ON message_blobs(message);
+CREATE TABLE sessions (
+  rowid INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  owner TEXT NOT NULL REFERENCES accounts(id),
+  title TEXT NOT NULL,
+  title_auto INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  status TEXT NOT NULL,
+  head TEXT REFERENCES messages(id) DEFERRABLE INITIALLY DEFERRED,
+  root TEXT,
+  message_count INTEGER NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  metadata BLOB NOT NULL,
+  git BLOB,
+  platform TEXT NOT NULL,
+  forked_from BLOB,
+  repo TEXT,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  cache_read_tokens INTEGER NOT NULL,
+  cache_write_tokens INTEGER NOT NULL,
+  cost_usd REAL NOT NULL
+);
+CREATE INDEX sessions_recent ON sessions(owner, updated_at DESC, id DESC);
+CREATE INDEX sessions_root ON sessions(root);
+CREATE TABLE shares (
+  id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  shared_by BLOB NOT NULL,
+  head TEXT,
+  root TEXT,
+  message_count INTEGER NOT NULL,
+  title TEXT NOT NULL,
+  task TEXT NOT NULL,
+  metadata BLOB NOT NULL,
+  git BLOB,
+  created_at TEXT NOT NULL,
+  expires_at TEXT,
+  revoked_at TEXT,
+  redacted BLOB NOT NULL,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  cache_read_tokens INTEGER NOT NULL,
+  cache_write_tokens INTEGER NOT NULL,
+  cost_usd REAL NOT NULL
+);
+CREATE INDEX shares_owner ON shares(owner, created_at DESC);
+CREATE INDEX shares_session ON shares(session_id);
+CREATE INDEX shares_root ON shares(root)
+"""
+
+M002_SEARCH = """
+CREATE VIRTUAL TABLE session_search USING fts5(title, task, tokenize='unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE message_search USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')
+"""
+
+
+def _m002(conn: sqlite3.Connection) -> None:
+    _script(M002_SEARCH)(conn)
+    conn.execute("INSERT INTO session_search(rowid, title, task) SELECT rowid, title, task FROM sessions")
+    rows = conn.execute("SELECT rowid, body FROM messages")
+    conn.executemany(
+        "INSERT INTO message_search(rowid, text) VALUES (?, ?)",
+        ((rowid, message_text(orjson.loads(body)["parts"])) for rowid, body in rows),
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "m001_initial", _script(M001_INITIAL)),
+    Migration(2, "m002_search", _m002),
+]
+
+
+def applied(conn: sqlite3.Connection) -> list[int]:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations ("
+        "number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    return [row[0] for row in conn.execute("SELECT number FROM migrations ORDER BY number")]
+
+
+def pending(conn: sqlite3.Connection) -> list[Migration]:
+    done = set(applied(conn))
+    return [m for m in MIGRATIONS if m.number not in done]
+
+
+def migrate(conn: sqlite3.Connection, upto: int | None = None) -> list[Migration]:
+    """Apply every pending migration (each in its own transaction); return what ran."""
+    ran = []
+    for migration in pending(conn):
+        if upto is not None and migration.number > upto:
+            break
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if migration.number in set(applied(conn)):  # another process got there first
+                conn.execute("ROLLBACK")
+                continue
+            migration.apply(conn)
+            conn.execute(
+                "INSERT INTO migrations(number, name, applied_at) "
+                "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+                (migration.number, migration.name),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        ran.append(migration)
+    return ran

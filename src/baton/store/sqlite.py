@@ -1,0 +1,587 @@
+"""The embedded store: SQLite in WAL mode, synchronous=FULL, foreign keys on."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from baton.core.errors import Conflict, NotFound, VersionMismatch
+from baton.core.models import (
+    Account,
+    Message,
+    Session,
+    Share,
+    StoredMessage,
+    Totals,
+)
+from baton.core.validation import message_text
+from baton.store import migrations
+from baton.store.base import (
+    SESSION_FIELDS,
+    ListQuery,
+    Page,
+    Store,
+    decode_cursor,
+    encode_cursor,
+)
+
+_SESSION_COLUMNS = (
+    "id, owner, title, task, status, head, message_count, created_at, updated_at, version, "
+    "metadata, git, platform, forked_from, repo, title_auto, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_tokens, cost_usd"
+)
+_SHARE_COLUMNS = (
+    "id, session_id, owner, shared_by, head, message_count, title, task, metadata, git, "
+    "created_at, expires_at, revoked_at, redacted, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_tokens, cost_usd"
+)
+_LIVE_SHARE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+_CHAIN = """
+WITH RECURSIVE chain(rowid, parent, depth) AS (
+  SELECT rowid, parent, depth FROM messages WHERE id = ?
+  UNION ALL
+  SELECT m.rowid, m.parent, m.depth FROM messages m JOIN chain c ON m.id = c.parent
+  WHERE c.depth > ?
+)
+"""
+
+
+def _json(value: Any) -> bytes | None:
+    return None if value is None else orjson.dumps(value)
+
+
+def _loads(value: bytes | None) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
+def _session(row: sqlite3.Row | tuple[Any, ...]) -> Session:
+    return Session(
+        id=row[0],
+        owner=row[1],
+        title=row[2],
+        task=row[3],
+        status=row[4],
+        head=row[5],
+        message_count=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        version=row[9],
+        metadata=orjson.loads(row[10]),
+        git=_loads(row[11]),
+        platform=row[12],
+        forked_from=_loads(row[13]),
+        repo=row[14],
+        title_auto=bool(row[15]),
+        totals=Totals(row[16], row[17], row[18], row[19], row[20]),
+    )
+
+
+def _share(row: tuple[Any, ...]) -> Share:
+    return Share(
+        id=row[0],
+        session_id=row[1],
+        owner=row[2],
+        shared_by=orjson.loads(row[3]),
+        head=row[4],
+        message_count=row[5],
+        title=row[6],
+        task=row[7],
+        metadata=orjson.loads(row[8]),
+        git=_loads(row[9]),
+        created_at=row[10],
+        expires_at=row[11],
+        revoked_at=row[12],
+        redacted=orjson.loads(row[13]),
+        totals=Totals(row[14], row[15], row[16], row[17], row[18]),
+    )
+
+
+def _totals(t: Totals) -> tuple[int, int, int, int, float]:
+    return (t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd)
+
+
+def fts_query(text: str) -> str | None:
+    """A user's words as an FTS5 query: every word must appear, the last one as a prefix."""
+    words = [w.replace('"', '""') for w in text.split()]
+    if not words:
+        return None
+    terms = [f'"{w}"' for w in words]
+    terms[-1] += "*"
+    return " ".join(terms)
+
+
+class SQLiteStore(Store):
+    """One connection per thread; writes take the database lock up front (BEGIN IMMEDIATE)."""
+
+    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        migrations.migrate(self._conn())
+
+    # connections and transactions
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=60
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self._conn(), "BEGIN IMMEDIATE")
+
+    def _read(self) -> _Transaction:
+        return _Transaction(self._conn(), "BEGIN")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # accounts
+    def add_account(self, account: Account) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO accounts(id, handle, display_name, created_at) VALUES (?,?,?,?)",
+                (account.id, account.handle, account.display_name, account.created_at),
+            )
+
+    def get_account(self, account_id: str) -> Account | None:
+        row = self._conn().execute(
+            "SELECT id, handle, display_name, created_at FROM accounts WHERE id = ?",
+            (account_id,),
+        ).fetchone()
+        return Account(*row) if row else None
+
+    def find_account(self, handle: str) -> Account | None:
+        row = self._conn().execute(
+            "SELECT id, handle, display_name, created_at FROM accounts WHERE handle = ?",
+            (handle,),
+        ).fetchone()
+        return Account(*row) if row else None
+
+    # messages
+    def get_messages(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
+        if not ids:
+            return {}
+        out: dict[str, StoredMessage] = {}
+        conn = self._conn()
+        for start in range(0, len(ids), 500):
+            batch = list(ids[start : start + 500])
+            marks = ",".join("?" * len(batch))
+            rows = conn.execute(
+                "SELECT m.id, m.parent, m.depth, m.root, m.body, m.input_tokens, "
+                "m.output_tokens, m.cache_read_tokens, m.cache_write_tokens, m.cost_usd, "
+                f"m.findings, m.flagged FROM messages m WHERE m.id IN ({marks})",
+                batch,
+            ).fetchall()
+            for row in rows:
+                message = _message(row[0], row[1], row[4])
+                out[row[0]] = StoredMessage(
+                    message=message,
+                    depth=row[2],
+                    root=row[3],
+                    totals=Totals(row[5], row[6], row[7], row[8], row[9]),
+                    text=message_text(message.parts),
+                    findings=_loads(row[10]) or [],
+                    flagged=row[11],
+                )
+        return out
+
+    def chain(self, head: str, start: int = 0, limit: int | None = None) -> list[Message]:
+        stop = -1 if limit is None else limit
+        with self._read() as c:
+            rows = c.execute(
+                _CHAIN + "SELECT m.id, m.parent, m.body FROM chain JOIN messages m "
+                "ON m.rowid = chain.rowid WHERE chain.depth >= ? ORDER BY chain.depth LIMIT ?",
+                (head, start, start, stop),
+            ).fetchall()
+        return [_message(mid, parent, body) for mid, parent, body in rows]
+
+    def ancestor(self, head: str, depth: int) -> str | None:
+        row = self._conn().execute(
+            _CHAIN + "SELECT m.id FROM chain JOIN messages m ON m.rowid = chain.rowid "
+            "WHERE chain.depth = ?",
+            (head, depth, depth),
+        ).fetchone()
+        return row[0] if row else None
+
+    def flagged(self, head: str) -> list[StoredMessage]:
+        found: list[StoredMessage] = []
+        row = self._conn().execute("SELECT flagged FROM messages WHERE id = ?", (head,)).fetchone()
+        pointer = row[0] if row else None
+        while pointer is not None:
+            message = self.get_messages([pointer])[pointer]
+            found.append(message)
+            parent = message.message.parent
+            pointer = None
+            if parent is not None:
+                prow = self._conn().execute(
+                    "SELECT flagged FROM messages WHERE id = ?", (parent,)
+                ).fetchone()
+                pointer = prow[0] if prow else None
+        found.reverse()
+        return found
+
+    def _insert_messages(self, c: sqlite3.Connection, messages: Sequence[StoredMessage]) -> None:
+        for sm in messages:
+            m = sm.message
+            body: dict[str, Any] = {"role": m.role, "parts": m.parts, "created_at": m.created_at}
+            if m.model is not None:
+                body["model"] = m.model
+            if m.usage is not None:
+                body["usage"] = m.usage
+            cur = c.execute(
+                "INSERT OR IGNORE INTO messages(id, parent, depth, root, body, input_tokens, "
+                "output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, findings, "
+                "flagged) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (m.id, m.parent, sm.depth, sm.root, orjson.dumps(body), *_totals(sm.totals),
+                 _json(sm.findings or None), sm.flagged),
+            )
+            if cur.rowcount:
+                rowid = cur.lastrowid
+                c.execute("INSERT INTO message_search(rowid, text) VALUES (?, ?)", (rowid, sm.text))
+                c.executemany(
+                    "INSERT OR IGNORE INTO message_blobs(sha256, message) VALUES (?, ?)",
+                    [(sha, rowid) for sha in sm.blobs],
+                )
+
+    # sessions
+    def create_session(self, session: Session, messages: Sequence[StoredMessage] = ()) -> None:
+        root = messages[0].root if messages else None
+        with self._write() as c:
+            self._insert_messages(c, messages)
+            if session.head is not None and root is None:
+                row = c.execute("SELECT root FROM messages WHERE id = ?", (session.head,)).fetchone()
+                if row is None:
+                    raise NotFound(f"message {session.head} is not stored")
+                root = row[0]
+            c.execute(
+                f"INSERT INTO sessions({_SESSION_COLUMNS}, root) VALUES "
+                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*self._session_values(session), root),
+            )
+            c.execute(
+                "INSERT INTO session_search(rowid, title, task) VALUES (last_insert_rowid(), ?, ?)",
+                (session.title, session.task),
+            )
+
+    @staticmethod
+    def _session_values(s: Session) -> tuple[Any, ...]:
+        return (
+            s.id, s.owner, s.title, s.task, s.status, s.head, s.message_count, s.created_at,
+            s.updated_at, s.version, orjson.dumps(s.metadata), _json(s.git), s.platform,
+            _json(s.forked_from), s.repo, int(s.title_auto), *_totals(s.totals),
+        )
+
+    def get_session(self, session_id: str) -> Session | None:
+        row = self._conn().execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        return _session(row) if row else None
+
+    def append(
+        self,
+        session_id: str,
+        expected_head: str | None,
+        messages: Sequence[StoredMessage],
+        changes: dict[str, Any],
+    ) -> Session:
+        last = messages[-1]
+        with self._write() as c:
+            self._insert_messages(c, messages)
+            sets, values = self._changes(changes)
+            cur = c.execute(
+                "UPDATE sessions SET head = ?, root = ?, message_count = ?, version = version + 1, "
+                "input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, "
+                f"cache_write_tokens = ?, cost_usd = ?{sets} WHERE id = ? AND head IS ?",
+                (last.message.id, last.root, last.depth + 1, *_totals(last.totals), *values,
+                 session_id, expected_head),
+            )
+            if cur.rowcount == 0:
+                row = c.execute("SELECT head FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"no session {session_id}")
+                raise Conflict(
+                    f"the session moved on: its head is {row[0]}, not {expected_head}", row[0]
+                )
+            self._sync_search(c, session_id, changes)
+            row = c.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+        return _session(row)
+
+    @staticmethod
+    def _changes(changes: dict[str, Any]) -> tuple[str, list[Any]]:
+        unknown = set(changes) - SESSION_FIELDS
+        if unknown:
+            raise ValueError(f"cannot change {unknown}")
+        sets, values = "", []
+        for key, value in changes.items():
+            sets += f", {key} = ?"
+            if key in ("metadata", "git"):
+                values.append(_json(value))
+            elif key == "title_auto":
+                values.append(int(value))
+            else:
+                values.append(value)
+        return sets, values
+
+    @staticmethod
+    def _sync_search(c: sqlite3.Connection, session_id: str, changes: dict[str, Any]) -> None:
+        if "title" in changes or "task" in changes:
+            c.execute(
+                "UPDATE session_search SET title = s.title, task = s.task FROM "
+                "(SELECT rowid, title, task FROM sessions WHERE id = ?) AS s "
+                "WHERE session_search.rowid = s.rowid",
+                (session_id,),
+            )
+
+    def update_session(
+        self, session_id: str, expected_version: int | None, changes: dict[str, Any]
+    ) -> Session:
+        with self._write() as c:
+            sets, values = self._changes(changes)
+            cur = c.execute(
+                f"UPDATE sessions SET version = version + 1{sets} "
+                "WHERE id = ? AND (? IS NULL OR version = ?)",
+                (*values, session_id, expected_version, expected_version),
+            )
+            if cur.rowcount == 0:
+                row = c.execute("SELECT version FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"no session {session_id}")
+                raise VersionMismatch(
+                    f"the session is at version {row[0]}, not {expected_version}", row[0]
+                )
+            self._sync_search(c, session_id, changes)
+            row = c.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+        return _session(row)
+
+    def list_sessions(self, query: ListQuery) -> Page:
+        where = ["s.owner = ?"]
+        args: list[Any] = [query.owner]
+        if query.cursor:
+            updated_at, sid = decode_cursor(query.cursor)
+            where.append("(s.updated_at, s.id) < (?, ?)")
+            args += [updated_at, sid]
+        if query.status:
+            where.append("s.status = ?")
+            args.append(query.status)
+        if query.repo:
+            where.append("s.repo = ?")
+            args.append(query.repo)
+        prefix = ""
+        match = fts_query(query.text) if query.text else None
+        if query.text and match is None:
+            return Page([], None)
+        if match is not None:
+            prefix = """
+WITH RECURSIVE hits(rowid) AS (SELECT rowid FROM message_search WHERE message_search MATCH ?),
+hit_messages(id, root, depth) AS (
+  SELECT m.id, m.root, m.depth FROM messages m WHERE m.rowid IN (SELECT rowid FROM hits)),
+walk(sid, mid, depth, floor) AS (
+  SELECT s.rowid, s.head, s.message_count - 1,
+         (SELECT min(h.depth) FROM hit_messages h WHERE h.root = s.root)
+  FROM sessions s WHERE s.owner = ? AND s.root IN (SELECT root FROM hit_messages)
+  UNION ALL
+  SELECT w.sid, m.parent, w.depth - 1, w.floor FROM walk w JOIN messages m ON m.id = w.mid
+  WHERE w.depth > w.floor
+),
+found(sid) AS (SELECT DISTINCT w.sid FROM walk w JOIN hit_messages h ON h.id = w.mid)
+"""
+            args = [match, query.owner, *args]
+            where.append(
+                "(s.rowid IN (SELECT rowid FROM session_search WHERE session_search MATCH ?)"
+                " OR s.rowid IN (SELECT sid FROM found))"
+            )
+            args.append(match)
+        cols = ", ".join("s." + c.strip() for c in _SESSION_COLUMNS.split(","))
+        sql = (
+            f"{prefix}SELECT {cols} FROM sessions s WHERE {' AND '.join(where)} "
+            "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
+        )
+        args.append(query.limit + 1)
+        with self._read() as c:
+            rows = c.execute(sql, args).fetchall()
+        sessions = [_session(r) for r in rows[: query.limit]]
+        cursor = None
+        if len(rows) > query.limit:
+            cursor = encode_cursor(sessions[-1].updated_at, sessions[-1].id)
+        return Page(sessions, cursor)
+
+    def delete_session(self, session_id: str, now: str) -> list[str]:
+        with self._write() as c:
+            row = c.execute(
+                "SELECT rowid, root FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no session {session_id}")
+            rowid, root = row
+            c.execute("DELETE FROM session_search WHERE rowid = ?", (rowid,))
+            c.execute("DELETE FROM sessions WHERE rowid = ?", (rowid,))
+            if root is None:
+                return []
+            return self._collect(c, now, root)
+
+    def _collect(self, c: sqlite3.Connection, now: str, root: str | None) -> list[str]:
+        """Delete unreachable messages (of one family, or all when root is None)."""
+        family = "" if root is None else " AND root = ?"
+        fargs: list[Any] = [] if root is None else [root]
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS reach(id TEXT PRIMARY KEY) WITHOUT ROWID")
+        c.execute("DELETE FROM reach")
+        c.execute(
+            f"""
+WITH RECURSIVE heads(id) AS (
+  SELECT head FROM sessions WHERE head IS NOT NULL{family}
+  UNION SELECT head FROM shares WHERE head IS NOT NULL AND {_LIVE_SHARE}{family}
+), walk(id) AS (
+  SELECT id FROM heads
+  UNION SELECT m.parent FROM messages m JOIN walk w ON m.id = w.id WHERE m.parent IS NOT NULL
+)
+INSERT INTO reach SELECT id FROM walk""",
+            (*fargs, now, *fargs),
+        )
+        doomed = c.execute(
+            f"SELECT rowid, body FROM messages WHERE id NOT IN (SELECT id FROM reach){family}",
+            fargs,
+        ).fetchall()
+        if not doomed:
+            return []
+        rowids = [r[0] for r in doomed]
+        c.executemany(
+            "INSERT INTO message_search(message_search, rowid, text) VALUES ('delete', ?, ?)",
+            [(rid, message_text(orjson.loads(body)["parts"])) for rid, body in doomed],
+        )
+        shas: set[str] = set()
+        for start in range(0, len(rowids), 500):
+            batch = rowids[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            shas.update(
+                r[0]
+                for r in c.execute(
+                    f"SELECT sha256 FROM message_blobs WHERE message IN ({marks})", batch
+                )
+            )
+            c.execute(f"DELETE FROM messages WHERE rowid IN ({marks})", batch)
+        freed = [
+            sha
+            for sha in sorted(shas)
+            if c.execute("SELECT 1 FROM message_blobs WHERE sha256 = ?", (sha,)).fetchone() is None
+        ]
+        c.execute("DELETE FROM reach")
+        return freed
+
+    # shares
+    def create_share(self, share: Share, messages: Sequence[StoredMessage] = ()) -> None:
+        with self._write() as c:
+            self._insert_messages(c, messages)
+            root = None
+            if share.head is not None:
+                row = c.execute("SELECT root FROM messages WHERE id = ?", (share.head,)).fetchone()
+                if row is None:
+                    raise NotFound(f"message {share.head} is not stored")
+                root = row[0]
+            c.execute(
+                f"INSERT INTO shares({_SHARE_COLUMNS}, root) VALUES "
+                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    share.id, share.session_id, share.owner, orjson.dumps(share.shared_by),
+                    share.head, share.message_count, share.title, share.task,
+                    orjson.dumps(share.metadata), _json(share.git), share.created_at,
+                    share.expires_at, share.revoked_at, orjson.dumps(share.redacted),
+                    *_totals(share.totals), root,
+                ),
+            )
+
+    def get_share(self, share_id: str) -> Share | None:
+        row = self._conn().execute(
+            f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,)
+        ).fetchone()
+        return _share(row) if row else None
+
+    def list_shares(self, owner: str | None = None, session_id: str | None = None) -> list[Share]:
+        where, args = [], []
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if session_id is not None:
+            where.append("session_id = ?")
+            args.append(session_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._conn().execute(
+            f"SELECT {_SHARE_COLUMNS} FROM shares {clause} ORDER BY created_at DESC, id", args
+        ).fetchall()
+        return [_share(r) for r in rows]
+
+    def revoke_share(self, share_id: str, now: str) -> Share:
+        with self._write() as c:
+            c.execute(
+                "UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, share_id),
+            )
+            row = c.execute(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no share {share_id}")
+        return _share(row)
+
+    # maintenance
+    def iter_sessions(self) -> Iterator[Session]:
+        rows = self._conn().execute(f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY rowid").fetchall()
+        for row in rows:
+            yield _session(row)
+
+    def gc(self, now: str) -> tuple[int, list[str]]:
+        with self._write() as c:
+            before = c.execute("SELECT count(*) FROM messages").fetchone()[0]
+            freed = self._collect(c, now, None)
+            after = c.execute("SELECT count(*) FROM messages").fetchone()[0]
+        return before - after, freed
+
+    def referenced_blobs(self) -> set[str]:
+        return {r[0] for r in self._conn().execute("SELECT DISTINCT sha256 FROM message_blobs")}
+
+    def integrity_check(self) -> str:
+        return str(self._conn().execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _message(mid: str, parent: str | None, body: bytes) -> Message:
+    d = orjson.loads(body)
+    return Message(mid, parent, d["role"], d["parts"], d["created_at"], d.get("model"), d.get("usage"))
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection, begin: str) -> None:
+        self.conn = conn
+        self.begin = begin
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute(self.begin)
+        return self.conn
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        if kind is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.scanning import SecretScanner
+from baton.service import Service
+from baton.store.base import BlobStore, Store
+from baton.store.blobs import LocalBlobStore, MemoryBlobStore
+from baton.store.memory import MemoryStore
+from baton.store.sqlite import SQLiteStore
+
+
+@pytest.fixture(autouse=True)
+def baton_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own data folder: no test touches a real home."""
+    home = tmp_path / "baton-home"
+    monkeypatch.setenv("BATON_HOME", str(home))
+    for name in ("BATON_DATABASE_URL", "BATON_BLOB_URL", "BATON_URL", "BATON_USER"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+STORE_KINDS = ["memory", "sqlite"]
+
+
+def make_store(kind: str, tmp_path: Path) -> tuple[Store, BlobStore]:
+    if kind == "memory":
+        return MemoryStore(), MemoryBlobStore()
+    if kind == "sqlite":
+        return SQLiteStore(tmp_path / "store" / "baton.db"), LocalBlobStore(tmp_path / "store" / "blobs")
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, BlobStore]]:
+    store, blobs = make_store(request.param, tmp_path)
+    yield store, blobs
+    store.close()
+
+
+@pytest.fixture
+def store(store_pair: tuple[Store, BlobStore]) -> Store:
+    return store_pair[0]
+
+
+@pytest.fixture
+def service(store_pair: tuple[Store, BlobStore]) -> Service:
+    store, blobs = store_pair
+    return Service(store, blobs, scanner=SecretScanner({"MY_SERVICE_TOKEN": "tok-4f9a8b7c6d5e"}))
+
+
+@pytest.fixture
+def owner(service: Service) -> str:
+    return service.account("alice", "Alice Example").id
+
+
+@pytest.fixture
+def other(service: Service) -> str:
+    return service.account("bob", "Bob Example").id

@@ -1,0 +1,45 @@
+"""Builders shared by the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def text_message(role: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"role": role, "parts": [{"type": "text", "text": text}], **extra}
+
+
+def tool_turn(call_id: str, name: str, args: dict[str, Any], output: str) -> list[dict[str, Any]]:
+    """An assistant tool call and its result, as two messages."""
+    return [
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": call_id, "name": name, "input": args}]},
+        {"role": "tool", "parts": [{"type": "tool_result", "tool_call_id": call_id, "output": output}]},
+    ]
+
+
+def run_baton(
+    *args: str, home: Path, input: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `baton` command line in a subprocess with BATON_HOME=home."""
+    full_env = {**os.environ, "BATON_HOME": str(home), "COLUMNS": "200", **(env or {})}
+    full_env.pop("BATON_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "baton", *args],
+        input=input.decode() if input is not None else None,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+    )
+
+
+def run_json(*args: str, home: Path, **kw: Any) -> Any:
+    result = run_baton(*args, "--json", home=home, **kw)
+    assert result.returncode == 0, result.stderr
+    return orjson.loads(result.stdout)
