@@ -51,7 +51,8 @@ def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
                 and cls.__module__ == module.__name__
                 and name not in _SKIP_PLUGINS
             ):
-                found.extend((cls.secret_type, regex) for regex in cls().denylist)
+                plugin = cls()
+                found.extend((str(plugin.secret_type), regex) for regex in plugin.denylist)
     found.extend((kind, re.compile(pattern)) for kind, pattern in _EXTRA)
     return tuple(found)
 

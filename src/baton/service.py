@@ -165,22 +165,6 @@ class Service:
             raise NotFound(f"no session {session_id}")
         return session
 
-    def list(
-        self,
-        owner: str,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-        status: str | None = None,
-        repo: str | None = None,
-        query: str | None = None,
-    ) -> Page:
-        if not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be between 1 and 1000")
-        if status is not None and status not in STATUSES:
-            raise InvalidInput(f"status must be one of {', '.join(sorted(STATUSES))}")
-        return self.store.list_sessions(ListQuery(owner, limit, cursor, status, repo, query))
-
     def messages(
         self,
         owner: str,
@@ -662,6 +646,24 @@ class Service:
         for sha in orphans:
             self.blobs.delete(sha)
         return {"messages_deleted": deleted, "blobs_deleted": len(set(freed) | set(orphans))}
+
+
+    # listing comes last: a method named `list` shadows the builtin in later annotations
+    def list(
+        self,
+        owner: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        status: str | None = None,
+        repo: str | None = None,
+        query: str | None = None,
+    ) -> Page:
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(sorted(STATUSES))}")
+        return self.store.list_sessions(ListQuery(owner, limit, cursor, status, repo, query))
 
 
 def share_id_from(value: str) -> str:

@@ -85,9 +85,12 @@ class MemoryStore(Store):
     def _insert(self, messages: Sequence[StoredMessage]) -> None:
         for sm in messages:
             parent = sm.message.parent
-            if parent is not None and parent not in self._messages:
-                if not any(m.message.id == parent for m in messages):
-                    raise NotFound(f"parent {parent} is not stored")
+            if (
+                parent is not None
+                and parent not in self._messages
+                and not any(m.message.id == parent for m in messages)
+            ):
+                raise NotFound(f"parent {parent} is not stored")
             self._messages.setdefault(sm.message.id, sm)
 
     def create_session(self, session: Session, messages: Sequence[StoredMessage] = ()) -> None:
@@ -96,9 +99,12 @@ class MemoryStore(Store):
                 raise ValueError(f"session {session.id} exists")
             if session.owner not in self._accounts:
                 raise NotFound(f"no account {session.owner}")
-            if session.head is not None and session.head not in self._messages:
-                if not any(m.message.id == session.head for m in messages):
-                    raise NotFound(f"message {session.head} is not stored")
+            if (
+                session.head is not None
+                and session.head not in self._messages
+                and not any(m.message.id == session.head for m in messages)
+            ):
+                raise NotFound(f"message {session.head} is not stored")
             self._insert(messages)
             self._sessions[session.id] = copy.deepcopy(session)
 
@@ -211,9 +217,12 @@ class MemoryStore(Store):
 
     def create_share(self, share: Share, messages: Sequence[StoredMessage] = ()) -> None:
         with self._lock:
-            if share.head is not None and share.head not in self._messages:
-                if not any(m.message.id == share.head for m in messages):
-                    raise NotFound(f"message {share.head} is not stored")
+            if (
+                share.head is not None
+                and share.head not in self._messages
+                and not any(m.message.id == share.head for m in messages)
+            ):
+                raise NotFound(f"message {share.head} is not stored")
             self._insert(messages)
             self._shares[share.id] = copy.deepcopy(share)
 

@@ -335,7 +335,7 @@ class SQLiteStore(Store):
         unknown = set(changes) - SESSION_FIELDS
         if unknown:
             raise ValueError(f"cannot change {unknown}")
-        sets, values = "", []
+        sets, values = "", list[Any]()
         for key, value in changes.items():
             sets += f", {key} = ?"
             if key in ("metadata", "git"):
