@@ -214,6 +214,7 @@ class Service:
         current one; re-sending messages that are already the head is a no-op."""
         if not isinstance(messages, list | tuple) or not messages:
             raise InvalidInput("messages must be a non-empty list")
+        self.get(owner, session_id)  # nothing is written for a session that is not yours
         now = self.now()
         inputs = [validate_message(raw, now, i) for i, raw in enumerate(messages)]
         findings = [self._scan(item) for item in inputs]
@@ -362,6 +363,16 @@ class Service:
         for sm in self.store.flagged(session.head):
             full = self.hydrate(sm.message)
             secrets = self.scanner.find(full.parts)
+            if not secrets:
+                # Found when it was recorded (say, with an environment variable that this
+                # process lacks): it still blocks, but it cannot be redacted automatically.
+                for f in sm.findings:
+                    found.append((
+                        {"where": f"message {sm.depth + 1}", "message": sm.message.id,
+                         "position": sm.depth + 1, "kind": f["kind"], "excerpt": f["excerpt"],
+                         "redactable": False},
+                        {},
+                    ))
             for secret, kind in secrets.items():
                 found.append((
                     {"where": f"message {sm.depth + 1}", "message": sm.message.id,
@@ -394,6 +405,12 @@ class Service:
             raise SecretsFound(
                 f"this session holds {len(found)} secret(s); nothing was shared. "
                 "Remove them, or share with --redact (or --allow-secrets)",
+                [f for f, _ in found],
+            )
+        if mode == "redact" and any(not s for _, s in found):
+            raise SecretsFound(
+                "some secrets were found when the messages were recorded but cannot be located "
+                "now (set the same environment variables, or remove them); nothing was shared",
                 [f for f, _ in found],
             )
         secrets: dict[str, str] = {}
@@ -536,12 +553,19 @@ class Service:
             return export_markdown(session, messages)
         raise InvalidInput(f"unknown export format {fmt!r}: use json or markdown")
 
-    def import_document(self, owner: str, data: bytes | str | JSON) -> ImportResult:
-        """Import a baton JSON export. Nothing is stored unless the whole file is valid."""
+    def import_document(
+        self,
+        owner: str,
+        data: bytes | str | JSON,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportResult:
+        """Import a baton JSON export. Nothing is stored unless the whole file is valid.
+        `progress(done, total)` is called as messages are checked."""
         doc = _parse_document(data)
         header = doc["session"]
         now = self.now()
         chain: list[StoredMessage] = []
+        items: list[MessageInput] = []
         for i, raw in enumerate(doc["messages"]):
             if not isinstance(raw, dict):
                 raise InvalidInput(f"message {i + 1}: expected an object")
@@ -549,6 +573,7 @@ class Service:
             if "created_at" not in body:
                 raise InvalidInput(f"message {i + 1}: created_at is missing")
             item = validate_message(body, now, i)
+            items.append(item)
             sm = link(chain[-1] if chain else None, item, self._scan(item))
             if raw.get("id") not in (None, sm.message.id):
                 raise InvalidInput(
@@ -558,6 +583,9 @@ class Service:
             if raw.get("parent", sm.message.parent) != sm.message.parent:
                 raise InvalidInput(f"message {i + 1}: parent does not match the message before it")
             chain.append(sm)
+            if progress is not None and (i % 200 == 0 or i + 1 == len(doc["messages"])):
+                progress(i + 1, len(doc["messages"]))
+        for item in items:
             for sha, blob in item.blobs.items():
                 self.blobs.put(sha, blob)
         head = chain[-1] if chain else None

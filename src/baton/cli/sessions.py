@@ -16,6 +16,7 @@ from baton.cli.output import (
     json_option,
     part_summary,
     print_json,
+    progress_bar,
     sessions_table,
     short_time,
 )
@@ -316,7 +317,8 @@ def import_(ctx: Context, file: str, as_json: bool) -> None:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
-    result = ctx.service.import_document(ctx.owner, data)
+    with progress_bar("checking messages", enabled=not as_json) as advance:
+        result = ctx.service.import_document(ctx.owner, data, progress=advance)
     if as_json:
         print_json({**result.session.to_dict(), "created": result.created, "messages_imported": result.messages})
     elif result.created:
