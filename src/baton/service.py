@@ -243,7 +243,11 @@ class Service:
         if base is not None:
             parent = self.store.get_messages([base]).get(base)
             if parent is None:
-                raise Conflict(f"expected head {base} is not a message of this session", session.head)
+                raise Conflict(
+                    f"expected head {base} is not a message of this session; "
+                    f"its head is {session.head}",
+                    session.head,
+                )
         chain: list[StoredMessage] = []
         for i, item in enumerate(inputs):
             sm = link(chain[-1] if chain else parent, item, findings[i])
@@ -589,16 +593,15 @@ class Service:
             for sha, blob in item.blobs.items():
                 self.blobs.put(sha, blob)
         head = chain[-1] if chain else None
-        given_id = header.get("id")
-        if isinstance(given_id, str) and ids.is_session_id(given_id):
-            existing = self.store.get_session(given_id)
-            if existing is not None and existing.owner == owner and existing.head == (
-                head.message.id if head else None
-            ):
+        if head is not None:
+            existing = self.store.find_session(owner, head.message.id)
+            if existing is not None:  # the same conversation is already yours
                 return ImportResult(existing, False, 0)
-            session_id = given_id if existing is None else ids.new_session_id()
-        else:
-            session_id = ids.new_session_id()
+        given_id = header.get("id")
+        session_id = ids.new_session_id()
+        if isinstance(given_id, str) and ids.is_session_id(given_id):
+            if self.store.get_session(given_id) is None:
+                session_id = given_id
         title = header.get("title") if isinstance(header.get("title"), str) else ""
         metadata = header.get("metadata") if isinstance(header.get("metadata"), dict) else {}
         status = header.get("status") if header.get("status") in STATUSES else "active"

@@ -86,6 +86,10 @@ class Store(ABC):
     def get_session(self, session_id: str) -> Session | None: ...
 
     @abstractmethod
+    def find_session(self, owner: str, head: str) -> Session | None:
+        """A session of `owner` whose head is `head`, if there is one."""
+
+    @abstractmethod
     def append(
         self,
         session_id: str,

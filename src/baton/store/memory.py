@@ -113,6 +113,13 @@ class MemoryStore(Store):
             session = self._sessions.get(session_id)
             return copy.deepcopy(session) if session else None
 
+    def find_session(self, owner: str, head: str) -> Session | None:
+        with self._lock:
+            for session in self._sessions.values():
+                if session.owner == owner and session.head == head:
+                    return copy.deepcopy(session)
+        return None
+
     def append(
         self,
         session_id: str,

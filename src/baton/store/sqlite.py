@@ -299,6 +299,14 @@ class SQLiteStore(Store):
         ).fetchone()
         return _session(row) if row else None
 
+    def find_session(self, owner: str, head: str) -> Session | None:
+        row = self._conn().execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE owner = ? AND head = ? "
+            "AND root = (SELECT root FROM messages WHERE id = ?) ORDER BY rowid LIMIT 1",
+            (owner, head, head),
+        ).fetchone()
+        return _session(row) if row else None
+
     def append(
         self,
         session_id: str,
