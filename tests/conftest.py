@@ -30,7 +30,9 @@ def make_store(kind: str, tmp_path: Path) -> tuple[Store, BlobStore]:
     if kind == "memory":
         return MemoryStore(), MemoryBlobStore()
     if kind == "sqlite":
-        return SQLiteStore(tmp_path / "store" / "baton.db"), LocalBlobStore(tmp_path / "store" / "blobs")
+        return SQLiteStore(tmp_path / "store" / "baton.db"), LocalBlobStore(
+            tmp_path / "store" / "blobs"
+        )
     raise ValueError(kind)
 
 

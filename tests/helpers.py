@@ -18,8 +18,14 @@ def text_message(role: str, text: str, **extra: Any) -> dict[str, Any]:
 def tool_turn(call_id: str, name: str, args: dict[str, Any], output: str) -> list[dict[str, Any]]:
     """An assistant tool call and its result, as two messages."""
     return [
-        {"role": "assistant", "parts": [{"type": "tool_call", "id": call_id, "name": name, "input": args}]},
-        {"role": "tool", "parts": [{"type": "tool_result", "tool_call_id": call_id, "output": output}]},
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": call_id, "name": name, "input": args}],
+        },
+        {
+            "role": "tool",
+            "parts": [{"type": "tool_result", "tool_call_id": call_id, "output": output}],
+        },
     ]
 
 

@@ -26,7 +26,11 @@ def run_shell(script: str, home: Path) -> subprocess.CompletedProcess[str]:
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "BATON_HOME": str(home), "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
     return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, env=env, timeout=120
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
@@ -53,9 +57,14 @@ def test_run_command_ends_in_a_working_baton_command(tmp_path: Path) -> None:
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     command = block_after("test-command")
     extracted = subprocess.run(
-        ["awk", "/<!-- test-command -->/{f=1;next} f&&/^```/{if(s)exit; s=1; next} f&&s{print}",
-         str(ROOT / "README.md")],
-        capture_output=True, text=True, check=True,
+        [
+            "awk",
+            "/<!-- test-command -->/{f=1;next} f&&/^```/{if(s)exit; s=1; next} f&&s{print}",
+            str(ROOT / "README.md"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert extracted == command
     assert "pytest" in command and "mypy" in command and "ruff check" in command

@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def start_appender(home: Path, session_id: str, count: int, label: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.appender", str(home), session_id, str(count), label],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -55,7 +58,9 @@ def test_kill_9_loses_no_acknowledged_append(baton_home: Path, kill_after: int) 
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     # whatever was printed after our count was acknowledged too
-    acked += [line.split()[1] for line in child.stdout.read().splitlines() if line.startswith("ack")]
+    acked += [
+        line.split()[1] for line in child.stdout.read().splitlines() if line.startswith("ack")
+    ]
     stored = chain_ids(baton_home, session_id)
     assert stored[: len(acked)] == acked
     assert len(stored) - len(acked) <= 1  # at most the append that was in flight
@@ -72,9 +77,15 @@ def test_two_writers_on_one_session_lose_nothing(baton_home: Path) -> None:
     children = [start_appender(baton_home, session_id, 60, label) for label in ("left", "right")]
     outputs = [c.communicate(timeout=120) for c in children]
     assert [c.returncode for c in children] == [0, 0], [o[1] for o in outputs]
-    acked = [line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("ack")]
-    conflicts = sum(int(line.split()[1]) for out, _ in outputs for line in out.splitlines()
-                    if line.startswith("conflicts"))
+    acked = [
+        line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("ack")
+    ]
+    conflicts = sum(
+        int(line.split()[1])
+        for out, _ in outputs
+        for line in out.splitlines()
+        if line.startswith("conflicts")
+    )
     assert len(acked) == 120
     stored = chain_ids(baton_home, session_id)
     assert sorted(stored) == sorted(acked)  # every acknowledged append, exactly once
@@ -89,8 +100,10 @@ def test_two_writers_on_one_session_lose_nothing(baton_home: Path) -> None:
 def snapshot(home: Path) -> tuple[object, ...]:
     """Everything a user could see in the store: row counts and every session's export."""
     conn = sqlite3.connect(home / "baton.db")
-    counts = tuple(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                   for t in ("messages", "sessions", "shares", "accounts"))
+    counts = tuple(
+        conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("messages", "sessions", "shares", "accounts")
+    )
     heads = tuple(conn.execute("SELECT id, head, version, title FROM sessions ORDER BY id"))
     shares = tuple(conn.execute("SELECT id, revoked_at FROM shares ORDER BY id"))
     conn.close()
@@ -101,7 +114,9 @@ def test_bad_input_changes_nothing(baton_home: Path, tmp_path: Path) -> None:
     alice = {"BATON_USER": "alice"}
     session = run_json("sessions", "new", "--title", "kept", home=baton_home, env=alice)
     sid = session["id"]
-    run_json("sessions", "append", sid, "--role", "user", "--text", "hello", home=baton_home, env=alice)
+    run_json(
+        "sessions", "append", sid, "--role", "user", "--text", "hello", home=baton_home, env=alice
+    )
     share = run_json("share", sid, home=baton_home, env=alice)
     revoked = run_json("share", sid, home=baton_home, env=alice)
     run_json("unshare", revoked["id"], home=baton_home, env=alice)
@@ -113,8 +128,14 @@ def test_bad_input_changes_nothing(baton_home: Path, tmp_path: Path) -> None:
         "truncated.json": export[: len(export) // 2],
         "empty.json": b"",
         "garbage.json": bytes(range(256)) * 4,
-        "wrong.json": orjson.dumps({"format": "baton-session", "version": 1, "session": {},
-                                    "messages": [{"role": "user", "parts": "nope"}]}),
+        "wrong.json": orjson.dumps(
+            {
+                "format": "baton-session",
+                "version": 1,
+                "session": {},
+                "messages": [{"role": "user", "parts": "nope"}],
+            }
+        ),
         "torn-last-line.json": export.rstrip()[:-3],
         "bad-append.json": b'{"role": "user", "parts": [',
         "bad-role.json": b'{"role": "wizard", "parts": [{"type": "text", "text": "x"}]}',
@@ -122,7 +143,11 @@ def test_bad_input_changes_nothing(baton_home: Path, tmp_path: Path) -> None:
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     big = tmp_path / "big.json"
-    big.write_bytes(orjson.dumps({"role": "user", "parts": [{"type": "text", "text": "z" * (17 * 1024 * 1024)}]}))
+    big.write_bytes(
+        orjson.dumps(
+            {"role": "user", "parts": [{"type": "text", "text": "z" * (17 * 1024 * 1024)}]}
+        )
+    )
     cases = [
         (["sessions", "import", str(tmp_path / "truncated.json")], 2, "not valid JSON"),
         (["sessions", "import", str(tmp_path / "torn-last-line.json")], 2, "not valid JSON"),
@@ -130,12 +155,33 @@ def test_bad_input_changes_nothing(baton_home: Path, tmp_path: Path) -> None:
         (["sessions", "import", str(tmp_path / "garbage.json")], 2, "not valid JSON"),
         (["sessions", "import", str(tmp_path / "wrong.json")], 2, "created_at is missing"),
         (["sessions", "import", str(tmp_path / "missing.json")], 2, "cannot read"),
-        (["sessions", "append", sid, "--file", str(tmp_path / "bad-append.json")], 2, "not valid JSON"),
-        (["sessions", "append", sid, "--file", str(tmp_path / "bad-role.json")], 2, "role must be one of"),
+        (
+            ["sessions", "append", sid, "--file", str(tmp_path / "bad-append.json")],
+            2,
+            "not valid JSON",
+        ),
+        (
+            ["sessions", "append", sid, "--file", str(tmp_path / "bad-role.json")],
+            2,
+            "role must be one of",
+        ),
         (["sessions", "append", sid, "--file", str(big)], 1, "16 MiB"),
         (["sessions", "append", sid, "--role", "user"], 2, "give --role and --text"),
-        (["sessions", "append", sid, "--role", "user", "--text", "x", "--expected-head", "m_" + "0" * 64],
-         1, "is not a message of this session"),
+        (
+            [
+                "sessions",
+                "append",
+                sid,
+                "--role",
+                "user",
+                "--text",
+                "x",
+                "--expected-head",
+                "m_" + "0" * 64,
+            ],
+            1,
+            "is not a message of this session",
+        ),
         (["sessions", "show", "ses_01JUNKJUNKJUNKJUNKJUNKJUNK"], 1, "no session"),
         (["sessions", "show", bob_sid], 1, "no session"),
         (["sessions", "append", bob_sid, "--role", "user", "--text", "x"], 1, "no session"),
@@ -156,7 +202,10 @@ def test_bad_input_changes_nothing(baton_home: Path, tmp_path: Path) -> None:
         assert result.returncode == code, (args, result.returncode, result.stderr)
         assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], (args, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], (
+            args,
+            result.stderr,
+        )
     assert snapshot(baton_home) == before
     assert share["url"].endswith(f"/share/{share['id']}")
 

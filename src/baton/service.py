@@ -355,13 +355,18 @@ class Service:
 
     def _share_findings(self, session: Session) -> list[tuple[JSON, dict[str, str]]]:
         found: list[tuple[JSON, dict[str, str]]] = []
-        header = {"title": session.title, "task": session.task, "metadata": session.metadata,
-                  "git": session.git}
+        header = {
+            "title": session.title,
+            "task": session.task,
+            "metadata": session.metadata,
+            "git": session.git,
+        }
         for name, value in header.items():
             secrets = self.scanner.find(value)
             for secret, kind in secrets.items():
-                found.append(({"where": name, "kind": kind, "excerpt": mask(secret)},
-                              {secret: kind}))
+                found.append(
+                    ({"where": name, "kind": kind, "excerpt": mask(secret)}, {secret: kind})
+                )
         if session.head is None:
             return found
         for sm in self.store.flagged(session.head):
@@ -371,18 +376,32 @@ class Service:
                 # Found when it was recorded (say, with an environment variable that this
                 # process lacks): it still blocks, but it cannot be redacted automatically.
                 for f in sm.findings:
-                    found.append((
-                        {"where": f"message {sm.depth + 1}", "message": sm.message.id,
-                         "position": sm.depth + 1, "kind": f["kind"], "excerpt": f["excerpt"],
-                         "redactable": False},
-                        {},
-                    ))
+                    found.append(
+                        (
+                            {
+                                "where": f"message {sm.depth + 1}",
+                                "message": sm.message.id,
+                                "position": sm.depth + 1,
+                                "kind": f["kind"],
+                                "excerpt": f["excerpt"],
+                                "redactable": False,
+                            },
+                            {},
+                        )
+                    )
             for secret, kind in secrets.items():
-                found.append((
-                    {"where": f"message {sm.depth + 1}", "message": sm.message.id,
-                     "position": sm.depth + 1, "kind": kind, "excerpt": mask(secret)},
-                    {secret: kind},
-                ))
+                found.append(
+                    (
+                        {
+                            "where": f"message {sm.depth + 1}",
+                            "message": sm.message.id,
+                            "position": sm.depth + 1,
+                            "kind": kind,
+                            "excerpt": mask(secret),
+                        },
+                        {secret: kind},
+                    )
+                )
         return found
 
     def share(
@@ -428,8 +447,11 @@ class Service:
             id=ids.new_share_id(),
             session_id=session.id,
             owner=owner,
-            shared_by={"account": account.id, "handle": account.handle,
-                       "display_name": account.display_name},
+            shared_by={
+                "account": account.id,
+                "handle": account.handle,
+                "display_name": account.display_name,
+            },
             head=head,
             message_count=session.message_count,
             title=redact_value(session.title, secrets) or "Untitled session",
@@ -460,8 +482,11 @@ class Service:
         now = self.now()
         for message in self.store.chain(session.head, first.depth):
             full = self.hydrate(message)
-            raw: JSON = {"role": full.role, "parts": redact_value(full.parts, secrets),
-                         "created_at": full.created_at}
+            raw: JSON = {
+                "role": full.role,
+                "parts": redact_value(full.parts, secrets),
+                "created_at": full.created_at,
+            }
             if full.model is not None:
                 raw["model"] = full.model
             if full.usage is not None:
@@ -609,7 +634,8 @@ class Service:
         session = Session(
             id=session_id,
             owner=owner,
-            title=title or (derive_title(next((s.text for s in chain if s.message.role == "user"), ""))),
+            title=title
+            or (derive_title(next((s.text for s in chain if s.message.role == "user"), ""))),
             task=header.get("task") if isinstance(header.get("task"), str) else "",
             status=status,
             head=head.message.id if head else None,
@@ -620,7 +646,9 @@ class Service:
             metadata=metadata,
             git=git,
             platform="import",
-            forked_from=header.get("forked_from") if isinstance(header.get("forked_from"), dict) else None,
+            forked_from=header.get("forked_from")
+            if isinstance(header.get("forked_from"), dict)
+            else None,
             totals=head.totals if head else Totals(),
             repo=_repo_of(git),
             title_auto=not title,
@@ -633,7 +661,8 @@ class Service:
         """Re-hash every chain (of one session, one owner, or the whole store)."""
         report = VerifyReport()
         sessions = (
-            [self.get(owner, session_id)] if owner and session_id
+            [self.get(owner, session_id)]
+            if owner and session_id
             else [s for s in self.store.iter_sessions() if owner is None or s.owner == owner]
         )
         heads: list[tuple[str, str | None, int]] = [
@@ -673,11 +702,12 @@ class Service:
         self._free(freed)
         referenced = self.store.referenced_blobs()
         cutoff = time.time() - BLOB_GRACE_SECONDS
-        orphans = [sha for sha, mtime in self.blobs.list() if sha not in referenced and mtime < cutoff]
+        orphans = [
+            sha for sha, mtime in self.blobs.list() if sha not in referenced and mtime < cutoff
+        ]
         for sha in orphans:
             self.blobs.delete(sha)
         return {"messages_deleted": deleted, "blobs_deleted": len(set(freed) | set(orphans))}
-
 
     # listing comes last: a method named `list` shadows the builtin in later annotations
     def list(
@@ -736,7 +766,7 @@ def _parse_document(data: bytes | str | JSON) -> JSON:
     else:
         doc = data
     if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
-        raise InvalidInput(f"not a baton export (expected \"format\": \"{EXPORT_FORMAT}\")")
+        raise InvalidInput(f'not a baton export (expected "format": "{EXPORT_FORMAT}")')
     if doc.get("version") != EXPORT_VERSION:
         raise InvalidInput(
             f"export version {doc.get('version')!r} is not supported (this baton reads "

@@ -34,7 +34,9 @@ def test_create_append_show(service: Service, owner: str) -> None:
     session = service.create(owner, task="fix the login bug")
     assert session.id.startswith("ses_") and len(session.id) == 30
     assert (session.title, session.message_count, session.head, session.version) == ("", 0, None, 1)
-    result = service.append(owner, session.id, [text_message("user", "  Why does\n login   fail?  ")])
+    result = service.append(
+        owner, session.id, [text_message("user", "  Why does\n login   fail?  ")]
+    )
     assert result.session.title == "Why does login fail?"
     assert result.session.message_count == 1
     assert result.session.version == 2
@@ -53,25 +55,40 @@ def test_title_is_cut_at_80_characters(service: Service, owner: str) -> None:
     assert len(result.session.title) <= 80
     assert result.session.title == ("word " * 16).strip()
     titled = service.create(owner, title="Given title")
-    assert service.append(owner, titled.id, [text_message("user", "a prompt")]).session.title == "Given title"
+    assert (
+        service.append(owner, titled.id, [text_message("user", "a prompt")]).session.title
+        == "Given title"
+    )
 
 
-def test_append_with_stale_head_is_a_conflict_that_changes_nothing(service: Service, owner: str) -> None:
+def test_append_with_stale_head_is_a_conflict_that_changes_nothing(
+    service: Service, owner: str
+) -> None:
     session = service.create(owner)
     first = service.append(owner, session.id, [text_message("user", "one")], expected_head=None)
-    second = service.append(owner, session.id, [text_message("assistant", "two")], expected_head=first.session.head)
+    second = service.append(
+        owner, session.id, [text_message("assistant", "two")], expected_head=first.session.head
+    )
     with pytest.raises(Conflict) as caught:
-        service.append(owner, session.id, [text_message("user", "three")], expected_head=first.session.head)
+        service.append(
+            owner, session.id, [text_message("user", "three")], expected_head=first.session.head
+        )
     assert caught.value.current_head == second.session.head
     assert second.session.head in str(caught.value)
     after = service.get(owner, session.id)
-    assert (after.head, after.message_count, after.version) == (second.session.head, 2, second.session.version)
+    assert (after.head, after.message_count, after.version) == (
+        second.session.head,
+        2,
+        second.session.version,
+    )
 
 
 def test_resending_stored_messages_is_a_no_op(service: Service, owner: str) -> None:
     session = service.create(owner)
-    batch = [text_message("user", "hi", created_at="2026-01-01T00:00:00Z"),
-             text_message("assistant", "hello", created_at="2026-01-01T00:00:01Z")]
+    batch = [
+        text_message("user", "hi", created_at="2026-01-01T00:00:00Z"),
+        text_message("assistant", "hello", created_at="2026-01-01T00:00:01Z"),
+    ]
     first = service.append(owner, session.id, batch, expected_head=None)
     again = service.append(owner, session.id, batch, expected_head=None)
     assert again.appended == []
@@ -108,7 +125,9 @@ def test_large_parts_go_to_the_blob_store(service: Service, owner: str) -> None:
     big = "x" * (64 * 1024 + 1)
     small = "y" * (64 * 1024)
     turn = tool_turn("c1", "bash", {"cmd": "cat big"}, big)
-    service.append(owner, session.id, [text_message("user", small), *turn, text_message("assistant", big)])
+    service.append(
+        owner, session.id, [text_message("user", small), *turn, text_message("assistant", big)]
+    )
     stored = service.messages(owner, session.id)
     assert stored[0].parts[0]["type"] == "text"  # exactly 64 KiB stays inline
     result_part = stored[2].parts[0]
@@ -136,12 +155,24 @@ def test_message_over_16_mib_is_refused(service: Service, owner: str) -> None:
         ({"role": "user", "parts": []}, "non-empty list"),
         ({"role": "user", "parts": [{"type": "text"}]}, "needs a string text"),
         ({"role": "user", "parts": [{"type": "tool_call", "name": "x"}]}, "needs a string id"),
-        ({"role": "user", "parts": [{"type": "text", "text": "x"}], "created_at": "yesterday"}, "not an ISO 8601"),
-        ({"role": "user", "parts": [{"type": "text", "text": "x"}], "usage": {"input_tokens": -1}}, "non-negative"),
+        (
+            {"role": "user", "parts": [{"type": "text", "text": "x"}], "created_at": "yesterday"},
+            "not an ISO 8601",
+        ),
+        (
+            {
+                "role": "user",
+                "parts": [{"type": "text", "text": "x"}],
+                "usage": {"input_tokens": -1},
+            },
+            "non-negative",
+        ),
         ("just a string", "expected a JSON object"),
     ],
 )
-def test_bad_messages_are_refused(service: Service, owner: str, message: object, error: str) -> None:
+def test_bad_messages_are_refused(
+    service: Service, owner: str, message: object, error: str
+) -> None:
     session = service.create(owner)
     with pytest.raises(InvalidInput, match=error):
         service.append(owner, session.id, [message])
@@ -196,7 +227,9 @@ def test_update_and_rename_with_version_check(service: Service, owner: str) -> N
     with pytest.raises(VersionMismatch) as caught:
         service.update(owner, session.id, expected_version=1, status="paused")
     assert caught.value.current_version == 2
-    updated = service.update(owner, session.id, expected_version=2, status="paused", metadata={"mode": "plan"})
+    updated = service.update(
+        owner, session.id, expected_version=2, status="paused", metadata={"mode": "plan"}
+    )
     assert (updated.status, updated.metadata, updated.version) == ("paused", {"mode": "plan"}, 3)
     # a renamed session keeps its title when the first prompt comes
     after = service.append(owner, session.id, [text_message("user", "first prompt")])
@@ -237,7 +270,9 @@ def test_share_is_frozen(service: Service, owner: str) -> None:
     sid = conversation(service, owner)
     share = service.share(owner, sid)
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", share.id)
-    assert share.shared_by["handle"] == "alice" and share.shared_by["display_name"] == "Alice Example"
+    assert (
+        share.shared_by["handle"] == "alice" and share.shared_by["display_name"] == "Alice Example"
+    )
     assert service.share_url(share.id).endswith(f"/share/{share.id}")
     before = [m.id for m in service.share_messages(share.id)]
     service.append(owner, sid, [text_message("user", "later")])
@@ -269,8 +304,11 @@ def test_share_expiry_and_revoke(service: Service, owner: str, other: str) -> No
     assert service.fork(other, share.id).owner == other
     revoked = service.revoke(owner, share.id)
     assert revoked.revoked_at is not None
-    for call in (lambda: service.public_share(share.id), lambda: service.share_messages(share.id),
-                 lambda: service.fork(other, share.id)):
+    for call in (
+        lambda: service.public_share(share.id),
+        lambda: service.share_messages(share.id),
+        lambda: service.fork(other, share.id),
+    ):
         with pytest.raises(Gone, match="revoked"):
             call()
     with pytest.raises(NotFound):
@@ -307,7 +345,10 @@ def test_redact_copies_from_the_first_secret_on(service: Service, owner: str) ->
     )
     assert public[3].parts[0]["text"] == "I will not repeat [REDACTED:OpenAI Token]"
     assert public[3].parent == public[2].id
-    assert {f["kind"] for f in share.redacted} == {"OpenAI Token", "environment variable MY_SERVICE_TOKEN"}
+    assert {f["kind"] for f in share.redacted} == {
+        "OpenAI Token",
+        "environment variable MY_SERVICE_TOKEN",
+    }
     # the private session is untouched
     assert [m.id for m in service.messages(owner, sid)] == [m.id for m in original]
     assert service.verify().ok
@@ -332,8 +373,14 @@ def test_secrets_in_the_header_are_found(service: Service, owner: str) -> None:
 
 def test_fork_of_a_share_and_of_a_session(service: Service, owner: str, other: str) -> None:
     session = service.create(owner, task="t", metadata={"mode": "build"})
-    service.append(owner, session.id, [text_message("user", "a", usage={"input_tokens": 10, "cost_usd": 0.5})])
-    service.append(owner, session.id, [text_message("assistant", "b", usage={"output_tokens": 20, "cost_usd": 0.25})])
+    service.append(
+        owner, session.id, [text_message("user", "a", usage={"input_tokens": 10, "cost_usd": 0.5})]
+    )
+    service.append(
+        owner,
+        session.id,
+        [text_message("assistant", "b", usage={"output_tokens": 20, "cost_usd": 0.25})],
+    )
     service.append(owner, session.id, [text_message("user", "c")])
     messages = service.messages(owner, session.id)
     share = service.share(owner, session.id)
@@ -385,23 +432,48 @@ def test_delete_really_deletes(service: Service, owner: str) -> None:
 
 def test_totals_follow_usage(service: Service, owner: str) -> None:
     session = service.create(owner)
-    service.append(owner, session.id, [
-        text_message("user", "q"),
-        text_message("assistant", "a", usage={"input_tokens": 100, "output_tokens": 50,
-                                              "cache_read_tokens": 7, "cache_write_tokens": 3,
-                                              "cost_usd": 0.0123}),
-        text_message("assistant", "b", usage={"input_tokens": 1, "output_tokens": 2, "cost_usd": 0.0001}),
-    ])
+    service.append(
+        owner,
+        session.id,
+        [
+            text_message("user", "q"),
+            text_message(
+                "assistant",
+                "a",
+                usage={
+                    "input_tokens": 100,
+                    "output_tokens": 50,
+                    "cache_read_tokens": 7,
+                    "cache_write_tokens": 3,
+                    "cost_usd": 0.0123,
+                },
+            ),
+            text_message(
+                "assistant", "b", usage={"input_tokens": 1, "output_tokens": 2, "cost_usd": 0.0001}
+            ),
+        ],
+    )
     totals = service.get(owner, session.id).totals
-    assert totals.to_dict() == {"input_tokens": 101, "output_tokens": 52, "cache_read_tokens": 7,
-                                "cache_write_tokens": 3, "cost_usd": 0.0124}
+    assert totals.to_dict() == {
+        "input_tokens": 101,
+        "output_tokens": 52,
+        "cache_read_tokens": 7,
+        "cache_write_tokens": 3,
+        "cost_usd": 0.0124,
+    }
 
 
 def test_export_import_round_trip(service: Service, owner: str, other: str) -> None:
     session = service.create(owner, task="t")
-    service.append(owner, session.id, [text_message("user", "hello"),
-                                       *tool_turn("c1", "bash", {"cmd": "ls"}, "o" * 70000),
-                                       text_message("assistant", "done", model="m1", usage={"output_tokens": 3})])
+    service.append(
+        owner,
+        session.id,
+        [
+            text_message("user", "hello"),
+            *tool_turn("c1", "bash", {"cmd": "ls"}, "o" * 70000),
+            text_message("assistant", "done", model="m1", usage={"output_tokens": 3}),
+        ],
+    )
     doc = service.export(owner, session.id)
     assert isinstance(doc, dict)
     assert doc["format"] == "baton-session" and doc["version"] == 1
@@ -410,7 +482,8 @@ def test_export_import_round_trip(service: Service, owner: str, other: str) -> N
     assert result.created and result.messages == 4
     assert result.session.id == session.id or result.session.owner == other
     assert [m.id for m in service.messages(other, result.session.id)] == [
-        m.id for m in service.messages(owner, session.id)]
+        m.id for m in service.messages(owner, session.id)
+    ]
     assert result.session.platform == "import"
     again = service.import_document(other, doc)
     assert not again.created and again.session.id == result.session.id
@@ -427,9 +500,13 @@ def test_tampered_or_broken_import_changes_nothing(service: Service, owner: str)
     doc["messages"][1]["parts"][0]["text"] = "changed"
     with pytest.raises(InvalidInput, match="does not match its content"):
         service.import_document(owner, doc)
-    for bad, error in [(b"", "empty"), (b'{"format": "baton-session", "vers', "not valid JSON"),
-                       (b"\x00\xff\xfe garbage", "not valid JSON"), (b"[]", "not a baton export"),
-                       (b'{"format": "baton-session", "version": 99}', "version 99")]:
+    for bad, error in [
+        (b"", "empty"),
+        (b'{"format": "baton-session", "vers', "not valid JSON"),
+        (b"\x00\xff\xfe garbage", "not valid JSON"),
+        (b"[]", "not a baton export"),
+        (b'{"format": "baton-session", "version": 99}', "version 99"),
+    ]:
         with pytest.raises(InvalidInput, match=error):
             service.import_document(owner, bad)
     assert len(service.list(owner).sessions) == count
@@ -457,4 +534,6 @@ def test_verify_reports_damage(service: Service, owner: str) -> None:
     service.blobs.delete(sha)
     report = service.verify()
     assert not report.ok
-    assert report.problems == [f"session {sid}: blob {sha} of {service.get(owner, sid).head} is missing"]
+    assert report.problems == [
+        f"session {sid}: blob {sha} of {service.get(owner, sid).head} is missing"
+    ]

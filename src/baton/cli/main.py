@@ -46,7 +46,9 @@ pass_ctx = click.make_pass_decorator(Context)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="baton")
-@click.option("--home", envvar="BATON_HOME", help="Data folder (default: $BATON_HOME or the user data dir).")
+@click.option(
+    "--home", envvar="BATON_HOME", help="Data folder (default: $BATON_HOME or the user data dir)."
+)
 @click.pass_context
 def cli(ctx: click.Context, home: str | None) -> None:
     """baton keeps the working sessions of AI coding agents: resume, share, fork.
@@ -95,7 +97,5 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("BATON_DEBUG"):
             raise
-        click.echo(
-            f"error: {type(exc).__name__}: {exc} (set BATON_DEBUG=1 for details)", err=True
-        )
+        click.echo(f"error: {type(exc).__name__}: {exc} (set BATON_DEBUG=1 for details)", err=True)
         sys.exit(1)

@@ -49,8 +49,13 @@ def sessions_table(sessions: list[Any], title: str | None = None) -> Any:
     table.add_column("Msgs", justify="right")
     table.add_column("Updated", no_wrap=True)
     for s in sessions:
-        table.add_row(s.id, plain(s.title or "(untitled)", 60), s.status,
-                      str(s.message_count), short_time(s.updated_at))
+        table.add_row(
+            s.id,
+            plain(s.title or "(untitled)", 60),
+            s.status,
+            str(s.message_count),
+            short_time(s.updated_at),
+        )
     return table
 
 
@@ -65,8 +70,14 @@ def shares_table(shares: list[Any], now: str) -> Any:
     table.add_column("Created", no_wrap=True)
     table.add_column("Expires", no_wrap=True)
     for s in shares:
-        table.add_row(s.id, s.session_id, plain(s.title, 40), s.state(now),
-                      short_time(s.created_at), short_time(s.expires_at) or "never")
+        table.add_row(
+            s.id,
+            s.session_id,
+            plain(s.title, 40),
+            s.state(now),
+            short_time(s.created_at),
+            short_time(s.expires_at) or "never",
+        )
     return table
 
 
@@ -76,7 +87,7 @@ def part_summary(part: dict[str, Any]) -> str:
     kind = part.get("type")
     text = part_text(part)
     if kind == "tool_call":
-        return f"→ {part.get('name')}({plain(text[len(str(part.get('name'))) + 1:], 100)})"
+        return f"→ {part.get('name')}({plain(text[len(str(part.get('name'))) + 1 :], 100)})"
     if kind == "tool_result":
         return f"← {plain(text, 160)}"
     if kind == "reasoning":
@@ -95,8 +106,12 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), transient=True, console=_err_console(),
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        console=_err_console(),
     ) as bar:
         task = bar.add_task(label, total=None)
 

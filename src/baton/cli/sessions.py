@@ -119,12 +119,19 @@ def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: b
     ]
     if session.forked_from:
         origin = session.forked_from
-        rows.append(("forked from", f"{origin.get('share') or origin.get('session')} at {origin.get('message')}"))
+        rows.append(
+            (
+                "forked from",
+                f"{origin.get('share') or origin.get('session')} at {origin.get('message')}",
+            )
+        )
     for name, value in rows:
         out.print(f"[dim]{name:>12}[/dim]  {value}", markup=True, highlight=False)
     for offset, message in enumerate(messages):
         label = message.role + (f" · {message.model}" if message.model else "")
-        out.print(f"\n[bold]#{start + offset + 1} {label}[/bold] [dim]{short_time(message.created_at)}[/dim]")
+        out.print(
+            f"\n[bold]#{start + offset + 1} {label}[/bold] [dim]{short_time(message.created_at)}[/dim]"
+        )
         for part in message.parts:
             out.print(part_summary(part), markup=False)
 
@@ -154,7 +161,11 @@ def _read_messages(file: str) -> tuple[list[Any], Any]:
 @click.option("--role", type=click.Choice(["user", "assistant", "system", "tool"]))
 @click.option("--text", help="The message text.")
 @click.option("--model", help="Model that wrote an assistant message.")
-@click.option("--file", "file", help="A JSON message, list of messages, or {expected_head, messages}; - reads stdin.")
+@click.option(
+    "--file",
+    "file",
+    help="A JSON message, list of messages, or {expected_head, messages}; - reads stdin.",
+)
 @click.option("--expected-head", help="Refuse if the session's head is not this message.")
 @json_option
 @pass_ctx
@@ -193,13 +204,15 @@ def append(
         head = None if expected_head in ("", "none", "null") else expected_head
     result = ctx.service.append(ctx.owner, session_id, messages, expected_head=head)
     if as_json:
-        print_json({
-            "id": result.session.id,
-            "head": result.session.head,
-            "message_count": result.session.message_count,
-            "version": result.session.version,
-            "appended": [m.id for m in result.appended],
-        })
+        print_json(
+            {
+                "id": result.session.id,
+                "head": result.session.head,
+                "message_count": result.session.message_count,
+                "version": result.session.version,
+                "appended": [m.id for m in result.appended],
+            }
+        )
     else:
         click.echo(result.session.head if result.appended else f"unchanged: {result.session.head}")
 
@@ -283,8 +296,12 @@ def delete(ctx: Context, session_id: str, revoke_shares: bool, yes: bool, as_jso
 
 @sessions.command("export")
 @click.argument("session_id")
-@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout."
+)
 @pass_ctx
 def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
     """Export a session as versioned JSON (re-importable) or Markdown.
@@ -294,7 +311,11 @@ def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
     import orjson
 
     doc = ctx.service.export(ctx.owner, session_id, fmt)
-    data = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n" if fmt == "json" else str(doc).encode()
+    data = (
+        orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+        if fmt == "json"
+        else str(doc).encode()
+    )
     if output:
         Path(output).write_bytes(data)
         click.echo(f"wrote {output}", err=True)
@@ -320,7 +341,13 @@ def import_(ctx: Context, file: str, as_json: bool) -> None:
     with progress_bar("checking messages", enabled=not as_json) as advance:
         result = ctx.service.import_document(ctx.owner, data, progress=advance)
     if as_json:
-        print_json({**result.session.to_dict(), "created": result.created, "messages_imported": result.messages})
+        print_json(
+            {
+                **result.session.to_dict(),
+                "created": result.created,
+                "messages_imported": result.messages,
+            }
+        )
     elif result.created:
         click.echo(f"imported {result.session.id}: {result.messages} messages")
     else:

@@ -10,17 +10,25 @@ from baton.cli.output import console, json_option, print_json, shares_table
 
 def _share_json(ctx: Context, share: object) -> dict[str, object]:
     data = share.to_dict()  # type: ignore[attr-defined]
-    return {**data, "url": ctx.service.share_url(data["id"]), "command": f"baton --fork {data['id']}"}
+    return {
+        **data,
+        "url": ctx.service.share_url(data["id"]),
+        "command": f"baton --fork {data['id']}",
+    }
 
 
 @click.command("share")
 @click.argument("session_id")
 @click.option("--expires", help="Expire after 30m, 12h, 7d, 2w… (default: never).")
 @click.option("--redact", "mode", flag_value="redact", help="Publish copies with secrets replaced.")
-@click.option("--allow-secrets", "mode", flag_value="allow", help="Publish even with secrets found.")
+@click.option(
+    "--allow-secrets", "mode", flag_value="allow", help="Publish even with secrets found."
+)
 @json_option
 @pass_ctx
-def share(ctx: Context, session_id: str, expires: str | None, mode: str | None, as_json: bool) -> None:
+def share(
+    ctx: Context, session_id: str, expires: str | None, mode: str | None, as_json: bool
+) -> None:
     """Publish a frozen, read-only copy of a session at a link.
 
     The session is scanned for secrets first; any finding blocks the share unless
@@ -34,7 +42,9 @@ def share(ctx: Context, session_id: str, expires: str | None, mode: str | None, 
         created = ctx.service.share(ctx.owner, session_id, expires=expires, mode=mode or "block")
     except SecretsFound as exc:
         if as_json:
-            print_json({"error": {"code": exc.code, "message": exc.message, "findings": exc.findings}})
+            print_json(
+                {"error": {"code": exc.code, "message": exc.message, "findings": exc.findings}}
+            )
         else:
             for f in exc.findings:
                 click.echo(f"  {f['where']}: {f['kind']} {f['excerpt']}")
@@ -120,7 +130,9 @@ def gc(ctx: Context, as_json: bool) -> None:
     if as_json:
         print_json(report)
     else:
-        click.echo(f"deleted {report['messages_deleted']} message(s) and {report['blobs_deleted']} blob(s)")
+        click.echo(
+            f"deleted {report['messages_deleted']} message(s) and {report['blobs_deleted']} blob(s)"
+        )
 
 
 COMMANDS = [share, unshare, shares, fork, gc]

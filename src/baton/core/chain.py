@@ -9,16 +9,16 @@ from baton.core.models import JSON, Message, StoredMessage, Totals, message_cont
 from baton.core.validation import MessageInput, message_text
 
 
-def link(
-    parent: StoredMessage | None, item: MessageInput, findings: list[JSON]
-) -> StoredMessage:
+def link(parent: StoredMessage | None, item: MessageInput, findings: list[JSON]) -> StoredMessage:
     """Make the stored form of `item` as the child of `parent` (None: first message)."""
     parent_id = parent.message.id if parent else None
     content = message_content(
         parent_id, item.role, item.parts, item.created_at, item.model, item.usage
     )
     mid = message_id(content)
-    message = Message(mid, parent_id, item.role, item.parts, item.created_at, item.model, item.usage)
+    message = Message(
+        mid, parent_id, item.role, item.parts, item.created_at, item.model, item.usage
+    )
     return stored(message, parent, findings)
 
 

@@ -54,9 +54,7 @@ def new_session_id() -> str:
 def is_session_id(value: str) -> bool:
     body = value[len(SESSION_PREFIX) :]
     return (
-        value.startswith(SESSION_PREFIX)
-        and len(body) == 26
-        and all(c in _CROCKFORD for c in body)
+        value.startswith(SESSION_PREFIX) and len(body) == 26 and all(c in _CROCKFORD for c in body)
     )
 
 

@@ -118,7 +118,9 @@ CREATE VIRTUAL TABLE message_search USING fts5(text, content='', tokenize='unico
 
 def _m002(conn: sqlite3.Connection) -> None:
     _script(M002_SEARCH)(conn)
-    conn.execute("INSERT INTO session_search(rowid, title, task) SELECT rowid, title, task FROM sessions")
+    conn.execute(
+        "INSERT INTO session_search(rowid, title, task) SELECT rowid, title, task FROM sessions"
+    )
     rows = conn.execute("SELECT rowid, body FROM messages")
     conn.executemany(
         "INSERT INTO message_search(rowid, text) VALUES (?, ?)",

@@ -166,17 +166,25 @@ class SQLiteStore(Store):
             )
 
     def get_account(self, account_id: str) -> Account | None:
-        row = self._conn().execute(
-            "SELECT id, handle, display_name, created_at FROM accounts WHERE id = ?",
-            (account_id,),
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT id, handle, display_name, created_at FROM accounts WHERE id = ?",
+                (account_id,),
+            )
+            .fetchone()
+        )
         return Account(*row) if row else None
 
     def find_account(self, handle: str) -> Account | None:
-        row = self._conn().execute(
-            "SELECT id, handle, display_name, created_at FROM accounts WHERE handle = ?",
-            (handle,),
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT id, handle, display_name, created_at FROM accounts WHERE handle = ?",
+                (handle,),
+            )
+            .fetchone()
+        )
         return Account(*row) if row else None
 
     # messages
@@ -218,11 +226,15 @@ class SQLiteStore(Store):
         return [_message(mid, parent, body) for mid, parent, body in rows]
 
     def ancestor(self, head: str, depth: int) -> str | None:
-        row = self._conn().execute(
-            _CHAIN + "SELECT m.id FROM chain JOIN messages m ON m.rowid = chain.rowid "
-            "WHERE chain.depth = ?",
-            (head, depth, depth),
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                _CHAIN + "SELECT m.id FROM chain JOIN messages m ON m.rowid = chain.rowid "
+                "WHERE chain.depth = ?",
+                (head, depth, depth),
+            )
+            .fetchone()
+        )
         return row[0] if row else None
 
     def flagged(self, head: str) -> list[StoredMessage]:
@@ -235,9 +247,11 @@ class SQLiteStore(Store):
             parent = message.message.parent
             pointer = None
             if parent is not None:
-                prow = self._conn().execute(
-                    "SELECT flagged FROM messages WHERE id = ?", (parent,)
-                ).fetchone()
+                prow = (
+                    self._conn()
+                    .execute("SELECT flagged FROM messages WHERE id = ?", (parent,))
+                    .fetchone()
+                )
                 pointer = prow[0] if prow else None
         found.reverse()
         return found
@@ -254,8 +268,16 @@ class SQLiteStore(Store):
                 "INSERT OR IGNORE INTO messages(id, parent, depth, root, body, input_tokens, "
                 "output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, findings, "
                 "flagged) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (m.id, m.parent, sm.depth, sm.root, orjson.dumps(body), *_totals(sm.totals),
-                 _json(sm.findings or None), sm.flagged),
+                (
+                    m.id,
+                    m.parent,
+                    sm.depth,
+                    sm.root,
+                    orjson.dumps(body),
+                    *_totals(sm.totals),
+                    _json(sm.findings or None),
+                    sm.flagged,
+                ),
             )
             if cur.rowcount:
                 rowid = cur.lastrowid
@@ -271,7 +293,9 @@ class SQLiteStore(Store):
         with self._write() as c:
             self._insert_messages(c, messages)
             if session.head is not None and root is None:
-                row = c.execute("SELECT root FROM messages WHERE id = ?", (session.head,)).fetchone()
+                row = c.execute(
+                    "SELECT root FROM messages WHERE id = ?", (session.head,)
+                ).fetchone()
                 if row is None:
                     raise NotFound(f"message {session.head} is not stored")
                 root = row[0]
@@ -288,23 +312,43 @@ class SQLiteStore(Store):
     @staticmethod
     def _session_values(s: Session) -> tuple[Any, ...]:
         return (
-            s.id, s.owner, s.title, s.task, s.status, s.head, s.message_count, s.created_at,
-            s.updated_at, s.version, orjson.dumps(s.metadata), _json(s.git), s.platform,
-            _json(s.forked_from), s.repo, int(s.title_auto), *_totals(s.totals),
+            s.id,
+            s.owner,
+            s.title,
+            s.task,
+            s.status,
+            s.head,
+            s.message_count,
+            s.created_at,
+            s.updated_at,
+            s.version,
+            orjson.dumps(s.metadata),
+            _json(s.git),
+            s.platform,
+            _json(s.forked_from),
+            s.repo,
+            int(s.title_auto),
+            *_totals(s.totals),
         )
 
     def get_session(self, session_id: str) -> Session | None:
-        row = self._conn().execute(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
+            .fetchone()
+        )
         return _session(row) if row else None
 
     def find_session(self, owner: str, head: str) -> Session | None:
-        row = self._conn().execute(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE owner = ? AND head = ? "
-            "AND root = (SELECT root FROM messages WHERE id = ?) ORDER BY rowid LIMIT 1",
-            (owner, head, head),
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE owner = ? AND head = ? "
+                "AND root = (SELECT root FROM messages WHERE id = ?) ORDER BY rowid LIMIT 1",
+                (owner, head, head),
+            )
+            .fetchone()
+        )
         return _session(row) if row else None
 
     def append(
@@ -322,8 +366,15 @@ class SQLiteStore(Store):
                 "UPDATE sessions SET head = ?, root = ?, message_count = ?, version = version + 1, "
                 "input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, "
                 f"cache_write_tokens = ?, cost_usd = ?{sets} WHERE id = ? AND head IS ?",
-                (last.message.id, last.root, last.depth + 1, *_totals(last.totals), *values,
-                 session_id, expected_head),
+                (
+                    last.message.id,
+                    last.root,
+                    last.depth + 1,
+                    *_totals(last.totals),
+                    *values,
+                    session_id,
+                    expected_head,
+                ),
             )
             if cur.rowcount == 0:
                 row = c.execute("SELECT head FROM sessions WHERE id = ?", (session_id,)).fetchone()
@@ -375,7 +426,9 @@ class SQLiteStore(Store):
                 (*values, session_id, expected_version, expected_version),
             )
             if cur.rowcount == 0:
-                row = c.execute("SELECT version FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                row = c.execute(
+                    "SELECT version FROM sessions WHERE id = ?", (session_id,)
+                ).fetchone()
                 if row is None:
                     raise NotFound(f"no session {session_id}")
                 raise VersionMismatch(
@@ -515,18 +568,31 @@ INSERT INTO reach SELECT id FROM walk""",
                 f"INSERT INTO shares({_SHARE_COLUMNS}, root) VALUES "
                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    share.id, share.session_id, share.owner, orjson.dumps(share.shared_by),
-                    share.head, share.message_count, share.title, share.task,
-                    orjson.dumps(share.metadata), _json(share.git), share.created_at,
-                    share.expires_at, share.revoked_at, orjson.dumps(share.redacted),
-                    *_totals(share.totals), root,
+                    share.id,
+                    share.session_id,
+                    share.owner,
+                    orjson.dumps(share.shared_by),
+                    share.head,
+                    share.message_count,
+                    share.title,
+                    share.task,
+                    orjson.dumps(share.metadata),
+                    _json(share.git),
+                    share.created_at,
+                    share.expires_at,
+                    share.revoked_at,
+                    orjson.dumps(share.redacted),
+                    *_totals(share.totals),
+                    root,
                 ),
             )
 
     def get_share(self, share_id: str) -> Share | None:
-        row = self._conn().execute(
-            f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,))
+            .fetchone()
+        )
         return _share(row) if row else None
 
     def list_shares(self, owner: str | None = None, session_id: str | None = None) -> list[Share]:
@@ -538,9 +604,13 @@ INSERT INTO reach SELECT id FROM walk""",
             where.append("session_id = ?")
             args.append(session_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._conn().execute(
-            f"SELECT {_SHARE_COLUMNS} FROM shares {clause} ORDER BY created_at DESC, id", args
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_SHARE_COLUMNS} FROM shares {clause} ORDER BY created_at DESC, id", args
+            )
+            .fetchall()
+        )
         return [_share(r) for r in rows]
 
     def revoke_share(self, share_id: str, now: str) -> Share:
@@ -549,14 +619,20 @@ INSERT INTO reach SELECT id FROM walk""",
                 "UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (now, share_id),
             )
-            row = c.execute(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,)).fetchone()
+            row = c.execute(
+                f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,)
+            ).fetchone()
             if row is None:
                 raise NotFound(f"no share {share_id}")
         return _share(row)
 
     # maintenance
     def iter_sessions(self) -> Iterator[Session]:
-        rows = self._conn().execute(f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY rowid").fetchall()
+        rows = (
+            self._conn()
+            .execute(f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY rowid")
+            .fetchall()
+        )
         for row in rows:
             yield _session(row)
 
@@ -576,7 +652,9 @@ INSERT INTO reach SELECT id FROM walk""",
 
 def _message(mid: str, parent: str | None, body: bytes) -> Message:
     d = orjson.loads(body)
-    return Message(mid, parent, d["role"], d["parts"], d["created_at"], d.get("model"), d.get("usage"))
+    return Message(
+        mid, parent, d["role"], d["parts"], d["created_at"], d.get("model"), d.get("usage")
+    )
 
 
 class _Transaction:
