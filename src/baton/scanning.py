@@ -33,7 +33,7 @@ _EXTRA = (
 
 
 @lru_cache(maxsize=1)
-def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+def _patterns() -> tuple[tuple[str, re.Pattern[str], str | None], ...]:
     import importlib
     import inspect
     import pkgutil
@@ -54,7 +54,31 @@ def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
                 plugin = cls()
                 found.extend((str(plugin.secret_type), regex) for regex in plugin.denylist)
     found.extend((kind, re.compile(pattern)) for kind, pattern in _EXTRA)
-    return tuple(found)
+    return tuple((kind, regex, _required_literal(regex)) for kind, regex in found)
+
+
+def _required_literal(regex: re.Pattern[str]) -> str | None:
+    """The longest run of plain characters every match must contain, if any: checking for it
+    with `in` first lets most text skip the regex altogether."""
+    if regex.flags & re.IGNORECASE:
+        return None
+    from re import _constants, _parser  # type: ignore[attr-defined]
+
+    best, run = "", ""
+
+    def walk(items: Any) -> None:
+        nonlocal best, run
+        for op, arg in items:
+            if op is _constants.LITERAL:
+                run += chr(arg)
+            elif op is _constants.SUBPATTERN and len(arg[-1]) > 0:
+                walk(arg[-1])
+            else:
+                best, run = max(best, run, key=len), ""
+
+    walk(_parser.parse(regex.pattern, regex.flags))
+    best = max(best, run, key=len)
+    return best if len(best) >= 2 else None
 
 
 def secret_env_values(env: Mapping[str, str]) -> dict[str, str]:
@@ -76,7 +100,9 @@ class SecretScanner:
         for text in [*strings_in(value), *extra]:
             if len(text) < _MIN_ENV_SECRET:
                 continue
-            for kind, regex in _patterns():
+            for kind, regex, literal in _patterns():
+                if literal is not None and literal not in text:
+                    continue
                 for match in regex.finditer(text):
                     secret = match.group(0).strip(" \t\r\n=:\"'")
                     if secret:
