@@ -216,14 +216,20 @@ class SQLiteStore(Store):
         return out
 
     def chain(self, head: str, start: int = 0, limit: int | None = None) -> list[Message]:
-        stop = -1 if limit is None else limit
+        # No ORDER BY: sorting would copy every body through SQLite's sorter. The walk yields
+        # head first; the rows are put in order here, and checked rather than trusted.
+        stop = 2**62 if limit is None else start + limit
         with self._read() as c:
             rows = c.execute(
-                _CHAIN + "SELECT m.id, m.parent, m.body FROM chain JOIN messages m "
-                "ON m.rowid = chain.rowid WHERE chain.depth >= ? ORDER BY chain.depth LIMIT ?",
+                _CHAIN + "SELECT chain.depth, m.id, m.parent, m.body FROM chain "
+                "JOIN messages m ON m.rowid = chain.rowid "
+                "WHERE chain.depth >= ? AND chain.depth < ?",
                 (head, start, start, stop),
             ).fetchall()
-        return [_message(mid, parent, body) for mid, parent, body in rows]
+        rows.reverse()
+        if any(rows[i][0] >= rows[i + 1][0] for i in range(len(rows) - 1)):
+            rows.sort(key=lambda row: row[0])
+        return [_message(mid, parent, body) for _, mid, parent, body in rows]
 
     def ancestor(self, head: str, depth: int) -> str | None:
         row = (

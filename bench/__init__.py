@@ -1,0 +1,2 @@
+"""baton's benchmarks: `python -m bench [--quick] [--json]`. Every figure is a ratio against a
+baseline measured in the same run."""
