@@ -20,9 +20,13 @@ def print_json(value: Any) -> None:
 
 
 def console() -> Any:
+    """Rich output; when piped, lines are not cut at 80 columns but at $COLUMNS or 160."""
+    import os
+
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160)
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -1,0 +1,289 @@
+"""The command line as a user drives it: JSON shapes, tables, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import pytest
+
+from baton.cli.main import cli, main
+from tests.helpers import run_baton
+
+FAKE_KEY = "sk-proj-" + "Zx8Yw7Vu6Ts5Rq4Po3Nm2Lk1Jh0Gf9Ed8Cb7A"
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self) -> Any:
+        return orjson.loads(self.out)
+
+
+@pytest.fixture
+def baton(capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run `baton ARGS…` in this process through the real entry point."""
+
+    def run(*args: str) -> Result:
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def ok(result: Result) -> Result:
+    assert result.code == 0, result.err
+    return result
+
+
+def test_new_show_list_json_shapes(baton: Any) -> None:
+    new = ok(baton("sessions", "new", "--task", "fix login", "--json")).json()
+    assert re.fullmatch(r"ses_[0-9A-Z]{26}", new["id"])
+    sid = new["id"]
+    ok(baton("sessions", "append", sid, "--role", "user", "--text", "Why does login fail?"))
+    head = ok(
+        baton(
+            "sessions", "append", sid, "--role", "assistant", "--text", "Cookies.", "--model", "m1"
+        )
+    ).out.strip()
+    shown = ok(baton("sessions", "show", sid, "--json")).json()
+    assert shown["id"] == sid and shown["head"] == head
+    assert shown["title"] == "Why does login fail?" and shown["forked_from"] is None
+    assert [(m["role"], m["parts"]) for m in shown["messages"]] == [
+        ("user", [{"type": "text", "text": "Why does login fail?"}]),
+        ("assistant", [{"type": "text", "text": "Cookies."}]),
+    ]
+    assert shown["messages"][1]["parent"] == shown["messages"][0]["id"]
+    assert shown["messages"][1]["id"] == head
+    listed = ok(baton("sessions", "list", "--json")).json()
+    assert isinstance(listed, list) and [s["id"] for s in listed] == [sid]
+    assert "messages" not in listed[0] and listed[0]["message_count"] == 2
+
+
+def test_human_output(baton: Any) -> None:
+    sid = ok(baton("sessions", "new", "--title", "Fix the login bug")).out.strip()
+    assert ok(baton("sessions", "list")).out.count("Fix the login bug") == 1
+    assert ok(baton("sessions", "list")).out.startswith("┏")  # a rich table
+    ok(baton("sessions", "append", sid, "--role", "user", "--text", "hello there"))
+    shown = ok(baton("sessions", "show", sid)).out
+    assert "Fix the login bug" in shown and "#1 user" in shown and "hello there" in shown
+    assert ok(baton("sessions", "list", "-q", "nothing-like-this")).out.strip() == (
+        "no sessions match 'nothing-like-this'"
+    )
+
+
+def test_append_from_a_file_with_expected_head(baton: Any, tmp_path: Path) -> None:
+    sid = ok(baton("sessions", "new")).out.strip()
+    turn = tmp_path / "turn.json"
+    turn.write_bytes(
+        orjson.dumps(
+            {
+                "expected_head": None,
+                "messages": [
+                    {
+                        "role": "user",
+                        "created_at": "2026-11-24T10:00:00Z",
+                        "parts": [{"type": "text", "text": "run the tests"}],
+                    },
+                    {
+                        "role": "assistant",
+                        "created_at": "2026-11-24T10:00:01Z",
+                        "parts": [
+                            {
+                                "type": "tool_call",
+                                "id": "c1",
+                                "name": "bash",
+                                "input": {"cmd": "pytest"},
+                            }
+                        ],
+                    },
+                    {
+                        "role": "tool",
+                        "created_at": "2026-11-24T10:00:02Z",
+                        "parts": [
+                            {"type": "tool_result", "tool_call_id": "c1", "output": "3 passed"}
+                        ],
+                    },
+                ],
+            }
+        )
+    )  # with their times, a re-send is the same messages: a retry adds nothing
+    first = ok(baton("sessions", "append", sid, "--file", str(turn), "--json")).json()
+    assert first["id"] == sid and first["message_count"] == 3 and len(first["appended"]) == 3
+    again = ok(baton("sessions", "append", sid, "--file", str(turn), "--json")).json()
+    assert again["appended"] == [] and again["head"] == first["head"]
+    stale = baton(
+        "sessions",
+        "append",
+        sid,
+        "--role",
+        "user",
+        "--text",
+        "x",
+        "--expected-head",
+        first["appended"][0],
+    )
+    assert stale.code == 1
+    assert stale.err.strip() == (
+        f"error: the session moved on: its head is {first['head']}, not {first['appended'][0]}"
+    )
+
+
+def test_share_json_and_refusal(baton: Any) -> None:
+    sid = ok(baton("sessions", "new")).out.strip()
+    ok(baton("sessions", "append", sid, "--role", "user", "--text", "hello"))
+    share = ok(baton("share", sid, "--expires", "7d", "--json")).json()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", share["id"])
+    assert share["url"].endswith(f"/share/{share['id']}")
+    assert share["expires_at"] and share["command"] == f"baton --fork {share['id']}"
+    ok(baton("sessions", "append", sid, "--role", "user", "--text", f"key={FAKE_KEY}"))
+    refused = baton("share", sid, "--json")
+    assert refused.code == 1
+    error = refused.json()["error"]
+    assert error["code"] == "secrets_found"
+    assert [(f["where"], f["kind"]) for f in error["findings"]] == [("message 2", "OpenAI Token")]
+    assert FAKE_KEY not in refused.out + refused.err
+    assert refused.err.startswith("error: this session holds 1 secret(s); nothing was shared")
+    human = baton("share", sid)
+    assert human.code == 1 and "message 2: OpenAI Token sk-p" in human.out
+    redacted = ok(baton("share", sid, "--redact", "--json")).json()
+    assert redacted["redacted"][0]["kind"] == "OpenAI Token"
+    forked = ok(baton("fork", redacted["url"], "--json")).json()
+    shown = ok(baton("sessions", "show", forked["id"], "--json")).json()
+    assert shown["messages"][-1]["parts"][0]["text"] == "key=[REDACTED:OpenAI Token]"
+    allowed = ok(baton("share", sid, "--allow-secrets", "--json")).json()
+    assert allowed["redacted"] == []
+
+
+def test_shares_unshare_and_fork(baton: Any) -> None:
+    sid = ok(baton("sessions", "new")).out.strip()
+    first = ok(baton("sessions", "append", sid, "--role", "user", "--text", "one")).out.strip()
+    ok(baton("sessions", "append", sid, "--role", "assistant", "--text", "two"))
+    share = ok(baton("share", sid, "--json")).json()
+    states = ok(baton("shares", "--json")).json()
+    assert [(s["id"], s["state"]) for s in states] == [(share["id"], "live")]
+    assert ok(baton("unshare", share["id"])).out.strip() == f"revoked {share['id']}"
+    assert ok(baton("shares", "--json")).json()[0]["state"] == "revoked"
+    gone = baton("fork", share["id"])
+    assert gone.code == 1 and gone.err.strip() == f"error: share {share['id']} was revoked"
+    early = ok(baton("fork", sid, "--at", first, "--json")).json()
+    assert early["message_count"] == 1 and early["forked_from"] == {
+        "session": sid,
+        "message": first,
+    }
+    assert ok(baton("shares")).out.count(share["id"]) == 1
+
+
+def test_rename_update_delete(baton: Any) -> None:
+    sid = ok(baton("sessions", "new")).out.strip()
+    assert (
+        ok(baton("sessions", "rename", sid, "Better name")).out.strip()
+        == f"renamed {sid}: Better name"
+    )
+    updated = ok(
+        baton(
+            "sessions",
+            "update",
+            sid,
+            "--status",
+            "done",
+            "--metadata",
+            '{"mode": "plan"}',
+            "--if-version",
+            "2",
+            "--json",
+        )
+    ).json()
+    assert (updated["status"], updated["metadata"], updated["version"]) == (
+        "done",
+        {"mode": "plan"},
+        3,
+    )
+    ok(baton("sessions", "append", sid, "--role", "user", "--text", "x"))
+    share = ok(baton("share", sid, "--json")).json()
+    refused = baton("sessions", "delete", sid, "--yes")
+    assert refused.code == 1 and share["id"] in refused.err and "--revoke-shares" in refused.err
+    deleted = ok(baton("sessions", "delete", sid, "--revoke-shares", "--json")).json()
+    assert deleted == {"id": sid, "deleted": True, "revoked_shares": [share["id"]]}
+    assert baton("sessions", "show", sid).code == 1
+
+
+def test_export_import_verify(baton: Any, tmp_path: Path) -> None:
+    sid = ok(baton("sessions", "new", "--title", "Export me")).out.strip()
+    ok(baton("sessions", "append", sid, "--role", "user", "--text", "the prompt"))
+    ok(baton("sessions", "append", sid, "--role", "assistant", "--text", "x" * 70_000))
+    markdown = ok(baton("sessions", "export", sid, "--format", "markdown")).out
+    assert (
+        markdown.startswith("# Export me\n") and "## User" in markdown and "the prompt" in markdown
+    )
+    out = tmp_path / "s.json"
+    ok(baton("sessions", "export", sid, "-o", str(out)))
+    doc = orjson.loads(out.read_bytes())
+    assert (
+        doc["format"] == "baton-session" and len(doc["messages"][1]["parts"][0]["text"]) == 70_000
+    )
+    again = ok(baton("sessions", "import", str(out), "--json")).json()
+    assert again["created"] is False and again["id"] == sid
+    verify = ok(baton("sessions", "verify", "--json")).json()
+    assert verify == {"sessions": 1, "shares": 0, "messages": 2, "problems": [], "ok": True}
+    assert ok(baton("gc", "--json")).json() == {"messages_deleted": 0, "blobs_deleted": 0}
+
+
+def test_list_pages_through_everything(baton: Any) -> None:
+    ids = [ok(baton("sessions", "new", "--title", f"s{i}")).out.strip() for i in range(5)]
+    page = ok(baton("sessions", "list", "--limit", "2"))
+    assert "more: baton sessions list --cursor" in page.out
+    everything = ok(baton("sessions", "list", "--limit", "2", "--all", "--json")).json()
+    assert [s["id"] for s in everything] == list(reversed(ids))
+    cursor = page.out.split("--cursor ")[1].split()[0]
+    nxt = ok(baton("sessions", "list", "--limit", "2", "--cursor", cursor, "--json")).json()
+    assert [s["id"] for s in nxt] == list(reversed(ids))[2:4]
+    bad = baton("sessions", "list", "--cursor", "!!!")
+    assert bad.code == 2 and bad.err.startswith("error: cursor")
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+def test_every_command_has_help_with_an_example_and_json(baton: Any) -> None:
+    for command in _commands(cli):
+        result = ok(baton(*command, "--help"))
+        assert "Example" in result.out, command
+        if command not in (("sessions", "export"),):
+            assert "--json" in result.out, command
+
+
+def test_usage_errors_exit_2_without_traceback(baton: Any) -> None:
+    for args in (
+        ["sessions", "frobnicate"],
+        ["sessions", "show"],
+        ["share", "x", "--expires"],
+        ["sessions", "list", "--limit", "0"],
+    ):
+        result = baton(*args)
+        assert result.code == 2, args
+        assert "Traceback" not in result.err
+
+
+def test_the_real_command_runs_as_a_process(baton_home: Path) -> None:
+    result = run_baton("--version", home=baton_home)
+    assert result.returncode == 0 and result.stdout.strip() == "baton, version 0.1.0"
+    result = run_baton("sessions", "show", "ses_01JUNKJUNKJUNKJUNKJUNKJUNK", home=baton_home)
+    assert result.returncode == 1
+    assert result.stderr == "error: no session ses_01JUNKJUNKJUNKJUNKJUNKJUNK\n"
