@@ -17,13 +17,13 @@ from typing import Any
 
 import orjson
 
-from bench.data import messages
-from baton.core.models import Session, utcnow
 from baton.core import ids
+from baton.core.models import Session, utcnow
 from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
+from bench.data import messages
 
 
 def median_time(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
@@ -56,9 +56,19 @@ class Bench:
             scanner=SecretScanner({}),
         )
 
-    def record(self, name: str, measured: str, ratio: float, target: str, ok: bool, note: str = "") -> None:
-        self.figures.append({"figure": name, "measured": measured, "ratio": round(ratio, 3),
-                             "target": target, "pass": ok, "note": note})
+    def record(
+        self, name: str, measured: str, ratio: float, target: str, ok: bool, note: str = ""
+    ) -> None:
+        self.figures.append(
+            {
+                "figure": name,
+                "measured": measured,
+                "ratio": round(ratio, 3),
+                "target": target,
+                "pass": ok,
+                "note": note,
+            }
+        )
         print(f"  {name}: {ratio:.2f}x ({measured})", file=sys.stderr)
 
     def session_with(self, count: int) -> str:
@@ -85,14 +95,19 @@ class Bench:
             def go() -> None:
                 head = self.service.get(self.owner, sid).head
                 self.service.append(self.owner, sid, prompt, expected_head=head)
+
             return go
 
         repeat = 30 if self.quick else 100
         t_small = median_time(one(small), repeat, 3)
         t_big = median_time(one(big), repeat, 3)
-        self.record(f"append at {self.big} vs {self.small} messages",
-                    f"{t_big * 1e3:.2f} ms vs {t_small * 1e3:.2f} ms", t_big / t_small, "≤ 1.3×",
-                    t_big / t_small <= 1.3)
+        self.record(
+            f"append at {self.big} vs {self.small} messages",
+            f"{t_big * 1e3:.2f} ms vs {t_small * 1e3:.2f} ms",
+            t_big / t_small,
+            "≤ 1.3×",
+            t_big / t_small <= 1.3,
+        )
 
     def load(self, big: str) -> None:
         loaded = self.service.messages(self.owner, big)
@@ -102,26 +117,49 @@ class Bench:
         repeat = 3 if self.quick else 5
         t_load = median_time(lambda: self.service.messages(self.owner, big), repeat)
         t_json = median_time(lambda: orjson.loads(path.read_bytes()), repeat)
-        self.record(f"load {len(loaded)} messages ({len(data) / 1e6:.1f} MB) vs orjson.loads of the same",
-                    f"{t_load * 1e3:.0f} ms vs {t_json * 1e3:.0f} ms", t_load / t_json, "≤ 2×",
-                    t_load / t_json <= 2)
+        self.record(
+            f"load {len(loaded)} messages ({len(data) / 1e6:.1f} MB) vs orjson.loads of the same",
+            f"{t_load * 1e3:.0f} ms vs {t_json * 1e3:.0f} ms",
+            t_load / t_json,
+            "≤ 2×",
+            t_load / t_json <= 2,
+        )
 
     def fork_and_share(self, small: str, big: str) -> None:
         repeat = 20 if self.quick else 50
-        forks = {sid: median_time(lambda s=sid: self.service.fork(self.owner, s), repeat, 2)
-                 for sid in (small, big)}
-        shares = {sid: median_time(lambda s=sid: self.service.share(self.owner, s), repeat, 2)
-                  for sid in (small, big)}
+        forks = {
+            sid: median_time(lambda s=sid: self.service.fork(self.owner, s), repeat, 2)
+            for sid in (small, big)
+        }
+        shares = {
+            sid: median_time(lambda s=sid: self.service.share(self.owner, s), repeat, 2)
+            for sid in (small, big)
+        }
         ratio = forks[big] / forks[small]
-        self.record(f"fork at {self.big} vs {self.small} messages",
-                    f"{forks[big] * 1e3:.2f} ms vs {forks[small] * 1e3:.2f} ms", ratio, "≤ 1.5×", ratio <= 1.5)
+        self.record(
+            f"fork at {self.big} vs {self.small} messages",
+            f"{forks[big] * 1e3:.2f} ms vs {forks[small] * 1e3:.2f} ms",
+            ratio,
+            "≤ 1.5×",
+            ratio <= 1.5,
+        )
         ratio = shares[big] / shares[small]
-        self.record(f"share at {self.big} vs {self.small} messages",
-                    f"{shares[big] * 1e3:.2f} ms vs {shares[small] * 1e3:.2f} ms", ratio, "≤ 1.5×", ratio <= 1.5)
+        self.record(
+            f"share at {self.big} vs {self.small} messages",
+            f"{shares[big] * 1e3:.2f} ms vs {shares[small] * 1e3:.2f} ms",
+            ratio,
+            "≤ 1.5×",
+            ratio <= 1.5,
+        )
         per_fork = self._bytes_per_fork(big)
-        self.record(f"database bytes added by one fork of a {self.big}-message session",
-                    f"{per_fork:.0f} bytes", per_fork / 4096, "< 4 KiB (ratio < 1)", per_fork < 4096,
-                    "growth of page_count × page_size over 200 forks, after a WAL checkpoint")
+        self.record(
+            f"database bytes added by one fork of a {self.big}-message session",
+            f"{per_fork:.0f} bytes",
+            per_fork / 4096,
+            "< 4 KiB (ratio < 1)",
+            per_fork < 4096,
+            "growth of page_count × page_size over 200 forks, after a WAL checkpoint",
+        )
 
     def _bytes_per_fork(self, big: str) -> float:
         db = self.root / "main" / "baton.db"
@@ -148,37 +186,61 @@ class Bench:
             owner = service.account("bench").id
             now = utcnow()
             for i in range(count):
-                service.store.create_session(Session(
-                    id=ids.new_session_id(), owner=owner, title=f"session {i}", task="",
-                    status="active", head=None, message_count=0, created_at=now,
-                    updated_at=f"2026-01-01T00:00:00.{i:06d}Z" if count <= 999_999 else now,
-                    version=1))
+                service.store.create_session(
+                    Session(
+                        id=ids.new_session_id(),
+                        owner=owner,
+                        title=f"session {i}",
+                        task="",
+                        status="active",
+                        head=None,
+                        message_count=0,
+                        created_at=now,
+                        updated_at=f"2026-01-01T00:00:00.{i:06d}Z" if count <= 999_999 else now,
+                        version=1,
+                    )
+                )
         repeat = 50 if self.quick else 200
         times = {}
         for name, service in (("few", few), ("many", many)):
             owner = service.account("bench").id
             times[name] = median_time(lambda s=service, o=owner: s.list(o, limit=50), repeat, 5)
         ratio = times["many"] / times["few"]
-        self.record(f"list 50 most recent of {self.many} vs of 100 sessions",
-                    f"{times['many'] * 1e3:.2f} ms vs {times['few'] * 1e3:.2f} ms", ratio, "≤ 1.5×",
-                    ratio <= 1.5)
+        self.record(
+            f"list 50 most recent of {self.many} vs of 100 sessions",
+            f"{times['many'] * 1e3:.2f} ms vs {times['few'] * 1e3:.2f} ms",
+            ratio,
+            "≤ 1.5×",
+            ratio <= 1.5,
+        )
 
     def startup(self) -> None:
         env = {**os.environ, "BATON_HOME": str(self.root / "cli")}
 
         def run(*args: str) -> Callable[[], Any]:
-            return lambda: subprocess.run([sys.executable, "-m", "baton", *args], env=env,
-                                          capture_output=True, check=True)
+            return lambda: subprocess.run(
+                [sys.executable, "-m", "baton", *args], env=env, capture_output=True, check=True
+            )
 
-        base = median_time(lambda: subprocess.run([sys.executable, "-c", "pass"], capture_output=True), 5)
+        base = median_time(
+            lambda: subprocess.run([sys.executable, "-c", "pass"], capture_output=True), 5
+        )
         version = median_time(run("--version"), 5)
         listing = median_time(run("sessions", "list"), 5)
-        self.record("`baton --version` vs a bare `python -c pass`",
-                    f"{version * 1e3:.0f} ms vs {base * 1e3:.0f} ms (opencode: 630 ms)", version / base,
-                    "info", True)
-        self.record("`baton sessions list` vs a bare `python -c pass`",
-                    f"{listing * 1e3:.0f} ms vs {base * 1e3:.0f} ms (opencode: 1,210 ms)", listing / base,
-                    "info", True)
+        self.record(
+            "`baton --version` vs a bare `python -c pass`",
+            f"{version * 1e3:.0f} ms vs {base * 1e3:.0f} ms (opencode: 630 ms)",
+            version / base,
+            "info",
+            True,
+        )
+        self.record(
+            "`baton sessions list` vs a bare `python -c pass`",
+            f"{listing * 1e3:.0f} ms vs {base * 1e3:.0f} ms (opencode: 1,210 ms)",
+            listing / base,
+            "info",
+            True,
+        )
 
 
 def main() -> None:

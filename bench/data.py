@@ -5,11 +5,52 @@ from __future__ import annotations
 import random
 from typing import Any
 
-_WORDS = (
-    "the session file value return import class self def result error test build path "
-    "config server client message token commit branch status update print open read write "
-    "list dict int str none true false for while if else try except raise with as from"
-).split()
+_WORDS = [
+    "the",
+    "session",
+    "file",
+    "value",
+    "return",
+    "import",
+    "class",
+    "self",
+    "def",
+    "result",
+    "error",
+    "test",
+    "build",
+    "path",
+    "config",
+    "server",
+    "client",
+    "message",
+    "token",
+    "commit",
+    "branch",
+    "status",
+    "update",
+    "print",
+    "open",
+    "read",
+    "write",
+    "list",
+    "dict",
+    "int",
+    "str",
+    "none",
+    "true",
+    "false",
+    "for",
+    "while",
+    "if",
+    "else",
+    "try",
+    "except",
+    "raise",
+    "with",
+    "as",
+    "from",
+]
 
 
 class Corpus:
@@ -37,26 +78,41 @@ def messages(count: int, seed: int = 7) -> list[dict[str, Any]]:
         if kind == 0:
             out.append({"role": "user", "parts": [{"type": "text", "text": corpus.take(200)}]})
         elif kind == 1:
-            out.append({
-                "role": "assistant",
-                "model": "bench-model",
-                "usage": {"input_tokens": 1200, "output_tokens": 300, "cost_usd": 0.0021},
-                "parts": [
-                    {"type": "text", "text": corpus.take(rnd.randint(2000, 8000))},
-                    {"type": "tool_call", "id": f"call_{i}", "name": "run_command",
-                     "input": {"command": corpus.take(60)}},
-                ],
-            })
+            out.append(
+                {
+                    "role": "assistant",
+                    "model": "bench-model",
+                    "usage": {"input_tokens": 1200, "output_tokens": 300, "cost_usd": 0.0021},
+                    "parts": [
+                        {"type": "text", "text": corpus.take(rnd.randint(2000, 8000))},
+                        {
+                            "type": "tool_call",
+                            "id": f"call_{i}",
+                            "name": "run_command",
+                            "input": {"command": corpus.take(60)},
+                        },
+                    ],
+                }
+            )
         elif kind == 2:
-            out.append({
-                "role": "tool",
-                "parts": [{"type": "tool_result", "tool_call_id": f"call_{i - 1}",
-                           "output": corpus.take(rnd.randint(200, 60_000))}],
-            })
+            out.append(
+                {
+                    "role": "tool",
+                    "parts": [
+                        {
+                            "type": "tool_result",
+                            "tool_call_id": f"call_{i - 1}",
+                            "output": corpus.take(rnd.randint(200, 60_000)),
+                        }
+                    ],
+                }
+            )
         else:
-            out.append({
-                "role": "assistant",
-                "model": "bench-model",
-                "parts": [{"type": "text", "text": corpus.take(rnd.randint(2000, 8000))}],
-            })
+            out.append(
+                {
+                    "role": "assistant",
+                    "model": "bench-model",
+                    "parts": [{"type": "text", "text": corpus.take(rnd.randint(2000, 8000))}],
+                }
+            )
     return out

@@ -1,0 +1,37 @@
+"""`python -m bench --quick --json` runs and reports every figure as a measured ratio.
+(Timing targets are bench/'s business, not the tests'.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+
+def test_quick_bench_reports_every_figure() -> None:
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    names = [f["figure"] for f in report["figures"]]
+    for prefix in (
+        "append at",
+        "load",
+        "fork at",
+        "share at",
+        "database bytes added by one fork",
+        "list 50 most recent",
+        "`baton --version`",
+        "`baton sessions list`",
+    ):
+        assert any(n.startswith(prefix) for n in names), prefix
+    for figure in report["figures"]:
+        assert isinstance(figure["ratio"], float) and figure["ratio"] > 0
