@@ -218,17 +218,18 @@ class Service:
         now = self.now()
         inputs = [validate_message(raw, now, i) for i, raw in enumerate(messages)]
         findings = [self._scan(item) for item in inputs]
-        for item in inputs:
-            for sha, data in item.blobs.items():
-                self.blobs.put(sha, data)
+        self._keep_blobs(inputs)
         for _ in range(retries + 1):
             session = self.get(owner, session_id)
             base = session.head if expected_head is ANY_HEAD else expected_head
             try:
-                return self._append_at(session, base, inputs, findings, messages)
+                result = self._append_at(session, base, inputs, findings, messages)
             except Conflict:
                 if expected_head is not ANY_HEAD:
                     raise
+                continue
+            self._keep_blobs(inputs)
+            return result
         raise Conflict("the session kept moving; try again", self.get(owner, session_id).head)
 
     def _append_at(
@@ -338,11 +339,22 @@ class Service:
         self._free(freed)
         return [s.id for s in live]
 
-    def _free(self, shas: Sequence[str]) -> None:
-        live = self.store.referenced_blobs() if shas else set()
-        for sha in shas:
-            if sha not in live:
+    def _free(self, shas: Sequence[str]) -> list[str]:
+        """Delete blob files that nothing references any more (checked under the write lock)."""
+
+        def delete(doomed: list[str]) -> None:
+            for sha in doomed:
                 self.blobs.delete(sha)
+
+        return self.store.release_blobs(shas, delete)
+
+    def _keep_blobs(self, items: Sequence[MessageInput]) -> None:
+        """Blobs are written before the messages that reference them commit, and again after:
+        a concurrent delete that freed the same content in between cannot leave an
+        acknowledged message without its payload."""
+        for item in items:
+            for sha, data in item.blobs.items():
+                self.blobs.put(sha, data)
 
     # sharing
     def share_url(self, share_id: str) -> str:
@@ -439,7 +451,8 @@ class Service:
         secrets: dict[str, str] = {}
         for _, s in found:
             secrets.update(s)
-        head, copies = session.head, self._redacted_copies(session, secrets)
+        head = session.head
+        copies, items = self._redacted_copies(session, secrets)
         if copies:
             head = copies[-1].message.id
         head_totals = copies[-1].totals if copies else session.totals
@@ -464,21 +477,25 @@ class Service:
             totals=head_totals,
         )
         self.store.create_share(share, copies)
+        self._keep_blobs(items)
         return share
 
-    def _redacted_copies(self, session: Session, secrets: dict[str, str]) -> list[StoredMessage]:
+    def _redacted_copies(
+        self, session: Session, secrets: dict[str, str]
+    ) -> tuple[list[StoredMessage], list[MessageInput]]:
         """Copies of every message from the first one with a secret to the head, secrets
         replaced. The prefix before it is shared as it is, not copied."""
         if not secrets or session.head is None:
-            return []
+            return [], []
         flagged = self.store.flagged(session.head)
         if not flagged:
-            return []
+            return [], []
         first = flagged[0]
         parent = None
         if first.message.parent is not None:
             parent = self.store.get_messages([first.message.parent])[first.message.parent]
         copies: list[StoredMessage] = []
+        items: list[MessageInput] = []
         now = self.now()
         for message in self.store.chain(session.head, first.depth):
             full = self.hydrate(message)
@@ -492,10 +509,10 @@ class Service:
             if full.usage is not None:
                 raw["usage"] = full.usage
             item = validate_message(raw, now)
-            for sha, data in item.blobs.items():
-                self.blobs.put(sha, data)
+            items.append(item)
             copies.append(link(copies[-1] if copies else parent, item, []))
-        return copies
+        self._keep_blobs(items)
+        return copies, items
 
     def revoke(self, owner: str, share_id: str) -> Share:
         share = self.store.get_share(share_id)
@@ -614,14 +631,12 @@ class Service:
             chain.append(sm)
             if progress is not None and (i % 200 == 0 or i + 1 == len(doc["messages"])):
                 progress(i + 1, len(doc["messages"]))
-        for item in items:
-            for sha, blob in item.blobs.items():
-                self.blobs.put(sha, blob)
         head = chain[-1] if chain else None
         if head is not None:
             existing = self.store.find_session(owner, head.message.id)
             if existing is not None:  # the same conversation is already yours
                 return ImportResult(existing, False, 0)
+        self._keep_blobs(items)
         given_id = header.get("id")
         session_id = ids.new_session_id()
         if isinstance(given_id, str) and ids.is_session_id(given_id):
@@ -654,6 +669,7 @@ class Service:
             title_auto=not title,
         )
         self.store.create_session(session, chain)
+        self._keep_blobs(items)
         return ImportResult(session, True, len(chain))
 
     # integrity
@@ -699,15 +715,13 @@ class Service:
     def gc(self) -> JSON:
         """Delete what no session or live share reaches, and blob files nothing references."""
         deleted, freed = self.store.gc(self.now())
-        self._free(freed)
-        referenced = self.store.referenced_blobs()
+        gone = set(self._free(freed))
+        # Files no message references (left by a crash between writing a blob and its
+        # message): only old ones, as a young one may belong to an append in flight.
         cutoff = time.time() - BLOB_GRACE_SECONDS
-        orphans = [
-            sha for sha, mtime in self.blobs.list() if sha not in referenced and mtime < cutoff
-        ]
-        for sha in orphans:
-            self.blobs.delete(sha)
-        return {"messages_deleted": deleted, "blobs_deleted": len(set(freed) | set(orphans))}
+        old = [sha for sha, mtime in self.blobs.list() if mtime < cutoff and sha not in gone]
+        gone.update(self._free(old))
+        return {"messages_deleted": deleted, "blobs_deleted": len(gone)}
 
     # listing comes last: a method named `list` shadows the builtin in later annotations
     def list(

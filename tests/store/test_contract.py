@@ -537,3 +537,24 @@ def test_verify_reports_damage(service: Service, owner: str) -> None:
     assert report.problems == [
         f"session {sid}: blob {sha} of {service.get(owner, sid).head} is missing"
     ]
+
+
+def test_referenced_blobs_are_never_released(service: Service, owner: str) -> None:
+    a = service.create(owner)
+    b = service.create(owner)
+    big = "q" * (65 * 1024)
+    service.append(owner, a.id, [text_message("user", big, created_at="2026-01-01T00:00:00Z")])
+    service.append(owner, b.id, [text_message("assistant", big)])
+    [sha] = service.store.referenced_blobs()
+    deleted: list[str] = []
+    assert service.store.release_blobs([sha], deleted.extend) == [] and deleted == []
+    service.delete(owner, a.id)  # b still holds the same payload
+    assert service.blobs.get(sha) is not None
+    service.delete(owner, b.id)
+    assert service.blobs.get(sha) is None
+    # a payload whose file vanished is written again by the next append that carries it
+    c = service.create(owner)
+    service.append(owner, c.id, [text_message("user", big)])
+    service.blobs.delete(sha)
+    service.append(owner, c.id, [text_message("user", big)])
+    assert service.blobs.get(sha) is not None and service.verify().ok

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +138,11 @@ class Store(ABC):
 
     @abstractmethod
     def referenced_blobs(self) -> set[str]: ...
+
+    @abstractmethod
+    def release_blobs(self, shas: Sequence[str], delete: Callable[[list[str]], None]) -> list[str]:
+        """Call `delete` with the blobs among `shas` that no message references, while holding
+        the write lock, so no append can commit a reference to one of them meanwhile."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing
         """Release connections."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from baton.core.errors import Conflict, NotFound, VersionMismatch
@@ -268,6 +268,13 @@ class MemoryStore(Store):
             before = len(self._messages)
             freed = self._collect(now)
             return before - len(self._messages), freed
+
+    def release_blobs(self, shas: Sequence[str], delete: Callable[[list[str]], None]) -> list[str]:
+        with self._lock:
+            referenced = self.referenced_blobs()
+            doomed = [sha for sha in shas if sha not in referenced]
+            delete(doomed)
+        return doomed
 
     def referenced_blobs(self) -> set[str]:
         with self._lock:

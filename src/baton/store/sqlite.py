@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -648,6 +648,19 @@ INSERT INTO reach SELECT id FROM walk""",
             freed = self._collect(c, now, None)
             after = c.execute("SELECT count(*) FROM messages").fetchone()[0]
         return before - after, freed
+
+    def release_blobs(self, shas: Sequence[str], delete: Callable[[list[str]], None]) -> list[str]:
+        if not shas:
+            return []
+        with self._write() as c:
+            doomed = [
+                sha
+                for sha in shas
+                if c.execute("SELECT 1 FROM message_blobs WHERE sha256 = ?", (sha,)).fetchone()
+                is None
+            ]
+            delete(doomed)
+        return doomed
 
     def referenced_blobs(self) -> set[str]:
         return {r[0] for r in self._conn().execute("SELECT DISTINCT sha256 FROM message_blobs")}
