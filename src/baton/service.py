@@ -738,7 +738,8 @@ class Service:
             raise InvalidInput("limit must be between 1 and 1000")
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(sorted(STATUSES))}")
-        return self.store.list_sessions(ListQuery(owner, limit, cursor, status, repo, query))
+        text = query.strip() if query else None
+        return self.store.list_sessions(ListQuery(owner, limit, cursor, status, repo, text or None))
 
 
 def share_id_from(value: str) -> str:

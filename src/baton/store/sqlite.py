@@ -390,10 +390,7 @@ class SQLiteStore(Store):
                     f"the session moved on: its head is {row[0]}, not {expected_head}", row[0]
                 )
             self._sync_search(c, session_id, changes)
-            row = c.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
-        return _session(row)
+            return _fetch_session(c, session_id)
 
     @staticmethod
     def _changes(changes: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -441,10 +438,7 @@ class SQLiteStore(Store):
                     f"the session is at version {row[0]}, not {expected_version}", row[0]
                 )
             self._sync_search(c, session_id, changes)
-            row = c.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
-        return _session(row)
+            return _fetch_session(c, session_id)
 
     def list_sessions(self, query: ListQuery) -> Page:
         where = ["s.owner = ?"]
@@ -667,6 +661,15 @@ INSERT INTO reach SELECT id FROM walk""",
 
     def integrity_check(self) -> str:
         return str(self._conn().execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _fetch_session(c: sqlite3.Connection, session_id: str) -> Session:
+    row = c.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no session {session_id}")
+    return _session(row)
 
 
 def _message(mid: str, parent: str | None, body: bytes) -> Message:
