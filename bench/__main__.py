@@ -37,6 +37,23 @@ def median_time(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def paired_medians(
+    small: Callable[[], Any], big: Callable[[], Any], repeat: int, warmup: int = 2
+) -> tuple[float, float]:
+    """Median times of two operations measured in alternation, so that drift in the machine
+    (fsync latency, caches, the other core) falls on both alike."""
+    for _ in range(warmup):
+        small()
+        big()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for fn, bucket in ((small, times[0]), (big, times[1])):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 class Bench:
     def __init__(self, root: Path, quick: bool) -> None:
         self.root = root
@@ -99,8 +116,7 @@ class Bench:
             return go
 
         repeat = 30 if self.quick else 100
-        t_small = median_time(one(small), repeat, 3)
-        t_big = median_time(one(big), repeat, 3)
+        t_small, t_big = paired_medians(one(small), one(big), repeat, 3)
         self.record(
             f"append at {self.big} vs {self.small} messages",
             f"{t_big * 1e3:.2f} ms vs {t_small * 1e3:.2f} ms",
@@ -126,15 +142,29 @@ class Bench:
         )
 
     def fork_and_share(self, small: str, big: str) -> None:
-        repeat = 20 if self.quick else 50
-        forks = {
-            sid: median_time(lambda s=sid: self.service.fork(self.owner, s), repeat, 2)
-            for sid in (small, big)
-        }
-        shares = {
-            sid: median_time(lambda s=sid: self.service.share(self.owner, s), repeat, 2)
-            for sid in (small, big)
-        }
+        repeat = 30 if self.quick else 200
+        forks = dict(
+            zip(
+                (small, big),
+                paired_medians(
+                    lambda: self.service.fork(self.owner, small),
+                    lambda: self.service.fork(self.owner, big),
+                    repeat,
+                ),
+                strict=True,
+            )
+        )
+        shares = dict(
+            zip(
+                (small, big),
+                paired_medians(
+                    lambda: self.service.share(self.owner, small),
+                    lambda: self.service.share(self.owner, big),
+                    repeat,
+                ),
+                strict=True,
+            )
+        )
         ratio = forks[big] / forks[small]
         self.record(
             f"fork at {self.big} vs {self.small} messages",
@@ -201,10 +231,14 @@ class Bench:
                     )
                 )
         repeat = 50 if self.quick else 200
-        times = {}
-        for name, service in (("few", few), ("many", many)):
-            owner = service.account("bench").id
-            times[name] = median_time(lambda s=service, o=owner: s.list(o, limit=50), repeat, 5)
+        few_owner, many_owner = few.account("bench").id, many.account("bench").id
+        t_few, t_many = paired_medians(
+            lambda: few.list(few_owner, limit=50),
+            lambda: many.list(many_owner, limit=50),
+            repeat,
+            5,
+        )
+        times = {"few": t_few, "many": t_many}
         ratio = times["many"] / times["few"]
         self.record(
             f"list 50 most recent of {self.many} vs of 100 sessions",
