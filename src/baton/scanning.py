@@ -29,6 +29,12 @@ _EXTRA = (
     ("Google API Key", r"\bAIza[0-9A-Za-z_-]{35}"),
     ("Hugging Face Token", r"\bhf_[A-Za-z0-9]{34,}"),
     ("GitHub Token", r"\bgithub_pat_[A-Za-z0-9_]{60,}"),
+    # The whole block, so that --redact removes the key and not just its first line.
+    (
+        "Private Key",
+        r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+        r"(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    ),
 )
 
 
@@ -60,8 +66,6 @@ def _patterns() -> tuple[tuple[str, re.Pattern[str], str | None], ...]:
 def _required_literal(regex: re.Pattern[str]) -> str | None:
     """The longest run of plain characters every match must contain, if any: checking for it
     with `in` first lets most text skip the regex altogether."""
-    if regex.flags & re.IGNORECASE:
-        return None
     from re import _constants, _parser  # type: ignore[attr-defined]
 
     best, run = "", ""
@@ -78,7 +82,9 @@ def _required_literal(regex: re.Pattern[str]) -> str | None:
 
     walk(_parser.parse(regex.pattern, regex.flags))
     best = max(best, run, key=len)
-    return best if len(best) >= 2 else None
+    if len(best) < 2:
+        return None
+    return best.lower() if regex.flags & re.IGNORECASE else best
 
 
 def secret_env_values(env: Mapping[str, str]) -> dict[str, str]:
@@ -100,11 +106,20 @@ class SecretScanner:
         for text in [*strings_in(value), *extra]:
             if len(text) < _MIN_ENV_SECRET:
                 continue
+            lowered: str | None = None
             for kind, regex, literal in _patterns():
-                if literal is not None and literal not in text:
-                    continue
+                if literal is not None:
+                    if regex.flags & re.IGNORECASE:
+                        lowered = text.lower() if lowered is None else lowered
+                        if literal not in lowered:
+                            continue
+                    elif literal not in text:
+                        continue
                 for match in regex.finditer(text):
-                    secret = match.group(0).strip(" \t\r\n=:\"'")
+                    # A pattern's group holds the secret itself (a password in a URL, a key
+                    # after `aws_secret=`); short groups are prefixes such as `ghp`.
+                    groups = [g for g in match.groups() if g and len(g) >= _MIN_ENV_SECRET]
+                    secret = (groups[-1] if groups else match.group(0)).strip(" \t\r\n=:\"'")
                     if secret:
                         found.setdefault(secret, kind)
             for secret, kind in self.env_secrets.items():

@@ -558,3 +558,13 @@ def test_referenced_blobs_are_never_released(service: Service, owner: str) -> No
     service.blobs.delete(sha)
     service.append(owner, c.id, [text_message("user", big)])
     assert service.blobs.get(sha) is not None and service.verify().ok
+
+
+def test_redact_removes_a_whole_private_key(service: Service, owner: str) -> None:
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAwJ8f0Zx\nq9Pn3Lw==\n-----END RSA PRIVATE KEY-----"
+    session = service.create(owner)
+    service.append(owner, session.id, tool_turn("c1", "read_file", {"path": "id_rsa"}, f"{key}\n"))
+    share = service.share(owner, session.id, mode="redact")
+    output = service.share_messages(share.id)[-1].parts[0]["output"]
+    assert output == "[REDACTED:Private Key]\n"
+    assert "MIIE" not in str(share.redacted)
