@@ -39,7 +39,8 @@ _EXTRA = (
 
 
 @lru_cache(maxsize=1)
-def _patterns() -> tuple[tuple[str, re.Pattern[str], str | None], ...]:
+def _patterns() -> tuple[tuple[str, re.Pattern[str], str | None, bool], ...]:
+    """(kind, regex, a literal every match contains or None, whether to compare lowercased)."""
     import importlib
     import inspect
     import pkgutil
@@ -60,7 +61,10 @@ def _patterns() -> tuple[tuple[str, re.Pattern[str], str | None], ...]:
                 plugin = cls()
                 found.extend((str(plugin.secret_type), regex) for regex in plugin.denylist)
     found.extend((kind, re.compile(pattern)) for kind, pattern in _EXTRA)
-    return tuple((kind, regex, _required_literal(regex)) for kind, regex in found)
+    return tuple(
+        (kind, regex, _required_literal(regex), bool(regex.flags & re.IGNORECASE))
+        for kind, regex in found
+    )
 
 
 def _required_literal(regex: re.Pattern[str]) -> str | None:
@@ -107,9 +111,9 @@ class SecretScanner:
             if len(text) < _MIN_ENV_SECRET:
                 continue
             lowered: str | None = None
-            for kind, regex, literal in _patterns():
+            for kind, regex, literal, folded in _patterns():
                 if literal is not None:
-                    if regex.flags & re.IGNORECASE:
+                    if folded:
                         lowered = text.lower() if lowered is None else lowered
                         if literal not in lowered:
                             continue
