@@ -1,12 +1,17 @@
 """A child process for the reliability tests: appends messages and prints each one it had
 acknowledged, so the parent knows exactly what was promised.
 
-    python -m tests.appender HOME SESSION_ID COUNT LABEL
+    python -m tests.appender HOME SESSION_ID COUNT LABEL [GO_FILE]
+
+With GO_FILE, it prints "ready" and waits for that file to exist before its first append, so
+that several appenders start at the same moment.
 """
 
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 from baton.config import Settings, build_service
 from baton.core.errors import Conflict
@@ -17,6 +22,10 @@ def main() -> None:
     service = build_service(Settings.load(home=home))
     owner = service.account("alice").id
     conflicts = 0
+    if len(sys.argv) > 5:
+        print("ready", flush=True)
+        while not Path(sys.argv[5]).exists():
+            time.sleep(0.001)
     for i in range(count):
         message = {"role": "user", "parts": [{"type": "text", "text": f"{label} {i} " + "x" * 300}]}
         while True:

@@ -19,9 +19,11 @@ from tests.helpers import run_baton, run_json
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_appender(home: Path, session_id: str, count: int, label: str) -> subprocess.Popen[str]:
+def start_appender(
+    home: Path, session_id: str, count: int, label: str, *extra: str
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.appender", str(home), session_id, str(count), label],
+        [sys.executable, "-m", "tests.appender", str(home), session_id, str(count), label, *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -74,7 +76,13 @@ def test_kill_9_loses_no_acknowledged_append(baton_home: Path, kill_after: int) 
 
 def test_two_writers_on_one_session_lose_nothing(baton_home: Path) -> None:
     session_id = new_session(baton_home)
-    children = [start_appender(baton_home, session_id, 60, label) for label in ("left", "right")]
+    go = baton_home / "go"
+    children = [
+        start_appender(baton_home, session_id, 150, label, str(go)) for label in ("left", "right")
+    ]
+    for child in children:  # both are up and waiting: start them at the same moment
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    go.touch()
     outputs = [c.communicate(timeout=120) for c in children]
     assert [c.returncode for c in children] == [0, 0], [o[1] for o in outputs]
     acked = [
@@ -86,10 +94,10 @@ def test_two_writers_on_one_session_lose_nothing(baton_home: Path) -> None:
         for line in out.splitlines()
         if line.startswith("conflicts")
     )
-    assert len(acked) == 120
+    assert len(acked) == 300
     stored = chain_ids(baton_home, session_id)
     assert sorted(stored) == sorted(acked)  # every acknowledged append, exactly once
-    assert len(set(stored)) == 120
+    assert len(set(stored)) == 300
     service = build_service(Settings.load(home=str(baton_home)))
     chain = service.store.chain(stored[-1])
     assert [m.parent for m in chain] == [None, *stored[:-1]]  # linear
