@@ -39,7 +39,7 @@ def test_quick_start_runs_and_prints_a_share_link(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert re.fullmatch(r"m_[0-9a-f]{64}", lines[0])  # the appended message id
-    assert re.fullmatch(r"http://127\.0\.0\.1:8765/share/[A-Za-z0-9_-]{22}", lines[1])
+    assert re.fullmatch(r"http://127\.0\.0\.1:8765/share/[A-Za-z0-9_][A-Za-z0-9_-]{22}", lines[1])
     listed = run_shell("baton sessions list --json", tmp_path / "home")
     assert '"title": "Fix the login bug"' in listed.stdout
 

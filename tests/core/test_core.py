@@ -31,7 +31,9 @@ def test_session_and_share_ids() -> None:
     assert re.fullmatch(r"ses_[0-9A-HJKMNP-TV-Z]{26}", sid) and is_session_id(sid)
     assert not is_session_id("ses_short")
     share = new_share_id()
-    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", share)  # 16 random bytes = 128 bits
+    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{22}", share)  # 17 random bytes = 136 bits
+    # never taken for a command-line option
+    assert not any(new_share_id().startswith("-") for _ in range(2000))
 
 
 def test_time_is_normalised_to_utc_microseconds() -> None:

@@ -269,7 +269,7 @@ def test_another_owner_sees_nothing(service: Service, owner: str, other: str) ->
 def test_share_is_frozen(service: Service, owner: str) -> None:
     sid = conversation(service, owner)
     share = service.share(owner, sid)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", share.id)
+    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{22}", share.id)
     assert (
         share.shared_by["handle"] == "alice" and share.shared_by["display_name"] == "Alice Example"
     )
@@ -312,7 +312,7 @@ def test_share_expiry_and_revoke(service: Service, owner: str, other: str) -> No
         with pytest.raises(Gone, match="revoked"):
             call()
     with pytest.raises(NotFound):
-        service.public_share("A" * 22)
+        service.public_share("A" * 23)
     with pytest.raises(InvalidInput):
         service.share(owner, sid, expires="soon")
 

@@ -67,7 +67,7 @@ def share(
 def unshare(ctx: Context, share_id: str, as_json: bool) -> None:
     """Revoke a share: its link answers 410 Gone from now on.
 
-    Example: baton unshare 3q2-7wEr9aTz_Rk1mC0x4A
+    Example: baton unshare 3q2-7wEr9aTz_Rk1mC0x4Ab
     """
     from baton.service import share_id_from
 
@@ -107,8 +107,8 @@ def fork(ctx: Context, source: str, at: str | None, as_json: bool) -> None:
 
     \b
     Examples:
-      baton fork 3q2-7wEr9aTz_Rk1mC0x4A
-      baton fork https://baton.example.com/share/3q2-7wEr9aTz_Rk1mC0x4A
+      baton fork 3q2-7wEr9aTz_Rk1mC0x4Ab
+      baton fork https://baton.example.com/share/3q2-7wEr9aTz_Rk1mC0x4Ab
       baton fork ses_01J... --at m_5f2c...
     """
     session = ctx.service.fork(ctx.owner, source, at=at)

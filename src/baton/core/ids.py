@@ -59,8 +59,13 @@ def is_session_id(value: str) -> bool:
 
 
 def new_share_id() -> str:
-    """128 random bits, base64url without padding (22 chars). Never derived from a session."""
-    return secrets.token_urlsafe(16)
+    """136 random bits, base64url without padding (23 chars). Never derived from a session.
+    Ids that start with `-` are drawn again, so that a command line never takes one for an
+    option; that leaves more than 135 bits."""
+    while True:
+        value = secrets.token_urlsafe(17)
+        if not value.startswith("-"):
+            return value
 
 
 def new_account_id() -> str:
