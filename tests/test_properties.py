@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -138,3 +139,51 @@ def test_any_sequence_keeps_every_chain_verifiable_sqlite(
         assert store.integrity_check() == "ok"
     finally:
         store.close()
+
+
+any_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(alphabet=st.characters(codec=None), max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=40), any_json), min_size=1, max_size=4))
+def test_any_input_is_stored_and_round_trips_or_refused_in_one_line(
+    turns: list[tuple[str, object]],
+) -> None:
+    """Whatever a caller sends is either stored (and then exports and re-imports to the same
+    ids) or refused with InvalidInput; it never breaks the store."""
+    service = Service(MemoryStore(), MemoryBlobStore(), scanner=SecretScanner({}))
+    owner = service.account("alice").id
+    session = service.create(owner)
+    batch = []
+    for i, (text, args) in enumerate(turns):
+        batch.append({"role": "user", "parts": [{"type": "text", "text": text}]})
+        batch.append(
+            {
+                "role": "assistant",
+                "parts": [{"type": "tool_call", "id": f"c{i}", "name": "tool", "input": args}],
+            }
+        )
+    try:
+        service.append(owner, session.id, batch)
+    except BatonError as exc:
+        assert exc.code in ("invalid_input", "too_large")
+        assert "\n" not in exc.message
+        assert service.get(owner, session.id).message_count == 0
+        return
+    stored = service.messages(owner, session.id)
+    doc = service.export(owner, session.id)
+    assert isinstance(doc, dict)
+    other = service.account("bob").id
+    imported = service.import_document(other, orjson.dumps(doc))
+    assert [m.id for m in service.messages(other, imported.session.id)] == [m.id for m in stored]
+    assert service.verify().ok

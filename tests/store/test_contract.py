@@ -168,6 +168,21 @@ def test_message_over_16_mib_is_refused(service: Service, owner: str) -> None:
             "non-negative",
         ),
         ("just a string", "expected a JSON object"),
+        ({"role": "user", "parts": [{"type": "text", "text": "bad \ud800"}]}, "not valid Unicode"),
+        (
+            {
+                "role": "user",
+                "parts": [{"type": "tool_call", "id": "c", "name": "n", "input": {"n": 2**70}}],
+            },
+            "64-bit range",
+        ),
+        (
+            {
+                "role": "user",
+                "parts": [{"type": "tool_call", "id": "c", "name": "n", "input": [float("nan")]}],
+            },
+            "finite",
+        ),
     ],
 )
 def test_bad_messages_are_refused(

@@ -43,7 +43,13 @@ def validate_message(raw: Any, now: str, index: int = 0) -> MessageInput:
     unknown = set(raw) - {"role", "parts", "created_at", "model", "usage", "id", "parent"}
     if unknown:
         raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-    size = len(canonical_json(raw))
+    _check_json(raw, where)
+    try:
+        size = len(canonical_json(raw))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{where}: text is not valid Unicode (a lone surrogate?)") from None
+    except RecursionError:
+        raise InvalidInput(f"{where}: nested too deeply") from None
     if size > MESSAGE_LIMIT:
         raise TooLarge(f"{where} is {size} bytes; the limit is {MESSAGE_LIMIT} bytes (16 MiB)")
     role = raw.get("role")
@@ -63,6 +69,36 @@ def validate_message(raw: Any, now: str, index: int = 0) -> MessageInput:
     blobs: dict[str, bytes] = {}
     out = [_validate_part(p, f"{where}, part {i + 1}", blobs) for i, p in enumerate(parts)]
     return MessageInput(role, out, created_at, model, usage, blobs)
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_MAX_DEPTH = 200
+
+
+def _check_json(value: Any, where: str) -> None:
+    """Only what every store can keep exactly: string keys, 64-bit integers, finite numbers."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise InvalidInput(f"{where}: nested more than {_MAX_DEPTH} levels deep")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise InvalidInput(f"{where}: object keys must be strings, got {key!r}")
+                stack.append((child, depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        elif isinstance(item, int):
+            if not _INT_MIN <= item <= _INT_MAX:
+                raise InvalidInput(f"{where}: integer {item} is out of the 64-bit range")
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                raise InvalidInput(f"{where}: numbers must be finite (no NaN or Infinity)")
+        else:
+            raise InvalidInput(f"{where}: {type(item).__name__} is not a JSON value")
 
 
 def _normalise_time(value: str, where: str) -> str:
