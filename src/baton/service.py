@@ -40,6 +40,7 @@ from baton.core.redaction import mask, redact_value
 from baton.core.render import EXPORT_FORMAT, EXPORT_VERSION, export_document, export_markdown
 from baton.core.validation import (
     MessageInput,
+    check_header,
     derive_title,
     hydrate_part,
     validate_message,
@@ -136,8 +137,7 @@ class Service:
     ) -> Session:
         if platform not in PLATFORMS:
             raise InvalidInput(f"platform must be one of {', '.join(sorted(PLATFORMS))}")
-        if metadata is not None and not isinstance(metadata, dict):
-            raise InvalidInput("metadata must be a JSON object")
+        check_header(title=title, task=task, metadata=metadata, git=git)
         now = self.now()
         session = Session(
             id=ids.new_session_id(),
@@ -297,6 +297,7 @@ class Service:
         git: JSON | None = None,
     ) -> Session:
         self.get(owner, session_id)
+        check_header(title=title, task=task, metadata=metadata, git=git)
         changes: JSON = {}
         if title is not None:
             if not title.strip():
@@ -309,8 +310,6 @@ class Service:
                 raise InvalidInput(f"status must be one of {', '.join(sorted(STATUSES))}")
             changes["status"] = status
         if metadata is not None:
-            if not isinstance(metadata, dict):
-                raise InvalidInput("metadata must be a JSON object")
             changes["metadata"] = metadata
         if git is not None:
             changes.update(git=git, repo=_repo_of(git))
@@ -609,6 +608,11 @@ class Service:
         `progress(done, total)` is called as messages are checked."""
         doc = _parse_document(data)
         header = doc["session"]
+        title = header.get("title") if isinstance(header.get("title"), str) else ""
+        task = header.get("task") if isinstance(header.get("task"), str) else ""
+        metadata = header.get("metadata") if isinstance(header.get("metadata"), dict) else {}
+        git = header.get("git") if isinstance(header.get("git"), dict) else None
+        check_header(title=title, task=task, metadata=metadata, git=git)
         now = self.now()
         chain: list[StoredMessage] = []
         items: list[MessageInput] = []
@@ -642,16 +646,13 @@ class Service:
         if isinstance(given_id, str) and ids.is_session_id(given_id):
             if self.store.get_session(given_id) is None:
                 session_id = given_id
-        title = header.get("title") if isinstance(header.get("title"), str) else ""
-        metadata = header.get("metadata") if isinstance(header.get("metadata"), dict) else {}
         status = header.get("status") if header.get("status") in STATUSES else "active"
-        git = header.get("git") if isinstance(header.get("git"), dict) else None
         session = Session(
             id=session_id,
             owner=owner,
             title=title
             or (derive_title(next((s.text for s in chain if s.message.role == "user"), ""))),
-            task=header.get("task") if isinstance(header.get("task"), str) else "",
+            task=task,
             status=status,
             head=head.message.id if head else None,
             message_count=len(chain),

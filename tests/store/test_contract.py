@@ -583,3 +583,19 @@ def test_redact_removes_a_whole_private_key(service: Service, owner: str) -> Non
     output = service.share_messages(share.id)[-1].parts[0]["output"]
     assert output == "[REDACTED:Private Key]\n"
     assert "MIIE" not in str(share.redacted)
+
+
+def test_header_fields_are_checked(service: Service, owner: str) -> None:
+    with pytest.raises(InvalidInput, match="metadata must be a JSON object"):
+        service.create(owner, metadata=["not", "an", "object"])  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="finite"):
+        service.create(owner, metadata={"x": float("inf")})
+    with pytest.raises(InvalidInput, match="not valid Unicode"):
+        service.create(owner, task="bad \ud800")
+    with pytest.raises(TooLarge, match="title"):
+        service.create(owner, title="t" * 1001)
+    session = service.create(owner)
+    with pytest.raises(InvalidInput, match="64-bit"):
+        service.update(owner, session.id, metadata={"n": -(2**64)})
+    assert service.get(owner, session.id).version == 1
+    assert len(service.list(owner).sessions) == 1

@@ -101,6 +101,34 @@ def _check_json(value: Any, where: str) -> None:
             raise InvalidInput(f"{where}: {type(item).__name__} is not a JSON value")
 
 
+HEADER_LIMITS = {"title": 1000, "task": 64 * 1024, "metadata": 1024 * 1024, "git": 1024 * 1024}
+
+
+def check_header(**fields: Any) -> None:
+    """Title and task are text, metadata and git are JSON objects, each within its limit."""
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name in ("title", "task"):
+            if not isinstance(value, str):
+                raise InvalidInput(f"{name} must be a string")
+            data = _encode(value, name)
+        else:
+            if not isinstance(value, dict):
+                raise InvalidInput(f"{name} must be a JSON object")
+            _check_json(value, name)
+            data = _encode(value, name)
+        if len(data) > HEADER_LIMITS[name]:
+            raise TooLarge(f"{name} is {len(data)} bytes; the limit is {HEADER_LIMITS[name]}")
+
+
+def _encode(value: Any, where: str) -> bytes:
+    try:
+        return value.encode("utf-8") if isinstance(value, str) else canonical_json(value)
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{where}: text is not valid Unicode (a lone surrogate?)") from None
+
+
 def _normalise_time(value: str, where: str) -> str:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
