@@ -49,3 +49,15 @@ def run_json(*args: str, home: Path, **kw: Any) -> Any:
     result = run_baton(*args, "--json", home=home, **kw)
     assert result.returncode == 0, result.stderr
     return orjson.loads(result.stdout)
+
+
+def stored_ids(service: Any) -> set[str]:
+    """Every message id in the store, whoever reaches it."""
+    from baton.store.memory import MemoryStore
+    from baton.store.sqlite import SQLiteStore
+
+    store = service.store
+    if isinstance(store, MemoryStore):
+        return set(store._messages)
+    assert isinstance(store, SQLiteStore)
+    return {row[0] for row in store._conn().execute("SELECT id FROM messages")}

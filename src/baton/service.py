@@ -217,6 +217,13 @@ class Service:
         self.get(owner, session_id)  # nothing is written for a session that is not yours
         now = self.now()
         inputs = [validate_message(raw, now, i) for i, raw in enumerate(messages)]
+        first = messages[0]
+        if expected_head is ANY_HEAD and isinstance(first, dict) and "parent" in first:
+            # A message that names its parent goes after that parent or nowhere, so a retry
+            # of messages that already landed is a no-op, not an error or a duplicate.
+            if first["parent"] is not None and not isinstance(first["parent"], str):
+                raise InvalidInput("message 1: parent must be a message id or null")
+            expected_head = first["parent"]
         findings = [self._scan(item) for item in inputs]
         self._keep_blobs(inputs)
         for _ in range(retries + 1):
@@ -256,6 +263,16 @@ class Service:
             if given is not None and given != sm.message.id:
                 raise InvalidInput(
                     f"message {i + 1}: id {given} does not match its content ({sm.message.id})"
+                )
+            named = (
+                raw[i].get("parent", sm.message.parent)
+                if isinstance(raw[i], dict)
+                else sm.message.parent
+            )
+            if named != sm.message.parent:
+                raise InvalidInput(
+                    f"message {i + 1}: parent {named} is not the message before it "
+                    f"({sm.message.parent})"
                 )
             chain.append(sm)
         if session.head != base:
@@ -773,7 +790,7 @@ def _time_or(value: Any, default: str) -> str:
 
 def _parse_document(data: bytes | str | JSON) -> JSON:
     if isinstance(data, bytes | str):
-        if not data or not str(data if isinstance(data, str) else data[:1]).strip():
+        if not data.strip():
             raise InvalidInput("the file is empty")
         try:
             doc = orjson.loads(data)

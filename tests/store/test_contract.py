@@ -1,601 +1,698 @@
-"""One contract suite, run against every store (memory and SQLite) through the service."""
+"""The Store and BlobStore contract: one suite, run against every backend (memory, SQLite)
+through the `store` and `store_pair` fixtures. The service's rules are tested in
+tests/test_service.py; this suite pins what each backend must do on its own."""
 
 from __future__ import annotations
 
-import re
+import dataclasses
+import hashlib
+import time
+from typing import Any
 
 import pytest
 
-from baton.core.errors import (
-    Conflict,
-    Gone,
-    InvalidInput,
-    LiveShares,
-    NotFound,
-    SecretsFound,
-    TooLarge,
-    VersionMismatch,
-)
-from baton.service import Service
-from tests.helpers import text_message, tool_turn
+from baton.core.chain import link
+from baton.core.errors import Conflict, InvalidInput, NotFound, VersionMismatch
+from baton.core.ids import new_account_id, new_session_id, new_share_id
+from baton.core.models import Account, Session, Share, StoredMessage, Totals
+from baton.core.validation import validate_message
+from baton.store.base import BlobStore, ListQuery, Store
 
-FAKE_KEY = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5"
+NOW = "2026-03-01T12:00:00.000000Z"
+FINDING = [{"kind": "OpenAI Token", "excerpt": "sk-p…aa (48 chars)"}]
 
 
-def conversation(service: Service, owner: str, n: int = 4) -> str:
-    session = service.create(owner, task="fix login")
-    for i in range(n):
-        role = "user" if i % 2 == 0 else "assistant"
-        service.append(owner, session.id, [text_message(role, f"message number {i}")])
-    return session.id
+def at(second: int) -> str:
+    """A fixed time, `second` seconds after 2026-03-01T12:00:00Z (up to an hour)."""
+    return f"2026-03-01T12:{second // 60:02d}:{second % 60:02d}.000000Z"
 
 
-def test_create_append_show(service: Service, owner: str) -> None:
-    session = service.create(owner, task="fix the login bug")
-    assert session.id.startswith("ses_") and len(session.id) == 30
-    assert (session.title, session.message_count, session.head, session.version) == ("", 0, None, 1)
-    result = service.append(
-        owner, session.id, [text_message("user", "  Why does\n login   fail?  ")]
+def account(store: Store, handle: str = "alice") -> str:
+    acc = Account(new_account_id(), handle, handle.title(), NOW)
+    store.add_account(acc)
+    return acc.id
+
+
+def new_session(store: Store, owner: str, **fields: Any) -> Session:
+    messages: list[StoredMessage] = fields.pop("messages", [])
+    values: dict[str, Any] = {
+        "id": new_session_id(),
+        "owner": owner,
+        "title": "",
+        "task": "",
+        "status": "active",
+        "head": messages[-1].message.id if messages else None,
+        "message_count": len(messages),
+        "created_at": NOW,
+        "updated_at": NOW,
+        "version": 1,
+        "totals": messages[-1].totals if messages else Totals(),
+    }
+    values.update(fields)
+    session = Session(**values)
+    store.create_session(session, messages)
+    return session
+
+
+def messages(
+    parent: StoredMessage | None,
+    *texts: str,
+    usage: dict[str, Any] | None = None,
+    findings_at: tuple[int, ...] = (),
+) -> list[StoredMessage]:
+    """Stored forms of user/assistant messages with these texts, after `parent`."""
+    out: list[StoredMessage] = []
+    for i, text in enumerate(texts):
+        raw: dict[str, Any] = {
+            "role": "user" if i % 2 == 0 else "assistant",
+            "parts": [{"type": "text", "text": text}],
+            "created_at": NOW,
+        }
+        if usage:
+            raw["usage"] = usage
+        item = validate_message(raw, NOW)
+        out.append(link(out[-1] if out else parent, item, FINDING if i in findings_at else []))
+    return out
+
+
+def big(parent: StoredMessage | None, payload: str) -> StoredMessage:
+    item = validate_message({"role": "tool", "parts": [{"type": "text", "text": payload}]}, NOW)
+    return link(parent, item, [])
+
+
+def new_share(store: Store, session: Session, head: str | None, **fields: Any) -> Share:
+    copies: list[StoredMessage] = fields.pop("copies", [])
+    values: dict[str, Any] = {
+        "id": new_share_id(),
+        "session_id": session.id,
+        "owner": session.owner,
+        "shared_by": {"account": session.owner, "handle": "alice", "display_name": "Alice"},
+        "head": head,
+        "message_count": session.message_count,
+        "title": session.title or "Untitled session",
+        "task": session.task,
+        "metadata": session.metadata,
+        "git": session.git,
+        "created_at": NOW,
+    }
+    values.update(fields)
+    share = Share(**values)
+    store.create_share(share, copies)
+    return share
+
+
+def ids(stored: list[StoredMessage]) -> list[str]:
+    return [sm.message.id for sm in stored]
+
+
+def present(store: Store, message_ids: list[str]) -> set[str]:
+    return set(store.get_messages(message_ids))
+
+
+def listed(store: Store, owner: str, **query: Any) -> list[str]:
+    return [s.id for s in store.list_sessions(ListQuery(owner, **query)).sessions]
+
+
+# accounts
+
+
+def test_accounts_are_found_by_id_and_handle(store: Store) -> None:
+    acc = Account(new_account_id(), "alice", "Alice Example", NOW)
+    store.add_account(acc)
+    assert store.get_account(acc.id) == acc
+    assert store.find_account("alice") == acc
+    assert store.get_account(new_account_id()) is None
+    assert store.find_account("nobody") is None
+
+
+def test_a_handle_is_taken_once(store: Store) -> None:
+    first = account(store, "alice")
+    with pytest.raises(Exception):  # noqa: B017 - each backend raises its own kind
+        store.add_account(Account(new_account_id(), "alice", "Impostor", NOW))
+    found = store.find_account("alice")
+    assert found is not None and (found.id, found.display_name) == (first, "Alice")
+
+
+# sessions
+
+
+def test_a_session_round_trips_every_field(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, "a", "b", usage={"input_tokens": 7, "cost_usd": 0.125})
+    session = new_session(
+        store,
+        owner,
+        messages=chain,
+        title="Ünïcode title 🚀",
+        task="fix\nthe login",
+        status="paused",
+        version=4,
+        metadata={"mode": "plan", "todo": [{"text": "x", "done": False}], "n": 2**63 - 1},
+        git={"remote": "github.com/o/r", "branch": "main", "dirty": True},
+        platform="web",
+        forked_from={"share": "abc", "message": chain[0].message.id},
+        repo="github.com/o/r",
+        title_auto=False,
+        created_at=at(1),
+        updated_at=at(2),
     )
-    assert result.session.title == "Why does login fail?"
-    assert result.session.message_count == 1
-    assert result.session.version == 2
-    [message] = result.appended
-    assert re.fullmatch(r"m_[0-9a-f]{64}", message.id)
-    assert message.parent is None
-    assert result.session.head == message.id
-    shown = service.get(owner, session.id)
-    assert shown.head == message.id and shown.task == "fix the login bug"
-    assert [m.id for m in service.messages(owner, session.id)] == [message.id]
+    assert store.get_session(session.id) == session
+    assert session.totals == Totals(input_tokens=14, cost_usd=0.25)
+    assert store.get_session(new_session_id()) is None
 
 
-def test_title_is_cut_at_80_characters(service: Service, owner: str) -> None:
-    session = service.create(owner)
-    result = service.append(owner, session.id, [text_message("user", "word " * 40)])
-    assert len(result.session.title) <= 80
-    assert result.session.title == ("word " * 16).strip()
-    titled = service.create(owner, title="Given title")
-    assert (
-        service.append(owner, titled.id, [text_message("user", "a prompt")]).session.title
-        == "Given title"
-    )
+def test_returned_sessions_are_copies(store: Store) -> None:
+    owner = account(store)
+    session = new_session(store, owner, metadata={"todo": ["a"]})
+    got = store.get_session(session.id)
+    assert got is not None
+    got.metadata["todo"].append("b")
+    got.title = "changed"
+    assert store.get_session(session.id) == session
 
 
-def test_append_with_stale_head_is_a_conflict_that_changes_nothing(
-    service: Service, owner: str
-) -> None:
-    session = service.create(owner)
-    first = service.append(owner, session.id, [text_message("user", "one")], expected_head=None)
-    second = service.append(
-        owner, session.id, [text_message("assistant", "two")], expected_head=first.session.head
-    )
-    with pytest.raises(Conflict) as caught:
-        service.append(
-            owner, session.id, [text_message("user", "three")], expected_head=first.session.head
+def test_a_session_with_an_unknown_head_is_refused(store: Store) -> None:
+    owner = account(store)
+    ghost = messages(None, "never stored")[0]
+    with pytest.raises(NotFound):
+        store.create_session(
+            Session(new_session_id(), owner, "", "", "active", ghost.message.id, 1, NOW, NOW, 1)
         )
-    assert caught.value.current_head == second.session.head
-    assert second.session.head in str(caught.value)
-    after = service.get(owner, session.id)
-    assert (after.head, after.message_count, after.version) == (
-        second.session.head,
-        2,
-        second.session.version,
+    assert list(store.iter_sessions()) == []
+
+
+def test_a_session_stores_the_messages_it_brings(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, "one", "two", "three", findings_at=(1,))
+    session = new_session(store, owner, messages=chain)
+    got = store.get_messages(ids(chain))
+    assert list(got) == ids(chain)
+    for expected in chain:
+        stored = got[expected.message.id]
+        assert stored.message == expected.message
+        assert (stored.depth, stored.root, stored.totals) == (
+            expected.depth,
+            expected.root,
+            expected.totals,
+        )
+        assert (stored.text, stored.findings, stored.flagged) == (
+            expected.text,
+            expected.findings,
+            expected.flagged,
+        )
+    assert store.chain(session.head or "") == [sm.message for sm in chain]
+
+
+def test_messages_whose_parent_is_not_stored_are_refused_whole(store: Store) -> None:
+    """All or nothing: a batch with one orphan stores none of its messages, and the store
+    keeps working afterwards."""
+    owner = account(store)
+    chain = messages(None, "a", "b", "c")
+    batch = [*messages(None, "a fresh start"), chain[2]]  # chain[2]'s parent was never stored
+    with pytest.raises(NotFound):
+        new_session(store, owner, messages=batch)
+    assert list(store.iter_sessions()) == []
+    session = new_session(store, owner)
+    with pytest.raises(NotFound):
+        store.append(session.id, None, batch, {"updated_at": at(1)})
+    assert store.get_session(session.id) == session
+    with pytest.raises(NotFound):
+        new_share(store, session, batch[-1].message.id, copies=batch)
+    assert store.list_shares() == []
+    assert present(store, ids(batch)) == set()
+    assert store.gc(NOW) == (0, [])
+    good = store.append(session.id, None, chain, {"updated_at": at(2)})
+    assert good.message_count == 3
+
+
+def test_find_session_by_owner_and_head(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    chain = messages(None, "a", "b")
+    mine = new_session(store, alice, messages=chain)
+    assert store.find_session(alice, chain[-1].message.id) == mine
+    assert store.find_session(bob, chain[-1].message.id) is None
+    assert store.find_session(alice, chain[0].message.id) is None
+
+
+# appends
+
+
+def test_append_moves_the_head_and_applies_changes(store: Store) -> None:
+    owner = account(store)
+    session = new_session(store, owner)
+    chain = messages(None, "hello there", "hi", usage={"output_tokens": 5, "cost_usd": 0.5})
+    updated = store.append(session.id, None, chain, {"updated_at": at(9), "title": "hello there"})
+    expected = dataclasses.replace(
+        session,
+        head=chain[-1].message.id,
+        message_count=2,
+        totals=Totals(output_tokens=10, cost_usd=1.0),
+        version=2,
+        updated_at=at(9),
+        title="hello there",
     )
+    assert updated == expected
+    assert store.get_session(session.id) == expected
+    more = messages(chain[-1], "and more")
+    again = store.append(session.id, chain[-1].message.id, more, {"updated_at": at(10)})
+    assert (again.head, again.message_count, again.version) == (more[0].message.id, 3, 3)
+    assert store.chain(again.head or "") == [sm.message for sm in [*chain, *more]]
 
 
-def test_resending_stored_messages_is_a_no_op(service: Service, owner: str) -> None:
-    session = service.create(owner)
-    batch = [
-        text_message("user", "hi", created_at="2026-01-01T00:00:00Z"),
-        text_message("assistant", "hello", created_at="2026-01-01T00:00:01Z"),
-    ]
-    first = service.append(owner, session.id, batch, expected_head=None)
-    again = service.append(owner, session.id, batch, expected_head=None)
-    assert again.appended == []
-    assert again.session.head == first.session.head
-    assert service.get(owner, session.id).message_count == 2
-    # a retry of a longer batch appends only the tail
-    longer = [*batch, text_message("user", "more", created_at="2026-01-01T00:00:02Z")]
-    tail = service.append(owner, session.id, longer, expected_head=None)
-    assert len(tail.appended) == 1 and tail.session.message_count == 3
+def test_append_after_a_stale_head_is_a_conflict_that_stores_nothing(store: Store) -> None:
+    owner = account(store)
+    first = messages(None, "one", "two")
+    session = new_session(store, owner, messages=first)
+    stale = messages(first[0], "a different two")
+    with pytest.raises(Conflict) as caught:
+        store.append(session.id, first[0].message.id, stale, {"updated_at": at(5)})
+    assert caught.value.current_head == first[-1].message.id
+    assert first[-1].message.id in caught.value.message
+    assert present(store, ids(stale)) == set()
+    assert store.get_session(session.id) == session
+    with pytest.raises(Conflict) as empty:
+        store.append(session.id, None, messages(None, "x"), {})
+    assert empty.value.current_head == first[-1].message.id
 
 
-def test_ids_are_content_addressed(service: Service, owner: str) -> None:
-    a = service.create(owner)
-    b = service.create(owner)
-    msg = text_message("user", "same", created_at="2026-01-01T00:00:00Z")
-    ra = service.append(owner, a.id, [msg])
-    rb = service.append(owner, b.id, [msg])
-    assert ra.session.head == rb.session.head
-    # same content under another parent is another message
-    rc = service.append(owner, a.id, [msg])
-    assert rc.session.head != ra.session.head
-    assert rc.appended[0].parent == ra.session.head
+def test_append_to_an_unknown_session_or_field_is_refused(store: Store) -> None:
+    owner = account(store)
+    with pytest.raises(NotFound):
+        store.append(new_session_id(), None, messages(None, "x"), {})
+    session = new_session(store, owner)
+    with pytest.raises(ValueError, match="cannot change"):
+        store.append(session.id, None, messages(None, "x"), {"owner": "someone else"})
+    assert store.get_session(session.id) == session
 
 
-def test_a_given_id_must_match_the_content(service: Service, owner: str) -> None:
-    session = service.create(owner)
-    with pytest.raises(InvalidInput, match="does not match its content"):
-        service.append(owner, session.id, [{**text_message("user", "x"), "id": "m_" + "0" * 64}])
-    assert service.get(owner, session.id).message_count == 0
+def test_a_message_two_sessions_share_is_stored_once(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, "same start", "same reply")
+    a = new_session(store, owner, messages=chain)
+    b = new_session(store, owner)
+    updated = store.append(b.id, None, chain, {"updated_at": at(3)})
+    assert (updated.head, updated.message_count) == (a.head, 2)
+    assert store.chain(a.head or "") == store.chain(updated.head or "")
 
 
-def test_large_parts_go_to_the_blob_store(service: Service, owner: str) -> None:
-    session = service.create(owner)
-    big = "x" * (64 * 1024 + 1)
-    small = "y" * (64 * 1024)
-    turn = tool_turn("c1", "bash", {"cmd": "cat big"}, big)
-    service.append(
-        owner, session.id, [text_message("user", small), *turn, text_message("assistant", big)]
+# reading chains
+
+
+def test_chain_pages_by_position(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, *[f"m{i}" for i in range(10)])
+    head = new_session(store, owner, messages=chain).head or ""
+    everything = [sm.message for sm in chain]
+    assert store.chain(head) == everything
+    assert store.chain(head, 0, 3) == everything[:3]
+    assert store.chain(head, 3, 4) == everything[3:7]
+    assert store.chain(head, 7) == everything[7:]
+    assert store.chain(head, 9, 100) == everything[9:]
+    assert store.chain(head, 10) == []
+    assert store.chain(head, 2, 0) == []
+    assert store.chain(chain[4].message.id) == everything[:5]
+    assert store.chain("m_" + "0" * 64) == []
+
+
+def test_ancestor_names_the_message_at_a_position(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, *[f"m{i}" for i in range(6)])
+    head = new_session(store, owner, messages=chain).head or ""
+    assert [store.ancestor(head, d) for d in range(6)] == ids(chain)
+    assert store.ancestor(head, 6) is None
+    assert store.ancestor(chain[2].message.id, 4) is None
+    assert store.ancestor("m_" + "0" * 64, 0) is None
+
+
+def test_flagged_lists_messages_with_findings_oldest_first(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, *[f"m{i}" for i in range(7)], findings_at=(1, 4, 5))
+    head = new_session(store, owner, messages=chain).head or ""
+    found = store.flagged(head)
+    assert [sm.message.id for sm in found] == [ids(chain)[i] for i in (1, 4, 5)]
+    assert [sm.depth for sm in found] == [1, 4, 5]
+    assert all(sm.findings == FINDING for sm in found)
+    assert [sm.depth for sm in store.flagged(chain[3].message.id)] == [1]
+    assert store.flagged(chain[0].message.id) == []
+    assert store.flagged("m_" + "0" * 64) == []
+
+
+def test_get_messages_leaves_out_unknown_ids_in_any_number(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, *[f"m{i}" for i in range(600)])
+    new_session(store, owner, messages=chain)
+    unknown = [f"m_{i:064x}" for i in range(700)]
+    asked = [x for pair in zip(unknown, ids(chain), strict=False) for x in pair] + unknown[600:]
+    assert set(store.get_messages(asked)) == set(ids(chain))
+    assert store.get_messages([]) == {}
+
+
+# header updates
+
+
+def test_update_session_checks_the_version(store: Store) -> None:
+    owner = account(store)
+    session = new_session(store, owner)
+    changed = store.update_session(
+        session.id,
+        1,
+        {
+            "title": "Renamed",
+            "title_auto": False,
+            "status": "done",
+            "metadata": {"mode": "build"},
+            "git": {"remote": "r"},
+            "repo": "r",
+            "task": "t",
+            "updated_at": at(5),
+        },
     )
-    stored = service.messages(owner, session.id)
-    assert stored[0].parts[0]["type"] == "text"  # exactly 64 KiB stays inline
-    result_part = stored[2].parts[0]
-    assert result_part["type"] == "blob_ref" and result_part["of"] == "tool_result"
-    assert result_part["size"] == len(big) and result_part["tool_call_id"] == "c1"
-    assert stored[3].parts[0]["type"] == "blob_ref"
-    full = service.messages(owner, session.id, hydrate=True)
-    assert full[2].parts[0] == {"type": "tool_result", "tool_call_id": "c1", "output": big}
-    assert full[3].parts[0] == {"type": "text", "text": big}
-    assert service.verify().ok
-
-
-def test_message_over_16_mib_is_refused(service: Service, owner: str) -> None:
-    session = service.create(owner)
-    with pytest.raises(TooLarge, match="16 MiB"):
-        service.append(owner, session.id, [text_message("user", "z" * (16 * 1024 * 1024 + 10))])
-    assert service.get(owner, session.id).message_count == 0
-
-
-@pytest.mark.parametrize(
-    ("message", "error"),
-    [
-        ({"role": "robot", "parts": [{"type": "text", "text": "x"}]}, "role must be one of"),
-        ({"role": "user", "parts": [{"type": "video", "text": "x"}]}, "type must be one of"),
-        ({"role": "user", "parts": []}, "non-empty list"),
-        ({"role": "user", "parts": [{"type": "text"}]}, "needs a string text"),
-        ({"role": "user", "parts": [{"type": "tool_call", "name": "x"}]}, "needs a string id"),
-        (
-            {"role": "user", "parts": [{"type": "text", "text": "x"}], "created_at": "yesterday"},
-            "not an ISO 8601",
-        ),
-        (
-            {
-                "role": "user",
-                "parts": [{"type": "text", "text": "x"}],
-                "usage": {"input_tokens": -1},
-            },
-            "non-negative",
-        ),
-        ("just a string", "expected a JSON object"),
-        ({"role": "user", "parts": [{"type": "text", "text": "bad \ud800"}]}, "not valid Unicode"),
-        (
-            {
-                "role": "user",
-                "parts": [{"type": "tool_call", "id": "c", "name": "n", "input": {"n": 2**70}}],
-            },
-            "64-bit range",
-        ),
-        (
-            {
-                "role": "user",
-                "parts": [{"type": "tool_call", "id": "c", "name": "n", "input": [float("nan")]}],
-            },
-            "finite",
-        ),
-    ],
-)
-def test_bad_messages_are_refused(
-    service: Service, owner: str, message: object, error: str
-) -> None:
-    session = service.create(owner)
-    with pytest.raises(InvalidInput, match=error):
-        service.append(owner, session.id, [message])
-    assert service.get(owner, session.id).version == 1
-
-
-def test_list_pages_through_every_session_newest_first(service: Service, owner: str) -> None:
-    created = [service.create(owner, title=f"session {i}").id for i in range(7)]
-    seen: list[str] = []
-    cursor = None
-    while True:
-        page = service.list(owner, limit=3, cursor=cursor)
-        seen += [s.id for s in page.sessions]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert seen == list(reversed(created))
-    service.append(owner, created[0], [text_message("user", "bump")])
-    assert service.list(owner, limit=1).sessions[0].id == created[0]
-
-
-def test_list_filters(service: Service, owner: str) -> None:
-    a = service.create(owner, title="Penguin migration", repo="github.com/o/birds")
-    b = service.create(owner, title="Other", task="parse the walrus logs")
-    c = service.create(owner, title="Third")
-    service.append(owner, c.id, [text_message("user", "the flamingo colour bug")])
-    service.update(owner, b.id, status="done")
-    assert [s.id for s in service.list(owner, query="penguin").sessions] == [a.id]
-    assert [s.id for s in service.list(owner, query="walrus").sessions] == [b.id]
-    assert [s.id for s in service.list(owner, query="flamingo").sessions] == [c.id]
-    assert service.list(owner, query="nothingmatches").sessions == []
-    assert [s.id for s in service.list(owner, status="done").sessions] == [b.id]
-    assert [s.id for s in service.list(owner, repo="github.com/o/birds").sessions] == [a.id]
-    with pytest.raises(InvalidInput):
-        service.list(owner, status="sleeping")
-
-
-def test_search_finds_forks_by_their_shared_prefix(service: Service, owner: str) -> None:
-    sid = conversation(service, owner)
-    service.append(owner, sid, [text_message("user", "the albatross question")])
-    fork = service.fork(owner, sid)
-    early = service.fork(owner, sid, at=service.messages(owner, sid)[1].id)
-    found = {s.id for s in service.list(owner, query="albatross").sessions}
-    assert found == {sid, fork.id}
-    assert early.id not in found
-
-
-def test_update_and_rename_with_version_check(service: Service, owner: str) -> None:
-    session = service.create(owner)
-    renamed = service.rename(owner, session.id, "  New   name ")
-    assert renamed.title == "New name" and renamed.version == 2
+    expected = dataclasses.replace(
+        session,
+        version=2,
+        title="Renamed",
+        title_auto=False,
+        status="done",
+        metadata={"mode": "build"},
+        git={"remote": "r"},
+        repo="r",
+        task="t",
+        updated_at=at(5),
+    )
+    assert changed == expected == store.get_session(session.id)
     with pytest.raises(VersionMismatch) as caught:
-        service.update(owner, session.id, expected_version=1, status="paused")
+        store.update_session(session.id, 1, {"status": "paused"})
     assert caught.value.current_version == 2
-    updated = service.update(
-        owner, session.id, expected_version=2, status="paused", metadata={"mode": "plan"}
-    )
-    assert (updated.status, updated.metadata, updated.version) == ("paused", {"mode": "plan"}, 3)
-    # a renamed session keeps its title when the first prompt comes
-    after = service.append(owner, session.id, [text_message("user", "first prompt")])
-    assert after.session.title == "New name"
-    with pytest.raises(InvalidInput):
-        service.update(owner, session.id, status="sleeping")
+    assert store.get_session(session.id) == expected
+    unconditional = store.update_session(session.id, None, {"status": "paused"})
+    assert (unconditional.status, unconditional.version) == ("paused", 3)
 
 
-def test_another_owner_sees_nothing(service: Service, owner: str, other: str) -> None:
-    sid = conversation(service, owner)
-    head = service.get(owner, sid).head
-    calls = [
-        lambda: service.get(other, sid),
-        lambda: service.messages(other, sid),
-        lambda: service.append(other, sid, [text_message("user", "x")]),
-        lambda: service.rename(other, sid, "mine"),
-        lambda: service.update(other, sid, status="done"),
-        lambda: service.delete(other, sid),
-        lambda: service.share(other, sid),
-        lambda: service.fork(other, sid),
-        lambda: service.export(other, sid),
-        lambda: service.shares(other, sid),
-        lambda: service.verify(other, sid),
-    ]
-    for call in calls:
-        with pytest.raises(NotFound, match=f"no session {sid}"):
-            call()
-    share = service.share(owner, sid)
+def test_update_session_refuses_unknown_sessions_and_fields(store: Store) -> None:
+    owner = account(store)
     with pytest.raises(NotFound):
-        service.revoke(other, share.id)
-    assert service.list(other).sessions == []
-    assert service.list(other, query="message").sessions == []
-    after = service.get(owner, sid)
-    assert (after.head, after.title, after.version) == (head, "message number 0", 5)
-
-
-def test_share_is_frozen(service: Service, owner: str) -> None:
-    sid = conversation(service, owner)
-    share = service.share(owner, sid)
-    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{22}", share.id)
-    assert (
-        share.shared_by["handle"] == "alice" and share.shared_by["display_name"] == "Alice Example"
-    )
-    assert service.share_url(share.id).endswith(f"/share/{share.id}")
-    before = [m.id for m in service.share_messages(share.id)]
-    service.append(owner, sid, [text_message("user", "later")])
-    service.rename(owner, sid, "Renamed later")
-    assert [m.id for m in service.share_messages(share.id)] == before
-    assert len(before) == 4
-    public = service.public_share(share.id)
-    assert public.title == "message number 0" and public.message_count == 4
-
-
-def test_share_ids_are_random(service: Service, owner: str) -> None:
-    sid = conversation(service, owner, 1)
-    ids = {service.share(owner, sid).id for _ in range(20)}
-    assert len(ids) == 20
-    assert all(sid[4:] not in i for i in ids)
-
-
-def test_share_expiry_and_revoke(service: Service, owner: str, other: str) -> None:
-    sid = conversation(service, owner)
-    share = service.share(owner, sid, expires="7d")
-    assert share.expires_at is not None and share.expires_at > share.created_at
-    real_now = service.now
-    service.now = lambda: "2999-01-01T00:00:00.000000Z"
-    with pytest.raises(Gone, match="expired"):
-        service.public_share(share.id)
-    with pytest.raises(Gone):
-        service.fork(other, share.id)
-    service.now = real_now
-    assert service.fork(other, share.id).owner == other
-    revoked = service.revoke(owner, share.id)
-    assert revoked.revoked_at is not None
-    for call in (
-        lambda: service.public_share(share.id),
-        lambda: service.share_messages(share.id),
-        lambda: service.fork(other, share.id),
-    ):
-        with pytest.raises(Gone, match="revoked"):
-            call()
+        store.update_session(new_session_id(), None, {"status": "done"})
     with pytest.raises(NotFound):
-        service.public_share("A" * 23)
-    with pytest.raises(InvalidInput):
-        service.share(owner, sid, expires="soon")
+        store.update_session(new_session_id(), 1, {"status": "done"})
+    session = new_session(store, owner)
+    with pytest.raises(ValueError, match="cannot change"):
+        store.update_session(session.id, None, {"head": None})
+    assert store.get_session(session.id) == session
 
 
-def test_secrets_block_a_share(service: Service, owner: str) -> None:
-    sid = conversation(service, owner, 2)
-    service.append(owner, sid, [text_message("user", f"my key is {FAKE_KEY} ok")])
-    service.append(owner, sid, [text_message("assistant", "noted")])
-    with pytest.raises(SecretsFound) as caught:
-        service.share(owner, sid)
-    [finding] = caught.value.findings
-    assert finding["where"] == "message 3" and finding["position"] == 3
-    assert finding["kind"] == "OpenAI Token"
-    assert FAKE_KEY not in str(caught.value.findings)
-    assert finding["excerpt"].startswith("sk-p")
-    assert service.shares(owner) == []
+# listing
 
 
-def test_redact_copies_from_the_first_secret_on(service: Service, owner: str) -> None:
-    sid = conversation(service, owner, 2)
-    service.append(owner, sid, [text_message("user", f"key {FAKE_KEY} and token tok-4f9a8b7c6d5e")])
-    service.append(owner, sid, [text_message("assistant", f"I will not repeat {FAKE_KEY}")])
-    original = service.messages(owner, sid)
-    share = service.share(owner, sid, mode="redact")
-    public = service.share_messages(share.id)
-    assert [m.id for m in public[:2]] == [m.id for m in original[:2]]  # prefix shared, not copied
-    assert public[2].id != original[2].id
-    assert public[2].parts[0]["text"] == (
-        "key [REDACTED:OpenAI Token] and token [REDACTED:environment variable MY_SERVICE_TOKEN]"
-    )
-    assert public[3].parts[0]["text"] == "I will not repeat [REDACTED:OpenAI Token]"
-    assert public[3].parent == public[2].id
-    assert {f["kind"] for f in share.redacted} == {
-        "OpenAI Token",
-        "environment variable MY_SERVICE_TOKEN",
-    }
-    # the private session is untouched
-    assert [m.id for m in service.messages(owner, sid)] == [m.id for m in original]
-    assert service.verify().ok
+def test_list_pages_newest_first_with_ties_broken_by_id(store: Store) -> None:
+    owner = account(store)
+    # four sessions updated at the same instant, three at distinct later ones
+    same = [new_session(store, owner, updated_at=at(1)).id for _ in range(4)]
+    later = [new_session(store, owner, updated_at=at(2 + i)).id for i in range(3)]
+    expected = list(reversed(later)) + sorted(same, reverse=True)
+    for limit in (1, 2, 3, 7, 50):
+        seen: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            page = store.list_sessions(ListQuery(owner, limit=limit, cursor=cursor))
+            assert len(page.sessions) <= limit
+            seen += [s.id for s in page.sessions]
+            pages += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == expected, limit
+        assert pages == -(-7 // limit)
 
 
-def test_allow_secrets_publishes_as_is(service: Service, owner: str) -> None:
-    sid = conversation(service, owner, 1)
-    service.append(owner, sid, [text_message("user", FAKE_KEY)])
-    share = service.share(owner, sid, mode="allow")
-    assert service.share_messages(share.id)[-1].parts[0]["text"] == FAKE_KEY
+def test_list_shows_only_the_owners_sessions(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    mine = new_session(store, alice, title="the walrus")
+    new_session(store, bob, title="the walrus")
+    assert listed(store, alice) == [mine.id]
+    assert listed(store, alice, text="walrus") == [mine.id]
+    assert listed(store, account(store, "carol")) == []
 
 
-def test_secrets_in_the_header_are_found(service: Service, owner: str) -> None:
-    session = service.create(owner, task=f"use {FAKE_KEY}", metadata={"env": "tok-4f9a8b7c6d5e"})
-    with pytest.raises(SecretsFound) as caught:
-        service.share(owner, session.id)
-    assert {f["where"] for f in caught.value.findings} == {"task", "metadata"}
-    share = service.share(owner, session.id, mode="redact")
-    assert share.task == "use [REDACTED:OpenAI Token]"
-    assert share.metadata == {"env": "[REDACTED:environment variable MY_SERVICE_TOKEN]"}
+def test_list_filters_by_status_and_repo(store: Store) -> None:
+    owner = account(store)
+    a = new_session(store, owner, repo="github.com/o/birds", updated_at=at(1))
+    b = new_session(store, owner, repo="github.com/o/birds", status="done", updated_at=at(2))
+    c = new_session(store, owner, status="done", updated_at=at(3))
+    assert listed(store, owner, status="done") == [c.id, b.id]
+    assert listed(store, owner, repo="github.com/o/birds") == [b.id, a.id]
+    assert listed(store, owner, repo="github.com/o/birds", status="done") == [b.id]
+    assert listed(store, owner, status="archived") == []
 
 
-def test_fork_of_a_share_and_of_a_session(service: Service, owner: str, other: str) -> None:
-    session = service.create(owner, task="t", metadata={"mode": "build"})
-    service.append(
-        owner, session.id, [text_message("user", "a", usage={"input_tokens": 10, "cost_usd": 0.5})]
-    )
-    service.append(
-        owner,
-        session.id,
-        [text_message("assistant", "b", usage={"output_tokens": 20, "cost_usd": 0.25})],
-    )
-    service.append(owner, session.id, [text_message("user", "c")])
-    messages = service.messages(owner, session.id)
-    share = service.share(owner, session.id)
-    fork = service.fork(other, share.id)
-    assert fork.owner == other and fork.id != session.id
-    assert fork.head == messages[-1].id and fork.message_count == 3
-    assert fork.forked_from == {"share": share.id, "message": messages[-1].id}
-    assert (fork.task, fork.metadata, fork.title) == ("t", {"mode": "build"}, "a")
-    assert fork.totals.input_tokens == 10 and fork.totals.output_tokens == 20
-    assert fork.totals.cost_usd == 0.75
-    # appending to the fork never touches the original
-    service.append(other, fork.id, [text_message("assistant", "d")])
-    assert service.get(owner, session.id).message_count == 3
-    early = service.fork(owner, session.id, at=messages[0].id)
-    assert early.message_count == 1 and early.head == messages[0].id
-    assert early.forked_from == {"session": session.id, "message": messages[0].id}
-    assert early.totals.cost_usd == 0.5 and early.totals.output_tokens == 0
-    by_url = service.fork(other, f"https://baton.example/share/{share.id}")
-    assert by_url.head == messages[-1].id
-    with pytest.raises(NotFound, match="is not in"):
-        service.fork(owner, session.id, at=service.messages(other, fork.id)[-1].id)
+def test_list_text_matches_title_task_and_message_words(store: Store) -> None:
+    owner = account(store)
+    by_title = new_session(store, owner, title="Penguin migration", updated_at=at(1))
+    by_task = new_session(store, owner, task="parse the walrus logs", updated_at=at(2))
+    chain = messages(None, "where is the flamingo colour bug", "in the palette code")
+    by_text = new_session(store, owner, messages=chain, updated_at=at(3))
+    assert listed(store, owner, text="penguin") == [by_title.id]
+    assert listed(store, owner, text="Walrus") == [by_task.id]
+    assert listed(store, owner, text="flamingo") == [by_text.id]
+    assert listed(store, owner, text="palette") == [by_text.id]
+    assert listed(store, owner, text="flamingo colour") == [by_text.id]
+    assert listed(store, owner, text="the") == [by_text.id, by_task.id]
+    assert listed(store, owner, text="flamin") == [by_text.id]  # the last word is a prefix
+    assert listed(store, owner, text="flamingo walrus") == []  # every word must match
+    assert listed(store, owner, text="albatross") == []
+
+
+def test_list_text_follows_renames_and_appends(store: Store) -> None:
+    owner = account(store)
+    session = new_session(store, owner, title="Old narwhal")
+    store.update_session(session.id, None, {"title": "New dolphin"})
+    assert listed(store, owner, text="dolphin") == [session.id]
+    assert listed(store, owner, text="narwhal") == []
+    store.append(session.id, None, messages(None, "an octopus appears"), {"title": "Octopus"})
+    assert listed(store, owner, text="octopus") == [session.id]
+    assert listed(store, owner, text="dolphin") == []
+
+
+def test_list_text_sees_only_messages_on_the_sessions_own_chain(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, "common start", "reply", "only in the longer albatross")
+    short = new_session(store, owner, messages=chain[:2], updated_at=at(1))
+    long = new_session(store, owner, messages=chain, updated_at=at(2))
+    assert listed(store, owner, text="albatross") == [long.id]
+    assert listed(store, owner, text="common") == [long.id, short.id]
+
+
+def test_list_text_with_search_syntax_is_taken_literally(store: Store) -> None:
+    owner = account(store)
+    new_session(store, owner, title="AND OR NOT near")
+    for text in ['"', "-", "*", "(x", 'foo"bar', "a AND b", "NEAR(", "title:x", "^start"]:
+        assert isinstance(listed(store, owner, text=text), list)
+
+
+def test_list_text_and_cursor_together(store: Store) -> None:
+    owner = account(store)
+    made = [new_session(store, owner, title=f"kiwi {i}", updated_at=at(i)).id for i in range(5)]
+    new_session(store, owner, title="other", updated_at=at(10))
+    first = store.list_sessions(ListQuery(owner, limit=2, text="kiwi"))
+    second = store.list_sessions(ListQuery(owner, limit=2, cursor=first.next_cursor, text="kiwi"))
+    third = store.list_sessions(ListQuery(owner, limit=2, cursor=second.next_cursor, text="kiwi"))
+    pages = [first.sessions, second.sessions, third.sessions]
+    assert [s.id for page in pages for s in page] == list(reversed(made))
+    assert third.next_cursor is None
+
+
+def test_a_bad_cursor_is_invalid_input(store: Store) -> None:
+    owner = account(store)
+    for cursor in ("not-a-cursor!", "bm9waXBl"):
+        with pytest.raises(InvalidInput, match="cursor"):
+            store.list_sessions(ListQuery(owner, cursor=cursor))
+
+
+# deletion and garbage collection
+
+
+def test_delete_removes_what_nothing_else_reaches(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, "a", "b", "c", "d")
+    session = new_session(store, owner, messages=chain)
+    fork = new_session(store, owner, head=chain[1].message.id, message_count=2)
+    other = new_session(store, owner, messages=messages(None, "unrelated"))
+    assert store.delete_session(session.id, NOW) == []
+    assert store.get_session(session.id) is None
+    assert present(store, ids(chain)) == set(ids(chain[:2]))
+    assert store.chain(fork.head or "") == [sm.message for sm in chain[:2]]
+    assert len(store.chain(other.head or "")) == 1
+    assert [s.id for s in store.iter_sessions()] == [fork.id, other.id]
     with pytest.raises(NotFound):
-        service.fork(owner, session.id, at="m_" + "1" * 64)
+        store.delete_session(session.id, NOW)
 
 
-def test_delete_really_deletes(service: Service, owner: str) -> None:
-    sid = conversation(service, owner, 4)
-    messages = service.messages(owner, sid)
-    fork = service.fork(owner, sid, at=messages[1].id)
-    service.append(owner, sid, [text_message("user", "x" * (70 * 1024))])
-    share = service.share(owner, sid)
-    with pytest.raises(LiveShares) as caught:
-        service.delete(owner, sid)
-    assert caught.value.share_ids == [share.id]
-    assert service.get(owner, sid).message_count == 5
-    assert service.delete(owner, sid, revoke_shares=True) == [share.id]
+def test_delete_keeps_what_a_live_share_reaches_and_nothing_else(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, "a", "b", "c", "d", "e")
+    session = new_session(store, owner, messages=chain)
+    live = new_share(store, session, chain[3].message.id)
+    new_share(store, session, chain[4].message.id, revoked_at=NOW)
+    new_share(store, session, chain[4].message.id, expires_at=at(1))
+    store.delete_session(session.id, at(2))
+    assert present(store, ids(chain)) == set(ids(chain[:4]))
+    assert store.chain(live.head or "") == [sm.message for sm in chain[:4]]
+    store.revoke_share(live.id, at(3))
+    assert store.gc(at(3))[0] == 4
+    assert present(store, ids(chain)) == set()
+
+
+def test_delete_returns_blobs_nothing_references_any_more(store: Store) -> None:
+    owner = account(store)
+    first = big(None, "x" * 70_000)
+    second = big(first, "y" * 70_000)
+    kept = big(None, "y" * 70_000)
+    doomed = new_session(store, owner, messages=[first, second])
+    new_session(store, owner, messages=[kept])
+    assert store.referenced_blobs() == {*first.blobs, *second.blobs}
+    assert store.delete_session(doomed.id, NOW) == list(first.blobs)
+    assert store.referenced_blobs() == set(second.blobs)
+
+
+def test_gc_removes_what_no_session_or_live_share_reaches(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, "a", "b", "c")
+    session = new_session(store, owner, messages=chain)
+    secret = big(chain[-1], "s" * 70_000)
+    copy = new_share(store, session, secret.message.id, copies=[secret], revoked_at=NOW)
+    assert store.gc(NOW) == (1, list(secret.blobs))
+    assert present(store, [secret.message.id]) == set()
+    assert store.gc(NOW) == (0, [])
+    assert store.chain(session.head or "") == [sm.message for sm in chain]
+    assert store.get_share(copy.id) is not None  # the revoked share row stays, for its 410
+
+
+def test_gc_keeps_live_shares_until_they_expire(store: Store) -> None:
+    owner = account(store)
+    base = messages(None, "a")
+    session = new_session(store, owner, messages=base)
+    extra = messages(base[0], "copy")
+    new_share(store, session, extra[0].message.id, copies=extra, expires_at=at(60))
+    assert store.gc(at(59)) == (0, [])
+    assert store.chain(extra[0].message.id)[-1] == extra[0].message
+    assert store.gc(at(60)) == (1, [])
+    assert present(store, ids(base)) == set(ids(base))
+
+
+def test_release_blobs_only_frees_unreferenced_ones(store: Store) -> None:
+    owner = account(store)
+    held = big(None, "h" * 70_000)
+    new_session(store, owner, messages=[held])
+    [sha] = held.blobs
+    loose = hashlib.sha256(b"loose").hexdigest()
+    deleted: list[list[str]] = []
+    assert store.release_blobs([sha, loose], deleted.append) == [loose]
+    assert deleted == [[loose]]
+    assert store.release_blobs([], deleted.append) == []
+
+
+def test_iter_sessions_lists_every_owner(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    made = {new_session(store, alice).id, new_session(store, bob).id}
+    assert {s.id for s in store.iter_sessions()} == made
+
+
+# shares
+
+
+def test_a_share_round_trips_every_field(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, "a", "b", usage={"input_tokens": 2})
+    session = new_session(store, owner, messages=chain, title="T", task="K")
+    share = new_share(
+        store,
+        session,
+        chain[-1].message.id,
+        expires_at=at(99),
+        redacted=[{"where": "message 2", "kind": "OpenAI Token", "excerpt": "sk-p…"}],
+        totals=chain[-1].totals,
+        metadata={"mode": "plan"},
+        git={"remote": "r"},
+    )
+    assert store.get_share(share.id) == share
+    assert store.get_share(new_share_id()) is None
+
+
+def test_a_share_of_an_unknown_head_is_refused(store: Store) -> None:
+    owner = account(store)
+    session = new_session(store, owner)
     with pytest.raises(NotFound):
-        service.get(owner, sid)
-    # the fork's prefix survives, the rest is gone
-    assert [m.id for m in service.messages(owner, fork.id)] == [m.id for m in messages[:2]]
-    store = service.store
-    assert set(store.get_messages([m.id for m in messages])) == {m.id for m in messages[:2]}
-    assert store.referenced_blobs() == set()
-    assert list(service.blobs.list()) == []
-    with pytest.raises(Gone):
-        service.public_share(share.id)
-    assert service.verify().ok
+        new_share(store, session, messages(None, "ghost")[0].message.id)
+    assert store.list_shares() == []
 
 
-def test_totals_follow_usage(service: Service, owner: str) -> None:
-    session = service.create(owner)
-    service.append(
-        owner,
-        session.id,
-        [
-            text_message("user", "q"),
-            text_message(
-                "assistant",
-                "a",
-                usage={
-                    "input_tokens": 100,
-                    "output_tokens": 50,
-                    "cache_read_tokens": 7,
-                    "cache_write_tokens": 3,
-                    "cost_usd": 0.0123,
-                },
-            ),
-            text_message(
-                "assistant", "b", usage={"input_tokens": 1, "output_tokens": 2, "cost_usd": 0.0001}
-            ),
-        ],
-    )
-    totals = service.get(owner, session.id).totals
-    assert totals.to_dict() == {
-        "input_tokens": 101,
-        "output_tokens": 52,
-        "cache_read_tokens": 7,
-        "cache_write_tokens": 3,
-        "cost_usd": 0.0124,
-    }
+def test_a_share_can_bring_copies(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, "a", "key here")
+    session = new_session(store, owner, messages=chain)
+    copies = messages(chain[0], "[REDACTED:k]")
+    share = new_share(store, session, copies[-1].message.id, copies=copies)
+    assert store.chain(share.head or "") == [chain[0].message, copies[0].message]
 
 
-def test_export_import_round_trip(service: Service, owner: str, other: str) -> None:
-    session = service.create(owner, task="t")
-    service.append(
-        owner,
-        session.id,
-        [
-            text_message("user", "hello"),
-            *tool_turn("c1", "bash", {"cmd": "ls"}, "o" * 70000),
-            text_message("assistant", "done", model="m1", usage={"output_tokens": 3}),
-        ],
-    )
-    doc = service.export(owner, session.id)
-    assert isinstance(doc, dict)
-    assert doc["format"] == "baton-session" and doc["version"] == 1
-    assert doc["messages"][2]["parts"][0]["output"] == "o" * 70000
-    result = service.import_document(other, doc)
-    assert result.created and result.messages == 4
-    assert result.session.id == session.id or result.session.owner == other
-    assert [m.id for m in service.messages(other, result.session.id)] == [
-        m.id for m in service.messages(owner, session.id)
-    ]
-    assert result.session.platform == "import"
-    again = service.import_document(other, doc)
-    assert not again.created and again.session.id == result.session.id
-    markdown = service.export(owner, session.id, "markdown")
-    assert isinstance(markdown, str)
-    assert "## User" in markdown and "hello" in markdown and "**Tool call** `bash`" in markdown
+def test_shares_are_listed_newest_first_by_owner_and_session(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    one = new_session(store, alice)
+    two = new_session(store, alice)
+    theirs = new_session(store, bob)
+    s1 = new_share(store, one, None, created_at=at(1))
+    s2 = new_share(store, two, None, created_at=at(2))
+    s3 = new_share(store, one, None, created_at=at(3))
+    sb = new_share(store, theirs, None, created_at=at(4))
+    assert [s.id for s in store.list_shares(owner=alice)] == [s3.id, s2.id, s1.id]
+    assert [s.id for s in store.list_shares(session_id=one.id)] == [s3.id, s1.id]
+    assert [s.id for s in store.list_shares(owner=bob)] == [sb.id]
+    assert [s.id for s in store.list_shares()] == [sb.id, s3.id, s2.id, s1.id]
+    tied = sorted([new_share(store, two, None, created_at=at(9)).id for _ in range(3)])
+    assert [s.id for s in store.list_shares(session_id=two.id)][:3] == tied
 
 
-def test_tampered_or_broken_import_changes_nothing(service: Service, owner: str) -> None:
-    sid = conversation(service, owner, 3)
-    doc = service.export(owner, sid)
-    assert isinstance(doc, dict)
-    count = len(service.list(owner).sessions)
-    doc["messages"][1]["parts"][0]["text"] = "changed"
-    with pytest.raises(InvalidInput, match="does not match its content"):
-        service.import_document(owner, doc)
-    for bad, error in [
-        (b"", "empty"),
-        (b'{"format": "baton-session", "vers', "not valid JSON"),
-        (b"\x00\xff\xfe garbage", "not valid JSON"),
-        (b"[]", "not a baton export"),
-        (b'{"format": "baton-session", "version": 99}', "version 99"),
-    ]:
-        with pytest.raises(InvalidInput, match=error):
-            service.import_document(owner, bad)
-    assert len(service.list(owner).sessions) == count
+def test_revoking_keeps_the_first_time(store: Store) -> None:
+    owner = account(store)
+    share = new_share(store, new_session(store, owner), None)
+    revoked = store.revoke_share(share.id, at(1))
+    assert revoked == dataclasses.replace(share, revoked_at=at(1))
+    assert store.revoke_share(share.id, at(2)).revoked_at == at(1)
+    assert store.get_share(share.id) == revoked
+    with pytest.raises(NotFound):
+        store.revoke_share(new_share_id(), NOW)
 
 
-def test_gc_collects_revoked_redacted_copies(service: Service, owner: str) -> None:
-    sid = conversation(service, owner, 2)
-    service.append(owner, sid, [text_message("user", FAKE_KEY)])
-    share = service.share(owner, sid, mode="redact")
-    copy_id = share.head
-    assert copy_id is not None and service.store.get_messages([copy_id])
-    assert service.gc()["messages_deleted"] == 0
-    service.revoke(owner, share.id)
-    assert service.gc()["messages_deleted"] == 1
-    assert service.store.get_messages([copy_id]) == {}
-    assert service.verify().ok
+# blob stores
 
 
-def test_verify_reports_damage(service: Service, owner: str) -> None:
-    sid = conversation(service, owner, 2)
-    service.append(owner, sid, [text_message("user", "b" * 70000)])
-    report = service.verify()
-    assert report.ok and report.sessions == 1 and report.messages == 3
-    [sha] = service.store.referenced_blobs()
-    service.blobs.delete(sha)
-    report = service.verify()
-    assert not report.ok
-    assert report.problems == [
-        f"session {sid}: blob {sha} of {service.get(owner, sid).head} is missing"
-    ]
+@pytest.fixture
+def blobs(store_pair: tuple[Store, BlobStore]) -> BlobStore:
+    return store_pair[1]
 
 
-def test_referenced_blobs_are_never_released(service: Service, owner: str) -> None:
-    a = service.create(owner)
-    b = service.create(owner)
-    big = "q" * (65 * 1024)
-    service.append(owner, a.id, [text_message("user", big, created_at="2026-01-01T00:00:00Z")])
-    service.append(owner, b.id, [text_message("assistant", big)])
-    [sha] = service.store.referenced_blobs()
-    deleted: list[str] = []
-    assert service.store.release_blobs([sha], deleted.extend) == [] and deleted == []
-    service.delete(owner, a.id)  # b still holds the same payload
-    assert service.blobs.get(sha) is not None
-    service.delete(owner, b.id)
-    assert service.blobs.get(sha) is None
-    # a payload whose file vanished is written again by the next append that carries it
-    c = service.create(owner)
-    service.append(owner, c.id, [text_message("user", big)])
-    service.blobs.delete(sha)
-    service.append(owner, c.id, [text_message("user", big)])
-    assert service.blobs.get(sha) is not None and service.verify().ok
+def test_blobs_are_stored_by_their_sha256(blobs: BlobStore) -> None:
+    data = b"\x00binary\xffdata" * 1000
+    sha = hashlib.sha256(data).hexdigest()
+    assert blobs.get(sha) is None
+    before = time.time()
+    blobs.put(sha, data)
+    blobs.put(sha, data)  # again: a no-op
+    assert blobs.get(sha) == data
+    [(listed_sha, mtime)] = list(blobs.list())
+    assert listed_sha == sha and before - 5 <= mtime <= time.time() + 5
+    blobs.delete(sha)
+    blobs.delete(sha)  # deleting what is gone is fine
+    assert blobs.get(sha) is None and list(blobs.list()) == []
 
 
-def test_redact_removes_a_whole_private_key(service: Service, owner: str) -> None:
-    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAwJ8f0Zx\nq9Pn3Lw==\n-----END RSA PRIVATE KEY-----"
-    session = service.create(owner)
-    service.append(owner, session.id, tool_turn("c1", "read_file", {"path": "id_rsa"}, f"{key}\n"))
-    share = service.share(owner, session.id, mode="redact")
-    output = service.share_messages(share.id)[-1].parts[0]["output"]
-    assert output == "[REDACTED:Private Key]\n"
-    assert "MIIE" not in str(share.redacted)
+def test_a_blob_must_match_its_id(blobs: BlobStore) -> None:
+    with pytest.raises(InvalidInput, match="does not match"):
+        blobs.put(hashlib.sha256(b"one").hexdigest(), b"two")
+    assert list(blobs.list()) == []
 
 
-def test_header_fields_are_checked(service: Service, owner: str) -> None:
-    with pytest.raises(InvalidInput, match="metadata must be a JSON object"):
-        service.create(owner, metadata=["not", "an", "object"])  # type: ignore[arg-type]
-    with pytest.raises(InvalidInput, match="finite"):
-        service.create(owner, metadata={"x": float("inf")})
-    with pytest.raises(InvalidInput, match="not valid Unicode"):
-        service.create(owner, task="bad \ud800")
-    with pytest.raises(TooLarge, match="title"):
-        service.create(owner, title="t" * 1001)
-    session = service.create(owner)
-    with pytest.raises(InvalidInput, match="64-bit"):
-        service.update(owner, session.id, metadata={"n": -(2**64)})
-    assert service.get(owner, session.id).version == 1
-    assert len(service.list(owner).sessions) == 1
+def test_an_empty_blob_is_a_blob(blobs: BlobStore) -> None:
+    sha = hashlib.sha256(b"").hexdigest()
+    blobs.put(sha, b"")
+    assert blobs.get(sha) == b""

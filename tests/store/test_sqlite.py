@@ -1,73 +1,287 @@
-"""What only the SQLite store promises: durability settings, migrations, one file on disk."""
+"""What only the SQLite store and the local blob store promise: durability settings,
+numbered migrations (from empty and from the previous schema), one writer, files on disk."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+import time
+from hashlib import sha256
 from pathlib import Path
 
 import orjson
+import pytest
 
+from baton.core.chain import link
+from baton.core.errors import Corrupt, InvalidInput
+from baton.core.models import Message, StoredMessage
+from baton.core.validation import validate_message
 from baton.scanning import SecretScanner
-from baton.service import Service
-from baton.store import migrations
-from baton.store.blobs import LocalBlobStore
+from baton.service import BLOB_GRACE_SECONDS, Service
+from baton.store import migrations, open_blobs, open_store
+from baton.store.blobs import LocalBlobStore, MemoryBlobStore
+from baton.store.memory import MemoryStore
 from baton.store.sqlite import SQLiteStore
+from tests.helpers import text_message
+
+NOW = "2026-01-01T00:00:00.000000Z"
+TABLES = {
+    "accounts",
+    "messages",
+    "message_blobs",
+    "sessions",
+    "shares",
+    "migrations",
+    "session_search",
+    "message_search",
+}
 
 
-def test_durability_settings(tmp_path: Path) -> None:
+def pragmas(conn: sqlite3.Connection) -> tuple[str, int, int]:
+    return (
+        conn.execute("PRAGMA journal_mode").fetchone()[0],
+        conn.execute("PRAGMA synchronous").fetchone()[0],
+        conn.execute("PRAGMA foreign_keys").fetchone()[0],
+    )
+
+
+def test_wal_synchronous_full_and_foreign_keys_on_every_connection(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "baton.db")
+    assert pragmas(store._conn()) == ("wal", 2, 1)  # synchronous 2 = FULL
+    seen: list[tuple[str, int, int]] = []
+    thread = threading.Thread(target=lambda: seen.append(pragmas(store._conn())))
+    thread.start()
+    thread.join()
+    assert seen == [("wal", 2, 1)]  # each thread has its own connection, set up the same way
+    store.close()
+
+
+@pytest.mark.parametrize(("setting", "value"), [("OFF", 0), ("NORMAL", 1), ("FULL", 2)])
+def test_synchronous_can_be_chosen(tmp_path: Path, setting: str, value: int) -> None:
+    store = SQLiteStore(tmp_path / "baton.db", synchronous=setting)
+    assert pragmas(store._conn()) == ("wal", value, 1)
+    store.close()
+
+
+def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "baton.db")
     conn = store._conn()
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        conn.execute(
+            "INSERT INTO sessions(id, owner, title, title_auto, task, status, message_count, "
+            "created_at, updated_at, version, metadata, platform, input_tokens, output_tokens, "
+            "cache_read_tokens, cache_write_tokens, cost_usd) VALUES "
+            "('ses_x', 'acc_nobody', '', 1, '', 'active', 0, ?, ?, 1, '{}', 'cli', 0, 0, 0, 0, 0)",
+            (NOW, NOW),
+        )
     store.close()
 
 
-def test_migrations_from_empty(tmp_path: Path) -> None:
+def test_open_store_and_blobs_from_urls(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path}/data/baton.db")
+    assert isinstance(store, SQLiteStore) and store.path == f"{tmp_path}/data/baton.db"
+    assert (tmp_path / "data" / "baton.db").exists()
+    store.close()
+    in_memory = open_store("sqlite://")
+    assert isinstance(in_memory, SQLiteStore) and in_memory.path == ":memory:"
+    in_memory.close()
+    assert isinstance(open_store("memory://"), MemoryStore)
+    blobs = open_blobs(f"file://{tmp_path}/blobs")
+    assert isinstance(blobs, LocalBlobStore) and blobs.root == tmp_path / "blobs"
+    assert isinstance(open_blobs("memory://"), MemoryBlobStore)
+    with pytest.raises(InvalidInput, match="unknown store URL 'mysql://x'"):
+        open_store("mysql://x")
+    with pytest.raises(InvalidInput, match="unknown blob URL 'ftp://x'"):
+        open_blobs("ftp://x")
+
+
+# migrations
+
+
+def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "baton.db")
-    rows = store._conn().execute("SELECT number, name FROM migrations ORDER BY number").fetchall()
-    assert rows == [(1, "m001_initial"), (2, "m002_search")]
+    conn = store._conn()
+    rows = conn.execute(
+        "SELECT number, name, applied_at FROM migrations ORDER BY number"
+    ).fetchall()
+    assert [(n, name) for n, name, _ in rows] == [(1, "m001_initial"), (2, "m002_search")]
+    for _, _, applied_at in rows:
+        assert time.strptime(applied_at, "%Y-%m-%dT%H:%M:%S.%fZ")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables >= TABLES
+    assert [m.name for m in migrations.MIGRATIONS] == ["m001_initial", "m002_search"]
+    assert [m.number for m in migrations.MIGRATIONS] == [1, 2]
     store.close()
-    # opening again applies nothing
+    # opening again applies nothing and records nothing twice
     again = SQLiteStore(tmp_path / "baton.db")
     assert migrations.pending(again._conn()) == []
+    assert migrations.migrate(again._conn()) == []
+    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 2
     again.close()
 
 
-def test_migration_from_the_previous_schema_keeps_data(tmp_path: Path) -> None:
-    db = tmp_path / "baton.db"
-    conn = sqlite3.connect(db, isolation_level=None)
-    migrations.migrate(conn, upto=1)
-    assert [m.name for m in migrations.pending(conn)] == ["m002_search"]
-    body = orjson.dumps(
+def test_two_processes_opening_a_new_database_migrate_it_once(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    stores: list[SQLiteStore] = []
+
+    def open_one() -> None:
+        try:
+            stores.append(SQLiteStore(tmp_path / "baton.db"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    numbers = stores[0]._conn().execute("SELECT number FROM migrations ORDER BY number")
+    assert [r[0] for r in numbers] == [1, 2]
+    for store in stores:
+        store.close()
+
+
+def test_a_failing_migration_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half_done (x INTEGER)")
+        raise RuntimeError("migration 3 failed")
+
+    monkeypatch.setattr(
+        migrations,
+        "MIGRATIONS",
+        [*migrations.MIGRATIONS, migrations.Migration(3, "m003_broken", broken)],
+    )
+    with pytest.raises(RuntimeError, match="migration 3 failed"):
+        SQLiteStore(tmp_path / "baton.db")
+    conn = sqlite3.connect(tmp_path / "baton.db")
+    assert [r[0] for r in conn.execute("SELECT number FROM migrations ORDER BY number")] == [1, 2]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "half_done" not in tables
+    conn.close()
+
+
+def chain_for_m001() -> list[StoredMessage]:
+    raw = [
+        text_message("user", "the narwhal question", created_at=NOW),
         {
-            "role": "user",
-            "parts": [{"type": "text", "text": "the narwhal question"}],
-            "created_at": "2026-01-01T00:00:00.000000Z",
-        }
-    )
+            "role": "assistant",
+            "model": "gpt-x",
+            "usage": {"input_tokens": 12, "output_tokens": 30, "cost_usd": 0.02},
+            "created_at": NOW,
+            "parts": [{"type": "text", "text": "beluga " + "z" * 70_000}],
+        },
+    ]
+    out: list[StoredMessage] = []
+    for message in raw:
+        out.append(link(out[-1] if out else None, validate_message(message, NOW), []))
+    return out
+
+
+def write_m001_database(db: Path, blobs: LocalBlobStore) -> list[StoredMessage]:
+    """A database as baton wrote it before m002: the m001 schema and its rows, no search."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    assert [m.name for m in migrations.migrate(conn, upto=1)] == ["m001_initial"]
+    assert [m.name for m in migrations.pending(conn)] == ["m002_search"]
+    chain = chain_for_m001()
+    conn.execute("INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', ?)", (NOW,))
+    for sm in chain:
+        m = sm.message
+        body = {"role": m.role, "parts": m.parts, "created_at": m.created_at}
+        if m.model is not None:
+            body["model"] = m.model
+        if m.usage is not None:
+            body["usage"] = m.usage
+        t = sm.totals
+        cur = conn.execute(
+            "INSERT INTO messages(id, parent, depth, root, body, input_tokens, output_tokens, "
+            "cache_read_tokens, cache_write_tokens, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (m.id, m.parent, sm.depth, sm.root, orjson.dumps(body), t.input_tokens,
+             t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
+        )  # fmt: skip
+        for sha in sm.blobs:
+            conn.execute("INSERT INTO message_blobs VALUES (?, ?)", (sha, cur.lastrowid))
+    [sha] = chain[1].blobs
+    blobs.put(sha, ("beluga " + "z" * 70_000).encode())
+    head, t = chain[-1], chain[-1].totals
     conn.execute(
-        "INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', '2026-01-01T00:00:00.000000Z')"
-    )
+        "INSERT INTO sessions(id, owner, title, title_auto, task, status, head, root, "
+        "message_count, created_at, updated_at, version, metadata, platform, input_tokens, "
+        "output_tokens, cache_read_tokens, cache_write_tokens, cost_usd) VALUES "
+        "('ses_01AAAAAAAAAAAAAAAAAAAAAAAA', 'acc_1', 'Old session', 0, 'walrus task', "
+        "'paused', ?, ?, 2, ?, ?, 3, '{\"mode\": \"plan\"}', 'cli', ?, ?, ?, ?, ?)",
+        (head.message.id, head.root, NOW, NOW, t.input_tokens, t.output_tokens,
+         t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
+    )  # fmt: skip
     conn.execute(
-        "INSERT INTO messages(id, parent, depth, root, body, input_tokens, output_tokens, "
-        "cache_read_tokens, cache_write_tokens, cost_usd) VALUES ('m_1', NULL, 0, 'm_1', ?, 0, 0, 0, 0, 0)",
-        (body,),
-    )
-    conn.execute(
-        "INSERT INTO sessions(id, owner, title, title_auto, task, status, head, root, message_count, "
-        "created_at, updated_at, version, metadata, platform, input_tokens, output_tokens, "
-        "cache_read_tokens, cache_write_tokens, cost_usd) VALUES ('ses_01AAAAAAAAAAAAAAAAAAAAAAAA', "
-        "'acc_1', 'Old session', 0, 'walrus task', 'active', 'm_1', 'm_1', 1, '2026-01-01T00:00:00.000000Z', "
-        "'2026-01-01T00:00:00.000000Z', 1, '{}', 'cli', 0, 0, 0, 0, 0)"
+        "INSERT INTO shares(id, session_id, owner, shared_by, head, root, message_count, title, "
+        "task, metadata, created_at, redacted, input_tokens, output_tokens, cache_read_tokens, "
+        "cache_write_tokens, cost_usd) VALUES ('OldShareId_____________', "
+        "'ses_01AAAAAAAAAAAAAAAAAAAAAAAA', 'acc_1', '{\"handle\": \"alice\"}', ?, ?, 2, "
+        "'Old session', 'walrus task', '{}', ?, '[]', 0, 0, 0, 0, 0)",
+        (head.message.id, head.root, NOW),
     )
     conn.close()
+    return chain
+
+
+def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
+    db = tmp_path / "baton.db"
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    chain = write_m001_database(db, blobs)
     store = SQLiteStore(db)
-    service = Service(store, LocalBlobStore(tmp_path / "blobs"), scanner=SecretScanner({}))
-    assert [s.title for s in service.list("acc_1", query="narwhal").sessions] == ["Old session"]
-    assert [s.title for s in service.list("acc_1", query="walrus").sessions] == ["Old session"]
-    assert service.get("acc_1", "ses_01AAAAAAAAAAAAAAAAAAAAAAAA").message_count == 1
+    conn = store._conn()
+    assert [r[0] for r in conn.execute("SELECT name FROM migrations ORDER BY number")] == [
+        "m001_initial",
+        "m002_search",
+    ]
+    service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
+    sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
+    session = service.get("acc_1", sid)
+    assert (session.title, session.task, session.status, session.version) == (
+        "Old session",
+        "walrus task",
+        "paused",
+        3,
+    )
+    assert (session.metadata, session.message_count, session.totals) == (
+        {"mode": "plan"},
+        2,
+        chain[-1].totals,
+    )
+    assert service.messages("acc_1", sid) == [sm.message for sm in chain]
+    full = service.messages("acc_1", sid, hydrate=True)
+    assert full[1].parts == [{"type": "text", "text": "beluga " + "z" * 70_000}]
+    assert service.verify().to_dict() == {
+        "sessions": 1,
+        "shares": 1,
+        "messages": 4,
+        "problems": [],
+        "ok": True,
+    }
+    assert [m.id for m in service.share_messages("OldShareId_____________")] == [
+        sm.message.id for sm in chain
+    ]
+    # the search index of m002 was filled from the rows m001 left
+    for word in ("Old", "walrus", "narwhal", "beluga"):
+        assert [s.id for s in service.list("acc_1", query=word).sessions] == [sid], word
+    # and the migrated rows behave like new ones: append, search, delete
+    service.append("acc_1", sid, [text_message("user", "a manatee follow-up")])
+    assert [s.id for s in service.list("acc_1", query="manatee").sessions] == [sid]
+    service.delete("acc_1", sid, revoke_shares=True)
+    assert service.list("acc_1", query="narwhal").sessions == []
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    hits = conn.execute("SELECT rowid FROM message_search WHERE message_search MATCH 'narwhal'")
+    assert hits.fetchall() == []
+    assert list(blobs.list()) == []
+    assert store.integrity_check() == "ok"
     store.close()
+
+
+# one file on disk
 
 
 def test_a_fork_adds_one_row_and_no_messages(tmp_path: Path) -> None:
@@ -75,19 +289,107 @@ def test_a_fork_adds_one_row_and_no_messages(tmp_path: Path) -> None:
     service = Service(store, LocalBlobStore(tmp_path / "blobs"), scanner=SecretScanner({}))
     owner = service.account("alice").id
     session = service.create(owner)
-    service.append(
-        owner,
-        session.id,
-        [{"role": "user", "parts": [{"type": "text", "text": f"m{i}"}]} for i in range(50)],
-    )
+    service.append(owner, session.id, [text_message("user", f"m{i}") for i in range(50)])
     conn = store._conn()
-    before = conn.execute(
-        "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM sessions)"
-    ).fetchone()
+    count = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM sessions)"
+    before = conn.execute(count).fetchone()
     service.fork(owner, session.id)
     service.share(owner, session.id)
-    after = conn.execute(
-        "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM sessions)"
-    ).fetchone()
-    assert after == (before[0], before[1] + 1)
+    assert conn.execute(count).fetchone() == (before[0], before[1] + 1)
+    assert conn.execute("SELECT count(*) FROM shares").fetchone()[0] == 1
+    store.close()
+
+
+def test_an_acknowledged_append_is_in_the_file(tmp_path: Path) -> None:
+    db = tmp_path / "baton.db"
+    store = SQLiteStore(db)
+    service = Service(store, LocalBlobStore(tmp_path / "blobs"), scanner=SecretScanner({}))
+    owner = service.account("alice").id
+    session = service.create(owner)
+    head = service.append(owner, session.id, [text_message("user", "kept")]).session.head
+    # another connection, as another process would open it, sees the committed append
+    other = sqlite3.connect(db)
+    row = other.execute("SELECT head FROM sessions WHERE id = ?", (session.id,)).fetchone()
+    assert row == (head,)
+    other.close()
+    store.close()
+
+
+# the local blob store
+
+
+def test_blob_files_are_laid_out_by_hash_and_written_whole(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    data = os.urandom(100_000)
+    sha = sha256(data).hexdigest()
+    blobs.put(sha, data)
+    path = tmp_path / "blobs" / sha[:2] / sha[2:]
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in (tmp_path / "blobs" / sha[:2]).iterdir()) == [sha[2:]]
+    # a temp file left by a crash mid-write is not a blob
+    (path.parent / ".tmp-crashed").write_bytes(b"partial")
+    assert [s for s, _ in blobs.list()] == [sha]
+    for bad in ("../../etc/passwd", "A" * 64, sha[:-1]):
+        with pytest.raises(InvalidInput, match="is not a blob id"):
+            blobs.get(bad)
+
+
+def test_a_damaged_blob_is_reported_not_served(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "baton.db")
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    service = Service(store, blobs, scanner=SecretScanner({}))
+    owner = service.account("alice").id
+    session = service.create(owner)
+    service.append(owner, session.id, [text_message("user", "d" * 70_000)])
+    [sha] = store.referenced_blobs()
+    (tmp_path / "blobs" / sha[:2] / sha[2:]).write_bytes(b"flipped bits")
+    with pytest.raises(Corrupt, match=f"blob {sha} is damaged on disk"):
+        blobs.get(sha)
+    report = service.verify()
+    assert not report.ok and report.problems == [
+        f"session {session.id}: blob {sha} is damaged on disk "
+        f"({tmp_path / 'blobs' / sha[:2] / sha[2:]})"
+    ]
+    store.close()
+
+
+def test_gc_removes_old_unreferenced_blob_files_only(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "baton.db")
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    service = Service(store, blobs, scanner=SecretScanner({}))
+    owner = service.account("alice").id
+    session = service.create(owner)
+    service.append(owner, session.id, [text_message("user", "k" * 70_000)])
+    [kept] = store.referenced_blobs()
+    old, young = b"left by a crash", b"an append in flight"
+    for data in (old, young):
+        blobs.put(sha256(data).hexdigest(), data)
+    long_ago = time.time() - BLOB_GRACE_SECONDS - 60
+    for sha in (kept, sha256(old).hexdigest()):
+        os.utime(tmp_path / "blobs" / sha[:2] / sha[2:], (long_ago, long_ago))
+    assert service.gc() == {"messages_deleted": 0, "blobs_deleted": 1}
+    assert {s for s, _ in blobs.list()} == {kept, sha256(young).hexdigest()}
+    assert service.verify().ok
+    store.close()
+
+
+def test_integrity_after_a_mixed_workload(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "baton.db")
+    service = Service(store, LocalBlobStore(tmp_path / "blobs"), scanner=SecretScanner({}))
+    owner = service.account("alice").id
+    sessions = [service.create(owner).id for _ in range(3)]
+    for i in range(30):
+        sid = sessions[i % 3]
+        service.append(owner, sid, [text_message("user", f"turn {i} " + "p" * (i * 3000))])
+        if i % 7 == 0:
+            sessions.append(service.fork(owner, sid).id)
+    service.delete(owner, sessions[0])
+    service.gc()
+    assert store.integrity_check() == "ok"
+    assert service.verify().ok
+    messages: list[Message] = service.messages(owner, sessions[1])
+    assert [m.parts[0].get("text", m.parts[0].get("preview", ""))[:7] for m in messages][:2] == [
+        "turn 1 ",
+        "turn 4 ",
+    ]
     store.close()

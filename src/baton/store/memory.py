@@ -83,14 +83,13 @@ class MemoryStore(Store):
         return found
 
     def _insert(self, messages: Sequence[StoredMessage]) -> None:
+        """All or nothing: every parent is checked before anything is stored."""
+        given = {sm.message.id for sm in messages}
         for sm in messages:
             parent = sm.message.parent
-            if (
-                parent is not None
-                and parent not in self._messages
-                and not any(m.message.id == parent for m in messages)
-            ):
+            if parent is not None and parent not in self._messages and parent not in given:
                 raise NotFound(f"parent {parent} is not stored")
+        for sm in messages:
             self._messages.setdefault(sm.message.id, sm)
 
     def create_session(self, session: Session, messages: Sequence[StoredMessage] = ()) -> None:

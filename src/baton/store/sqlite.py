@@ -500,11 +500,22 @@ found(sid) AS (SELECT DISTINCT w.sid FROM walk w JOIN hit_messages h ON h.id = w
             if row is None:
                 raise NotFound(f"no session {session_id}")
             rowid, root = row
+            # Redacted copies of this session's shares can start a chain of their own (when
+            # the first message held the secret): their family is collected too.
+            roots = {root} | {
+                r[0]
+                for r in c.execute(
+                    "SELECT DISTINCT root FROM shares WHERE session_id = ? AND root IS NOT NULL",
+                    (session_id,),
+                )
+            }
+            roots.discard(None)
             c.execute("DELETE FROM session_search WHERE rowid = ?", (rowid,))
             c.execute("DELETE FROM sessions WHERE rowid = ?", (rowid,))
-            if root is None:
-                return []
-            return self._collect(c, now, root)
+            freed: set[str] = set()
+            for family in sorted(roots):
+                freed.update(self._collect(c, now, family))
+            return sorted(freed)
 
     def _collect(self, c: sqlite3.Connection, now: str, root: str | None) -> list[str]:
         """Delete unreachable messages (of one family, or all when root is None)."""
@@ -689,7 +700,16 @@ class _Transaction:
         return self.conn
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
-        if kind is None:
-            self.conn.execute("COMMIT")
-        else:
+        if kind is not None:
             self.conn.execute("ROLLBACK")
+            return
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # A failed COMMIT (a deferred foreign key) leaves the transaction open, and every
+            # later write on this connection would fail: end it here.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError) and "FOREIGN KEY" in str(exc):
+                raise NotFound("a message this refers to is not stored") from exc
+            raise
