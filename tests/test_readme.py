@@ -44,14 +44,45 @@ def test_quick_start_runs_and_prints_a_share_link(tmp_path: Path) -> None:
     assert '"title": "Fix the login bug"' in listed.stdout
 
 
-def test_run_command_ends_in_a_working_baton_command(tmp_path: Path) -> None:
+def test_run_command_serves_baton_with_a_working_login_link(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
     command = block_after("run-command")
     assert "pip install ." in command
     last = command.split("&&")[-1].strip()
-    assert last.startswith("baton ")
-    result = run_shell(last, tmp_path / "home")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "no sessions"
+    assert last == "baton serve"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "BATON_HOME": str(tmp_path / "home"), "BATON_PORT": str(port)}
+    env["PATH"] = bin_dir + os.pathsep + env["PATH"]
+    env.pop("BATON_URL", None)
+    server = subprocess.Popen(
+        ["bash", "-c", f"exec {last}"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(5)]
+        assert lines[0].startswith("baton: first start"), lines
+        link = re.search(r"(http://127\.0\.0\.1:\d+/login\?code=\S+)", lines[1])
+        assert link and f":{port}/" in link.group(1)
+        assert lines[4].startswith(f"baton serving http://127.0.0.1:{port}")
+        with httpx.Client(follow_redirects=True) as browser:
+            page = browser.get(link.group(1))
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            code = re.search(r'name="code" value="([^"]+)"', page.text)
+            assert csrf and code
+            home = browser.post(
+                f"http://127.0.0.1:{port}/login",
+                data={"csrf": csrf.group(1), "code": code.group(1), "next": "/"},
+            )
+            assert home.status_code == 200 and "Recent sessions" in home.text
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

@@ -42,6 +42,7 @@ class Settings:
     synchronous: str
     user: str
     display_name: str
+    secret: str | None = None  # signs web cookies; required to listen beyond loopback
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -71,6 +72,7 @@ class Settings:
             synchronous=synchronous,
             user=user,
             display_name=pick("display_name", user),
+            secret=pick("secret", "") or None,
         )
 
 

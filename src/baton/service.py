@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from baton.accounts import Accounts
 from baton.core import ids
 from baton.core.chain import link, verify_chain
 from baton.core.errors import (
@@ -106,6 +107,7 @@ class Service:
         self.scanner = scanner or SecretScanner()
         self.base_url = base_url.rstrip("/")
         self.now = clock
+        self.accounts = Accounts(store, lambda: self.now())
 
     # accounts
     def account(self, handle: str, display_name: str | None = None) -> Account:
@@ -186,6 +188,43 @@ class Service:
             return []
         chain = self.store.chain(head, start, limit)
         return [self.hydrate(m) for m in chain] if hydrate else chain
+
+    def after(self, head: str | None, after: str | None, source: str) -> int:
+        """The position just past message `after` in the chain ending at `head` (0 for None)."""
+        if after is None:
+            return 0
+        found = self.store.get_messages([after]).get(after)
+        if head is None or found is None or self.store.ancestor(head, found.depth) != after:
+            raise NotFound(f"message {after} is not in {source}")
+        return found.depth + 1
+
+    def blob(
+        self,
+        owner: str | None,
+        sha256: str,
+        *,
+        session_id: str | None = None,
+        share_id: str | None = None,
+    ) -> bytes:
+        """A blob, read through a session of the caller's or a live share whose conversation
+        references it. Anything else is 404, whether or not the blob exists."""
+        if session_id is not None and owner is not None:
+            head = self.get(owner, session_id).head
+        elif share_id is not None:
+            head = self.public_share(share_id).head
+        else:
+            raise NotFound(f"no blob {sha256}")
+        for sm in self.store.messages_with_blob(sha256) if head else []:
+            if self.store.ancestor(head, sm.depth) == sm.message.id:  # type: ignore[arg-type]
+                data = self.blobs.get(sha256)
+                if data is not None:
+                    return data
+        raise NotFound(f"no blob {sha256}")
+
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        if ids.sha256_hex(data) != sha256:
+            raise InvalidInput(f"the body does not hash to {sha256}")
+        self.blobs.put(sha256, data)
 
     def hydrate(self, message: Message) -> Message:
         """The message with every offloaded payload read back from the blob store."""
@@ -620,9 +659,12 @@ class Service:
         owner: str,
         data: bytes | str | JSON,
         progress: Callable[[int, int], None] | None = None,
+        *,
+        fresh: bool = False,
     ) -> ImportResult:
         """Import a baton JSON export. Nothing is stored unless the whole file is valid.
-        `progress(done, total)` is called as messages are checked."""
+        `progress(done, total)` is called as messages are checked. The same conversation
+        imported twice is one session, unless `fresh` (a fork) asks for a new one."""
         doc = _parse_document(data)
         header = doc["session"]
         title = header.get("title") if isinstance(header.get("title"), str) else ""
@@ -653,14 +695,14 @@ class Service:
             if progress is not None and (i % 200 == 0 or i + 1 == len(doc["messages"])):
                 progress(i + 1, len(doc["messages"]))
         head = chain[-1] if chain else None
-        if head is not None:
+        if head is not None and not fresh:
             existing = self.store.find_session(owner, head.message.id)
             if existing is not None:  # the same conversation is already yours
                 return ImportResult(existing, False, 0)
         self._keep_blobs(items)
         given_id = header.get("id")
         session_id = ids.new_session_id()
-        if isinstance(given_id, str) and ids.is_session_id(given_id):
+        if isinstance(given_id, str) and ids.is_session_id(given_id) and not fresh:
             if self.store.get_session(given_id) is None:
                 session_id = given_id
         status = header.get("status") if header.get("status") in STATUSES else "active"

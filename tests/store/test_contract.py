@@ -14,7 +14,7 @@ import pytest
 from baton.core.chain import link
 from baton.core.errors import Conflict, InvalidInput, NotFound, VersionMismatch
 from baton.core.ids import new_account_id, new_session_id, new_share_id
-from baton.core.models import Account, Session, Share, StoredMessage, Totals
+from baton.core.models import Account, Session, Share, StoredMessage, Token, Totals
 from baton.core.validation import validate_message
 from baton.store.base import BlobStore, ListQuery, Store
 
@@ -134,6 +134,59 @@ def test_a_handle_is_taken_once(store: Store) -> None:
 
 
 # sessions
+
+
+def test_accounts_are_listed_oldest_first_with_passwords_kept_apart(store: Store) -> None:
+    store.add_account(Account("acc_b", "bob", "Bob", at(1)))
+    store.add_account(Account("acc_a", "alice", "Alice", at(2)))
+    alice, bob = "acc_a", "acc_b"
+    assert [a.id for a in store.list_accounts()] == [bob, alice]
+    assert store.password_hash(alice) is None
+    store.set_password(alice, "$argon2id$fake")
+    assert (store.password_hash(alice), store.password_hash(bob)) == ("$argon2id$fake", None)
+    store.set_password(alice, None)
+    assert store.password_hash(alice) is None
+    with pytest.raises(NotFound):
+        store.set_password("acc_nobody", "x")
+
+
+def token(owner: str, name: str, created_at: str = NOW, kind: str = "api") -> Token:
+    return Token(
+        f"tok_{name}", owner, name, kind, hashlib.sha256(name.encode()).hexdigest(), created_at
+    )
+
+
+def test_tokens_are_found_by_hash_listed_newest_first_and_revoked_once(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    store.add_token(token(alice, "one", at(1)))
+    store.add_token(token(alice, "two", at(2), kind="login"))
+    store.add_token(token(bob, "three", at(3)))
+    found = store.find_token(hashlib.sha256(b"two").hexdigest())
+    assert found == token(alice, "two", at(2), kind="login")
+    assert store.find_token("0" * 64) is None
+    assert [t.name for t in store.list_tokens(alice)] == ["two", "one"]
+    assert store.revoke_token("tok_one", at(4)) is True
+    assert store.revoke_token("tok_one", at(5)) is False  # a login code works once
+    assert store.revoke_token("tok_nothing", at(5)) is False
+    store.touch_token("tok_three", at(6))
+    [one] = [t for t in store.list_tokens(alice) if t.name == "one"]
+    assert (one.revoked_at, one.state(at(7))) == (at(4), "revoked")
+    assert store.list_tokens(bob)[0].last_used_at == at(6)
+    with pytest.raises(NotFound):
+        store.add_token(token("acc_nobody", "four"))
+
+
+def test_messages_with_blob_finds_every_referrer(store: Store) -> None:
+    owner = account(store)
+    big = "q" * 70_000
+    first = messages(None, big)
+    second = messages(first[-1], "after", big)
+    new_session(store, owner, messages=first + second)
+    [sha] = first[0].blobs
+    assert sorted(sm.message.id for sm in store.messages_with_blob(sha)) == sorted(
+        [first[0].message.id, second[1].message.id]
+    )
+    assert store.messages_with_blob("f" * 64) == []
 
 
 def test_a_session_round_trips_every_field(store: Store) -> None:

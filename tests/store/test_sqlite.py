@@ -35,6 +35,7 @@ TABLES = {
     "migrations",
     "session_search",
     "message_search",
+    "tokens",
 }
 
 
@@ -105,19 +106,23 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
     rows = conn.execute(
         "SELECT number, name, applied_at FROM migrations ORDER BY number"
     ).fetchall()
-    assert [(n, name) for n, name, _ in rows] == [(1, "m001_initial"), (2, "m002_search")]
+    assert [(n, name) for n, name, _ in rows] == [
+        (1, "m001_initial"),
+        (2, "m002_search"),
+        (3, "m003_auth"),
+    ]
     for _, _, applied_at in rows:
         assert time.strptime(applied_at, "%Y-%m-%dT%H:%M:%S.%fZ")
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables >= TABLES
-    assert [m.name for m in migrations.MIGRATIONS] == ["m001_initial", "m002_search"]
-    assert [m.number for m in migrations.MIGRATIONS] == [1, 2]
+    assert [m.name for m in migrations.MIGRATIONS] == ["m001_initial", "m002_search", "m003_auth"]
+    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3]
     store.close()
     # opening again applies nothing and records nothing twice
     again = SQLiteStore(tmp_path / "baton.db")
     assert migrations.pending(again._conn()) == []
     assert migrations.migrate(again._conn()) == []
-    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 2
+    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 3
     again.close()
 
 
@@ -138,7 +143,7 @@ def test_two_processes_opening_a_new_database_migrate_it_once(tmp_path: Path) ->
         thread.join()
     assert errors == []
     numbers = stores[0]._conn().execute("SELECT number FROM migrations ORDER BY number")
-    assert [r[0] for r in numbers] == [1, 2]
+    assert [r[0] for r in numbers] == [1, 2, 3]
     for store in stores:
         store.close()
 
@@ -148,17 +153,21 @@ def test_a_failing_migration_leaves_nothing_behind(
 ) -> None:
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half_done (x INTEGER)")
-        raise RuntimeError("migration 3 failed")
+        raise RuntimeError("migration 4 failed")
 
     monkeypatch.setattr(
         migrations,
         "MIGRATIONS",
-        [*migrations.MIGRATIONS, migrations.Migration(3, "m003_broken", broken)],
+        [*migrations.MIGRATIONS, migrations.Migration(4, "m004_broken", broken)],
     )
-    with pytest.raises(RuntimeError, match="migration 3 failed"):
+    with pytest.raises(RuntimeError, match="migration 4 failed"):
         SQLiteStore(tmp_path / "baton.db")
     conn = sqlite3.connect(tmp_path / "baton.db")
-    assert [r[0] for r in conn.execute("SELECT number FROM migrations ORDER BY number")] == [1, 2]
+    assert [r[0] for r in conn.execute("SELECT number FROM migrations ORDER BY number")] == [
+        1,
+        2,
+        3,
+    ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
     conn.close()
@@ -185,7 +194,7 @@ def write_m001_database(db: Path, blobs: LocalBlobStore) -> list[StoredMessage]:
     """A database as baton wrote it before m002: the m001 schema and its rows, no search."""
     conn = sqlite3.connect(db, isolation_level=None)
     assert [m.name for m in migrations.migrate(conn, upto=1)] == ["m001_initial"]
-    assert [m.name for m in migrations.pending(conn)] == ["m002_search"]
+    assert [m.name for m in migrations.pending(conn)] == ["m002_search", "m003_auth"]
     chain = chain_for_m001()
     conn.execute("INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', ?)", (NOW,))
     for sm in chain:
@@ -237,6 +246,7 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
     assert [r[0] for r in conn.execute("SELECT name FROM migrations ORDER BY number")] == [
         "m001_initial",
         "m002_search",
+        "m003_auth",
     ]
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -277,6 +287,10 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
     hits = conn.execute("SELECT rowid FROM message_search WHERE message_search MATCH 'narwhal'")
     assert hits.fetchall() == []
     assert list(blobs.list()) == []
+    # m003: the old account has no password and no token, and can be given both
+    assert store.password_hash("acc_1") is None and store.list_tokens("acc_1") == []
+    _, secret = service.accounts.create_token("acc_1", "after m003")
+    assert service.accounts.authenticate(secret) == store.get_account("acc_1")
     assert store.integrity_check() == "ok"
     store.close()
 

@@ -18,6 +18,7 @@ class Context:
         self._home = home
         self._service: Any = None
         self._owner: Any = None
+        self._local: Any = None
 
     @property
     def settings(self) -> Any:
@@ -26,31 +27,63 @@ class Context:
         return Settings.load(home=self._home)
 
     @property
-    def service(self) -> Any:
-        if self._service is None:
+    def remote(self) -> dict[str, Any] | None:
+        """The server this CLI is logged in to (`baton login`), if any."""
+        from baton.cli.remote import load_login
+
+        return load_login(self.settings.home)
+
+    @property
+    def local(self) -> Any:
+        """The service over the embedded store in BATON_HOME, logged in or not."""
+        if self._local is None:
             from baton.config import build_service
 
-            self._service = build_service(self.settings)
+            self._local = build_service(self.settings)
+        return self._local
+
+    @property
+    def service(self) -> Any:
+        """The local service, or after `baton login` the client of that server."""
+        if self._service is None:
+            remote = self.remote
+            if remote is not None:
+                from baton.client import Client
+
+                self._service = Client(remote["url"], remote["token"])
+                self._owner = remote["account"]["id"]
+            else:
+                self._service = self.local
         return self._service
 
     @property
     def owner(self) -> str:
+        service = self.service
         if self._owner is None:
             settings = self.settings
-            self._owner = self.service.account(settings.user, settings.display_name).id
+            self._owner = service.account(settings.user, settings.display_name).id
         return str(self._owner)
 
 
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "-V", "--version", prog_name="baton")
 @click.option(
     "--home", envvar="BATON_HOME", help="Data folder (default: $BATON_HOME or the user data dir)."
 )
+@click.option(
+    "--fork",
+    "fork_source",
+    metavar="SHARE_ID",
+    help="Fork a share (id or URL) into a new session of yours, then continue there.",
+)
 @click.pass_context
-def cli(ctx: click.Context, home: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, fork_source: str | None) -> None:
     """baton keeps the working sessions of AI coding agents: resume, share, fork.
 
     \b
@@ -61,13 +94,19 @@ def cli(ctx: click.Context, home: str | None) -> None:
       baton fork SHARE_ID
     """
     ctx.obj = Context(home)
+    if fork_source is not None:
+        from baton.cli.shares import fork
+
+        ctx.invoke(fork, source=fork_source, at=None, as_json=False)
+    elif ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 def _register() -> None:
-    from baton.cli import sessions, shares
+    from baton.cli import remote, server, sessions, shares
 
     cli.add_command(sessions.sessions)
-    for command in shares.COMMANDS:
+    for command in shares.COMMANDS + server.COMMANDS + remote.COMMANDS:
         cli.add_command(command)
 
 

@@ -84,3 +84,19 @@ class LiveShares(BatonError):
 class Corrupt(BatonError):
     code = "corrupt"
     status = 500
+
+
+class Unauthorized(BatonError):
+    """No credentials, or ones that are not (or no longer) valid."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class RateLimited(BatonError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after

@@ -205,3 +205,39 @@ class Account:
             "display_name": self.display_name,
             "created_at": self.created_at,
         }
+
+
+TOKEN_KINDS = frozenset({"api", "login"})
+
+
+@dataclass(slots=True)
+class Token:
+    """An API token or a one-time login code. Only the SHA-256 of its secret is kept."""
+
+    id: str
+    account_id: str
+    name: str
+    kind: str  # "api" or "login" (one use, short-lived)
+    token_hash: str
+    created_at: str
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    last_used_at: str | None = None
+
+    def state(self, now: str) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "live"
+
+    def to_dict(self) -> JSON:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
+            "last_used_at": self.last_used_at,
+        }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.core.errors import InvalidInput
-from baton.core.models import Account, Message, Session, Share, StoredMessage
+from baton.core.models import Account, Message, Session, Share, StoredMessage, Token
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,34 @@ class Store(ABC):
     @abstractmethod
     def find_account(self, handle: str) -> Account | None: ...
 
+    @abstractmethod
+    def list_accounts(self) -> list[Account]: ...
+
+    @abstractmethod
+    def set_password(self, account_id: str, password_hash: str | None) -> None: ...
+
+    @abstractmethod
+    def password_hash(self, account_id: str) -> str | None: ...
+
+    # tokens (only hashes are stored)
+    @abstractmethod
+    def add_token(self, token: Token) -> None: ...
+
+    @abstractmethod
+    def find_token(self, token_hash: str) -> Token | None: ...
+
+    @abstractmethod
+    def list_tokens(self, account_id: str) -> list[Token]:
+        """Every token of the account, newest first."""
+
+    @abstractmethod
+    def revoke_token(self, token_id: str, now: str) -> bool:
+        """Revoke a live token; False when it was already revoked (one use of a login code)."""
+
+    @abstractmethod
+    def touch_token(self, token_id: str, now: str) -> None:
+        """Record when the token was last used."""
+
     # messages
     @abstractmethod
     def get_messages(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
@@ -72,6 +100,10 @@ class Store(ABC):
     @abstractmethod
     def ancestor(self, head: str, depth: int) -> str | None:
         """The id of the message at position `depth` on the chain ending at `head`."""
+
+    @abstractmethod
+    def messages_with_blob(self, sha256: str) -> list[StoredMessage]:
+        """Every stored message that references this blob."""
 
     @abstractmethod
     def flagged(self, head: str) -> list[StoredMessage]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from baton.core.errors import Conflict, NotFound, VersionMismatch
-from baton.core.models import Account, Message, Session, Share, StoredMessage
+from baton.core.models import Account, Message, Session, Share, StoredMessage, Token
 from baton.store.base import (
     SESSION_FIELDS,
     ListQuery,
@@ -27,6 +27,8 @@ class MemoryStore(Store):
         self._messages: dict[str, StoredMessage] = {}
         self._sessions: dict[str, Session] = {}
         self._shares: dict[str, Share] = {}
+        self._passwords: dict[str, str] = {}
+        self._tokens: dict[str, Token] = {}
 
     def add_account(self, account: Account) -> None:
         with self._lock:
@@ -43,6 +45,56 @@ class MemoryStore(Store):
             if account.handle == handle:
                 return copy.copy(account)
         return None
+
+    def list_accounts(self) -> list[Account]:
+        return sorted(
+            (copy.copy(a) for a in self._accounts.values()), key=lambda a: (a.created_at, a.id)
+        )
+
+    def set_password(self, account_id: str, password_hash: str | None) -> None:
+        with self._lock:
+            if account_id not in self._accounts:
+                raise NotFound(f"no account {account_id}")
+            if password_hash is None:
+                self._passwords.pop(account_id, None)
+            else:
+                self._passwords[account_id] = password_hash
+
+    def password_hash(self, account_id: str) -> str | None:
+        return self._passwords.get(account_id)
+
+    def add_token(self, token: Token) -> None:
+        with self._lock:
+            if token.account_id not in self._accounts:
+                raise NotFound(f"no account {token.account_id}")
+            self._tokens[token.id] = copy.copy(token)
+
+    def find_token(self, token_hash: str) -> Token | None:
+        for token in self._tokens.values():
+            if token.token_hash == token_hash:
+                return copy.copy(token)
+        return None
+
+    def list_tokens(self, account_id: str) -> list[Token]:
+        found = [copy.copy(t) for t in self._tokens.values() if t.account_id == account_id]
+        return sorted(found, key=lambda t: (t.created_at, t.id), reverse=True)
+
+    def revoke_token(self, token_id: str, now: str) -> bool:
+        with self._lock:
+            token = self._tokens.get(token_id)
+            if token is None or token.revoked_at is not None:
+                return False
+            token.revoked_at = now
+            return True
+
+    def touch_token(self, token_id: str, now: str) -> None:
+        with self._lock:
+            token = self._tokens.get(token_id)
+            if token is not None:
+                token.last_used_at = now
+
+    def messages_with_blob(self, sha256: str) -> list[StoredMessage]:
+        return [sm for sm in self._messages.values() if sha256 in sm.blobs]
 
     def get_messages(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
         return {i: self._messages[i] for i in ids if i in self._messages}

@@ -128,9 +128,26 @@ def _m002(conn: sqlite3.Connection) -> None:
     )
 
 
+M003_AUTH = """
+ALTER TABLE accounts ADD COLUMN password_hash TEXT;
+CREATE TABLE tokens (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL,
+  expires_at TEXT,
+  revoked_at TEXT,
+  last_used_at TEXT
+);
+CREATE INDEX tokens_account ON tokens(account_id, created_at);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", _script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
+    Migration(3, "m003_auth", _script(M003_AUTH)),
 ]
 
 

@@ -17,6 +17,7 @@ from baton.core.models import (
     Session,
     Share,
     StoredMessage,
+    Token,
     Totals,
 )
 from baton.core.validation import message_text
@@ -39,6 +40,9 @@ _SHARE_COLUMNS = (
     "id, session_id, owner, shared_by, head, message_count, title, task, metadata, git, "
     "created_at, expires_at, revoked_at, redacted, input_tokens, output_tokens, "
     "cache_read_tokens, cache_write_tokens, cost_usd"
+)
+_TOKEN_COLUMNS = (
+    "id, account_id, name, kind, token_hash, created_at, expires_at, revoked_at, last_used_at"
 )
 _LIVE_SHARE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
 _CHAIN = """
@@ -187,6 +191,77 @@ class SQLiteStore(Store):
         )
         return Account(*row) if row else None
 
+    def list_accounts(self) -> list[Account]:
+        rows = self._conn().execute(
+            "SELECT id, handle, display_name, created_at FROM accounts ORDER BY created_at, id"
+        )
+        return [Account(*row) for row in rows]
+
+    def set_password(self, account_id: str, password_hash: str | None) -> None:
+        with self._write() as c:
+            done = c.execute(
+                "UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id)
+            )
+            if done.rowcount == 0:
+                raise NotFound(f"no account {account_id}")
+
+    def password_hash(self, account_id: str) -> str | None:
+        row = (
+            self._conn()
+            .execute("SELECT password_hash FROM accounts WHERE id = ?", (account_id,))
+            .fetchone()
+        )
+        return row[0] if row else None
+
+    # tokens
+    def add_token(self, token: Token) -> None:
+        try:
+            with self._write() as c:
+                c.execute(
+                    f"INSERT INTO tokens({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        token.id,
+                        token.account_id,
+                        token.name,
+                        token.kind,
+                        token.token_hash,
+                        token.created_at,
+                        token.expires_at,
+                        token.revoked_at,
+                        token.last_used_at,
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise NotFound(f"no account {token.account_id}") from exc
+
+    def find_token(self, token_hash: str) -> Token | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?", (token_hash,))
+            .fetchone()
+        )
+        return Token(*row) if row else None
+
+    def list_tokens(self, account_id: str) -> list[Token]:
+        rows = self._conn().execute(
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE account_id = ? "
+            "ORDER BY created_at DESC, id DESC",
+            (account_id,),
+        )
+        return [Token(*row) for row in rows]
+
+    def revoke_token(self, token_id: str, now: str) -> bool:
+        with self._write() as c:
+            done = c.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, token_id),
+            )
+            return done.rowcount == 1
+
+    def touch_token(self, token_id: str, now: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, token_id))
+
     # messages
     def get_messages(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
         if not ids:
@@ -214,6 +289,14 @@ class SQLiteStore(Store):
                     flagged=row[11],
                 )
         return out
+
+    def messages_with_blob(self, sha256: str) -> list[StoredMessage]:
+        rows = self._conn().execute(
+            "SELECT m.id FROM message_blobs b JOIN messages m ON m.rowid = b.message "
+            "WHERE b.sha256 = ?",
+            (sha256,),
+        )
+        return list(self.get_messages([row[0] for row in rows]).values())
 
     def chain(self, head: str, start: int = 0, limit: int | None = None) -> list[Message]:
         # No ORDER BY: sorting would copy every body through SQLite's sorter. The walk yields

@@ -1,0 +1,265 @@
+"""`baton serve`, `baton users …` and `baton tokens …`."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from baton.cli.main import Context, pass_ctx
+from baton.cli.output import console, json_option, print_json, short_time
+
+SECRET_FILE = "server-secret"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def local_secret(home: Path) -> str:
+    """The cookie-signing secret of a loopback server, made once and kept (mode 0600)."""
+    path = home / SECRET_FILE
+    try:
+        value = path.read_text("utf-8").strip()
+        if len(value) >= 32:
+            return value
+    except FileNotFoundError:
+        pass
+    home.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
+
+
+@click.command("serve")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="BATON_HOST",
+    help="Address to listen on (also $BATON_HOST).",
+)
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    envvar="BATON_PORT",
+    type=click.IntRange(0, 65535),
+    help="Port (also $BATON_PORT).",
+)
+@pass_ctx
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the web pages and the JSON API over the local store (BATON_HOME).
+
+    On the first start it prints a one-time login link and an API token for the owner.
+    Listening beyond loopback needs BATON_SECRET (32+ random characters) to sign cookies.
+
+    Example: baton serve --port 8765
+    """
+    from baton.core.errors import InvalidInput
+
+    settings = ctx.settings
+    if not is_loopback(host) and (not settings.secret or len(settings.secret) < 32):
+        raise InvalidInput(
+            f"refusing to listen on {host} without a secret: set BATON_SECRET to 32+ random "
+            "characters (and BATON_URL to the address people use)"
+        )
+    if settings.secret and len(settings.secret) < 32:
+        raise InvalidInput("BATON_SECRET is too short: use 32+ random characters")
+    secret = settings.secret or local_secret(settings.home)
+    service = ctx.local
+    explicit_url = os.environ.get("BATON_URL") or settings.base_url != "http://127.0.0.1:8765"
+    if not explicit_url:
+        service.base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    accounts = service.accounts
+    first = not any(accounts.store.list_tokens(a.id) for a in accounts.list_all())
+    import uvicorn
+
+    from baton.server import create_app
+
+    app = create_app(service, secret=secret, secure_cookies=service.base_url.startswith("https"))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    if first:
+        owner = service.account(settings.user, settings.display_name)
+        _, token = accounts.create_token(owner.id, "first start")
+        code = accounts.login_code(owner.id)
+        click.echo(f"baton: first start; the owner account is {owner.handle}. Shown once:")
+        click.echo(f"  log in to the web pages: {service.base_url}/login?code={code}")
+        click.echo(f"  API token:               {token}")
+        click.echo(f"  this CLI on another machine: baton login {service.base_url} --token {token}")
+    click.echo(f"baton serving {service.base_url} (data in {settings.home}); Ctrl-C stops it")
+    sys.stdout.flush()
+    server.run()
+
+
+def _account(ctx: Context, handle: str | None) -> Any:
+    if handle is None:
+        settings = ctx.settings
+        return ctx.local.account(settings.user, settings.display_name)
+    return ctx.local.accounts.find(handle)
+
+
+@click.group("users")
+def users() -> None:
+    """Accounts of the local store (the server's): add, list, set a password."""
+
+
+@users.command("add")
+@click.argument("handle")
+@click.option("--display-name", help="The name shown on shared pages (default: the handle).")
+@json_option
+@pass_ctx
+def users_add(ctx: Context, handle: str, display_name: str | None, as_json: bool) -> None:
+    """Add an account and print its first API token (shown once).
+
+    Example: baton users add ada --display-name "Ada Lovelace"
+    """
+    accounts = ctx.local.accounts
+    account = accounts.add(handle, display_name)
+    _, token = accounts.create_token(account.id, "first token")
+    if as_json:
+        print_json({**account.to_dict(), "token": token})
+    else:
+        click.echo(f"added {account.handle} ({account.display_name}); token, shown once:")
+        click.echo(token)
+
+
+@users.command("list")
+@json_option
+@pass_ctx
+def users_list(ctx: Context, as_json: bool) -> None:
+    """Every account.
+
+    Example: baton users list
+    """
+    found = ctx.local.accounts.list_all()
+    if as_json:
+        print_json([a.to_dict() for a in found])
+        return
+    from rich.table import Table
+
+    table = Table(pad_edge=False)
+    for name in ("handle", "display name", "id", "created"):
+        table.add_column(name)
+    for a in found:
+        table.add_row(a.handle, a.display_name, a.id, short_time(a.created_at))
+    console().print(table)
+
+
+@users.command("passwd")
+@click.argument("handle")
+@click.option("--password", help="The new password (else asked for twice, hidden).")
+@pass_ctx
+def users_passwd(ctx: Context, handle: str, password: str | None) -> None:
+    """Set the password an account logs in to the web pages with (argon2id).
+
+    Example: baton users passwd ada
+    """
+    accounts = ctx.local.accounts
+    account = accounts.find(handle)
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    accounts.set_password(account.id, password)
+    click.echo(f"password set for {account.handle}")
+
+
+@click.group("tokens")
+def tokens() -> None:
+    """API tokens: create, list, revoke (on the server after `baton login`)."""
+
+
+@tokens.command("create")
+@click.option("--name", default="", help="What the token is for.")
+@click.option("--user", "handle", help="For this account (local store only).")
+@json_option
+@pass_ctx
+def tokens_create(ctx: Context, name: str, handle: str | None, as_json: bool) -> None:
+    """Create a token and print it (shown once; only its hash is kept).
+
+    Example: baton tokens create --name laptop
+    """
+    if ctx.remote is not None and handle is None:
+        data = ctx.service.create_token(name)
+    else:
+        account = _account(ctx, handle)
+        token, secret = ctx.local.accounts.create_token(account.id, name)
+        data = {**token.to_dict(), "token": secret}
+    if as_json:
+        print_json(data)
+    else:
+        click.echo(data["token"])
+
+
+@tokens.command("list")
+@click.option("--user", "handle", help="Of this account (local store only).")
+@json_option
+@pass_ctx
+def tokens_list(ctx: Context, handle: str | None, as_json: bool) -> None:
+    """The tokens of an account (never their secrets).
+
+    Example: baton tokens list
+    """
+    if ctx.remote is not None and handle is None:
+        found = ctx.service.tokens()
+    else:
+        service = ctx.local
+        now = service.now()
+        found = [
+            {**t.to_dict(), "state": t.state(now)}
+            for t in service.accounts.tokens(_account(ctx, handle).id)
+        ]
+    for t in found:
+        t.setdefault("state", "revoked" if t["revoked_at"] else "live")
+    if as_json:
+        print_json(found)
+        return
+    from rich.table import Table
+
+    table = Table(pad_edge=False)
+    for column in ("id", "name", "state", "created", "last used"):
+        table.add_column(column)
+    for t in found:
+        table.add_row(
+            t["id"],
+            t["name"] or "-",
+            t["state"],
+            short_time(t["created_at"]),
+            short_time(t["last_used_at"]) or "never",
+        )
+    console().print(table)
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+@click.option("--user", "handle", help="Of this account (local store only).")
+@json_option
+@pass_ctx
+def tokens_revoke(ctx: Context, token_id: str, handle: str | None, as_json: bool) -> None:
+    """Revoke a token: requests with it answer 401 from now on.
+
+    Example: baton tokens revoke tok_01J...
+    """
+    if ctx.remote is not None and handle is None:
+        data = ctx.service.revoke_token(token_id)
+    else:
+        data = ctx.local.accounts.revoke(_account(ctx, handle).id, token_id).to_dict()
+    if as_json:
+        print_json(data)
+    else:
+        click.echo(f"revoked {data['id']}")
+
+
+COMMANDS = [serve, users, tokens]

@@ -1,0 +1,339 @@
+"""The HTTP client: the same interface as Service, over a baton server (remote mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from baton.core import errors
+from baton.core.errors import BatonError, InvalidInput
+from baton.core.models import JSON, Account, Message, Session, Share, Totals, utcnow
+from baton.service import ANY_HEAD, AppendResult, ImportResult, VerifyReport, share_id_from
+from baton.store.base import Page
+
+_ERRORS: dict[str, type[BatonError]] = {
+    cls.code: cls
+    for cls in (
+        errors.InvalidInput,
+        errors.NotFound,
+        errors.Gone,
+        errors.TooLarge,
+        errors.Unauthorized,
+        errors.Corrupt,
+    )
+}
+
+
+def raise_for(response: httpx.Response) -> None:
+    """A server error as the same BatonError the service would have raised."""
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        raise BatonError(
+            f"the server answered {response.status_code} {response.reason_phrase}"
+        ) from None
+    if code == "conflict":
+        raise errors.Conflict(message, error.get("current_head"))
+    if code == "version_mismatch":
+        raise errors.VersionMismatch(message, int(error.get("current_version") or 0))
+    if code == "secrets_found":
+        raise errors.SecretsFound(message, list(error.get("findings") or []))
+    if code == "live_shares":
+        raise errors.LiveShares(message, list(error.get("share_ids") or []))
+    if code == "rate_limited":
+        raise errors.RateLimited(message, int(response.headers.get("retry-after") or 1))
+    cls = _ERRORS.get(code, BatonError)
+    exc = cls(message)
+    exc.status = response.status_code
+    raise exc
+
+
+def session_from(data: JSON) -> Session:
+    return Session(
+        id=data["id"],
+        owner=data["owner"],
+        title=data["title"],
+        task=data["task"],
+        status=data["status"],
+        head=data["head"],
+        message_count=data["message_count"],
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+        version=data["version"],
+        metadata=data["metadata"],
+        git=data["git"],
+        platform=data["platform"],
+        forked_from=data["forked_from"],
+        totals=Totals(**data["totals"]),
+        repo=data["repo"],
+    )
+
+
+def share_from(data: JSON, owner: str = "") -> Share:
+    return Share(
+        id=data["id"],
+        session_id=data.get("session_id", ""),
+        owner=owner,
+        shared_by=data["shared_by"],
+        head=data["head"],
+        message_count=data["message_count"],
+        title=data["title"],
+        task=data["task"],
+        metadata=data["metadata"],
+        git=data["git"],
+        created_at=data["created_at"],
+        expires_at=data["expires_at"],
+        revoked_at=data.get("revoked_at"),
+        redacted=data.get("redacted", []),
+        totals=Totals(**data["totals"]),
+    )
+
+
+def message_from(data: JSON) -> Message:
+    return Message(
+        id=data["id"],
+        parent=data["parent"],
+        role=data["role"],
+        parts=data["parts"],
+        created_at=data["created_at"],
+        model=data.get("model"),
+        usage=data.get("usage"),
+    )
+
+
+def _connect(url: str, token: str | None, timeout: float) -> httpx.Client:
+    headers = {"User-Agent": "baton-cli"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+
+
+class Client:
+    """A logged-in connection to a baton server. `owner` arguments are accepted for the
+    Service interface and ignored: the server knows who the token belongs to."""
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.base_url = self.url
+        self.http = _connect(self.url, token, timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise BatonError(f"cannot reach {self.url}: {exc}") from None
+        raise_for(response)
+        return response
+
+    def now(self) -> str:
+        return utcnow()
+
+    def share_url(self, share_id: str) -> str:
+        return f"{self.url}/share/{share_id}"
+
+    # accounts
+    def me(self) -> Account:
+        data = self.call("GET", "/api/me").json()
+        return Account(data["id"], data["handle"], data["display_name"], data["created_at"])
+
+    def tokens(self) -> list[JSON]:
+        return list(self.call("GET", "/api/tokens").json())
+
+    def create_token(self, name: str = "") -> JSON:
+        return dict(self.call("POST", "/api/tokens", json={"name": name}).json())
+
+    def revoke_token(self, token_id: str) -> JSON:
+        return dict(self.call("DELETE", f"/api/tokens/{token_id}").json())
+
+    # sessions
+    def create(
+        self,
+        owner: str,
+        *,
+        title: str | None = None,
+        task: str = "",
+        metadata: JSON | None = None,
+        git: JSON | None = None,
+        platform: str = "cli",
+        repo: str | None = None,
+    ) -> Session:
+        body = {"title": title, "task": task, "metadata": metadata, "git": git}
+        body.update(platform=platform, repo=repo)
+        return session_from(self.call("POST", "/api/sessions", json=body).json())
+
+    def get(self, owner: str, session_id: str) -> Session:
+        return session_from(self.call("GET", f"/api/sessions/{session_id}").json())
+
+    def messages(
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        start: int = 0,
+        limit: int | None = None,
+        hydrate: bool = False,
+    ) -> list[Message]:
+        return self._pages(f"/api/sessions/{session_id}/messages", start, limit, hydrate)
+
+    def _pages(self, path: str, start: int, limit: int | None, hydrate: bool) -> list[Message]:
+        out: list[Message] = []
+        params: dict[str, Any] = {"start": start, "full": hydrate}
+        while limit is None or len(out) < limit:
+            params["limit"] = 1000 if limit is None else min(1000, limit - len(out))
+            page = self.call("GET", path, params=params).json()
+            out += [message_from(m) for m in page["messages"]]
+            if not page["next_after"]:
+                break
+            params.pop("start", None)
+            params["after"] = page["next_after"]
+        return out
+
+    def append(
+        self,
+        owner: str,
+        session_id: str,
+        messages: Sequence[Any],
+        expected_head: Any = ANY_HEAD,
+    ) -> AppendResult:
+        body: JSON = {"messages": list(messages)}
+        if expected_head is not ANY_HEAD:
+            body["expected_head"] = expected_head
+        data = self.call("POST", f"/api/sessions/{session_id}/messages", json=body).json()
+        return AppendResult(
+            session_from(data["session"]), [message_from(m) for m in data["appended"]]
+        )
+
+    def update(
+        self, owner: str, session_id: str, *, expected_version: int | None = None, **changes: Any
+    ) -> Session:
+        headers = {} if expected_version is None else {"If-Match": f'"{expected_version}"'}
+        body = {k: v for k, v in changes.items() if v is not None}
+        data = self.call("PATCH", f"/api/sessions/{session_id}", json=body, headers=headers)
+        return session_from(data.json())
+
+    def rename(self, owner: str, session_id: str, title: str) -> Session:
+        return self.update(owner, session_id, title=title)
+
+    def delete(self, owner: str, session_id: str, *, revoke_shares: bool = False) -> list[str]:
+        params = {"revoke_shares": revoke_shares}
+        data = self.call("DELETE", f"/api/sessions/{session_id}", params=params).json()
+        return list(data["revoked_shares"])
+
+    # sharing
+    def scan_session(self, owner: str, session_id: str) -> list[JSON]:
+        return list(self.call("GET", f"/api/sessions/{session_id}/scan").json()["findings"])
+
+    def share(
+        self, owner: str, session_id: str, *, expires: str | None = None, mode: str = "block"
+    ) -> Share:
+        body = {"expires": expires, "mode": mode}
+        data = self.call("POST", f"/api/sessions/{session_id}/shares", json=body).json()
+        return share_from(data, owner)
+
+    def revoke(self, owner: str, share_id: str) -> Share:
+        return share_from(self.call("DELETE", f"/api/shares/{share_id}").json(), owner)
+
+    def shares(self, owner: str, session_id: str | None = None) -> list[Share]:
+        params = {"session": session_id} if session_id else {}
+        return [share_from(s, owner) for s in self.call("GET", "/api/shares", params=params).json()]
+
+    def public_share(self, share_id: str) -> Share:
+        return share_from(self.call("GET", f"/api/shares/{share_id}").json())
+
+    def share_messages(
+        self, share_id: str, *, start: int = 0, limit: int | None = None, hydrate: bool = False
+    ) -> list[Message]:
+        return self._pages(f"/api/shares/{share_id}/messages", start, limit, hydrate)
+
+    def fork(
+        self, owner: str, source: str, *, at: str | None = None, platform: str = "cli"
+    ) -> Session:
+        source = share_id_from(source)
+        kind = "sessions" if source.startswith("ses_") else "shares"
+        data = self.call("POST", f"/api/{kind}/{source}/fork", json={"at": at}).json()
+        return session_from(data)
+
+    # export and import
+    def export(self, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
+        fmt = "markdown" if fmt == "md" else fmt
+        if fmt not in ("json", "markdown"):
+            raise InvalidInput(f"unknown export format {fmt!r}: use json or markdown")
+        response = self.call("GET", f"/api/sessions/{session_id}/export", params={"format": fmt})
+        return response.text if fmt == "markdown" else dict(response.json())
+
+    def import_document(
+        self,
+        owner: str,
+        data: bytes | str | JSON,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        fresh: bool = False,
+    ) -> ImportResult:
+        import orjson
+
+        body = data if isinstance(data, bytes | str) else orjson.dumps(data)
+        headers = {"Content-Type": "application/json"}
+        params = {"fresh": "true"} if fresh else {}
+        found = self.call(
+            "POST", "/api/sessions/import", content=body, headers=headers, params=params
+        ).json()
+        return ImportResult(session_from(found["session"]), found["created"], found["messages"])
+
+    def verify(self, owner: str | None = None, session_id: str | None = None) -> VerifyReport:
+        path = f"/api/sessions/{session_id}/verify" if session_id else "/api/verify"
+        data = self.call("GET", path).json()
+        return VerifyReport(data["sessions"], data["shares"], data["messages"], data["problems"])
+
+    def gc(self) -> JSON:
+        raise InvalidInput(f"gc runs where the data is: run `baton gc` on the server ({self.url})")
+
+    def list(
+        self,
+        owner: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        status: str | None = None,
+        repo: str | None = None,
+        query: str | None = None,
+    ) -> Page:
+        params = {"limit": limit, "cursor": cursor, "status": status, "repo": repo, "q": query}
+        params = {k: v for k, v in params.items() if v is not None}
+        data = self.call("GET", "/api/sessions", params=params).json()
+        return Page([session_from(s) for s in data["sessions"]], data["next_cursor"])
+
+
+def share_document(url: str, timeout: float = 60.0) -> JSON:
+    """A public share on any baton server, as a baton export document (for a fork into
+    another store). Message ids are re-checked when it is imported."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(f"{url!r} is not a share URL (https://host/share/ID)")
+    share_id = share_id_from(url)
+    with _connect(f"{parts.scheme}://{parts.netloc}", None, timeout) as http:
+        remote = Client.__new__(Client)
+        remote.url = remote.base_url = f"{parts.scheme}://{parts.netloc}"
+        remote.http = http
+        share = remote.public_share(share_id)
+        messages = remote.share_messages(share_id, hydrate=True)
+    return {
+        "format": "baton-session",
+        "version": 1,
+        "session": {
+            "title": share.title,
+            "task": share.task,
+            "metadata": share.metadata,
+            "git": share.git,
+            "forked_from": {"share": share_id, "url": url, "message": share.head},
+        },
+        "messages": [m.to_dict() for m in messages],
+    }

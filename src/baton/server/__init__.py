@@ -1,0 +1,197 @@
+"""create_app(service, ...) -> the ASGI app: the JSON API, the pages, and their guards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse
+from starlette.exceptions import HTTPException
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from baton import __version__
+from baton.core.errors import BatonError, RateLimited
+from baton.server.auth import Cookies, RateLimiter
+from baton.server.pages import LoginFirst
+from baton.service import Service
+
+MiB = 1024 * 1024
+BODY_LIMIT = 32 * MiB  # a request body; an import may be larger
+IMPORT_LIMIT = 512 * MiB
+STATIC = Path(__file__).parent / "static"
+
+
+def error_body(code: str, message: str, **details: Any) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message, **details}})
+
+
+class BodyLimit:
+    """Refuse a request body over the limit with 413, whether or not it says its length."""
+
+    def __init__(self, app: ASGIApp, limit: int = BODY_LIMIT) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = IMPORT_LIMIT if scope["path"] == "/api/sessions/import" else self.limit
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > limit:
+                    await self._refuse(send, limit)
+                    return
+            if name == b"transfer-encoding":
+                # No declared length: read the body here (up to the limit) and replay it.
+                chunks: list[bytes] = []
+                seen = 0
+                more = True
+                while more:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return
+                    chunks.append(message.get("body", b""))
+                    seen += len(chunks[-1])
+                    if seen > limit:
+                        await self._refuse(send, limit)
+                        return
+                    more = message.get("more_body", False)
+                await self.app(scope, _replay(b"".join(chunks), receive), send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, send: Send, limit: int) -> None:
+        body = error_body("too_large", f"the request body is over {limit // MiB} MiB")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def create_app(
+    service: Service,
+    *,
+    secret: str,
+    secure_cookies: bool = False,
+    login_rate: int = 10,
+    share_rate: int = 300,
+) -> FastAPI:
+    """Everything the app uses is passed in: no globals, so tests build as many as they like."""
+    from baton.server.api import build_router
+    from baton.server.pages import build_pages
+
+    app = FastAPI(
+        title="baton",
+        version=__version__,
+        description="Sessions of AI coding agents: resume, share, fork.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    cookies = Cookies(secret, secure_cookies)
+    share_limit = RateLimiter(share_rate, 60.0)
+    login_limit = RateLimiter(login_rate, 60.0)
+    app.state.service = service
+    app.state.cookies = cookies
+    app.state.share_limit = share_limit
+
+    def wants_html(request: Request) -> bool:
+        return not request.url.path.startswith("/api") and request.url.path != "/openapi.json"
+
+    @app.exception_handler(BatonError)
+    async def baton_error(request: Request, exc: BatonError) -> Response:
+        headers = {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
+        if wants_html(request):
+            from baton.server.pages import error_page
+
+            return error_page(request, exc.status, exc.message, headers)
+        details = {k: v for k, v in exc.details.items() if k != "retry_after"}
+        return Response(
+            error_body(exc.code, exc.message, **details),
+            exc.status,
+            headers,
+            media_type="application/json",
+        )
+
+    @app.exception_handler(LoginFirst)
+    async def login_first(request: Request, exc: LoginFirst) -> Response:
+        return RedirectResponse(exc.location, 303)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = []
+        for e in exc.errors()[:5]:
+            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+            problems.append(f"{where}: {e.get('msg', 'invalid')}" if where else e.get("msg", ""))
+        message = "; ".join(problems) or "invalid request"
+        if wants_html(request):
+            from baton.server.pages import error_page
+
+            return error_page(request, 422, message)
+        return Response(error_body("invalid_input", message), 422, media_type="application/json")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        message = {404: "not found", 405: "method not allowed"}.get(exc.status_code, exc.detail)
+        if wants_html(request) and exc.status_code == 404:
+            from baton.server.pages import error_page
+
+            return error_page(request, 404, "There is nothing here.")
+        return Response(
+            error_body("not_found" if exc.status_code == 404 else "http_error", str(message)),
+            exc.status_code,
+            getattr(exc, "headers", None),
+            media_type="application/json",
+        )
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        if wants_html(request):
+            headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            )
+            headers.setdefault("X-Frame-Options", "DENY")
+            headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    app.include_router(build_router(service, cookies, share_limit))
+    app.include_router(build_pages(service, cookies, share_limit, login_limit))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit)
+    return app

@@ -1,0 +1,111 @@
+"""Who is calling: bearer tokens, signed session cookies, CSRF tokens and rate limits."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from fastapi import Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from baton.core.errors import RateLimited, Unauthorized
+from baton.core.models import Account
+from baton.service import Service
+
+COOKIE = "baton_session"
+CSRF_COOKIE = "baton_csrf"
+COOKIE_MAX_AGE = 30 * 24 * 3600
+
+
+class Cookies:
+    """Signed, timed cookie values (the server's secret signs them; nothing is stored)."""
+
+    def __init__(self, secret: str, secure: bool) -> None:
+        self._signer = URLSafeTimedSerializer(secret, salt="baton-session")
+        self.secure = secure
+
+    def sign(self, account_id: str) -> str:
+        return self._signer.dumps({"a": account_id})
+
+    def account_id(self, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            data = self._signer.loads(value, max_age=COOKIE_MAX_AGE)
+        except BadSignature:
+            return None
+        found = data.get("a") if isinstance(data, dict) else None
+        return found if isinstance(found, str) else None
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+def caller(request: Request, service: Service, cookies: Cookies) -> Account | None:
+    """The account behind a bearer token, or else behind the session cookie."""
+    token = bearer(request)
+    if token is not None:
+        account = service.accounts.authenticate(token)
+        if account is None:
+            raise Unauthorized("this token is not valid (revoked, expired or mistyped)")
+        return account
+    account_id = cookies.account_id(request.cookies.get(COOKIE))
+    return service.store.get_account(account_id) if account_id else None
+
+
+def csrf_token(request: Request) -> tuple[str, bool]:
+    """The visitor's CSRF token (double-submit cookie), and whether it is new."""
+    current = request.cookies.get(CSRF_COOKIE)
+    if current and 20 <= len(current) <= 64:
+        return current, False
+    return secrets.token_urlsafe(24), True
+
+
+def csrf_ok(request: Request, submitted: str | None) -> bool:
+    current = request.cookies.get(CSRF_COOKIE)
+    return bool(current and submitted and hmac.compare_digest(current, submitted))
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    """Token buckets per (name, client address): `rate` requests per `per` seconds."""
+
+    def __init__(self, rate: int, per: float) -> None:
+        self.rate = rate
+        self.per = per
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, name: str, client: str) -> None:
+        now = time.monotonic()
+        refill = self.rate / self.per
+        with self._lock:
+            if len(self._buckets) > 100_000:
+                self._buckets.clear()
+            bucket = self._buckets.get((name, client))
+            if bucket is None:
+                bucket = self._buckets[(name, client)] = _Bucket(float(self.rate), now)
+            bucket.tokens = min(float(self.rate), bucket.tokens + (now - bucket.at) * refill)
+            bucket.at = now
+            if bucket.tokens < 1:
+                wait = math.ceil((1 - bucket.tokens) / refill)
+                raise RateLimited(f"too many requests; try again in {wait} s", wait)
+            bucket.tokens -= 1
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

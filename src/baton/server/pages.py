@@ -1,0 +1,452 @@
+"""The HTML pages: server-rendered, no JavaScript needed to read, CSRF-checked form posts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from baton.core.errors import BatonError, InvalidInput, NotFound, SecretsFound
+from baton.core.models import Account, Message
+from baton.server import markup
+from baton.server.auth import (
+    COOKIE,
+    COOKIE_MAX_AGE,
+    CSRF_COOKIE,
+    Cookies,
+    RateLimiter,
+    caller,
+    client_address,
+    csrf_ok,
+    csrf_token,
+)
+from baton.service import Service
+
+PAGE = 100  # messages per page of a conversation
+PREVIEW = 20  # messages on a share page before "show all"
+EXPIRIES = [("", "never"), ("1h", "1 hour"), ("1d", "1 day"), ("7d", "7 days"), ("30d", "30 days")]
+SHARE_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow, noarchive",
+    "Cache-Control": "no-store",
+}
+
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.filters["when"] = lambda value: (value or "")[:16].replace("T", " ")
+_env.filters["money"] = lambda value: f"${value:,.4f}" if value else "$0"
+_env.filters["num"] = lambda value: f"{value:,}"
+
+
+def _message_view(message: Message, position: int) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "role": message.role,
+        "position": position,
+        "created_at": message.created_at,
+        "model": message.model,
+        "html": Markup(markup.message_html(message)),
+    }
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    token, new = csrf_token(request)
+    body = _env.get_template(template).render(
+        request=request, csrf=token, me=getattr(request.state, "me", None), **context
+    )
+    response = HTMLResponse(body, status, headers)
+    if new:
+        response.set_cookie(
+            CSRF_COOKIE, token, max_age=COOKIE_MAX_AGE, httponly=True, samesite="strict"
+        )
+    return response
+
+
+def error_page(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    titles = {404: "Not found", 410: "This link is no longer shared", 429: "Slow down"}
+    extra = dict(headers or {})
+    if request.url.path.startswith("/share/"):
+        extra.update(SHARE_HEADERS)
+    return render(
+        request,
+        "error.html",
+        {"status": status, "title": titles.get(status, "Something is wrong"), "message": message},
+        status,
+        extra,
+    )
+
+
+class LoginFirst(Exception):
+    """A page that needs a logged-in visitor: answered with a redirect to the login page."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+def _local(next_url: str | None) -> str:
+    """Only a path on this server is a place to go after login."""
+    if next_url and next_url.startswith("/") and not next_url.startswith(("//", "/\\")):
+        return next_url
+    return "/"
+
+
+def build_pages(
+    service: Service, cookies: Cookies, share_limit: RateLimiter, login_limit: RateLimiter
+) -> APIRouter:
+    pages = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+
+    def viewer(request: Request) -> Account | None:
+        account = caller(request, service, cookies)
+        request.state.me = account
+        return account
+
+    def need(request: Request) -> Account:
+        account = viewer(request)
+        if account is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise LoginFirst(f"/login?next={quote(target)}")
+        return account
+
+    def check_csrf(request: Request, token: str | None) -> None:
+        if not csrf_ok(request, token):
+            raise InvalidInput("the form expired or came from another site; reload and try again")
+
+    def go(url: str) -> RedirectResponse:
+        return RedirectResponse(url, 303)
+
+    # login
+    @pages.get("/login")
+    def login_form(
+        request: Request,
+        next: str | None = None,
+        code: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> Response:
+        viewer(request)
+        return render(request, "login.html", {"next": _local(next), "code": code, "error": None})
+
+    @pages.post("/login")
+    def login(
+        request: Request,
+        csrf: Annotated[str, Form()] = "",
+        handle: Annotated[str, Form(max_length=100)] = "",
+        password: Annotated[str, Form(max_length=1000)] = "",
+        token: Annotated[str, Form(max_length=300)] = "",
+        code: Annotated[str, Form(max_length=300)] = "",
+        next: Annotated[str, Form(max_length=2000)] = "/",
+    ) -> Response:
+        login_limit.hit("login", client_address(request))
+        check_csrf(request, csrf)
+        account = None
+        if code:
+            account = service.accounts.redeem(code.strip())
+        elif token:
+            account = service.accounts.authenticate(token.strip())
+        elif handle and password:
+            account = service.accounts.check_password(handle, password)
+        if account is None:
+            message = (
+                "That login link was used already or has expired."
+                if code
+                else "Wrong handle, password or token."
+            )
+            return render(
+                request,
+                "login.html",
+                {"next": _local(next), "code": None, "error": message},
+                401,
+            )
+        response = go(_local(next))
+        response.set_cookie(
+            COOKIE,
+            cookies.sign(account.id),
+            max_age=COOKIE_MAX_AGE,
+            httponly=True,
+            samesite="lax",
+            secure=cookies.secure,
+        )
+        return response
+
+    @pages.post("/logout")
+    def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+        check_csrf(request, csrf)
+        response = go("/login")
+        response.delete_cookie(COOKIE)
+        return response
+
+    # my sessions
+    @pages.get("/")
+    def index(
+        request: Request,
+        q: Annotated[str | None, Query(max_length=500)] = None,
+        status: Annotated[str | None, Query(max_length=20)] = None,
+        repo: Annotated[str | None, Query(max_length=2000)] = None,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> Response:
+        account = need(request)
+        page = service.list(
+            account.id, limit=50, cursor=cursor, status=status or None, repo=repo or None, query=q
+        )
+        more = None
+        if page.next_cursor:
+            args = {k: v for k, v in {"q": q, "status": status, "repo": repo}.items() if v}
+            more = "/?" + urlencode({**args, "cursor": page.next_cursor})
+        return render(
+            request,
+            "index.html",
+            {"sessions": page.sessions, "q": q or "", "status": status or "", "repo": repo or "",
+             "more": more, "statuses": ["active", "paused", "done", "archived"]},
+        )  # fmt: skip
+
+    @pages.get("/sessions/{session_id}")
+    def session_page(
+        request: Request,
+        session_id: str,
+        start: Annotated[int, Query(ge=0)] = 0,
+        shared: Annotated[str | None, Query(max_length=100)] = None,
+    ) -> Response:
+        account = need(request)
+        session = service.get(account.id, session_id)
+        messages = service.messages(account.id, session_id, start=start, limit=PAGE)
+        live = [
+            s for s in service.shares(account.id, session_id) if s.state(service.now()) == "live"
+        ]
+        new_share = next((s for s in live if s.id == shared), None)
+        return render(
+            request,
+            "session.html",
+            {
+                "session": session,
+                "messages": [_message_view(m, start + i + 1) for i, m in enumerate(messages)],
+                "start": start,
+                "page": PAGE,
+                "shares": live,
+                "new_share": new_share,
+                "share_url": service.share_url,
+            },
+        )
+
+    @pages.post("/sessions/{session_id}/rename")
+    def rename(
+        request: Request,
+        session_id: str,
+        csrf: Annotated[str, Form()] = "",
+        title: Annotated[str, Form(max_length=1000)] = "",
+    ) -> Response:
+        account = need(request)
+        check_csrf(request, csrf)
+        service.rename(account.id, session_id, title)
+        return go(f"/sessions/{session_id}")
+
+    @pages.get("/sessions/{session_id}/share")
+    def share_form(request: Request, session_id: str) -> Response:
+        account = need(request)
+        session = service.get(account.id, session_id)
+        findings = service.scan_session(account.id, session_id)
+        return render(
+            request,
+            "share_form.html",
+            {"session": session, "findings": findings, "expiries": EXPIRIES, "error": None},
+        )
+
+    @pages.post("/sessions/{session_id}/share")
+    def share(
+        request: Request,
+        session_id: str,
+        csrf: Annotated[str, Form()] = "",
+        expires: Annotated[str, Form(max_length=20)] = "",
+        mode: Annotated[str, Form(max_length=20)] = "block",
+    ) -> Response:
+        account = need(request)
+        check_csrf(request, csrf)
+        try:
+            created = service.share(account.id, session_id, expires=expires or None, mode=mode)
+        except SecretsFound as exc:
+            session = service.get(account.id, session_id)
+            return render(
+                request,
+                "share_form.html",
+                {"session": session, "findings": exc.findings, "expiries": EXPIRIES,
+                 "error": f"{len(exc.findings)} secret(s) found, so nothing was shared. "
+                          "Remove them, or choose below to share with them redacted."},
+                422,
+            )  # fmt: skip
+        return go(f"/sessions/{session_id}?shared={created.id}")
+
+    @pages.post("/sessions/{session_id}/fork")
+    def fork_own(
+        request: Request,
+        session_id: str,
+        csrf: Annotated[str, Form()] = "",
+        at: Annotated[str, Form(max_length=200)] = "",
+    ) -> Response:
+        account = need(request)
+        check_csrf(request, csrf)
+        if not session_id.startswith("ses_"):
+            raise NotFound(f"no session {session_id}")
+        forked = service.fork(account.id, session_id, at=at or None, platform="web")
+        return go(f"/sessions/{forked.id}")
+
+    @pages.get("/sessions/{session_id}/export")
+    def export(
+        request: Request,
+        session_id: str,
+        format: Annotated[str, Query(pattern="^(json|markdown)$")] = "json",
+    ) -> Response:
+        account = need(request)
+        import orjson
+
+        doc = service.export(account.id, session_id, format)
+        name = f"{session_id}.{'json' if format == 'json' else 'md'}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if isinstance(doc, str):
+            return Response(doc, 200, headers, media_type="text/markdown; charset=utf-8")
+        return Response(orjson.dumps(doc), 200, headers, media_type="application/json")
+
+    @pages.get("/sessions/{session_id}/delete")
+    def delete_form(request: Request, session_id: str) -> Response:
+        account = need(request)
+        session = service.get(account.id, session_id)
+        live = [
+            s for s in service.shares(account.id, session_id) if s.state(service.now()) == "live"
+        ]
+        return render(request, "delete.html", {"session": session, "shares": live})
+
+    @pages.post("/sessions/{session_id}/delete")
+    def delete(
+        request: Request,
+        session_id: str,
+        csrf: Annotated[str, Form()] = "",
+        revoke_shares: Annotated[str, Form()] = "",
+    ) -> Response:
+        account = need(request)
+        check_csrf(request, csrf)
+        service.delete(account.id, session_id, revoke_shares=bool(revoke_shares))
+        return go("/")
+
+    # my links
+    @pages.get("/shares")
+    def my_shares(request: Request) -> Response:
+        account = need(request)
+        found = service.shares(account.id)
+        now = service.now()
+        return render(
+            request,
+            "shares.html",
+            {"shares": [(s, s.state(now)) for s in found], "share_url": service.share_url},
+        )
+
+    @pages.post("/shares/{share_id}/revoke")
+    def revoke(
+        request: Request,
+        share_id: str,
+        csrf: Annotated[str, Form()] = "",
+        back: Annotated[str, Form(max_length=2000)] = "/shares",
+    ) -> Response:
+        account = need(request)
+        check_csrf(request, csrf)
+        service.revoke(account.id, share_id)
+        return go(_local(back))
+
+    # tokens
+    @pages.get("/tokens")
+    def tokens(request: Request) -> Response:
+        account = need(request)
+        found = service.accounts.tokens(account.id)
+        return render(
+            request, "tokens.html", {"tokens": found, "created": None, "now": service.now()}
+        )
+
+    @pages.post("/tokens")
+    def create_token(
+        request: Request,
+        csrf: Annotated[str, Form()] = "",
+        name: Annotated[str, Form(max_length=100)] = "",
+    ) -> Response:
+        account = need(request)
+        check_csrf(request, csrf)
+        _, secret = service.accounts.create_token(account.id, name)
+        found = service.accounts.tokens(account.id)
+        return render(
+            request, "tokens.html", {"tokens": found, "created": secret, "now": service.now()}
+        )
+
+    @pages.post("/tokens/{token_id}/revoke")
+    def revoke_token(
+        request: Request, token_id: str, csrf: Annotated[str, Form()] = ""
+    ) -> Response:
+        account = need(request)
+        check_csrf(request, csrf)
+        service.accounts.revoke(account.id, token_id)
+        return go("/tokens")
+
+    # the public share page
+    @pages.get("/share/{share_id}")
+    def public_share(
+        request: Request,
+        share_id: str,
+        all: bool = False,
+        start: Annotated[int, Query(ge=0)] = 0,
+    ) -> Response:
+        share_limit.hit("share", client_address(request))
+        viewer(request)
+        try:
+            share = service.public_share(share_id)
+        except BatonError as exc:
+            return error_page(request, exc.status, exc.message)
+        limit = PAGE if all else PREVIEW
+        begin = start if all else 0
+        messages = service.share_messages(share_id, start=begin, limit=limit)
+        return render(
+            request,
+            "share.html",
+            {
+                "share": share,
+                "messages": [_message_view(m, begin + i + 1) for i, m in enumerate(messages)],
+                "all": all,
+                "start": begin,
+                "page": limit,
+                "url": service.share_url(share.id),
+            },
+            headers=SHARE_HEADERS,
+        )
+
+    @pages.get("/share/{share_id}/fork")
+    def fork_form(request: Request, share_id: str) -> Response:
+        need(request)
+        share = service.public_share(share_id)
+        return render(request, "fork.html", {"share": share}, headers=SHARE_HEADERS)
+
+    @pages.post("/share/{share_id}/fork")
+    def fork_share(request: Request, share_id: str, csrf: Annotated[str, Form()] = "") -> Response:
+        account = viewer(request)
+        if account is None:
+            return go(f"/login?next={quote(f'/share/{share_id}/fork')}")
+        check_csrf(request, csrf)
+        if share_id.startswith("ses_"):
+            raise NotFound(f"no share {share_id}")
+        forked = service.fork(account.id, share_id, platform="web")
+        return go(f"/sessions/{forked.id}")
+
+    @pages.get("/static/pygments.css")
+    def pygments_css() -> Response:
+        return Response(markup.pygments_css(), media_type="text/css")
+
+    return pages
