@@ -31,6 +31,8 @@ def test_quick_bench_reports_every_figure() -> None:
         "list 50 most recent",
         "`baton --version`",
         "`baton sessions list`",
+        "appends per second through the HTTP API",
+        "share page (GET /share/ID)",
     ):
         assert any(n.startswith(prefix) for n in names), prefix
     for figure in report["figures"]:

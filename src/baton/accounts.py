@@ -73,6 +73,11 @@ class Accounts:
 
     def authenticate(self, secret: str) -> Account | None:
         """The account of a live API token, or None."""
+        found = self.authenticate_token(secret)
+        return found[0] if found else None
+
+    def authenticate_token(self, secret: str) -> tuple[Account, Token] | None:
+        """The account and the live API token a secret belongs to, or None."""
         token = self._live(secret, "api")
         if token is None:
             return None
@@ -81,7 +86,15 @@ class Accounts:
             now
         ):
             self.store.touch_token(token.id, now)
-        return self.store.get_account(token.account_id)
+        account = self.store.get_account(token.account_id)
+        return (account, token) if account else None
+
+    def token_live(self, account_id: str, token_id: str) -> bool:
+        """Is this token of this account still live (a web login made with it ends with it)."""
+        now = self.now()
+        return any(
+            t.id == token_id and t.state(now) == "live" for t in self.store.list_tokens(account_id)
+        )
 
     def redeem(self, code: str) -> Account | None:
         """Use a one-time login code: it works once, within its time."""

@@ -180,6 +180,15 @@ def test_login_with_token_password_and_one_time_code(live: Live) -> None:
         )
 
 
+def test_revoking_the_token_a_browser_logged_in_with_ends_that_login(live: Live) -> None:
+    token, secret = live.service.accounts.create_token(live.alice.id, "browser")
+    with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
+        assert login(browser, token=secret).status_code == 303
+        assert browser.get("/").status_code == 200
+        live.service.accounts.revoke(live.alice.id, token.id)
+        assert browser.get("/").headers["location"] == "/login?next=/"
+
+
 def test_form_posts_need_the_csrf_token(live: Live) -> None:
     session = live.service.create(live.alice.id, title="keep me")
     with httpx.Client(base_url=live.url, follow_redirects=False) as browser:

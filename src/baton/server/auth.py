@@ -28,18 +28,22 @@ class Cookies:
         self._signer = URLSafeTimedSerializer(secret, salt="baton-session")
         self.secure = secure
 
-    def sign(self, account_id: str) -> str:
-        return self._signer.dumps({"a": account_id})
+    def sign(self, account_id: str, token_id: str | None = None) -> str:
+        """A login made with an API token names it: revoking the token ends the login."""
+        return self._signer.dumps({"a": account_id, "t": token_id})
 
-    def account_id(self, value: str | None) -> str | None:
+    def login(self, value: str | None) -> tuple[str, str | None] | None:
+        """The (account id, token id) a cookie was signed for, or None."""
         if not value:
             return None
         try:
             data = self._signer.loads(value, max_age=COOKIE_MAX_AGE)
         except BadSignature:
             return None
-        found = data.get("a") if isinstance(data, dict) else None
-        return found if isinstance(found, str) else None
+        if not isinstance(data, dict) or not isinstance(data.get("a"), str):
+            return None
+        token = data.get("t")
+        return data["a"], token if isinstance(token, str) else None
 
 
 def bearer(request: Request) -> str | None:
@@ -58,8 +62,13 @@ def caller(request: Request, service: Service, cookies: Cookies) -> Account | No
         if account is None:
             raise Unauthorized("this token is not valid (revoked, expired or mistyped)")
         return account
-    account_id = cookies.account_id(request.cookies.get(COOKIE))
-    return service.store.get_account(account_id) if account_id else None
+    login = cookies.login(request.cookies.get(COOKIE))
+    if login is None:
+        return None
+    account_id, token_id = login
+    if token_id is not None and not service.accounts.token_live(account_id, token_id):
+        return None
+    return service.store.get_account(account_id)
 
 
 def csrf_token(request: Request) -> tuple[str, bool]:

@@ -155,10 +155,13 @@ def build_pages(
         login_limit.hit("login", client_address(request))
         check_csrf(request, csrf)
         account = None
+        token_id = None
         if code:
             account = service.accounts.redeem(code.strip())
         elif token:
-            account = service.accounts.authenticate(token.strip())
+            found = service.accounts.authenticate_token(token.strip())
+            if found is not None:
+                account, token_id = found[0], found[1].id
         elif handle and password:
             account = service.accounts.check_password(handle, password)
         if account is None:
@@ -176,7 +179,7 @@ def build_pages(
         response = go(_local(next))
         response.set_cookie(
             COOKIE,
-            cookies.sign(account.id),
+            cookies.sign(account.id, token_id),
             max_age=COOKIE_MAX_AGE,
             httponly=True,
             samesite="lax",
