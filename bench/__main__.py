@@ -6,11 +6,9 @@ import argparse
 import os
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,35 +21,9 @@ from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
+from bench import server
 from bench.data import messages
-
-
-def median_time(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def paired_medians(
-    small: Callable[[], Any], big: Callable[[], Any], repeat: int, warmup: int = 2
-) -> tuple[float, float]:
-    """Median times of two operations measured in alternation, so that drift in the machine
-    (fsync latency, caches, the other core) falls on both alike."""
-    for _ in range(warmup):
-        small()
-        big()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeat):
-        for fn, bucket in ((small, times[0]), (big, times[1])):
-            start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
+from bench.timing import median_time, paired_medians
 
 
 class Bench:
@@ -104,6 +76,7 @@ class Bench:
         self.fork_and_share(small, big)
         self.listing()
         self.startup()
+        server.run(self.root, self.quick, self.record)
 
     def append(self, small: str, big: str) -> None:
         prompt = [{"role": "user", "parts": [{"type": "text", "text": "x" * 200}]}]

@@ -116,3 +116,88 @@ def messages(count: int, seed: int = 7) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _line(corpus: Corpus, size: int) -> str:
+    return corpus.take(size).replace("\n", " ").strip()
+
+
+def _code(corpus: Corpus, lines: int) -> str:
+    """Python-looking lines, for Pygments to colour."""
+    rnd = corpus.rnd
+    out = [f"def {rnd.choice(_WORDS)}_{rnd.choice(_WORDS)}(path, config):"]
+    for _ in range(lines - 1):
+        a, b, c = (rnd.choice(_WORDS) for _ in range(3))
+        out.append(
+            rnd.choice(
+                (
+                    f"    {a}_{b} = {c}(path, {rnd.randint(0, 99)})",
+                    f"    if {a} is not None and {b}:",
+                    f'        raise ValueError("{a} {b} {c}")',
+                    f"    for {a} in {b}.{c}():",
+                    f"        result.append({a}.{b}({c!r}))",
+                    f"    return {a}_{b}",
+                )
+            )
+        )
+    return "\n".join(out)
+
+
+def chat(count: int, seed: int = 11) -> list[dict[str, Any]]:
+    """A conversation as a share page shows it: a user prompt; an assistant reply in Markdown
+    with a list, inline code and a fenced Python block, and a tool call; the tool's output
+    (2-6 KB); a short Markdown summary; repeated."""
+    corpus = Corpus(seed)
+    rnd = corpus.rnd
+    out: list[dict[str, Any]] = []
+    for i in range(count):
+        kind = i % 4
+        if kind == 0:
+            text = corpus.take(rnd.randint(150, 400))
+            out.append({"role": "user", "parts": [{"type": "text", "text": text}]})
+        elif kind == 1:
+            items = "\n".join(
+                f"- `{rnd.choice(_WORDS)}.{rnd.choice(_WORDS)}()` {_line(corpus, 80)}"
+                for _ in range(3)
+            )
+            text = (
+                f"{corpus.take(rnd.randint(300, 700))}\n\n{items}\n\n"
+                f"```python\n{_code(corpus, rnd.randint(12, 30))}\n```\n\n"
+                f"{corpus.take(rnd.randint(100, 300))}"
+            )
+            out.append(
+                {
+                    "role": "assistant",
+                    "model": "bench-model",
+                    "usage": {"input_tokens": 1200, "output_tokens": 300, "cost_usd": 0.0021},
+                    "parts": [
+                        {"type": "text", "text": text},
+                        {
+                            "type": "tool_call",
+                            "id": f"call_{i}",
+                            "name": "run_command",
+                            "input": {"command": f"pytest -q tests/test_{rnd.choice(_WORDS)}.py"},
+                        },
+                    ],
+                }
+            )
+        elif kind == 2:
+            output = corpus.take(rnd.randint(2000, 6000))
+            out.append(
+                {
+                    "role": "tool",
+                    "parts": [
+                        {"type": "tool_result", "tool_call_id": f"call_{i - 1}", "output": output}
+                    ],
+                }
+            )
+        else:
+            text = f"**Done.** {corpus.take(rnd.randint(200, 600))}\n\n1. {_line(corpus, 60)}\n2. {_line(corpus, 60)}"
+            out.append(
+                {
+                    "role": "assistant",
+                    "model": "bench-model",
+                    "parts": [{"type": "text", "text": text}],
+                }
+            )
+    return out

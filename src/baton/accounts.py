@@ -76,18 +76,22 @@ class Accounts:
         found = self.authenticate_token(secret)
         return found[0] if found else None
 
-    def authenticate_token(self, secret: str) -> tuple[Account, Token] | None:
-        """The account and the live API token a secret belongs to, or None."""
+    def authenticate_token(
+        self, secret: str, *, touch: bool = True
+    ) -> tuple[Account, Token] | None:
+        """The account and the live API token a secret belongs to, or None. With `touch`,
+        the token's last use is recorded (at most once a minute: see `needs_touch`)."""
         token = self._live(secret, "api")
         if token is None:
             return None
-        now = self.now()
-        if token.last_used_at is None or parse_time(token.last_used_at) + TOUCH_EVERY < parse_time(
-            now
-        ):
-            self.store.touch_token(token.id, now)
+        if touch and self.needs_touch(token):
+            self.store.touch_token(token.id, self.now())
         account = self.store.get_account(token.account_id)
         return (account, token) if account else None
+
+    def needs_touch(self, token: Token) -> bool:
+        last = token.last_used_at
+        return last is None or parse_time(last) + TOUCH_EVERY < parse_time(self.now())
 
     def token_live(self, account_id: str, token_id: str) -> bool:
         """Is this token of this account still live (a web login made with it ends with it)."""

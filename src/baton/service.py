@@ -253,7 +253,7 @@ class Service:
         current one; re-sending messages that are already the head is a no-op."""
         if not isinstance(messages, list | tuple) or not messages:
             raise InvalidInput("messages must be a non-empty list")
-        self.get(owner, session_id)  # nothing is written for a session that is not yours
+        current = self.get(owner, session_id)  # nothing is written for a session not yours
         now = self.now()
         inputs = [validate_message(raw, now, i) for i, raw in enumerate(messages)]
         first = messages[0]
@@ -265,8 +265,8 @@ class Service:
             expected_head = first["parent"]
         findings = [self._scan(item) for item in inputs]
         self._keep_blobs(inputs)
-        for _ in range(retries + 1):
-            session = self.get(owner, session_id)
+        for attempt in range(retries + 1):
+            session = current if attempt == 0 else self.get(owner, session_id)
             base = session.head if expected_head is ANY_HEAD else expected_head
             try:
                 result = self._append_at(session, base, inputs, findings, messages)

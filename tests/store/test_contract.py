@@ -367,6 +367,27 @@ def test_chain_pages_by_position(store: Store) -> None:
     assert store.chain("m_" + "0" * 64) == []
 
 
+def test_pages_far_from_the_head_are_right_on_every_branch(store: Store) -> None:
+    """A page near the start of a long chain (found without walking from the head, where the
+    store can) is the same slice whichever branch of the family it is read through."""
+    owner = account(store)
+    trunk = messages(None, *(f"trunk {i}" for i in range(120)))
+    branch = messages(trunk[9], *(f"branch {i}" for i in range(80)))
+    late = messages(trunk[99], *(f"late {i}" for i in range(5)))
+    new_session(store, owner, messages=trunk)
+    new_session(store, owner, messages=trunk[:10] + branch)
+    new_session(store, owner, messages=trunk[:100] + late)
+    for chain in (trunk, trunk[:10] + branch, trunk[:100] + late):
+        ids = [sm.message.id for sm in chain]
+        head = ids[-1]
+        for start, limit in ((0, 5), (0, 20), (5, 10), (40, 20), (len(ids) - 3, 10)):
+            got = [m.id for m in store.chain(head, start, limit)]
+            assert got == ids[start : start + limit], (len(ids), start, limit)
+        for depth in [d for d in (0, 9, 10, 11, 50, 99, 100, len(ids) - 1) if d < len(ids)]:
+            assert store.ancestor(head, depth) == ids[depth]
+        assert store.ancestor(head, len(ids)) is None
+
+
 def test_ancestor_names_the_message_at_a_position(store: Store) -> None:
     owner = account(store)
     chain = messages(None, *[f"m{i}" for i in range(6)])

@@ -110,19 +110,25 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         (1, "m001_initial"),
         (2, "m002_search"),
         (3, "m003_auth"),
+        (4, "m004_depth_index"),
     ]
     for _, _, applied_at in rows:
         assert time.strptime(applied_at, "%Y-%m-%dT%H:%M:%S.%fZ")
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables >= TABLES
-    assert [m.name for m in migrations.MIGRATIONS] == ["m001_initial", "m002_search", "m003_auth"]
-    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3]
+    assert [m.name for m in migrations.MIGRATIONS] == [
+        "m001_initial",
+        "m002_search",
+        "m003_auth",
+        "m004_depth_index",
+    ]
+    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4]
     store.close()
     # opening again applies nothing and records nothing twice
     again = SQLiteStore(tmp_path / "baton.db")
     assert migrations.pending(again._conn()) == []
     assert migrations.migrate(again._conn()) == []
-    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 3
+    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 4
     again.close()
 
 
@@ -143,7 +149,7 @@ def test_two_processes_opening_a_new_database_migrate_it_once(tmp_path: Path) ->
         thread.join()
     assert errors == []
     numbers = stores[0]._conn().execute("SELECT number FROM migrations ORDER BY number")
-    assert [r[0] for r in numbers] == [1, 2, 3]
+    assert [r[0] for r in numbers] == [1, 2, 3, 4]
     for store in stores:
         store.close()
 
@@ -153,20 +159,21 @@ def test_a_failing_migration_leaves_nothing_behind(
 ) -> None:
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half_done (x INTEGER)")
-        raise RuntimeError("migration 4 failed")
+        raise RuntimeError("migration 5 failed")
 
     monkeypatch.setattr(
         migrations,
         "MIGRATIONS",
-        [*migrations.MIGRATIONS, migrations.Migration(4, "m004_broken", broken)],
+        [*migrations.MIGRATIONS, migrations.Migration(5, "m005_broken", broken)],
     )
-    with pytest.raises(RuntimeError, match="migration 4 failed"):
+    with pytest.raises(RuntimeError, match="migration 5 failed"):
         SQLiteStore(tmp_path / "baton.db")
     conn = sqlite3.connect(tmp_path / "baton.db")
     assert [r[0] for r in conn.execute("SELECT number FROM migrations ORDER BY number")] == [
         1,
         2,
         3,
+        4,
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
@@ -194,7 +201,11 @@ def write_m001_database(db: Path, blobs: LocalBlobStore) -> list[StoredMessage]:
     """A database as baton wrote it before m002: the m001 schema and its rows, no search."""
     conn = sqlite3.connect(db, isolation_level=None)
     assert [m.name for m in migrations.migrate(conn, upto=1)] == ["m001_initial"]
-    assert [m.name for m in migrations.pending(conn)] == ["m002_search", "m003_auth"]
+    assert [m.name for m in migrations.pending(conn)] == [
+        "m002_search",
+        "m003_auth",
+        "m004_depth_index",
+    ]
     chain = chain_for_m001()
     conn.execute("INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', ?)", (NOW,))
     for sm in chain:
@@ -247,6 +258,7 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
         "m001_initial",
         "m002_search",
         "m003_auth",
+        "m004_depth_index",
     ]
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"

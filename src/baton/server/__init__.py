@@ -85,6 +85,45 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+_PAGE_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+        b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """nosniff on every answer; on pages also a strict CSP, no framing and a referrer policy
+    (a route's own header, such as a share page's no-referrer, wins). Plain ASGI: cheap."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        page = not path.startswith("/api") and path != "/openapi.json"
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                extra = [(b"x-content-type-options", b"nosniff")]
+                if page:
+                    extra += _PAGE_HEADERS
+                headers += [(name, value) for name, value in extra if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
@@ -175,23 +214,9 @@ def create_app(
             media_type="application/json",
         )
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        if wants_html(request):
-            headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
-                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            )
-            headers.setdefault("X-Frame-Options", "DENY")
-            headers.setdefault("Referrer-Policy", "same-origin")
-        return response
-
     app.include_router(build_router(service, cookies, share_limit))
     app.include_router(build_pages(service, cookies, share_limit, login_limit))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders)
     return app

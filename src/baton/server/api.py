@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from baton.core.errors import InvalidInput, NotFound, Unauthorized
 from baton.core.models import Account, Message, Session, Share
 from baton.server import schemas
-from baton.server.auth import Cookies, RateLimiter, caller, client_address
+from baton.server.auth import Cookies, RateLimiter, bearer, caller, client_address
 from baton.service import ANY_HEAD, Service
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -92,15 +92,28 @@ def if_match(value: str | None) -> int | None:
     return int(text)
 
 
-def me(request: Request) -> Account:
-    """The caller's account; 401 without valid credentials."""
+async def me(request: Request) -> Account:
+    """The caller's account; 401 without valid credentials. Runs on the event loop (one indexed
+    read); the once-a-minute write of the token's last use goes to a worker thread."""
     state = request.app.state
-    account = caller(request, state.service, state.cookies)
-    if account is None:
-        raise Unauthorized("log in: send Authorization: Bearer <token>")
-    if request.method not in ("GET", "HEAD") and not request.headers.get("authorization"):
-        # A cookie alone does not authorise a write through the API (no CSRF here).
-        raise Unauthorized("writes through the API need Authorization: Bearer <token>")
+    service: Service = state.service
+    token = bearer(request)
+    if token is None:
+        account = caller(request, service, state.cookies)
+        if account is None:
+            raise Unauthorized("log in: send Authorization: Bearer <token>")
+        if request.method not in ("GET", "HEAD"):
+            # A cookie alone does not authorise a write through the API (no CSRF here).
+            raise Unauthorized("writes through the API need Authorization: Bearer <token>")
+        return account
+    found = service.accounts.authenticate_token(token, touch=False)
+    if found is None:
+        raise Unauthorized("this token is not valid (revoked, expired or mistyped)")
+    account, record = found
+    if service.accounts.needs_touch(record):
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(service.store.touch_token, record.id, service.now())
     return account
 
 
@@ -257,10 +270,34 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         status_code=201,
         tags=["sessions"],
         responses={409: {"model": schemas.ErrorBody, "description": "The head moved"}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": schemas.AppendRequest.model_json_schema()}
+                },
+            }
+        },
     )
-    def append(account: Me, session_id: str, body: schemas.AppendRequest) -> Response:
-        expected = body.expected_head if "expected_head" in body.model_fields_set else ANY_HEAD
-        result = service.append(account.id, session_id, body.messages, expected_head=expected)
+    async def append(account: Me, session_id: str, request: Request) -> Response:
+        """Append `messages` after `expected_head` (absent: after the current head; null: an
+        empty session). Parsed here with orjson: this is the hot path of every agent turn."""
+        body = await request.body()
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"the body is not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or set(data) - {"expected_head", "messages"}:
+            raise InvalidInput('the body must be {"expected_head": …, "messages": [...]}')
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not 1 <= len(messages) <= 10_000:
+            raise InvalidInput("messages must be a list of 1 to 10,000 messages")
+        expected = data.get("expected_head", ANY_HEAD)
+        if expected is not ANY_HEAD and expected is not None and not isinstance(expected, str):
+            raise InvalidInput("expected_head must be a message id or null")
+        from starlette.concurrency import run_in_threadpool
+
+        result = await run_in_threadpool(service.append, account.id, session_id, messages, expected)
         return reply(
             {
                 "session": session_json(result.session),

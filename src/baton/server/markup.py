@@ -38,11 +38,16 @@ _ATTRIBUTES = {
 }
 
 
-def _highlight(code: str, lang: str, _attrs: Any) -> str:
+@lru_cache(maxsize=256)
+def _lexer(lang: str) -> Any:
     try:
-        lexer = get_lexer_by_name(lang) if lang else None
+        return get_lexer_by_name(lang)
     except ClassNotFound:
-        lexer = None
+        return None
+
+
+def _highlight(code: str, lang: str, _attrs: Any) -> str:
+    lexer = _lexer(lang.strip().lower()[:40]) if lang else None
     if lexer is None:
         return html.escape(code)
     return str(highlight(code, lexer, _FORMATTER))
@@ -128,7 +133,22 @@ def part_html(part: dict[str, Any]) -> str:
 
 
 def message_html(message: Message) -> str:
-    return "".join(part_html(p) for p in message.parts)
+    """A message as HTML. Messages are immutable and named by their content, so the HTML of
+    one is rendered once per process (kept by id)."""
+    return _html_by_id(message.id, message)
+
+
+_rendered: dict[str, str] = {}
+
+
+def _html_by_id(message_id: str, message: Message) -> str:
+    found = _rendered.get(message_id)
+    if found is None:
+        found = "".join(part_html(p) for p in message.parts)
+        if len(_rendered) >= 4096:
+            _rendered.clear()
+        _rendered[message_id] = found
+    return found
 
 
 def pygments_css() -> str:

@@ -144,10 +144,17 @@ CREATE TABLE tokens (
 CREATE INDEX tokens_account ON tokens(account_id, created_at);
 """
 
+# The message at a depth of a family, found without walking the chain (see SQLiteStore._shortcut).
+M004_DEPTH_INDEX = """
+CREATE INDEX messages_root_depth ON messages(root, depth);
+DROP INDEX messages_root
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", _script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
     Migration(3, "m003_auth", _script(M003_AUTH)),
+    Migration(4, "m004_depth_index", _script(M004_DEPTH_INDEX)),
 ]
 
 

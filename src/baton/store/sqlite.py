@@ -303,6 +303,9 @@ class SQLiteStore(Store):
         # head first; the rows are put in order here, and checked rather than trusted.
         stop = 2**62 if limit is None else start + limit
         with self._read() as c:
+            if limit is not None and limit > 0:
+                # A page far from the head starts its walk at its own last message.
+                head = self._shortcut(c, head, start + limit - 1) or head
             rows = c.execute(
                 _CHAIN + "SELECT chain.depth, m.id, m.parent, m.body FROM chain "
                 "JOIN messages m ON m.rowid = chain.rowid "
@@ -314,16 +317,29 @@ class SQLiteStore(Store):
             rows.sort(key=lambda row: row[0])
         return [_message(mid, parent, body) for _, mid, parent, body in rows]
 
+    def _shortcut(self, c: sqlite3.Connection, head: str, depth: int) -> str | None:
+        """The head's ancestor at `depth` without walking to it, when the head's family (the
+        messages that share its first message) holds only one message at that depth: every
+        chain through the family passes there. None when the walk is needed."""
+        row = c.execute("SELECT root, depth FROM messages WHERE id = ?", (head,)).fetchone()
+        if row is None or row[1] <= depth + 32:  # close to the head, walking is as cheap
+            return None
+        found = c.execute(
+            "SELECT id FROM messages WHERE root = ? AND depth = ? LIMIT 2", (row[0], depth)
+        ).fetchall()
+        return str(found[0][0]) if len(found) == 1 else None
+
     def ancestor(self, head: str, depth: int) -> str | None:
-        row = (
-            self._conn()
-            .execute(
-                _CHAIN + "SELECT m.id FROM chain JOIN messages m ON m.rowid = chain.rowid "
-                "WHERE chain.depth = ?",
-                (head, depth, depth),
-            )
-            .fetchone()
-        )
+        conn = self._conn()
+        if depth >= 0:
+            found = self._shortcut(conn, head, depth)
+            if found is not None:
+                return found
+        row = conn.execute(
+            _CHAIN + "SELECT m.id FROM chain JOIN messages m ON m.rowid = chain.rowid "
+            "WHERE chain.depth = ?",
+            (head, depth, depth),
+        ).fetchone()
         return row[0] if row else None
 
     def flagged(self, head: str) -> list[StoredMessage]:

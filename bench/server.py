@@ -1,0 +1,256 @@
+"""Figures of the HTTP server. `baton serve` runs in its own process (so the load does not
+share a GIL with it), with its defaults (SQLite synchronous=FULL); this process is the client."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import orjson
+
+from bench.data import chat
+from bench.timing import paired_medians
+
+CONNECTIONS = 4  # concurrent keep-alive connections, one client and one thread each
+Record = Callable[..., None]
+
+
+class Served:
+    """`baton serve` on a free loopback port, over a fresh BATON_HOME; the owner's API token
+    is read from its first-start output."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+        env.update(BATON_HOME=str(home), BATON_USER="bench")
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = home / "serve.log"
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "baton", "serve", "--port", str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        try:
+            self.token = self._wait()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait(self) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = self.log.read_text()
+            found = re.search(r"API token:\s+(\S+)", text)
+            if "baton serving" in text and found:
+                try:
+                    if httpx.get(self.url + "/api/health", timeout=2).status_code == 200:
+                        return found.group(1)
+                except httpx.HTTPError:
+                    pass
+            if self.process.poll() is not None:
+                raise RuntimeError(f"baton serve exited: {text}")
+            time.sleep(0.05)
+        raise RuntimeError(f"baton serve did not start: {self.log.read_text()}")
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the server so far (Linux only)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _check(response: httpx.Response, status: int) -> httpx.Response:
+    if response.status_code != status:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: "
+            f"{response.status_code} {response.text[:300]}"
+        )
+    return response
+
+
+def run(root: Path, quick: bool, record: Record) -> None:
+    print("starting `baton serve`…", file=sys.stderr)
+    served = Served(root / "serve")
+    try:
+        appends_vs_noop(served, quick, record)
+        share_page(served, quick, record)
+    finally:
+        served.stop()
+
+
+def appends_vs_noop(served: Served, quick: bool, record: Record) -> None:
+    """Requests per second of appends and of GET /api/health, same clients and connections,
+    in alternating rounds of equal length; medians of the rounds."""
+    auth = {"Authorization": f"Bearer {served.token}"}
+    clients = [
+        httpx.Client(base_url=served.url, headers=auth, timeout=60) for _ in range(CONNECTIONS)
+    ]
+    try:
+        paths = [
+            "/api/sessions/"
+            + _check(c.post("/api/sessions", json={"title": f"appends {i}"}), 201).json()["id"]
+            + "/messages"
+            for i, c in enumerate(clients)
+        ]
+        body = orjson.dumps(
+            {"messages": [{"role": "user", "parts": [{"type": "text", "text": "y" * 200}]}]}
+        )
+        json_type = {"Content-Type": "application/json"}
+
+        def noop(i: int) -> None:
+            _check(clients[i].get("/api/health"), 200)
+
+        def append(i: int) -> None:
+            _check(clients[i].post(paths[i], content=body, headers=json_type), 201)
+
+        seconds = 0.3 if quick else 0.75
+        rounds = 5 if quick else 11
+        for request in (noop, append):  # warm up the connections, threads and caches
+            _round(request, 0.2, served)
+        rates: dict[str, list[float]] = {"noop": [], "append": []}
+        cpu: dict[str, list[float]] = {"noop": [], "append": []}
+        for _ in range(rounds):
+            for name, request in (("noop", noop), ("append", append)):
+                rate, per_request = _round(request, seconds, served)
+                rates[name].append(rate)
+                if per_request is not None:
+                    cpu[name].append(per_request)
+    finally:
+        for c in clients:
+            c.close()
+    appends, noops = statistics.median(rates["append"]), statistics.median(rates["noop"])
+    ratio = appends / noops
+    note = (
+        f"`baton serve` in its own process, SQLite synchronous=FULL (the default); "
+        f"{CONNECTIONS} keep-alive connections (httpx, one thread each), one session each; "
+        f"medians of {rounds} alternating rounds of {seconds} s"
+    )
+    if cpu["append"] and cpu["noop"]:
+        note += (
+            f"; server CPU per request {statistics.median(cpu['append']) * 1e3:.2f} ms "
+            f"vs {statistics.median(cpu['noop']) * 1e3:.2f} ms"
+        )
+    record(
+        f"appends per second through the HTTP API vs a no-op route (GET /api/health) of the "
+        f"same server, {CONNECTIONS} connections",
+        f"{appends:,.0f} vs {noops:,.0f} requests/s",
+        ratio,
+        "≥ 0.5×",
+        ratio >= 0.5,
+        note,
+    )
+
+
+def _round(
+    request: Callable[[int], None], seconds: float, served: Served
+) -> tuple[float, float | None]:
+    """Every connection sends `request` back to back for `seconds`: the requests per second
+    of them all, and the server's CPU seconds per request."""
+    counts = [0] * CONNECTIONS
+    errors: list[BaseException] = []
+    ready = threading.Barrier(CONNECTIONS + 1)
+    deadline = 0.0
+
+    def work(i: int) -> None:
+        ready.wait()
+        try:
+            while time.perf_counter() < deadline:
+                request(i)
+                counts[i] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(CONNECTIONS)]
+    for t in threads:
+        t.start()
+    cpu_before = served.cpu_seconds()
+    start = time.perf_counter()
+    deadline = start + seconds
+    ready.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    cpu_after = served.cpu_seconds()
+    if errors:
+        raise errors[0]
+    total = sum(counts)
+    cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / total
+    return total / elapsed, cpu
+
+
+def share_page(served: Served, quick: bool, record: Record) -> None:
+    """GET /share/ID of a 1,000-message session and of a 10-message one, in alternation, as
+    an anonymous visitor would (no token); paired medians."""
+    big, small = 1_000, 10
+    auth = {"Authorization": f"Bearer {served.token}"}
+    with httpx.Client(base_url=served.url, headers=auth, timeout=120) as owner:
+        shares = {}
+        for count in (small, big):
+            sid = _check(
+                owner.post("/api/sessions", json={"title": f"{count} messages"}), 201
+            ).json()["id"]
+            batch = chat(count, seed=count)
+            for start in range(0, count, 100):
+                _check(
+                    owner.post(
+                        f"/api/sessions/{sid}/messages",
+                        json={"messages": batch[start : start + 100]},
+                    ),
+                    201,
+                )
+            share = _check(owner.post(f"/api/sessions/{sid}/shares", json={"mode": "allow"}), 201)
+            shares[count] = share.json()["id"]
+    sizes: dict[int, int] = {}
+    with httpx.Client(base_url=served.url, timeout=60) as visitor:
+
+        def page(count: int) -> Callable[[], None]:
+            def go() -> None:
+                sizes[count] = len(_check(visitor.get(f"/share/{shares[count]}"), 200).content)
+
+            return go
+
+        # The server allows 300 share-page requests a minute from one address: stay under.
+        repeat = 10 if quick else 40
+        t_small, t_big = paired_medians(page(small), page(big), repeat, 2)
+    ratio = t_big / t_small
+    record(
+        f"share page (GET /share/ID) of a {big:,}-message session vs of a {small}-message one",
+        f"{t_big * 1e3:.1f} ms vs {t_small * 1e3:.1f} ms",
+        ratio,
+        "≤ 2×",
+        ratio <= 2,
+        f"the page previews the first 20 messages, so it shows 20 vs {small} "
+        f"({sizes[big] / 1e3:.0f} KB vs {sizes[small] / 1e3:.0f} KB of HTML); messages are "
+        "prompts, Markdown replies with a Python block, tool outputs of 2-6 KB; "
+        f"{repeat} alternating pairs, medians",
+    )
