@@ -18,6 +18,10 @@ def baton_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own data folder: no test touches a real home."""
     home = tmp_path / "baton-home"
     monkeypatch.setenv("BATON_HOME", str(home))
+    # Commands run where a user would: not inside this project's own git repository.
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
     for name in ("BATON_DATABASE_URL", "BATON_BLOB_URL", "BATON_URL", "BATON_USER"):
         monkeypatch.delenv(name, raising=False)
     return home

@@ -30,7 +30,11 @@ def tool_turn(call_id: str, name: str, args: dict[str, Any], output: str) -> lis
 
 
 def run_baton(
-    *args: str, home: Path, input: bytes | None = None, env: dict[str, str] | None = None
+    *args: str,
+    home: Path,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `baton` command line in a subprocess with BATON_HOME=home."""
     full_env = {**os.environ, "BATON_HOME": str(home), "COLUMNS": "200", **(env or {})}
@@ -42,6 +46,7 @@ def run_baton(
         text=True,
         env=full_env,
         timeout=120,
+        cwd=cwd,
     )
 
 

@@ -33,6 +33,7 @@ def test_quick_bench_reports_every_figure() -> None:
         "`baton sessions list`",
         "appends per second through the HTTP API",
         "share page (GET /share/ID)",
+        "git capture",
     ):
         assert any(n.startswith(prefix) for n in names), prefix
     for figure in report["figures"]:

@@ -228,6 +228,33 @@ class Client:
         data = self.call("DELETE", f"/api/sessions/{session_id}", params=params).json()
         return list(data["revoked_shares"])
 
+    # blobs and git snapshots
+    def put_blob(self, data: bytes) -> str:
+        from baton.core import ids
+
+        sha = ids.sha256_hex(data)
+        headers = {"Content-Type": "application/octet-stream"}
+        self.call("POST", f"/api/blobs/{sha}", content=data, headers=headers)
+        return sha
+
+    def blob(
+        self,
+        owner: str | None,
+        sha256: str,
+        *,
+        session_id: str | None = None,
+        share_id: str | None = None,
+    ) -> bytes:
+        params = {"session": session_id} if session_id else {"share": share_id}
+        return self.call("GET", f"/api/blobs/{sha256}", params=params).content
+
+    def snapshot(self, owner: str, session_id: str, git: JSON) -> tuple[Session, bool]:
+        session = self.get(owner, session_id)
+        current = session.git or {}
+        if current.get("state") is not None and current.get("state") == git.get("state"):
+            return session, False
+        return self.update(owner, session_id, git=git), True
+
     # sharing
     def scan_session(self, owner: str, session_id: str) -> list[JSON]:
         return list(self.call("GET", f"/api/sessions/{session_id}/scan").json()["findings"])
@@ -310,6 +337,14 @@ class Client:
         params = {k: v for k, v in params.items() if v is not None}
         data = self.call("GET", "/api/sessions", params=params).json()
         return Page([session_from(s) for s in data["sessions"]], data["next_cursor"])
+
+
+def anonymous(url: str, timeout: float = 60.0) -> Client:
+    """A client without credentials for the server a (share) URL points at."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(f"{url!r} is not a share URL (https://host/share/ID)")
+    return Client(f"{parts.scheme}://{parts.netloc}", None, timeout=timeout)
 
 
 def share_document(url: str, timeout: float = 60.0) -> JSON:

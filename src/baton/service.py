@@ -47,13 +47,14 @@ from baton.core.validation import (
     validate_message,
 )
 from baton.scanning import SecretScanner
-from baton.store.base import BlobStore, ListQuery, Page, Store
+from baton.store.base import BlobStore, ListQuery, Page, Store, git_blobs
 
 ANY_HEAD = object()  # append at whatever the head is, retrying on conflict
 SHARE_MODES = ("block", "redact", "allow")
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 BLOB_GRACE_SECONDS = 3600.0
+GIT_PATCH = "git patch"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -209,11 +210,17 @@ class Service:
         """A blob, read through a session of the caller's or a live share whose conversation
         references it. Anything else is 404, whether or not the blob exists."""
         if session_id is not None and owner is not None:
-            head = self.get(owner, session_id).head
+            session = self.get(owner, session_id)
+            head, git = session.head, session.git
         elif share_id is not None:
-            head = self.public_share(share_id).head
+            share = self.public_share(share_id)
+            head, git = share.head, share.git
         else:
             raise NotFound(f"no blob {sha256}")
+        if sha256 in git_blobs(git):  # the session's git patch or bundle
+            data = self.blobs.get(sha256)
+            if data is not None:
+                return data
         for sm in self.store.messages_with_blob(sha256) if head else []:
             if self.store.ancestor(head, sm.depth) == sm.message.id:  # type: ignore[arg-type]
                 data = self.blobs.get(sha256)
@@ -372,7 +379,20 @@ class Service:
         if not changes:
             raise InvalidInput("nothing to change")
         changes["updated_at"] = self.now()
-        return self.store.update_session(session_id, expected_version, changes)
+        before = self.get(owner, session_id).git
+        updated = self.store.update_session(session_id, expected_version, changes)
+        if git is not None:
+            self._free([sha for sha in git_blobs(before) if sha not in git_blobs(git)])
+        return updated
+
+    def snapshot(self, owner: str, session_id: str, git: JSON) -> tuple[Session, bool]:
+        """Record a new git snapshot; an unchanged state (same `state` hash) records nothing.
+        Returns the session and whether it changed."""
+        session = self.get(owner, session_id)
+        current = session.git or {}
+        if current.get("state") is not None and current.get("state") == git.get("state"):
+            return session, False
+        return self.update(owner, session_id, git=git), True
 
     def rename(self, owner: str, session_id: str, title: str) -> Session:
         return self.update(owner, session_id, title=title)
@@ -390,8 +410,9 @@ class Service:
             )
         for share in live:
             self.store.revoke_share(share.id, now)
+        session = self.get(owner, session_id)
         freed = self.store.delete_session(session_id, now)
-        self._free(freed)
+        self._free([*freed, *git_blobs(session.git)])
         return [s.id for s in live]
 
     def _free(self, shas: Sequence[str]) -> list[str]:
@@ -433,6 +454,14 @@ class Service:
             for secret, kind in secrets.items():
                 found.append(
                     ({"where": name, "kind": kind, "excerpt": mask(secret)}, {secret: kind})
+                )
+        patch = (session.git or {}).get("patch")
+        if isinstance(patch, dict) and isinstance(patch.get("sha256"), str):
+            data = self.blobs.get(patch["sha256"])
+            text = data.decode("utf-8", "replace") if data else ""
+            for secret, kind in self.scanner.find(text).items():
+                found.append(
+                    ({"where": GIT_PATCH, "kind": kind, "excerpt": mask(secret)}, {secret: kind})
                 )
         if session.head is None:
             return found
@@ -525,7 +554,7 @@ class Service:
             title=redact_value(session.title, secrets) or "Untitled session",
             task=redact_value(session.task, secrets),
             metadata=redact_value(session.metadata, secrets),
-            git=redact_value(session.git, secrets),
+            git=_public_git(session.git, secrets, found, mode),
             created_at=now,
             expires_at=expires_at,
             redacted=[f for f, _ in found],
@@ -812,6 +841,22 @@ def share_id_from(value: str) -> str:
     if not value or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
         raise InvalidInput(f"{value!r} is not a share id, share URL or session id")
     return value
+
+
+def _public_git(
+    git: JSON | None, secrets: dict[str, str], found: list[tuple[JSON, Any]], mode: str
+) -> JSON | None:
+    """The git snapshot as a share shows it: without the sharer's local path, and with a
+    patch that holds secrets dropped (under --redact), saying so."""
+    if not git:
+        return git
+    public = {k: v for k, v in git.items() if k != "root"}
+    in_patch = [f for f, _ in found if f.get("where") == GIT_PATCH]
+    if in_patch and mode == "redact":
+        public["patch"] = None
+        public["patch_dropped"] = f"the patch held {len(in_patch)} secret(s), so it is not shared"
+    redacted: JSON = redact_value(public, secrets)
+    return redacted
 
 
 def _repo_of(git: JSON | None) -> str | None:

@@ -103,10 +103,11 @@ def cli(ctx: click.Context, home: str | None, fork_source: str | None) -> None:
 
 
 def _register() -> None:
-    from baton.cli import remote, server, sessions, shares
+    from baton.cli import git, remote, server, sessions, shares
 
     cli.add_command(sessions.sessions)
-    for command in shares.COMMANDS + server.COMMANDS + remote.COMMANDS:
+    sessions.sessions.add_command(git.snapshot)
+    for command in [*shares.COMMANDS, git.restore, *server.COMMANDS, *remote.COMMANDS]:
         cli.add_command(command)
 
 

@@ -16,7 +16,6 @@ from baton.cli.output import (
     json_option,
     part_summary,
     print_json,
-    progress_bar,
     sessions_table,
     short_time,
 )
@@ -30,19 +29,28 @@ def sessions() -> None:
 @sessions.command("new")
 @click.option("--title", help="Title (default: the first prompt).")
 @click.option("--task", default="", help="What the session is for.")
-@click.option("--repo", help="Repository key to file the session under.")
+@click.option("--repo", help="Record this repository's state (default: the current folder's).")
+@click.option("--no-git", is_flag=True, help="Record no git context.")
 @json_option
 @pass_ctx
-def new(ctx: Context, title: str | None, task: str, repo: str | None, as_json: bool) -> None:
-    """Start a new, empty session.
+def new(
+    ctx: Context, title: str | None, task: str, repo: str | None, no_git: bool, as_json: bool
+) -> None:
+    """Start a new, empty session; inside a git repository it records the state of the code.
 
     Example: baton sessions new --title "Fix the login bug" --task "login fails on Safari"
     """
-    session = ctx.service.create(ctx.owner, title=title, task=task, repo=repo)
+    from baton.cli import git as gitcli
+
+    git = None if no_git else gitcli.capture(ctx, repo)
+    session = ctx.service.create(ctx.owner, title=title, task=task, git=git)
     if as_json:
         print_json(session.to_dict())
-    else:
-        click.echo(session.id)
+        return
+    click.echo(session.id)
+    if git is not None:
+        for line in gitcli.describe(git):
+            click.echo(line, err=True)
 
 
 @sessions.command("list")
@@ -324,34 +332,40 @@ def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
 
 
 @sessions.command("import")
-@click.argument("file")
+@click.argument("path", required=False)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "baton", "claude-code", "codex", "opencode", "cline"]),
+    default="auto",
+    show_default=True,
+    help="The file's format (auto: decided from its content).",
+)
+@click.option(
+    "--scan", is_flag=True, help="Find other agents' sessions on this machine and import all."
+)
 @json_option
 @pass_ctx
-def import_(ctx: Context, file: str, as_json: bool) -> None:
-    """Import a baton JSON export (- reads stdin). Nothing is stored if the file is invalid.
+def import_(ctx: Context, path: str | None, fmt: str, scan: bool, as_json: bool) -> None:
+    """Import sessions: a baton export (- reads stdin), or another agent's sessions (Claude
+    Code, Codex, opencode, Kilo, Cline). Nothing is stored from a file that is invalid, and
+    importing the same file twice adds nothing.
 
-    Example: baton sessions import session.json
+    \b
+    Examples:
+      baton sessions import session.json
+      baton sessions import ~/.claude/projects/-home-me-app/0cfc0f17-….jsonl
+      baton sessions import ~/.local/share/opencode/opencode.db
+      baton sessions import --scan
     """
-    from baton.core.errors import InvalidInput
+    from baton.cli import imports
 
-    try:
-        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
-    with progress_bar("checking messages", enabled=not as_json) as advance:
-        result = ctx.service.import_document(ctx.owner, data, progress=advance)
-    if as_json:
-        print_json(
-            {
-                **result.session.to_dict(),
-                "created": result.created,
-                "messages_imported": result.messages,
-            }
-        )
-    elif result.created:
-        click.echo(f"imported {result.session.id}: {result.messages} messages")
-    else:
-        click.echo(f"already imported as {result.session.id}; nothing added")
+    if scan:
+        imports.scan(ctx, as_json)
+        return
+    if path is None:
+        raise click.UsageError("give a PATH to import, or --scan")
+    imports.one(ctx, path, fmt, as_json)
 
 
 @sessions.command("verify")

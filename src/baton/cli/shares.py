@@ -102,9 +102,20 @@ def shares(ctx: Context, session_id: str | None, as_json: bool) -> None:
 @click.command("fork")
 @click.argument("source")
 @click.option("--at", "at", help="Fork at this earlier message instead of the head.")
+@click.option(
+    "--restore",
+    "restore_to",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[DIR]",
+    help="Also restore the code of the fork into DIR (default: ./REPO-ID).",
+)
 @json_option
 @pass_ctx
-def fork(ctx: Context, source: str, at: str | None, as_json: bool) -> None:
+def fork(
+    ctx: Context, source: str, at: str | None, as_json: bool, restore_to: str | None = None
+) -> None:
     """Fork a share (id or URL) or one of your sessions into a new session of yours.
 
     \b
@@ -114,6 +125,15 @@ def fork(ctx: Context, source: str, at: str | None, as_json: bool) -> None:
       baton fork ses_01J... --at m_5f2c...
     """
     session = _fork_url(ctx, source, at) or ctx.service.fork(ctx.owner, source, at=at)
+    if restore_to is not None:
+        from baton.cli.git import restore_into
+
+        if not as_json:
+            click.echo(session.id)
+        report = restore_into(ctx, session.id, restore_to or None, None, as_json)
+        if as_json:
+            print_json({**session.to_dict(), "restore": report})
+        return
     if as_json:
         print_json(session.to_dict())
     else:

@@ -41,6 +41,18 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return updated_at, session_id
 
 
+def git_blobs(git: Any) -> list[str]:
+    """The blobs a git snapshot names: its patch and its bundle (DESIGN §3)."""
+    if not isinstance(git, dict):
+        return []
+    found = []
+    for key in ("patch", "bundle"):
+        entry = git.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+            found.append(entry["sha256"])
+    return found
+
+
 # Fields of a session that `update_session` may change.
 SESSION_FIELDS = frozenset(
     {"title", "task", "status", "metadata", "git", "repo", "title_auto", "updated_at"}

@@ -17,6 +17,7 @@ from baton.store.base import (
     Store,
     decode_cursor,
     encode_cursor,
+    git_blobs,
 )
 
 
@@ -329,4 +330,10 @@ class MemoryStore(Store):
 
     def referenced_blobs(self) -> set[str]:
         with self._lock:
-            return {sha for sm in self._messages.values() for sha in sm.blobs}
+            found = {sha for sm in self._messages.values() for sha in sm.blobs}
+            for session in self._sessions.values():
+                found.update(git_blobs(session.git))
+            for share in self._shares.values():
+                if share.revoked_at is None:
+                    found.update(git_blobs(share.git))
+            return found

@@ -29,6 +29,7 @@ from baton.store.base import (
     Store,
     decode_cursor,
     encode_cursor,
+    git_blobs,
 )
 
 _SESSION_COLUMNS = (
@@ -43,6 +44,13 @@ _SHARE_COLUMNS = (
 )
 _TOKEN_COLUMNS = (
     "id, account_id, name, kind, token_hash, created_at, expires_at, revoked_at, last_used_at"
+)
+# A git snapshot's patch and bundle are blobs too: kept while a session or an unrevoked share
+# names them in its `git` header.
+_GIT_REFERENCE = (
+    "SELECT 1 FROM sessions WHERE git IS NOT NULL AND instr(CAST(git AS TEXT), ?) > 0 "
+    "UNION ALL SELECT 1 FROM shares WHERE git IS NOT NULL AND revoked_at IS NULL "
+    "AND instr(CAST(git AS TEXT), ?) > 0 LIMIT 1"
 )
 _LIVE_SHARE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
 _CHAIN = """
@@ -762,12 +770,21 @@ INSERT INTO reach SELECT id FROM walk""",
                 for sha in shas
                 if c.execute("SELECT 1 FROM message_blobs WHERE sha256 = ?", (sha,)).fetchone()
                 is None
+                and c.execute(_GIT_REFERENCE, (sha, sha)).fetchone() is None
             ]
             delete(doomed)
         return doomed
 
     def referenced_blobs(self) -> set[str]:
-        return {r[0] for r in self._conn().execute("SELECT DISTINCT sha256 FROM message_blobs")}
+        conn = self._conn()
+        found = {r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM message_blobs")}
+        rows = conn.execute(
+            "SELECT git FROM sessions WHERE git IS NOT NULL "
+            "UNION ALL SELECT git FROM shares WHERE git IS NOT NULL AND revoked_at IS NULL"
+        )
+        for (git,) in rows:
+            found.update(git_blobs(orjson.loads(git)))
+        return found
 
     def integrity_check(self) -> str:
         return str(self._conn().execute("PRAGMA integrity_check").fetchone()[0])

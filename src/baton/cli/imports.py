@@ -1,0 +1,217 @@
+"""`baton sessions import`: a baton export, or other agents' sessions, one path or a scan."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from baton.cli.main import Context
+from baton.cli.output import console, print_json, progress_bar
+
+
+def _baton_export(ctx: Context, path: str, as_json: bool) -> None:
+    from baton.core.errors import InvalidInput
+
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    with progress_bar("checking messages", enabled=not as_json) as advance:
+        result = ctx.service.import_document(ctx.owner, data, progress=advance)
+    if as_json:
+        print_json(
+            {
+                **result.session.to_dict(),
+                "created": result.created,
+                "messages_imported": result.messages,
+            }
+        )
+    elif result.created:
+        click.echo(f"imported {result.session.id}: {result.messages} messages")
+    else:
+        click.echo(f"already imported as {result.session.id}; nothing added")
+
+
+def _imported(ctx: Context, source_id: str) -> Any:
+    """My session imported before from the source tool's session `source_id` (local mode)."""
+    if ctx.remote is not None:
+        return None
+    for session in ctx.service.store.iter_sessions():
+        source = (session.metadata or {}).get("source") or {}
+        if session.owner == ctx.owner and source.get("session_id") == source_id:
+            return session
+    return None
+
+
+def _earlier(ctx: Context) -> Any:
+    """Messages of a session imported before, by the source tool's session id (local mode)."""
+
+    def find(source_id: str, count: int) -> list[dict[str, Any]] | None:
+        session = _imported(ctx, source_id)
+        if session is None:
+            return None
+        found = ctx.service.messages(ctx.owner, session.id, limit=count, hydrate=True)
+        return [{k: v for k, v in m.to_dict().items() if k not in ("id", "parent")} for m in found]
+
+    return find
+
+
+def import_parsed(ctx: Context, path: Path, fmt: str) -> dict[str, Any]:
+    """Import every session at `path` (not a baton export); a summary of what happened."""
+    from baton import importers
+
+    parsed = importers.read(path, fmt)
+    docs, warnings = importers.documents(parsed, _earlier(ctx))
+    sessions: list[dict[str, Any]] = []
+    made: dict[str, str] = {}  # source session id -> baton session id
+    for doc in docs:
+        origin = doc["session"].get("forked_from")
+        if origin and origin.get("source_session") in made:
+            origin["session"] = made[origin["source_session"]]
+        elif origin:
+            parent = _imported(ctx, origin["source_session"])
+            if parent is not None:
+                origin["session"] = parent.id
+        result = ctx.service.import_document(ctx.owner, doc)
+        source = doc["session"]["metadata"].get("source", {}).get("session_id")
+        if source:
+            made[source] = result.session.id
+        sessions.append(
+            {
+                "id": result.session.id,
+                "title": result.session.title,
+                "created": result.created,
+                "messages": result.session.message_count,
+                "messages_imported": result.messages,
+                "source_session": source,
+            }
+        )
+    return {
+        "path": str(path),
+        "format": parsed.tool,
+        "version": parsed.version,
+        "sessions": sessions,
+        "sessions_created": sum(s["created"] for s in sessions),
+        "messages_imported": sum(s["messages_imported"] for s in sessions),
+        "skipped_lines": parsed.skipped_lines,
+        "warnings": [*parsed.warnings, *warnings],
+    }
+
+
+def _say(summary: dict[str, Any]) -> None:
+    made = summary["sessions_created"]
+    known = len(summary["sessions"]) - made
+    line = (
+        f"imported {made} session(s) from {summary['format']} "
+        f"({summary['messages_imported']} messages)"
+    )
+    if known:
+        line += f"; {known} already imported, nothing added"
+    if summary["skipped_lines"]:
+        line += f"; skipped {summary['skipped_lines']} line(s)"
+    click.echo(line)
+    for s in summary["sessions"]:
+        state = "new" if s["created"] else "already there"
+        click.echo(f"  {s['id']}  {s['messages']:>6} messages  {state}  {s['title']}")
+    for warning in summary["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def one(ctx: Context, path: str, fmt: str, as_json: bool) -> None:
+    from baton import importers
+
+    if path == "-" or fmt == "baton" or (fmt == "auto" and importers.detect(Path(path)) == "baton"):
+        _baton_export(ctx, path, as_json)
+        return
+    summary = import_parsed(ctx, Path(path).expanduser(), fmt)
+    if as_json:
+        print_json(summary)
+    else:
+        _say(summary)
+
+
+def locations(home: Path | None = None) -> list[tuple[str, Path]]:
+    """Where each tool keeps its sessions by default, as (tool, path) that exist here."""
+    home = home or Path.home()
+    found: list[tuple[str, Path]] = []
+    claude = Path(os.environ.get("CLAUDE_CONFIG_DIR") or home / ".claude") / "projects"
+    found += [("claude-code", p) for p in sorted(claude.glob("*/*.jsonl"))]
+    codex = Path(os.environ.get("CODEX_HOME") or home / ".codex") / "sessions"
+    found += [("codex", p) for p in sorted(codex.rglob("rollout-*.jsonl"))]
+    data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    for tool in ("opencode", "kilo"):
+        found += [("opencode", p) for p in sorted((data / tool).glob("*.db"))]
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    for editor in ("Code", "Code - Insiders", "VSCodium", "Cursor", "Windsurf"):
+        storage = config / editor / "User" / "globalStorage"
+        for extension in (
+            "saoudrizwan.claude-dev",
+            "rooveterinaryinc.roo-cline",
+            "kilocode.kilo-code",
+        ):
+            tasks = storage / extension / "tasks"
+            found += (
+                [("cline", p) for p in sorted(tasks.iterdir()) if p.is_dir()]
+                if tasks.is_dir()
+                else []
+            )
+    return [(tool, p) for tool, p in found if p.exists()]
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+def scan(ctx: Context, as_json: bool) -> None:
+    from baton.core.errors import BatonError
+
+    found = locations()
+    totals: dict[str, list[int]] = {}
+    for tool, path in found:
+        entry = totals.setdefault(tool, [0, 0])
+        entry[0] += 1
+        entry[1] += _size(path)
+    if not as_json:
+        if not found:
+            click.echo("no sessions of Claude Code, Codex, opencode, Kilo or Cline found here")
+            return
+        from rich.table import Table
+
+        table = Table(pad_edge=False, title="found")
+        for column in ("tool", "files", "size"):
+            table.add_column(column)
+        for tool, (count, size) in totals.items():
+            table.add_row(tool, str(count), f"{size / 1e6:.1f} MB")
+        console().print(table)
+    results: list[dict[str, Any]] = []
+    with progress_bar("importing", enabled=not as_json) as advance:
+        for done, (tool, path) in enumerate(found, 1):
+            try:
+                results.append(import_parsed(ctx, path, tool))
+            except BatonError as exc:  # one bad file does not stop the rest
+                results.append({"path": str(path), "format": tool, "error": exc.message})
+            advance(done, len(found))
+    summary = {
+        "found": [{"tool": t, "files": c, "bytes": b} for t, (c, b) in totals.items()],
+        "imports": results,
+        "sessions_created": sum(r.get("sessions_created", 0) for r in results),
+        "messages_imported": sum(r.get("messages_imported", 0) for r in results),
+    }
+    if as_json:
+        print_json(summary)
+        return
+    click.echo(
+        f"imported {summary['sessions_created']} session(s), "
+        f"{summary['messages_imported']} messages, from {len(found)} file(s)"
+    )
+    for r in results:
+        if "error" in r:
+            click.echo(f"warning: {r['path']}: {r['error']}", err=True)
+        for warning in r.get("warnings", []):
+            click.echo(f"warning: {warning}", err=True)

@@ -1,0 +1,151 @@
+"""The git context as a user meets it: `sessions new` in a repository, `sessions snapshot`,
+`restore`, `fork --restore`, shares that show (and scan) the code, locally and remotely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.helpers import run_baton, run_json
+from tests.server.conftest import start_serve, stop
+from tests.test_gitstate import git, repository_state, tree
+
+FAKE_KEY = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"
+
+
+def blob_files(home: Path) -> set[str]:
+    return {p.parent.name + p.name for p in (home / "blobs").rglob("*") if p.is_file()}
+
+
+def test_a_session_made_in_a_repository_records_its_code(
+    dirty_repo: Path, baton_home: Path, tmp_path: Path
+) -> None:
+    before = repository_state(dirty_repo)
+    made = run_baton(
+        "sessions", "new", "--title", "in a repo", "--json", home=baton_home, cwd=dirty_repo / "src"
+    )
+    assert made.returncode == 0, made.stderr
+    assert repository_state(dirty_repo) == before  # the user's repository is untouched
+    session = __import__("orjson").loads(made.stdout)
+    g = session["git"]
+    assert (g["branch"], g["upstream"], g["ahead"], g["detached"]) == (
+        "main",
+        "origin/main",
+        2,
+        False,
+    )
+    assert g["head"] == git(dirty_repo, "rev-parse", "HEAD")
+    assert g["root_commit"] == git(dirty_repo, "rev-list", "--max-parents=0", "HEAD")
+    assert g["patch"]["files"] >= 8 and g["bundle"]["commits"] == 2
+    assert session["repo"] == g["remote"]
+    # outside a repository: no git context, and it says so only when asked for a repo
+    plain = run_json("sessions", "new", home=baton_home, cwd=tmp_path)
+    assert plain["git"] is None
+    refused = run_baton("sessions", "new", "--repo", str(tmp_path), home=baton_home)
+    assert refused.returncode == 2 and "is not inside a git repository" in refused.stderr
+    human = run_baton("sessions", "new", home=baton_home, cwd=dirty_repo)
+    assert (
+        "git: " in human.stderr
+        and "main at" in human.stderr
+        and "2 commit(s) not on origin/main" in human.stderr
+    )
+
+
+def test_snapshot_stores_nothing_when_nothing_changed(dirty_repo: Path, baton_home: Path) -> None:
+    sid = run_json("sessions", "new", "--repo", str(dirty_repo), home=baton_home)["id"]
+    files = blob_files(baton_home)
+    same = run_json("sessions", "snapshot", sid, "--repo", str(dirty_repo), home=baton_home)
+    assert same["changed"] is False and same["version"] == 1
+    assert blob_files(baton_home) == files
+    (dirty_repo / "notes.txt").write_text("changed notes\n")
+    changed = run_json("sessions", "snapshot", sid, "--repo", str(dirty_repo), home=baton_home)
+    assert changed["changed"] is True and changed["version"] == 2
+    # the old patch is freed, the new one kept; the bundle did not change
+    assert len(blob_files(baton_home)) == len(files)
+    assert changed["git"]["patch"]["sha256"] in blob_files(baton_home)
+
+
+def test_big_files_are_left_out_by_name_and_reported(git_repo: Path, baton_home: Path) -> None:
+    (git_repo / "huge.dat").write_bytes(b"x" * 300_000)
+    made = run_baton(
+        "sessions", "new", home=baton_home, cwd=git_repo, env={"BATON_FILE_CAP": "100000"}
+    )
+    assert made.returncode == 0
+    assert "git: left out huge.dat: file over 100000 bytes" in made.stderr
+
+
+def test_restore_brings_back_the_code_in_a_new_folder(
+    dirty_repo: Path, baton_home: Path, tmp_path: Path
+) -> None:
+    sid = run_json("sessions", "new", "--repo", str(dirty_repo), home=baton_home)["id"]
+    before = repository_state(dirty_repo)
+    target = tmp_path / "restored"
+    done = run_baton("restore", sid, "--path", str(target), home=baton_home, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(target)
+    assert repository_state(dirty_repo) == before
+    expected = {
+        k: v
+        for k, v in tree(dirty_repo).items()
+        if not k.endswith(".log") and not k.startswith("build")
+    }
+    assert tree(target) == expected
+    assert git(target, "rev-parse", "--abbrev-ref", "HEAD") == f"baton/{sid}"
+    assert git(target, "rev-parse", "HEAD") == git(dirty_repo, "rev-parse", "HEAD")
+    # a folder that is not empty is refused, and left as it was
+    again = run_baton("restore", sid, "--path", str(target), home=baton_home, cwd=tmp_path)
+    assert again.returncode == 2 and "is not an empty folder" in again.stderr
+
+
+def test_shares_show_the_code_scan_the_patch_and_restore(
+    git_repo: Path, baton_home: Path, tmp_path: Path
+) -> None:
+    (git_repo / "config.py").write_text(f"API_KEY = '{FAKE_KEY}'\n")
+    sid = run_json("sessions", "new", "--repo", str(git_repo), home=baton_home)["id"]
+    blocked = run_baton("share", sid, "--json", home=baton_home)
+    assert blocked.returncode == 1
+    findings = __import__("orjson").loads(blocked.stdout)["error"]["findings"]
+    assert [(f["where"], f["kind"]) for f in findings] == [("git patch", "OpenAI Token")]
+    share = run_json("share", sid, "--redact", home=baton_home)
+    g = share["git"]
+    assert (g["branch"], g["head"]) == ("main", git(git_repo, "rev-parse", "HEAD"))
+    assert g["remote"] == str(git_repo.parent / "origin.git")
+    assert g["patch"] is None and "the patch held 1 secret(s)" in g["patch_dropped"]
+    assert "root" not in g  # the sharer's local path is not published
+    assert FAKE_KEY not in str(share)
+    # the share restores: the commit comes back, the dropped patch does not
+    target = tmp_path / "from-share"
+    done = run_baton("restore", share["id"], "--path", str(target), home=baton_home, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "not restored: the patch held 1 secret(s)" in done.stderr
+    assert not (target / "config.py").exists()
+    assert git(target, "rev-parse", "--abbrev-ref", "HEAD") == f"baton/share-{share['id']}"
+
+
+def test_fork_with_restore_in_one_step(dirty_repo: Path, baton_home: Path, tmp_path: Path) -> None:
+    sid = run_json("sessions", "new", "--repo", str(dirty_repo), home=baton_home)["id"]
+    share = run_json("share", sid, home=baton_home)
+    target = tmp_path / "forked-code"
+    forked = run_json("fork", share["id"], "--restore", str(target), home=baton_home, cwd=tmp_path)
+    assert forked["forked_from"]["share"] == share["id"]
+    assert forked["restore"]["path"] == str(target)
+    assert (target / "notes.txt").read_text() == "untracked notes\n"
+    assert git(target, "rev-parse", "--abbrev-ref", "HEAD") == f"baton/{forked['id']}"
+
+
+def test_remote_mode_keeps_the_snapshot_on_the_server(dirty_repo: Path, tmp_path: Path) -> None:
+    served = start_serve(tmp_path / "server-home")
+    try:
+        client = tmp_path / "client-home"
+        assert run_baton("login", served.url, "--token", served.token, home=client).returncode == 0
+        made = run_json("sessions", "new", "--repo", str(dirty_repo), home=client)
+        assert made["git"]["bundle"]["commits"] == 2
+        assert blob_files(served.home)  # the patch and bundle went to the server
+        target = tmp_path / "remote-restore"
+        done = run_baton("restore", made["id"], "--path", str(target), home=client, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert (target / "notes.txt").read_text() == "untracked notes\n"
+        deleted = run_baton("sessions", "delete", made["id"], "-y", home=client)
+        assert deleted.returncode == 0
+        assert blob_files(served.home) == set()  # deleting the session frees its patch and bundle
+    finally:
+        stop(served)

@@ -1,0 +1,126 @@
+"""`baton sessions import` on the files the other agents wrote, as a user runs it: counts,
+forks stored once, re-imports that add nothing, damaged files, and `--scan`."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_baton, run_json
+
+SAMPLES = Path(__file__).resolve().parent.parent / "importers" / "samples"
+CLAUDE = SAMPLES / "claude-code" / "projects" / "-home-dev-runs-claude-small-project"
+CLAUDE_MAIN = CLAUDE / "ac5220f9-09d0-44bd-a060-6addc8dcc165.jsonl"
+CLAUDE_FORK = CLAUDE / "0cfc0f17-9fdd-44f1-963e-d40ee15573b3.jsonl"
+CODEX = sorted((SAMPLES / "codex" / "sessions").rglob("rollout-*.jsonl"))
+OPENCODE = SAMPLES / "opencode" / "export.json"
+KILO = SAMPLES / "kilo" / "export.json"
+
+
+def stored_messages(home: Path) -> int:
+    conn = sqlite3.connect(home / "baton.db")
+    try:
+        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "tool", "messages", "prompts"),
+    [
+        (CLAUDE_MAIN, "claude-code", 20, 4),
+        (CODEX[0], "codex", 20, 4),
+        (OPENCODE, "opencode", 20, 4),
+        (KILO, "kilo", 20, 4),
+    ],
+)
+def test_each_tools_session_imports_and_exports_its_prompts(
+    baton_home: Path, path: Path, tool: str, messages: int, prompts: int
+) -> None:
+    summary = run_json("sessions", "import", str(path), home=baton_home)
+    assert (summary["format"], summary["sessions_created"]) == (tool, 1)
+    [session] = summary["sessions"]
+    assert session["messages"] == messages
+    shown = run_json("sessions", "show", session["id"], home=baton_home)
+    typed = [m for m in shown["messages"] if m["role"] == "user"]
+    assert len(typed) == prompts
+    assert shown["platform"] == "import"
+    assert shown["metadata"]["source"]["tool"] == tool
+    markdown = run_baton(
+        "sessions", "export", session["id"], "--format", "markdown", home=baton_home
+    )
+    for message in typed:
+        assert message["parts"][0]["text"].strip()[:40] in markdown.stdout
+    again = run_json("sessions", "import", str(path), home=baton_home)
+    assert (again["sessions_created"], again["messages_imported"]) == (0, 0)
+    assert again["sessions"][0]["id"] == session["id"]
+
+
+@pytest.mark.parametrize(
+    ("parent", "fork"),
+    [(CLAUDE_MAIN, CLAUDE_FORK), (CODEX[0], CODEX[1])],
+    ids=["claude-code", "codex"],
+)
+def test_a_fork_stores_the_shared_history_once(baton_home: Path, parent: Path, fork: Path) -> None:
+    first = run_json("sessions", "import", str(parent), home=baton_home)["sessions"][0]
+    assert stored_messages(baton_home) == 20
+    second = run_json("sessions", "import", str(fork), home=baton_home)["sessions"][0]
+    assert second["messages"] == 26 and stored_messages(baton_home) == 26
+    shown = run_json("sessions", "show", second["id"], home=baton_home)
+    parent_shown = run_json("sessions", "show", first["id"], home=baton_home)
+    assert [m["id"] for m in shown["messages"][:20]] == [m["id"] for m in parent_shown["messages"]]
+    assert shown["forked_from"]["session"] == first["id"]
+
+
+def test_a_torn_last_line_is_skipped_and_named(baton_home: Path, tmp_path: Path) -> None:
+    data = CLAUDE_MAIN.read_bytes().rstrip(b"\n")
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes(data[: len(data) - 40])
+    result = run_baton("sessions", "import", str(torn), home=baton_home)
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 line(s)" in result.stdout
+    assert "warning: torn.jsonl: line" in result.stderr and "cut short" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", bytes(range(256)) * 8, b'{"type": "session_meta"', b"[1, 2, 3]\n"],
+    ids=["empty", "binary", "truncated", "wrong-type"],
+)
+def test_damaged_files_are_refused_in_one_line_and_store_nothing(
+    baton_home: Path, tmp_path: Path, content: bytes
+) -> None:
+    run_json("sessions", "import", str(OPENCODE), home=baton_home)
+    before = stored_messages(baton_home)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+    result = run_baton("sessions", "import", str(bad), home=baton_home)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    assert stored_messages(baton_home) == before
+
+
+def test_scan_finds_every_tool_in_its_default_place(baton_home: Path, tmp_path: Path) -> None:
+    home = tmp_path / "user-home"
+    shutil.copytree(SAMPLES / "claude-code", home / ".claude")
+    shutil.copytree(SAMPLES / "codex", home / ".codex")
+    env = {
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": "",
+        "CODEX_HOME": "",
+        "XDG_DATA_HOME": "",
+        "XDG_CONFIG_HOME": "",
+    }
+    result = run_json("sessions", "import", "--scan", home=baton_home, env=env)
+    found = {f["tool"]: f["files"] for f in result["found"]}
+    assert found == {"claude-code": 2, "codex": 2}
+    assert result["sessions_created"] == 4
+    assert stored_messages(baton_home) == 52  # two sessions and two forks: 26 + 26
+    again = run_json("sessions", "import", "--scan", home=baton_home, env=env)
+    assert again["sessions_created"] == 0
+    human = run_baton("sessions", "import", "--scan", home=baton_home, env=env)
+    assert "claude-code" in human.stdout and "imported 0 session(s)" in human.stdout
