@@ -14,7 +14,7 @@ import orjson
 
 from baton.accounts import Accounts
 from baton.core import ids
-from baton.core.chain import link, verify_chain
+from baton.core.chain import link, stored, verify_chain
 from baton.core.errors import (
     Conflict,
     Gone,
@@ -37,7 +37,7 @@ from baton.core.models import (
     parse_time,
     utcnow,
 )
-from baton.core.redaction import mask, redact_value
+from baton.core.redaction import mask, redact_value, strings_in
 from baton.core.render import EXPORT_FORMAT, EXPORT_VERSION, export_document, export_markdown
 from baton.core.validation import (
     MessageInput,
@@ -55,6 +55,7 @@ _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 BLOB_GRACE_SECONDS = 3600.0
 GIT_PATCH = "git patch"
+PARALLEL_SCAN = 4 * 1024 * 1024  # an import this big is scanned on every core
 
 
 def parse_duration(text: str) -> timedelta:
@@ -346,6 +347,20 @@ class Service:
     def _scan(self, item: MessageInput) -> list[JSON]:
         extra = [data.decode("utf-8", "replace") for data in item.blobs.values()]
         return self.scanner.findings(item.parts, extra)
+
+    def _scan_all(self, items: Sequence[MessageInput], size: int) -> Callable[[], list[list[JSON]]]:
+        """Start the scan of many messages (an import of `size` bytes), on every core when
+        there is much; returns the function that waits for the findings."""
+        if size < PARALLEL_SCAN:
+            return lambda: [self._scan(item) for item in items]
+        texts = [
+            (
+                strings_in(item.parts),
+                [data.decode("utf-8", "replace") for data in item.blobs.values()],
+            )
+            for item in items
+        ]
+        return self.scanner.findings_many(texts)
 
     def update(
         self,
@@ -704,15 +719,19 @@ class Service:
         now = self.now()
         chain: list[StoredMessage] = []
         items: list[MessageInput] = []
-        for i, raw in enumerate(doc["messages"]):
+        raws: list[JSON] = doc["messages"]
+        total = len(raws)
+        for i, raw in enumerate(raws):
             if not isinstance(raw, dict):
                 raise InvalidInput(f"message {i + 1}: expected an object")
             body = {k: v for k, v in raw.items() if k not in ("id", "parent")}
             if "created_at" not in body:
                 raise InvalidInput(f"message {i + 1}: created_at is missing")
-            item = validate_message(body, now, i)
-            items.append(item)
-            sm = link(chain[-1] if chain else None, item, self._scan(item))
+            items.append(validate_message(body, now, i))
+        size = len(data) if isinstance(data, bytes | str) else PARALLEL_SCAN * (total > 500)
+        scanned = self._scan_all(items, size)  # on other cores while this one hashes
+        for i, (raw, item) in enumerate(zip(raws, items, strict=True)):
+            sm = link(chain[-1] if chain else None, item, [])
             if raw.get("id") not in (None, sm.message.id):
                 raise InvalidInput(
                     f"message {i + 1}: id {raw.get('id')} does not match its content; "
@@ -721,8 +740,14 @@ class Service:
             if raw.get("parent", sm.message.parent) != sm.message.parent:
                 raise InvalidInput(f"message {i + 1}: parent does not match the message before it")
             chain.append(sm)
-            if progress is not None and (i % 200 == 0 or i + 1 == len(doc["messages"])):
-                progress(i + 1, len(doc["messages"]))
+            if progress is not None and (i % 200 == 0 or i + 1 == total):
+                progress(i + 1, total)
+        findings = scanned()
+        if any(findings):  # the secret pointers follow the findings
+            found: list[StoredMessage] = []
+            for sm, f in zip(chain, findings, strict=True):
+                found.append(stored(sm.message, found[-1] if found else None, f))
+            chain = found
         head = chain[-1] if chain else None
         if head is not None and not fresh:
             existing = self.store.find_session(owner, head.message.id)
