@@ -291,11 +291,13 @@ class Client:
 
     # export and import
     def export(self, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
+        from baton.exporters import FORMATS
+
         fmt = "markdown" if fmt == "md" else fmt
-        if fmt not in ("json", "markdown"):
-            raise InvalidInput(f"unknown export format {fmt!r}: use json or markdown")
+        if fmt not in FORMATS:
+            raise InvalidInput(f"unknown export format {fmt!r}: use {', '.join(FORMATS)}")
         response = self.call("GET", f"/api/sessions/{session_id}/export", params={"format": fmt})
-        return response.text if fmt == "markdown" else dict(response.json())
+        return response.text if fmt in ("markdown", "html") else dict(response.json())
 
     def import_document(
         self,

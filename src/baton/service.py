@@ -38,7 +38,7 @@ from baton.core.models import (
     utcnow,
 )
 from baton.core.redaction import mask, redact_value, strings_in
-from baton.core.render import EXPORT_FORMAT, EXPORT_VERSION, export_document, export_markdown
+from baton.core.render import EXPORT_FORMAT, EXPORT_VERSION
 from baton.core.validation import (
     MessageInput,
     check_header,
@@ -690,13 +690,13 @@ class Service:
 
     # export and import
     def export(self, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
+        """The session as json (re-importable), markdown, html (one self-contained page) or
+        opencode (a file `opencode import` and `kilo import` take)."""
+        from baton import exporters
+
         session = self.get(owner, session_id)
         messages = self._chain(session.head, 0, None, hydrate=True)
-        if fmt == "json":
-            return export_document(session, messages, self.now())
-        if fmt in ("markdown", "md"):
-            return export_markdown(session, messages)
-        raise InvalidInput(f"unknown export format {fmt!r}: use json or markdown")
+        return exporters.export(session, messages, fmt, self.now())
 
     def import_document(
         self,

@@ -917,8 +917,12 @@ def test_reading_a_database_never_writes_to_it(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def opencode_bin(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real opencode binary: on PATH, or installed once from npm into pytest's cache."""
+    """The real opencode binary: under $BATON_NPM_PREFIX (where .ci/run installs it), on PATH,
+    or installed once from npm into pytest's cache."""
     ci = os.environ.get("CI") == "true"
+    prefix = os.environ.get("BATON_NPM_PREFIX")
+    if prefix and (installed := _installed(Path(prefix))) is not None:
+        return installed
     found = shutil.which("opencode")
     if found and _runs(Path(found)):
         return Path(found)

@@ -305,23 +305,28 @@ def delete(ctx: Context, session_id: str, revoke_shares: bool, yes: bool, as_jso
 @sessions.command("export")
 @click.argument("session_id")
 @click.option(
-    "--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "markdown", "md", "html", "opencode"]),
+    default="json",
+    show_default=True,
 )
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout."
 )
 @pass_ctx
 def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
-    """Export a session as versioned JSON (re-importable) or Markdown.
+    """Export a session: versioned JSON (re-importable), Markdown, one self-contained HTML
+    page, or an opencode file (`opencode import` / `kilo import` take it).
 
-    Example: baton sessions export ses_01J... --format markdown -o session.md
+    Example: baton sessions export ses_01J... --format html -o session.html
     """
     import orjson
 
     doc = ctx.service.export(ctx.owner, session_id, fmt)
     data = (
         orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
-        if fmt == "json"
+        if isinstance(doc, dict)
         else str(doc).encode()
     )
     if output:

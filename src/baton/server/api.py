@@ -339,18 +339,23 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
     @api.get(
         "/sessions/{session_id}/export",
         tags=["sessions"],
-        responses={200: {"content": {"application/json": {}, "text/markdown": {}}}},
+        responses={
+            200: {"content": {"application/json": {}, "text/markdown": {}, "text/html": {}}}
+        },
     )
     def export(
         account: Me,
         session_id: str,
-        format: Annotated[str, Query(pattern="^(json|markdown)$")] = "json",
+        format: Annotated[str, Query(pattern="^(json|markdown|md|html|opencode)$")] = "json",
     ) -> Response:
+        from baton.exporters import ALIASES, MEDIA_TYPES, SUFFIXES
+
         doc = service.export(account.id, session_id, format)
-        name = f"{session_id}.{'json' if format == 'json' else 'md'}"
+        kind = ALIASES.get(format, format)
+        name = f"{session_id}{SUFFIXES[kind]}"
         disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
         if isinstance(doc, str):
-            return Response(doc, 200, disposition, media_type="text/markdown; charset=utf-8")
+            return Response(doc, 200, disposition, media_type=MEDIA_TYPES[kind])
         return reply(doc, headers=disposition)
 
     @api.get(

@@ -311,16 +311,19 @@ def build_pages(
     def export(
         request: Request,
         session_id: str,
-        format: Annotated[str, Query(pattern="^(json|markdown)$")] = "json",
+        format: Annotated[str, Query(pattern="^(json|markdown|md|html|opencode)$")] = "json",
     ) -> Response:
         account = need(request)
         import orjson
 
+        from baton.exporters import ALIASES, MEDIA_TYPES, SUFFIXES
+
         doc = service.export(account.id, session_id, format)
-        name = f"{session_id}.{'json' if format == 'json' else 'md'}"
+        kind = ALIASES.get(format, format)
+        name = f"{session_id}{SUFFIXES[kind]}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         if isinstance(doc, str):
-            return Response(doc, 200, headers, media_type="text/markdown; charset=utf-8")
+            return Response(doc, 200, headers, media_type=MEDIA_TYPES[kind])
         return Response(orjson.dumps(doc), 200, headers, media_type="application/json")
 
     @pages.get("/sessions/{session_id}/delete")

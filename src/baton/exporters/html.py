@@ -1,0 +1,449 @@
+"""A session as ONE self-contained HTML file, to keep, mail or open on a phone.
+
+Nothing in the file reaches the network: the CSS (Pygments' colours included) is inline,
+there is no script, no font and no remote image (a Markdown image becomes a link to it), and
+a Content-Security-Policy meta tag forbids loading anything should a browser ever find a
+reason to. Every value that comes from the session is escaped; Markdown is rendered by
+markdown-it with raw HTML off and the result is cleaned by nh3, so `<script>` in a message is
+text and a `javascript:` link loses its href. Links the user wrote stay, with
+`rel="nofollow noopener noreferrer"`.
+
+Unlike the web pages (baton.server.markup), nothing is cut: the export holds every part in
+full. Tool output longer than COLLAPSE_LINES lines or COLLAPSE_CHARS characters is folded in
+a <details> element.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+from baton.core.models import JSON, Message, Session, parse_time
+
+COLLAPSE_LINES = 12  # tool output (or arguments) longer than this is folded
+COLLAPSE_CHARS = 1500
+HIGHLIGHT_LIMIT = 100_000  # code longer than this is shown plain: Pygments is slow on it
+SUMMARY_CHARS = 80  # the hint after a tool's name ("bash: python3 greet.py")
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+LINK_REL = "nofollow noopener noreferrer"
+ROLE_LABELS = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
+
+# What sanitised Markdown may hold: the same allowlist as the web pages.
+_TAGS = {
+    "a", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6",
+    "hr", "i", "li", "ol", "p", "pre", "span", "strong", "table", "tbody", "td", "th",
+    "thead", "tr", "ul", "details", "summary", "div",
+}  # fmt: skip
+_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "span": {"class"},
+    "code": {"class"},
+    "pre": {"class"},
+    "div": {"class"},
+    "td": {"align"},
+    "th": {"align"},
+}
+_HINT_KEYS = ("command", "cmd", "description", "filePath", "file_path", "path", "pattern", "url")
+_FORMATTER = HtmlFormatter(nowrap=True)
+
+
+# --- Markdown and code ------------------------------------------------------------------------
+
+
+def sanitise(fragment: str) -> str:
+    return nh3.clean(
+        fragment,
+        tags=_TAGS,
+        attributes=_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel=LINK_REL,
+    )
+
+
+@lru_cache(maxsize=256)
+def _lexer(lang: str) -> Lexer | None:
+    try:
+        return get_lexer_by_name(lang)
+    except ClassNotFound:
+        return None
+
+
+def _highlight(code: str, lang: str, _attrs: Any = None) -> str:
+    """Highlighted code (Pygments escapes it), or the code escaped when the language is
+    unknown or the code too long to colour quickly."""
+    lexer = _lexer(lang.strip().lower()[:40]) if lang else None
+    if lexer is None or len(code) > HIGHLIGHT_LIMIT:
+        return html.escape(code)
+    return str(highlight(code, lexer, _FORMATTER))
+
+
+def _image(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    """An image is a link to it: the file never loads anything by itself."""
+    token = tokens[idx]
+    alt = self.renderInlineAsText(token.children or [], options, env)
+    src = str(token.attrGet("src") or "")
+    return f'<a href="{html.escape(src)}">Image: {html.escape(alt or src)}</a>'
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
+    md.enable("table")
+    md.enable("strikethrough")
+    md.add_render_rule("image", _image)
+    return md
+
+
+def markdown_html(text: str) -> str:
+    """Markdown as safe HTML, in full."""
+    return sanitise(_markdown().render(text))
+
+
+def code_html(text: str, lang: str = "") -> str:
+    body = _highlight(text, lang) if lang else html.escape(text)
+    return f'<pre class="code"><code>{body}</code></pre>'
+
+
+def _line_count(text: str) -> int:
+    """How many lines `text` has (a final newline ends the last line, it starts none)."""
+    return text.count("\n") + (0 if text.endswith("\n") else 1) if text else 0
+
+
+def _is_long(text: str) -> bool:
+    return _line_count(text) > COLLAPSE_LINES or len(text) > COLLAPSE_CHARS
+
+
+def _details(summary: str, inner: str, *, open_: bool, kind: str) -> str:
+    return (
+        f'<details class="{kind}"{" open" if open_ else ""}>'
+        f"<summary>{summary}</summary>{inner}</details>"
+    )
+
+
+def _lines(text: str) -> str:
+    count = _line_count(text)
+    return f"{count:,} line{'' if count == 1 else 's'}"
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def _hint(arguments: Any) -> str:
+    """What a tool call was about, in one short line: its command, path or pattern."""
+    if not isinstance(arguments, dict):
+        return ""
+    for key in _HINT_KEYS:
+        value = arguments.get(key)
+        if isinstance(value, str) and value.strip():
+            line = value.strip().splitlines()[0]
+            return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
+    return ""
+
+
+# --- parts ------------------------------------------------------------------------------------
+
+
+def part_html(part: JSON, tools: dict[str, str] | None = None) -> str:
+    """One part of a message as safe HTML. `tools` maps tool call ids to tool names, so a
+    result can say which tool it came from."""
+    kind = part.get("type")
+    if kind == "text":
+        return f'<div class="text">{markdown_html(str(part.get("text", "")))}</div>'
+    if kind == "reasoning":
+        inner = markdown_html(str(part.get("text", "")))
+        return _details(
+            "Reasoning", f'<div class="text">{inner}</div>', open_=False, kind="reasoning"
+        )
+    if kind == "tool_call":
+        return _tool_call(part)
+    if kind == "tool_result":
+        return _tool_result(part, tools or {})
+    if kind == "file":
+        return _file(part)
+    if kind == "blob_ref":
+        size = part.get("size")
+        sha = str(part.get("sha256", ""))
+        label = f"Stored blob <code>{html.escape(sha[:12])}</code>"
+        if isinstance(size, int):
+            label += f" ({size:,} bytes)"
+        preview = part.get("preview")
+        if isinstance(preview, str) and preview:
+            return _details(label, code_html(preview), open_=False, kind="blob")
+        return f'<p class="blob">{label}</p>'
+    return f'<p class="muted">({html.escape(str(kind))} part)</p>'
+
+
+def _tool_call(part: JSON) -> str:
+    name = html.escape(str(part.get("name", "tool")))
+    arguments = part.get("input")
+    hint = _hint(arguments)
+    summary = f'Tool call <code class="tool-name">{name}</code>'
+    if hint:
+        summary += f' <span class="hint">{html.escape(hint)}</span>'
+    text = _json_text(arguments if arguments is not None else {})
+    return _details(summary, code_html(text, "json"), open_=not _is_long(text), kind="tool-call")
+
+
+def _tool_result(part: JSON, tools: dict[str, str]) -> str:
+    output = part.get("output")
+    if isinstance(output, str):
+        body = code_html(output)
+        text = output
+    else:
+        text = _json_text(output)
+        body = code_html(text, "json")
+    error = bool(part.get("is_error"))
+    name = tools.get(str(part.get("tool_call_id")))
+    summary = "Error from" if error else "Output of"
+    summary += f' <code class="tool-name">{html.escape(name)}</code>' if name else " tool"
+    summary += f" ({_lines(text)}"
+    exit_code = part.get("exit_code")
+    if isinstance(exit_code, int) and not isinstance(exit_code, bool):
+        summary += f", exit {exit_code}"
+    summary += ")"
+    kind = "tool-result error" if error else "tool-result"
+    return _details(summary, body, open_=not _is_long(text), kind=kind)
+
+
+def _file(part: JSON) -> str:
+    name = str(part.get("path") or part.get("name") or part.get("url") or "file")
+    label = f"File <code>{html.escape(name)}</code>"
+    mime = part.get("mime")
+    if isinstance(mime, str) and mime:
+        label += f' <span class="muted">{html.escape(mime)}</span>'
+    data = part.get("data")
+    if isinstance(data, str) and data and part.get("encoding") in (None, "utf-8", "text"):
+        return _details(label, code_html(data), open_=not _is_long(data), kind="file")
+    return f'<p class="file">{label}</p>'
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        shown = parse_time(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        shown = value
+    return f'<time datetime="{html.escape(value)}">{html.escape(shown)}</time>'
+
+
+def _money(value: float) -> str:
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _usage(usage: JSON | None) -> str:
+    if not usage:
+        return ""
+    bits = [
+        f"{_count(usage.get('input_tokens')):,} in",
+        f"{_count(usage.get('output_tokens')):,} out",
+    ]
+    cache = _count(usage.get("cache_read_tokens"))
+    if cache:
+        bits.append(f"{cache:,} cached")
+    cost = usage.get("cost_usd")
+    if isinstance(cost, int | float) and not isinstance(cost, bool) and cost:
+        bits.append(_money(float(cost)))
+    return " · ".join(bits)
+
+
+def _row(label: str, value_html: str) -> str:
+    return f"<dt>{html.escape(label)}</dt><dd>{value_html}</dd>" if value_html else ""
+
+
+def _code(value: Any) -> str:
+    return f"<code>{html.escape(str(value))}</code>" if value not in (None, "") else ""
+
+
+def _summary(session: Session, messages: list[Message], exported_at: str) -> str:
+    t = session.totals
+    tokens = f"{t.input_tokens:,} in · {t.output_tokens:,} out"
+    if t.cache_read_tokens or t.cache_write_tokens:
+        tokens += f" · cache {t.cache_read_tokens:,} read, {t.cache_write_tokens:,} written"
+    meta = session.metadata if isinstance(session.metadata, dict) else {}
+    models = [m.model for m in messages if m.model]
+    model = meta.get("model") if isinstance(meta.get("model"), str) else None
+    model = model or (models[-1] if models else None)
+    status = html.escape(session.status)
+    rows = [
+        _row("Status", f'<span class="status status-{status}">{status}</span>'),
+        _row("Model", html.escape(model) if model else ""),
+        _row("Mode", html.escape(str(meta["mode"])) if meta.get("mode") else ""),
+        _row("Messages", f"{len(messages):,}"),
+        _row("Tokens", tokens),
+        _row("Cost", _money(t.cost_usd)),
+        _row("Created", _when(session.created_at)),
+        _row("Updated", _when(session.updated_at)),
+    ]
+    source = meta.get("source")
+    if isinstance(source, dict) and source.get("tool"):
+        version = f" {source['version']}" if source.get("version") else ""
+        rows.append(_row("Imported from", html.escape(f"{source['tool']}{version}")))
+    if session.forked_from:
+        fork = session.forked_from
+        origin = fork.get("session") or fork.get("share") or ""
+        rows.append(_row("Forked from", _code(origin) or html.escape(json.dumps(fork))))
+    git = session.git or {}
+    rows += [
+        _row("Repository", _code(git.get("remote") or git.get("remote_url") or session.repo)),
+        _row("Branch", _code(git.get("branch"))),
+        _row("Commit", _code(str(git.get("head") or git.get("commit") or "")[:12])),
+    ]
+    if "dirty" in git:
+        rows.append(_row("Working tree", "uncommitted changes" if git["dirty"] else "clean"))
+    rows += [_row("Session", _code(session.id)), _row("Exported", _when(exported_at))]
+    return '<dl class="meta">' + "".join(rows) + "</dl>"
+
+
+def _message(message: Message, position: int, tools: dict[str, str]) -> str:
+    role = message.role if message.role in ROLE_LABELS else "other"
+    label = ROLE_LABELS.get(message.role, message.role.capitalize())
+    head = [f'<span class="role">{html.escape(label)}</span>']
+    if message.model:
+        head.append(f'<span class="model">{html.escape(message.model)}</span>')
+    head.append(f'<span class="when">{_when(message.created_at)}</span>')
+    usage = _usage(message.usage)
+    if usage:
+        head.append(f'<span class="usage">{usage}</span>')
+    head.append(f'<a class="anchor" href="#{html.escape(message.id)}">#{position}</a>')
+    body = "".join(part_html(p, tools) for p in message.parts)
+    return (
+        f'<li class="message role-{role}" id="{html.escape(message.id)}">'
+        f'<div class="head">{" ".join(head)}</div><div class="body">{body}</div></li>'
+    )
+
+
+def export_html(session: Session, messages: list[Message], *, exported_at: str) -> str:
+    """The whole session (hydrated messages) as one HTML document."""
+    title = session.title or "Untitled session"
+    tools: dict[str, str] = {}
+    items: list[str] = []
+    for position, message in enumerate(messages, 1):
+        for part in message.parts:
+            if part.get("type") == "tool_call":
+                tools[str(part.get("id"))] = str(part.get("name", "tool"))
+        items.append(_message(message, position, tools))
+    task = f'<div class="task">{html.escape(session.task)}</div>' if session.task else ""
+    conversation = (
+        f'<ol class="conversation">{"".join(items)}</ol>'
+        if items
+        else '<p class="muted">No messages.</p>'
+    )
+    return (
+        "<!doctype html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="generator" content="baton">\n'
+        f'<meta name="baton-session" content="{html.escape(session.id)}">\n'
+        f"<title>{html.escape(title)} · baton</title>\n"
+        f"<style>\n{page_css()}</style>\n</head>\n<body>\n<main>\n"
+        f'<header><p class="brand">baton session</p><h1 id="title">{html.escape(title)}</h1>'
+        f"{task}{_summary(session, messages, exported_at)}</header>\n"
+        f"{conversation}\n"
+        f"<footer>Exported by baton {_when(exported_at)} · session <code>"
+        f"{html.escape(session.id)}</code></footer>\n"
+        "</main>\n</body>\n</html>\n"
+    )
+
+
+# --- style ------------------------------------------------------------------------------------
+
+_CSS = """\
+:root { color-scheme: light dark; --fg:#1d2330; --muted:#667085; --line:#e3e6eb; --bg:#fff;
+  --soft:#f6f7f9; --code:#f6f8fa; --accent:#2f5bd3; --user:#2f5bd3; --assistant:#067647;
+  --tool:#98a2b3; --system:#b54708; --error:#b42318; --error-bg:#fef3f2; }
+@media (prefers-color-scheme: dark) {
+  :root { --fg:#e6e8ec; --muted:#98a2b3; --line:#30363d; --bg:#0d1117; --soft:#161b22;
+    --code:#161b22; --accent:#7aa2ff; --user:#7aa2ff; --assistant:#47cd89; --tool:#667085;
+    --system:#fdb022; --error:#f97066; --error-bg:#2d1515; }
+}
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--fg);
+  font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+main { max-width: 52rem; margin: 0 auto; padding: 1rem; }
+a { color: var(--accent); }
+code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .88em; }
+.brand { margin: 0; color: var(--muted); font-size: .85em; letter-spacing: .04em; text-transform: uppercase; }
+h1 { font-size: 1.5rem; line-height: 1.25; margin: .2rem 0 .8rem; overflow-wrap: anywhere; }
+.task { white-space: pre-wrap; background: var(--soft); border-left: 3px solid var(--accent);
+  padding: .5rem .8rem; margin: 0 0 1rem; overflow-wrap: anywhere; }
+.meta { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: .15rem 1rem;
+  margin: 0 0 1.5rem; font-size: .92em; }
+.meta dt { color: var(--muted); }
+.meta dd { margin: 0; overflow-wrap: anywhere; }
+.status { font-size: .85em; padding: .05rem .5rem; border-radius: 99px; background: var(--soft);
+  border: 1px solid var(--line); }
+ol.conversation { list-style: none; margin: 0; padding: 0; }
+.message { border: 1px solid var(--line); border-left: 4px solid var(--tool); border-radius: 8px;
+  margin: .75rem 0; padding: .5rem .85rem; overflow-wrap: anywhere; }
+.role-user { border-left-color: var(--user); }
+.role-assistant { border-left-color: var(--assistant); }
+.role-system { border-left-color: var(--system); }
+.role-tool { background: var(--soft); }
+.head { display: flex; flex-wrap: wrap; gap: .2rem .7rem; align-items: baseline;
+  font-size: .82em; color: var(--muted); margin-bottom: .3rem; }
+.role { font-weight: 650; color: var(--fg); }
+.anchor { margin-left: auto; color: var(--muted); text-decoration: none; }
+.body > * { margin: .4rem 0; }
+.text > :first-child { margin-top: 0; }
+.text > :last-child { margin-bottom: 0; }
+.text p { margin: .45rem 0; }
+pre { background: var(--code); border: 1px solid var(--line); border-radius: 6px; padding: .55rem .7rem;
+  overflow-x: auto; max-height: 36rem; margin: .4rem 0; }
+pre code { font-size: inherit; }
+:not(pre) > code { background: var(--code); border-radius: 4px; padding: .05rem .3rem; }
+blockquote { margin: .4rem 0; padding-left: .8rem; border-left: 3px solid var(--line); color: var(--muted); }
+table { border-collapse: collapse; display: block; overflow-x: auto; }
+th, td { border: 1px solid var(--line); padding: .25rem .5rem; }
+details { border: 1px solid var(--line); border-radius: 6px; padding: .25rem .6rem; }
+details > summary { cursor: pointer; color: var(--muted); font-size: .9em; overflow-wrap: anywhere; }
+details[open] > summary { margin-bottom: .3rem; }
+details.error { border-color: var(--error); background: var(--error-bg); }
+details.error > summary { color: var(--error); font-weight: 600; }
+.tool-name { font-weight: 600; }
+.hint { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .92em; }
+.muted { color: var(--muted); }
+footer { margin: 2rem 0 1rem; color: var(--muted); font-size: .85em; border-top: 1px solid var(--line);
+  padding-top: .6rem; overflow-wrap: anywhere; }
+@media (max-width: 600px) {
+  main { padding: .6rem; }
+  h1 { font-size: 1.3rem; }
+  .message { padding: .45rem .6rem; }
+}
+@media print { pre { max-height: none; white-space: pre-wrap; } details { break-inside: avoid; } }
+"""
+
+
+@lru_cache(maxsize=1)
+def page_css() -> str:
+    """The page's style with Pygments' colours for light and dark schemes."""
+    light = HtmlFormatter(style="default", nobackground=True).get_style_defs(".body")  # type: ignore[no-untyped-call]
+    dark = HtmlFormatter(style="github-dark", nobackground=True).get_style_defs(".body")  # type: ignore[no-untyped-call]
+    return f"{_CSS}{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
