@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,5 +37,9 @@ def test_quick_bench_reports_every_figure() -> None:
         "git capture",
     ):
         assert any(n.startswith(prefix) for n in names), prefix
+    from bench.imports import opencode_binary
+
+    if opencode_binary() is not None or os.environ.get("CI") == "true":
+        assert any(n.startswith("import a 1,000-message opencode export") for n in names)
     for figure in report["figures"]:
         assert isinstance(figure["ratio"], float) and figure["ratio"] > 0

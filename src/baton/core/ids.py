@@ -16,7 +16,12 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, UTF-8, no spaces: the one byte form that ids are computed over."""
     return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        check_circular=False,
     ).encode("utf-8")
 
 

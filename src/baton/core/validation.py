@@ -43,13 +43,15 @@ def validate_message(raw: Any, now: str, index: int = 0) -> MessageInput:
     unknown = set(raw) - {"role", "parts", "created_at", "model", "usage", "id", "parent"}
     if unknown:
         raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-    _check_json(raw, where)
-    try:
-        size = len(canonical_json(raw))
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{where}: text is not valid Unicode (a lone surrogate?)") from None
-    except RecursionError:
-        raise InvalidInput(f"{where}: nested too deeply") from None
+    text_bytes = _check_json(raw, where)
+    # JSON escapes make a string at most 6 bytes per byte: only a message that could be near
+    # the limit is encoded to measure it exactly.
+    size = text_bytes
+    if text_bytes * 6 > MESSAGE_LIMIT:
+        try:
+            size = len(canonical_json(raw))
+        except RecursionError:
+            raise InvalidInput(f"{where}: nested too deeply") from None
     if size > MESSAGE_LIMIT:
         raise TooLarge(f"{where} is {size} bytes; the limit is {MESSAGE_LIMIT} bytes (16 MiB)")
     role = raw.get("role")
@@ -75,8 +77,10 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _MAX_DEPTH = 200
 
 
-def _check_json(value: Any, where: str) -> None:
-    """Only what every store can keep exactly: string keys, 64-bit integers, finite numbers."""
+def _check_json(value: Any, where: str) -> int:
+    """Only what every store can keep exactly: string keys, 64-bit integers, finite numbers,
+    valid Unicode. Returns the UTF-8 size of its strings (keys included)."""
+    size = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
@@ -86,10 +90,13 @@ def _check_json(value: Any, where: str) -> None:
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise InvalidInput(f"{where}: object keys must be strings, got {key!r}")
+                size += _utf8_size(key, where)
                 stack.append((child, depth + 1))
         elif isinstance(item, list | tuple):
             stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, bool) or item is None or isinstance(item, str):
+        elif isinstance(item, str):
+            size += _utf8_size(item, where)
+        elif isinstance(item, bool) or item is None:
             continue
         elif isinstance(item, int):
             if not _INT_MIN <= item <= _INT_MAX:
@@ -99,6 +106,14 @@ def _check_json(value: Any, where: str) -> None:
                 raise InvalidInput(f"{where}: numbers must be finite (no NaN or Infinity)")
         else:
             raise InvalidInput(f"{where}: {type(item).__name__} is not a JSON value")
+    return size
+
+
+def _utf8_size(text: str, where: str) -> int:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{where}: text is not valid Unicode (a lone surrogate?)") from None
 
 
 HEADER_LIMITS = {"title": 1000, "task": 64 * 1024, "metadata": 1024 * 1024, "git": 1024 * 1024}

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import orjson
+
 from baton.core.errors import InvalidInput
 from baton.core.models import JSON, format_time
 from baton.importers.base import ImportedSession, Parsed, refuse
@@ -194,6 +196,10 @@ def _load_json(path: Path) -> Any:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise refuse(path, "is not UTF-8 text (a binary file?)") from None
+    try:
+        return orjson.loads(text)  # fast; the slow parser below only words the refusal
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
