@@ -48,7 +48,7 @@ def new(
         print_json(session.to_dict())
         return
     click.echo(session.id)
-    if git is not None:
+    if not no_git:
         for line in gitcli.describe(git):
             click.echo(line, err=True)
 
