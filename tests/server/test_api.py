@@ -305,3 +305,24 @@ def test_openapi_lists_the_api(live: Live) -> None:
     ):
         assert path in spec["paths"], path
     assert not any(p.startswith("/share/") or p == "/" for p in spec["paths"])
+
+
+def test_a_bug_is_a_one_line_500_without_a_traceback(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals /home/server/path")
+
+    monkeypatch.setattr(live.service, "list", broken)
+    with live.client(live.alice) as http:
+        api = http.get("/api/sessions")
+        page = http.get("/")
+    assert api.status_code == 500
+    assert api.json() == {
+        "error": {
+            "code": "internal",
+            "message": "something went wrong on the server; it was logged",
+        }
+    }
+    assert page.status_code == 500 and "something went wrong" in page.text
+    assert "secret internals" not in api.text + page.text and "Traceback" not in page.text

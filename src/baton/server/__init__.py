@@ -96,6 +96,56 @@ _PAGE_HEADERS = [
 ]
 
 
+class Unexpected:
+    """A bug is a one-line 500 (JSON, or a page), logged on the server; never a traceback to
+    the caller, and the connection stays usable."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            import logging
+
+            logging.getLogger("baton.server").exception("unexpected error on %s", scope["path"])
+            if started:
+                return
+            message = "something went wrong on the server; it was logged"
+            path: str = scope["path"]
+            if path.startswith("/api") or path == "/openapi.json":
+                body, kind = error_body("internal", message), b"application/json"
+            else:
+                body = (
+                    b"<!doctype html><title>Something is wrong</title>"
+                    b"<h1>Something is wrong</h1><p>" + message.encode() + b"</p>"
+                )
+                kind = b"text/html; charset=utf-8"
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", kind),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+
 class SecurityHeaders:
     """nosniff on every answer; on pages also a strict CSP, no framing and a referrer policy
     (a route's own header, such as a share page's no-referrer, wins). Plain ASGI: cheap."""
@@ -219,4 +269,5 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(Unexpected)
     return app
