@@ -43,6 +43,16 @@ class Settings:
     user: str
     display_name: str
     secret: str | None = None  # signs web cookies; required to listen beyond loopback
+    # the agent's model endpoint (any OpenAI-compatible chat-completions API)
+    model: str | None = None
+    model_base_url: str | None = None
+    api_key: str | None = None
+    prices: Any = None  # {"model": {"input", "output", "cache_read", "cache_write"}} USD/Mtok
+    context_window: str | None = None
+    retries: str | None = None
+    retry_delay: str | None = None
+    retry_max_wait: str | None = None
+    command_timeout: str | None = None
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -73,6 +83,15 @@ class Settings:
             user=user,
             display_name=pick("display_name", user),
             secret=pick("secret", "") or None,
+            model=pick("model", "") or None,
+            model_base_url=pick("base_url", "") or None,
+            api_key=pick("api_key", "") or env.get("OPENAI_API_KEY") or None,
+            prices=env.get("BATON_PRICES") or file_values.get("prices"),
+            context_window=pick("context_window", "") or None,
+            retries=pick("retries", "") or None,
+            retry_delay=pick("retry_delay", "") or None,
+            retry_max_wait=pick("retry_max_wait", "") or None,
+            command_timeout=pick("command_timeout", "") or None,
         )
 
 

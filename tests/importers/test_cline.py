@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -17,23 +16,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baton.core.chain import link
-from baton.core.errors import InvalidInput
-from baton.core.models import StoredMessage
-from baton.core.validation import validate_message
 from baton.importers.base import ImportedSession, Parsed
 from baton.importers.cline import IMPORTER
-
-NOW = "2026-12-01T00:00:00.000000Z"
-SAMPLES = next(
-    p
-    for p in (
-        Path(os.environ.get("BATON_SAMPLES", "/nonexistent")),
-        Path(__file__).parent / "samples",
-        Path("/work/shared/samples"),
-    )
-    if p.is_dir()
+from tests.importers.common import (
+    SAMPLES,
+    chain,
+    damage,
+    head,
+    ids,
+    parts,
+    refusal,
+    refused_or_valid,
+    samples,
+    single,
+    typed_prompts,
+    validated,
 )
+
 CLINE_ID = "1732000000000"  # 2024-11-19T07:06:40Z
 ROO_ID = "1732000100000"
 T = int(CLINE_ID)
@@ -309,30 +308,7 @@ def read(path: Path) -> Parsed:
 
 
 def only(path: Path) -> ImportedSession:
-    parsed = read(path)
-    assert len(parsed.sessions) == 1
-    return parsed.sessions[0]
-
-
-def chain(messages: list[dict[str, Any]]) -> list[StoredMessage]:
-    out: list[StoredMessage] = []
-    for i, raw in enumerate(messages):
-        out.append(link(out[-1] if out else None, validate_message(raw, NOW, i), []))
-    return out
-
-
-def parts(session: ImportedSession, kind: str) -> list[dict[str, Any]]:
-    return [p for m in session.messages for p in m["parts"] if p["type"] == kind]
-
-
-def typed_prompts(session: ImportedSession) -> list[str]:
-    return [
-        p["text"]
-        for m in session.messages
-        if m["role"] == "user"
-        for p in m["parts"]
-        if p["type"] == "text" and not p.get("synthetic")
-    ]
+    return single(IMPORTER, path)
 
 
 def ms(offset: int, base: int = T) -> str:
@@ -506,10 +482,9 @@ def test_xml_details_text_around_calls_feedback_and_resumption(tmp_path: Path) -
 def test_every_cline_message_validates_and_reimports_identically(tmp_path: Path) -> None:
     first = only(cline_task(tmp_path / "a"))
     again = only(cline_task(tmp_path / "b"))
-    ids = [s.message.id for s in chain(first.messages)]
-    assert ids == [s.message.id for s in chain(again.messages)]
-    for i, raw in enumerate(first.messages):
-        assert validate_message(raw, NOW, i).created_at == raw["created_at"]
+    assert ids(first.messages) == ids(again.messages)
+    for raw, item in zip(first.messages, validated(first.messages), strict=True):
+        assert item.created_at == raw["created_at"]
 
 
 def test_without_the_chat_view_times_come_from_the_task_id(tmp_path: Path) -> None:
@@ -673,10 +648,6 @@ def test_a_damaged_task_in_a_folder_is_skipped_with_a_warning(tmp_path: Path) ->
 # --- detection and broken input --------------------------------------------------------------
 
 
-def head(path: Path) -> bytes:
-    return b"" if path.is_dir() else path.read_bytes()[:65536]
-
-
 def test_detect_knows_task_folders_and_nothing_else(tmp_path: Path) -> None:
     folder = cline_task(tmp_path / "tasks")
     history = folder / "api_conversation_history.json"
@@ -685,10 +656,7 @@ def test_detect_knows_task_folders_and_nothing_else(tmp_path: Path) -> None:
     assert IMPORTER.detect(history, head(history))
     assert only(history).messages == only(folder).messages
     others = [
-        *sorted((SAMPLES / "claude-code").rglob("*.jsonl")),
-        *sorted((SAMPLES / "codex").rglob("*.jsonl")),
-        *sorted((SAMPLES / "opencode").glob("*.json")),
-        *sorted((SAMPLES / "kilo").glob("*.json")),
+        *samples("claude-code", "codex", "opencode", "kilo"),
         SAMPLES / "opencode",
         tmp_path / "empty",
     ]
@@ -701,14 +669,6 @@ def test_detect_knows_task_folders_and_nothing_else(tmp_path: Path) -> None:
     assert len(others) == 12
     for path in others:
         assert not IMPORTER.detect(path, head(path)), path
-
-
-def refusal(path: Path) -> str:
-    with pytest.raises(InvalidInput) as caught:
-        read(path)
-    message = caught.value.message
-    assert "\n" not in message
-    return message
 
 
 def test_broken_tasks_are_refused_with_one_line(tmp_path: Path) -> None:
@@ -734,25 +694,26 @@ def test_broken_tasks_are_refused_with_one_line(tmp_path: Path) -> None:
         folder = tmp_path / name / CLINE_ID
         folder.mkdir(parents=True)
         (folder / "api_conversation_history.json").write_bytes(data)
-        message = refusal(folder)
+        message = refusal(IMPORTER, folder)
         assert message.startswith(f"{CLINE_ID}: api_conversation_history.json"), message
         assert why in message, (name, message)
     folder = write_task(tmp_path / "ui" / CLINE_ID, CLINE_HISTORY)
     (folder / "ui_messages.json").write_text('[{"ts": 1, "type": "say"')
-    assert refusal(folder) == (
+    assert refusal(IMPORTER, folder) == (
         f"{CLINE_ID}: ui_messages.json ends early (a truncated or half-written file?)"
     )
     (folder / "ui_messages.json").write_text('{"ts": 1}')
     assert (
-        refusal(folder) == f"{CLINE_ID}: ui_messages.json must be a list of objects, got an object"
+        refusal(IMPORTER, folder)
+        == f"{CLINE_ID}: ui_messages.json must be a list of objects, got an object"
     )
-    assert refusal(tmp_path / "ui") == (
+    assert refusal(IMPORTER, tmp_path / "ui") == (
         f"ui: none of its 1 task(s) could be read: skipped task {CLINE_ID}: ui_messages.json "
         "must be a list of objects, got an object"
     )
     (tmp_path / "nothing").mkdir()
-    assert "is not a Cline task folder" in refusal(tmp_path / "nothing")
-    assert "does not exist" in refusal(tmp_path / "nowhere")
+    assert "is not a Cline task folder" in refusal(IMPORTER, tmp_path / "nothing")
+    assert "does not exist" in refusal(IMPORTER, tmp_path / "nowhere")
 
 
 def test_a_broken_task_metadata_file_is_only_a_warning(tmp_path: Path) -> None:
@@ -769,19 +730,6 @@ def test_a_broken_task_metadata_file_is_only_a_warning(tmp_path: Path) -> None:
 
 # --- any damage: refused in one line, or messages that validate ------------------------------
 
-JUNK = [None, 0, -1, 1.5, 1e300, 2**62, "x", "", [], {}, [1], {"a": 1}, True]
-
-
-def _places(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [at] if at else []
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _places(child, (*at, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += _places(child, (*at, index))
-    return found
-
 
 @settings(max_examples=150, deadline=None)
 @given(st.data())
@@ -792,18 +740,7 @@ def test_a_damaged_task_is_refused_or_imported_validly(data: st.DataObject) -> N
         "meta": copy.deepcopy(CLINE_METADATA),
     }
     for _ in range(data.draw(st.integers(1, 3))):
-        doc = files[data.draw(st.sampled_from(sorted(files)))]
-        place = data.draw(st.sampled_from(_places(doc)))
-        target = doc
-        for step in place[:-1]:
-            target = target[step]
-        target[place[-1]] = copy.deepcopy(data.draw(st.sampled_from(JUNK)))
+        damage(data, files[data.draw(st.sampled_from(sorted(files)))])
     with tempfile.TemporaryDirectory() as folder:
         task = write_task(Path(folder) / CLINE_ID, files["history"], files["ui"], files["meta"])
-        try:
-            parsed = read(task)
-        except InvalidInput as exc:
-            assert "\n" not in exc.message
-            return
-    for session in parsed.sessions:
-        chain(session.messages)
+        refused_or_valid(IMPORTER, task)

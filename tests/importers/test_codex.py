@@ -3,34 +3,38 @@ instead of copying it), on broken copies of them, and on small rollouts."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from baton.core.chain import link, verify_chain
 from baton.core.errors import InvalidInput
-from baton.core.models import StoredMessage, Totals
-from baton.core.validation import validate_message
+from baton.core.models import Totals
 from baton.importers.base import ImportedSession
 from baton.importers.codex import IMPORTER
-
-NOW = "2026-12-01T00:00:00.000000Z"
-START = datetime(2026, 1, 1, tzinfo=UTC)
-SAMPLES = next(
-    p
-    for p in (
-        Path(os.environ.get("BATON_SAMPLES", "/nonexistent")),
-        Path(__file__).parent / "samples",
-        Path("/work/shared/samples"),
-    )
-    if p.is_dir()
+from tests.importers.common import (
+    SAMPLES,
+    START,
+    assert_chains,
+    chain,
+    head,
+    ids,
+    lines_of,
+    parts,
+    prompts,
+    refuses_a_line_that_is_not_an_object,
+    refuses_a_torn_line_in_the_middle,
+    refuses_an_empty_file,
+    refuses_binary_garbage,
+    sample_names,
+    single,
+    write_jsonl,
 )
+
 DAY = SAMPLES / "codex" / "sessions" / "2026" / "11" / "24"
 PARENT_ID = "01a20b0d-cce1-7932-a0df-05c5beeb2a74"
 FORK_ID = "01a20b0d-d1c7-7673-8784-9ef46f82a556"
@@ -40,37 +44,8 @@ FIRST_PROMPT = "Create greet.py with a greet(name) function and a main block tha
 CWD = "/home/dev/runs/codex-small/project"
 
 
-def chain(messages: list[dict[str, Any]]) -> list[StoredMessage]:
-    out: list[StoredMessage] = []
-    for i, raw in enumerate(messages):
-        out.append(link(out[-1] if out else None, validate_message(raw, NOW, i), []))
-    return out
-
-
-def ids(messages: list[dict[str, Any]]) -> list[str]:
-    return [s.message.id for s in chain(messages)]
-
-
-def parts(session: ImportedSession, kind: str) -> list[dict[str, Any]]:
-    return [p for m in session.messages for p in m["parts"] if p["type"] == kind]
-
-
-def prompts(session: ImportedSession) -> list[str]:
-    return [p["text"] for m in session.messages if m["role"] == "user" for p in m["parts"]]
-
-
 def only(path: Path) -> ImportedSession:
-    parsed = IMPORTER.read(path)
-    assert len(parsed.sessions) == 1
-    return parsed.sessions[0]
-
-
-def head(path: Path) -> bytes:
-    return path.read_bytes()[:65536]
-
-
-def lines_of(path: Path) -> list[bytes]:
-    return path.read_bytes().rstrip(b"\n").split(b"\n")
+    return single(IMPORTER, path)
 
 
 # --- the real rollouts --------------------------------------------------------------------
@@ -215,8 +190,7 @@ def test_a_fork_without_its_parent_is_imported_with_a_warning(tmp_path: Path) ->
 
 @pytest.mark.parametrize("path", [SESSION, FORK], ids=["session", "fork"])
 def test_every_message_is_valid_and_chains(path: Path) -> None:
-    session = only(path)
-    assert verify_chain([s.message for s in chain(session.messages)]) == []
+    assert_chains(only(path))
 
 
 @pytest.mark.parametrize("path", [SESSION, FORK], ids=["session", "fork"])
@@ -232,19 +206,7 @@ def test_detect_knows_its_own_files() -> None:
     assert IMPORTER.detect(FORK, head(FORK))
 
 
-@pytest.mark.parametrize(
-    "other",
-    [
-        "opencode/export.json",
-        "opencode/fork-ses_df4f9bf35ffefoXyZVnVuIWSXL.export.json",
-        "kilo/export.json",
-        "kilo/fork-ses_df4f7bb99ffeshXTD7E028xpfp.export.json",
-        "claude-code/projects/-home-dev-runs-claude-small-project/"
-        "ac5220f9-09d0-44bd-a060-6addc8dcc165.jsonl",
-        "claude-code/projects/-home-dev-runs-claude-small-project/"
-        "0cfc0f17-9fdd-44f1-963e-d40ee15573b3.jsonl",
-    ],
-)
+@pytest.mark.parametrize("other", sample_names("opencode", "kilo", "claude-code"))
 def test_detect_refuses_other_formats(other: str) -> None:
     path = SAMPLES / other
     assert not IMPORTER.detect(path, head(path))
@@ -277,33 +239,19 @@ def test_a_torn_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
 
 
 def test_a_torn_line_in_the_middle_is_refused(tmp_path: Path) -> None:
-    lines = lines_of(SESSION)
-    broken = tmp_path / "broken.jsonl"
-    broken.write_bytes(b"\n".join([*lines[:9], lines[9][:60], *lines[10:]]))
-    with pytest.raises(InvalidInput, match=r"^broken.jsonl: line 10 is not valid JSON"):
-        IMPORTER.read(broken)
+    refuses_a_torn_line_in_the_middle(IMPORTER, SESSION, tmp_path)
 
 
 def test_an_empty_file_is_refused(tmp_path: Path) -> None:
-    empty = tmp_path / "empty.jsonl"
-    empty.write_bytes(b"")
-    with pytest.raises(InvalidInput, match=r"^empty.jsonl: the file is empty"):
-        IMPORTER.read(empty)
+    refuses_an_empty_file(IMPORTER, tmp_path, b"")
 
 
 def test_binary_garbage_is_refused(tmp_path: Path) -> None:
-    garbage = tmp_path / "garbage.jsonl"
-    garbage.write_bytes(bytes(range(256)) * 8)
-    with pytest.raises(InvalidInput, match=r"^garbage.jsonl: line 1 is not valid JSON"):
-        IMPORTER.read(garbage)
-    assert not IMPORTER.detect(garbage, head(garbage))
+    refuses_binary_garbage(IMPORTER, tmp_path)
 
 
 def test_a_line_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
-    wrong = tmp_path / "wrong.jsonl"
-    wrong.write_bytes(b"\n".join([*lines_of(SESSION)[:5], b"[1, 2]", *lines_of(SESSION)[5:]]))
-    with pytest.raises(InvalidInput, match=r"^wrong.jsonl: line 6 is a JSON array, not an"):
-        IMPORTER.read(wrong)
+    refuses_a_line_that_is_not_an_object(IMPORTER, SESSION, tmp_path)
 
 
 def test_a_line_of_another_shape_is_refused(tmp_path: Path) -> None:
@@ -349,8 +297,7 @@ class Rollout:
         return self.add("event_msg", {"type": "token_count", "info": info})
 
     def write(self, path: Path) -> Path:
-        path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in self.lines))
-        return path
+        return write_jsonl(path, self.lines)
 
 
 def typed(text: str) -> list[dict[str, str]]:

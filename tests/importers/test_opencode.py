@@ -4,7 +4,6 @@ and by hand from the schema opencode 1.18 creates), and broken inputs."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -19,25 +18,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baton.core.chain import link
-from baton.core.errors import InvalidInput
 from baton.core.ids import canonical_json
-from baton.core.models import Message, Session, StoredMessage
+from baton.core.models import Message, Session
 from baton.core.render import export_document
-from baton.core.validation import validate_message
 from baton.importers.base import ImportedSession, Parsed
 from baton.importers.opencode import IMPORTER
-
-NOW = "2026-12-01T00:00:00.000000Z"
-SAMPLES = next(
-    p
-    for p in (
-        Path(os.environ.get("BATON_SAMPLES", "/nonexistent")),
-        Path(__file__).parent / "samples",
-        Path("/work/shared/samples"),
-    )
-    if p.is_dir()
+from tests.importers.common import (
+    NOW,
+    SAMPLES,
+    chain,
+    damage,
+    head,
+    ids,
+    parts,
+    refusal,
+    refused_or_valid,
+    samples,
+    single,
+    typed_prompts,
+    validated,
 )
+
 OPENCODE = SAMPLES / "opencode" / "export.json"
 OPENCODE_FORK = SAMPLES / "opencode" / "fork-ses_df4f9bf35ffefoXyZVnVuIWSXL.export.json"
 KILO = SAMPLES / "kilo" / "export.json"
@@ -54,38 +55,7 @@ def read(path: Path) -> Parsed:
 
 
 def only(path: Path) -> ImportedSession:
-    parsed = read(path)
-    assert len(parsed.sessions) == 1
-    return parsed.sessions[0]
-
-
-def chain(messages: list[dict[str, Any]]) -> list[StoredMessage]:
-    out: list[StoredMessage] = []
-    for i, raw in enumerate(messages):
-        out.append(link(out[-1] if out else None, validate_message(raw, NOW, i), []))
-    return out
-
-
-def ids(messages: list[dict[str, Any]]) -> list[str]:
-    return [s.message.id for s in chain(messages)]
-
-
-def parts(session: ImportedSession, kind: str) -> list[dict[str, Any]]:
-    return [p for m in session.messages for p in m["parts"] if p["type"] == kind]
-
-
-def typed_prompts(session: ImportedSession) -> list[str]:
-    return [
-        p["text"]
-        for m in session.messages
-        if m["role"] == "user"
-        for p in m["parts"]
-        if p["type"] == "text" and not p.get("synthetic")
-    ]
-
-
-def head(path: Path) -> bytes:
-    return b"" if path.is_dir() else path.read_bytes()[:65536]
+    return single(IMPORTER, path)
 
 
 # --- the real exports ------------------------------------------------------------------------
@@ -298,8 +268,8 @@ def test_reading_twice_gives_the_same_ids(path: Path) -> None:
 
 def test_every_message_passes_validation_unchanged() -> None:
     for path in (OPENCODE, OPENCODE_FORK, KILO, KILO_FORK):
-        for i, raw in enumerate(only(path).messages):
-            item = validate_message(raw, NOW, i)
+        messages = only(path).messages
+        for raw, item in zip(messages, validated(messages), strict=True):
             assert item.created_at == raw["created_at"]
             assert item.parts == raw["parts"]
             assert item.blobs == {}
@@ -333,8 +303,7 @@ def test_detect_knows_its_own_formats_and_nothing_else(tmp_path: Path) -> None:
     db = database_from_exports(tmp_path / "opencode.db", [OPENCODE])
     assert IMPORTER.detect(db, head(db))
     others = [
-        *sorted((SAMPLES / "claude-code").rglob("*.jsonl")),
-        *sorted((SAMPLES / "codex").rglob("*.jsonl")),
+        *samples("claude-code", "codex"),
         baton_export(tmp_path),
         SAMPLES / "opencode",  # a folder
     ]
@@ -355,14 +324,6 @@ def broken(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
-
-
-def refusal(path: Path) -> str:
-    with pytest.raises(InvalidInput) as caught:
-        read(path)
-    message = caught.value.message
-    assert "\n" not in message
-    return message
 
 
 def test_broken_exports_are_refused_with_one_line(tmp_path: Path) -> None:
@@ -405,7 +366,7 @@ def test_broken_exports_are_refused_with_one_line(tmp_path: Path) -> None:
         ),
     }
     for name, (data, why) in cases.items():
-        message = refusal(broken(tmp_path, name, data))
+        message = refusal(IMPORTER, broken(tmp_path, name, data))
         assert message.startswith(f"{name}: "), message
         assert why in message, (name, message)
 
@@ -415,13 +376,13 @@ def test_broken_databases_are_refused_with_one_line(tmp_path: Path) -> None:
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE sessions (id TEXT)")
     conn.close()
-    assert "without opencode's session, message and part tables" in refusal(other)
+    assert "without opencode's session, message and part tables" in refusal(IMPORTER, other)
     garbage = broken(tmp_path, "garbage.db", b"SQLite format 3\x00" + bytes(range(256)) * 40)
-    assert refusal(garbage).startswith("garbage.db: cannot ")
+    assert refusal(IMPORTER, garbage).startswith("garbage.db: cannot ")
     db = database_from_exports(tmp_path / "torn.db", [OPENCODE])
     torn = broken(tmp_path, "half.db", db.read_bytes()[:4096])
-    assert refusal(torn).startswith("half.db: cannot ")
-    assert "is a folder" in refusal(tmp_path)
+    assert refusal(IMPORTER, torn).startswith("half.db: cannot ")
+    assert "is a folder" in refusal(IMPORTER, tmp_path)
 
 
 def test_parts_that_lose_content_are_reported(tmp_path: Path) -> None:
@@ -1019,37 +980,14 @@ def test_the_real_opencode_import_writes_a_database_we_read(
 
 # --- any damage: refused in one line, or messages that validate ------------------------------
 
-JUNK = [None, 0, -1, 1.5, 1e300, 2**62, "x", "", [], {}, [1], {"a": 1}, True]
-
-
-def _places(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [at] if at else []
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _places(child, (*at, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += _places(child, (*at, index))
-    return found
-
 
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_a_damaged_export_is_refused_or_imported_validly(data: st.DataObject) -> None:
     doc = json.loads(OPENCODE.read_bytes())
     for _ in range(data.draw(st.integers(1, 3))):
-        place = data.draw(st.sampled_from(_places(doc)))
-        target = doc
-        for step in place[:-1]:
-            target = target[step]
-        target[place[-1]] = copy.deepcopy(data.draw(st.sampled_from(JUNK)))
+        damage(data, doc)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "export.json"
         path.write_text(json.dumps(doc))
-        try:
-            parsed = read(path)
-        except InvalidInput as exc:
-            assert "\n" not in exc.message
-            return
-    for session in parsed.sessions:
-        chain(session.messages)
+        refused_or_valid(IMPORTER, path)

@@ -95,19 +95,34 @@ def cli(ctx: click.Context, home: str | None, fork_source: str | None) -> None:
     """
     ctx.obj = Context(home)
     if fork_source is not None:
-        from baton.cli.shares import fork
+        if ctx.invoked_subcommand is None and sys.stdin.isatty() and sys.stdout.isatty():
+            from baton.cli.chat import chat
 
-        ctx.invoke(fork, source=fork_source, at=None, as_json=False)
+            ctx.invoke(chat, fork_source=fork_source)
+            return
+        from baton.cli.chat import _fork_source
+
+        session = _fork_source(ctx.obj, fork_source)
+        click.echo(session.id)
+        click.echo(f"continue it with: baton chat -s {session.id}", err=True)
     elif ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        from baton.cli.chat import chat
+
+        ctx.invoke(chat)
 
 
 def _register() -> None:
-    from baton.cli import git, remote, server, sessions, shares
+    from baton.cli import chat, git, remote, server, sessions, shares
 
     cli.add_command(sessions.sessions)
     sessions.sessions.add_command(git.snapshot)
-    for command in [*shares.COMMANDS, git.restore, *server.COMMANDS, *remote.COMMANDS]:
+    for command in [
+        *shares.COMMANDS,
+        git.restore,
+        *server.COMMANDS,
+        *remote.COMMANDS,
+        *chat.COMMANDS,
+    ]:
         cli.add_command(command)
 
 

@@ -4,15 +4,26 @@ An importer reads one path (a file, a folder or a database) and returns a `Parse
 sessions in it, in baton's message shape (the dicts `validate_message` accepts), with every
 message's `created_at` taken from the source, so importing the same file twice gives the same
 content-addressed ids and stores nothing new.
+
+Below those, the small readers the importers share: a whole JSON file refused in one line,
+times (ISO 8601, epoch milliseconds) in baton's format, and checks of loose JSON values.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from baton.core.errors import InvalidInput
+from baton.core.models import JSON, format_time
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 
 @dataclass
@@ -56,3 +67,103 @@ class Importer(Protocol):
 
 def refuse(path: Path, why: str) -> InvalidInput:
     return InvalidInput(f"{path.name}: {why}")
+
+
+def load_json(path: Path, where: Path | None = None, *, fast: bool = True) -> Any:
+    """A whole JSON file, or InvalidInput with one line. With `where` (a folder holding the
+    file), the line names `where` and then the file: `<where>: <file> ends early …`; without,
+    the file alone: `<file>: the JSON ends early …`.
+
+    `fast` parses with orjson first (integers beyond 64 bits then become floats) and the
+    standard library only to word a refusal; without it the standard library parses alone."""
+
+    def fail(why: str, subject: str = "") -> InvalidInput:
+        if where is not None:
+            return refuse(where, f"{path.name} {why}")
+        return refuse(path, f"{subject} {why}" if subject else why)
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot be read ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise fail("is empty")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise fail("is not UTF-8 text (a binary file?)") from None
+    if fast:
+        try:
+            return orjson.loads(text)  # fast; the slow parser below only words the refusal
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+            raise fail("ends early (a truncated or half-written file?)", "the JSON") from None
+        raise fail(
+            f"is not valid JSON ({exc.msg}, line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise fail("is nested too deeply", "the JSON") from None
+
+
+def to_time(value: Any) -> str | None:
+    """An ISO 8601 time with a zone, in baton's format; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return format_time(parsed) if parsed.tzinfo is not None else None
+
+
+def epoch_ms(value: Any) -> int | None:
+    """Epoch milliseconds as the tools write them, or None when there are none."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if value != value or not 0 <= value <= _MAX_MS:
+        return None
+    return int(value)
+
+
+def ms_time(ms: int) -> str:
+    """Baton's time format, exact to the millisecond the tool recorded."""
+    return format_time(_EPOCH + timedelta(milliseconds=ms))
+
+
+def as_text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def finite(value: Any) -> bool:
+    """A finite, non-negative JSON number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value == value and 0 <= value < 2**63
+
+
+def first_prompt(messages: list[JSON]) -> str:
+    """The text of the first user message that has typed text (synthetic parts left out)."""
+    for message in messages:
+        if message["role"] == "user":
+            texts = [
+                p["text"]
+                for p in message["parts"]
+                if p["type"] == "text" and not p.get("synthetic")
+            ]
+            if texts:
+                return "\n".join(texts)
+    return ""
+
+
+def shared_prefix(a: list[JSON], b: list[JSON]) -> int:
+    """How many leading messages two lists have in common."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

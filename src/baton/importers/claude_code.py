@@ -6,31 +6,26 @@ block of a model reply (the lines share `message.id`), so the lines of one reply
 one baton message. The main conversation is the path from the root to the last conversation
 line of the file; every other branch of the tree becomes a fork of it, and each subagent
 (`isSidechain`) conversation becomes a session of its own. See docs/importers/claude-code.md.
-
-`read_jsonl` and `to_time` are shared with the other JSON-lines importers.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from baton.core.errors import InvalidInput
-from baton.core.models import JSON, format_time
-from baton.importers.base import ImportedSession, Parsed, refuse
+from baton.core.models import JSON
+from baton.importers.base import ImportedSession, Parsed, refuse, shared_prefix, to_time
+from baton.importers.jsonl import head_records, read_jsonl
 
 TOOL = "claude-code"
 KIND = "a Claude Code transcript (JSON lines)"
-HEAD_LINES = 20  # detect() looks at this many complete lines of the head at most
 
 # Text Claude Code puts in user lines that the person did not type as a prompt.
 _INJECTED = (
@@ -55,114 +50,6 @@ _USAGE = {
     "cache_read_input_tokens": "cache_read_tokens",
     "cache_creation_input_tokens": "cache_write_tokens",
 }
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-# --- JSON lines, shared with the Codex importer ------------------------------------------
-
-
-@dataclass
-class Records:
-    """The JSON objects of a JSON-lines file with their line numbers, and what was skipped."""
-
-    lines: list[tuple[int, JSON]]
-    warnings: list[str] = field(default_factory=list)
-    skipped: int = 0
-
-
-def read_jsonl(path: Path, kind: str, data: bytes | None = None) -> Records:
-    """Every line of `path` as a JSON object. A torn last line is skipped with a warning; an
-    empty file, a line that is not JSON before the last, or a line that is not an object
-    raises InvalidInput naming the line."""
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise refuse(path, f"cannot read it ({error.strerror})") from None
-    rows = [(n, raw) for n, raw in enumerate(data.split(b"\n"), 1) if raw.strip()]
-    if not rows:
-        raise refuse(path, f"the file is empty; expected {kind}")
-    out = Records([])
-    for position, (n, raw) in enumerate(rows):
-        try:
-            value = _loads(raw)
-        except ValueError:
-            if position == len(rows) - 1 and out.lines:
-                out.warnings.append(f"{path.name}: line {n} is cut short (torn write); skipped")
-                out.skipped += 1
-                continue
-            raise refuse(path, f"line {n} is not valid JSON; expected {kind}") from None
-        if not isinstance(value, dict):
-            raise refuse(path, f"line {n} is a JSON {_type_name(value)}, not an object")
-        out.lines.append((n, value))
-    return out
-
-
-def head_records(head: bytes) -> list[JSON] | None:
-    """The complete JSON objects at the start of `head` (None if the first line is not one)."""
-    found: list[JSON] = []
-    for raw in head.split(b"\n"):
-        if not raw.strip():
-            continue
-        try:
-            value = _loads(raw)
-        except ValueError:
-            break  # the head may end inside a line
-        if not isinstance(value, dict):
-            return None
-        found.append(value)
-        if len(found) >= HEAD_LINES:
-            break
-    return found or None
-
-
-def to_time(value: Any) -> str | None:
-    """An ISO 8601 time with a zone, in baton's format; None for anything else."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return format_time(parsed) if parsed.tzinfo is not None else None
-
-
-def _loads(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    # Lone UTF-16 surrogates (a JavaScript string cut inside an emoji) are valid JSON text
-    # that orjson refuses: read them with the standard library and replace them.
-    try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        raise ValueError("not JSON") from None
-    return _scrub(value)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_scrub(item) for item in value]
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    return value
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool) or value is None:
-        return "literal"
-    return "number"
 
 
 # --- the transcript ------------------------------------------------------------------------
@@ -596,7 +483,7 @@ class _Transcript:
             prefix = kept[fold.before[start]]
             rest = [b.message for b in self.messages(tail)]
             messages = main.messages[:prefix] + rest
-            shared = prefix + _shared(main.messages[prefix : prefix + len(rest)], rest)
+            shared = prefix + shared_prefix(main.messages[prefix : prefix + len(rest)], rest)
             key = (prefix, orjson.dumps(rest))
             if shared == len(messages) or key in seen:
                 continue
@@ -662,7 +549,7 @@ class _Transcript:
                 theirs = transcript.messages(transcript.conversation(mains[-1]))
             except (InvalidInput, OSError):
                 continue
-            shared = _shared([b.message for b in theirs], messages)
+            shared = shared_prefix([b.message for b in theirs], messages)
             candidate = (-shared, their_start, transcript._session_id(mains[-1]))
             if shared and (best is None or candidate < best):
                 best = candidate
@@ -773,15 +660,6 @@ def _usage(raw: Any, cost: Any) -> JSON | None:
         if cost >= 0 and math.isfinite(cost):
             out["cost_usd"] = cost
     return out or None
-
-
-def _shared(a: list[JSON], b: list[JSON]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _marked_parent(built: list[_Built], session_id: str) -> tuple[str, int] | None:

@@ -24,21 +24,28 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from baton.core.errors import InvalidInput
-from baton.core.models import JSON, format_time
+from baton.core.models import JSON
 from baton.core.validation import derive_title
-from baton.importers.base import ImportedSession, Parsed, refuse
+from baton.importers.base import (
+    ImportedSession,
+    Parsed,
+    as_text,
+    epoch_ms,
+    finite,
+    first_prompt,
+    load_json,
+    ms_time,
+    refuse,
+)
 
 HISTORY = "api_conversation_history.json"
 UI_MESSAGES = ("ui_messages.json", "claude_messages.json")  # the second: before Cline 2.x
 TASK_METADATA = "task_metadata.json"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_MS = 253402300799999
 _HISTORY_START = re.compile(rb'^\[\s*(\]|\{\s*"(role|content|ts)"\s*:)')
 
 # Tools Cline and Roo Code call with XML in the assistant's text (only these are recognised;
@@ -199,37 +206,9 @@ def _looks_like_history(head: bytes) -> bool:
     return _HISTORY_START.match(head.lstrip(b"\xef\xbb\xbf \t\r\n")) is not None
 
 
-def _load_json(path: Path, where: Path) -> Any:
-    """A whole JSON file, or InvalidInput with one line that names `where` and the file."""
-
-    def fail(why: str) -> InvalidInput:
-        return refuse(where, f"{path.name} {why}")
-
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise fail(f"cannot be read ({exc.strerror or exc})") from None
-    if not data.strip():
-        raise fail("is empty")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise fail("is not UTF-8 text (a binary file?)") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
-            raise fail("ends early (a truncated or half-written file?)") from None
-        raise fail(
-            f"is not valid JSON ({exc.msg}, line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise fail("is nested too deeply") from None
-
-
 def _read_task(folder: Path, history_path: Path) -> tuple[ImportedSession, list[str]]:
     where = folder
-    history = _load_json(history_path, where)
+    history = load_json(history_path, where, fast=False)
     if not isinstance(history, list):
         raise refuse(where, f"{history_path.name} must be a list of messages, got {_kind(history)}")
     for i, message in enumerate(history):
@@ -237,7 +216,7 @@ def _read_task(folder: Path, history_path: Path) -> tuple[ImportedSession, list[
     ui: list[JSON] = []
     for name in UI_MESSAGES:
         if (folder / name).is_file():
-            raw = _load_json(folder / name, where)
+            raw = load_json(folder / name, where, fast=False)
             if not isinstance(raw, list) or not all(isinstance(m, dict) for m in raw):
                 raise refuse(where, f"{name} must be a list of objects, got {_kind(raw)}")
             ui = raw
@@ -246,7 +225,7 @@ def _read_task(folder: Path, history_path: Path) -> tuple[ImportedSession, list[
     metadata_file: JSON = {}
     if (folder / TASK_METADATA).is_file():
         try:
-            raw_meta = _load_json(folder / TASK_METADATA, where)
+            raw_meta = load_json(folder / TASK_METADATA, where, fast=False)
         except InvalidInput as exc:
             warnings.append(f"task {exc.message}; ignored it")
             raw_meta = {}
@@ -316,7 +295,7 @@ class _Task:
         messages: list[JSON] = []
         for i, raw in enumerate(self.history):
             when = self._when(i, times.get(i))
-            created = _time(when)
+            created = ms_time(when)
             if raw["role"] == "assistant":
                 model = models.get(i) or self._model_at(when)
                 messages.extend(self._assistant(raw, i, created, usages.get(i), model))
@@ -324,7 +303,7 @@ class _Task:
                 messages.extend(self._user(raw, created))
         for kind, count in sorted(self.skipped.items()):
             self.warn(f"skipped {count} block(s) of type {kind!r}")
-        prompt = _first_prompt(messages)
+        prompt = first_prompt(messages)
         metadata: JSON = {
             "source": {"tool": tool, "version": None, "session_id": self.task_id},
             "imported_from": str(history_path.parent.resolve()),
@@ -339,7 +318,7 @@ class _Task:
         if used:
             metadata["models"] = used
         if self.task_ms is not None:
-            started: str | None = _time(self.task_ms)
+            started: str | None = ms_time(self.task_ms)
         else:
             started = messages[0]["created_at"] if messages else None
         return ImportedSession(
@@ -361,7 +340,7 @@ class _Task:
         usages: dict[int, JSON] = {}
         models: dict[int, str] = {}
         for i, message in enumerate(self.history):
-            ts = _ms(message.get("ts"))
+            ts = epoch_ms(message.get("ts"))
             if ts is not None:
                 times[i] = ts
             model = _model_of(message.get("modelInfo"))
@@ -389,7 +368,7 @@ class _Task:
                 sent = request
             else:
                 continue
-            ts = _ms(sent.get("ts"))
+            ts = epoch_ms(sent.get("ts"))
             if ts is not None and i not in times:
                 times[i] = self._typed_at(ts) if k == 0 else ts
             reply = i + 1
@@ -409,7 +388,7 @@ class _Task:
         """The first prompt: when the task was typed (the `task` entry), not when it was sent."""
         for entry in self.ui:
             if entry.get("say") == "task":
-                ts = _ms(entry.get("ts"))
+                ts = epoch_ms(entry.get("ts"))
                 if ts is not None and ts <= request_ts:
                     return ts
                 break
@@ -417,14 +396,14 @@ class _Task:
 
     def _answered_at(self, request_pos: int) -> int | None:
         """The reply's time: the first thing the chat view showed after the request."""
-        start = _ms(self.ui[request_pos].get("ts"))
+        start = epoch_ms(self.ui[request_pos].get("ts"))
         for entry in self.ui[request_pos + 1 :]:
-            kind = _text(entry.get("say")) or _text(entry.get("ask"))
+            kind = as_text(entry.get("say")) or as_text(entry.get("ask"))
             if kind == "api_req_started":
                 break
             if kind in _REQUEST_KINDS:
                 continue
-            ts = _ms(entry.get("ts"))
+            ts = epoch_ms(entry.get("ts"))
             if ts is not None and (start is None or ts >= start):
                 return ts
         return start + 1 if start is not None else None
@@ -446,7 +425,7 @@ class _Task:
         for entry in usage if isinstance(usage, list) else []:
             if not isinstance(entry, dict) or not isinstance(entry.get("model_id"), str):
                 continue
-            ts = _ms(entry.get("ts"))
+            ts = epoch_ms(entry.get("ts"))
             if ts is None or ts <= ms:
                 best = entry["model_id"]
         return best
@@ -490,13 +469,13 @@ class _Task:
         for block in _blocks(raw):
             kind = block["type"]
             if kind == "text":
-                parts.extend(self._assistant_text(_text(block.get("text")), i))
+                parts.extend(self._assistant_text(as_text(block.get("text")), i))
             elif kind == "thinking":
-                thought = _text(block.get("thinking"))
+                thought = as_text(block.get("thinking"))
                 if thought.strip():
                     parts.append({"type": "reasoning", "text": thought})
             elif kind == "reasoning":
-                thought = _text(block.get("text"))
+                thought = as_text(block.get("text"))
                 if thought.strip():
                     parts.append({"type": "reasoning", "text": thought})
             elif kind == "tool_use":
@@ -544,7 +523,7 @@ class _Task:
         for block in _blocks(raw):
             kind = block["type"]
             if kind == "text":
-                text = _text(block.get("text"))
+                text = as_text(block.get("text"))
                 header = _RESULT_HEADER.match(text)
                 call_id = self._claim(header.group(1)) if header else None
                 skipped = _NOT_RUN.match(text)
@@ -653,7 +632,7 @@ def _tool_use(block: JSON, fallback: str) -> JSON:
     return {
         "type": "tool_call",
         "id": call_id if isinstance(call_id, str) and call_id else f"call_{fallback}",
-        "name": _text(block.get("name")) or "tool",
+        "name": as_text(block.get("name")) or "tool",
         "input": arguments if arguments is not None else {},
     }
 
@@ -670,7 +649,7 @@ def _append_output(message: JSON, text: str) -> None:
 
 def _tool_result_message(block: JSON, created: str) -> JSON:
     """A native tool_result block: its text as the output, its images as file parts."""
-    message = _tool_message(_text(block.get("tool_use_id")) or "unknown", created)
+    message = _tool_message(as_text(block.get("tool_use_id")) or "unknown", created)
     content = block.get("content")
     if isinstance(content, str):
         message["parts"][0]["output"] = content
@@ -679,7 +658,7 @@ def _tool_result_message(block: JSON, created: str) -> JSON:
             if not isinstance(item, dict):
                 continue
             if item.get("type") == "text":
-                _append_output(message, _text(item.get("text")))
+                _append_output(message, as_text(item.get("text")))
             elif item.get("type") in ("image", "document"):
                 message["parts"].append(_file(item, len(message["parts"])))
     if block.get("is_error") is True:
@@ -691,7 +670,7 @@ def _file(block: JSON, n: int) -> JSON:
     """An image or document block: inline base64 data, or the URL it points at."""
     raw = block.get("source")
     source: JSON = raw if isinstance(raw, dict) else {}
-    mime = _text(source.get("media_type"))
+    mime = as_text(source.get("media_type"))
     extension = mime.rsplit("/", 1)[-1] if "/" in mime else "bin"
     out: JSON = {"type": "file", "name": f"{block['type']}-{n}.{extension}"}
     if mime:
@@ -741,10 +720,10 @@ def _usage(text: Any) -> JSON | None:
         ("cacheWrites", "cache_write_tokens"),
     ):
         value = info.get(source)
-        if isinstance(value, int | float) and _finite(value):
+        if isinstance(value, int | float) and finite(value):
             usage[target] = int(value)
     cost = info.get("cost")
-    if isinstance(cost, int | float) and _finite(cost):
+    if isinstance(cost, int | float) and finite(cost):
         usage["cost_usd"] = float(cost)
     return usage or None
 
@@ -753,38 +732,3 @@ def _model_of(info: Any) -> str | None:
     if isinstance(info, dict) and isinstance(info.get("modelId"), str) and info["modelId"]:
         return str(info["modelId"])
     return None
-
-
-def _first_prompt(messages: list[JSON]) -> str:
-    for message in messages:
-        if message["role"] == "user":
-            texts = [
-                p["text"]
-                for p in message["parts"]
-                if p["type"] == "text" and not p.get("synthetic")
-            ]
-            if texts:
-                return "\n".join(texts)
-    return ""
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _finite(value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return value == value and 0 <= value < 2**63
-
-
-def _ms(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if value != value or not 0 <= value <= _MAX_MS:
-        return None
-    return int(value)
-
-
-def _time(ms: int) -> str:
-    return format_time(_EPOCH + timedelta(milliseconds=ms))

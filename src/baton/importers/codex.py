@@ -17,8 +17,8 @@ from typing import Any
 
 from baton.core.errors import InvalidInput
 from baton.core.models import JSON
-from baton.importers.base import ImportedSession, Parsed, refuse
-from baton.importers.claude_code import head_records, read_jsonl, to_time
+from baton.importers.base import ImportedSession, Parsed, refuse, to_time
+from baton.importers.jsonl import head_records, no_constant, read_jsonl
 
 TOOL = "codex"
 KIND = "a Codex rollout (JSON lines)"
@@ -205,13 +205,9 @@ def _arguments(raw: Any) -> Any:
     if not isinstance(raw, str):
         return raw if raw is not None else {}
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        return json.loads(raw, parse_constant=no_constant)
     except (ValueError, RecursionError):
         return raw
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(name)
 
 
 def _reasoning(item: JSON) -> list[str]:

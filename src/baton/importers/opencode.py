@@ -22,22 +22,28 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-
 from baton.core.errors import InvalidInput
-from baton.core.models import JSON, format_time
-from baton.importers.base import ImportedSession, Parsed, refuse
+from baton.core.models import JSON
+from baton.importers.base import (
+    ImportedSession,
+    Parsed,
+    as_text,
+    epoch_ms,
+    finite,
+    first_prompt,
+    load_json,
+    ms_time,
+    refuse,
+    shared_prefix,
+)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 TABLES = frozenset({"session", "message", "part"})  # what makes a database opencode's
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 _FORK_TITLE = re.compile(r"^(.+) \(fork #(\d+)\)$")
 # Kilo's own agents (opencode's are build, plan, general, explore).
 _KILO_AGENTS = frozenset({"code", "architect", "ask", "debug", "orchestrator"})
@@ -143,7 +149,7 @@ def _read_export(path: Path) -> Parsed:
 
 
 def _export(path: Path, warnings: list[str]) -> _Converted:
-    doc = _load_json(path)
+    doc = load_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("info"), dict):
         raise refuse(path, "not an opencode or Kilo export (expected {info, messages})")
     info, raw_messages = doc["info"], doc.get("messages")
@@ -185,37 +191,10 @@ def _parent_beside(path: Path, fork: _Converted) -> tuple[str, int] | None:
     return _find_parent(fork, candidates)
 
 
-def _load_json(path: Path) -> Any:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise refuse(path, f"cannot be read ({exc.strerror or exc})") from None
-    if not data.strip():
-        raise refuse(path, "is empty")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise refuse(path, "is not UTF-8 text (a binary file?)") from None
-    try:
-        return orjson.loads(text)  # fast; the slow parser below only words the refusal
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
-            raise refuse(path, "the JSON ends early (a truncated or half-written file?)") from None
-        raise refuse(
-            path, f"is not valid JSON ({exc.msg}, line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise refuse(path, "the JSON is nested too deeply") from None
-
-
 def _is_kilo(info: JSON, messages: Iterable[tuple[JSON, list[JSON]]]) -> bool:
     """Kilo CLI writes what opencode does, plus a few fields of its own: `metrics` on
     step-finish parts, `approval` in tool metadata, a `suggest` permission, its own agents."""
-    if _text(info.get("agent")) in _KILO_AGENTS:
+    if as_text(info.get("agent")) in _KILO_AGENTS:
         return True
     rules = info.get("permission")
     if isinstance(rules, list) and any(
@@ -224,8 +203,8 @@ def _is_kilo(info: JSON, messages: Iterable[tuple[JSON, list[JSON]]]) -> bool:
         return True
     for message, parts in messages:
         if (
-            _text(message.get("agent")) in _KILO_AGENTS
-            or _text(message.get("mode")) in _KILO_AGENTS
+            as_text(message.get("agent")) in _KILO_AGENTS
+            or as_text(message.get("mode")) in _KILO_AGENTS
         ):
             return True
         for part in parts:
@@ -367,7 +346,7 @@ class _Converted:
     def copied(self) -> int:
         """How many leading baton messages come from messages older than the session itself:
         the history a fork copied from its parent (opencode keeps their original times)."""
-        created = _ms(_obj(self.info.get("time")).get("created"))
+        created = epoch_ms(_obj(self.info.get("time")).get("created"))
         if created is None:
             return 0
         count = 0
@@ -402,14 +381,14 @@ class _Converted:
         if self.files:
             metadata["files_touched"] = self.files
         messages = self.messages
-        created = _ms(_obj(info.get("time")).get("created"))
+        created = epoch_ms(_obj(info.get("time")).get("created"))
         return ImportedSession(
             tool=self.tool,
             source_id=info["id"],
             messages=messages,
-            title=_title(_text(info.get("title"))),
-            task=_first_prompt(messages),
-            created_at=_time(created) if created is not None else None,
+            title=_title(as_text(info.get("title"))),
+            task=first_prompt(messages),
+            created_at=ms_time(created) if created is not None else None,
             metadata=metadata,
         )
 
@@ -422,9 +401,9 @@ def _convert_session(
     warnings: list[str],
 ) -> _Converted:
     out = _Converted(tool, info, path)
-    state = _State(f"session {info['id']}", _ms(_obj(info.get("time")).get("created")))
+    state = _State(f"session {info['id']}", epoch_ms(_obj(info.get("time")).get("created")))
     for message, parts in messages:
-        when = _ms(_obj(message.get("time")).get("created"))
+        when = epoch_ms(_obj(message.get("time")).get("created"))
         out.groups.append((when, _convert_message(message, parts, state)))
     for kind, count in sorted(state.skipped.items()):
         state.warn(f"skipped {count} part(s) of type {kind!r}")
@@ -453,7 +432,7 @@ class _State:
 
 def _convert_message(info: JSON, parts: list[JSON], state: _State) -> list[JSON]:
     role = info.get("role")
-    created = _ms(_obj(info.get("time")).get("created"))
+    created = epoch_ms(_obj(info.get("time")).get("created"))
     if created is None:
         if state.last is None:
             state.warn(f"skipped a {role} message without a time")
@@ -472,7 +451,7 @@ def _convert_message(info: JSON, parts: list[JSON], state: _State) -> list[JSON]
 def _user(parts: list[JSON], created: int, state: _State) -> list[JSON]:
     out: list[JSON] = []
     for part in parts:
-        kind = _text(part.get("type")) or repr(part.get("type"))
+        kind = as_text(part.get("type")) or repr(part.get("type"))
         if kind == "text":
             text = part.get("text")
             if isinstance(text, str) and text.strip():
@@ -492,7 +471,7 @@ def _user(parts: list[JSON], created: int, state: _State) -> list[JSON]:
             state.skipped[str(kind)] += 1
     if not out:
         return []
-    return [{"role": "user", "parts": out, "created_at": _time(created)}]
+    return [{"role": "user", "parts": out, "created_at": ms_time(created)}]
 
 
 def _assistant(info: JSON, parts: list[JSON], created: int, state: _State) -> list[JSON]:
@@ -500,7 +479,7 @@ def _assistant(info: JSON, parts: list[JSON], created: int, state: _State) -> li
     results: list[JSON] = []
     steps: list[JSON] = []
     for part in parts:
-        kind = _text(part.get("type")) or repr(part.get("type"))
+        kind = as_text(part.get("type")) or repr(part.get("type"))
         if kind in ("text", "reasoning"):
             text = part.get("text")
             if isinstance(text, str) and text.strip():
@@ -525,7 +504,7 @@ def _assistant(info: JSON, parts: list[JSON], created: int, state: _State) -> li
             reason = data.get("message") or error.get("name") or "an error"
             state.warn(f"skipped an assistant message with no content (it ended in {reason})")
         return []
-    message: JSON = {"role": "assistant", "parts": content, "created_at": _time(created)}
+    message: JSON = {"role": "assistant", "parts": content, "created_at": ms_time(created)}
     model = _model(info)
     if model:
         message["model"] = model
@@ -551,7 +530,7 @@ def _tool(part: JSON, created: int, state: _State) -> tuple[JSON, JSON | None]:
     }
     status = tool_state.get("status")
     times = _obj(tool_state.get("time"))
-    when = _ms(times.get("end")) or _ms(times.get("start")) or created
+    when = epoch_ms(times.get("end")) or epoch_ms(times.get("start")) or created
     if status == "completed":
         output = tool_state.get("output", "")
         result: JSON = {"type": "tool_result", "tool_call_id": call_id, "output": output}
@@ -575,7 +554,7 @@ def _tool(part: JSON, created: int, state: _State) -> tuple[JSON, JSON | None]:
     for attachment in attachments if isinstance(attachments, list) else []:
         if isinstance(attachment, dict):
             parts.append(_file(attachment))
-    return call, {"role": "tool", "parts": parts, "created_at": _time(when)}
+    return call, {"role": "tool", "parts": parts, "created_at": ms_time(when)}
 
 
 def _exit_code(metadata: Any) -> int | None:
@@ -588,7 +567,7 @@ def _exit_code(metadata: Any) -> int | None:
 def _file(part: JSON) -> JSON:
     """An attached file: its path (or name), media type, and inline bytes for a data: URL."""
     source = _obj(part.get("source"))
-    url = _text(part.get("url"))
+    url = as_text(part.get("url"))
     path = (
         source.get("path") or part.get("filename") or (url if not url.startswith("data:") else "")
     )
@@ -628,7 +607,7 @@ def _usage(steps: list[JSON], info: JSON) -> JSON | None:
         totals["read"] += _count(cache.get("read"))
         totals["write"] += _count(cache.get("write"))
         value = source.get("cost")
-        if isinstance(value, int | float) and _finite(value):
+        if isinstance(value, int | float) and finite(value):
             cost += float(value)
     usage: JSON = {
         "input_tokens": totals["input"],
@@ -646,46 +625,8 @@ def _obj(value: Any) -> JSON:
     return value if isinstance(value, dict) else {}
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _finite(value: Any) -> bool:
-    """A finite, non-negative JSON number (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return value == value and 0 <= value < 2**63
-
-
 def _count(value: Any) -> int:
-    return int(value) if _finite(value) else 0
-
-
-def _ms(value: Any) -> int | None:
-    """Epoch milliseconds as opencode writes them, or None when there are none."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if value != value or not 0 <= value <= _MAX_MS:
-        return None
-    return int(value)
-
-
-def _time(ms: int) -> str:
-    """Baton's time format, exact to the millisecond the tool recorded."""
-    return format_time(_EPOCH + timedelta(milliseconds=ms))
-
-
-def _first_prompt(messages: list[JSON]) -> str:
-    for message in messages:
-        if message["role"] == "user":
-            texts = [
-                p["text"]
-                for p in message["parts"]
-                if p["type"] == "text" and not p.get("synthetic")
-            ]
-            if texts:
-                return "\n".join(texts)
-    return ""
+    return int(value) if finite(value) else 0
 
 
 # --- forks -----------------------------------------------------------------------------------
@@ -698,7 +639,7 @@ def _fork_of(converted: _Converted, parent: tuple[str, int] | None) -> JSON | No
     if not copied:
         return None
     fork: JSON = {"copied_messages": copied}
-    match = _FORK_TITLE.match(_text(converted.info.get("title")))
+    match = _FORK_TITLE.match(as_text(converted.info.get("title")))
     if match:
         fork["of_title"] = _title(match.group(1))
     if parent is not None:
@@ -716,15 +657,10 @@ def _find_parent(item: _Converted, sessions: list[_Converted]) -> tuple[str, int
     for other in sessions:
         if other is item or other.info["id"] == item.info["id"]:
             continue
-        theirs = other.messages
-        shared = 0
-        for a, b in zip(mine, theirs, strict=False):
-            if a != b:
-                break
-            shared += 1
+        shared = shared_prefix(mine, other.messages)
         if not shared:
             continue
-        created = _ms(_obj(other.info.get("time")).get("created")) or 0
+        created = epoch_ms(_obj(other.info.get("time")).get("created")) or 0
         key = (-shared, other.copied() > 0, created, str(other.info["id"]))
         if best is None or key < best:
             best = key

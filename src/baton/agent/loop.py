@@ -1,0 +1,507 @@
+"""The turn loop: the user's prompt, the model's replies and tool calls, each tool's result —
+every message appended to the session as it happens, so a crash loses nothing already said.
+
+The provider's messages are always rebuilt from the stored chain. The rebuild repairs what a
+crash left (a tool call without a result gets an "interrupted" result) and starts from the
+latest compaction summary, so a long session fits the model's context while its history stays
+complete in the store."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Protocol
+
+from baton.agent.provider import Cancel, Interrupted, ModelError, Provider, Reply, ToolCall
+from baton.agent.tools import CONFIRM, Outcome, Tools
+from baton.core.models import JSON, Message
+
+INTERRUPTED_TOOL = (
+    "interrupted: this tool call did not finish (the session stopped before its result was "
+    "recorded); check the state before trying again"
+)
+INTERRUPTED_BY_USER = "interrupted by the user before this tool call finished"
+NOT_RUN = "not run: the user interrupted the turn"
+INTERRUPTED_TURN = "[interrupted by the user]"
+REFUSED = "the user refused this action; do not retry it unless they ask for it"
+SUMMARY_PREFIX = "Summary of the conversation so far (earlier messages were compacted):\n\n"
+COMPACT_REQUEST = (
+    "The conversation is about to outgrow your context window. Write a summary that lets you "
+    "continue the work without the earlier messages: the user's requests (quote the latest "
+    "one exactly), what was decided and why, the files read and changed, commands run and "
+    "their outcome, the current state, and the next steps. Answer with the summary only."
+)
+COMPACT_AT = 0.75  # share of the context window that triggers a compaction
+FILES_KEPT = 500  # files_read / files_written entries kept in the metadata
+
+
+def system_prompt(root: Path) -> str:
+    return (
+        "You are baton, a coding agent working in the repository at "
+        f"{root} ({platform.system()}). Every path you give a tool is relative to that root; "
+        "paths outside it are refused. Look at the code (list_files, search_files, read_file) "
+        "before changing it; prefer edit_file for small changes and write_file for new files; "
+        "run the tests with run_command. The user may refuse a change or a command: respect "
+        "it. Keep answers short and in Markdown. "
+        f"Today is {date.today().isoformat()}."
+    )
+
+
+class Display(Protocol):
+    """What the loop tells the person (or script) watching it."""
+
+    def text(self, delta: str) -> None: ...
+    def reasoning(self, delta: str) -> None: ...
+    def end_text(self) -> None: ...
+    def tool_call(self, name: str, args: JSON) -> None: ...
+    def tool_result(self, name: str, outcome: Outcome) -> None: ...
+    def notice(self, text: str) -> None: ...
+
+
+class Quiet:
+    """A Display that shows nothing."""
+
+    def text(self, delta: str) -> None:
+        pass
+
+    def reasoning(self, delta: str) -> None:
+        pass
+
+    def end_text(self) -> None:
+        pass
+
+    def tool_call(self, name: str, args: JSON) -> None:
+        pass
+
+    def tool_result(self, name: str, outcome: Outcome) -> None:
+        pass
+
+    def notice(self, text: str) -> None:
+        pass
+
+
+Confirm = Callable[[str, JSON, str], bool]  # (tool, arguments, one-line description) -> allow?
+
+
+@dataclass
+class TurnResult:
+    answer: str = ""
+    usage: JSON = field(
+        default_factory=lambda: {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "cost_usd": 0.0,
+        }
+    )
+    steps: int = 0  # model calls
+    interrupted: bool = False
+    error: str | None = None
+    read: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    compacted: int = 0
+    commands: int = 0  # run_command calls that ran (they may have changed files)
+
+    def add(self, usage: JSON | None) -> None:
+        for key, value in (usage or {}).items():
+            if key in self.usage and isinstance(value, int | float):
+                self.usage[key] = round(self.usage[key] + value, 9)
+
+
+# ---------------------------------------------------------------------------------------------
+# From the stored chain to the provider's messages
+
+
+def is_summary(message: Message) -> bool:
+    return any(p.get("type") == "text" and p.get("compaction") for p in message.parts)
+
+
+def _result_text(part: JSON) -> str:
+    """What the model is shown of a tool result: the capped copy when there is one."""
+    if isinstance(part.get("model_output"), str):
+        return str(part["model_output"])
+    output = part.get("output", part.get("preview", ""))
+    if part.get("type") == "blob_ref":
+        output = f"{part.get('preview', '')}\n[… {part.get('size')} bytes in all]"
+    return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+
+
+def _text_of(part: JSON) -> str | None:
+    kind = part.get("type")
+    if kind == "text":
+        return str(part.get("text", ""))
+    if kind == "file":
+        return f"[file {part.get('path', part.get('name', ''))}]"
+    if kind == "blob_ref" and part.get("of") == "text":
+        return f"{part.get('preview', '')}\n[… {part.get('size')} bytes in all]"
+    return None
+
+
+def _is_result(part: JSON) -> bool:
+    return part.get("type") == "tool_result" or (
+        part.get("type") == "blob_ref" and part.get("of") == "tool_result"
+    )
+
+
+def rebuild(chain: list[Message], system: str) -> list[JSON]:
+    """The chat-completions messages for `chain`: from the latest compaction summary on,
+    every tool call answered (an unanswered one gets an "interrupted" result), tool results
+    that answer nothing turned into text, empty messages left out."""
+    out: list[JSON] = [{"role": "system", "content": system}]
+    start = 0
+    for i in range(len(chain) - 1, -1, -1):
+        if is_summary(chain[i]):
+            text = "\n".join(t for p in chain[i].parts if (t := _text_of(p)))
+            out.append({"role": "user", "content": text})
+            start = i + 1
+            break
+    pending: dict[str, str] = {}
+
+    def flush() -> None:
+        for call_id in list(pending):
+            out.append({"role": "tool", "tool_call_id": call_id, "content": INTERRUPTED_TOOL})
+        pending.clear()
+
+    for message in chain[start:]:
+        notes: list[str] = []
+        for part in message.parts:
+            if not _is_result(part):
+                continue
+            call_id = str(part.get("tool_call_id", ""))
+            if call_id in pending:
+                pending.pop(call_id)
+                out.append({"role": "tool", "tool_call_id": call_id, "content": _result_text(part)})
+            else:
+                notes.append(f"[result of an earlier tool call]\n{_result_text(part)}")
+        texts = [t for p in message.parts if (t := _text_of(p)) is not None and t != ""]
+        calls = [p for p in message.parts if p.get("type") == "tool_call"]
+        if not texts and not calls and not notes:
+            continue
+        flush()
+        if message.role == "assistant":
+            entry: JSON = {"role": "assistant", "content": "\n".join(texts) or None}
+            if calls:
+                entry["tool_calls"] = [
+                    {
+                        "id": str(c["id"]),
+                        "type": "function",
+                        "function": {"name": str(c["name"]), "arguments": _arguments(c)},
+                    }
+                    for c in calls
+                ]
+                pending.update((str(c["id"]), str(c["name"])) for c in calls)
+            if notes:
+                out.append({"role": "user", "content": "\n\n".join(notes)})
+            out.append(entry)
+        else:
+            prefix = "" if message.role == "user" else f"[{message.role} note] "
+            content = "\n\n".join([*notes, *texts])
+            out.append({"role": "user", "content": prefix + content})
+    flush()
+    return out
+
+
+def _arguments(call: JSON) -> str:
+    if isinstance(call.get("arguments"), str):
+        return str(call["arguments"])  # what the model wrote, when it was not valid JSON
+    return json.dumps(call.get("input", {}), ensure_ascii=False)
+
+
+def dangling(chain: list[Message]) -> list[JSON]:
+    """The tool calls at the end of the chain that have no result (left by a crash)."""
+    answered: set[str] = set()
+    for message in reversed(chain):
+        calls = [p for p in message.parts if p.get("type") == "tool_call"]
+        answered.update(str(p.get("tool_call_id")) for p in message.parts if _is_result(p))
+        if calls:
+            return [c for c in calls if str(c["id"]) not in answered]
+        if message.role != "tool" and any(_text_of(p) for p in message.parts):
+            return []
+    return []
+
+
+def estimate(messages: list[JSON]) -> int:
+    """Tokens, roughly: four characters each."""
+    return len(json.dumps(messages, ensure_ascii=False)) // 4
+
+
+def fit(messages: list[JSON], budget: int) -> list[JSON]:
+    """The oldest messages dropped (after the system prompt) until the rest fit, starting at a
+    user message so no tool result is left without its call."""
+    body = messages[1:]
+    while len(body) > 1 and estimate([messages[0], *body]) > budget:
+        body = body[1:]
+        while len(body) > 1 and body[0].get("role") != "user":
+            body = body[1:]
+    return [messages[0], *body]
+
+
+def _text(text: str) -> JSON:
+    return {"type": "text", "text": text}
+
+
+def _merge(old: Any, new: list[str]) -> list[str]:
+    items = [str(x) for x in old] if isinstance(old, list) else []
+    for item in new:
+        if item not in items:
+            items.append(item)
+    return items[-FILES_KEPT:]
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+class Agent:
+    """One session's agent. `turn(prompt)` runs the model and its tools until it answers."""
+
+    def __init__(
+        self,
+        service: Any,
+        owner: str,
+        session_id: str,
+        provider: Provider,
+        tools: Tools,
+        *,
+        display: Display | None = None,
+        confirm: Confirm | None = None,
+        mode: str = "chat",
+        snapshot: Callable[[], JSON | None] | None = None,
+        system: str | None = None,
+        max_steps: int = 100,
+        stream: bool = True,
+    ) -> None:
+        self.service = service
+        self.owner = owner
+        self.session_id = session_id
+        self.provider = provider
+        self.tools = tools
+        self.display: Display = display or Quiet()
+        self.confirm = confirm  # None: every action is allowed (--yes)
+        self.mode = mode
+        self.snapshot = snapshot
+        self.system = system or system_prompt(tools.root)
+        self.max_steps = max_steps
+        self.stream = stream
+        self.chain: list[Message] = []
+        self._context = 0  # tokens of the last request and its reply, as the endpoint counted
+
+    # the store
+    def load(self) -> list[Message]:
+        self.chain = list(self.service.messages(self.owner, self.session_id))
+        return self.chain
+
+    def record(self, message: JSON, cancel: Cancel | None = None) -> None:
+        """Append one message to the session now (a write Ctrl-C does not cut in two)."""
+        guard = cancel or Cancel()
+        with guard.critical():
+            result = self.service.append(self.owner, self.session_id, [message])
+            if result.appended:
+                self.chain.extend(result.appended)
+            else:
+                self.load()
+
+    def messages(self) -> list[JSON]:
+        return rebuild(self.chain, self.system)
+
+    # a turn
+    def turn(self, prompt: str, cancel: Cancel | None = None) -> TurnResult:
+        cancel = cancel or Cancel()
+        result = TurnResult()
+        partial: list[str] = []
+        state: JSON = {"assistant": None, "done": set(), "running": None, "prompt": False}
+        user = {"role": "user", "parts": [_text(prompt)]}
+        try:
+            self.load()
+            self.repair(cancel)
+            self._compact_if_needed(result, cancel)
+            self.record(user, cancel)
+            state["prompt"] = True
+            for _ in range(self.max_steps):
+                cancel.check()
+                if result.steps:
+                    self._compact_if_needed(result, cancel)
+                partial.clear()
+                state.update(assistant=None, done=set(), running=None)
+                reply = self._ask(partial, cancel)
+                result.steps += 1
+                result.add(reply.usage)
+                self._record_reply(reply, cancel)
+                partial.clear()
+                state["assistant"] = reply
+                self.display.end_text()
+                cancel.check()
+                if not reply.tool_calls:
+                    result.answer = reply.text
+                    break
+                for call in reply.tool_calls:
+                    cancel.check()
+                    state["running"] = call.id
+                    outcome = self._call(call, cancel)
+                    if call.name == "run_command" and outcome.output != REFUSED:
+                        result.commands += 1
+                    result.read = _merge(result.read, outcome.read)
+                    result.written = _merge(result.written, outcome.written)
+                    self._record_result(call, outcome, cancel)
+                    state["done"].add(call.id)
+                    state["running"] = None
+                    self.display.tool_result(call.name, outcome)
+            else:
+                self.display.notice(f"stopped after {self.max_steps} model calls in one turn")
+        except (Interrupted, KeyboardInterrupt):
+            result.interrupted = True
+            if state["running"] is not None:
+                result.commands += 1  # a tool was cut short: what it changed is unknown
+            with cancel.critical():
+                if not state["prompt"]:
+                    self.record(user, cancel)
+                self._record_interruption("".join(partial), state, cancel)
+            self.display.notice("interrupted: the turn was stopped and recorded as interrupted")
+        except ModelError as exc:
+            result.error = exc.message
+            with cancel.critical():
+                if not state["prompt"]:
+                    self.record(user, cancel)
+                if partial:
+                    self._record_partial("".join(partial), cancel)
+            raise
+        finally:
+            with cancel.critical():
+                self._after_turn(result)
+            cancel.clear()
+        return result
+
+    def repair(self, cancel: Cancel | None = None) -> int:
+        """Give each tool call a crash left without a result an "interrupted" result."""
+        missing = dangling(self.chain)
+        for call in missing:
+            self.record(self._result_message(call["id"], call["name"], INTERRUPTED_TOOL), cancel)
+        return len(missing)
+
+    def _ask(self, partial: list[str], cancel: Cancel) -> Reply:
+        def on_text(delta: str) -> None:
+            partial.append(delta)
+            self.display.text(delta)
+
+        reply = self.provider.complete(
+            self.messages(),
+            self.tools.specs,
+            stream=self.stream,
+            on_text=on_text,
+            on_reasoning=self.display.reasoning,
+            cancel=cancel,
+        )
+        usage = reply.usage or {}
+        self._context = sum(
+            int(usage.get(k) or 0) for k in ("input_tokens", "cache_read_tokens", "output_tokens")
+        )
+        return reply
+
+    def _record_reply(self, reply: Reply, cancel: Cancel) -> None:
+        parts: list[JSON] = []
+        if reply.reasoning:
+            parts.append({"type": "reasoning", "text": reply.reasoning})
+        if reply.text:
+            parts.append(_text(reply.text))
+        for call in reply.tool_calls:
+            args, problem = call.parsed()
+            part: JSON = {"type": "tool_call", "id": call.id, "name": call.name, "input": args}
+            if problem is not None:
+                part["arguments"] = call.arguments
+            parts.append(part)
+        if not parts:
+            parts.append(_text(""))
+        message: JSON = {"role": "assistant", "parts": parts, "model": reply.model}
+        if reply.usage is not None:
+            message["usage"] = reply.usage
+        self.record(message, cancel)
+
+    def _call(self, call: ToolCall, cancel: Cancel) -> Outcome:
+        args, problem = call.parsed()
+        self.display.tool_call(call.name, args)
+        if problem is not None:
+            return Outcome(problem, True)
+        if call.name in CONFIRM and self.confirm is not None:
+            allowed = self.confirm(call.name, args, self.tools.describe(call.name, args))
+            cancel.check()
+            if not allowed:
+                return Outcome(REFUSED, True)
+        return self.tools.run(call.name, args)
+
+    def _result_message(self, call_id: str, name: str, output: str, error: bool = True) -> JSON:
+        part: JSON = {"type": "tool_result", "tool_call_id": call_id, "name": name}
+        part["output"] = output
+        if error:
+            part["is_error"] = True
+        return {"role": "tool", "parts": [part]}
+
+    def _record_result(self, call: ToolCall, outcome: Outcome, cancel: Cancel) -> None:
+        message = self._result_message(call.id, call.name, outcome.output, outcome.is_error)
+        if outcome.model_output is not None:
+            message["parts"][0]["model_output"] = outcome.model_output
+        self.record(message, cancel)
+
+    def _record_partial(self, text: str, cancel: Cancel) -> None:
+        self.record(
+            {"role": "assistant", "parts": [_text(text)], "model": self.provider.model}, cancel
+        )
+
+    def _record_interruption(self, partial: str, state: JSON, cancel: Cancel) -> None:
+        with cancel.critical():
+            reply = state["assistant"]
+            if reply is None and partial:
+                self._record_partial(partial, cancel)
+            if reply is not None:
+                for call in reply.tool_calls:
+                    if call.id in state["done"]:
+                        continue
+                    text = INTERRUPTED_BY_USER if call.id == state["running"] else NOT_RUN
+                    self.record(self._result_message(call.id, call.name, text), cancel)
+            self.record({"role": "user", "parts": [_text(INTERRUPTED_TURN)]}, cancel)
+
+    # compaction
+    def _compact_if_needed(self, result: TurnResult, cancel: Cancel) -> None:
+        window = self.provider.config.context_window
+        messages = self.messages()
+        if len(messages) <= 3:  # a summary (or nothing) and at most one message
+            return
+        used = max(estimate(messages) + estimate(self.tools.specs), self._context)
+        if used <= window * COMPACT_AT:
+            return
+        self.display.notice(f"compacting: about {used} tokens of a {window}-token context")
+        request = fit([*messages, {"role": "user", "content": COMPACT_REQUEST}], window)
+        reply = self.provider.complete(request, None, stream=False, cancel=cancel)
+        result.add(reply.usage)
+        result.compacted += 1
+        summary: JSON = {
+            "role": "system",
+            "parts": [{"type": "text", "text": SUMMARY_PREFIX + reply.text, "compaction": True}],
+            "model": reply.model,
+        }
+        if reply.usage is not None:
+            summary["usage"] = reply.usage
+        self.record(summary, cancel)
+        self._context = 0
+
+    # after the turn: metadata and the state of the code
+    def _after_turn(self, result: TurnResult) -> None:
+        try:
+            session = self.service.get(self.owner, self.session_id)
+            meta = dict(session.metadata or {})
+            wanted = dict(meta)
+            wanted.update(agent="baton", mode=self.mode, model=self.provider.model)
+            wanted["files_read"] = _merge(meta.get("files_read"), result.read)
+            wanted["files_written"] = _merge(meta.get("files_written"), result.written)
+            if wanted != meta:
+                self.service.update(self.owner, self.session_id, metadata=wanted)
+            if (result.written or result.commands) and self.snapshot is not None:
+                git = self.snapshot()
+                if git is not None:
+                    self.service.snapshot(self.owner, self.session_id, git)
+        except Exception as exc:  # the turn is recorded; a failed extra must not hide it
+            self.display.notice(f"could not update the session's metadata or git state: {exc}")
