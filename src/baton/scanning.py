@@ -150,27 +150,25 @@ class SecretScanner:
             for secret, kind in sorted(self.find(value, extra).items(), key=lambda kv: kv[1])
         ]
 
-    def findings_many(
-        self, texts: list[tuple[list[str], list[str]]]
-    ) -> Callable[[], list[list[JSON]]]:
-        """Start `findings` for many messages' (strings, extra texts) on every core, and
-        return the function that waits for them: the caller works on in the meantime. The
-        work is split into one chunk per process (a fork of this one)."""
+    def findings_many(self, texts: list[tuple[list[str], list[str]]]) -> Pending:
+        """Start `findings` for many messages' (strings, extra texts) in worker processes
+        (forks of this one, which see `texts` without copying them), leaving this process a
+        core for its own work; `Pending.get()` waits for the findings."""
         import multiprocessing
         import os
 
-        workers = min(os.cpu_count() or 1, 8)
-        if workers < 2 or len(texts) < 2:
-            return lambda: [self.findings(strings, extra) for strings, extra in texts]
+        workers = max(1, min(os.cpu_count() or 1, 8))
+        if len(texts) < 2 or (os.cpu_count() or 1) < 2:
+            return Pending(lambda: [self.findings(strings, extra) for strings, extra in texts])
         step = -(-len(texts) // workers)
-        chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
-        global _WORKER_SCANNER
-        _WORKER_SCANNER = self
+        ranges = [(i, min(i + step, len(texts))) for i in range(0, len(texts), step)]
+        global _WORKER_SCANNER, _WORKER_TEXTS
+        _WORKER_SCANNER, _WORKER_TEXTS = self, texts
         try:
-            pool = multiprocessing.get_context("fork").Pool(len(chunks))
+            pool = multiprocessing.get_context("fork").Pool(len(ranges))
         finally:
-            _WORKER_SCANNER = None
-        pending = pool.map_async(_scan_chunk, chunks)
+            _WORKER_SCANNER, _WORKER_TEXTS = None, []
+        pending = pool.map_async(_scan_range, ranges)
 
         def wait() -> list[list[JSON]]:
             try:
@@ -180,13 +178,35 @@ class SecretScanner:
                 pool.join()
             return [found for part in parts for found in part]
 
-        return wait
+        def cancel() -> None:
+            pool.terminate()
+            pool.join()
+
+        return Pending(wait, cancel)
+
+
+class Pending:
+    """Findings being computed: `get()` waits for them, `cancel()` gives them up."""
+
+    def __init__(
+        self, wait: Callable[[], list[list[JSON]]], cancel: Callable[[], None] | None = None
+    ) -> None:
+        self._wait = wait
+        self._cancel = cancel
+
+    def get(self) -> list[list[JSON]]:
+        return self._wait()
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel()
 
 
 _WORKER_SCANNER: SecretScanner | None = None
+_WORKER_TEXTS: list[tuple[list[str], list[str]]] = []
 
 
-def _scan_chunk(chunk: list[tuple[list[str], list[str]]]) -> list[list[JSON]]:
+def _scan_range(bounds: tuple[int, int]) -> list[list[JSON]]:
     scanner = _WORKER_SCANNER
     assert scanner is not None  # set before the pool forks
-    return [scanner.findings(strings, extra) for strings, extra in chunk]
+    return [scanner.findings(strings, extra) for strings, extra in _WORKER_TEXTS[slice(*bounds)]]

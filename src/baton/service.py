@@ -46,7 +46,7 @@ from baton.core.validation import (
     hydrate_part,
     validate_message,
 )
-from baton.scanning import SecretScanner
+from baton.scanning import Pending, SecretScanner
 from baton.store.base import BlobStore, ListQuery, Page, Store, git_blobs
 
 ANY_HEAD = object()  # append at whatever the head is, retrying on conflict
@@ -348,18 +348,14 @@ class Service:
         extra = [data.decode("utf-8", "replace") for data in item.blobs.values()]
         return self.scanner.findings(item.parts, extra)
 
-    def _scan_all(self, items: Sequence[MessageInput], size: int) -> Callable[[], list[list[JSON]]]:
-        """Start the scan of many messages (an import of `size` bytes), on every core when
-        there is much; returns the function that waits for the findings."""
-        if size < PARALLEL_SCAN:
-            return lambda: [self._scan(item) for item in items]
-        texts = [
-            (
-                strings_in(item.parts),
-                [data.decode("utf-8", "replace") for data in item.blobs.values()],
-            )
-            for item in items
+    def _scan_raw(self, raws: Sequence[Any], size: int) -> Pending:
+        """Start the scan of an import's messages as they arrived (their full payloads), in
+        another process when there is much: it runs while this one checks and hashes."""
+        texts: list[tuple[list[str], list[str]]] = [
+            (strings_in(raw.get("parts")) if isinstance(raw, dict) else [], []) for raw in raws
         ]
+        if size < PARALLEL_SCAN:
+            return Pending(lambda: [self.scanner.findings(a, b) for a, b in texts])
         return self.scanner.findings_many(texts)
 
     def update(
@@ -721,28 +717,34 @@ class Service:
         items: list[MessageInput] = []
         raws: list[JSON] = doc["messages"]
         total = len(raws)
-        for i, raw in enumerate(raws):
-            if not isinstance(raw, dict):
-                raise InvalidInput(f"message {i + 1}: expected an object")
-            body = {k: v for k, v in raw.items() if k not in ("id", "parent")}
-            if "created_at" not in body:
-                raise InvalidInput(f"message {i + 1}: created_at is missing")
-            items.append(validate_message(body, now, i))
         size = len(data) if isinstance(data, bytes | str) else PARALLEL_SCAN * (total > 500)
-        scanned = self._scan_all(items, size)  # on other cores while this one hashes
-        for i, (raw, item) in enumerate(zip(raws, items, strict=True)):
-            sm = link(chain[-1] if chain else None, item, [])
-            if raw.get("id") not in (None, sm.message.id):
-                raise InvalidInput(
-                    f"message {i + 1}: id {raw.get('id')} does not match its content; "
-                    "the file was changed or damaged"
-                )
-            if raw.get("parent", sm.message.parent) != sm.message.parent:
-                raise InvalidInput(f"message {i + 1}: parent does not match the message before it")
-            chain.append(sm)
-            if progress is not None and (i % 200 == 0 or i + 1 == total):
-                progress(i + 1, total)
-        findings = scanned()
+        scanned = self._scan_raw(raws, size)  # in another process while this one works
+        try:
+            for i, raw in enumerate(raws):
+                if not isinstance(raw, dict):
+                    raise InvalidInput(f"message {i + 1}: expected an object")
+                body = {k: v for k, v in raw.items() if k not in ("id", "parent")}
+                if "created_at" not in body:
+                    raise InvalidInput(f"message {i + 1}: created_at is missing")
+                items.append(validate_message(body, now, i))
+            for i, (raw, item) in enumerate(zip(raws, items, strict=True)):
+                sm = link(chain[-1] if chain else None, item, [])
+                if raw.get("id") not in (None, sm.message.id):
+                    raise InvalidInput(
+                        f"message {i + 1}: id {raw.get('id')} does not match its content; "
+                        "the file was changed or damaged"
+                    )
+                if raw.get("parent", sm.message.parent) != sm.message.parent:
+                    raise InvalidInput(
+                        f"message {i + 1}: parent does not match the message before it"
+                    )
+                chain.append(sm)
+                if progress is not None and (i % 200 == 0 or i + 1 == total):
+                    progress(i + 1, total)
+        except BaseException:
+            scanned.cancel()
+            raise
+        findings = scanned.get()
         if any(findings):  # the secret pointers follow the findings
             found: list[StoredMessage] = []
             for sm, f in zip(chain, findings, strict=True):
