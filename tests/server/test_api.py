@@ -326,3 +326,39 @@ def test_a_bug_is_a_one_line_500_without_a_traceback(
     }
     assert page.status_code == 500 and "something went wrong" in page.text
     assert "secret internals" not in api.text + page.text and "Traceback" not in page.text
+
+
+def test_an_append_waiting_for_another_writer_does_not_stall_the_server(
+    live: Live, alice: httpx.Client
+) -> None:
+    import sqlite3
+    import threading
+
+    session = new_session(alice, 1)
+    db = live.service.store.path  # type: ignore[attr-defined]
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    answer: list[httpx.Response] = []
+
+    def append() -> None:
+        with live.client(live.alice) as http:
+            answer.append(
+                http.post(
+                    f"/api/sessions/{session['id']}/messages",
+                    json={"messages": [text_message("user", "after the lock")]},
+                )
+            )
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert alice.get("/api/health").status_code == 200  # the event loop is free
+    assert alice.get(f"/api/sessions/{session['id']}").json()["message_count"] == 1
+    assert time.monotonic() - started < 1.0
+    assert answer == []  # still waiting for the lock
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    writer.join(timeout=30)
+    assert answer[0].status_code == 201
+    assert alice.get(f"/api/sessions/{session['id']}").json()["message_count"] == 2

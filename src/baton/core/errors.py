@@ -100,3 +100,10 @@ class RateLimited(BatonError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retry_after = retry_after
+
+
+class Busy(BatonError):
+    """Another writer holds the store for longer than this caller waits: try again."""
+
+    code = "busy"
+    status = 503

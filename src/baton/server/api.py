@@ -3,19 +3,21 @@ that is not the caller's answers 404, exactly like one that does not exist."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from baton.core.errors import InvalidInput, NotFound, Unauthorized
+from baton.core.errors import Busy, InvalidInput, NotFound, Unauthorized
 from baton.core.models import Account, Message, Session, Share
 from baton.server import schemas
 from baton.server.auth import Cookies, RateLimiter, bearer, caller, client_address
 from baton.service import ANY_HEAD, Service
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+INLINE_APPEND = 256 * 1024  # appends up to this size run on the event loop (no thread hop)
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorBody, "description": text}
     for status, text in [
@@ -295,9 +297,19 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         expected = data.get("expected_head", ANY_HEAD)
         if expected is not ANY_HEAD and expected is not None and not isinstance(expected, str):
             raise InvalidInput("expected_head must be a message id or null")
+        # On the event loop: a worker-thread hop costs more than a small append. The loop's
+        # connection waits only briefly for another writer; then the append goes to a thread.
         from starlette.concurrency import run_in_threadpool
 
-        result = await run_in_threadpool(service.append, account.id, session_id, messages, expected)
+        result = None
+        if len(body) <= INLINE_APPEND and len(messages) <= 100:
+            service.store.wait_briefly()
+            with contextlib.suppress(Busy):
+                result = service.append(account.id, session_id, messages, expected)
+        if result is None:
+            result = await run_in_threadpool(
+                service.append, account.id, session_id, messages, expected
+            )
         return reply(
             {
                 "session": session_json(result.session),

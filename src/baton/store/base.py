@@ -188,6 +188,10 @@ class Store(ABC):
         """Call `delete` with the blobs among `shas` that no message references, while holding
         the write lock, so no append can commit a reference to one of them meanwhile."""
 
+    def wait_briefly(self) -> None:  # noqa: B027 - optional for backends that never wait
+        """From now on, a write from the calling thread that finds another writer holding the
+        store gives up after a short wait with `Busy` (an event loop must not stall)."""
+
     def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing
         """Release connections."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from baton.core.errors import Conflict, NotFound, VersionMismatch
+from baton.core.errors import Busy, Conflict, NotFound, VersionMismatch
 from baton.core.models import (
     Account,
     Message,
@@ -52,6 +52,7 @@ _GIT_REFERENCE = (
     "UNION ALL SELECT 1 FROM shares WHERE git IS NOT NULL AND revoked_at IS NULL "
     "AND instr(CAST(git AS TEXT), ?) > 0 LIMIT 1"
 )
+BRIEF_WAIT_MS = 50  # how long a thread that must not stall waits for another writer
 _LIVE_SHARE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
 _CHAIN = """
 WITH RECURSIVE chain(rowid, parent, depth) AS (
@@ -150,11 +151,19 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute(f"PRAGMA busy_timeout={BRIEF_WAIT_MS if self._brief() else 60000}")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
         return conn
+
+    def _brief(self) -> bool:
+        return bool(getattr(self._local, "brief", False))
+
+    def wait_briefly(self) -> None:
+        if not self._brief():
+            self._local.brief = True
+            self._conn().execute(f"PRAGMA busy_timeout={BRIEF_WAIT_MS}")
 
     def _write(self) -> _Transaction:
         return _Transaction(self._conn(), "BEGIN IMMEDIATE")
@@ -812,7 +821,12 @@ class _Transaction:
         self.begin = begin
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute(self.begin)
+        try:
+            self.conn.execute(self.begin)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise Busy("the database is busy with another writer; try again") from exc
+            raise
         return self.conn
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
