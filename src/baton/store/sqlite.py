@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ class SQLiteStore(Store):
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=60
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={BRIEF_WAIT_MS if self._brief() else 60000}")
@@ -806,6 +807,19 @@ def _fetch_session(c: sqlite3.Connection, session_id: str) -> Session:
     if row is None:
         raise NotFound(f"no session {session_id}")
     return _session(row)
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. Several processes opening a new database at once can find it locked
+    while one of them switches (SQLite does not wait there): try again for a while."""
+    for attempt in range(200):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            time.sleep(0.05)
 
 
 def _message(mid: str, parent: str | None, body: bytes) -> Message:
