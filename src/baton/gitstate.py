@@ -34,6 +34,7 @@ from baton.core.errors import BatonError, InvalidInput, NotFound
 
 VERSION = 1
 PATCH_CAP = 5 * 1024 * 1024
+BUNDLE_CAP = 50 * 1024 * 1024  # the unpushed commits (all of them, with no remote)
 FILE_CAP = 1024 * 1024
 OMITTED_LIMIT = 500  # entries listed one by one; the rest are counted in a last entry
 NO_COMMITS = "the repository has no commits yet"
@@ -400,6 +401,7 @@ def capture(
     *,
     patch_cap: int = PATCH_CAP,
     file_cap: int = FILE_CAP,
+    bundle_cap: int = BUNDLE_CAP,
 ) -> dict[str, Any] | None:
     """The state of the git work tree `repo` is in, or None when it is in none (or git is
     not installed). Stores the bundle and the patch through `put_blob`, which returns the
@@ -448,7 +450,9 @@ def capture(
             },
         )
         try:
-            return _capture(git, private, git_dir, Path(scratch), put_blob, patch_cap, file_cap)
+            return _capture(
+                git, private, git_dir, Path(scratch), put_blob, patch_cap, file_cap, bundle_cap
+            )
         except _Failed as failed:
             raise failed.error() from None
         finally:
@@ -464,6 +468,7 @@ def _capture(
     put_blob: Callable[[bytes], str],
     patch_cap: int,
     file_cap: int,
+    bundle_cap: int = BUNDLE_CAP,
 ) -> dict[str, Any]:
     branch, head = _head(git_dir)
     root = git.cwd
@@ -528,8 +533,13 @@ def _capture(
     bundle = None
     if bundle_proc is not None:
         git.finish(bundle_proc)
-        data = bundle_file.read_bytes()
-        bundle = {"sha256": _store(put_blob, data), "size": len(data), "commits": ahead}
+        size = bundle_file.stat().st_size
+        if size > bundle_cap:  # said, never silently dropped; restore then needs --from
+            what = f"the bundle of {ahead} commit(s) not on {upstream or 'a remote'}"
+            omitted.append(_omission(what, f"bundle over {bundle_cap} bytes", size))
+        else:
+            data = bundle_file.read_bytes()
+            bundle = {"sha256": _store(put_blob, data), "size": len(data), "commits": ahead}
 
     if remote_name is None:
         names = [name for name, _ in remotes]

@@ -149,3 +149,21 @@ def test_remote_mode_keeps_the_snapshot_on_the_server(dirty_repo: Path, tmp_path
         assert blob_files(served.home) == set()  # deleting the session frees its patch and bundle
     finally:
         stop(served)
+
+
+def test_a_bundle_over_its_cap_is_left_out_and_said(dirty_repo: Path, baton_home: Path) -> None:
+    made = run_baton(
+        "sessions", "new", "--json", home=baton_home, cwd=dirty_repo, env={"BATON_BUNDLE_CAP": "10"}
+    )
+    assert made.returncode == 0, made.stderr
+    g = __import__("orjson").loads(made.stdout)["git"]
+    assert g["bundle"] is None and g["ahead"] == 2
+    [entry] = [o for o in g["omitted"] if "bundle" in o["path"]]
+    assert entry["reason"] == "bundle over 10 bytes" and entry["size"] > 10
+    human = run_baton(
+        "sessions", "new", home=baton_home, cwd=dirty_repo, env={"BATON_BUNDLE_CAP": "10"}
+    )
+    assert (
+        "git: left out the bundle of 2 commit(s) not on origin/main: bundle over 10 bytes"
+        in human.stderr
+    )

@@ -41,6 +41,7 @@ def capture(ctx: Context, repo: str | None) -> dict[str, Any] | None:
         put_blob(ctx),
         patch_cap=_cap("BATON_PATCH_CAP", gitstate.PATCH_CAP),
         file_cap=_cap("BATON_FILE_CAP", gitstate.FILE_CAP),
+        bundle_cap=_cap("BATON_BUNDLE_CAP", gitstate.BUNDLE_CAP),
     )
     if git is None and repo is not None:
         raise InvalidInput(f"{repo} is not inside a git repository")
