@@ -5,14 +5,13 @@ BATON_ARTIFACTS (default: <repo>/test-artifacts/screenshots) for a person to loo
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Request, Route, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Request, Route, expect
 
 from baton.core.errors import InvalidInput
 from baton.core.models import Message, Session
@@ -28,17 +27,8 @@ from baton.exporters.html import (
 from baton.service import Service
 from baton.store.blobs import MemoryBlobStore
 from baton.store.memory import MemoryStore
+from tests.browser import artifacts, chromium
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-REPO = Path(__file__).resolve().parents[2]
 NOW = "2026-11-25T09:30:00.000000Z"
 TITLE = "Fix the flaky upload test"
 HOSTILE_TITLE = "</title><script>alert('title')</script>"
@@ -409,23 +399,10 @@ def test_export_dispatches_by_format() -> None:
 # --- in a browser -----------------------------------------------------------------------------
 
 
-def artifacts() -> Path:
-    folder = Path(os.environ.get("BATON_ARTIFACTS") or REPO / "test-artifacts" / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        message = f"no Chromium at {CHROMIUM}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.mark.parametrize(

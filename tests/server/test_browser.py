@@ -5,26 +5,15 @@ it into another account, revoke it. Full-page screenshots of each page go to BAT
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from tests.browser import artifacts, chromium
 from tests.server.conftest import Live, Person
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-REPO = Path(__file__).resolve().parents[2]
 KEY = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"
 MASKED = "sk-p…7w (48 chars)"
 TITLE = "Flamingo deploy script review"
@@ -33,27 +22,14 @@ LISTING = "\n".join(f"file_{i:02}.txt" for i in range(60))
 WAIT_MS = 10_000
 
 
-def artifacts() -> Path:
-    folder = Path(os.environ.get("BATON_ARTIFACTS") or REPO / "test-artifacts" / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(artifacts() / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        message = f"no Chromium at {CHROMIUM}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def new_context(browser: Browser, **options: object) -> BrowserContext:

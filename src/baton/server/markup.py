@@ -7,7 +7,6 @@ import html
 from functools import lru_cache
 from typing import Any
 
-import nh3
 import orjson
 from markdown_it import MarkdownIt
 from pygments import highlight
@@ -16,26 +15,13 @@ from pygments.lexers import get_lexer_by_name, guess_lexer
 from pygments.util import ClassNotFound
 
 from baton.core.models import Message
+from baton.exporters.html import sanitise  # one allowlist for the pages and the export
 
 COLLAPSE_LINES = 12  # tool output longer than this is collapsed
 COLLAPSE_CHARS = 1500
 PREVIEW_CHARS = 20_000  # a part is cut here on a page; the full text is in the export
 
 _FORMATTER = HtmlFormatter(nowrap=True)
-_TAGS = {
-    "a", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6",
-    "hr", "i", "li", "ol", "p", "pre", "span", "strong", "table", "tbody", "td", "th",
-    "thead", "tr", "ul", "details", "summary", "div",
-}  # fmt: skip
-_ATTRIBUTES = {
-    "a": {"href", "title"},
-    "span": {"class"},
-    "code": {"class"},
-    "pre": {"class"},
-    "div": {"class"},
-    "td": {"align"},
-    "th": {"align"},
-}
 
 
 @lru_cache(maxsize=256)
@@ -59,16 +45,6 @@ def _markdown() -> MarkdownIt:
     md.enable("table")
     md.enable("strikethrough")
     return md
-
-
-def sanitise(fragment: str) -> str:
-    return nh3.clean(
-        fragment,
-        tags=_TAGS,
-        attributes=_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="nofollow noopener noreferrer",
-    )
 
 
 def markdown(text: str) -> str:
