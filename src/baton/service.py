@@ -620,6 +620,11 @@ class Service:
             self.get(owner, session_id)
         return self.store.list_shares(owner=owner, session_id=session_id)
 
+    def live_shares(self, owner: str, session_id: str) -> list[Share]:
+        """The shares of one of my sessions that still answer."""
+        now = self.now()
+        return [s for s in self.shares(owner, session_id) if s.state(now) == "live"]
+
     def public_share(self, share_id: str) -> Share:
         """A share as anyone with the link sees it: 404 unknown, 410 revoked or expired."""
         share = self.store.get_share(share_id)

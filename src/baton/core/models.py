@@ -29,6 +29,15 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def lifecycle(revoked_at: str | None, expires_at: str | None, now: str) -> str:
+    """ "revoked", "expired" or "live": the one rule for shares and tokens."""
+    if revoked_at is not None:
+        return "revoked"
+    if expires_at is not None and expires_at <= now:
+        return "expired"
+    return "live"
+
+
 @dataclass(frozen=True, slots=True)
 class Totals:
     """Tokens and cost summed over a chain (kept per message, so any prefix is O(1))."""
@@ -166,11 +175,7 @@ class Share:
     totals: Totals = field(default_factory=Totals)
 
     def state(self, now: str) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= now:
-            return "expired"
-        return "live"
+        return lifecycle(self.revoked_at, self.expires_at, now)
 
     def to_dict(self) -> JSON:
         return {
@@ -225,11 +230,7 @@ class Token:
     last_used_at: str | None = None
 
     def state(self, now: str) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= now:
-            return "expired"
-        return "live"
+        return lifecycle(self.revoked_at, self.expires_at, now)
 
     def to_dict(self) -> JSON:
         return {

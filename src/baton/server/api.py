@@ -84,6 +84,18 @@ def message_page(messages: list[Message], head: str | None, limit: int) -> dict[
     }
 
 
+def export_download(service: Service, owner: str, session_id: str, fmt: str) -> Response:
+    """A session exported as a file to download (never shown at the server's address)."""
+    from baton.exporters import ALIASES, MEDIA_TYPES, SUFFIXES
+
+    doc = service.export(owner, session_id, fmt)
+    kind = ALIASES.get(fmt, fmt)
+    disposition = {"Content-Disposition": f'attachment; filename="{session_id}{SUFFIXES[kind]}"'}
+    if isinstance(doc, str):
+        return Response(doc, 200, disposition, media_type=MEDIA_TYPES[kind])
+    return reply(doc, headers=disposition)
+
+
 def if_match(value: str | None) -> int | None:
     """The session version an If-Match header names ("3", W/"3" or 3); None for * or none."""
     if value is None or value.strip() == "*":
@@ -360,15 +372,7 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         session_id: str,
         format: Annotated[str, Query(pattern="^(json|markdown|md|html|opencode)$")] = "json",
     ) -> Response:
-        from baton.exporters import ALIASES, MEDIA_TYPES, SUFFIXES
-
-        doc = service.export(account.id, session_id, format)
-        kind = ALIASES.get(format, format)
-        name = f"{session_id}{SUFFIXES[kind]}"
-        disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
-        if isinstance(doc, str):
-            return Response(doc, 200, disposition, media_type=MEDIA_TYPES[kind])
-        return reply(doc, headers=disposition)
+        return export_download(service, account.id, session_id, format)
 
     @api.get(
         "/sessions/{session_id}/verify", response_model=schemas.VerifyResult, tags=["sessions"]

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from baton.core.errors import BatonError, InvalidInput, NotFound, SecretsFound
 from baton.core.models import Account, Message
 from baton.server import markup
+from baton.server.api import export_download
 from baton.server.auth import (
     COOKIE,
     COOKIE_MAX_AGE,
@@ -228,9 +229,7 @@ def build_pages(
         account = need(request)
         session = service.get(account.id, session_id)
         messages = service.messages(account.id, session_id, start=start, limit=PAGE)
-        live = [
-            s for s in service.shares(account.id, session_id) if s.state(service.now()) == "live"
-        ]
+        live = service.live_shares(account.id, session_id)
         new_share = next((s for s in live if s.id == shared), None)
         return render(
             request,
@@ -314,25 +313,13 @@ def build_pages(
         format: Annotated[str, Query(pattern="^(json|markdown|md|html|opencode)$")] = "json",
     ) -> Response:
         account = need(request)
-        import orjson
-
-        from baton.exporters import ALIASES, MEDIA_TYPES, SUFFIXES
-
-        doc = service.export(account.id, session_id, format)
-        kind = ALIASES.get(format, format)
-        name = f"{session_id}{SUFFIXES[kind]}"
-        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-        if isinstance(doc, str):
-            return Response(doc, 200, headers, media_type=MEDIA_TYPES[kind])
-        return Response(orjson.dumps(doc), 200, headers, media_type="application/json")
+        return export_download(service, account.id, session_id, format)
 
     @pages.get("/sessions/{session_id}/delete")
     def delete_form(request: Request, session_id: str) -> Response:
         account = need(request)
         session = service.get(account.id, session_id)
-        live = [
-            s for s in service.shares(account.id, session_id) if s.state(service.now()) == "live"
-        ]
+        live = service.live_shares(account.id, session_id)
         return render(request, "delete.html", {"session": session, "shares": live})
 
     @pages.post("/sessions/{session_id}/delete")
