@@ -12,6 +12,8 @@ from baton.store.blobs import LocalBlobStore, MemoryBlobStore
 from baton.store.memory import MemoryStore
 from baton.store.sqlite import SQLiteStore
 
+pytest_plugins = ["tests.services"]
+
 
 @pytest.fixture(autouse=True)
 def baton_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -27,7 +29,7 @@ def baton_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-STORE_KINDS = ["memory", "sqlite"]
+STORE_KINDS = ["memory", "sqlite", "postgres"]
 
 
 def make_store(kind: str, tmp_path: Path) -> tuple[Store, BlobStore]:
@@ -42,6 +44,15 @@ def make_store(kind: str, tmp_path: Path) -> tuple[Store, BlobStore]:
 
 @pytest.fixture(params=STORE_KINDS)
 def store_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, BlobStore]]:
+    if request.param == "postgres":
+        # PostgreSQL (a schema of its own per test) with blobs on a real S3 server.
+        from baton.store import open_blobs, open_store
+
+        store = open_store(request.getfixturevalue("postgres_url"))
+        blobs = open_blobs(request.getfixturevalue("s3_blob_url"))
+        yield store, blobs
+        store.close()
+        return
     store, blobs = make_store(request.param, tmp_path)
     yield store, blobs
     store.close()

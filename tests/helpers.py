@@ -59,10 +59,14 @@ def run_json(*args: str, home: Path, **kw: Any) -> Any:
 def stored_ids(service: Any) -> set[str]:
     """Every message id in the store, whoever reaches it."""
     from baton.store.memory import MemoryStore
+    from baton.store.postgres import PostgresStore
     from baton.store.sqlite import SQLiteStore
 
     store = service.store
     if isinstance(store, MemoryStore):
         return set(store._messages)
+    if isinstance(store, PostgresStore):
+        with store._read() as c:
+            return {row[0] for row in c.execute("SELECT id FROM messages")}
     assert isinstance(store, SQLiteStore)
     return {row[0] for row in store._conn().execute("SELECT id FROM messages")}

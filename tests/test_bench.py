@@ -41,5 +41,13 @@ def test_quick_bench_reports_every_figure() -> None:
 
     if opencode_binary() is not None or os.environ.get("CI") == "true":
         assert any(n.startswith("import a 1,000-message opencode export") for n in names)
+    if os.environ.get("CI") == "true":  # PostgreSQL, wrk and py-spy are there
+        for prefix in (
+            "load a 2,000-message session from PostgreSQL vs from SQLite",
+            "appends per second over HTTP on PostgreSQL, two server processes vs one",
+        ):
+            [figure] = [f for f in report["figures"] if f["figure"].startswith(prefix)]
+            if prefix.startswith("appends"):
+                assert "threads running Python" in figure["note"], figure["note"]
     for figure in report["figures"]:
         assert isinstance(figure["ratio"], float) and figure["ratio"] > 0

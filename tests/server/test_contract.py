@@ -3,6 +3,7 @@ the HTTP client against a live `baton serve` process (remote mode), with the sam
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,12 @@ from baton.core.errors import (
     SecretsFound,
     VersionMismatch,
 )
+from baton.scanning import SecretScanner
+from baton.service import Service
+from baton.store import open_blobs, open_store
 from tests.helpers import run_json, text_message, tool_turn
 from tests.server.conftest import Served, make_service, start_serve, stop
+from tests.services import SeaweedFS
 
 FAKE_KEY = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"
 
@@ -46,18 +51,51 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, s
     stop(running)
 
 
-@pytest.fixture(params=["local", "remote"])
-def way(
-    request: pytest.FixtureRequest, tmp_path: Path, server: tuple[Served, str, str]
-) -> Iterator[Way]:
-    if request.param == "local":
-        service = make_service(tmp_path / "local")
+@pytest.fixture(scope="module")
+def pg_server(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: str, seaweedfs: SeaweedFS
+) -> Iterator[tuple[Served, str, str]]:
+    """`baton serve` over PostgreSQL (a schema of its own) and S3 (a prefix of its own)."""
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    env = {
+        "BATON_DATABASE_URL": f"{postgres_server}?options=-csearch_path%3D{schema}",
+        "BATON_BLOB_URL": seaweedfs.url(f"t-{secrets.token_hex(6)}"),
+        **seaweedfs.env(),
+    }
+    home = tmp_path_factory.mktemp("contract-pg-server")
+    alice = run_json("users", "add", "alice", "--display-name", "Alice Example", home=home, env=env)
+    bob = run_json("users", "add", "bob", "--display-name", "Bob Other", home=home, env=env)
+    running = start_serve(home, env=env)
+    yield running, alice["token"], bob["token"]
+    stop(running)
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["local", "remote", "local-postgres-s3", "remote-postgres-s3"])
+def way(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Way]:
+    """The service in this process, or a client of a `baton serve` process; each over the
+    embedded store or over PostgreSQL and S3."""
+    if request.param.startswith("local"):
+        if request.param == "local":
+            service = make_service(tmp_path / "local")
+        else:
+            service = Service(
+                open_store(request.getfixturevalue("postgres_url")),
+                open_blobs(request.getfixturevalue("s3_blob_url")),
+                scanner=SecretScanner({"MY_SERVICE_TOKEN": "tok-4f9a8b7c6d5e"}),
+            )
         alice = service.accounts.add("alice", "Alice Example").id
         bob = service.accounts.add("bob", "Bob Other").id
         yield Way("local", (service, alice), (service, bob))
         service.store.close()
         return
-    served, alice_token, bob_token = server
+    fixture = "server" if request.param == "remote" else "pg_server"
+    served, alice_token, bob_token = request.getfixturevalue(fixture)
     a, b = Client(served.url, alice_token), Client(served.url, bob_token)
     yield Way("remote", (a, a.me().id), (b, b.me().id))
     a.close()

@@ -112,14 +112,17 @@ def cli(ctx: click.Context, home: str | None, fork_source: str | None) -> None:
 
 
 def _register() -> None:
-    from baton.cli import chat, git, remote, server, sessions, shares
+    from baton.cli import chat, git, migrate, remote, server, sessions, shares
+    from baton.cli.copy import copy_command
 
     cli.add_command(sessions.sessions)
+    cli.add_command(copy_command)
     sessions.sessions.add_command(git.snapshot)
     for command in [
         *shares.COMMANDS,
         git.restore,
         *server.COMMANDS,
+        migrate.migrate,
         *remote.COMMANDS,
         *chat.COMMANDS,
     ]:

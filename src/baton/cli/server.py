@@ -59,14 +59,24 @@ def local_secret(home: Path) -> str:
     type=click.IntRange(0, 65535),
     help="Port (also $BATON_PORT).",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    envvar="BATON_WORKERS",
+    type=click.IntRange(1, 64),
+    help="Server processes sharing the port (also $BATON_WORKERS).",
+)
 @pass_ctx
-def serve(ctx: Context, host: str, port: int) -> None:
-    """Serve the web pages and the JSON API over the local store (BATON_HOME).
+def serve(ctx: Context, host: str, port: int, workers: int) -> None:
+    """Serve the web pages and the JSON API over the store: the embedded one in BATON_HOME,
+    or PostgreSQL and S3 (BATON_DATABASE_URL, BATON_BLOB_URL; see docs/deployment.md).
 
     On the first start it prints a one-time login link and an API token for the owner.
     Listening beyond loopback needs BATON_SECRET (32+ random characters) to sign cookies.
+    Servers hold no state: run several (--workers N, or on several machines) over one store.
 
-    Example: baton serve --port 8765
+    Example: baton serve --port 8765 --workers 2
     """
     from baton.core.errors import InvalidInput
 
@@ -85,13 +95,6 @@ def serve(ctx: Context, host: str, port: int) -> None:
         service.base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     accounts = service.accounts
     first = not any(accounts.store.list_tokens(a.id) for a in accounts.list_all())
-    import uvicorn
-
-    from baton.server import create_app
-
-    app = create_app(service, secret=secret, secure_cookies=service.base_url.startswith("https"))
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
     if first:
         owner = service.account(settings.user, settings.display_name)
         _, token = accounts.create_token(owner.id, "first start")
@@ -100,9 +103,34 @@ def serve(ctx: Context, host: str, port: int) -> None:
         click.echo(f"  log in to the web pages: {service.base_url}/login?code={code}")
         click.echo(f"  API token:               {token}")
         click.echo(f"  this CLI on another machine: baton login {service.base_url} --token {token}")
-    click.echo(f"baton serving {service.base_url} (data in {settings.home}); Ctrl-C stops it")
+    from baton.store.base import safe_url
+
+    where = (
+        f"data in {settings.home}"
+        if settings.database_url.startswith("sqlite:")
+        else f"store {safe_url(settings.database_url)}"
+    )
+    from baton.server import processes
+
+    sock = processes.listen(host, port)  # listening before it says so
+    if workers == 1:
+        from baton.server import create_app
+
+        app = create_app(
+            service, secret=secret, secure_cookies=service.base_url.startswith("https")
+        )
+        click.echo(f"baton serving {service.base_url} ({where}); Ctrl-C stops it")
+        sys.stdout.flush()
+        processes.serve(app, sock)
+        return
+    # Each worker process builds its own app from the environment set here.
+    service.store.close()
+    os.environ.update(
+        {"BATON_SECRET": secret, "BATON_URL": service.base_url, "BATON_HOME": str(settings.home)}
+    )
+    click.echo(f"baton serving {service.base_url} ({where}, {workers} workers); Ctrl-C stops it")
     sys.stdout.flush()
-    server.run()
+    processes.supervise(sock, workers)
 
 
 def _account(ctx: Context, handle: str | None) -> Any:

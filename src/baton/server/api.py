@@ -107,8 +107,31 @@ def if_match(value: str | None) -> int | None:
 
 
 async def me(request: Request) -> Account:
-    """The caller's account; 401 without valid credentials. Runs on the event loop (one indexed
-    read); the once-a-minute write of the token's last use goes to a worker thread."""
+    """The caller's account; 401 without valid credentials. Over a local store this runs on
+    the event loop (one indexed read) and the once-a-minute write of the token's last use goes
+    to a worker thread; over a networked store (PostgreSQL) all of it runs in a worker thread,
+    so the event loop never waits on the network."""
+    from starlette.concurrency import run_in_threadpool
+
+    service: Service = request.app.state.service
+    if not service.store.inline_writes:
+        return await run_in_threadpool(_identify_and_touch, request)
+    account, due = _identify(request)
+    if due is not None:
+        await run_in_threadpool(service.store.touch_token, due, service.now())
+    return account
+
+
+def _identify_and_touch(request: Request) -> Account:
+    account, due = _identify(request)
+    if due is not None:
+        service: Service = request.app.state.service
+        service.store.touch_token(due, service.now())
+    return account
+
+
+def _identify(request: Request) -> tuple[Account, str | None]:
+    """The caller, and the id of their token if its last use is due to be recorded."""
     state = request.app.state
     service: Service = state.service
     token = bearer(request)
@@ -119,16 +142,12 @@ async def me(request: Request) -> Account:
         if request.method not in ("GET", "HEAD"):
             # A cookie alone does not authorise a write through the API (no CSRF here).
             raise Unauthorized("writes through the API need Authorization: Bearer <token>")
-        return account
+        return account, None
     found = service.accounts.authenticate_token(token, touch=False)
     if found is None:
         raise Unauthorized("this token is not valid (revoked, expired or mistyped)")
     account, record = found
-    if service.accounts.needs_touch(record):
-        from starlette.concurrency import run_in_threadpool
-
-        await run_in_threadpool(service.store.touch_token, record.id, service.now())
-    return account
+    return account, record.id if service.accounts.needs_touch(record) else None
 
 
 def public(request: Request) -> None:
@@ -314,7 +333,7 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         from starlette.concurrency import run_in_threadpool
 
         result = None
-        if len(body) <= INLINE_APPEND and len(messages) <= 100:
+        if service.store.inline_writes and len(body) <= INLINE_APPEND and len(messages) <= 100:
             service.store.wait_briefly()
             with contextlib.suppress(Busy):
                 result = service.append(account.id, session_id, messages, expected)

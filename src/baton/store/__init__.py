@@ -9,9 +9,14 @@ from baton.core.errors import InvalidInput
 from baton.store.base import BlobStore, Store
 
 
-def open_store(url: str, synchronous: str = "FULL") -> Store:
-    """`sqlite:///path/baton.db` (the default) or `memory://`."""
+def open_store(url: str, synchronous: str = "FULL", migrate: bool = True) -> Store:
+    """`sqlite:///path/baton.db` (the default), `postgresql://…` or `memory://`. With
+    `migrate`, pending schema migrations are applied on opening."""
     parsed = urlparse(url)
+    if parsed.scheme in ("postgresql", "postgres"):
+        from baton.store.postgres import PostgresStore
+
+        return PostgresStore(url, migrate=migrate)
     if parsed.scheme == "memory":
         from baton.store.memory import MemoryStore
 
@@ -20,13 +25,22 @@ def open_store(url: str, synchronous: str = "FULL") -> Store:
         from baton.store.sqlite import SQLiteStore
 
         path = url[len("sqlite://") :]
-        return SQLiteStore(":memory:" if path in ("", ":memory:") else Path(path), synchronous)
-    raise InvalidInput(f"unknown store URL {url!r}: use sqlite:///PATH or memory://")
+        return SQLiteStore(
+            ":memory:" if path in ("", ":memory:") else Path(path), synchronous, migrate=migrate
+        )
+    raise InvalidInput(
+        f"unknown store URL {url!r}: use sqlite:///PATH, postgresql://HOST/DATABASE or memory://"
+    )
 
 
 def open_blobs(url: str) -> BlobStore:
-    """`file:///path/blobs` (the default) or `memory://`."""
-    parsed = urlparse(url)
+    """`file:///path/blobs` (the default), `s3://bucket/prefix?endpoint=http://host:port`
+    (credentials from the AWS_* variables) or `memory://`."""
+    choices = "use file:///PATH, s3://BUCKET[/PREFIX]?endpoint=URL or memory://"
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        raise InvalidInput(f"blob URL {url!r} is not a URL: {choices}") from None
     if parsed.scheme == "memory":
         from baton.store.blobs import MemoryBlobStore
 
@@ -35,7 +49,11 @@ def open_blobs(url: str) -> BlobStore:
         from baton.store.blobs import LocalBlobStore
 
         return LocalBlobStore(Path(parsed.path))
-    raise InvalidInput(f"unknown blob URL {url!r}: use file:///PATH or memory://")
+    if parsed.scheme == "s3":
+        from baton.store.s3 import S3BlobStore
+
+        return S3BlobStore(url)
+    raise InvalidInput(f"unknown blob URL {url!r}: {choices}")
 
 
 __all__ = ["BlobStore", "Store", "open_blobs", "open_store"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return updated_at, session_id
 
 
+def safe_url(url: str) -> str:
+    """A store URL fit to print: without its password."""
+    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
+
+
 def git_blobs(git: Any) -> list[str]:
     """The blobs a git snapshot names: its patch and its bundle (DESIGN §3)."""
     if not isinstance(git, dict):
@@ -61,6 +67,10 @@ SESSION_FIELDS = frozenset(
 
 class Store(ABC):
     """Sessions, messages, shares and accounts. Methods are atomic; rules live in the service."""
+
+    # Whether a small write is cheap enough to run on a server's event loop (a local file,
+    # not a network round trip).
+    inline_writes = True
 
     # accounts
     @abstractmethod

@@ -32,20 +32,20 @@ from baton.store.base import (
     encode_cursor,
     git_blobs,
 )
+from baton.store.rows import (
+    MESSAGE_COLUMNS,
+    SESSION_COLUMNS,
+    SHARE_COLUMNS,
+    TOKEN_COLUMNS,
+    dump,
+    load,
+    message_from,
+    message_values,
+    session_from,
+    share_from,
+    totals_values,
+)
 
-_SESSION_COLUMNS = (
-    "id, owner, title, task, status, head, message_count, created_at, updated_at, version, "
-    "metadata, git, platform, forked_from, repo, title_auto, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, cost_usd"
-)
-_SHARE_COLUMNS = (
-    "id, session_id, owner, shared_by, head, message_count, title, task, metadata, git, "
-    "created_at, expires_at, revoked_at, redacted, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, cost_usd"
-)
-_TOKEN_COLUMNS = (
-    "id, account_id, name, kind, token_hash, created_at, expires_at, revoked_at, last_used_at"
-)
 # A git snapshot's patch and bundle are blobs too: kept while a session or an unrevoked share
 # names them in its `git` header.
 _GIT_REFERENCE = (
@@ -65,60 +65,6 @@ WITH RECURSIVE chain(rowid, parent, depth) AS (
 """
 
 
-def _json(value: Any) -> bytes | None:
-    return None if value is None else orjson.dumps(value)
-
-
-def _loads(value: bytes | None) -> Any:
-    return None if value is None else orjson.loads(value)
-
-
-def _session(row: sqlite3.Row | tuple[Any, ...]) -> Session:
-    return Session(
-        id=row[0],
-        owner=row[1],
-        title=row[2],
-        task=row[3],
-        status=row[4],
-        head=row[5],
-        message_count=row[6],
-        created_at=row[7],
-        updated_at=row[8],
-        version=row[9],
-        metadata=orjson.loads(row[10]),
-        git=_loads(row[11]),
-        platform=row[12],
-        forked_from=_loads(row[13]),
-        repo=row[14],
-        title_auto=bool(row[15]),
-        totals=Totals(row[16], row[17], row[18], row[19], row[20]),
-    )
-
-
-def _share(row: tuple[Any, ...]) -> Share:
-    return Share(
-        id=row[0],
-        session_id=row[1],
-        owner=row[2],
-        shared_by=orjson.loads(row[3]),
-        head=row[4],
-        message_count=row[5],
-        title=row[6],
-        task=row[7],
-        metadata=orjson.loads(row[8]),
-        git=_loads(row[9]),
-        created_at=row[10],
-        expires_at=row[11],
-        revoked_at=row[12],
-        redacted=orjson.loads(row[13]),
-        totals=Totals(row[14], row[15], row[16], row[17], row[18]),
-    )
-
-
-def _totals(t: Totals) -> tuple[int, int, int, int, float]:
-    return (t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd)
-
-
 def fts_query(text: str) -> str | None:
     """A user's words as an FTS5 query: every word must appear, the last one as a prefix."""
     words = [w.replace('"', '""') for w in text.split()]
@@ -132,7 +78,7 @@ def fts_query(text: str) -> str | None:
 class SQLiteStore(Store):
     """One connection per thread; writes take the database lock up front (BEGIN IMMEDIATE)."""
 
-    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path | str, synchronous: str = "FULL", migrate: bool = True) -> None:
         self.path = str(path)
         self.synchronous = synchronous
         self._local = threading.local()
@@ -140,7 +86,8 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        migrations.migrate(self._conn())
+        if migrate:
+            migrations.migrate(self._conn())
 
     # connections and transactions
     def _conn(self) -> sqlite3.Connection:
@@ -236,7 +183,7 @@ class SQLiteStore(Store):
         try:
             with self._write() as c:
                 c.execute(
-                    f"INSERT INTO tokens({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO tokens({TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                     (
                         token.id,
                         token.account_id,
@@ -255,14 +202,14 @@ class SQLiteStore(Store):
     def find_token(self, token_hash: str) -> Token | None:
         row = (
             self._conn()
-            .execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?", (token_hash,))
+            .execute(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?", (token_hash,))
             .fetchone()
         )
         return Token(*row) if row else None
 
     def list_tokens(self, account_id: str) -> list[Token]:
         rows = self._conn().execute(
-            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE account_id = ? "
+            f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE account_id = ? "
             "ORDER BY created_at DESC, id DESC",
             (account_id,),
         )
@@ -296,14 +243,14 @@ class SQLiteStore(Store):
                 batch,
             ).fetchall()
             for row in rows:
-                message = _message(row[0], row[1], row[4])
+                message = message_from(row[0], row[1], row[4])
                 out[row[0]] = StoredMessage(
                     message=message,
                     depth=row[2],
                     root=row[3],
                     totals=Totals(row[5], row[6], row[7], row[8], row[9]),
                     text=message_text(message.parts),
-                    findings=_loads(row[10]) or [],
+                    findings=load(row[10]) or [],
                     flagged=row[11],
                 )
         return out
@@ -333,7 +280,7 @@ class SQLiteStore(Store):
         rows.reverse()
         if any(rows[i][0] >= rows[i + 1][0] for i in range(len(rows) - 1)):
             rows.sort(key=lambda row: row[0])
-        return [_message(mid, parent, body) for _, mid, parent, body in rows]
+        return [message_from(mid, parent, body) for _, mid, parent, body in rows]
 
     def _shortcut(self, c: sqlite3.Connection, head: str, depth: int) -> str | None:
         """The head's ancestor at `depth` without walking to it, when the head's family (the
@@ -381,26 +328,9 @@ class SQLiteStore(Store):
 
     def _insert_messages(self, c: sqlite3.Connection, messages: Sequence[StoredMessage]) -> None:
         for sm in messages:
-            m = sm.message
-            body: dict[str, Any] = {"role": m.role, "parts": m.parts, "created_at": m.created_at}
-            if m.model is not None:
-                body["model"] = m.model
-            if m.usage is not None:
-                body["usage"] = m.usage
             cur = c.execute(
-                "INSERT OR IGNORE INTO messages(id, parent, depth, root, body, input_tokens, "
-                "output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, findings, "
-                "flagged) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    m.id,
-                    m.parent,
-                    sm.depth,
-                    sm.root,
-                    orjson.dumps(body),
-                    *_totals(sm.totals),
-                    _json(sm.findings or None),
-                    sm.flagged,
-                ),
+                f"INSERT OR IGNORE INTO messages({MESSAGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                message_values(sm),
             )
             if cur.rowcount:
                 rowid = cur.lastrowid
@@ -423,7 +353,7 @@ class SQLiteStore(Store):
                     raise NotFound(f"message {session.head} is not stored")
                 root = row[0]
             c.execute(
-                f"INSERT INTO sessions({_SESSION_COLUMNS}, root) VALUES "
+                f"INSERT INTO sessions({SESSION_COLUMNS}, root) VALUES "
                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*self._session_values(session), root),
             )
@@ -446,33 +376,33 @@ class SQLiteStore(Store):
             s.updated_at,
             s.version,
             orjson.dumps(s.metadata),
-            _json(s.git),
+            dump(s.git),
             s.platform,
-            _json(s.forked_from),
+            dump(s.forked_from),
             s.repo,
             int(s.title_auto),
-            *_totals(s.totals),
+            *totals_values(s.totals),
         )
 
     def get_session(self, session_id: str) -> Session | None:
         row = (
             self._conn()
-            .execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
+            .execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
             .fetchone()
         )
-        return _session(row) if row else None
+        return session_from(row) if row else None
 
     def find_session(self, owner: str, head: str) -> Session | None:
         row = (
             self._conn()
             .execute(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE owner = ? AND head = ? "
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE owner = ? AND head = ? "
                 "AND root = (SELECT root FROM messages WHERE id = ?) ORDER BY rowid LIMIT 1",
                 (owner, head, head),
             )
             .fetchone()
         )
-        return _session(row) if row else None
+        return session_from(row) if row else None
 
     def append(
         self,
@@ -493,7 +423,7 @@ class SQLiteStore(Store):
                     last.message.id,
                     last.root,
                     last.depth + 1,
-                    *_totals(last.totals),
+                    *totals_values(last.totals),
                     *values,
                     session_id,
                     expected_head,
@@ -518,7 +448,7 @@ class SQLiteStore(Store):
         for key, value in changes.items():
             sets += f", {key} = ?"
             if key in ("metadata", "git"):
-                values.append(_json(value))
+                values.append(dump(value))
             elif key == "title_auto":
                 values.append(int(value))
             else:
@@ -595,7 +525,7 @@ found(sid) AS (SELECT DISTINCT w.sid FROM walk w JOIN hit_messages h ON h.id = w
                 " OR s.rowid IN (SELECT sid FROM found))"
             )
             args.append(match)
-        cols = ", ".join("s." + c.strip() for c in _SESSION_COLUMNS.split(","))
+        cols = ", ".join("s." + c.strip() for c in SESSION_COLUMNS.split(","))
         sql = (
             f"{prefix}SELECT {cols} FROM sessions s WHERE {' AND '.join(where)} "
             "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
@@ -603,7 +533,7 @@ found(sid) AS (SELECT DISTINCT w.sid FROM walk w JOIN hit_messages h ON h.id = w
         args.append(query.limit + 1)
         with self._read() as c:
             rows = c.execute(sql, args).fetchall()
-        sessions = [_session(r) for r in rows[: query.limit]]
+        sessions = [session_from(r) for r in rows[: query.limit]]
         cursor = None
         if len(rows) > query.limit:
             cursor = encode_cursor(sessions[-1].updated_at, sessions[-1].id)
@@ -693,7 +623,7 @@ INSERT INTO reach SELECT id FROM walk""",
                     raise NotFound(f"message {share.head} is not stored")
                 root = row[0]
             c.execute(
-                f"INSERT INTO shares({_SHARE_COLUMNS}, root) VALUES "
+                f"INSERT INTO shares({SHARE_COLUMNS}, root) VALUES "
                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     share.id,
@@ -705,12 +635,12 @@ INSERT INTO reach SELECT id FROM walk""",
                     share.title,
                     share.task,
                     orjson.dumps(share.metadata),
-                    _json(share.git),
+                    dump(share.git),
                     share.created_at,
                     share.expires_at,
                     share.revoked_at,
                     orjson.dumps(share.redacted),
-                    *_totals(share.totals),
+                    *totals_values(share.totals),
                     root,
                 ),
             )
@@ -718,10 +648,10 @@ INSERT INTO reach SELECT id FROM walk""",
     def get_share(self, share_id: str) -> Share | None:
         row = (
             self._conn()
-            .execute(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,))
+            .execute(f"SELECT {SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,))
             .fetchone()
         )
-        return _share(row) if row else None
+        return share_from(row) if row else None
 
     def list_shares(self, owner: str | None = None, session_id: str | None = None) -> list[Share]:
         where, args = [], []
@@ -735,11 +665,11 @@ INSERT INTO reach SELECT id FROM walk""",
         rows = (
             self._conn()
             .execute(
-                f"SELECT {_SHARE_COLUMNS} FROM shares {clause} ORDER BY created_at DESC, id", args
+                f"SELECT {SHARE_COLUMNS} FROM shares {clause} ORDER BY created_at DESC, id", args
             )
             .fetchall()
         )
-        return [_share(r) for r in rows]
+        return [share_from(r) for r in rows]
 
     def revoke_share(self, share_id: str, now: str) -> Share:
         with self._write() as c:
@@ -748,21 +678,21 @@ INSERT INTO reach SELECT id FROM walk""",
                 (now, share_id),
             )
             row = c.execute(
-                f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,)
+                f"SELECT {SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,)
             ).fetchone()
             if row is None:
                 raise NotFound(f"no share {share_id}")
-        return _share(row)
+        return share_from(row)
 
     # maintenance
     def iter_sessions(self) -> Iterator[Session]:
         rows = (
             self._conn()
-            .execute(f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY rowid")
+            .execute(f"SELECT {SESSION_COLUMNS} FROM sessions ORDER BY rowid")
             .fetchall()
         )
         for row in rows:
-            yield _session(row)
+            yield session_from(row)
 
     def gc(self, now: str) -> tuple[int, list[str]]:
         with self._write() as c:
@@ -802,11 +732,11 @@ INSERT INTO reach SELECT id FROM walk""",
 
 def _fetch_session(c: sqlite3.Connection, session_id: str) -> Session:
     row = c.execute(
-        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
     ).fetchone()
     if row is None:
         raise NotFound(f"no session {session_id}")
-    return _session(row)
+    return session_from(row)
 
 
 def _wal(conn: sqlite3.Connection) -> None:
@@ -820,13 +750,6 @@ def _wal(conn: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or attempt == 199:
                 raise
             time.sleep(0.05)
-
-
-def _message(mid: str, parent: str | None, body: bytes) -> Message:
-    d = orjson.loads(body)
-    return Message(
-        mid, parent, d["role"], d["parts"], d["created_at"], d.get("model"), d.get("usage")
-    )
 
 
 class _Transaction:

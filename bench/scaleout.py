@@ -1,0 +1,347 @@
+"""Figures of the scale-out store (PostgreSQL on 127.0.0.1:5432, database `test`):
+
+- appends per second over HTTP with `baton serve --workers 2` vs `--workers 1`, both over
+  the same PostgreSQL database, loaded by wrk (Debian's package) in alternating rounds; and
+  where the time goes, from py-spy samples of the one-process server and the CPU time each
+  process used (/proc), not guessed;
+- loading a 10,000-message session from PostgreSQL vs from SQLite (same messages).
+
+Skipped with a note when PostgreSQL, wrk or py-spy is missing."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.data import messages
+from bench.server import _check, _free_port
+from bench.timing import paired_medians
+
+Record = Callable[..., None]
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+CONNECTIONS = 8  # wrk threads, one keep-alive connection each, one session each
+
+LUA = """
+local paths = {%s}
+local counter = 0
+local body = '{"messages": [{"role": "user", "parts": [{"type": "text", "text": "%s"}]}]}'
+setup = function(thread)
+  counter = counter + 1
+  thread:set("path", paths[counter])
+end
+request = function()
+  return wrk.format("POST", path, {["Authorization"] = "Bearer %s",
+    ["Content-Type"] = "application/json"}, body)
+end
+response = function(status, headers, body)
+  if status ~= 201 then
+    io.stderr:write("unexpected status " .. status .. "\\n")
+  end
+end
+"""
+
+
+def run(root: Path, quick: bool, record: Record) -> None:
+    try:
+        import psycopg
+
+        psycopg.connect(PG, connect_timeout=3).close()
+    except Exception as exc:
+        print(f"  (scale-out figures skipped: no PostgreSQL at {PG}: {exc})", file=sys.stderr)
+        return
+    schema = "bench_" + secrets.token_hex(4)
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{PG}?options=-csearch_path%3D{schema}"
+    try:
+        load_vs_sqlite(root, url, quick, record)
+        if shutil.which("wrk") is None:
+            print("  (HTTP scale-out figure skipped: install wrk)", file=sys.stderr)
+            return
+        appends_two_vs_one(root, url, quick, record)
+    finally:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def load_vs_sqlite(root: Path, url: str, quick: bool, record: Record) -> None:
+    from baton.scanning import SecretScanner
+    from baton.service import Service
+    from baton.store.blobs import LocalBlobStore
+    from baton.store.postgres import PostgresStore
+    from baton.store.sqlite import SQLiteStore
+
+    count = 2_000 if quick else 10_000
+    print(f"loading {count} messages into PostgreSQL and SQLite…", file=sys.stderr)
+    batch = messages(count, seed=count)
+    services = {
+        "postgres": Service(
+            PostgresStore(url), LocalBlobStore(root / "pg-blobs"), scanner=SecretScanner({})
+        ),
+        "sqlite": Service(
+            SQLiteStore(root / "pg-vs" / "baton.db"),
+            LocalBlobStore(root / "pg-vs" / "blobs"),
+            scanner=SecretScanner({}),
+        ),
+    }
+    sessions = {}
+    for name, service in services.items():
+        owner = service.account("bench").id
+        sid = service.create(owner).id
+        for start in range(0, count, 500):
+            service.append(owner, sid, batch[start : start + 500])
+        sessions[name] = (owner, sid)
+
+    def load(name: str) -> Callable[[], Any]:
+        service, (owner, sid) = services[name], sessions[name]
+        return lambda: service.messages(owner, sid)
+
+    t_sqlite, t_pg = paired_medians(load("sqlite"), load("postgres"), 5 if quick else 15)
+    # the same conversation (ids differ: each store stamped its own arrival times)
+    assert [m.parts for m in load("sqlite")()] == [m.parts for m in load("postgres")()]
+    for service in services.values():
+        service.store.close()
+    ratio = t_pg / t_sqlite
+    record(
+        f"load a {count:,}-message session from PostgreSQL vs from SQLite",
+        f"{t_pg * 1e3:.0f} ms vs {t_sqlite * 1e3:.0f} ms",
+        ratio,
+        "≤ 2×",
+        ratio <= 2,
+        "Service.messages (headers of every message; long tool outputs are blobs), the same "
+        "messages in both; PostgreSQL on loopback, one query along the (root, depth) index",
+    )
+
+
+class Server:
+    """`baton serve --workers N` over the PostgreSQL schema, on a free port."""
+
+    def __init__(self, home: Path, url: str, workers: int) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+        env.update(BATON_HOME=str(home), BATON_USER="bench", BATON_DATABASE_URL=url)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home / "serve.log"
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "baton", "serve", "--port", str(self.port),
+                 "--workers", str(workers)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"baton serve did not start: {self.log.read_text()}")
+
+    def token(self) -> str | None:
+        found = re.search(r"API token:\s+(\S+)", self.log.read_text())
+        return found.group(1) if found else None
+
+    def pids(self) -> list[int]:
+        """The process serving requests: the server itself, or its worker processes."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            kids = [int(p) for p in children.read_text().split()]
+        except OSError:
+            kids = []
+        workers = [p for p in kids if "spawn_main" in _cmdline(p)]
+        return workers or [self.process.pid]
+
+    def stop(self) -> None:
+        import signal
+
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and "postgres" in _comm(int(p))]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _wrk(server: Server, token: str, paths: list[str], seconds: float, root: Path) -> float:
+    script = root / "append.lua"
+    script.write_text(LUA % (", ".join(f'"{p}"' for p in paths), "y" * 200, token))
+    out = subprocess.run(
+        ["wrk", "-t", str(CONNECTIONS), "-c", str(CONNECTIONS), "-d", f"{round(seconds)}s",
+         "-s", str(script), server.url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )  # fmt: skip
+    if "unexpected status" in out.stderr or out.returncode != 0:
+        raise RuntimeError(f"wrk: {out.stderr[:500]} {out.stdout[-500:]}")
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    if not found:
+        raise RuntimeError(f"wrk printed no rate: {out.stdout}")
+    return float(found.group(1))
+
+
+def appends_two_vs_one(root: Path, url: str, quick: bool, record: Record) -> None:
+    print("starting `baton serve --workers 1` and `--workers 2` over PostgreSQL…", file=sys.stderr)
+    one = Server(root / "serve-1", url, 1)
+    two = None
+    try:
+        token = one.token()
+        assert token, one.log.read_text()
+        two = Server(root / "serve-2", url, 2)
+        with httpx.Client(base_url=one.url, headers={"Authorization": f"Bearer {token}"}) as c:
+            paths = [
+                "/api/sessions/"
+                + _check(c.post("/api/sessions", json={"title": f"load {i}"}), 201).json()["id"]
+                + "/messages"
+                for i in range(CONNECTIONS)
+            ]
+        seconds = 2.0 if quick else 4.0
+        rounds = 3 if quick else 7
+        for server in (one, two):  # warm up
+            _wrk(server, token, paths, 1.0, root)
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        cpu: dict[str, list[float]] = collections.defaultdict(list)
+        for _ in range(rounds):
+            for workers, server in ((1, one), (2, two)):
+                pg_pids = _postgres_pids()
+                before = (_cpu(server.pids()), _cpu(pg_pids), time.perf_counter())
+                rate = _wrk(server, token, paths, seconds, root)
+                elapsed = time.perf_counter() - before[2]
+                rates[workers].append(rate)
+                cpu[f"server{workers}"].append((_cpu(server.pids()) - before[0]) / elapsed)
+                cpu[f"pg{workers}"].append((_cpu(pg_pids) - before[1]) / elapsed)
+        profile = _profile(one, token, paths, root)
+    finally:
+        one.stop()
+        if two is not None:
+            two.stop()
+    r1, r2 = statistics.median(rates[1]), statistics.median(rates[2])
+    med = {k: statistics.median(v) for k, v in cpu.items()}
+    note = (
+        f"wrk, {CONNECTIONS} connections, one session each, 200-byte user messages; medians "
+        f"of {rounds} alternating rounds of {seconds:.0f} s. CPU in cores: one process "
+        f"{med['server1']:.2f} + PostgreSQL {med['pg1']:.2f}; two processes "
+        f"{med['server2']:.2f} + PostgreSQL {med['pg2']:.2f} (of 2 cores, wrk uses the rest). "
+        f"py-spy of the one-process server: {profile}"
+    )
+    ratio = r2 / r1
+    record(
+        "appends per second over HTTP on PostgreSQL, two server processes vs one",
+        f"{r2:,.0f} vs {r1:,.0f} requests/s",
+        ratio,
+        "≥ 1.3×",
+        ratio >= 1.3,
+        note,
+    )
+
+
+# Where a sample of the server's threads is. First by the innermost frame: a thread waiting
+# (for PostgreSQL's answer, or idle: a worker thread waiting for work, the event loop waiting
+# for sockets); the others run Python, attributed to the innermost frame naming a library.
+WAITING = [
+    ("waiting for PostgreSQL's answer", ("Connection.wait (psycopg",)),
+    ("idle", ("Condition.wait", "EpollSelector.select", "Event.wait", "Queue.get")),
+]
+CATEGORIES = [
+    ("psycopg (sending queries, reading rows)", ("psycopg",)),
+    ("baton (validation, hashing, rules)", ("baton/",)),
+    ("JSON (orjson, pydantic)", ("orjson", "pydantic")),
+    ("HTTP (uvicorn, h11, starlette, fastapi)", ("uvicorn", "h11", "starlette", "fastapi")),
+    ("thread hand-off (anyio, asyncio)", ("anyio", "asyncio", "threading", "concurrent")),
+]
+
+
+def _profile(server: Server, token: str, paths: list[str], root: Path) -> str:
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return "not measured (pip install py-spy)"
+    raw = root / "profile.txt"
+    seconds = 4
+    record = subprocess.Popen(
+        [spy, "record", "-p", str(server.pids()[0]), "-d", str(seconds), "-r", "200",
+         "-f", "raw", "-o", str(raw), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)
+    _wrk(server, token, paths, seconds, root)
+    record.wait(timeout=60)
+    if not raw.exists():
+        return "not measured (py-spy could not attach)"
+    waiting: collections.Counter[str] = collections.Counter()
+    running: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        frames = stack.split(";")
+        leaf = frames[-1]
+        kind = next((name for name, keys in WAITING if any(k in leaf for k in keys)), None)
+        if kind is not None:
+            waiting[kind] += int(n)
+        else:
+            running[_category(frames)] += int(n)
+    busy = sum(running.values())
+    if not busy:
+        return "no samples"
+    pg_wait = waiting["waiting for PostgreSQL's answer"]
+    parts = [f"{name} {100 * c / busy:.0f}%" for name, c in running.most_common()]
+    return (
+        f"threads running Python: {', '.join(parts)} ({busy} samples); "
+        f"samples of threads waiting for PostgreSQL's answer: {pg_wait} "
+        f"({pg_wait / (busy + pg_wait) * 100:.0f}% of non-idle samples)"
+    )
+
+
+def _category(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, needles in CATEGORIES:
+            if any(n in frame for n in needles):
+                return name
+    return "other (interpreter, logging, ...)"

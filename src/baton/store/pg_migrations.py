@@ -1,0 +1,216 @@
+"""The PostgreSQL store's migrations: the same numbered, named steps as SQLite's
+(migrations.py), in PostgreSQL's dialect, recorded in `migrations`. Every server runs them
+under one advisory lock, so servers starting side by side apply each step once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+MIGRATION_LOCK = 7_316_061_001  # pg_advisory_lock key: one migrator at a time
+
+
+@dataclass(frozen=True)
+class Migration:
+    number: int
+    name: str
+    apply: Callable[[psycopg.Cursor[Any]], None]
+
+
+def _script(sql: str) -> Callable[[psycopg.Cursor[Any]], None]:
+    def run(cur: psycopg.Cursor[Any]) -> None:
+        for statement in sql.split(";\n"):
+            if statement.strip():
+                cur.execute(statement.encode())
+
+    return run
+
+
+M001_INITIAL = """
+CREATE TABLE accounts (
+  id TEXT PRIMARY KEY,
+  handle TEXT NOT NULL UNIQUE,
+  display_name TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE messages (
+  id TEXT PRIMARY KEY,
+  parent TEXT REFERENCES messages(id) DEFERRABLE INITIALLY DEFERRED,
+  depth INTEGER NOT NULL,
+  root TEXT NOT NULL,
+  body BYTEA NOT NULL,
+  input_tokens BIGINT NOT NULL,
+  output_tokens BIGINT NOT NULL,
+  cache_read_tokens BIGINT NOT NULL,
+  cache_write_tokens BIGINT NOT NULL,
+  cost_usd DOUBLE PRECISION NOT NULL,
+  findings BYTEA,
+  flagged TEXT
+);
+CREATE INDEX messages_root ON messages(root);
+CREATE INDEX messages_parent ON messages(parent);
+CREATE TABLE message_blobs (
+  sha256 TEXT NOT NULL,
+  message TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+  PRIMARY KEY (sha256, message)
+);
+CREATE INDEX message_blobs_message ON message_blobs(message);
+CREATE TABLE sessions (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL REFERENCES accounts(id),
+  title TEXT NOT NULL,
+  title_auto BOOLEAN NOT NULL,
+  task TEXT NOT NULL,
+  status TEXT NOT NULL,
+  head TEXT REFERENCES messages(id) DEFERRABLE INITIALLY DEFERRED,
+  root TEXT,
+  message_count INTEGER NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  metadata BYTEA NOT NULL,
+  git BYTEA,
+  platform TEXT NOT NULL,
+  forked_from BYTEA,
+  repo TEXT,
+  input_tokens BIGINT NOT NULL,
+  output_tokens BIGINT NOT NULL,
+  cache_read_tokens BIGINT NOT NULL,
+  cache_write_tokens BIGINT NOT NULL,
+  cost_usd DOUBLE PRECISION NOT NULL,
+  seq BIGSERIAL
+);
+CREATE INDEX sessions_recent ON sessions(owner, updated_at DESC, id DESC);
+CREATE INDEX sessions_root ON sessions(root);
+CREATE TABLE shares (
+  id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  shared_by BYTEA NOT NULL,
+  head TEXT,
+  root TEXT,
+  message_count INTEGER NOT NULL,
+  title TEXT NOT NULL,
+  task TEXT NOT NULL,
+  metadata BYTEA NOT NULL,
+  git BYTEA,
+  created_at TEXT NOT NULL,
+  expires_at TEXT,
+  revoked_at TEXT,
+  redacted BYTEA NOT NULL,
+  input_tokens BIGINT NOT NULL,
+  output_tokens BIGINT NOT NULL,
+  cache_read_tokens BIGINT NOT NULL,
+  cache_write_tokens BIGINT NOT NULL,
+  cost_usd DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX shares_owner ON shares(owner, created_at DESC);
+CREATE INDEX shares_session ON shares(session_id);
+CREATE INDEX shares_root ON shares(root)
+"""
+
+# PostgreSQL's own full-text search: a stripped tsvector per message (the 'simple'
+# configuration: no stemming, like SQLite's unicode61), and an expression index over the
+# title and task of sessions.
+M002_SEARCH = """
+ALTER TABLE messages ADD COLUMN search TSVECTOR;
+CREATE INDEX messages_search ON messages USING GIN (search);
+CREATE INDEX sessions_search ON sessions
+  USING GIN (to_tsvector('simple'::regconfig, title || ' ' || task))
+"""
+
+
+def _m002(cur: psycopg.Cursor[Any]) -> None:
+    _script(M002_SEARCH)(cur)
+    import orjson
+
+    from baton.core.validation import message_text
+
+    rows = cur.execute("SELECT id, body FROM messages").fetchall()
+    for mid, body in rows:
+        cur.execute(
+            "UPDATE messages SET search = " + SEARCH_VECTOR + " WHERE id = %s",
+            (search_text(message_text(orjson.loads(body)["parts"])), mid),
+        )
+
+
+M003_AUTH = """
+ALTER TABLE accounts ADD COLUMN password_hash TEXT;
+CREATE TABLE tokens (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL,
+  expires_at TEXT,
+  revoked_at TEXT,
+  last_used_at TEXT
+);
+CREATE INDEX tokens_account ON tokens(account_id, created_at)
+"""
+
+# A page of a chain is one index range: the family's messages between two depths.
+M004_DEPTH_INDEX = """
+CREATE INDEX messages_root_depth ON messages(root, depth);
+DROP INDEX messages_root
+"""
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "m001_initial", _script(M001_INITIAL)),
+    Migration(2, "m002_search", _m002),
+    Migration(3, "m003_auth", _script(M003_AUTH)),
+    Migration(4, "m004_depth_index", _script(M004_DEPTH_INDEX)),
+]
+
+# The indexed text of a message: its first SEARCH_CHARS characters (a tsvector holds at most
+# 1 MB; a long tool output is found by its beginning), without NUL (not valid in text).
+SEARCH_CHARS = 200_000
+SEARCH_VECTOR = "strip(to_tsvector('simple'::regconfig, %s))"
+
+
+def search_text(text: str) -> str:
+    return text[:SEARCH_CHARS].replace("\x00", " ")
+
+
+def applied(cur: psycopg.Cursor[Any]) -> list[int]:
+    """Numbers of the applied migrations; reads only (an empty database has none)."""
+    exists = cur.execute("SELECT to_regclass('migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return []
+    return [row[0] for row in cur.execute("SELECT number FROM migrations ORDER BY number")]
+
+
+def pending(cur: psycopg.Cursor[Any]) -> list[Migration]:
+    done = set(applied(cur))
+    return [m for m in MIGRATIONS if m.number not in done]
+
+
+def migrate(conn: psycopg.Connection[Any], upto: int | None = None) -> list[Migration]:
+    """Apply every pending migration, each in its own transaction, under the advisory lock."""
+    ran: list[Migration] = []
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS migrations ("
+                "number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            for migration in pending(cur):
+                if upto is not None and migration.number > upto:
+                    break
+                with conn.transaction():
+                    migration.apply(cur)
+                    cur.execute(
+                        "INSERT INTO migrations(number, name, applied_at) VALUES "
+                        "(%s, %s, to_char(now() AT TIME ZONE 'UTC', "
+                        '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\'))',
+                        (migration.number, migration.name),
+                    )
+                ran.append(migration)
+        finally:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return ran
