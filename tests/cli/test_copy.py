@@ -581,3 +581,26 @@ def test_a_copy_into_memory_is_a_dry_run(tmp_path: Path) -> None:
     assert summary["to"] == {"store": "memory://", "blobs": "memory://"}
     assert summary["sessions"] == 5 and summary["shares"] == built.shares
     assert summary["blobs"] == 3 and summary["verified"]["ok"] is True
+
+
+def test_sqlite_to_postgres_and_s3_and_back_gives_identical_exports(
+    tmp_path: Path, postgres_url: str, s3_blob_url: str
+) -> None:
+    """The issue's round trip: the embedded store into PostgreSQL + S3 (a real server of
+    each), and from there into a new embedded store; every export is the same all along,
+    and copying again adds nothing."""
+    a = folder(tmp_path / "a")
+    b = Side(postgres_url, postgres_url, s3_blob_url, explicit_blobs=True)
+    c = folder(tmp_path / "c")
+    built = build_source(a)
+    cli_home = tmp_path / "cli-home"
+    source_exports = exports(a, built, cli_home)
+    to_pg = copy(a, b, cli_home)
+    assert to_pg["verified"]["ok"] is True and to_pg["blobs"] == 3
+    back = copy(b, c, cli_home)
+    assert back["verified"]["ok"] is True
+    assert_copied(a, b, built, cli_home, source_exports)
+    assert_copied(a, c, built, cli_home, source_exports)
+    again = copy(a, b, cli_home)
+    assert (again["sessions"], again["messages"], again["blobs"]) == (0, 0, 0)
+    assert again["skipped"]["sessions"] == 5
