@@ -46,6 +46,7 @@ from baton.core.validation import (
     hydrate_part,
     validate_message,
 )
+from baton.fastjson import canonical
 from baton.scanning import Pending, SecretScanner
 from baton.store.base import BlobStore, ListQuery, Page, Store, git_blobs
 
@@ -305,7 +306,7 @@ class Service:
                 )
         chain: list[StoredMessage] = []
         for i, item in enumerate(inputs):
-            sm = link(chain[-1] if chain else parent, item, findings[i])
+            sm = link(chain[-1] if chain else parent, item, findings[i], canonical)
             given = raw[i].get("id") if isinstance(raw[i], dict) else None
             if given is not None and given != sm.message.id:
                 raise InvalidInput(
@@ -605,7 +606,7 @@ class Service:
                 raw["usage"] = full.usage
             item = validate_message(raw, now)
             items.append(item)
-            copies.append(link(copies[-1] if copies else parent, item, []))
+            copies.append(link(copies[-1] if copies else parent, item, [], canonical))
         self._keep_blobs(items)
         return copies, items
 
@@ -733,7 +734,7 @@ class Service:
                     raise InvalidInput(f"message {i + 1}: created_at is missing")
                 items.append(validate_message(body, now, i))
             for i, (raw, item) in enumerate(zip(raws, items, strict=True)):
-                sm = link(chain[-1] if chain else None, item, [])
+                sm = link(chain[-1] if chain else None, item, [], canonical)
                 if raw.get("id") not in (None, sm.message.id):
                     raise InvalidInput(
                         f"message {i + 1}: id {raw.get('id')} does not match its content; "

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from baton.core.ids import message_id
+from baton.core.ids import Encoder, message_id
 from baton.core.models import JSON, Message, StoredMessage, Totals, message_content
 from baton.core.validation import MessageInput, message_text
 
 
-def link(parent: StoredMessage | None, item: MessageInput, findings: list[JSON]) -> StoredMessage:
-    """Make the stored form of `item` as the child of `parent` (None: first message)."""
+def link(
+    parent: StoredMessage | None,
+    item: MessageInput,
+    findings: list[JSON],
+    encode: Encoder | None = None,
+) -> StoredMessage:
+    """Make the stored form of `item` as the child of `parent` (None: first message). A
+    faster `encode` of canonical JSON is used when validation found only plain numbers."""
     parent_id = parent.message.id if parent else None
     content = message_content(
         parent_id, item.role, item.parts, item.created_at, item.model, item.usage
     )
-    mid = message_id(content)
+    mid = message_id(content, encode) if encode and item.plain_numbers else message_id(content)
     message = Message(
         mid, parent_id, item.role, item.parts, item.created_at, item.model, item.usage
     )

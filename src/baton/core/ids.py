@@ -6,11 +6,20 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 MESSAGE_PREFIX = "m_"
 SESSION_PREFIX = "ses_"
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def plain_float(value: float) -> bool:
+    """Does orjson write this float as Python's json does? Both write the shortest repr that
+    reads back the same; they differ in when they switch to an exponent (Python below 1e-4,
+    orjson below 1e-5: 0.00005 vs 5e-05). Between 1e-4 and 1e16 (and 0) neither does."""
+    magnitude = abs(value)
+    return magnitude == 0 or 1e-4 <= magnitude < 1e16
 
 
 def canonical_json(value: Any) -> bytes:
@@ -25,14 +34,19 @@ def canonical_json(value: Any) -> bytes:
     ).encode("utf-8")
 
 
-def content_hash(value: Any) -> str:
-    return hashlib.blake2b(canonical_json(value), digest_size=32).hexdigest()
+# Another writer of canonical JSON: it must give `canonical_json`'s bytes for every value
+# whose floats are all `plain_float` (baton.fastjson.canonical, outside the core).
+Encoder = Callable[[Any], bytes]
 
 
-def message_id(content: dict[str, Any]) -> str:
+def content_hash(value: Any, encode: Encoder = canonical_json) -> str:
+    return hashlib.blake2b(encode(value), digest_size=32).hexdigest()
+
+
+def message_id(content: dict[str, Any], encode: Encoder = canonical_json) -> str:
     """`m_` + BLAKE2b-256 of the message without its id. The parent is inside, so an id
     names the whole history up to that message."""
-    return MESSAGE_PREFIX + content_hash(content)
+    return MESSAGE_PREFIX + content_hash(content, encode)
 
 
 def is_message_id(value: str) -> bool:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from baton.core.errors import InvalidInput, TooLarge
-from baton.core.ids import canonical_json
+from baton.core.ids import canonical_json, plain_float
 from baton.core.models import JSON, PART_TYPES, ROLES, USAGE_KEYS, format_time
 
 INLINE_LIMIT = 64 * 1024  # a text part or tool output larger than this becomes a blob_ref
@@ -33,6 +33,9 @@ class MessageInput:
     model: str | None
     usage: JSON | None
     blobs: dict[str, bytes]  # sha256 -> bytes for every payload that was moved out
+    # No number in it that Python's json and orjson write differently (see ids.canonical_json):
+    # its id may be hashed over orjson's bytes.
+    plain_numbers: bool = False
 
 
 def validate_message(raw: Any, now: str, index: int = 0) -> MessageInput:
@@ -43,7 +46,7 @@ def validate_message(raw: Any, now: str, index: int = 0) -> MessageInput:
     unknown = set(raw) - {"role", "parts", "created_at", "model", "usage", "id", "parent"}
     if unknown:
         raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-    text_bytes = _check_json(raw, where)
+    text_bytes, plain = _check_json(raw, where)
     # JSON escapes make a string at most 6 bytes per byte: only a message that could be near
     # the limit is encoded to measure it exactly.
     size = text_bytes
@@ -70,17 +73,19 @@ def validate_message(raw: Any, now: str, index: int = 0) -> MessageInput:
     usage = _validate_usage(raw.get("usage"), where)
     blobs: dict[str, bytes] = {}
     out = [_validate_part(p, f"{where}, part {i + 1}", blobs) for i, p in enumerate(parts)]
-    return MessageInput(role, out, created_at, model, usage, blobs)
+    return MessageInput(role, out, created_at, model, usage, blobs, plain)
 
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _MAX_DEPTH = 200
 
 
-def _check_json(value: Any, where: str) -> int:
+def _check_json(value: Any, where: str) -> tuple[int, bool]:
     """Only what every store can keep exactly: string keys, 64-bit integers, finite numbers,
-    valid Unicode. Returns the UTF-8 size of its strings (keys included)."""
+    valid Unicode. Returns the UTF-8 size of its strings (keys included), and whether every
+    float is one that orjson writes as Python's json does (`ids.plain_float`)."""
     size = 0
+    plain = True
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
@@ -104,9 +109,10 @@ def _check_json(value: Any, where: str) -> int:
         elif isinstance(item, float):
             if item != item or item in (float("inf"), float("-inf")):
                 raise InvalidInput(f"{where}: numbers must be finite (no NaN or Infinity)")
+            plain = plain and plain_float(item)
         else:
             raise InvalidInput(f"{where}: {type(item).__name__} is not a JSON value")
-    return size
+    return size, plain
 
 
 def _utf8_size(text: str, where: str) -> int:
