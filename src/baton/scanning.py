@@ -75,6 +75,19 @@ def _patterns() -> tuple[tuple[str, re.Pattern[str], str | None, bool], ...]:
     )
 
 
+@lru_cache(maxsize=1)
+def _literals() -> tuple[Any, Any]:
+    """Automata of the patterns' required literals: as written, and lowercased."""
+    from ahocorasick_rs import AhoCorasick, MatchKind
+
+    exact = sorted({lit for _, _, lit, folded in _patterns() if lit and not folded})
+    folded = sorted({lit for _, _, lit, folded in _patterns() if lit and folded})
+    return (
+        AhoCorasick(exact or ["\x00never"], matchkind=MatchKind.Standard),
+        AhoCorasick(folded or ["\x00never"], matchkind=MatchKind.Standard),
+    )
+
+
 def _required_literal(regex: re.Pattern[str]) -> str | None:
     """The longest run of plain characters every match must contain, if any: checking for it
     with `in` first lets most text skip the regex altogether."""
@@ -115,17 +128,19 @@ class SecretScanner:
     def find(self, value: Any, extra: Iterable[str] = ()) -> dict[str, str]:
         """secret value -> kind, for every secret in the strings inside `value`."""
         found: dict[str, str] = {}
+        exact, folded_literals = _literals()
         for text in [*strings_in(value), *extra]:
             if len(text) < _MIN_ENV_SECRET:
                 continue
-            lowered: str | None = None
+            # One pass over the text finds which patterns' literals it holds (Aho-Corasick);
+            # only their regexes run.
+            present = set(exact.find_matches_as_strings(text, overlapping=True))
+            present_folded = set(
+                folded_literals.find_matches_as_strings(text.lower(), overlapping=True)
+            )
             for kind, regex, literal, folded in _patterns():
                 if literal is not None:
-                    if folded:
-                        lowered = text.lower() if lowered is None else lowered
-                        if literal not in lowered:
-                            continue
-                    elif literal not in text:
+                    if literal not in (present_folded if folded else present):
                         continue
                 else:
                     prefilter = _PREFILTER.get(kind)
