@@ -16,7 +16,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from baton import __version__
 from baton.core.errors import BatonError, RateLimited
 from baton.server.auth import Cookies, RateLimiter
-from baton.server.durability import GroupSync
 from baton.server.pages import LoginFirst
 from baton.service import Service
 
@@ -211,7 +210,6 @@ def create_app(
     share_limit = RateLimiter(share_rate, 60.0)
     login_limit = RateLimiter(login_rate, 60.0)
     app.state.service = service
-    app.state.group_sync = GroupSync(service.store.sync)
     app.state.cookies = cookies
     app.state.share_limit = share_limit
 

@@ -330,17 +330,13 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
             raise InvalidInput("expected_head must be a message id or null")
         # On the event loop: a worker-thread hop costs more than a small append. The loop's
         # connection waits only briefly for another writer; then the append goes to a thread.
-        # Its commit is flushed to disk with others' (group commit) before the answer.
         from starlette.concurrency import run_in_threadpool
 
         result = None
         if service.store.inline_writes and len(body) <= INLINE_APPEND and len(messages) <= 100:
             service.store.wait_briefly()
-            deferred = service.store.defer_sync()
             with contextlib.suppress(Busy):
                 result = service.append(account.id, session_id, messages, expected)
-            if result is not None and deferred:
-                await request.app.state.group_sync.durable()
         if result is None:
             result = await run_in_threadpool(
                 service.append, account.id, session_id, messages, expected

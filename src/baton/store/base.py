@@ -202,15 +202,6 @@ class Store(ABC):
         """From now on, a write from the calling thread that finds another writer holding the
         store gives up after a short wait with `Busy` (an event loop must not stall)."""
 
-    def defer_sync(self) -> bool:
-        """From now on, commits from the calling thread are not flushed to disk one by one:
-        the caller calls `sync()` before it acknowledges them, so one flush serves several
-        commits (group commit). False when the backend flushes every commit anyway."""
-        return False
-
-    def sync(self) -> None:  # noqa: B027 - optional for backends that flush every commit
-        """Make every transaction committed so far durable."""
-
     def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing
         """Release connections."""
 

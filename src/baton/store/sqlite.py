@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -113,27 +112,6 @@ class SQLiteStore(Store):
         if not self._brief():
             self._local.brief = True
             self._conn().execute(f"PRAGMA busy_timeout={BRIEF_WAIT_MS}")
-
-    def defer_sync(self) -> bool:
-        """This thread's commits write the WAL without an fsync (synchronous=NORMAL); `sync()`
-        then fsyncs the WAL once for all of them, which makes them as durable as FULL would.
-        (Against kill -9 a commit is safe without any fsync: the WAL is in the OS's cache.)"""
-        if self.synchronous == "NORMAL" or self.path == ":memory:":
-            return False
-        if not getattr(self._local, "deferred", False):
-            self._conn().execute("PRAGMA synchronous=NORMAL")
-            self._local.deferred = True
-        return True
-
-    def sync(self) -> None:
-        try:
-            fd = os.open(self.path + "-wal", os.O_RDONLY)
-        except FileNotFoundError:  # nothing written in WAL mode yet
-            return
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _write(self) -> _Transaction:
         return _Transaction(self._conn(), "BEGIN IMMEDIATE")
