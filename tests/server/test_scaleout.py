@@ -780,3 +780,15 @@ def test_migrate_lists_then_applies(postgres_url: str, tmp_path: Path) -> None:
     ]
     again = run_baton("migrate", home=home, env=env)
     assert again.returncode == 0 and "up to date" in again.stdout
+
+
+def test_a_server_on_postgres_with_local_blobs_says_other_machines_will_miss_them(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    served = start_serve(tmp_path / "home", env={"BATON_DATABASE_URL": postgres_url})
+    try:
+        assert "warning: blobs are kept in" in served.output
+        assert "set BATON_BLOB_URL=s3://" in served.output
+        assert httpx.get(served.url + "/api/health", timeout=5).status_code == 200
+    finally:
+        stop(served)

@@ -105,6 +105,13 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
         click.echo(f"  this CLI on another machine: baton login {service.base_url} --token {token}")
     from baton.store.base import safe_url
 
+    if not settings.database_url.startswith("sqlite:") and settings.blob_url.startswith("file:"):
+        click.echo(
+            f"baton: warning: blobs are kept in {settings.blob_url[len('file://') :]} on this "
+            "machine; servers on other machines will not find them: set BATON_BLOB_URL="
+            "s3://BUCKET?endpoint=… (docs/deployment.md)",
+            err=True,
+        )
     where = (
         f"data in {settings.home}"
         if settings.database_url.startswith("sqlite:")
