@@ -563,6 +563,14 @@ def test_list_text_with_search_syntax_is_taken_literally(store: Store) -> None:
         assert isinstance(listed(store, owner, text=text), list)
 
 
+def test_list_text_finds_words_joined_by_underscores_and_dashes(store: Store) -> None:
+    owner = account(store)
+    hit = new_session(store, owner, title="fix snake_case_name in kebab-case-file").id
+    new_session(store, owner, title="unrelated")
+    for text in ("snake_case", "snake_case_name", "kebab-case", "case_na", "SNAKE"):
+        assert listed(store, owner, text=text) == [hit], text
+
+
 def test_list_text_and_cursor_together(store: Store) -> None:
     owner = account(store)
     made = [new_session(store, owner, title=f"kiwi {i}", updated_at=at(i)).id for i in range(5)]

@@ -101,7 +101,7 @@ def _stored(row: Sequence[Any]) -> StoredMessage:
     )
 
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+_WORD = re.compile(r"[^\W_]+")
 
 
 def ts_query(text: str) -> str | None:
