@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from baton.core.models import Message, Session, Share, StoredMessage, Totals
+from baton.store.base import ListQuery, Page, decode_cursor, encode_cursor
 
 SESSION_COLUMNS = (
     "id, owner, title, task, status, head, message_count, created_at, updated_at, version, "
@@ -113,3 +114,41 @@ def message_values(sm: StoredMessage) -> tuple[Any, ...]:
         dump(sm.findings or None),
         sm.flagged,
     )
+
+
+# The session columns as the listing query names them (`sessions s`).
+LISTED_COLUMNS = ", ".join("s." + c.strip() for c in SESSION_COLUMNS.split(","))
+
+
+def list_filters(query: ListQuery, mark: str) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (and their arguments) of a listing, but for its text search: the owner,
+    the keyset cursor, status and repo. `mark` is the driver's placeholder."""
+    where = [f"s.owner = {mark}"]
+    args: list[Any] = [query.owner]
+    if query.cursor:
+        updated_at, sid = decode_cursor(query.cursor)
+        where.append(f"(s.updated_at, s.id) < ({mark}, {mark})")
+        args += [updated_at, sid]
+    if query.status:
+        where.append(f"s.status = {mark}")
+        args.append(query.status)
+    if query.repo:
+        where.append(f"s.repo = {mark}")
+        args.append(query.repo)
+    return where, args
+
+
+def listing_sql(prefix: str, where: list[str], mark: str) -> str:
+    return (
+        f"{prefix}SELECT {LISTED_COLUMNS} FROM sessions s WHERE {' AND '.join(where)} "
+        f"ORDER BY s.updated_at DESC, s.id DESC LIMIT {mark}"
+    )
+
+
+def page_of(rows: Sequence[Sequence[Any]], limit: int) -> Page:
+    """One page from up to `limit + 1` rows: the extra row says there is a next page."""
+    sessions = [session_from(r) for r in rows[:limit]]
+    cursor = None
+    if len(rows) > limit:
+        cursor = encode_cursor(sessions[-1].updated_at, sessions[-1].id)
+    return Page(sessions, cursor)

@@ -28,8 +28,6 @@ from baton.store.base import (
     ListQuery,
     Page,
     Store,
-    decode_cursor,
-    encode_cursor,
     git_blobs,
 )
 from baton.store.rows import (
@@ -38,9 +36,12 @@ from baton.store.rows import (
     SHARE_COLUMNS,
     TOKEN_COLUMNS,
     dump,
+    list_filters,
+    listing_sql,
     load,
     message_from,
     message_values,
+    page_of,
     session_from,
     share_from,
     totals_values,
@@ -488,18 +489,7 @@ class SQLiteStore(Store):
             return _fetch_session(c, session_id)
 
     def list_sessions(self, query: ListQuery) -> Page:
-        where = ["s.owner = ?"]
-        args: list[Any] = [query.owner]
-        if query.cursor:
-            updated_at, sid = decode_cursor(query.cursor)
-            where.append("(s.updated_at, s.id) < (?, ?)")
-            args += [updated_at, sid]
-        if query.status:
-            where.append("s.status = ?")
-            args.append(query.status)
-        if query.repo:
-            where.append("s.repo = ?")
-            args.append(query.repo)
+        where, args = list_filters(query, "?")
         prefix = ""
         match = fts_query(query.text) if query.text else None
         if query.text and match is None:
@@ -525,19 +515,10 @@ found(sid) AS (SELECT DISTINCT w.sid FROM walk w JOIN hit_messages h ON h.id = w
                 " OR s.rowid IN (SELECT sid FROM found))"
             )
             args.append(match)
-        cols = ", ".join("s." + c.strip() for c in SESSION_COLUMNS.split(","))
-        sql = (
-            f"{prefix}SELECT {cols} FROM sessions s WHERE {' AND '.join(where)} "
-            "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
-        )
         args.append(query.limit + 1)
         with self._read() as c:
-            rows = c.execute(sql, args).fetchall()
-        sessions = [session_from(r) for r in rows[: query.limit]]
-        cursor = None
-        if len(rows) > query.limit:
-            cursor = encode_cursor(sessions[-1].updated_at, sessions[-1].id)
-        return Page(sessions, cursor)
+            rows = c.execute(listing_sql(prefix, where, "?"), args).fetchall()
+        return page_of(rows, query.limit)
 
     def delete_session(self, session_id: str, now: str) -> list[str]:
         with self._write() as c:
