@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from bench import load
 from bench.data import messages
 from bench.server import _check, _free_port
 from bench.timing import paired_medians
@@ -32,25 +33,6 @@ from bench.timing import paired_medians
 Record = Callable[..., None]
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 CONNECTIONS = 8  # wrk threads, one keep-alive connection each, one session each
-
-LUA = """
-local paths = {%s}
-local counter = 0
-local body = '{"messages": [{"role": "user", "parts": [{"type": "text", "text": "%s"}]}]}'
-setup = function(thread)
-  counter = counter + 1
-  thread:set("path", paths[counter])
-end
-request = function()
-  return wrk.format("POST", path, {["Authorization"] = "Bearer %s",
-    ["Content-Type"] = "application/json"}, body)
-end
-response = function(status, headers, body)
-  if status ~= 201 then
-    io.stderr:write("unexpected status " .. status .. "\\n")
-  end
-end
-"""
 
 
 def run(root: Path, quick: bool, record: Record) -> None:
@@ -67,7 +49,7 @@ def run(root: Path, quick: bool, record: Record) -> None:
     url = f"{PG}?options=-csearch_path%3D{schema}"
     try:
         load_vs_sqlite(root, url, quick, record)
-        if shutil.which("wrk") is None:
+        if not load.available():
             print("  (HTTP scale-out figure skipped: install wrk)", file=sys.stderr)
             return
         appends_two_vs_one(root, url, quick, record)
@@ -209,21 +191,7 @@ def _comm(pid: int) -> str:
 
 
 def _wrk(server: Server, token: str, paths: list[str], seconds: float, root: Path) -> float:
-    script = root / "append.lua"
-    script.write_text(LUA % (", ".join(f'"{p}"' for p in paths), "y" * 200, token))
-    out = subprocess.run(
-        ["wrk", "-t", str(CONNECTIONS), "-c", str(CONNECTIONS), "-d", f"{round(seconds)}s",
-         "-s", str(script), server.url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-    )  # fmt: skip
-    if "unexpected status" in out.stderr or out.returncode != 0:
-        raise RuntimeError(f"wrk: {out.stderr[:500]} {out.stdout[-500:]}")
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
-    if not found:
-        raise RuntimeError(f"wrk printed no rate: {out.stdout}")
-    return float(found.group(1))
+    return load.wrk(server.url, round(seconds), load.append_script(root, paths, token), CONNECTIONS)
 
 
 def appends_two_vs_one(root: Path, url: str, quick: bool, record: Record) -> None:

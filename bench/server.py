@@ -8,13 +8,11 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import orjson
 
 from bench.data import chat
 from bench.timing import paired_medians
@@ -109,50 +107,46 @@ def run(root: Path, quick: bool, record: Record) -> None:
 
 
 def appends_vs_noop(served: Served, quick: bool, record: Record) -> None:
-    """Requests per second of appends and of GET /api/health, same clients and connections,
-    in alternating rounds of equal length; medians of the rounds."""
+    """Requests per second of appends and of GET /api/health, loaded by wrk over the same
+    number of connections, in alternating rounds of equal length; medians of the rounds. (A
+    Python client in this process could not keep up with the no-op route.)"""
+    from bench import load
+
+    if not load.available():
+        print("  (HTTP appends figure skipped: install wrk)", file=sys.stderr)
+        return
     auth = {"Authorization": f"Bearer {served.token}"}
-    clients = [
-        httpx.Client(base_url=served.url, headers=auth, timeout=60) for _ in range(CONNECTIONS)
-    ]
-    try:
+    with httpx.Client(base_url=served.url, headers=auth, timeout=60) as c:
         paths = [
             "/api/sessions/"
             + _check(c.post("/api/sessions", json={"title": f"appends {i}"}), 201).json()["id"]
             + "/messages"
-            for i, c in enumerate(clients)
+            for i in range(CONNECTIONS)
         ]
-        body = orjson.dumps(
-            {"messages": [{"role": "user", "parts": [{"type": "text", "text": "y" * 200}]}]}
-        )
-        json_type = {"Content-Type": "application/json"}
-
-        def noop(i: int) -> None:
-            _check(clients[i].get("/api/health"), 200)
-
-        def append(i: int) -> None:
-            _check(clients[i].post(paths[i], content=body, headers=json_type), 201)
-
-        seconds = 0.3 if quick else 0.75
-        rounds = 5 if quick else 11
-        for request in (noop, append):  # warm up the connections, threads and caches
-            _round(request, 0.2, served)
-        rates: dict[str, list[float]] = {"noop": [], "append": []}
-        cpu: dict[str, list[float]] = {"noop": [], "append": []}
-        for _ in range(rounds):
-            for name, request in (("noop", noop), ("append", append)):
-                rate, per_request = _round(request, seconds, served)
-                rates[name].append(rate)
-                if per_request is not None:
-                    cpu[name].append(per_request)
-    finally:
-        for c in clients:
-            c.close()
+    root = served.home
+    scripts = {
+        "append": (served.url, load.append_script(root, paths, served.token)),
+        "noop": (served.url + "/api/health", load.get_script(root)),
+    }
+    seconds = 1 if quick else 2
+    rounds = 3 if quick else 7
+    for url, script in scripts.values():  # warm up connections, threads and caches
+        load.wrk(url, 1, script, CONNECTIONS)
+    rates: dict[str, list[float]] = {"noop": [], "append": []}
+    cpu: dict[str, list[float]] = {"noop": [], "append": []}
+    for _ in range(rounds):
+        for name, (url, script) in scripts.items():
+            before, started = served.cpu_seconds(), time.perf_counter()
+            rate = load.wrk(url, seconds, script, CONNECTIONS)
+            elapsed, after = time.perf_counter() - started, served.cpu_seconds()
+            rates[name].append(rate)
+            if before is not None and after is not None:
+                cpu[name].append((after - before) / (rate * elapsed))
     appends, noops = statistics.median(rates["append"]), statistics.median(rates["noop"])
     ratio = appends / noops
     note = (
-        f"`baton serve` in its own process, SQLite synchronous=FULL (the default); "
-        f"{CONNECTIONS} keep-alive connections (httpx, one thread each), one session each; "
+        f"`baton serve` in its own process, SQLite synchronous=FULL (the default); wrk, "
+        f"{CONNECTIONS} keep-alive connections, one session each, 200-byte user messages; "
         f"medians of {rounds} alternating rounds of {seconds} s"
     )
     if cpu["append"] and cpu["noop"]:
@@ -169,43 +163,6 @@ def appends_vs_noop(served: Served, quick: bool, record: Record) -> None:
         ratio >= 0.5,
         note,
     )
-
-
-def _round(
-    request: Callable[[int], None], seconds: float, served: Served
-) -> tuple[float, float | None]:
-    """Every connection sends `request` back to back for `seconds`: the requests per second
-    of them all, and the server's CPU seconds per request."""
-    counts = [0] * CONNECTIONS
-    errors: list[BaseException] = []
-    ready = threading.Barrier(CONNECTIONS + 1)
-    deadline = 0.0
-
-    def work(i: int) -> None:
-        ready.wait()
-        try:
-            while time.perf_counter() < deadline:
-                request(i)
-                counts[i] += 1
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(CONNECTIONS)]
-    for t in threads:
-        t.start()
-    cpu_before = served.cpu_seconds()
-    start = time.perf_counter()
-    deadline = start + seconds
-    ready.wait()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    cpu_after = served.cpu_seconds()
-    if errors:
-        raise errors[0]
-    total = sum(counts)
-    cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / total
-    return total / elapsed, cpu
 
 
 def share_page(served: Served, quick: bool, record: Record) -> None:
