@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from baton.core.chain import blob_refs, verify_chain
+from baton.core.chain import verify_chain
 from baton.core.errors import Conflict, Corrupt, InvalidInput
 from baton.core.models import JSON, Session, Share, StoredMessage, utcnow
 from baton.service import VerifyReport
@@ -244,10 +244,7 @@ class _Copier:
         found = self.source.get_messages(need)
         if len(found) != len(need):
             return None
-        # `blobs` is derived from the parts; a store need not return it when reading.
-        return [
-            dataclasses.replace(found[i], blobs=blob_refs(found[i].message.parts)) for i in need
-        ]
+        return [found[i] for i in need]
 
     def _message_blobs(self, messages: list[StoredMessage]) -> list[str]:
         return sorted({sha for sm in messages for sha in sm.blobs})

@@ -187,6 +187,9 @@ def test_messages_with_blob_finds_every_referrer(store: Store) -> None:
         [first[0].message.id, second[1].message.id]
     )
     assert store.messages_with_blob("f" * 64) == []
+    # read back, a message names its blobs as it did when stored
+    assert store.get_messages([first[0].message.id])[first[0].message.id] == first[0]
+    assert all(sm.blobs == (sha,) for sm in store.messages_with_blob(sha))
 
 
 def test_a_session_round_trips_every_field(store: Store) -> None:

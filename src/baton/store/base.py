@@ -113,7 +113,8 @@ class Store(ABC):
     # messages
     @abstractmethod
     def get_messages(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
-        """The stored messages among `ids` (unknown ids are left out)."""
+        """The stored messages among `ids` (unknown ids are left out), as they were stored
+        (their `blobs` included)."""
 
     @abstractmethod
     def chain(self, head: str, start: int = 0, limit: int | None = None) -> list[Message]:

@@ -23,8 +23,7 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from baton.core.errors import Busy, Conflict, NotFound, VersionMismatch
-from baton.core.models import Account, Message, Session, Share, StoredMessage, Token, Totals
-from baton.core.validation import message_text
+from baton.core.models import Account, Message, Session, Share, StoredMessage, Token
 from baton.store import pg_migrations
 from baton.store.base import (
     SESSION_FIELDS,
@@ -43,12 +42,12 @@ from baton.store.rows import (
     dump,
     list_filters,
     listing_sql,
-    load,
     message_from,
     message_values,
     page_of,
     session_from,
     share_from,
+    stored_from,
     totals_values,
 )
 
@@ -87,19 +86,6 @@ def _read_again(method: F) -> F:
             return method(*args, **kwargs)
 
     return cast(F, wrapper)
-
-
-def _stored(row: Sequence[Any]) -> StoredMessage:
-    message = message_from(row[0], row[1], row[4])
-    return StoredMessage(
-        message=message,
-        depth=row[2],
-        root=row[3],
-        totals=Totals(row[5], row[6], row[7], row[8], row[9]),
-        text=message_text(message.parts),
-        findings=load(row[10]) or [],
-        flagged=row[11],
-    )
 
 
 _WORD = re.compile(r"[^\W_]+")
@@ -313,7 +299,7 @@ class PostgresStore(Store):
             rows = c.execute(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY(%s)", (list(ids),)
             ).fetchall()
-        return {row[0]: _stored(row) for row in rows}
+        return {row[0]: stored_from(row) for row in rows}
 
     @_read_again
     def messages_with_blob(self, sha256: str) -> list[StoredMessage]:
@@ -323,7 +309,7 @@ class PostgresStore(Store):
                 "FROM message_blobs b JOIN messages m ON m.id = b.message WHERE b.sha256 = %s",
                 (sha256,),
             ).fetchall()
-        return [_stored(row) for row in rows]
+        return [stored_from(row) for row in rows]
 
     @_read_again
     def chain(self, head: str, start: int = 0, limit: int | None = None) -> list[Message]:
@@ -396,7 +382,7 @@ class PostgresStore(Store):
                 ).fetchone()
                 if mrow is None:
                     break
-                found.append(_stored(mrow))
+                found.append(stored_from(mrow))
                 pointer = mrow[12]
         found.reverse()
         return found

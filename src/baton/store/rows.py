@@ -8,7 +8,9 @@ from typing import Any
 
 import orjson
 
+from baton.core.chain import blob_refs
 from baton.core.models import Message, Session, Share, StoredMessage, Totals
+from baton.core.validation import message_text
 from baton.store.base import ListQuery, Page, decode_cursor, encode_cursor
 
 SESSION_COLUMNS = (
@@ -80,6 +82,22 @@ def share_from(row: Sequence[Any]) -> Share:
 
 def totals_values(t: Totals) -> tuple[int, int, int, int, float]:
     return (t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd)
+
+
+def stored_from(row: Sequence[Any]) -> StoredMessage:
+    """A stored message from a row of MESSAGE_COLUMNS, with the blobs its parts name (as the
+    memory store keeps them), so whatever it is copied into records those references."""
+    message = message_from(row[0], row[1], bytes(row[4]))
+    return StoredMessage(
+        message=message,
+        depth=row[2],
+        root=row[3],
+        totals=Totals(row[5], row[6], row[7], row[8], row[9]),
+        text=message_text(message.parts),
+        findings=load(row[10]) or [],
+        flagged=row[11],
+        blobs=blob_refs(message.parts),
+    )
 
 
 def message_from(mid: str, parent: str | None, body: bytes) -> Message:

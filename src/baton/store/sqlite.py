@@ -19,7 +19,6 @@ from baton.core.models import (
     Share,
     StoredMessage,
     Token,
-    Totals,
 )
 from baton.core.validation import message_text
 from baton.store import migrations
@@ -38,12 +37,12 @@ from baton.store.rows import (
     dump,
     list_filters,
     listing_sql,
-    load,
     message_from,
     message_values,
     page_of,
     session_from,
     share_from,
+    stored_from,
     totals_values,
 )
 
@@ -238,22 +237,10 @@ class SQLiteStore(Store):
             batch = list(ids[start : start + 500])
             marks = ",".join("?" * len(batch))
             rows = conn.execute(
-                "SELECT m.id, m.parent, m.depth, m.root, m.body, m.input_tokens, "
-                "m.output_tokens, m.cache_read_tokens, m.cache_write_tokens, m.cost_usd, "
-                f"m.findings, m.flagged FROM messages m WHERE m.id IN ({marks})",
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({marks})",
                 batch,
             ).fetchall()
-            for row in rows:
-                message = message_from(row[0], row[1], row[4])
-                out[row[0]] = StoredMessage(
-                    message=message,
-                    depth=row[2],
-                    root=row[3],
-                    totals=Totals(row[5], row[6], row[7], row[8], row[9]),
-                    text=message_text(message.parts),
-                    findings=load(row[10]) or [],
-                    flagged=row[11],
-                )
+            out.update((row[0], stored_from(row)) for row in rows)
         return out
 
     def messages_with_blob(self, sha256: str) -> list[StoredMessage]:
