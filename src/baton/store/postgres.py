@@ -387,20 +387,12 @@ class PostgresStore(Store):
         found.reverse()
         return found
 
-    @staticmethod
-    def _message_rows(messages: Sequence[StoredMessage]) -> list[tuple[Any, ...]]:
-        return [(*message_values(sm), search_text(sm.text)) for sm in messages]
-
     def _insert_messages(self, c: psycopg.Cursor[Any], messages: Sequence[StoredMessage]) -> None:
         if not messages:
             return
         if any(sm.blobs for sm in messages):
             c.execute("SELECT pg_advisory_xact_lock_shared(%s)", (BLOB_LOCK,))
-        c.executemany(
-            f"INSERT INTO messages({MESSAGE_COLUMNS}, search) VALUES "
-            f"(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,{SEARCH_VECTOR}) ON CONFLICT (id) DO NOTHING",
-            self._message_rows(messages),
-        )
+        c.execute(_insert_messages(""), _message_arrays(messages))
         links = [(sha, sm.message.id) for sm in messages for sha in sm.blobs]
         if links:
             c.executemany(
@@ -510,19 +502,11 @@ class PostgresStore(Store):
             return session_from(self._write(work))
         # One statement, so one round trip: the head moves and the messages go in together,
         # or (the head moved meanwhile) nothing is written.
-        columns = list(zip(*self._message_rows(messages), strict=True))
         with self._read() as c:
             row = c.execute(
-                f"WITH moved AS ({move}), added AS ("
-                f"INSERT INTO messages({MESSAGE_COLUMNS}, search) "
-                "SELECT id, parent, depth, root, body, i, o, cr, cw, cost, findings, flagged, "
-                "strip(to_tsvector('simple'::regconfig, search)) FROM unnest("
-                "%s::text[], %s::text[], %s::int[], %s::text[], %s::bytea[], %s::bigint[], "
-                "%s::bigint[], %s::bigint[], %s::bigint[], %s::float8[], %s::bytea[], "
-                "%s::text[], %s::text[]) AS m(id, parent, depth, root, body, i, o, cr, cw, "
-                "cost, findings, flagged, search) WHERE EXISTS (SELECT 1 FROM moved) "
-                "ON CONFLICT (id) DO NOTHING) SELECT * FROM moved",
-                (*move_args, *(list(column) for column in columns)),
+                f"WITH moved AS ({move}), added AS "
+                f"({_insert_messages('WHERE EXISTS (SELECT 1 FROM moved)')}) SELECT * FROM moved",
+                (*move_args, *_message_arrays(messages)),
             ).fetchone()
             if row is None:
                 raise self._not_moved(c, session_id, expected_head)
@@ -808,6 +792,25 @@ SELECT id FROM messages WHERE id NOT IN (SELECT id FROM walk){family}""".encode(
         for (git,) in rows:
             found.update(git_blobs(orjson.loads(git)))
         return found
+
+
+def _insert_messages(when: str) -> str:
+    """One INSERT of any number of messages, each column an array (`_message_arrays`), the
+    search vector made on the way in; `when` can make it depend on the rest of a statement."""
+    return (
+        f"INSERT INTO messages({MESSAGE_COLUMNS}, search) "
+        "SELECT id, parent, depth, root, body, i, o, cr, cw, cost, findings, flagged, "
+        f"{SEARCH_VECTOR.replace('%s', 'search')} FROM unnest("
+        "%s::text[], %s::text[], %s::int[], %s::text[], %s::bytea[], %s::bigint[], "
+        "%s::bigint[], %s::bigint[], %s::bigint[], %s::float8[], %s::bytea[], "
+        "%s::text[], %s::text[]) AS m(id, parent, depth, root, body, i, o, cr, cw, "
+        f"cost, findings, flagged, search) {when} ON CONFLICT (id) DO NOTHING"
+    )
+
+
+def _message_arrays(messages: Sequence[StoredMessage]) -> list[list[Any]]:
+    rows = [(*message_values(sm), search_text(sm.text)) for sm in messages]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _linked(rows: Sequence[Sequence[Any]]) -> bool:
