@@ -1,10 +1,12 @@
-"""Numbered, named schema migrations for the SQLite store, recorded in `migrations`."""
+"""Numbered, named schema migrations for the SQLite store, recorded in `migrations` (the
+PostgreSQL store has the same steps in its dialect: pg_migrations.py)."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -15,14 +17,16 @@ from baton.core.validation import message_text
 class Migration:
     number: int
     name: str
-    apply: Callable[[sqlite3.Connection], None]
+    apply: Callable[[Any], None]  # given the SQLite connection, or a PostgreSQL cursor
 
 
-def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
-    def run(conn: sqlite3.Connection) -> None:
+def script(sql: str) -> Callable[[Any], None]:
+    """A migration that runs the statements of `sql` (separated by `;` at a line's end)."""
+
+    def run(executor: Any) -> None:
         for statement in sql.split(";\n"):
             if statement.strip():
-                conn.execute(statement)
+                executor.execute(statement)
 
     return run
 
@@ -117,7 +121,7 @@ CREATE VIRTUAL TABLE message_search USING fts5(text, content='', tokenize='unico
 
 
 def _m002(conn: sqlite3.Connection) -> None:
-    _script(M002_SEARCH)(conn)
+    script(M002_SEARCH)(conn)
     conn.execute(
         "INSERT INTO session_search(rowid, title, task) SELECT rowid, title, task FROM sessions"
     )
@@ -151,10 +155,10 @@ DROP INDEX messages_root
 """
 
 MIGRATIONS: list[Migration] = [
-    Migration(1, "m001_initial", _script(M001_INITIAL)),
+    Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
-    Migration(3, "m003_auth", _script(M003_AUTH)),
-    Migration(4, "m004_depth_index", _script(M004_DEPTH_INDEX)),
+    Migration(3, "m003_auth", script(M003_AUTH)),
+    Migration(4, "m004_depth_index", script(M004_DEPTH_INDEX)),
 ]
 
 

@@ -4,29 +4,13 @@ under one advisory lock, so servers starting side by side apply each step once."
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from baton.store.migrations import Migration, script
+
 MIGRATION_LOCK = 7_316_061_001  # pg_advisory_lock key: one migrator at a time
-
-
-@dataclass(frozen=True)
-class Migration:
-    number: int
-    name: str
-    apply: Callable[[psycopg.Cursor[Any]], None]
-
-
-def _script(sql: str) -> Callable[[psycopg.Cursor[Any]], None]:
-    def run(cur: psycopg.Cursor[Any]) -> None:
-        for statement in sql.split(";\n"):
-            if statement.strip():
-                cur.execute(statement.encode())
-
-    return run
 
 
 M001_INITIAL = """
@@ -124,7 +108,7 @@ CREATE INDEX sessions_search ON sessions
 
 
 def _m002(cur: psycopg.Cursor[Any]) -> None:
-    _script(M002_SEARCH)(cur)
+    script(M002_SEARCH)(cur)
     import orjson
 
     from baton.core.validation import message_text
@@ -160,10 +144,10 @@ DROP INDEX messages_root
 """
 
 MIGRATIONS: list[Migration] = [
-    Migration(1, "m001_initial", _script(M001_INITIAL)),
+    Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
-    Migration(3, "m003_auth", _script(M003_AUTH)),
-    Migration(4, "m004_depth_index", _script(M004_DEPTH_INDEX)),
+    Migration(3, "m003_auth", script(M003_AUTH)),
+    Migration(4, "m004_depth_index", script(M004_DEPTH_INDEX)),
 ]
 
 # The indexed text of a message: its first SEARCH_CHARS characters (a tsvector holds at most
@@ -193,6 +177,8 @@ def migrate(conn: psycopg.Connection[Any], upto: int | None = None) -> list[Migr
     """Apply every pending migration, each in its own transaction, under the advisory lock."""
     ran: list[Migration] = []
     with conn.cursor() as cur:
+        if not pending(cur):  # the common case, every start: one read, no lock, no DDL
+            return ran
         cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:
             cur.execute(
