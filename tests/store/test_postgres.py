@@ -14,16 +14,14 @@ import orjson
 import psycopg
 import pytest
 
-from baton.core.chain import link
 from baton.core.errors import Busy, Conflict
-from baton.core.models import StoredMessage
-from baton.core.validation import validate_message
 from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store import migrations, open_store, pg_migrations, schema
 from baton.store.blobs import LocalBlobStore
 from baton.store.postgres import PostgresStore
 from tests.helpers import run_baton, text_message
+from tests.store.test_sqlite import chain_for_m001
 
 NOW = "2026-01-01T00:00:00.000000Z"
 TABLES = {"accounts", "messages", "message_blobs", "sessions", "shares", "migrations", "tokens"}
@@ -105,27 +103,10 @@ def test_a_failing_migration_leaves_nothing_behind(
     assert "half_done" not in tables(pg)
 
 
-def old_chain() -> list[StoredMessage]:
-    raw = [
-        text_message("user", "the narwhal question", created_at=NOW),
-        {
-            "role": "assistant",
-            "model": "gpt-x",
-            "usage": {"input_tokens": 12, "output_tokens": 30, "cost_usd": 0.02},
-            "created_at": NOW,
-            "parts": [{"type": "text", "text": "beluga " + "z" * 70_000}],
-        },
-    ]
-    out: list[StoredMessage] = []
-    for message in raw:
-        out.append(link(out[-1] if out else None, validate_message(message, NOW), []))
-    return out
-
-
 def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: Any) -> None:
     """A database as it stood after m001, with rows: opening it applies m002-m004, fills the
     search index from the old rows, and the rows behave like new ones."""
-    chain = old_chain()
+    chain = chain_for_m001()
     blobs = LocalBlobStore(tmp_path / "blobs")
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         assert [m.name for m in pg_migrations.migrate(conn, upto=1)] == ["m001_initial"]
