@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from baton.core.chain import verify_chain
 from baton.core.errors import Conflict, Corrupt, InvalidInput
 from baton.core.models import JSON, Session, Share, StoredMessage, utcnow
 from baton.service import VerifyReport
@@ -345,27 +344,14 @@ def verify_store(
     total = len(sessions) + len(shares)
     progress(0, total)
 
-    def check(name: str, head: str | None, count: int) -> None:
-        try:
-            chain = store.chain(head) if head else []
-        except Exception as exc:  # a damaged row reports, it does not stop the check
-            report.problems.append(f"{name}: cannot be read ({type(exc).__name__}: {exc})")
-            return
-        report.messages += len(chain)
-        if len(chain) != count:
-            report.problems.append(f"{name}: holds {len(chain)} messages, header says {count}")
-        if head is not None and (not chain or chain[-1].id != head):
-            report.problems.append(f"{name}: head {head} is missing")
-        report.problems.extend(f"{name}: {p}" for p in verify_chain(chain))
-
     for done, session in enumerate(sessions, 1):
         report.sessions += 1
-        check(f"session {session.id}", session.head, session.message_count)
+        report.check_chain(store, f"session {session.id}", session.head, session.message_count)
         progress(done, total)
     for done, share in enumerate(shares, len(sessions) + 1):
         if share.state(now) == "live" or (share.head and store.get_messages([share.head])):
             report.shares += 1
-            check(f"share {share.id}", share.head, share.message_count)
+            report.check_chain(store, f"share {share.id}", share.head, share.message_count)
         progress(done, total)
     if blobs is not None:
         stored = {sha for sha, _ in blobs.list()}

@@ -94,6 +94,23 @@ class VerifyReport:
     def to_dict(self) -> JSON:
         return {**dataclasses.asdict(self), "ok": self.ok}
 
+    def check_chain(self, store: Store, name: str, head: str | None, count: int) -> list[Message]:
+        """Read the chain ending at `head` and note what is wrong with it: unreadable, not
+        `count` messages long, its head missing, a message that does not hash to its id or
+        link to the one before. Returns what was read."""
+        try:
+            chain = store.chain(head) if head else []
+        except Exception as exc:  # a damaged row reports, it does not stop the check
+            self.problems.append(f"{name}: cannot be read ({type(exc).__name__}: {exc})")
+            return []
+        self.messages += len(chain)
+        if len(chain) != count:
+            self.problems.append(f"{name}: holds {len(chain)} messages, header says {count}")
+        if head is not None and (not chain or chain[-1].id != head):
+            self.problems.append(f"{name}: head {head} is missing")
+        self.problems.extend(f"{name}: {p}" for p in verify_chain(chain))
+        return chain
+
 
 class Service:
     def __init__(
@@ -813,13 +830,7 @@ class Service:
             report.shares = len(live)
             heads += [(f"share {s.id}", s.head, s.message_count) for s in live]
         for name, head, count in heads:
-            chain = self.store.chain(head) if head else []
-            report.messages += len(chain)
-            if len(chain) != count:
-                report.problems.append(f"{name}: holds {len(chain)} messages, header says {count}")
-            if chain and chain[-1].id != head:
-                report.problems.append(f"{name}: head {head} is missing")
-            report.problems += [f"{name}: {p}" for p in verify_chain(chain)]
+            chain = report.check_chain(self.store, name, head, count)
             for message in chain:
                 for part in message.parts:
                     if part.get("type") == "blob_ref":
