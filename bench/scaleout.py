@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 import secrets
 import shutil
 import statistics
@@ -27,7 +26,7 @@ import httpx
 
 from bench import load
 from bench.data import messages
-from bench.server import _check, _free_port
+from bench.server import Served, _check, cpu_seconds
 from bench.timing import paired_medians
 
 Record = Callable[..., None]
@@ -107,76 +106,8 @@ def load_vs_sqlite(root: Path, url: str, quick: bool, record: Record) -> None:
     )
 
 
-class Server:
-    """`baton serve --workers N` over the PostgreSQL schema, on a free port."""
-
-    def __init__(self, home: Path, url: str, workers: int) -> None:
-        home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-        env.update(BATON_HOME=str(home), BATON_USER="bench", BATON_DATABASE_URL=url)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home / "serve.log"
-        with self.log.open("w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "baton", "serve", "--port", str(self.port),
-                 "--workers", str(workers)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"baton serve did not start: {self.log.read_text()}")
-
-    def token(self) -> str | None:
-        found = re.search(r"API token:\s+(\S+)", self.log.read_text())
-        return found.group(1) if found else None
-
-    def pids(self) -> list[int]:
-        """The process serving requests: the server itself, or its worker processes."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        try:
-            kids = [int(p) for p in children.read_text().split()]
-        except OSError:
-            kids = []
-        workers = [p for p in kids if "spawn_main" in _cmdline(p)]
-        return workers or [self.process.pid]
-
-    def stop(self) -> None:
-        import signal
-
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+def _cpu_of(pids: list[int]) -> float:
+    return cpu_seconds(pids) or 0.0
 
 
 def _postgres_pids() -> list[int]:
@@ -190,18 +121,18 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def _wrk(server: Server, token: str, paths: list[str], seconds: float, root: Path) -> float:
+def _wrk(server: Served, token: str, paths: list[str], seconds: float, root: Path) -> float:
     return load.wrk(server.url, round(seconds), load.append_script(root, paths, token), CONNECTIONS)
 
 
 def appends_two_vs_one(root: Path, url: str, quick: bool, record: Record) -> None:
     print("starting `baton serve --workers 1` and `--workers 2` over PostgreSQL…", file=sys.stderr)
-    one = Server(root / "serve-1", url, 1)
+    one = Served(root / "serve-1", 1, {"BATON_DATABASE_URL": url})
     two = None
     try:
-        token = one.token()
+        token = one.token
         assert token, one.log.read_text()
-        two = Server(root / "serve-2", url, 2)
+        two = Served(root / "serve-2", 2, {"BATON_DATABASE_URL": url})
         with httpx.Client(base_url=one.url, headers={"Authorization": f"Bearer {token}"}) as c:
             paths = [
                 "/api/sessions/"
@@ -218,12 +149,12 @@ def appends_two_vs_one(root: Path, url: str, quick: bool, record: Record) -> Non
         for _ in range(rounds):
             for workers, server in ((1, one), (2, two)):
                 pg_pids = _postgres_pids()
-                before = (_cpu(server.pids()), _cpu(pg_pids), time.perf_counter())
+                before = (_cpu_of(server.pids()), _cpu_of(pg_pids), time.perf_counter())
                 rate = _wrk(server, token, paths, seconds, root)
                 elapsed = time.perf_counter() - before[2]
                 rates[workers].append(rate)
-                cpu[f"server{workers}"].append((_cpu(server.pids()) - before[0]) / elapsed)
-                cpu[f"pg{workers}"].append((_cpu(pg_pids) - before[1]) / elapsed)
+                cpu[f"server{workers}"].append((_cpu_of(server.pids()) - before[0]) / elapsed)
+                cpu[f"pg{workers}"].append((_cpu_of(pg_pids) - before[1]) / elapsed)
         profile = _profile(one, token, paths, root)
     finally:
         one.stop()
@@ -265,7 +196,7 @@ CATEGORIES = [
 ]
 
 
-def _profile(server: Server, token: str, paths: list[str], root: Path) -> str:
+def _profile(server: Served, token: str, paths: list[str], root: Path) -> str:
     spy = shutil.which("py-spy")
     if spy is None:
         return "not measured (pip install py-spy)"

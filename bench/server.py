@@ -22,23 +22,25 @@ Record = Callable[..., None]
 
 
 class Served:
-    """`baton serve` on a free loopback port, over a fresh BATON_HOME; the owner's API token
-    is read from its first-start output."""
+    """`baton serve [--workers N]` on a free loopback port, over a fresh BATON_HOME (and the
+    store `env` names); the owner's API token is read from its first-start output (None when
+    the store had tokens already and none was printed)."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-        env.update(BATON_HOME=str(home), BATON_USER="bench")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+        full_env.update(BATON_HOME=str(home), BATON_USER="bench", **(env or {}))
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.log = home / "serve.log"
+        command = [sys.executable, "-m", "baton", "serve", "--port", str(port)]
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "baton", "serve", "--port", str(port)],
+                [*command, "--workers", str(workers)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=full_env,
             )
         try:
             self.token = self._wait()
@@ -46,15 +48,15 @@ class Served:
             self.stop()
             raise
 
-    def _wait(self) -> str:
+    def _wait(self) -> str | None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             text = self.log.read_text()
-            found = re.search(r"API token:\s+(\S+)", text)
-            if "baton serving" in text and found:
+            if "baton serving" in text:
                 try:
                     if httpx.get(self.url + "/api/health", timeout=2).status_code == 200:
-                        return found.group(1)
+                        found = re.search(r"API token:\s+(\S+)", text)
+                        return found.group(1) if found else None
                 except httpx.HTTPError:
                     pass
             if self.process.poll() is not None:
@@ -62,21 +64,48 @@ class Served:
             time.sleep(0.05)
         raise RuntimeError(f"baton serve did not start: {self.log.read_text()}")
 
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time of the server so far (Linux only)."""
+    def pids(self) -> list[int]:
+        """The processes serving requests: the server itself, or its worker processes."""
+        pid = self.process.pid
         try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            kids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            kids = []
+        return [p for p in kids if "spawn_main" in _cmdline(p)] or [pid]
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the serving processes so far (Linux only)."""
+        return cpu_seconds(self.pids())
 
     def stop(self) -> None:
-        self.process.terminate()
+        self.process.terminate()  # the server stops its workers
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU time of these processes so far (one that has exited counts nothing;
+    None off Linux)."""
+    if not Path("/proc/self/stat").exists():
+        return None
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
