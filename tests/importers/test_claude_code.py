@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from baton.core.errors import InvalidInput
@@ -459,3 +460,35 @@ def test_a_loop_of_parent_links_ends(tmp_path: Path) -> None:
     t.user("u1", "a1", "first").reply("a1", "u1", "r1", text("one"))
     session = only(t.write(tmp_path / "s.jsonl"))
     assert [m["role"] for m in session.messages] == ["user", "assistant"]
+
+
+def test_a_fork_beside_large_siblings_reads_them_in_bounded_memory(tmp_path: Path) -> None:
+    """Finding the parent of a --fork-session file streams the siblings line by line and keeps
+    only the lines the fork has too: a 34 KB fork next to 50 MB of siblings stays small."""
+    import tracemalloc
+
+    parent, fork = tmp_path / SESSION.name, tmp_path / FORK.name
+    shutil.copy(FORK, fork)
+    lines = lines_of(SESSION)
+    last = next(orjson.loads(x) for x in reversed(lines) if b'"uuid":' in x)
+    filler = "x" * 100_000
+    with parent.open("wb") as out:
+        out.write(b"\n".join(lines) + b"\n")
+        above = last["uuid"]
+        for n in range(250):  # the parent went on after the fork: 25 MB more of it
+            uuid = f"00000000-0000-4000-8000-{n:012d}"
+            line = {**last, "uuid": uuid, "parentUuid": above, "type": "user"}
+            line["message"] = {"role": "user", "content": filler}
+            out.write(orjson.dumps(line) + b"\n")
+            above = uuid
+    other = {**last, "sessionId": "other", "uuid": "u", "parentUuid": None, "filler": filler}
+    write_jsonl(tmp_path / "zz-unrelated.jsonl", [other] * 250)  # 25 MB that is no parent
+    tracemalloc.start()
+    try:
+        session = only(fork)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert session.forked_from == (PARENT_ID, 20)
+    assert session.messages == only(FORK).messages
+    assert peak < 4_000_000, peak  # 77 MB when the siblings were read whole
