@@ -54,17 +54,25 @@ ANY_HEAD = object()  # append at whatever the head is, retrying on conflict
 SHARE_MODES = ("block", "redact", "allow")
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_EXPIRY = timedelta(days=36500)  # a share or token lives at most about 100 years
+MAX_POSITION = 2**62  # no chain is this long: a page from here on is empty
 BLOB_GRACE_SECONDS = 3600.0
 GIT_PATCH = "git patch"
 PARALLEL_SCAN = 4 * 1024 * 1024  # an import this big is scanned on every core
 
 
 def parse_duration(text: str) -> timedelta:
-    """`30m`, `12h`, `7d`, `2w`."""
+    """`30m`, `12h`, `7d`, `2w`; at most MAX_EXPIRY."""
     match = _DURATION.match(text.strip().lower())
     if not match or int(match.group(1)) == 0:
         raise InvalidInput(f"expiry {text!r} is not a duration like 30m, 12h, 7d or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        duration = timedelta.max
+    if duration > MAX_EXPIRY:
+        raise InvalidInput(f"expiry {text!r} is too far ahead; at most {MAX_EXPIRY.days}d")
+    return duration
 
 
 @dataclass(frozen=True)
@@ -204,9 +212,9 @@ class Service:
     ) -> list[Message]:
         if start < 0 or (limit is not None and limit < 0):
             raise InvalidInput("start and limit must not be negative")
-        if head is None:
+        if head is None or start >= MAX_POSITION:
             return []
-        chain = self.store.chain(head, start, limit)
+        chain = self.store.chain(head, start, None if limit is None else min(limit, MAX_POSITION))
         return [self.hydrate(m) for m in chain] if hydrate else chain
 
     def after(self, head: str | None, after: str | None, source: str) -> int:
@@ -262,7 +270,10 @@ class Service:
                 data = self.blobs.get(part["sha256"])
                 if data is None:
                     raise NotFound(f"blob {part['sha256']} of message {message.id} is missing")
-                parts.append(hydrate_part(part, data))
+                try:
+                    parts.append(hydrate_part(part, data))
+                except InvalidInput:  # not what its blob_ref says: left as the reference
+                    parts.append(part)
             else:
                 parts.append(part)
         return dataclasses.replace(message, parts=parts)
@@ -835,14 +846,19 @@ class Service:
                 for part in message.parts:
                     if part.get("type") == "blob_ref":
                         try:
-                            present = self.blobs.get(part["sha256"]) is not None
+                            data = self.blobs.get(part["sha256"])
                         except Exception as exc:  # a damaged blob reports, it does not stop
                             report.problems.append(f"{name}: {exc}")
                             continue
-                        if not present:
+                        if data is None:
                             report.problems.append(
                                 f"{name}: blob {part['sha256']} of {message.id} is missing"
                             )
+                        elif "of" in part:
+                            try:
+                                hydrate_part(part, data)
+                            except InvalidInput as exc:
+                                report.problems.append(f"{name}: {exc} (message {message.id})")
         return report
 
     def gc(self) -> JSON:
@@ -871,6 +887,8 @@ class Service:
             raise InvalidInput("limit must be between 1 and 1000")
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(sorted(STATUSES))}")
+        if "\x00" in (query or "") + (repo or ""):
+            raise InvalidInput("q and repo must not contain NUL characters")
         text = query.strip() if query else None
         return self.store.list_sessions(ListQuery(owner, limit, cursor, status, repo, text or None))
 
