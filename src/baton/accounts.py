@@ -9,6 +9,7 @@ from datetime import timedelta
 from baton.core import ids
 from baton.core.errors import Conflict, InvalidInput, NotFound
 from baton.core.models import Account, Token, format_time, parse_time, utcnow
+from baton.core.terminal import has_controls
 from baton.store.base import Store
 
 HANDLE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,38}$")
@@ -33,6 +34,10 @@ class Accounts:
         name = (display_name or handle).strip()
         if not name or len(name) > 100:
             raise InvalidInput("a display name must be 1-100 characters")
+        if has_controls(name):
+            raise InvalidInput(
+                f"display name {name!r} holds control or bidi characters; give plain text"
+            )
         account = Account(ids.new_account_id(), handle, name, self.now())
         self.store.add_account(account)
         return account

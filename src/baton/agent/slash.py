@@ -157,7 +157,8 @@ def _session(state: ChatState, args: list[str]) -> None:
             raise InvalidInput("give the session to resume: /session resume ID")
         session = service.get(owner, rest[0])
         state.session_id = session.id
-        out.print(f"resumed {session.id}: {session.title or '(untitled)'}", highlight=False)
+        title = _escape(session.title or "(untitled)")
+        out.print(f"resumed {session.id}: {title}", highlight=False)
         show_history(out, service.messages(owner, session.id), SHOWN_TURNS)
     elif sub == "share":
         sid = state.need_session()
@@ -191,7 +192,7 @@ def _session(state: ChatState, args: list[str]) -> None:
         if not rest:
             raise InvalidInput("give the new title: /session rename TITLE")
         session = service.rename(owner, state.need_session(), " ".join(rest))
-        out.print(f"renamed {session.id}: {session.title}", highlight=False)
+        out.print(f"renamed {session.id}: {_escape(session.title)}", highlight=False)
     elif sub == "delete":
         sid = state.need_session()
         revoke = "--revoke-shares" in rest

@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from baton.cli.main import Context, pass_ctx
-from baton.cli.output import json_option, print_json
+from baton.cli.output import echo, json_option, markup, print_json, safe_console
+from baton.core.terminal import printable
 
 HISTORY_FILE = "chat-history"
 
@@ -45,7 +46,7 @@ def _capture(ctx: Context) -> dict[str, Any] | None:
     try:
         return gitcli.capture(ctx, None)
     except BatonError as exc:
-        click.echo(f"baton: no git snapshot: {exc.message}", err=True)
+        echo(f"baton: no git snapshot: {exc.message}", err=True)
         return None
 
 
@@ -164,7 +165,7 @@ class StreamDisplay:
     def text(self, delta: str) -> None:
         if not self.show_text or not delta:
             return
-        sys.stdout.write(delta)
+        sys.stdout.write(printable(delta))
         sys.stdout.flush()
         self._open = True
         self._last = delta
@@ -182,18 +183,18 @@ class StreamDisplay:
         from baton.agent.slash import call_line
 
         if self.show_text:
-            click.echo(click.style(f"→ {call_line(name, args)}", dim=True), err=True)
+            click.echo(click.style(printable(f"→ {call_line(name, args)}"), dim=True), err=True)
 
     def tool_result(self, name: str, outcome: Any) -> None:
         from baton.agent.slash import result_line
 
         if self.show_text:
             line = result_line({"output": outcome.output, "is_error": outcome.is_error})
-            click.echo(click.style(line, dim=True), err=True)
+            click.echo(click.style(printable(line), dim=True), err=True)
 
     def notice(self, text: str) -> None:
         self.end_text()
-        click.echo(f"baton: {text}", err=True)
+        echo(f"baton: {text}", err=True)
 
 
 class ChatDisplay:
@@ -446,14 +447,13 @@ def _slash_completer() -> Any:
 def chat_console(stderr: bool = False) -> Any:
     """On a terminal, the width follows the window (a COLUMNS a shell exported at start-up
     would pin it); piped, as every command prints. With --json, on stderr."""
-    from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     if not stream.isatty():
         width = int(os.environ.get("COLUMNS") or 160)
-        return Console(highlight=False, soft_wrap=False, width=width, stderr=stderr)
+        return safe_console(highlight=False, soft_wrap=False, width=width, stderr=stderr)
     environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return Console(highlight=False, stderr=stderr, _environ=environ)
+    return safe_console(highlight=False, stderr=stderr, _environ=environ)
 
 
 def _fork_source(ctx: Context, source: str) -> Any:
@@ -514,7 +514,7 @@ def chat(
     if resumed is not None:
         session.state.session_id = resumed.id
         out.print(
-            f"[bold]{resumed.title or '(untitled)'}[/bold] [dim]{resumed.id}[/dim]",
+            f"[bold]{markup(resumed.title or '(untitled)')}[/bold] [dim]{resumed.id}[/dim]",
             highlight=False,
         )
         show_history(out, ctx.service.messages(ctx.owner, resumed.id), SHOWN_TURNS)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from baton import __version__
+from baton.core.terminal import printable
 
 
 class Context:
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except BatonError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+        click.echo(f"error: {printable(exc.message)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -155,5 +156,6 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("BATON_DEBUG"):
             raise
-        click.echo(f"error: {type(exc).__name__}: {exc} (set BATON_DEBUG=1 for details)", err=True)
+        message = printable(f"{type(exc).__name__}: {exc}")
+        click.echo(f"error: {message} (set BATON_DEBUG=1 for details)", err=True)
         sys.exit(1)

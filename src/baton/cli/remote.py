@@ -11,6 +11,7 @@ import click
 
 from baton.cli.main import Context, pass_ctx
 from baton.cli.output import json_option, print_json
+from baton.core.terminal import printable
 
 LOGIN_FILE = "login.json"
 
@@ -77,7 +78,7 @@ def login(ctx: Context, url: str, token: str | None, as_json: bool) -> None:
     if as_json:
         print_json({"url": url, "account": account.to_dict(), "saved": str(path)})
     else:
-        click.echo(f"logged in to {url} as {account.handle} ({account.display_name})")
+        click.echo(printable(f"logged in to {url} as {account.handle} ({account.display_name})"))
 
 
 @click.command("logout")
@@ -116,7 +117,7 @@ def whoami(ctx: Context, as_json: bool) -> None:
     if as_json:
         print_json({**account.to_dict(), "server": remote["url"] if remote else None})
     else:
-        click.echo(f"{account.handle} ({account.display_name}) on {where}")
+        click.echo(printable(f"{account.handle} ({account.display_name}) on {where}"))
 
 
 COMMANDS = [login, logout, whoami]

@@ -12,8 +12,10 @@ import click
 from baton.cli.main import Context, pass_ctx
 from baton.cli.output import (
     console,
+    echo,
     fail,
     json_option,
+    markup,
     part_summary,
     print_json,
     sessions_table,
@@ -50,7 +52,7 @@ def new(
     click.echo(session.id)
     if not no_git:
         for line in gitcli.describe(git):
-            click.echo(line, err=True)
+            echo(line, err=True)
 
 
 @sessions.command("list")
@@ -89,7 +91,7 @@ def list_(
         print_json([s.to_dict() for s in found])
         return
     if not found:
-        click.echo("no sessions" + (f" match {query!r}" if query else ""))
+        echo("no sessions" + (f" match {query!r}" if query else ""))
         return
     console().print(sessions_table(found))
     if cursor:
@@ -115,7 +117,7 @@ def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: b
         return
     out = console()
     t = session.totals
-    out.print(f"[bold]{session.title or '(untitled)'}[/bold]  [dim]{session.id}[/dim]")
+    out.print(f"[bold]{markup(session.title or '(untitled)')}[/bold]  [dim]{session.id}[/dim]")
     rows = [
         ("status", session.status),
         ("messages", str(session.message_count)),
@@ -134,11 +136,11 @@ def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: b
             )
         )
     for name, value in rows:
-        out.print(f"[dim]{name:>12}[/dim]  {value}", markup=True, highlight=False)
+        out.print(f"[dim]{name:>12}[/dim]  {markup(value)}", markup=True, highlight=False)
     for offset, message in enumerate(messages):
         label = message.role + (f" · {message.model}" if message.model else "")
         out.print(
-            f"\n[bold]#{start + offset + 1} {label}[/bold] [dim]{short_time(message.created_at)}[/dim]"
+            f"\n[bold]#{start + offset + 1} {markup(label)}[/bold] [dim]{short_time(message.created_at)}[/dim]"
         )
         for part in message.parts:
             out.print(part_summary(part), markup=False)
@@ -239,7 +241,7 @@ def rename(ctx: Context, session_id: str, title: str, as_json: bool) -> None:
     if as_json:
         print_json(session.to_dict())
     else:
-        click.echo(f"renamed {session.id}: {session.title}")
+        echo(f"renamed {session.id}: {session.title}")
 
 
 @sessions.command("update")
@@ -323,6 +325,8 @@ def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
     """
     import orjson
 
+    from baton.core.terminal import json_printable, printable
+
     doc = ctx.service.export(ctx.owner, session_id, fmt)
     data = (
         orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
@@ -332,6 +336,10 @@ def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
     if output:
         Path(output).write_bytes(data)
         click.echo(f"wrote {output}", err=True)
+    elif sys.stdout.isatty():  # a file keeps every byte; a terminal is shown controls visibly
+        text = data.decode()
+        safe = json_printable(text) if isinstance(doc, dict) else printable(text)
+        sys.stdout.buffer.write(safe.encode())
     else:
         sys.stdout.buffer.write(data)
 
@@ -387,7 +395,7 @@ def verify(ctx: Context, session_id: str | None, as_json: bool) -> None:
         print_json(report.to_dict())
     else:
         for problem in report.problems:
-            click.echo(f"problem: {problem}", err=True)
+            echo(f"problem: {problem}", err=True)
         state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
         click.echo(
             f"{state}: {report.sessions} session(s), {report.shares} share(s), "

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from baton.cli.main import Context, pass_ctx
-from baton.cli.output import console, json_option, print_json, shares_table
+from baton.cli.output import console, echo, json_option, print_json, shares_table
 
 
 def _share_json(ctx: Context, share: object) -> dict[str, object]:
@@ -49,7 +49,7 @@ def share(
             )
         else:
             for f in exc.findings:
-                click.echo(f"  {f['where']}: {f['kind']} {f['excerpt']}")
+                echo(f"  {f['where']}: {f['kind']} {f['excerpt']}")
         raise
     data = _share_json(ctx, created)
     if as_json:
@@ -57,7 +57,7 @@ def share(
         return
     click.echo(data["url"])
     for f in created.redacted:
-        click.echo(f"  redacted {f['where']}: {f['kind']} {f['excerpt']}", err=True)
+        echo(f"  redacted {f['where']}: {f['kind']} {f['excerpt']}", err=True)
     if created.expires_at:
         click.echo(f"  expires {created.expires_at}", err=True)
 
