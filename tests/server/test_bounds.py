@@ -15,7 +15,7 @@ from baton.core.models import TOTAL_TOKENS_MAX
 from baton.server import create_app
 from baton.service import Service
 from tests.helpers import text_message
-from tests.server.conftest import SECRET, ThreadServer, person
+from tests.server.conftest import SECRET, Live, ThreadServer, person
 
 NOT_UTF8 = b"\xff\xfe not text"
 
@@ -171,3 +171,33 @@ def test_a_blob_that_is_not_what_its_reference_says_stays_a_reference(api: Api) 
         False,
         [f"session {sid}: blob {sha} is not UTF-8 text as its blob_ref says (message {head})"],
     )
+
+
+def test_a_405_lists_every_method_of_the_path(live: Live) -> None:
+    with live.client(live.alice) as http:
+        sid = http.post("/api/sessions", json={}).json()["id"]
+        cases = {
+            "/api/sessions": "GET, POST",
+            f"/api/sessions/{sid}": "DELETE, GET, PATCH",
+            f"/api/sessions/{sid}/messages": "GET, POST",
+            "/api/tokens": "GET, POST",
+            f"/api/blobs/{'0' * 64}": "GET, POST",
+        }
+        for path, allowed in cases.items():
+            response = http.request("PUT", path)
+            assert (response.status_code, response.headers["Allow"]) == (405, allowed), path
+            assert response.json() == {
+                "error": {"code": "http_error", "message": "method not allowed"}
+            }
+
+
+@pytest.mark.parametrize("path", ["/api/tokens", "/api/sessions", "/api/sessions/{sid}/shares"])
+def test_a_body_that_does_not_parse_is_a_422(live: Live, path: str) -> None:
+    with live.client(live.alice) as http:
+        sid = http.post("/api/sessions", json={}).json()["id"]
+        headers = {"Content-Type": "application/json"}
+        response = http.post(path.format(sid=sid), content=b"\xff&", headers=headers)
+        assert (response.status_code, response.json()) == (
+            422,
+            {"error": {"code": "invalid_input", "message": "the request body could not be parsed"}},
+        )

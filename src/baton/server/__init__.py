@@ -187,6 +187,19 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods some route answers at the request's path, for a 405's `Allow` (asked of
+    each route as if the request had that method: included routers keep their routes)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("DELETE", "GET", "PATCH", "POST", "PUT"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 def create_app(
     service: Service,
     *,
@@ -257,10 +270,16 @@ def create_app(
             from baton.server.pages import error_page
 
             return error_page(request, 404, "There is nothing here.")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 400:  # a body FastAPI could not parse: bad input, like the rest
+            body = error_body("invalid_input", "the request body could not be parsed")
+            return Response(body, 422, headers, media_type="application/json")
+        if exc.status_code == 405:  # every method of the path, not only one route's
+            headers["Allow"] = allowed_methods(request)
         return Response(
             error_body("not_found" if exc.status_code == 404 else "http_error", str(message)),
             exc.status_code,
-            getattr(exc, "headers", None),
+            headers,
             media_type="application/json",
         )
 

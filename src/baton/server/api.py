@@ -8,7 +8,7 @@ import re
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from baton.core.errors import Busy, InvalidInput, NotFound, Unauthorized
 from baton.core.models import Account, Message, Session, Share
@@ -17,6 +17,8 @@ from baton.server.auth import Cookies, RateLimiter, bearer, caller, client_addre
 from baton.service import ANY_HEAD, Service
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+IF_MATCH = r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$'  # documented; `if_match` says what is wrong
+Sha256 = Annotated[str, Path(json_schema_extra={"pattern": SHA256.pattern})]
 INLINE_APPEND = 256 * 1024  # appends up to this size run on the event loop (no thread hop)
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorBody, "description": text}
@@ -262,11 +264,13 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         account: Me,
         session_id: str,
         body: schemas.SessionUpdate,
-        if_match_header: Annotated[str | None, Header(alias="If-Match")] = None,
+        if_match_header: Annotated[
+            str, Header(alias="If-Match", json_schema_extra={"pattern": IF_MATCH})
+        ] = "",
     ) -> Response:
         changes = body.model_dump(exclude_unset=True)
         session = service.update(
-            account.id, session_id, expected_version=if_match(if_match_header), **changes
+            account.id, session_id, expected_version=if_match(if_match_header or None), **changes
         )
         return reply(session_json(session), headers={"ETag": f'"{session.version}"'})
 
@@ -465,7 +469,7 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
     )
     def get_blob(
         request: Request,
-        sha256: str,
+        sha256: Sha256,
         session: Annotated[str | None, Query(max_length=200)] = None,
         share: Annotated[str | None, Query(max_length=200)] = None,
     ) -> Response:
@@ -491,7 +495,7 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
             }
         },
     )
-    async def put_blob(account: Me, sha256: str, request: Request) -> Response:
+    async def put_blob(account: Me, sha256: Sha256, request: Request) -> Response:
         if not SHA256.match(sha256):
             raise InvalidInput("a blob is named by the lowercase hex SHA-256 of its bytes")
         data = await request.body()
