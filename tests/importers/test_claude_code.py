@@ -439,6 +439,13 @@ def test_a_user_or_assistant_line_without_a_timestamp_is_refused(tmp_path: Path)
         IMPORTER.read(t.write(tmp_path / "s.jsonl"))
 
 
+def test_a_timestamp_before_year_1_in_utc_is_not_a_valid_timestamp(tmp_path: Path) -> None:
+    t = Transcript()
+    t.user("u1", None, "first", timestamp="0001-01-01T00:00:00+14:00")
+    with pytest.raises(InvalidInput, match="line 1: a user line without a valid timestamp"):
+        IMPORTER.read(t.write(tmp_path / "s.jsonl"))
+
+
 def test_a_branch_that_leaves_late_reuses_the_messages_before_it(tmp_path: Path) -> None:
     t = Transcript()
     t.user("u1", None, "first").reply("a1", "u1", "r1", text("one"))

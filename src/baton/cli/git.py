@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from baton.cli.main import Context, pass_ctx
-from baton.cli.output import json_option, print_json
+from baton.cli.output import echo, json_option, print_json
 
 
 def put_blob(ctx: Context) -> Any:
@@ -101,7 +101,7 @@ def snapshot(ctx: Context, session_id: str, repo: str | None, as_json: bool) -> 
         return
     click.echo(f"{'recorded' if changed else 'unchanged'}: {session.id}")
     for line in describe(session.git):
-        click.echo(line, err=True)
+        echo(line, err=True)
 
 
 def _target(ctx: Context, source: str) -> tuple[dict[str, Any] | None, Any, str]:
@@ -166,14 +166,14 @@ def restore_into(
     if as_json:
         return data
     for step in report.steps:
-        click.echo(step, err=True)
+        echo(step, err=True)
     for item in report.omitted:
-        click.echo(
+        echo(
             f"not restored (left out at capture): {item.get('path')}: {item.get('reason')}",
             err=True,
         )
     if git.get("patch_dropped"):
-        click.echo(f"not restored: {git['patch_dropped']}", err=True)
+        echo(f"not restored: {git['patch_dropped']}", err=True)
     click.echo(report.path)
     return data
 

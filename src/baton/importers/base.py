@@ -115,9 +115,9 @@ def to_time(value: Any) -> str | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return format_time(parsed) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: before year 1 or after 9999 in UTC
         return None
-    return format_time(parsed) if parsed.tzinfo is not None else None
 
 
 def epoch_ms(value: Any) -> int | None:
