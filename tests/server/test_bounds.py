@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from baton.core.errors import InvalidInput
 from baton.core.models import TOTAL_TOKENS_MAX
 from baton.server import create_app
 from baton.service import Service
@@ -139,7 +140,29 @@ def test_a_start_past_any_chain_is_an_empty_page(api: Api, start: int) -> None:
 def test_a_nul_in_the_listing_parameters_is_refused(api: Api, name: str) -> None:
     api.session(text_message("user", "x"))
     response = api.http.get("/api/sessions", params={name: "a\x00b"})
-    refused(response, "q and repo must not contain NUL characters")
+    refused(response, "the URL holds a NUL character (%00)")
+    # The same rule for the CLI, which calls the service directly.
+    owner = api.service.accounts.find("edgar").id
+    with pytest.raises(InvalidInput, match=r"^q and repo must not contain NUL characters$"):
+        api.service.list(owner, **{"query" if name == "q" else "repo": "a\x00b"})
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/sessions/ses_%00",
+        "/api/sessions/{sid}/messages?after=m_%00",
+        "/api/shares?session=ses_%00",
+        "/api/shares/abc%00",
+        "/api/shares/abc%00/messages",
+        "/sessions/ses_%00",
+        "/share/abc%00",
+    ],
+)
+def test_a_nul_anywhere_in_the_url_is_refused(api: Api, path: str) -> None:
+    sid = api.session(text_message("user", "x"))
+    response = api.http.get(path.format(sid=sid))
+    refused(response, "the URL holds a NUL character (%00)")
 
 
 def test_a_blob_that_is_not_what_its_reference_says_stays_a_reference(api: Api) -> None:

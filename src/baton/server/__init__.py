@@ -85,6 +85,31 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class NoNul:
+    """Refuse a URL holding a NUL character (%00) with 422: no id, search or name has one,
+    and PostgreSQL text cannot hold one (it would be a 500 deep in a query)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            body = error_body("invalid_input", "the URL holds a NUL character (%00)")
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 422,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
 _PAGE_HEADERS = [
     (
         b"content-security-policy",
@@ -287,6 +312,7 @@ def create_app(
     app.include_router(build_pages(service, cookies, share_limit, login_limit))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit)
+    app.add_middleware(NoNul)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Unexpected)
     return app
