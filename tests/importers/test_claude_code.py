@@ -439,6 +439,19 @@ def test_a_user_or_assistant_line_without_a_timestamp_is_refused(tmp_path: Path)
         IMPORTER.read(t.write(tmp_path / "s.jsonl"))
 
 
+def test_usage_beyond_baton_bounds_saturates(tmp_path: Path) -> None:
+    t = Transcript()
+    t.user("u1", None, "first").reply("a1", "u1", "r1", text("one"), costUSD=1e308)
+    t.lines[-1]["message"]["usage"]["input_tokens"] = 2**62
+    (message,) = [m for m in only(t.write(tmp_path / "s.jsonl")).messages if "usage" in m]
+    assert message["usage"] == {
+        "input_tokens": 2**53,
+        "output_tokens": 5,
+        "cache_read_tokens": 2,
+        "cost_usd": 1_000_000.0,
+    }
+
+
 def test_a_timestamp_before_year_1_in_utc_is_not_a_valid_timestamp(tmp_path: Path) -> None:
     t = Transcript()
     t.user("u1", None, "first", timestamp="0001-01-01T00:00:00+14:00")

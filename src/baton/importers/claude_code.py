@@ -21,7 +21,14 @@ import orjson
 
 from baton.core.errors import InvalidInput
 from baton.core.models import JSON
-from baton.importers.base import ImportedSession, Parsed, refuse, shared_prefix, to_time
+from baton.importers.base import (
+    ImportedSession,
+    Parsed,
+    bounded_usage,
+    refuse,
+    shared_prefix,
+    to_time,
+)
 from baton.importers.jsonl import head_records, read_jsonl, stream_records
 
 TOOL = "claude-code"
@@ -709,7 +716,7 @@ def _usage(raw: Any, cost: Any) -> JSON | None:
     if isinstance(cost, int | float) and not isinstance(cost, bool):
         if cost >= 0 and math.isfinite(cost):
             out["cost_usd"] = cost
-    return out or None
+    return bounded_usage(out) if out else None
 
 
 def _marked_parent(built: list[_Built], session_id: str) -> tuple[str, int] | None:
