@@ -38,7 +38,6 @@ from baton.core.models import (
     utcnow,
 )
 from baton.core.redaction import mask, redact_value, strings_in
-from baton.core.render import EXPORT_FORMAT, EXPORT_VERSION
 from baton.core.validation import (
     MessageInput,
     check_header,
@@ -47,6 +46,7 @@ from baton.core.validation import (
     validate_message,
 )
 from baton.fastjson import canonical
+from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.scanning import Pending, SecretScanner
 from baton.store.base import BlobStore, ListQuery, Page, Store, git_blobs
 
@@ -711,11 +711,11 @@ class Service:
     def export(self, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
         """The session as json (re-importable), markdown, html (one self-contained page) or
         opencode (a file `opencode import` and `kilo import` take)."""
-        from baton import exporters
+        from baton import render
 
         session = self.get(owner, session_id)
         messages = self._chain(session.head, 0, None, hydrate=True)
-        return exporters.export(session, messages, fmt, self.now())
+        return render.export(session, messages, fmt, self.now())
 
     def import_document(
         self,

@@ -276,7 +276,10 @@ def test_the_share_page(live: Live, alice: httpx.Client) -> None:
     assert f'href="baton://fork/{share.id}"' in html
     assert "github.com/acme/app" in html and "aaaaaaaaaaaa" in html
     assert '<span class="k">def</span>' in html  # highlighted
-    assert "<details><summary>Tool output (60 lines)</summary>" in html  # collapsed
+    assert (  # collapsed, as in the export
+        '<details class="tool-result"><summary>Output of <code class="tool-name">bash</code> '
+        "(60 lines)</summary>"
+    ) in html
     assert html.count('class="message role-') == 20 and "Show all 44 messages" in html
     with httpx.Client(base_url=live.url) as anyone:
         everything = anyone.get(f"/share/{share.id}", params={"all": 1})

@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from baton.core.errors import BatonError, InvalidInput, NotFound, SecretsFound
 from baton.core.models import Account, Message
-from baton.server import markup
+from baton.render.html import PAGE_PART_CHARS, message_html, stylesheet, tool_names
 from baton.server.api import export_download
 from baton.server.auth import (
     COOKIE,
@@ -48,15 +48,14 @@ _env.filters["money"] = lambda value: f"${value:,.4f}" if value else "$0"
 _env.filters["num"] = lambda value: f"{value:,}"
 
 
-def _message_view(message: Message, position: int) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "role": message.role,
-        "position": position,
-        "created_at": message.created_at,
-        "model": message.model,
-        "html": Markup(markup.message_html(message)),
-    }
+def _conversation(messages: list[Message], start: int) -> list[Markup]:
+    """The messages of a page as the export shows them (baton.render.html), each part cut
+    at PAGE_PART_CHARS; `start` messages come before them."""
+    tools = tool_names(messages)
+    return [
+        Markup(message_html(m, start + i + 1, tools, PAGE_PART_CHARS))
+        for i, m in enumerate(messages)
+    ]
 
 
 def render(
@@ -236,7 +235,7 @@ def build_pages(
             "session.html",
             {
                 "session": session,
-                "messages": [_message_view(m, start + i + 1) for i, m in enumerate(messages)],
+                "messages": _conversation(messages, start),
                 "start": start,
                 "page": PAGE,
                 "shares": live,
@@ -412,7 +411,7 @@ def build_pages(
             "share.html",
             {
                 "share": share,
-                "messages": [_message_view(m, begin + i + 1) for i, m in enumerate(messages)],
+                "messages": _conversation(messages, begin),
                 "all": all,
                 "start": begin,
                 "page": limit,
@@ -438,8 +437,8 @@ def build_pages(
         forked = service.fork(account.id, share_id, platform="web")
         return go(f"/sessions/{forked.id}")
 
-    @pages.get("/static/pygments.css")
-    def pygments_css() -> Response:
-        return Response(markup.pygments_css(), media_type="text/css")
+    @pages.get("/static/style.css")
+    def style_css() -> Response:
+        return Response(stylesheet(), media_type="text/css")
 
     return pages

@@ -15,8 +15,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Request, Route, expect
 
 from baton.core.errors import InvalidInput
 from baton.core.models import Message, Session
-from baton.exporters import export
-from baton.exporters.html import (
+from baton.render import export
+from baton.render.html import (
     COLLAPSE_CHARS,
     COLLAPSE_LINES,
     export_html,
