@@ -375,6 +375,32 @@ def test_parts_of_every_kind() -> None:
     )
 
 
+def test_a_table_keeps_its_alignment_as_an_attribute() -> None:
+    """markdown-it writes style="text-align:…", which nh3 drops and a page's CSP refuses."""
+    assert markdown_html("| a | b | c |\n|:-|:-:|--:|\n| 1 | 2 | 3 |") == (
+        '<table>\n<thead>\n<tr>\n<th align="left">a</th>\n<th align="center">b</th>\n'
+        '<th align="right">c</th>\n</tr>\n</thead>\n<tbody>\n<tr>\n<td align="left">1</td>\n'
+        '<td align="center">2</td>\n<td align="right">3</td>\n</tr>\n</tbody>\n</table>\n'
+    )
+
+
+def test_a_stored_tool_output_names_its_tool() -> None:
+    """A page reads messages as stored: an output over 64 KiB is a blob_ref with a preview."""
+    blob = {
+        "type": "blob_ref",
+        "of": "tool_result",
+        "tool_call_id": "c1",
+        "sha256": "cd" * 32,
+        "size": 90_000,
+        "preview": "row 1",
+    }
+    assert part_html(blob, {"c1": "bash"}) == (
+        '<details class="blob"><summary>Output of <code class="tool-name">bash</code>, stored as '
+        'blob <code>cdcdcdcdcdcd</code> (90,000 bytes)</summary><pre class="code"><code>row 1'
+        "</code></pre></details>"
+    )
+
+
 def test_an_empty_session() -> None:
     session, _ = conversation()
     page = export_html(session, [], exported_at=NOW)

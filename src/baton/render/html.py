@@ -30,6 +30,7 @@ from typing import Any
 import nh3
 from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 from pygments import highlight
@@ -65,6 +66,7 @@ _ATTRIBUTES = {
     "td": {"align"},
     "th": {"align"},
 }
+_ALIGNS = {"left", "center", "right"}
 _HINT_KEYS = ("command", "cmd", "description", "filePath", "file_path", "path", "pattern", "url")
 _FORMATTER = HtmlFormatter(nowrap=True)
 STYLESHEET = Path(__file__).with_name("style.css")
@@ -116,7 +118,19 @@ def _markdown() -> MarkdownIt:
     md.enable("table")
     md.enable("strikethrough")
     md.add_render_rule("image", _image)
+    md.core.ruler.push("align", _align)
     return md
+
+
+def _align(state: StateCore) -> None:
+    """A table column's alignment as an `align` attribute: markdown-it writes a style
+    attribute, which the sanitiser drops and the pages' CSP would refuse."""
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open"):
+            style = str(token.attrs.pop("style", ""))
+            side = style.removeprefix("text-align:")
+            if side in _ALIGNS:
+                token.attrs["align"] = side
 
 
 def _cut(text: str, cut: int | None) -> str:
