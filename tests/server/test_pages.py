@@ -24,10 +24,14 @@ TEXT = (
 )
 
 
-def get(service: Service, token: str | None, *paths: str) -> list[httpx.Response]:
+def get(
+    service: Service, token: str | None, *paths: str, etag: str | None = None
+) -> list[httpx.Response]:
     """GET each path from the app, in process, with `token` as the bearer (or none)."""
     app = create_app(service, secret=SECRET)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if etag:
+        headers["If-None-Match"] = etag
 
     async def fetch() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
@@ -94,6 +98,9 @@ def test_pages_and_the_export_render_a_message_alike(service: Service, owner: st
         ]
         assert "<style" not in page.text and " style=" not in page.text
     assert "@media (prefers-color-scheme: dark)" in style.text
+    assert style.headers["cache-control"] == "no-cache"
+    (again,) = get(service, None, "/static/style.css", etag=style.headers["etag"])
+    assert (again.status_code, again.content) == (304, b"")
 
 
 def test_a_page_cuts_a_long_part_and_the_export_keeps_it(service: Service, owner: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -438,7 +439,13 @@ def build_pages(
         return go(f"/sessions/{forked.id}")
 
     @pages.get("/static/style.css")
-    def style_css() -> Response:
-        return Response(stylesheet(), media_type="text/css")
+    def style_css(request: Request) -> Response:
+        """The stylesheet the HTML export inlines; revalidated by its ETag."""
+        css = stylesheet()
+        tag = f'"{hashlib.sha256(css.encode()).hexdigest()[:16]}"'
+        headers = {"ETag": tag, "Cache-Control": "no-cache"}
+        if request.headers.get("if-none-match") == tag:
+            return Response(status_code=304, headers=headers)
+        return Response(css, media_type="text/css", headers=headers)
 
     return pages
