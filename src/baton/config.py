@@ -17,9 +17,9 @@ CONFIG_FILE = "config.toml"
 
 
 def default_home(env: Mapping[str, str]) -> Path:
-    """The data folder: BATON_HOME, else the platform's user data dir."""
+    """The data folder: BATON_HOME (made absolute), else the platform's user data dir."""
     if env.get("BATON_HOME"):
-        return Path(env["BATON_HOME"]).expanduser()
+        return Path(env["BATON_HOME"]).expanduser().absolute()
     import platformdirs
 
     return Path(platformdirs.user_data_dir("baton", appauthor=False))
@@ -57,7 +57,9 @@ class Settings:
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
         env = os.environ if env is None else env
-        home = Path(flags["home"]) if flags.get("home") else default_home(env)
+        home = (
+            Path(flags["home"]).expanduser().absolute() if flags.get("home") else default_home(env)
+        )
         file_values: dict[str, Any] = {}
         path = home / CONFIG_FILE
         if path.exists():
