@@ -137,15 +137,32 @@ class Accounts:
         self.store.set_password(account_id, PasswordHasher().hash(password))
 
     def check_password(self, handle: str, password: str) -> Account | None:
+        """The account when the handle and password match. An unknown handle, or an account
+        without a password, still verifies against a dummy hash made with the same
+        parameters, so the time taken does not tell whether the handle exists."""
         from argon2 import PasswordHasher
         from argon2.exceptions import Argon2Error, InvalidHashError
 
+        if len(password) > 1000:
+            return None
         account = self.store.find_account(handle.strip())
         stored = self.store.password_hash(account.id) if account else None
-        if account is None or stored is None or len(password) > 1000:
-            return None
         try:
-            PasswordHasher().verify(stored, password)
+            PasswordHasher().verify(stored or _dummy_hash(), password)
         except (Argon2Error, InvalidHashError):
             return None
-        return account
+        return account if stored else None
+
+
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """An argon2id hash of a random password, made once per process."""
+    if not _DUMMY:
+        import secrets
+
+        from argon2 import PasswordHasher
+
+        _DUMMY.append(PasswordHasher().hash(secrets.token_urlsafe(32)))
+    return _DUMMY[0]

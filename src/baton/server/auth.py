@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 import secrets
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -91,16 +93,18 @@ class _Bucket:
 
 
 class RateLimiter:
-    """Token buckets per (name, client address): `rate` requests per `per` seconds."""
+    """Token buckets per (name, client address): `rate` requests per `per` seconds, on
+    `clock` (seconds; monotonic by default, a fake one in tests)."""
 
-    def __init__(self, rate: int, per: float) -> None:
+    def __init__(self, rate: int, per: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.per = per
+        self.clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._lock = threading.Lock()
 
     def hit(self, name: str, client: str) -> None:
-        now = time.monotonic()
+        now = self.clock()
         refill = self.rate / self.per
         with self._lock:
             if len(self._buckets) > 100_000:
@@ -116,5 +120,33 @@ class RateLimiter:
             bucket.tokens -= 1
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxies(values: Sequence[str]) -> tuple[Network, ...]:
+    """The networks of BATON_TRUSTED_PROXIES entries (IP addresses or CIDRs, checked by
+    Settings)."""
+    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+def _trusted(host: str, trusted: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(address in network for network in trusted)
+
+
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address rate limits count: the peer, unless the peer is a trusted proxy
+    (BATON_TRUSTED_PROXIES); then the nearest address in X-Forwarded-For that is not one."""
+    peer = request.client.host if request.client else "unknown"
+    trusted: Sequence[Network] = getattr(request.app.state, "trusted_proxies", ())
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for")).split(",")
+    hops = [peer, *(h.strip() for h in forwarded if h.strip())]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[1] if len(hops) > 1 else peer  # every hop is a proxy of ours: the first one

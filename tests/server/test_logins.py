@@ -1,0 +1,165 @@
+"""Web logins as an attacker would try them: a cookie replayed after logout, a password change
+or a token revoke; a rotated X-Forwarded-For against the login limit; a login's time telling
+whether a handle exists. The app is driven in-process through httpx's ASGITransport."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from baton.core.errors import RateLimited
+from baton.scanning import SecretScanner
+from baton.server import create_app, processes
+from baton.server.auth import RateLimiter
+from baton.service import Service
+from baton.store.blobs import MemoryBlobStore
+from baton.store.memory import MemoryStore
+from tests.server.conftest import SECRET
+
+pytestmark = pytest.mark.anyio
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def browser(app: Any, address: str = "127.0.0.1") -> httpx.AsyncClient:
+    """A visitor at `address`, talking to `app` in this process (no redirects followed)."""
+    transport = httpx.ASGITransport(app=app, client=(address, 50_000))
+    return httpx.AsyncClient(transport=transport, base_url="http://baton.test")
+
+
+async def login(http: httpx.AsyncClient, **fields: str) -> httpx.Response:
+    page = await http.get("/login")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return await http.post("/login", data={"csrf": found.group(1), **fields})
+
+
+def memory_service() -> Service:
+    return Service(MemoryStore(), MemoryBlobStore(), scanner=SecretScanner({}))
+
+
+# X-Forwarded-For and the login rate limit
+
+
+async def wrong_logins(http: httpx.AsyncClient, count: int) -> list[int]:
+    page = await http.get("/login")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found
+    codes = []
+    for i in range(count):
+        answer = await http.post(
+            "/login",
+            data={"csrf": found.group(1), "handle": "alice", "password": "not it"},
+            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+        )
+        codes.append(answer.status_code)
+    return codes
+
+
+async def test_a_rotated_forwarded_for_from_loopback_does_not_escape_the_login_limit() -> None:
+    service = memory_service()
+    service.accounts.add("alice")
+    # the app as `baton serve` runs it: wrapped the way uvicorn wraps it
+    server = processes.config(create_app(service, secret=SECRET, login_rate=3))
+    server.load()
+    async with browser(server.loaded_app) as http:
+        assert await wrong_logins(http, 5) == [401, 401, 401, 429, 429]
+
+
+async def test_a_trusted_proxys_forwarded_for_names_the_client() -> None:
+    service = memory_service()
+    service.accounts.add("alice")
+    app = create_app(service, secret=SECRET, login_rate=3, trusted_proxies=["127.0.0.1"])
+    async with browser(app) as http:
+        # each forwarded client has a bucket of its own
+        assert await wrong_logins(http, 5) == [401] * 5
+        page = await http.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        same = [
+            (
+                await http.post(
+                    "/login",
+                    data={"csrf": csrf.group(1), "handle": "alice", "password": "not it"},
+                    headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.4"},
+                )
+            ).status_code
+            for _ in range(4)
+        ]
+        # the nearest address the proxy reports is the client: 203.0.113.4, seen once above
+        assert same == [401, 401, 429, 429]
+    # from a peer that is not a trusted proxy, the header means nothing
+    async with browser(app, address="192.0.2.10") as http:
+        assert await wrong_logins(http, 4) == [401, 401, 401, 429]
+
+
+def test_trusted_proxies_are_read_from_the_environment_and_checked() -> None:
+    from baton.config import Settings
+    from baton.core.errors import InvalidInput
+
+    settings = Settings.load(env={"BATON_TRUSTED_PROXIES": " 10.0.0.5, 10.1.0.0/16 ,::1"})
+    assert settings.trusted_proxies == ("10.0.0.5/32", "10.1.0.0/16", "::1/128")
+    assert Settings.load(env={}).trusted_proxies == ()
+    with pytest.raises(InvalidInput) as caught:
+        Settings.load(env={"BATON_TRUSTED_PROXIES": "10.0.0.5,proxy.internal"})
+    assert caught.value.message == (
+        "BATON_TRUSTED_PROXIES: 'proxy.internal' is not an IP address or CIDR "
+        "(use e.g. 10.0.0.5,10.1.0.0/16)"
+    )
+
+
+def test_a_rate_limit_refills_on_its_clock() -> None:
+    now = [100.0]
+    limiter = RateLimiter(2, 1.0, clock=lambda: now[0])
+    limiter.hit("share", "10.0.0.1")
+    limiter.hit("share", "10.0.0.1")
+    with pytest.raises(RateLimited) as caught:
+        limiter.hit("share", "10.0.0.1")
+    assert caught.value.retry_after == 1
+    limiter.hit("share", "10.0.0.2")  # another address has its own bucket
+    now[0] += 0.4  # 0.8 of a request refilled: not yet
+    with pytest.raises(RateLimited):
+        limiter.hit("share", "10.0.0.1")
+    now[0] += 0.2
+    limiter.hit("share", "10.0.0.1")
+    now[0] += 60  # a long pause refills to the rate, no more
+    limiter.hit("share", "10.0.0.1")
+    limiter.hit("share", "10.0.0.1")
+    with pytest.raises(RateLimited):
+        limiter.hit("share", "10.0.0.1")
+
+
+# the time a login takes
+
+
+async def test_an_unknown_handle_costs_a_password_hash_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from argon2 import PasswordHasher
+
+    service = memory_service()
+    alice = service.accounts.add("alice")
+    service.accounts.set_password(alice.id, PASSWORD)
+    service.accounts.add("bob")  # no password
+    verified: list[str] = []
+    real = PasswordHasher.verify
+
+    def counted(self: PasswordHasher, hash: str | bytes, password: str | bytes) -> bool:
+        verified.append(str(hash).split("$")[3])  # the parameters: m=…,t=…,p=…
+        return real(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counted)
+    app = create_app(service, secret=SECRET)
+    async with browser(app) as http:
+        for handle in ("alice", "nobody", "bob"):
+            answer = await login(http, handle=handle, password="not the password")
+            assert answer.status_code == 401
+        assert (await login(http, handle="alice", password=PASSWORD)).status_code == 303
+    parameters = PasswordHasher().hash("x").split("$")[3]
+    assert verified == [parameters] * 4
