@@ -163,3 +163,133 @@ async def test_an_unknown_handle_costs_a_password_hash_too(monkeypatch: pytest.M
         assert (await login(http, handle="alice", password=PASSWORD)).status_code == 303
     parameters = PasswordHasher().hash("x").split("$")[3]
     assert verified == [parameters] * 4
+
+
+# logins end: logout, a password change, a token revoke
+
+
+def replay(app: Any, cookie: str) -> httpx.AsyncClient:
+    """Another visitor presenting a copied session cookie."""
+    http = browser(app, address="192.0.2.44")
+    http.cookies.set("baton_session", cookie)
+    return http
+
+
+async def logged_in_as(app: Any, cookie: str) -> str | None:
+    """Whose the cookie is, as the pages and the API see it (None: logged out)."""
+    async with replay(app, cookie) as http:
+        page = await http.get("/")
+        me = await http.get("/api/me")
+    if page.status_code == 303:
+        assert page.headers["location"] == "/login?next=/"
+        assert me.status_code == 401 and me.json()["error"]["code"] == "unauthorized"
+        return None
+    assert page.status_code == 200 and me.status_code == 200
+    return str(me.json()["handle"])
+
+
+async def password_login(app: Any, handle: str, password: str = PASSWORD) -> str:
+    async with browser(app) as http:
+        done = await login(http, handle=handle, password=password)
+        assert done.status_code == 303, done.text
+        return str(done.cookies["baton_session"])
+
+
+async def test_logout_ends_the_login_on_every_server(service: Service) -> None:
+    alice = service.accounts.add("alice")
+    service.accounts.set_password(alice.id, PASSWORD)
+    # two servers over one store, as behind a load balancer
+    one, two = create_app(service, secret=SECRET), create_app(service, secret=SECRET)
+    cookie = await password_login(one, "alice")
+    other_browser = await password_login(one, "alice")
+    assert await logged_in_as(two, cookie) == "alice"
+    async with replay(one, cookie) as http:
+        page = await http.get("/")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        out = await http.post("/logout", data={"csrf": csrf.group(1)})
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert await logged_in_as(one, cookie) is None
+    assert await logged_in_as(two, cookie) is None
+    assert await logged_in_as(two, other_browser) == "alice"  # that login was another one
+
+
+async def test_a_password_change_ends_that_accounts_password_logins(service: Service) -> None:
+    alice, bob = service.accounts.add("alice"), service.accounts.add("bob")
+    service.accounts.set_password(alice.id, PASSWORD)
+    service.accounts.set_password(bob.id, PASSWORD)
+    _, secret = service.accounts.create_token(alice.id, "browser")
+    app = create_app(service, secret=SECRET)
+    alices = [await password_login(app, "alice"), await password_login(app, "alice")]
+    link = service.accounts.login_code(alice.id)
+    async with browser(app) as http:
+        alices.append(str((await login(http, code=link)).cookies["baton_session"]))
+        with_token = str((await login(http, token=secret)).cookies["baton_session"])
+    bobs = await password_login(app, "bob")
+    service.accounts.set_password(alice.id, "a new password")
+    assert [await logged_in_as(app, c) for c in alices] == [None, None, None]
+    assert await logged_in_as(app, bobs) == "bob"
+    assert await logged_in_as(app, with_token) == "alice"  # it lasts as long as its token
+    assert await logged_in_as(app, await password_login(app, "alice", "a new password")) == "alice"
+
+
+async def test_baton_users_passwd_ends_the_password_logins(
+    baton_home: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from baton.cli.main import main
+    from baton.config import Settings, build_service
+
+    service = build_service(Settings.load())
+    alice = service.accounts.add("alice")
+    service.accounts.set_password(alice.id, PASSWORD)
+    app = create_app(service, secret=SECRET)
+    cookie = await password_login(app, "alice")
+    assert await logged_in_as(app, cookie) == "alice"
+    main(["users", "passwd", "alice", "--password", "another password"])
+    assert capsys.readouterr().out == "password set for alice\n"
+    assert await logged_in_as(app, cookie) is None
+    service.store.close()
+
+
+async def test_revoking_a_token_ends_the_logins_made_with_it(service: Service) -> None:
+    alice = service.accounts.add("alice")
+    service.accounts.set_password(alice.id, PASSWORD)
+    token, secret = service.accounts.create_token(alice.id, "browser")
+    app = create_app(service, secret=SECRET)
+    async with browser(app) as http:
+        with_token = str((await login(http, token=secret)).cookies["baton_session"])
+    with_password = await password_login(app, "alice")
+    # revoked through the tokens page of the password login
+    async with replay(app, with_password) as http:
+        page = await http.get("/tokens")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        done = await http.post(f"/tokens/{token.id}/revoke", data={"csrf": csrf.group(1)})
+        assert done.status_code == 303
+    assert await logged_in_as(app, with_token) is None
+    assert await logged_in_as(app, with_password) == "alice"
+
+
+async def test_a_login_is_checked_without_listing_tokens(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = service.accounts.add("alice")
+    _, secret = service.accounts.create_token(alice.id, "browser")
+    app = create_app(service, secret=SECRET)
+    async with browser(app) as http:
+        cookie = str((await login(http, token=secret)).cookies["baton_session"])
+
+    def refused(account_id: str) -> list[Any]:
+        raise AssertionError("a request listed the account's tokens")
+
+    monkeypatch.setattr(service.store, "list_tokens", refused)
+    assert await logged_in_as(app, cookie) == "alice"
+
+
+async def test_a_cookie_signed_before_logins_were_kept_is_logged_out(service: Service) -> None:
+    from itsdangerous import URLSafeTimedSerializer
+
+    alice = service.accounts.add("alice")
+    app = create_app(service, secret=SECRET)
+    old = URLSafeTimedSerializer(SECRET, salt="baton-session").dumps({"a": alice.id, "t": None})
+    assert await logged_in_as(app, old) is None

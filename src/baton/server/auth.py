@@ -24,28 +24,28 @@ COOKIE_MAX_AGE = 30 * 24 * 3600
 
 
 class Cookies:
-    """Signed, timed cookie values (the server's secret signs them; nothing is stored)."""
+    """Signed, timed cookie values (the server's secret signs them). The session cookie holds
+    the secret of a web login that the store keeps (see Accounts.start_login), so logout, a
+    password change or a token revoke ends it on every server."""
 
     def __init__(self, secret: str, secure: bool) -> None:
         self._signer = URLSafeTimedSerializer(secret, salt="baton-session")
         self.secure = secure
 
-    def sign(self, account_id: str, token_id: str | None = None) -> str:
-        """A login made with an API token names it: revoking the token ends the login."""
-        return self._signer.dumps({"a": account_id, "t": token_id})
+    def sign(self, login_secret: str) -> str:
+        return self._signer.dumps({"l": login_secret})
 
-    def login(self, value: str | None) -> tuple[str, str | None] | None:
-        """The (account id, token id) a cookie was signed for, or None."""
+    def login(self, value: str | None) -> str | None:
+        """The web login secret a cookie was signed for, or None."""
         if not value:
             return None
         try:
             data = self._signer.loads(value, max_age=COOKIE_MAX_AGE)
         except BadSignature:
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("a"), str):
+        if not isinstance(data, dict) or not isinstance(data.get("l"), str):
             return None
-        token = data.get("t")
-        return data["a"], token if isinstance(token, str) else None
+        return str(data["l"])
 
 
 def bearer(request: Request) -> str | None:
@@ -65,12 +65,7 @@ def caller(request: Request, service: Service, cookies: Cookies) -> Account | No
             raise Unauthorized("this token is not valid (revoked, expired or mistyped)")
         return account
     login = cookies.login(request.cookies.get(COOKIE))
-    if login is None:
-        return None
-    account_id, token_id = login
-    if token_id is not None and not service.accounts.token_live(account_id, token_id):
-        return None
-    return service.store.get_account(account_id)
+    return None if login is None else service.accounts.logged_in(login)
 
 
 def csrf_token(request: Request) -> tuple[str, bool]:
