@@ -149,7 +149,12 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
             (head.message.id, head.root, NOW, NOW, t.input_tokens, t.output_tokens,
              t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
         )  # fmt: skip
-        assert [s.number for s in schema.status(postgres_url) if s.applied_at is None] == [2, 3, 4]
+        assert [s.number for s in schema.status(postgres_url) if s.applied_at is None] == [
+            2,
+            3,
+            4,
+            6,
+        ]
     store = open_store(postgres_url)
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -171,6 +176,12 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
     assert list(blobs.list()) == []
     _, secret = service.accounts.create_token("acc_1", "after m003")
     assert service.accounts.authenticate(secret) == store.get_account("acc_1")
+    found = service.accounts.authenticate_token(secret)
+    assert found is not None
+    cookie = service.accounts.start_login("acc_1", found[1])  # m006: web logins are kept
+    assert service.accounts.logged_in(cookie) == store.get_account("acc_1")
+    service.accounts.revoke("acc_1", found[1].id)
+    assert service.accounts.logged_in(cookie) is None
     store.close()
 
 

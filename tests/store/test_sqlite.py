@@ -309,6 +309,12 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
     assert store.password_hash("acc_1") is None and store.list_tokens("acc_1") == []
     _, secret = service.accounts.create_token("acc_1", "after m003")
     assert service.accounts.authenticate(secret) == store.get_account("acc_1")
+    found = service.accounts.authenticate_token(secret)
+    assert found is not None
+    cookie = service.accounts.start_login("acc_1", found[1])  # m006: web logins are kept
+    assert service.accounts.logged_in(cookie) == store.get_account("acc_1")
+    service.accounts.revoke("acc_1", found[1].id)
+    assert service.accounts.logged_in(cookie) is None
     assert store.integrity_check() == "ok"
     store.close()
 
