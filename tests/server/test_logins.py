@@ -293,3 +293,20 @@ async def test_a_cookie_signed_before_logins_were_kept_is_logged_out(service: Se
     app = create_app(service, secret=SECRET)
     old = URLSafeTimedSerializer(SECRET, salt="baton-session").dumps({"a": alice.id, "t": None})
     assert await logged_in_as(app, old) is None
+
+
+async def test_the_tokens_page_names_the_servers_address_not_the_requests(
+    service: Service,
+) -> None:
+    # behind a proxy the request's own address is the proxy's view (X-Forwarded-Proto is
+    # not believed): the command shown uses BATON_URL
+    alice = service.accounts.add("alice")
+    service.accounts.set_password(alice.id, PASSWORD)
+    service.base_url = "https://baton.example.com"
+    app = create_app(service, secret=SECRET)
+    async with replay(app, await password_login(app, "alice")) as http:
+        form = await http.get("/tokens")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf
+        page = await http.post("/tokens", data={"csrf": csrf.group(1), "name": "laptop"})
+    assert "baton login https://baton.example.com --token" in page.text

@@ -367,7 +367,9 @@ def build_pages(
         account = need(request)
         found = service.accounts.tokens(account.id)
         return render(
-            request, "tokens.html", {"tokens": found, "created": None, "now": service.now()}
+            request,
+            "tokens.html",
+            {"tokens": found, "created": None, "now": service.now(), "server": service.base_url},
         )
 
     @pages.post("/tokens")
@@ -381,7 +383,9 @@ def build_pages(
         _, secret = service.accounts.create_token(account.id, name)
         found = service.accounts.tokens(account.id)
         return render(
-            request, "tokens.html", {"tokens": found, "created": secret, "now": service.now()}
+            request,
+            "tokens.html",
+            {"tokens": found, "created": secret, "now": service.now(), "server": service.base_url},
         )
 
     @pages.post("/tokens/{token_id}/revoke")
