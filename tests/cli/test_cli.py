@@ -309,3 +309,15 @@ def test_a_file_blob_url_with_a_host_is_refused(
     assert result.err == (
         "error: blob URL 'file://home/blobs' names a host (home): use file:///ABSOLUTE/PATH\n"
     )
+
+
+def test_a_bad_trusted_proxy_is_refused_before_serving(
+    baton: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_TRUSTED_PROXIES", "10.0.0.1,10.0.0.300")
+    result = baton("serve", "--port", "0")
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        "error: BATON_TRUSTED_PROXIES: '10.0.0.300' is not an IP address or CIDR "
+        "(use e.g. 10.0.0.5,10.1.0.0/16)\n"
+    )
