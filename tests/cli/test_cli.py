@@ -287,3 +287,37 @@ def test_the_real_command_runs_as_a_process(baton_home: Path) -> None:
     result = run_baton("sessions", "show", "ses_01JUNKJUNKJUNKJUNKJUNKJUNK", home=baton_home)
     assert result.returncode == 1
     assert result.stderr == "error: no session ses_01JUNKJUNKJUNKJUNKJUNKJUNK\n"
+
+
+def test_a_relative_baton_home_keeps_blobs_under_it(
+    baton: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BATON_HOME", "home")  # relative to the working directory
+    sid = ok(baton("sessions", "new", "--title", "big output")).out.strip()
+    ok(baton("sessions", "append", sid, "--role", "tool", "--text", "x" * 70_000))
+    blobs = [p for p in (tmp_path / "cwd" / "home" / "blobs").rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in blobs] == [b"x" * 70_000]
+    assert not Path("/blobs").exists()
+
+
+def test_a_file_blob_url_with_a_host_is_refused(
+    baton: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_BLOB_URL", "file://home/blobs")
+    result = baton("sessions", "new", "--title", "nowhere")
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        "error: blob URL 'file://home/blobs' names a host (home): use file:///ABSOLUTE/PATH\n"
+    )
+
+
+def test_a_bad_trusted_proxy_is_refused_before_serving(
+    baton: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_TRUSTED_PROXIES", "10.0.0.1,10.0.0.300")
+    result = baton("serve", "--port", "0")
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        "error: BATON_TRUSTED_PROXIES: '10.0.0.300' is not an IP address or CIDR "
+        "(use e.g. 10.0.0.5,10.1.0.0/16)\n"
+    )

@@ -124,7 +124,10 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
         from baton.server import create_app
 
         app = create_app(
-            service, secret=secret, secure_cookies=service.base_url.startswith("https")
+            service,
+            secret=secret,
+            secure_cookies=service.base_url.startswith("https"),
+            trusted_proxies=settings.trusted_proxies,
         )
         click.echo(f"baton serving {service.base_url} ({where}); Ctrl-C stops it")
         sys.stdout.flush()

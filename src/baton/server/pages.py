@@ -156,13 +156,13 @@ def build_pages(
         login_limit.hit("login", client_address(request))
         check_csrf(request, csrf)
         account = None
-        token_id = None
+        used = None
         if code:
             account = service.accounts.redeem(code.strip())
         elif token:
             found = service.accounts.authenticate_token(token.strip())
             if found is not None:
-                account, token_id = found[0], found[1].id
+                account, used = found
         elif handle and password:
             account = service.accounts.check_password(handle, password)
         if account is None:
@@ -180,7 +180,7 @@ def build_pages(
         response = go(_local(next))
         response.set_cookie(
             COOKIE,
-            cookies.sign(account.id, token_id),
+            cookies.sign(service.accounts.start_login(account.id, used)),
             max_age=COOKIE_MAX_AGE,
             httponly=True,
             samesite="lax",
@@ -191,6 +191,9 @@ def build_pages(
     @pages.post("/logout")
     def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
         check_csrf(request, csrf)
+        login = cookies.login(request.cookies.get(COOKIE))
+        if login is not None:
+            service.accounts.logout(login)
         response = go("/login")
         response.delete_cookie(COOKIE)
         return response
@@ -364,7 +367,9 @@ def build_pages(
         account = need(request)
         found = service.accounts.tokens(account.id)
         return render(
-            request, "tokens.html", {"tokens": found, "created": None, "now": service.now()}
+            request,
+            "tokens.html",
+            {"tokens": found, "created": None, "now": service.now(), "server": service.base_url},
         )
 
     @pages.post("/tokens")
@@ -378,7 +383,9 @@ def build_pages(
         _, secret = service.accounts.create_token(account.id, name)
         found = service.accounts.tokens(account.id)
         return render(
-            request, "tokens.html", {"tokens": found, "created": secret, "now": service.now()}
+            request,
+            "tokens.html",
+            {"tokens": found, "created": secret, "now": service.now(), "server": service.base_url},
         )
 
     @pages.post("/tokens/{token_id}/revoke")

@@ -46,6 +46,10 @@ def open_blobs(url: str) -> BlobStore:
 
         return MemoryBlobStore()
     if parsed.scheme == "file":
+        if parsed.netloc:
+            raise InvalidInput(
+                f"blob URL {url!r} names a host ({parsed.netloc}): use file:///ABSOLUTE/PATH"
+            )
         from baton.store.blobs import LocalBlobStore
 
         return LocalBlobStore(Path(parsed.path))
