@@ -212,9 +212,6 @@ class Account:
         }
 
 
-TOKEN_KINDS = frozenset({"api", "login"})
-
-
 @dataclass(slots=True)
 class Token:
     """An API token or a one-time login code. Only the SHA-256 of its secret is kept."""
