@@ -251,7 +251,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_cycle_finder_finds_cycles() -> None:
     """The rule below is only as good as this: a cycle through three modules, one of two, a
-    module that only joins a cycle without being in it, and a package's own submodules."""
+    module that reaches a cycle without being in it; and the imports it sees: a submodule
+    named by `from package import module`, a relative one, a name of a package, a lazy one."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"f", "a"}, "f": {"e"}}
     assert cycles(graph) == [["a", "b", "c"], ["e", "f"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
