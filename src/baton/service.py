@@ -45,7 +45,6 @@ from baton.core.validation import (
     hydrate_part,
     validate_message,
 )
-from baton.fastjson import canonical
 from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.scanning import Pending, SecretScanner
 from baton.store.base import BlobStore, ListQuery, Page, Store, git_blobs
@@ -57,6 +56,17 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 BLOB_GRACE_SECONDS = 3600.0
 GIT_PATCH = "git patch"
 PARALLEL_SCAN = 4 * 1024 * 1024  # an import this big is scanned on every core
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical JSON by orjson, for message ids: the bytes of `core.ids.canonical_json`
+    (Python's json with sorted keys, no spaces, UTF-8), several times faster, for values whose
+    floats are all `plain_float` (validation says so in `MessageInput.plain_numbers`;
+    `chain.link` asks)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):  # beyond what orjson writes (a huge int…)
+        return ids.canonical_json(value)
 
 
 def parse_duration(text: str) -> timedelta:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,86 @@ def test_a_bad_trusted_proxy_is_refused_before_serving(
         "error: BATON_TRUSTED_PROXIES: '10.0.0.300' is not an IP address or CIDR "
         "(use e.g. 10.0.0.5,10.1.0.0/16)\n"
     )
+
+
+def test_version_starts_without_loading_the_heavy_modules() -> None:
+    """`baton --version` (and so every command's start) loads click and the CLI's own modules,
+    nothing more: the store, the service, the server, the agent and their libraries are
+    imported by the commands that use them."""
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "before = set(sys.modules)\n"
+        "from baton.cli.main import main\n"
+        "main(['--version'])\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    version, printed = done.stdout.splitlines()
+    assert version == "baton, version 0.1.0"
+    modules = set(orjson.loads(printed))
+    tops = {m.split(".")[0] for m in modules}
+    assert tops - set(sys.stdlib_module_names) == {"baton", "click"}
+    assert not tops & {"sqlite3", "asyncio", "multiprocessing", "concurrent"}
+    ours = {m for m in modules if m.split(".")[0] == "baton" and not m.startswith("baton.cli")}
+    assert ours == {"baton", "baton.core", "baton.core.errors"}
+
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+S3_URL = "s3://bucket?endpoint=http://127.0.0.1:9"
+NO_PSYCOPG = "error: a postgresql:// store needs psycopg, which is not installed: pip install 'baton[postgres]'"
+NO_POOL = NO_PSYCOPG.replace("psycopg,", "psycopg_pool,")
+NO_OBSTORE = (
+    "error: an s3:// blob store needs obstore, which is not installed: pip install 'baton[s3]'"
+)
+
+
+@pytest.mark.parametrize(
+    ("missing", "env", "args", "message"),
+    [
+        ("psycopg", {"BATON_DATABASE_URL": PG_URL}, ["sessions", "list"], NO_PSYCOPG),
+        ("psycopg_pool", {"BATON_DATABASE_URL": PG_URL}, ["sessions", "list"], NO_POOL),
+        ("psycopg", {"BATON_DATABASE_URL": PG_URL}, ["migrate", "--list"], NO_PSYCOPG),
+        ("psycopg", {"BATON_DATABASE_URL": PG_URL}, ["migrate"], NO_PSYCOPG),
+        ("obstore", {"BATON_BLOB_URL": S3_URL}, ["sessions", "list"], NO_OBSTORE),
+        (
+            "psycopg",
+            {},
+            ["copy", "--from", "memory://", "--to", PG_URL, "--to-blobs", "memory://"],
+            NO_PSYCOPG,
+        ),
+        (
+            "obstore",
+            {},
+            ["copy", "--from", "memory://", "--to", "memory://", "--to-blobs", S3_URL],
+            NO_OBSTORE,
+        ),
+    ],
+    ids=["psycopg", "psycopg_pool", "migrate-list", "migrate", "obstore", "copy-pg", "copy-s3"],
+)
+def test_a_team_backend_without_its_extra_installed_is_one_line(
+    baton_home: Path, missing: str, env: dict[str, str], args: list[str], message: str
+) -> None:
+    """psycopg, psycopg-pool and obstore are the `postgres` and `s3` extras: a laptop install
+    has none of them, and pointing baton at such a store says what to install. The library is
+    made missing in the subprocess (None in sys.modules stops its import)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        f"sys.modules[{missing!r}] = None\n"
+        "from baton.cli.main import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    full_env = {**os.environ, "BATON_HOME": str(baton_home), **env}
+    for name in ("BATON_DEBUG", "BATON_DATABASE_URL", "BATON_BLOB_URL"):
+        if name not in env:
+            full_env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=full_env
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (2, message + "\n", "")

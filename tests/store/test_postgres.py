@@ -17,7 +17,7 @@ import pytest
 from baton.core.errors import Busy, Conflict
 from baton.scanning import SecretScanner
 from baton.service import Service
-from baton.store import migrations, open_store, pg_migrations, schema
+from baton.store import migrations, open_store, pg_migrations, status
 from baton.store.blobs import LocalBlobStore
 from baton.store.postgres import PostgresStore
 from tests.helpers import run_baton, text_message
@@ -83,8 +83,8 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert [s.number for s in schema.status(postgres_url)] == [1, 2, 3, 4, 6]
-    assert all(s.applied_at for s in schema.status(postgres_url))
+    assert [s.number for s in status.status(postgres_url)] == [1, 2, 3, 4, 6]
+    assert all(s.applied_at for s in status.status(postgres_url))
     for store in stores:
         store.close()
 
@@ -149,7 +149,7 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
             (head.message.id, head.root, NOW, NOW, t.input_tokens, t.output_tokens,
              t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
         )  # fmt: skip
-        assert [s.number for s in schema.status(postgres_url) if s.applied_at is None] == [
+        assert [s.number for s in status.status(postgres_url) if s.applied_at is None] == [
             2,
             3,
             4,

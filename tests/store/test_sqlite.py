@@ -431,3 +431,26 @@ def test_integrity_after_a_mixed_workload(tmp_path: Path) -> None:
         "turn 4 ",
     ]
     store.close()
+
+
+def test_the_migration_status_of_a_sqlite_store_then_applying_it(tmp_path: Path) -> None:
+    """What `baton migrate` reads and does on an embedded store left at m001: --list writes
+    nothing, then the pending steps run through the store's own `apply_migrations`."""
+    from baton.store import status
+
+    db = tmp_path / "baton.db"
+    url = f"sqlite://{db}"
+    assert [s.applied_at for s in status.status(url)] == [None] * len(migrations.MIGRATIONS)
+    assert not db.exists()  # reading the status of a missing store does not make it
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrations.migrate(conn, upto=1)
+    conn.close()
+    later = [m.number for m in migrations.MIGRATIONS[1:]]
+    assert [s.number for s in status.status(url) if s.applied_at is None] == later
+    assert [s.number for s in status.status(url) if s.applied_at is None] == later  # unchanged
+    assert [(s.number, s.applied_at) for s in status.apply(url)] == [(n, None) for n in later]
+    assert all(s.applied_at for s in status.status(url))
+    assert status.apply(url) == []
+    store = SQLiteStore(db, migrate=False)
+    assert store.apply_migrations() == []
+    store.close()

@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from baton.cli.main import Context, pass_ctx
-from baton.cli.output import console, json_option, print_json, short_time
+from baton.cli.context import Context, pass_ctx
+from baton.cli.options import json_option
+from baton.cli.output import console, print_json, short_time
 
 SECRET_FILE = "server-secret"
 

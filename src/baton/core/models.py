@@ -225,9 +225,6 @@ class Login:
     expires_at: str
 
 
-TOKEN_KINDS = frozenset({"api", "login"})
-
-
 @dataclass(slots=True)
 class Token:
     """An API token or a one-time login code. Only the SHA-256 of its secret is kept."""

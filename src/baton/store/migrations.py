@@ -1,35 +1,15 @@
 """Numbered, named schema migrations for the SQLite store, recorded in `migrations` (the
-PostgreSQL store has the same steps in its dialect: pg_migrations.py)."""
+PostgreSQL store has the same steps in its dialect: pg_migrations.py; what a migration is:
+migration.py)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from baton.core.validation import message_text
-
-
-@dataclass(frozen=True)
-class Migration:
-    number: int
-    name: str
-    apply: Callable[[Any], None]  # given the SQLite connection, or a PostgreSQL cursor
-
-
-def script(sql: str) -> Callable[[Any], None]:
-    """A migration that runs the statements of `sql` (separated by `;` at a line's end)."""
-
-    def run(executor: Any) -> None:
-        for statement in sql.split(";\n"):
-            if statement.strip():
-                executor.execute(statement)
-
-    return run
-
+from baton.store.migration import Migration, script
 
 M001_INITIAL = """
 CREATE TABLE accounts (

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from baton.store.migrations import Migration, script
+from baton.store.migration import Migration, script
 
 MIGRATION_LOCK = 7_316_061_001  # pg_advisory_lock key: one migrator at a time
 

@@ -30,6 +30,7 @@ from baton.store.base import (
     Store,
     git_blobs,
 )
+from baton.store.migration import Migration
 from baton.store.rows import (
     LOGIN_COLUMNS,
     MESSAGE_COLUMNS,
@@ -89,7 +90,11 @@ class SQLiteStore(Store):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         if migrate:
-            migrations.migrate(self._conn())
+            self.apply_migrations()
+
+    def apply_migrations(self) -> list[Migration]:
+        """Apply the pending schema migrations (`baton migrate`); return those that ran."""
+        return migrations.migrate(self._conn())
 
     # connections and transactions
     def _conn(self) -> sqlite3.Connection:
