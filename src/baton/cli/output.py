@@ -10,16 +10,14 @@ from typing import Any
 
 import click
 
-from baton.core.terminal import json_printable, printable
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-
 
 def print_json(value: Any) -> None:
     import orjson
 
     data = orjson.dumps(value, option=orjson.OPT_INDENT_2)
     if not data.isascii():  # C1 and bidi controls are left raw by JSON: escape them
+        from baton.core.terminal import json_printable
+
         data = json_printable(data.decode()).encode()
     sys.stdout.buffer.write(data + b"\n")
     sys.stdout.flush()
@@ -50,6 +48,13 @@ def _safe_console_class() -> Any:
             )
 
     return SafeConsole
+
+
+def printable(text: str) -> str:
+    """core.terminal.printable, imported when first used (the CLI starts light)."""
+    from baton.core.terminal import printable as visible
+
+    return visible(text)
 
 
 def safe_console(**options: Any) -> Any:
