@@ -14,7 +14,7 @@ import pytest
 
 from baton.cli.main import main
 from baton.cli.output import safe_console
-from baton.core.terminal import has_controls, json_printable, printable
+from baton.core.terminal import printable
 
 TITLE = "\x1b]0;pwned\x07"  # OSC 0: set the window title
 CLEAR = "\x1b[2J"  # CSI: clear the screen
@@ -47,18 +47,6 @@ def baton(capsys: pytest.CaptureFixture[str]) -> Any:
         return Result(code, captured.out, captured.err)
 
     return run
-
-
-def test_printable_shows_controls_and_keeps_layout() -> None:
-    assert printable(EVIL) == (
-        "\\x1b]0;pwned\\x07a\\x1b[2Jb\\x1b]8;;https://evil.example/\\x1b\\click"
-        "\\x1b]8;;\\x1b\\c\\u202ed\\x9b2Je"
-    )
-    assert printable("line one\n\tline two\r\n") == "line one\n\tline two\n"
-    assert printable("über ✓ 日本") == "über ✓ 日本"
-    assert printable("a\rb\x00\x7f") == "a\\x0db\\x00\\x7f"
-    assert json_printable('{"a": "\x9b\u202e\x7fü"}') == '{"a": "\\u009b\\u202e\\u007fü"}'
-    assert has_controls("Alice\u202e") and has_controls("a\nb") and not has_controls("Zoë")
 
 
 def test_every_printer_of_stored_text_shows_controls_visibly(
