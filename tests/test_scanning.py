@@ -156,6 +156,8 @@ def test_keyword_values_that_are_code_or_placeholders_are_not_secrets() -> None:
         "sort_key = 'created_at_2'",
         "bypass = 'abc123def456'",
         "PASSWORD_DIR=/home/ada/.password-store",
+        "//registry.npmjs.org/:_authToken=${NPM_TOKEN}",
+        '{"NextToken": "aGVsbG8gd29ybGQgMTIzNDU2", "ClientRequestToken": "a8ca07e4-61ec-4399"}',
     ):
         assert scanner.find(text) == {}, text
     assert scanner.find("DB_PASSWORD=hunter2-Staple9") == {"hunter2-Staple9": "Secret Keyword"}

@@ -172,6 +172,11 @@ _URLSAFE = r"A-Za-z0-9_\-"
 # look for the name at every position would be the slowest part of the scan).
 _KEYWORDS = ("password", "passwd", "pass", "secret", "token", "key", "credential", "credentials")
 _KEY_NAME = re.compile(r"(?:api|access|secret|private|auth|app|master|encryption)[_-]?$")
+# Tokens that are not credentials: pagination cursors and idempotency keys in API responses.
+_NOT_SECRET_TOKEN = re.compile(
+    r"(?:next|page|pagination|continuation|cursor|sync|resume|client|request|idempotency)"
+    r"[_-]?$"
+)
 _AWS_SECRET_NAME = re.compile(r"(?:secret[_-]?access[_-]?key|aws[_-]?secret(?:[_-]?key)?)$")
 _ASSIGNED = re.compile(
     r"[\"'\]]?[ \t]*(?::=|=>|[:=])[ \t]*"
@@ -198,6 +203,8 @@ def _assigned_secrets(
                 continue
         elif word == "pass" and start > 0 and text[start - 1].isalpha():
             continue  # bypass, compass
+        elif word == "token" and _NOT_SECRET_TOKEN.search(lowered, max(0, start - 14), start):
+            continue  # "NextToken": "eyJ…", "ClientRequestToken": "<uuid>"
         match = _ASSIGNED.match(text, end)
         if match is None:
             continue
@@ -287,7 +294,12 @@ _RULES: tuple[Rule, ...] = (
     _rule("Twilio API Key", rf"{_at('AC')}[0-9a-f]{{32}}\b", ["AC"]),
     _rule("Twilio API Key", rf"{_at('SK')}[0-9a-f]{{32}}\b", ["SK"]),
     _rule("NPM tokens", rf"{_at('npm_')}[A-Za-z0-9]{{36}}\b", ["npm_"]),
-    _rule("NPM tokens", r"_authToken=[ \t]*(?P<secret>[^\s\"']+)", ["_authToken="]),
+    _rule(
+        "NPM tokens",
+        r"_authToken=[ \t]*(?P<secret>[^\s\"']+)",
+        ["_authToken="],
+        check=_looks_random,  # not _authToken=${NPM_TOKEN}
+    ),
     _rule("PyPI Token", rf"{_at('pypi-AgE')}[A-Za-z0-9_-]{{70,}}", ["pypi-AgE"]),
     _rule(
         "JSON Web Token",
