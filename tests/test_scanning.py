@@ -18,7 +18,7 @@ from baton.service import Service
 from baton.store.blobs import MemoryBlobStore
 from baton.store.memory import MemoryStore
 from tests.fixtures import secrets_corpus as corpus
-from tests.helpers import text_message
+from tests.helpers import text_message, tool_turn
 
 ALNUM = corpus.ALNUM
 
@@ -120,7 +120,8 @@ def test_an_aws_secret_key_after_its_name_is_found_quoted_or_not() -> None:
 
 def test_a_long_stripe_key_is_found_whole() -> None:
     # issue 12 (c): a 99-character key was cut after 24 characters, the rest published
-    key = "sk_" + "live_" + "".join(random.Random(6).choice(ALNUM) for _ in range(99))
+    rnd = random.Random(6)
+    key = "sk_" + "live_" + "".join(rnd.choice(ALNUM) for _ in range(99))
     text = f"stripe.api_key = '{key}'"
     assert SecretScanner({}).find(text) == {key: "Stripe Access Key"}
     assert redact_value(text, SecretScanner({}).find(text)) == (
@@ -130,8 +131,9 @@ def test_a_long_stripe_key_is_found_whole() -> None:
 
 def test_a_secret_used_as_an_object_key_is_redacted_in_the_key() -> None:
     # issue 12 (b): the scan reads keys, so the published copy must rewrite them too
-    key = "gh" + "p_" + "".join(random.Random(7).choice(ALNUM) for _ in range(36))
-    other = "gh" + "p_" + "".join(random.Random(8).choice(ALNUM) for _ in range(36))
+    rnd = random.Random(7)
+    key = "gh" + "p_" + "".join(rnd.choice(ALNUM) for _ in range(36))
+    other = "gh" + "p_" + "".join(rnd.choice(ALNUM) for _ in range(36))
     value = {"tokens": {key: {"scopes": ["repo"]}, other: "read"}, "n": 1}
     found = SecretScanner({}).find(value)
     assert found == {key: "GitHub Token", other: "GitHub Token"}
@@ -174,3 +176,37 @@ def test_a_short_password_in_a_url_is_redacted_with_its_url_part_only() -> None:
 
 def test_the_scanner_uses_no_private_module_of_re() -> None:
     assert "_parser" not in Path(baton.scanning.__file__).read_text()
+
+
+def test_a_redacted_share_publishes_no_part_of_these_secrets() -> None:
+    # issue 12 (a), (b), (c) end to end: what `baton share --redact` publishes
+    rnd = random.Random(9)
+    key_id = (
+        "AK" + "IA" + "".join(rnd.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+    )
+    secret = "".join(rnd.choice(ALNUM + "/+") for _ in range(40))
+    stripe = "sk_" + "live_" + "".join(rnd.choice(ALNUM) for _ in range(99))
+    github = "gh" + "p_" + "".join(rnd.choice(ALNUM) for _ in range(36))
+    service = Service(MemoryStore(), MemoryBlobStore(), scanner=SecretScanner({}))
+    owner = service.account("ada").id
+    session = service.create(owner, title="deploy")
+    exports = f"export AWS_ACCESS_KEY_ID={key_id}\nexport AWS_SECRET_ACCESS_KEY={secret}\n"
+    service.append(
+        owner,
+        session.id,
+        [
+            text_message("user", exports + f"STRIPE_KEY={stripe}"),
+            *tool_turn("call_1", "write_config", {github: {"scopes": ["repo"]}}, "written"),
+        ],
+    )
+    share = service.share(owner, session.id, mode="redact")
+    public = service.share_messages(share.id)
+    assert public[0].parts[0]["text"] == (
+        "export AWS_ACCESS_KEY_ID=[REDACTED:AWS Access Key]\n"
+        "export AWS_SECRET_ACCESS_KEY=[REDACTED:AWS Secret Access Key]\n"
+        "STRIPE_KEY=[REDACTED:Stripe Access Key]"
+    )
+    assert public[1].parts[0]["input"] == {"[REDACTED:GitHub Token]": {"scopes": ["repo"]}}
+    published = repr([m.to_dict() for m in public])
+    for planted in (key_id, secret, stripe, github):
+        assert left_of(planted, published) == []
