@@ -260,9 +260,15 @@ class Client:
         return list(self.call("GET", f"/api/sessions/{session_id}/scan").json()["findings"])
 
     def share(
-        self, owner: str, session_id: str, *, expires: str | None = None, mode: str = "block"
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        expires: str | None = None,
+        mode: str = "block",
+        code: bool = True,
     ) -> Share:
-        body = {"expires": expires, "mode": mode}
+        body = {"expires": expires, "mode": mode, "code": code}
         data = self.call("POST", f"/api/sessions/{session_id}/shares", json=body).json()
         return share_from(data, owner)
 

@@ -23,8 +23,8 @@ def redact_value(value: Any, secrets: dict[str, str]) -> Any:
         return value
     if isinstance(value, list):
         return [redact_value(v, secrets) for v in value]
-    if isinstance(value, dict):
-        return {k: redact_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, dict):  # keys too: the scan reads them
+        return {redact_value(k, secrets): redact_value(v, secrets) for k, v in value.items()}
     return value
 
 

@@ -12,7 +12,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from baton.core.errors import BatonError, InvalidInput, NotFound, SecretsFound
-from baton.core.models import Account, Message
+from baton.core.models import Account, Message, published
 from baton.server import markup
 from baton.server.api import export_download
 from baton.server.auth import (
@@ -265,8 +265,9 @@ def build_pages(
         return render(
             request,
             "share_form.html",
-            {"session": session, "findings": findings, "expiries": EXPIRIES, "error": None},
-        )
+            {"session": session, "findings": findings, "expiries": EXPIRIES, "error": None,
+             "published": published(session.message_count, session.git)},
+        )  # fmt: skip
 
     @pages.post("/sessions/{session_id}/share")
     def share(
@@ -275,17 +276,21 @@ def build_pages(
         csrf: Annotated[str, Form()] = "",
         expires: Annotated[str, Form(max_length=20)] = "",
         mode: Annotated[str, Form(max_length=20)] = "block",
+        no_code: Annotated[str, Form(max_length=20)] = "",
     ) -> Response:
         account = need(request)
         check_csrf(request, csrf)
         try:
-            created = service.share(account.id, session_id, expires=expires or None, mode=mode)
+            created = service.share(
+                account.id, session_id, expires=expires or None, mode=mode, code=not no_code
+            )
         except SecretsFound as exc:
             session = service.get(account.id, session_id)
             return render(
                 request,
                 "share_form.html",
                 {"session": session, "findings": exc.findings, "expiries": EXPIRIES,
+                 "published": published(session.message_count, session.git),
                  "error": f"{len(exc.findings)} secret(s) found, so nothing was shared. "
                           "Remove them, or choose below to share with them redacted."},
                 422,
