@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import timedelta
 from typing import Any
@@ -1266,3 +1267,33 @@ def test_share_ids_from_links(value: str, expected: str) -> None:
 def test_bad_share_links(value: str) -> None:
     with pytest.raises(InvalidInput, match="is not a share id, share URL or session id"):
         share_id_from(value)
+
+
+def test_a_bundle_that_cannot_be_read_blocks_a_share_and_redact_leaves_it_out(
+    service: Service, owner: str
+) -> None:
+    junk = b"# v2 git bundle\n" + b"0" * 40 + b" HEAD\n\nPACK\x00\x00\x00\x02\x00\x00\x00\x05junk"
+    sha = hashlib.sha256(junk).hexdigest()
+    service.put_blob(sha, junk)
+    git = {
+        "version": 1,
+        "head": "a" * 40,
+        "bundle": {"sha256": sha, "size": len(junk), "commits": 2},
+    }
+    session = service.create(owner, title="t", git=git)
+    with pytest.raises(SecretsFound) as refused:
+        service.share(owner, session.id)
+    [finding] = refused.value.findings
+    assert finding["where"] == "git bundle" and finding["kind"] == "unscanned bundle"
+    assert finding["excerpt"].startswith("the git bundle cannot be read (")
+    share = service.share(owner, session.id, mode="redact")
+    assert share.git is not None and share.git["bundle"] is None
+    assert share.git["bundle_dropped"].startswith(
+        "the bundle of 2 commit(s) could not be scanned (the git bundle cannot be read ("
+    )
+    assert share.withheld == [share.git["bundle_dropped"]]
+    assert share.published == "0 messages, commit aaaaaaa only, no code changes"
+    with pytest.raises(NotFound):
+        service.blob(None, sha, share_id=share.id)
+    bare = service.share(owner, session.id, code=False)  # nothing of the code is read
+    assert bare.published == "0 messages, no code" and bare.redacted == []

@@ -698,7 +698,7 @@ def _bundle_texts(data: bytes, cap: int) -> list[tuple[str, str]]:
     objects: dict[bytes, tuple[str, bytes]] = {}  # sha -> (type, content)
     at: dict[int, tuple[str, bytes]] = {}  # pack offset -> (type, content)
     order: list[bytes] = []
-    loose: list[bytes] = []  # what deltas against objects outside the bundle insert
+    loose: list[list[bytes]] = []  # what deltas against objects outside the bundle insert
     budget, pos = cap, 12
     for _ in range(count):
         start = pos
@@ -808,8 +808,8 @@ def _apply_delta(base: bytes, delta: bytes) -> bytes:
     return bytes(out)
 
 
-def _inserted(delta: bytes) -> bytes:
-    """The bytes a delta inserts (what it adds to a base it does not carry)."""
+def _inserted(delta: bytes) -> list[bytes]:
+    """The runs of bytes a delta inserts (what it adds to a base it does not carry)."""
     _, i = _varint(delta, 0)
     _, i = _varint(delta, i)
     out: list[bytes] = []
@@ -823,11 +823,14 @@ def _inserted(delta: bytes) -> bytes:
             i += op
         else:
             raise ValueError("a delta has a zero opcode")
-    return b"\n".join(out)
+    return out
 
 
 def _texts(
-    objects: dict[bytes, tuple[str, bytes]], order: list[bytes], loose: list[bytes], size: int
+    objects: dict[bytes, tuple[str, bytes]],
+    order: list[bytes],
+    loose: list[list[bytes]],
+    size: int,
 ) -> list[tuple[str, str]]:
     texts: list[tuple[str, str]] = []
     seen: set[bytes] = set()
@@ -862,11 +865,29 @@ def _texts(
         texts.append((f"{kind} {sha.hex()[:7]} (message)", _text(body.partition(b"\n\n")[2])))
         if kind == "commit" and body.startswith(b"tree "):
             walk(bytes.fromhex(body[5 : body.index(b"\n")].decode()), "", sha.hex()[:7])
-    for sha in order:  # objects no commit of the bundle reaches
+    for sha in order:  # in a tree the bundle holds only as a change to one it lacks
         if sha not in seen and objects[sha][0] == "blob":
-            texts.append((f"blob {sha.hex()[:7]}", _text(objects[sha][1])))
-    texts.extend(("a change to a file outside the bundle", _text(b)) for b in loose if b)
+            name = _entry_name(loose, sha)
+            where = f"blob {sha.hex()[:7]}" + (f" ({name})" if name else "")
+            texts.append((where, _text(objects[sha][1])))
+    texts.extend(
+        ("a change to a file outside the bundle", _text(b"\n".join(runs))) for runs in loose if runs
+    )
     return texts
+
+
+def _entry_name(changes: list[list[bytes]], sha: bytes) -> str | None:
+    """The file name a tree entry gives `sha` (`<mode> <name>\\0<sha>`), from the bytes
+    that changes to trees outside the bundle insert; None when they do not hold the entry
+    whole (a name that is partly copied from the old tree is not guessed at)."""
+    for run in (run for runs in changes for run in runs):
+        at = run.find(b"\0" + sha)
+        if at > 0:
+            before = run[max(0, at - 4096) : at]
+            entry = re.search(rb"(?:100644|100755|120000) ([^\0]+)$", before)
+            if entry:
+                return _display(entry.group(1))
+    return None
 
 
 def _text(data: bytes) -> str:
