@@ -980,9 +980,13 @@ def restore(
         if bundle is not None:
             run.fetch_bundle(bundle, head)
         elif not run.repo.ok("cat-file", "-e", f"{head}^{{commit}}"):
+            why = git.get("bundle_dropped") or (
+                "it was shared without code" if git.get("no_code") else None
+            )
             raise BatonError(
-                f"commit {head} is not in {origin} and the session recorded no bundle: "
-                "restore from a repository that has it (--from PATH_OR_URL)"
+                f"commit {head} is not in {origin} and the session recorded no bundle"
+                f"{f' ({why})' if why else ''}: restore from a repository that has it "
+                "(--from PATH_OR_URL)"
             )
         run.checkout(head)
         if patch is not None:

@@ -207,6 +207,21 @@ def test_a_key_committed_then_deleted_blocks_the_share_until_redacted_or_left_ou
     assert as_json["git"]["bundle"] is None and as_json["git"]["bundle_dropped"] == dropped
     assert as_json["withheld"] == [dropped]
     assert as_json["published"] == f"0 messages, commit {head[:7]} only, no code changes"
+    # its restore says why the unpushed commits are missing
+    target = git_repo.parent / "from-share"
+    failed = run_baton("restore", as_json["id"], "--path", str(target), home=baton_home)
+    assert failed.returncode == 1 and not target.exists()
+    assert failed.stderr == (
+        f"error: commit {head} is not in {git_repo.parent / 'origin.git'} and the session "
+        f"recorded no bundle ({dropped}): restore from a repository that has it "
+        "(--from PATH_OR_URL)\n"
+    )
+    done = run_baton(
+        "restore", as_json["id"], "--path", str(target), "--from", str(git_repo), home=baton_home
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"not restored: {dropped}" in done.stderr
+    assert not (target / "deploy.env").exists()
 
     no_code = run_baton("share", sid, "--no-code", home=baton_home)
     assert no_code.returncode == 0, no_code.stderr
