@@ -1297,3 +1297,37 @@ def test_a_bundle_that_cannot_be_read_blocks_a_share_and_redact_leaves_it_out(
         service.blob(None, sha, share_id=share.id)
     bare = service.share(owner, session.id, code=False)  # nothing of the code is read
     assert bare.published == "0 messages, no code" and bare.redacted == []
+
+
+def test_redact_replaces_a_secret_in_every_message_it_is_in_not_only_flagged_ones(
+    service: Service, owner: str
+) -> None:
+    """A secret found at share time (here in the title, with an environment variable the
+    recording process lacked) is replaced in every message that holds it."""
+    from baton.scanning import SecretScanner
+
+    token = "tok-4f9a8b7c6d5e"  # MY_SERVICE_TOKEN of the fixture's scanner
+    scanner, service.scanner = service.scanner, SecretScanner({})
+    session = service.create(owner, title=f"deploy with {token}")
+    big = "y" * (70 * 1024) + token
+    batch = [
+        text_message("user", "hello"),
+        text_message("user", f"use {token}"),
+        *tool_turn("c", "bash", {}, big),
+    ]
+    service.append(owner, session.id, batch)
+    service.scanner = scanner
+    original = service.messages(owner, session.id)
+    share = service.share(owner, session.id, mode="redact")
+    published = service.share_messages(share.id, hydrate=True)
+    assert token not in share.title and token not in str([m.parts for m in published])
+    assert published[0].id == original[0].id  # the prefix without it is shared as it is
+    assert published[1].id != original[1].id
+    assert published[1].parts == [
+        {"type": "text", "text": "use [REDACTED:environment variable MY_SERVICE_TOKEN]"}
+    ]
+    assert (
+        published[3]
+        .parts[0]["output"]
+        .endswith("y[REDACTED:environment variable MY_SERVICE_TOKEN]")
+    )

@@ -645,20 +645,27 @@ class Service:
         self, session: Session, secrets: dict[str, str]
     ) -> tuple[list[StoredMessage], list[MessageInput]]:
         """Copies of every message from the first one with a secret to the head, secrets
-        replaced. The prefix before it is shared as it is, not copied."""
+        replaced. The prefix before it is shared as it is, not copied. The first one is the
+        first flagged when it was recorded, or an earlier one that holds a secret found
+        now (elsewhere: in the header, the code, or with another environment)."""
         if not secrets or session.head is None:
             return [], []
         flagged = self.store.flagged(session.head)
-        if not flagged:
+        end = flagged[0].depth if flagged else None
+        chain = self.store.chain(session.head, 0, end)  # the prefix that was not flagged
+        start = next(
+            (i for i, m in enumerate(chain) if _holds(self.hydrate(m).parts, secrets)), end
+        )
+        if start is None:
             return [], []
-        first = flagged[0]
         parent = None
-        if first.message.parent is not None:
-            parent = self.store.get_messages([first.message.parent])[first.message.parent]
+        if start > 0:
+            parent_id = chain[start - 1].id
+            parent = self.store.get_messages([parent_id])[parent_id]
         copies: list[StoredMessage] = []
         items: list[MessageInput] = []
         now = self.now()
-        for message in self.store.chain(session.head, first.depth):
+        for message in self.store.chain(session.head, start):
             full = self.hydrate(message)
             raw: JSON = {
                 "role": full.role,
@@ -933,6 +940,10 @@ def share_id_from(value: str) -> str:
     if not value or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
         raise InvalidInput(f"{value!r} is not a share id, share URL or session id")
     return value
+
+
+def _holds(value: Any, secrets: dict[str, str]) -> bool:
+    return any(secret in text for text in strings_in(value) for secret in secrets)
 
 
 def _in_code(finding: JSON) -> bool:
