@@ -256,8 +256,10 @@ class Client:
         return self.update(owner, session_id, git=git), True
 
     # sharing
-    def scan_session(self, owner: str, session_id: str) -> list[JSON]:
-        return list(self.call("GET", f"/api/sessions/{session_id}/scan").json()["findings"])
+    def scan_session(self, owner: str, session_id: str, *, code: bool = True) -> list[JSON]:
+        params = {} if code else {"code": "false"}
+        found = self.call("GET", f"/api/sessions/{session_id}/scan", params=params).json()
+        return list(found["findings"])
 
     def share(
         self,

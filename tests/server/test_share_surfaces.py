@@ -299,6 +299,7 @@ def test_a_secret_in_the_bundle_blocks_a_default_share_and_says_where(
     with live.client(live.alice) as http:
         refused = http.post(f"/api/sessions/{session_id}/shares", json={})
         scan = http.get(f"/api/sessions/{session_id}/scan").json()
+        without_code = http.get(f"/api/sessions/{session_id}/scan", params={"code": "false"})
         listed = http.get("/api/shares").json()
     assert refused.status_code == 422
     error = refused.json()["error"]
@@ -313,6 +314,7 @@ def test_a_secret_in_the_bundle_blocks_a_default_share_and_says_where(
     }
     assert error["findings"] == [expected]
     assert scan["findings"] == [expected]
+    assert without_code.json() == {"findings": []}
     assert listed == []
     assert snapshot["bundle"]["commits"] == 3
 

@@ -367,8 +367,8 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         return reply(session_json(session), 201)
 
     @api.get("/sessions/{session_id}/scan", response_model=schemas.Findings, tags=["shares"])
-    def scan(account: Me, session_id: str) -> Response:
-        return reply({"findings": service.scan_session(account.id, session_id)})
+    def scan(account: Me, session_id: str, code: bool = True) -> Response:
+        return reply({"findings": service.scan_session(account.id, session_id, code=code)})
 
     @api.post(
         "/sessions/{session_id}/shares",
