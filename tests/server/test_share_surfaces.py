@@ -382,5 +382,7 @@ def test_the_share_form_says_what_is_published_and_can_leave_the_code_out(
             data={"csrf": csrf_of(browser, f"/sessions/{session_id}/share"), "no_code": "1"},
         )
         assert done.status_code == 303, done.text
+        shown = browser.get(done.headers["location"]).text
+        assert '<span id="new-share-published">Published: 0 messages, no code</span>' in shown
     shares = live.service.shares(live.alice.id, session_id)
     assert [s.published for s in shares] == ["0 messages, no code"]
