@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -725,3 +726,41 @@ def test_a_damaged_or_oversized_bundle_is_refused_in_one_line(git_repo: Path, bl
     for damaged in (b"not a bundle", data[: len(data) // 2], data.replace(b"PACK", b"PUCK")):
         with pytest.raises(InvalidInput, match=r"^the git bundle cannot be read \("):
             gitstate.bundle_texts(damaged)
+
+
+def _header(kind: int, size: int) -> bytes:
+    """git's type-and-size header of one pack entry."""
+    first, size = (kind << 4) | (size & 15), size >> 4
+    head = bytearray()
+    while size:
+        head.append(first | 0x80)
+        first, size = size & 0x7F, size >> 7
+    head.append(first)
+    return bytes(head)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def test_a_delta_that_copies_its_base_over_and_over_is_refused_unread() -> None:
+    """A few bytes of delta can make terabytes: its declared size and what it makes are
+    checked before and while it is applied."""
+    base = _header(3, 4096) + zlib.compress(b"x" * 4096)
+    assert len(base) < 128  # so the delta's offset back to it is one byte
+    copies = b"\xf0\xff\xff\xff" * 10_000  # copy 16 MiB (of a 4 KiB base) ten thousand times
+    for declared, message in (
+        (1 << 40, r"^the git bundle unpacks to more than 1000000 bytes: too big to scan$"),
+        (5000, r"^the git bundle cannot be read \(a delta makes more than its header says\)$"),
+    ):
+        delta = _varint(4096) + _varint(declared) + copies
+        body = _header(6, len(delta)) + bytes([len(base)]) + zlib.compress(delta)
+        pack = b"PACK" + (2).to_bytes(4, "big") + (2).to_bytes(4, "big") + base + body
+        bundle = b"# v2 git bundle\n" + b"0" * 40 + b" HEAD\n\n" + pack
+        with pytest.raises(InvalidInput, match=message):
+            gitstate.bundle_texts(bundle, cap=1_000_000)

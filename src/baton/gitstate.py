@@ -680,7 +680,7 @@ def bundle_texts(data: bytes, cap: int = BUNDLE_SCAN_CAP) -> list[tuple[str, str
     InvalidInput when the bundle cannot be read or unpacks to more than `cap` bytes."""
     try:
         return _bundle_texts(data, cap)
-    except (IndexError, ValueError, KeyError, zlib.error) as exc:
+    except (IndexError, ValueError, KeyError, RecursionError, zlib.error) as exc:
         raise InvalidInput(f"the git bundle cannot be read ({exc})") from None
 
 
@@ -737,12 +737,12 @@ def _bundle_texts(data: bytes, cap: int) -> list[tuple[str, str]]:
                 loose.append(_inserted(body))
                 continue
             assert base is not None
-            content = _apply_delta(base[1], body)
-            budget -= len(content)
-            if budget < 0:
+            content = _apply_delta(base[1], body, budget)
+            if content is None:
                 raise InvalidInput(
                     f"the git bundle unpacks to more than {cap} bytes: too big to scan"
                 )
+            budget -= len(content)
             entry = (base[0], content)
         else:
             entry = (_PACK_TYPES[kind], body)
@@ -782,9 +782,13 @@ def _varint(delta: bytes, i: int) -> tuple[int, int]:
             return value, i
 
 
-def _apply_delta(base: bytes, delta: bytes) -> bytes:
+def _apply_delta(base: bytes, delta: bytes, limit: int) -> bytes | None:
+    """The object `delta` makes of `base`; None when it would be over `limit` bytes (a few
+    bytes of delta can copy the base many times over)."""
     _, i = _varint(delta, 0)
-    _, i = _varint(delta, i)
+    size, i = _varint(delta, i)
+    if size > limit:
+        return None
     out = bytearray()
     while i < len(delta):
         op = delta[i]
@@ -805,6 +809,8 @@ def _apply_delta(base: bytes, delta: bytes) -> bytes:
             i += op
         else:
             raise ValueError("a delta has a zero opcode")
+        if len(out) > size:
+            raise ValueError("a delta makes more than its header says")
     return bytes(out)
 
 
