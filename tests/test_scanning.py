@@ -210,3 +210,9 @@ def test_a_redacted_share_publishes_no_part_of_these_secrets() -> None:
     published = repr([m.to_dict() for m in public])
     for planted in (key_id, secret, stripe, github):
         assert left_of(planted, published) == []
+
+
+def test_an_openai_project_key_in_lowercase_hex_is_found_whole() -> None:
+    key = "sk-proj-" + "0123456789abcdef" * 2 + "a1b2c3d4"
+    assert SecretScanner({}).find(f"deploy with {key}") == {key: "OpenAI Token"}
+    assert SecretScanner({}).find("sk-learn-compatible-estimator-wrappers-and-more") == {}

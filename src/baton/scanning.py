@@ -257,7 +257,13 @@ _RULES: tuple[Rule, ...] = (
     _rule("Anthropic API Key", rf"{_at('sk-ant-')}[{_URLSAFE}]{{32,}}", ["sk-ant-"]),
     _rule(
         "OpenAI Token",
-        rf"{_at('sk-')}(?!ant-)(?:proj-|svcacct-|admin-)?[{_URLSAFE}]{{32,}}",
+        rf"{_at('sk-')}(?:proj|svcacct|admin)-[{_URLSAFE}]{{32,}}",
+        ["sk-proj-", "sk-svcacct-", "sk-admin-"],
+        check=lambda v: any(c.isdigit() for c in v),  # a project key in any case
+    ),
+    _rule(
+        "OpenAI Token",
+        rf"{_at('sk-')}(?!ant-|proj-|svcacct-|admin-)[{_URLSAFE}]{{32,}}",
         ["sk-"],
         check=_mixed,  # not sk-learn-compatible-estimator-wrappers
     ),
