@@ -448,7 +448,7 @@ def test_a_turn_that_changes_files_records_a_git_snapshot(
 ) -> None:
     def put(data: bytes) -> str:
         sha = ids.sha256_hex(data)
-        memory_service.blobs.put(sha, data)
+        memory_service.put_blob(sha, data, me)  # as the CLI's capture does
         return sha
 
     before = gitstate.capture(git_repo, put)

@@ -24,7 +24,19 @@ from tests.helpers import run_baton, text_message
 from tests.store.test_sqlite import chain_for_m001
 
 NOW = "2026-01-01T00:00:00.000000Z"
-TABLES = {"accounts", "messages", "message_blobs", "sessions", "shares", "migrations", "tokens"}
+TABLES = {
+    "accounts",
+    "messages",
+    "message_blobs",
+    "sessions",
+    "shares",
+    "migrations",
+    "tokens",
+    "blob_grants",
+    "session_blobs",
+    "share_blobs",
+    "idempotency_keys",
+}
 
 
 @pytest.fixture
@@ -54,7 +66,7 @@ def test_migrations_from_an_empty_database(postgres_url: str, pg: psycopg.Connec
     again = PostgresStore(postgres_url)
     with psycopg.connect(postgres_url) as conn, conn.cursor() as cur:
         assert pg_migrations.pending(cur) == []
-    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (4,)
+    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (5,)
     again.close()
 
 
@@ -85,20 +97,21 @@ def test_a_failing_migration_leaves_nothing_behind(
 ) -> None:
     def broken(cur: psycopg.Cursor[Any]) -> None:
         cur.execute("CREATE TABLE half_done (x INTEGER)")
-        raise RuntimeError("migration 5 failed")
+        raise RuntimeError("migration 99 failed")
 
     monkeypatch.setattr(
         pg_migrations,
         "MIGRATIONS",
-        [*pg_migrations.MIGRATIONS, pg_migrations.Migration(5, "m005_broken", broken)],
+        [*pg_migrations.MIGRATIONS, pg_migrations.Migration(99, "m099_broken", broken)],
     )
-    with pytest.raises(RuntimeError, match="migration 5 failed"):
+    with pytest.raises(RuntimeError, match="migration 99 failed"):
         PostgresStore(postgres_url)
     assert [r[0] for r in pg.execute("SELECT number FROM migrations ORDER BY number")] == [
         1,
         2,
         3,
         4,
+        5,
     ]
     assert "half_done" not in tables(pg)
 
@@ -139,7 +152,8 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
             (head.message.id, head.root, NOW, NOW, t.input_tokens, t.output_tokens,
              t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
         )  # fmt: skip
-        assert [s.number for s in schema.status(postgres_url) if s.applied_at is None] == [2, 3, 4]
+        pending = [s.number for s in schema.status(postgres_url) if s.applied_at is None]
+        assert pending == [2, 3, 4, 5]
     store = open_store(postgres_url)
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -255,11 +269,11 @@ def test_migrate_list_writes_nothing(
     home = tmp_path / "home"
     listed = run_baton("migrate", "--list", env=env, home=home)
     assert listed.returncode == 0, listed.stderr
-    assert "4 pending" in listed.stdout and "m004_depth_index" in listed.stdout
+    assert "5 pending" in listed.stdout and "m005_blob_access" in listed.stdout
     assert tables(pg) == set()
     applied = run_baton("migrate", env=env, home=home)
     assert "applied 001 m001_initial, 002 m002_search" in applied.stdout
     assert tables(pg) == TABLES
     again = run_baton("migrate", "--list", "--json", env=env, home=home)
     data = orjson.loads(again.stdout)
-    assert data["pending"] == [] and [m["number"] for m in data["migrations"]] == [1, 2, 3, 4]
+    assert data["pending"] == [] and [m["number"] for m in data["migrations"]] == [1, 2, 3, 4, 5]

@@ -36,6 +36,10 @@ TABLES = {
     "session_search",
     "message_search",
     "tokens",
+    "blob_grants",
+    "session_blobs",
+    "share_blobs",
+    "idempotency_keys",
 }
 
 
@@ -111,6 +115,7 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         (2, "m002_search"),
         (3, "m003_auth"),
         (4, "m004_depth_index"),
+        (5, "m005_blob_access"),
     ]
     for _, _, applied_at in rows:
         assert time.strptime(applied_at, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -121,14 +126,15 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         "m002_search",
         "m003_auth",
         "m004_depth_index",
+        "m005_blob_access",
     ]
-    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4]
+    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 5]
     store.close()
     # opening again applies nothing and records nothing twice
     again = SQLiteStore(tmp_path / "baton.db")
     assert migrations.pending(again._conn()) == []
     assert migrations.migrate(again._conn()) == []
-    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 4
+    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 5
     again.close()
 
 
@@ -149,7 +155,7 @@ def test_two_processes_opening_a_new_database_migrate_it_once(tmp_path: Path) ->
         thread.join()
     assert errors == []
     numbers = stores[0]._conn().execute("SELECT number FROM migrations ORDER BY number")
-    assert [r[0] for r in numbers] == [1, 2, 3, 4]
+    assert [r[0] for r in numbers] == [1, 2, 3, 4, 5]
     for store in stores:
         store.close()
 
@@ -159,14 +165,14 @@ def test_a_failing_migration_leaves_nothing_behind(
 ) -> None:
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half_done (x INTEGER)")
-        raise RuntimeError("migration 5 failed")
+        raise RuntimeError("migration 99 failed")
 
     monkeypatch.setattr(
         migrations,
         "MIGRATIONS",
-        [*migrations.MIGRATIONS, migrations.Migration(5, "m005_broken", broken)],
+        [*migrations.MIGRATIONS, migrations.Migration(99, "m099_broken", broken)],
     )
-    with pytest.raises(RuntimeError, match="migration 5 failed"):
+    with pytest.raises(RuntimeError, match="migration 99 failed"):
         SQLiteStore(tmp_path / "baton.db")
     conn = sqlite3.connect(tmp_path / "baton.db")
     assert [r[0] for r in conn.execute("SELECT number FROM migrations ORDER BY number")] == [
@@ -174,6 +180,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         2,
         3,
         4,
+        5,
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
@@ -205,6 +212,7 @@ def write_m001_database(db: Path, blobs: LocalBlobStore) -> list[StoredMessage]:
         "m002_search",
         "m003_auth",
         "m004_depth_index",
+        "m005_blob_access",
     ]
     chain = chain_for_m001()
     conn.execute("INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', ?)", (NOW,))
@@ -259,6 +267,7 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
         "m002_search",
         "m003_auth",
         "m004_depth_index",
+        "m005_blob_access",
     ]
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"

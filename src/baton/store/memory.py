@@ -14,10 +14,12 @@ from baton.store.base import (
     SESSION_FIELDS,
     ListQuery,
     Page,
+    Remembered,
     Store,
     decode_cursor,
     encode_cursor,
     git_blobs,
+    idempotency_cutoff,
 )
 
 
@@ -30,6 +32,8 @@ class MemoryStore(Store):
         self._shares: dict[str, Share] = {}
         self._passwords: dict[str, str] = {}
         self._tokens: dict[str, Token] = {}
+        self._grants: dict[tuple[str, str], str] = {}  # (account, sha256) -> when
+        self._answers: dict[tuple[str, str], tuple[Remembered, str]] = {}  # (session, key)
 
     def add_account(self, account: Account) -> None:
         with self._lock:
@@ -257,6 +261,8 @@ class MemoryStore(Store):
         with self._lock:
             if self._sessions.pop(session_id, None) is None:
                 raise NotFound(f"no session {session_id}")
+            for k in [k for k in self._answers if k[0] == session_id]:
+                del self._answers[k]
             return self._collect(now)
 
     def _collect(self, now: str) -> list[str]:
@@ -310,6 +316,40 @@ class MemoryStore(Store):
                 share.revoked_at = now
             return copy.deepcopy(share)
 
+    def grant_blobs(self, account: str, shas: Sequence[str], now: str) -> None:
+        with self._lock:
+            for sha in shas:
+                self._grants.setdefault((account, sha), now)
+
+    def granted_blobs(self, account: str, shas: Sequence[str]) -> set[str]:
+        with self._lock:
+            found = {sha for sha in shas if (account, sha) in self._grants}
+            for session in self._sessions.values():
+                if session.owner == account:
+                    found.update(sha for sha in git_blobs(session.git) if sha in shas)
+            return found
+
+    def family_heads(self, owner: str, root: str) -> list[str]:
+        with self._lock:
+            return [
+                s.head
+                for s in self._sessions.values()
+                if s.owner == owner and s.head is not None and self._messages[s.head].root == root
+            ]
+
+    def recall(self, session_id: str, key: str, since: str) -> Remembered | None:
+        with self._lock:
+            kept = self._answers.get((session_id, key))
+            return copy.deepcopy(kept[0]) if kept and kept[1] >= since else None
+
+    def remember(self, session_id: str, key: str, answer: Remembered, now: str) -> Remembered:
+        since = idempotency_cutoff(now)
+        with self._lock:
+            for k in [k for k, (_, at) in self._answers.items() if at < since]:
+                del self._answers[k]
+            kept = self._answers.setdefault((session_id, key), (copy.deepcopy(answer), now))
+            return copy.deepcopy(kept[0])
+
     def iter_sessions(self) -> Iterator[Session]:
         with self._lock:
             sessions = [copy.deepcopy(s) for s in self._sessions.values()]
@@ -326,6 +366,8 @@ class MemoryStore(Store):
             referenced = self.referenced_blobs()
             doomed = [sha for sha in shas if sha not in referenced]
             delete(doomed)
+            for k in [k for k in self._grants if k[1] in doomed]:
+                del self._grants[k]
         return doomed
 
     def referenced_blobs(self) -> set[str]:
