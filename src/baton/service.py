@@ -293,13 +293,12 @@ class Service:
         if not shas:
             return
         allowed = self.store.blob_access(owner, shas)
-        for key, sha in zip(("patch", "bundle"), shas, strict=False):
-            if sha not in allowed:
-                entry = (git or {}).get(key)
-                which = key if isinstance(entry, dict) and entry.get("sha256") == sha else "blob"
+        for key in ("patch", "bundle"):
+            sha = git_blobs({key: (git or {}).get(key)})
+            if sha and sha[0] not in allowed:
                 raise InvalidInput(
-                    f"git.{which}: blob {sha} is not one of yours; upload it first "
-                    f"(POST /api/blobs/{sha})"
+                    f"git.{key}: blob {sha[0]} is not one of yours; upload it first "
+                    f"(POST /api/blobs/{sha[0]})"
                 )
 
     def _grant(self, owner: str, items: Sequence[MessageInput]) -> None:
