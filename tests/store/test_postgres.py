@@ -21,7 +21,7 @@ from baton.store import migrations, open_store, pg_migrations, schema
 from baton.store.blobs import LocalBlobStore
 from baton.store.postgres import PostgresStore
 from tests.helpers import run_baton, text_message
-from tests.store.test_sqlite import chain_for_m001
+from tests.store.test_sqlite import M004_SESSION, chain_for_m001, check_m005, write_m004_rows
 
 NOW = "2026-01-01T00:00:00.000000Z"
 TABLES = {
@@ -86,7 +86,7 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert [s.number for s in schema.status(postgres_url)] == [1, 2, 3, 4]
+    assert [s.number for s in schema.status(postgres_url)] == [1, 2, 3, 4, 5]
     assert all(s.applied_at for s in schema.status(postgres_url))
     for store in stores:
         store.close()
@@ -175,6 +175,18 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
     assert list(blobs.list()) == []
     _, secret = service.accounts.create_token("acc_1", "after m003")
     assert service.accounts.authenticate(secret) == store.get_account("acc_1")
+    store.close()
+
+
+def test_migration_from_m004_makes_git_blobs_references(postgres_url: str, tmp_path: Any) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert [m.name for m in pg_migrations.migrate(conn, upto=4)][-1] == "m004_depth_index"
+        write_m004_rows(conn.execute, "%s")
+    store = open_store(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT session_id FROM session_blobs").fetchall()
+    assert {r[0] for r in rows} == {M004_SESSION}
+    check_m005(store, LocalBlobStore(tmp_path / "blobs"))
     store.close()
 
 
