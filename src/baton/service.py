@@ -49,10 +49,12 @@ from baton.core.validation import (
 from baton.fastjson import canonical
 from baton.scanning import Pending, SecretScanner
 from baton.store.base import (
+    Answered,
     BlobStore,
     ListQuery,
     Page,
     Remembered,
+    Remembering,
     Store,
     git_blobs,
     idempotency_cutoff,
@@ -352,18 +354,21 @@ class Service:
             digest = ids.sha256_hex(repr(request).encode())
         kept = self.store.recall(session_id, idempotency_key, idempotency_cutoff(self.now()))
         if kept is None:
-            result = self._append(owner, current, messages, expected_head, retries)
-            answer = Remembered(
-                digest,
-                201 if result.appended else 200,
-                {
-                    "session": result.session.to_dict(),
-                    "appended": [m.to_dict() for m in result.appended],
-                },
-            )
-            kept = self.store.remember(session_id, idempotency_key, answer, self.now())
-            if kept == answer:
-                return result
+            # The answer is kept in the append's own transaction: a retry racing the first
+            # request waits for it, then is answered as it was.
+            key = (idempotency_key, digest)
+            try:
+                result = self._append(owner, current, messages, expected_head, retries, key)
+            except Answered as raced:
+                kept = raced.answer
+            else:
+                if result.appended:
+                    return result
+                # nothing was written (the messages had landed): keep the answer on its own
+                answer = _answer(digest, result)
+                kept = self.store.remember(session_id, idempotency_key, answer, self.now())
+                if kept == answer:
+                    return result
         if kept.request != digest:
             raise InvalidInput(
                 f"Idempotency-Key {idempotency_key!r} was used for a different request to "
@@ -378,6 +383,7 @@ class Service:
         messages: Sequence[Any],
         expected_head: Any,
         retries: int,
+        key: tuple[str, str] | None = None,
     ) -> AppendResult:
         session_id = current.id
         now = self.now()
@@ -397,7 +403,7 @@ class Service:
             session = current if attempt == 0 else self.get(owner, session_id)
             base = session.head if expected_head is ANY_HEAD else expected_head
             try:
-                result = self._append_at(session, base, inputs, findings, messages)
+                result = self._append_at(session, base, inputs, findings, messages, key)
             except Conflict:
                 if expected_head is not ANY_HEAD:
                     raise
@@ -413,6 +419,7 @@ class Service:
         inputs: list[MessageInput],
         findings: list[list[JSON]],
         raw: Sequence[Any],
+        key: tuple[str, str] | None = None,
     ) -> AppendResult:
         parent: StoredMessage | None = None
         if base is not None:
@@ -461,8 +468,15 @@ class Service:
                 if sm.message.role == "user" and sm.text.strip():
                     changes["title"] = derive_title(sm.text)
                     break
-        updated = self.store.append(session.id, base, chain, changes)
-        return AppendResult(updated, [sm.message for sm in chain])
+        appended = [sm.message for sm in chain]
+        remember = None
+        if key is not None:
+            digest = key[1]
+            remember = Remembering(
+                key[0], lambda s: _answer(digest, AppendResult(s, appended)), self.now()
+            )
+        updated = self.store.append(session.id, base, chain, changes, remember)
+        return AppendResult(updated, appended)
 
     def _scan(self, item: MessageInput) -> list[JSON]:
         extra = [data.decode("utf-8", "replace") for data in item.blobs.values()]
@@ -991,6 +1005,18 @@ def share_id_from(value: str) -> str:
     if not value or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
         raise InvalidInput(f"{value!r} is not a share id, share URL or session id")
     return value
+
+
+def _answer(digest: str, result: AppendResult) -> Remembered:
+    """What an append with an idempotency key answers, kept for its retries."""
+    return Remembered(
+        digest,
+        201 if result.appended else 200,
+        {
+            "session": result.session.to_dict(),
+            "appended": [m.to_dict() for m in result.appended],
+        },
+    )
 
 
 def _replay(answer: Remembered) -> AppendResult:

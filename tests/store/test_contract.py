@@ -16,7 +16,14 @@ from baton.core.errors import Conflict, InvalidInput, NotFound, VersionMismatch
 from baton.core.ids import new_account_id, new_session_id, new_share_id
 from baton.core.models import Account, Session, Share, StoredMessage, Token, Totals
 from baton.core.validation import validate_message
-from baton.store.base import BlobStore, ListQuery, Remembered, Store
+from baton.store.base import (
+    Answered,
+    BlobStore,
+    ListQuery,
+    Remembered,
+    Remembering,
+    Store,
+)
 
 NOW = "2026-03-01T12:00:00.000000Z"
 FINDING = [{"kind": "OpenAI Token", "excerpt": "sk-p…aa (48 chars)"}]
@@ -831,6 +838,35 @@ def test_an_idempotency_key_is_remembered_per_session_for_a_day(store: Store) ->
     assert store.remember(one.id, "k", Remembered("r3", 200, {}), tomorrow).request == "r3"
     store.delete_session(one.id, NOW)
     assert store.recall(one.id, "k", NOW) is None
+
+
+def test_an_append_keeps_its_idempotency_answer_in_its_own_transaction(store: Store) -> None:
+    owner = account(store)
+    session = new_session(store, owner)
+    chain = messages(None, "a", "b")
+
+    def answer(s: Session) -> Remembered:
+        return Remembered("req", 201, {"head": s.head, "version": s.version})
+
+    moved = store.append(session.id, None, chain[:1], {}, Remembering("k", answer, at(0)))
+    kept = Remembered("req", 201, {"head": chain[0].message.id, "version": 2})
+    assert store.recall(session.id, "k", at(0)) == kept
+    # the same key again: nothing is written, and the first answer comes back
+    with pytest.raises(Answered) as raised:
+        store.append(session.id, moved.head, chain[1:], {}, Remembering("k", answer, at(5)))
+    assert raised.value.answer == kept
+    assert store.get_session(session.id) == moved
+    assert present(store, ids(chain)) == {chain[0].message.id}
+    # an append that fails keeps nothing for its key
+    with pytest.raises(Conflict):
+        store.append(session.id, None, chain[1:], {}, Remembering("other", answer, at(5)))
+    assert store.recall(session.id, "other", at(0)) is None
+    # a day later the key is free again
+    tomorrow = "2026-03-02T12:00:01.000000Z"
+    again = store.append(session.id, moved.head, chain[1:], {}, Remembering("k", answer, tomorrow))
+    assert store.recall(session.id, "k", tomorrow) == Remembered(
+        "req", 201, {"head": again.head, "version": 3}
+    )
 
 
 # blob stores

@@ -78,6 +78,23 @@ class Remembered:
     response: Any  # JSON
 
 
+@dataclass(frozen=True, slots=True)
+class Remembering:
+    """What `Store.append` keeps for an idempotency key, in the append's own transaction."""
+
+    key: str
+    answer: Callable[[Session], Remembered]  # given the session as the append left it
+    now: str
+
+
+class Answered(Exception):
+    """The idempotency key of an append already has a live answer: nothing was written."""
+
+    def __init__(self, answer: Remembered) -> None:
+        super().__init__("this idempotency key was answered already")
+        self.answer = answer
+
+
 IDEMPOTENCY_SECONDS = 24 * 3600  # how long an idempotency key is remembered
 
 
@@ -178,9 +195,12 @@ class Store(ABC):
         expected_head: str | None,
         messages: Sequence[StoredMessage],
         changes: dict[str, Any],
+        remember: Remembering | None = None,
     ) -> Session:
         """Store `messages` and move the head from `expected_head` to the last of them, with
-        `changes` to the header, in one transaction. Raises Conflict if the head moved."""
+        `changes` to the header, in one transaction. Raises Conflict if the head moved. With
+        `remember`, its answer is kept for its key in the same transaction, or, when the key
+        has a live answer already, nothing is written and Answered is raised."""
 
     @abstractmethod
     def update_session(

@@ -12,9 +12,11 @@ from baton.core.errors import Conflict, NotFound, VersionMismatch
 from baton.core.models import Account, Message, Session, Share, StoredMessage, Token
 from baton.store.base import (
     SESSION_FIELDS,
+    Answered,
     ListQuery,
     Page,
     Remembered,
+    Remembering,
     Store,
     decode_cursor,
     encode_cursor,
@@ -182,11 +184,16 @@ class MemoryStore(Store):
         expected_head: str | None,
         messages: Sequence[StoredMessage],
         changes: dict[str, Any],
+        remember: Remembering | None = None,
     ) -> Session:
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:
                 raise NotFound(f"no session {session_id}")
+            if remember is not None:
+                kept = self.recall(session_id, remember.key, idempotency_cutoff(remember.now))
+                if kept is not None:
+                    raise Answered(kept)
             if session.head != expected_head:
                 raise Conflict(
                     f"the session moved on: its head is {session.head}, not {expected_head}",
@@ -204,6 +211,8 @@ class MemoryStore(Store):
                 **changes,
             )
             self._sessions[session_id] = updated
+            if remember is not None:
+                self.remember(session_id, remember.key, remember.answer(updated), remember.now)
             return copy.deepcopy(updated)
 
     @staticmethod

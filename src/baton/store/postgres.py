@@ -27,9 +27,11 @@ from baton.core.models import Account, Message, Session, Share, StoredMessage, T
 from baton.store import pg_migrations
 from baton.store.base import (
     SESSION_FIELDS,
+    Answered,
     ListQuery,
     Page,
     Remembered,
+    Remembering,
     Store,
     git_blobs,
     idempotency_cutoff,
@@ -473,6 +475,7 @@ class PostgresStore(Store):
         expected_head: str | None,
         messages: Sequence[StoredMessage],
         changes: dict[str, Any],
+        remember: Remembering | None = None,
     ) -> Session:
         last = messages[-1]
         sets, values = self._changes(changes)
@@ -491,9 +494,13 @@ class PostgresStore(Store):
             session_id,
             expected_head,
         )
-        if any(sm.blobs for sm in messages) or "git" in changes:
+        if any(sm.blobs for sm in messages) or "git" in changes or remember is not None:
             # References to blobs are written under the blob lock (see release_blobs).
             def work(c: psycopg.Cursor[Any]) -> Any:
+                if remember is not None:
+                    kept = _claim(c, session_id, remember)
+                    if kept is not None:
+                        raise Answered(kept)
                 if git_blobs(changes.get("git")):
                     c.execute("SELECT pg_advisory_xact_lock_shared(%s)", (BLOB_LOCK,))
                 self._insert_messages(c, messages)
@@ -501,6 +508,19 @@ class PostgresStore(Store):
                 if row is None:
                     raise self._not_moved(c, session_id, expected_head)
                 _sync_git(c, session_id, changes)
+                if remember is not None:
+                    answer = remember.answer(session_from(row))
+                    c.execute(
+                        "UPDATE idempotency_keys SET request = %s, status = %s, response = %s "
+                        "WHERE session_id = %s AND key = %s",
+                        (
+                            answer.request,
+                            answer.status,
+                            orjson.dumps(answer.response),
+                            session_id,
+                            _text(remember.key),
+                        ),
+                    )
                 return row
 
             return session_from(self._write(work))
@@ -881,6 +901,27 @@ SELECT id FROM messages WHERE id NOT IN (SELECT id FROM walk){family}""".encode(
                 )
             )
         return found
+
+
+def _claim(c: psycopg.Cursor[Any], session_id: str, remember: Remembering) -> Remembered | None:
+    """Take the idempotency key for this transaction (a concurrent holder is waited for), or
+    return the live answer kept for it. Expired answers are forgotten first."""
+    c.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < %s", (idempotency_cutoff(remember.now),)
+    )
+    taken = c.execute(
+        "INSERT INTO idempotency_keys(session_id, key, request, status, response, created_at) "
+        "SELECT %s, %s, '', 0, ''::bytea, %s WHERE EXISTS "
+        "(SELECT 1 FROM sessions WHERE id = %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (session_id, _text(remember.key), remember.now, session_id),
+    ).fetchone()
+    if taken is not None:
+        return None
+    row = c.execute(
+        "SELECT request, status, response FROM idempotency_keys WHERE session_id = %s AND key = %s",
+        (session_id, _text(remember.key)),
+    ).fetchone()
+    return Remembered(row[0], row[1], orjson.loads(row[2])) if row else None
 
 
 def _sync_git(c: psycopg.Cursor[Any], session_id: str, changes: dict[str, Any]) -> None:

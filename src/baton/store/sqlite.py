@@ -24,9 +24,11 @@ from baton.core.validation import message_text
 from baton.store import migrations
 from baton.store.base import (
     SESSION_FIELDS,
+    Answered,
     ListQuery,
     Page,
     Remembered,
+    Remembering,
     Store,
     git_blobs,
     idempotency_cutoff,
@@ -405,9 +407,14 @@ class SQLiteStore(Store):
         expected_head: str | None,
         messages: Sequence[StoredMessage],
         changes: dict[str, Any],
+        remember: Remembering | None = None,
     ) -> Session:
         last = messages[-1]
         with self._write() as c:
+            if remember is not None:  # the write lock is held: no one else claims the key
+                kept = _kept(c, session_id, remember.key, remember.now)
+                if kept is not None:
+                    raise Answered(kept)
             self._insert_messages(c, messages)
             sets, values = self._changes(changes)
             cur = c.execute(
@@ -433,7 +440,10 @@ class SQLiteStore(Store):
                 )
             self._sync_search(c, session_id, changes)
             _sync_git(c, session_id, changes)
-            return _fetch_session(c, session_id)
+            session = _fetch_session(c, session_id)
+            if remember is not None:
+                _keep(c, session_id, remember.key, remember.answer(session), remember.now)
+            return session
 
     @staticmethod
     def _changes(changes: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -710,29 +720,13 @@ INSERT INTO reach SELECT id FROM walk""",
 
     def remember(self, session_id: str, key: str, answer: Remembered, now: str) -> Remembered:
         with self._write() as c:
-            c.execute(
-                "DELETE FROM idempotency_keys WHERE created_at < ?", (idempotency_cutoff(now),)
-            )
-            c.execute(
-                "INSERT OR IGNORE INTO idempotency_keys"
-                "(session_id, key, request, status, response, created_at) VALUES (?,?,?,?,?,?)",
-                (
-                    session_id,
-                    key,
-                    answer.request,
-                    answer.status,
-                    orjson.dumps(answer.response),
-                    now,
-                ),
-            )
-            row = c.execute(
-                "SELECT request, status, response FROM idempotency_keys "
-                "WHERE session_id = ? AND key = ?",
-                (session_id, key),
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"no session {session_id}")
-        return Remembered(row[0], row[1], orjson.loads(row[2]))
+            kept = _kept(c, session_id, key, now)
+            if kept is not None:
+                return kept
+            if c.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                raise NotFound(f"no session {session_id}")
+            _keep(c, session_id, key, answer, now)
+        return answer
 
     # maintenance
     def iter_sessions(self) -> Iterator[Session]:
@@ -784,6 +778,24 @@ def _sync_git(c: sqlite3.Connection, session_id: str, changes: dict[str, Any]) -
     c.executemany(
         "INSERT OR IGNORE INTO session_blobs(session_id, sha256) VALUES (?, ?)",
         [(session_id, sha) for sha in git_blobs(changes["git"])],
+    )
+
+
+def _kept(c: sqlite3.Connection, session_id: str, key: str, now: str) -> Remembered | None:
+    """The live answer kept for `key`, after forgetting every expired one."""
+    c.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (idempotency_cutoff(now),))
+    row = c.execute(
+        "SELECT request, status, response FROM idempotency_keys WHERE session_id = ? AND key = ?",
+        (session_id, key),
+    ).fetchone()
+    return Remembered(row[0], row[1], orjson.loads(row[2])) if row else None
+
+
+def _keep(c: sqlite3.Connection, session_id: str, key: str, answer: Remembered, now: str) -> None:
+    c.execute(
+        "INSERT INTO idempotency_keys(session_id, key, request, status, response, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (session_id, key, answer.request, answer.status, orjson.dumps(answer.response), now),
     )
 
 
