@@ -11,6 +11,7 @@ import httpx
 from baton.core import errors
 from baton.core.errors import BatonError, InvalidInput
 from baton.core.models import JSON, Account, Message, Session, Share, Totals, utcnow
+from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.service import ANY_HEAD, AppendResult, ImportResult, VerifyReport, share_id_from
 from baton.store.base import Page
 
@@ -310,7 +311,7 @@ class Client:
 
     # export and import
     def export(self, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
-        from baton.exporters import FORMATS
+        from baton.render import FORMATS
 
         fmt = "markdown" if fmt == "md" else fmt
         if fmt not in FORMATS:
@@ -382,8 +383,8 @@ def share_document(url: str, timeout: float = 60.0) -> JSON:
         share = remote.public_share(share_id)
         messages = remote.share_messages(share_id, hydrate=True)
     return {
-        "format": "baton-session",
-        "version": 1,
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
         "session": {
             "title": share.title,
             "task": share.task,

@@ -17,7 +17,7 @@ import pytest
 from baton.core.errors import Busy, Conflict
 from baton.scanning import SecretScanner
 from baton.service import Service
-from baton.store import migrations, open_store, pg_migrations, schema
+from baton.store import migrations, open_store, pg_migrations, status
 from baton.store.blobs import LocalBlobStore
 from baton.store.postgres import PostgresStore
 from tests.helpers import run_baton, text_message
@@ -36,6 +36,7 @@ TABLES = {
     "session_blobs",
     "share_blobs",
     "idempotency_keys",
+    "logins",
 }
 
 
@@ -66,7 +67,7 @@ def test_migrations_from_an_empty_database(postgres_url: str, pg: psycopg.Connec
     again = PostgresStore(postgres_url)
     with psycopg.connect(postgres_url) as conn, conn.cursor() as cur:
         assert pg_migrations.pending(cur) == []
-    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (5,)
+    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (6,)
     again.close()
 
 
@@ -86,8 +87,8 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert [s.number for s in schema.status(postgres_url)] == [1, 2, 3, 4, 5]
-    assert all(s.applied_at for s in schema.status(postgres_url))
+    assert [s.number for s in status.status(postgres_url)] == [1, 2, 3, 4, 5, 6]
+    assert all(s.applied_at for s in status.status(postgres_url))
     for store in stores:
         store.close()
 
@@ -112,6 +113,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         3,
         4,
         5,
+        6,
     ]
     assert "half_done" not in tables(pg)
 
@@ -152,8 +154,8 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
             (head.message.id, head.root, NOW, NOW, t.input_tokens, t.output_tokens,
              t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
         )  # fmt: skip
-        pending = [s.number for s in schema.status(postgres_url) if s.applied_at is None]
-        assert pending == [2, 3, 4, 5]
+        pending = [s.number for s in status.status(postgres_url) if s.applied_at is None]
+        assert pending == [2, 3, 4, 5, 6]
     store = open_store(postgres_url)
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -175,6 +177,12 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
     assert list(blobs.list()) == []
     _, secret = service.accounts.create_token("acc_1", "after m003")
     assert service.accounts.authenticate(secret) == store.get_account("acc_1")
+    found = service.accounts.authenticate_token(secret)
+    assert found is not None
+    cookie = service.accounts.start_login("acc_1", found[1])  # m006: web logins are kept
+    assert service.accounts.logged_in(cookie) == store.get_account("acc_1")
+    service.accounts.revoke("acc_1", found[1].id)
+    assert service.accounts.logged_in(cookie) is None
     store.close()
 
 
@@ -281,11 +289,13 @@ def test_migrate_list_writes_nothing(
     home = tmp_path / "home"
     listed = run_baton("migrate", "--list", env=env, home=home)
     assert listed.returncode == 0, listed.stderr
-    assert "5 pending" in listed.stdout and "m005_blob_access" in listed.stdout
+    assert "6 pending" in listed.stdout and "m005_blob_access" in listed.stdout
+    assert "m006_logins" in listed.stdout
     assert tables(pg) == set()
     applied = run_baton("migrate", env=env, home=home)
     assert "applied 001 m001_initial, 002 m002_search" in applied.stdout
     assert tables(pg) == TABLES
     again = run_baton("migrate", "--list", "--json", env=env, home=home)
     data = orjson.loads(again.stdout)
-    assert data["pending"] == [] and [m["number"] for m in data["migrations"]] == [1, 2, 3, 4, 5]
+    numbers = [m["number"] for m in data["migrations"]]
+    assert data["pending"] == [] and numbers == [1, 2, 3, 4, 5, 6]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from baton.cli.main import Context, pass_ctx
-from baton.cli.output import console, json_option, print_json, shares_table
+from baton.cli.context import Context, pass_ctx
+from baton.cli.forks import fork_into_mine
+from baton.cli.options import json_option
+from baton.cli.output import console, print_json, shares_table
+from baton.cli.snapshots import restore_into
 
 
 def _share_json(ctx: Context, share: object) -> dict[str, object]:
@@ -124,10 +125,8 @@ def fork(
       baton fork https://baton.example.com/share/3q2-7wEr9aTz_Rk1mC0x4Ab
       baton fork ses_01J... --at m_5f2c...
     """
-    session = _fork_url(ctx, source, at) or ctx.service.fork(ctx.owner, source, at=at)
+    session = fork_into_mine(ctx, source, at)
     if restore_to is not None:
-        from baton.cli.git import restore_into
-
         if not as_json:
             click.echo(session.id)
         report = restore_into(ctx, session.id, restore_to or None, None, as_json)
@@ -138,35 +137,6 @@ def fork(
         print_json(session.to_dict())
     else:
         click.echo(session.id)
-
-
-def _fork_url(ctx: Context, source: str, at: str | None) -> Any:
-    """A share URL of another server: read the public share and import it as a fork (into
-    the logged-in account, or the local store). None when the share is where we are."""
-    from urllib.parse import urlsplit
-
-    from baton.core.errors import NotFound
-    from baton.service import share_id_from
-
-    if not source.startswith(("http://", "https://")):
-        return None
-    share_id = share_id_from(source)
-    origin = urlsplit(source)._replace(path="", query="", fragment="").geturl()
-    remote = ctx.remote
-    if remote is not None and remote["url"].rstrip("/") == origin:
-        return None
-    if remote is None and ctx.service.store.get_share(share_id) is not None:
-        return None
-    from baton.client import share_document
-
-    doc = share_document(source)
-    if at is not None:
-        ids = [m["id"] for m in doc["messages"]]
-        if at not in ids:
-            raise NotFound(f"message {at} is not in share {share_id}")
-        doc["messages"] = doc["messages"][: ids.index(at) + 1]
-        doc["session"]["forked_from"]["message"] = at
-    return ctx.service.import_document(ctx.owner, doc, fresh=True).session
 
 
 @click.command("gc")

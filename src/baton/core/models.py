@@ -212,7 +212,17 @@ class Account:
         }
 
 
-TOKEN_KINDS = frozenset({"api", "login"})
+@dataclass(slots=True)
+class Login:
+    """A web login (the session cookie names it). `id` is the SHA-256 of the secret in the
+    cookie; `token_id` is the API token it was made with (None: a password or a login link).
+    Logout, a password change or revoking the token deletes it."""
+
+    id: str
+    account_id: str
+    token_id: str | None
+    created_at: str
+    expires_at: str
 
 
 @dataclass(slots=True)

@@ -86,7 +86,7 @@ def message_page(messages: list[Message], head: str | None, limit: int) -> dict[
 
 def export_download(service: Service, owner: str, session_id: str, fmt: str) -> Response:
     """A session exported as a file to download (never shown at the server's address)."""
-    from baton.exporters import ALIASES, MEDIA_TYPES, SUFFIXES
+    from baton.render import ALIASES, MEDIA_TYPES, SUFFIXES
 
     doc = service.export(owner, session_id, fmt)
     kind = ALIASES.get(fmt, fmt)

@@ -1,35 +1,15 @@
 """Numbered, named schema migrations for the SQLite store, recorded in `migrations` (the
-PostgreSQL store has the same steps in its dialect: pg_migrations.py)."""
+PostgreSQL store has the same steps in its dialect: pg_migrations.py; what a migration is:
+migration.py)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from baton.core.validation import message_text
-
-
-@dataclass(frozen=True)
-class Migration:
-    number: int
-    name: str
-    apply: Callable[[Any], None]  # given the SQLite connection, or a PostgreSQL cursor
-
-
-def script(sql: str) -> Callable[[Any], None]:
-    """A migration that runs the statements of `sql` (separated by `;` at a line's end)."""
-
-    def run(executor: Any) -> None:
-        for statement in sql.split(";\n"):
-            if statement.strip():
-                executor.execute(statement)
-
-    return run
-
+from baton.store.migration import Migration, git_references, script
 
 M001_INITIAL = """
 CREATE TABLE accounts (
@@ -191,15 +171,6 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at)
 """
 
 
-def git_references(rows: Any) -> list[tuple[str, str]]:
-    """(id, sha256) of every blob the git snapshots of `rows` (id, git JSON) name."""
-    from baton.store.base import git_blobs
-
-    return [
-        (rid, sha) for rid, git in rows if git is not None for sha in git_blobs(orjson.loads(git))
-    ]
-
-
 def _m005(conn: sqlite3.Connection) -> None:
     script(M005_BLOB_ACCESS)(conn)
     sessions = git_references(conn.execute("SELECT id, git FROM sessions WHERE git IS NOT NULL"))
@@ -208,12 +179,27 @@ def _m005(conn: sqlite3.Connection) -> None:
     conn.executemany("INSERT OR IGNORE INTO share_blobs VALUES (?, ?)", shares)
 
 
+# Web logins kept on the server, so that logout, a password change or revoking a token ends
+# them (the cookie names a row by the SHA-256 of its secret).
+M006_LOGINS = """
+CREATE TABLE logins (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  token_id TEXT REFERENCES tokens(id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL
+);
+CREATE INDEX logins_account ON logins(account_id, expires_at);
+CREATE INDEX logins_token ON logins(token_id)
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
     Migration(3, "m003_auth", script(M003_AUTH)),
     Migration(4, "m004_depth_index", script(M004_DEPTH_INDEX)),
     Migration(5, "m005_blob_access", _m005),
+    Migration(6, "m006_logins", script(M006_LOGINS)),
 ]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from baton.store.migrations import Migration, git_references, script
+from baton.store.migration import Migration, git_references, script
 
 MIGRATION_LOCK = 7_316_061_001  # pg_advisory_lock key: one migrator at a time
 
@@ -187,12 +187,27 @@ def _m005(cur: psycopg.Cursor[Any]) -> None:
             cur.executemany(f"INSERT INTO {table} VALUES (%s, %s) ON CONFLICT DO NOTHING", found)
 
 
+# Web logins kept on the server, so that logout, a password change or revoking a token ends
+# them (the cookie names a row by the SHA-256 of its secret).
+M006_LOGINS = """
+CREATE TABLE logins (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  token_id TEXT REFERENCES tokens(id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL
+);
+CREATE INDEX logins_account ON logins(account_id, expires_at);
+CREATE INDEX logins_token ON logins(token_id)
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
     Migration(3, "m003_auth", script(M003_AUTH)),
     Migration(4, "m004_depth_index", script(M004_DEPTH_INDEX)),
     Migration(5, "m005_blob_access", _m005),
+    Migration(6, "m006_logins", script(M006_LOGINS)),
 ]
 
 # The indexed text of a message: its first SEARCH_CHARS characters (a tsvector holds at most
