@@ -276,13 +276,21 @@ class Client:
         return self.update(owner, session_id, git=git), True
 
     # sharing
-    def scan_session(self, owner: str, session_id: str) -> list[JSON]:
-        return list(self.call("GET", f"/api/sessions/{session_id}/scan").json()["findings"])
+    def scan_session(self, owner: str, session_id: str, *, code: bool = True) -> list[JSON]:
+        params = {} if code else {"code": "false"}
+        found = self.call("GET", f"/api/sessions/{session_id}/scan", params=params).json()
+        return list(found["findings"])
 
     def share(
-        self, owner: str, session_id: str, *, expires: str | None = None, mode: str = "block"
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        expires: str | None = None,
+        mode: str = "block",
+        code: bool = True,
     ) -> Share:
-        body = {"expires": expires, "mode": mode}
+        body = {"expires": expires, "mode": mode, "code": code}
         data = self.call("POST", f"/api/sessions/{session_id}/shares", json=body).json()
         return share_from(data, owner)
 

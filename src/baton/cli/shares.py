@@ -17,6 +17,8 @@ def _share_json(ctx: Context, share: object) -> dict[str, object]:
         **data,
         "url": ctx.service.share_url(data["id"]),
         "command": f"baton --fork {data['id']}",
+        "published": share.published,  # type: ignore[attr-defined]
+        "withheld": share.withheld,  # type: ignore[attr-defined]
     }
 
 
@@ -27,22 +29,37 @@ def _share_json(ctx: Context, share: object) -> dict[str, object]:
 @click.option(
     "--allow-secrets", "mode", flag_value="allow", help="Publish even with secrets found."
 )
+@click.option(
+    "--no-code",
+    "no_code",
+    is_flag=True,
+    help="Publish no git patch and no git bundle (the repository, branch and commit stay).",
+)
 @json_option
 @pass_ctx
 def share(
-    ctx: Context, session_id: str, expires: str | None, mode: str | None, as_json: bool
+    ctx: Context,
+    session_id: str,
+    expires: str | None,
+    mode: str | None,
+    as_json: bool,
+    no_code: bool = False,
 ) -> None:
     """Publish a frozen, read-only copy of a session at a link.
 
-    The session is scanned for secrets first; any finding blocks the share unless
-    --redact or --allow-secrets is given.
+    Everything it publishes is scanned for secrets first: the messages, their large
+    outputs, the git patch and every commit of the git bundle. Any finding blocks the share
+    unless --redact (secrets replaced; a patch or bundle with secrets left out), --no-code
+    or --allow-secrets is given.
 
     Example: baton share ses_01J... --expires 7d
     """
     from baton.core.errors import SecretsFound
 
     try:
-        created = ctx.service.share(ctx.owner, session_id, expires=expires, mode=mode or "block")
+        created = ctx.service.share(
+            ctx.owner, session_id, expires=expires, mode=mode or "block", code=not no_code
+        )
     except SecretsFound as exc:
         if as_json:
             print_json(
@@ -57,6 +74,9 @@ def share(
         print_json(data)
         return
     click.echo(data["url"])
+    click.echo(f"  published: {created.published}", err=True)
+    for note in created.withheld:
+        click.echo(f"  not published: {note}", err=True)
     for f in created.redacted:
         click.echo(f"  redacted {f['where']}: {f['kind']} {f['excerpt']}", err=True)
     if created.expires_at:

@@ -148,7 +148,10 @@ def restore_into(
             f"not restored (left out at capture): {item.get('path')}: {item.get('reason')}",
             err=True,
         )
-    if git.get("patch_dropped"):
-        click.echo(f"not restored: {git['patch_dropped']}", err=True)
+    if git.get("no_code"):
+        click.echo("not restored: it was shared without code (no patch, no bundle)", err=True)
+    for dropped in ("bundle_dropped", "patch_dropped"):
+        if git.get(dropped):
+            click.echo(f"not restored: {git[dropped]}", err=True)
     click.echo(report.path)
     return data

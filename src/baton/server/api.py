@@ -56,6 +56,8 @@ def share_public(service: Service, share: Share) -> dict[str, Any]:
         "created_at": share.created_at,
         "expires_at": share.expires_at,
         "totals": share.totals.to_dict(),
+        "published": share.published,
+        "withheld": share.withheld,
     }
 
 
@@ -376,8 +378,8 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         return reply(session_json(session), 201)
 
     @api.get("/sessions/{session_id}/scan", response_model=schemas.Findings, tags=["shares"])
-    def scan(account: Me, session_id: str) -> Response:
-        return reply({"findings": service.scan_session(account.id, session_id)})
+    def scan(account: Me, session_id: str, code: bool = True) -> Response:
+        return reply({"findings": service.scan_session(account.id, session_id, code=code)})
 
     @api.post(
         "/sessions/{session_id}/shares",
@@ -387,7 +389,9 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
     )
     def share(account: Me, session_id: str, body: schemas.ShareCreate | None = None) -> Response:
         body = body or schemas.ShareCreate()
-        created = service.share(account.id, session_id, expires=body.expires, mode=body.mode)
+        created = service.share(
+            account.id, session_id, expires=body.expires, mode=body.mode, code=body.code
+        )
         return reply(share_owned(service, created), 201)
 
     @api.get(

@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from baton.core.errors import BatonError, InvalidInput, NotFound, SecretsFound
-from baton.core.models import Account, Message
+from baton.core.models import Account, Message, published
 from baton.render.html import PAGE_PART_CHARS, message_html, stylesheet, tool_names
 from baton.server.api import export_download
 from baton.server.auth import (
@@ -268,8 +268,9 @@ def build_pages(
         return render(
             request,
             "share_form.html",
-            {"session": session, "findings": findings, "expiries": EXPIRIES, "error": None},
-        )
+            {"session": session, "findings": findings, "expiries": EXPIRIES, "error": None,
+             "published": published(session.message_count, session.git)},
+        )  # fmt: skip
 
     @pages.post("/sessions/{session_id}/share")
     def share(
@@ -278,17 +279,21 @@ def build_pages(
         csrf: Annotated[str, Form()] = "",
         expires: Annotated[str, Form(max_length=20)] = "",
         mode: Annotated[str, Form(max_length=20)] = "block",
+        no_code: Annotated[str, Form(max_length=20)] = "",
     ) -> Response:
         account = need(request)
         check_csrf(request, csrf)
         try:
-            created = service.share(account.id, session_id, expires=expires or None, mode=mode)
+            created = service.share(
+                account.id, session_id, expires=expires or None, mode=mode, code=not no_code
+            )
         except SecretsFound as exc:
             session = service.get(account.id, session_id)
             return render(
                 request,
                 "share_form.html",
                 {"session": session, "findings": exc.findings, "expiries": EXPIRIES,
+                 "published": published(session.message_count, session.git),
                  "error": f"{len(exc.findings)} secret(s) found, so nothing was shared. "
                           "Remove them, or choose below to share with them redacted."},
                 422,
