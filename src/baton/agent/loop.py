@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import platform
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -300,7 +301,9 @@ class Agent:
         """Append one message to the session now (a write Ctrl-C does not cut in two)."""
         guard = cancel or Cancel()
         with guard.critical():
-            result = self.service.append(self.owner, self.session_id, [message])
+            result = self.service.append(
+                self.owner, self.session_id, [message], idempotency_key=str(uuid.uuid4())
+            )
             if result.appended:
                 self.chain.extend(result.appended)
             else:
