@@ -195,6 +195,12 @@ def test_memory_cpu_and_output_limits(workdir: Path) -> None:
     tools = Tools(workdir, command_timeout=120, policy=small)
     hog = tools.run("run_command", {"command": "python3 -c 'b = bytearray(1024 ** 3)'"})
     assert hog.output.endswith("MemoryError\n\n[exit code 1]") and hog.is_error
+    # address space merely reserved (as WebAssembly and JVMs do) is not memory used
+    reserve = (
+        "python3 -c 'import mmap; mmap.mmap(-1, 4 * 1024 ** 3, flags=mmap.MAP_PRIVATE, "
+        'prot=0); print("reserved")\''
+    )
+    assert tools.run("run_command", {"command": reserve}).output == "reserved\n\n[exit code 0]"
     spin = tools.run("run_command", {"command": "while :; do :; done"})
     assert spin.output == "[exit code 152: the CPU time limit of 1s was reached]"
     loud = tools.run("run_command", {"command": "yes | head -c 5000"})

@@ -45,7 +45,9 @@ class Policy:
     network: bool = False
     writable: tuple[Path, ...] = ()  # read-write besides the working folder
     cpu_seconds: int | None = 600  # per process (RLIMIT_CPU)
-    memory_bytes: int | None = 8 * GiB  # address space per process (RLIMIT_AS)
+    # writable memory per process (RLIMIT_DATA: unlike RLIMIT_AS it leaves out reserved
+    # address space, which WebAssembly and JVMs take by the gigabyte)
+    memory_bytes: int | None = 8 * GiB
     max_processes: int | None = 512  # live processes in the sandbox
     max_output_bytes: int = 10 * MiB  # output kept; the rest is read and dropped
     timeout: float = 120.0  # wall-clock seconds, then the whole sandbox is killed
@@ -233,7 +235,7 @@ def _ulimits(policy: Policy) -> str:
         # SIGXCPU at the limit (bash answers 152), SIGKILL a second later if it is ignored
         lines += [f"ulimit -S -t {policy.cpu_seconds}", f"ulimit -H -t {policy.cpu_seconds + 1}"]
     if policy.memory_bytes:
-        lines.append(f"ulimit -v {max(policy.memory_bytes // 1024, 1)}")
+        lines.append(f"ulimit -d {max(policy.memory_bytes // 1024, 1)}")
     if policy.max_processes and policy.confined:  # counted per user namespace: the sandbox's
         lines.append(f"ulimit -u {policy.max_processes}")
     return "".join(f"{line} || exit 126; " for line in lines)
