@@ -120,6 +120,10 @@ def test_escape_attempts_fail_inside_the_sandbox(
         "baton-command: line 1: /etc/x: Read-only file system\n\n[exit code 1]"
     )
     assert not Path("/etc/x").exists()
+    monkeypatch.setenv("BATON_API_KEY", "sk-planted")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-planted")
+    monkeypatch.setenv("PLAIN_SETTING", "kept")
+    assert run("env | grep -c planted; echo $PLAIN_SETTING") == "0\nkept\n\n[exit code 0]"
     assert run(f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected") == (
         "baton-command: connect: Connection refused\n"
         f"baton-command: line 1: /dev/tcp/127.0.0.1/{port}: Connection refused\n\n"

@@ -2,10 +2,11 @@
 
 On Linux a command runs in a fresh bubblewrap sandbox: the whole system read-only, the
 repository (and any extra writable folder) read-write at the same path, home folders hidden
-behind empty ones, a private /tmp, no network unless allowed, its own PID namespace (the
-sandbox and everything in it die together, also when the agent is killed: die-with-parent),
-and bounded CPU time, memory, processes and output. `Policy.unconfined()` runs the command as
-it is, with the same time, CPU, memory and output bounds."""
+behind empty ones, a private /tmp, no network unless allowed, no environment variable named
+like a secret (API keys, tokens, passwords), its own PID namespace (the sandbox and
+everything in it die together, also when the agent is killed), and bounded CPU time,
+memory, processes and output. `Policy.unconfined()` runs the command as it is, with the same
+time, CPU, memory and output bounds."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ HIDDEN = ("/home", "/root", "/tmp", "/var/tmp", "/run/user")  # replaced by empt
 POLL = 0.05  # seconds between checks of the deadline and the process count
 CPU_EXIT = 128 + signal.SIGXCPU  # what bash answers for a command killed at RLIMIT_CPU
 GiB, MiB = 1024**3, 1024**2
+# environment variables a sandboxed command does not get (Codex CLI's default excludes too)
+SECRET_NAMES = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 
 
 class SandboxUnavailable(Exception):
@@ -246,6 +249,8 @@ def run(command: str, cwd: Path, policy: Policy) -> Result:
     this returns (or raises: an interrupt kills the sandbox, then propagates). Call it from a
     thread that lives until it returns: die-with-parent follows the thread that started it."""
     env = dict(os.environ)
+    if policy.confined:
+        env = {k: v for k, v in env.items() if not SECRET_NAMES.search(k)}
     life_read, life_write = os.pipe()  # the lifeline: only this process holds its write end
     shell = [
         "bash",
