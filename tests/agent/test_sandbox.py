@@ -183,7 +183,9 @@ time.sleep(600)
 @pytest.mark.parametrize("kind", ["python", "bash"])
 def test_a_fork_bomb_is_stopped_at_the_process_limit(workdir: Path, kind: str) -> None:
     tag = marker()
-    command = FORKER.format(marker=tag) if kind == "python" else f": {tag}; :(){{ :|:& }};:"
+    command = (
+        FORKER.format(marker=tag) if kind == "python" else f": {tag}; :(){{ :|:& }};:; sleep 600"
+    )
     tools = Tools(workdir, command_timeout=120, policy=Policy(max_processes=32))
     started = time.monotonic()
     outcome = tools.run("run_command", {"command": command})
