@@ -11,6 +11,7 @@ import httpx
 from baton.core import errors
 from baton.core.errors import BatonError, InvalidInput
 from baton.core.models import JSON, Account, Message, Session, Share, Totals, utcnow
+from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.service import ANY_HEAD, AppendResult, ImportResult, VerifyReport, share_id_from
 from baton.store.base import Page
 
@@ -256,13 +257,21 @@ class Client:
         return self.update(owner, session_id, git=git), True
 
     # sharing
-    def scan_session(self, owner: str, session_id: str) -> list[JSON]:
-        return list(self.call("GET", f"/api/sessions/{session_id}/scan").json()["findings"])
+    def scan_session(self, owner: str, session_id: str, *, code: bool = True) -> list[JSON]:
+        params = {} if code else {"code": "false"}
+        found = self.call("GET", f"/api/sessions/{session_id}/scan", params=params).json()
+        return list(found["findings"])
 
     def share(
-        self, owner: str, session_id: str, *, expires: str | None = None, mode: str = "block"
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        expires: str | None = None,
+        mode: str = "block",
+        code: bool = True,
     ) -> Share:
-        body = {"expires": expires, "mode": mode}
+        body = {"expires": expires, "mode": mode, "code": code}
         data = self.call("POST", f"/api/sessions/{session_id}/shares", json=body).json()
         return share_from(data, owner)
 
@@ -291,7 +300,7 @@ class Client:
 
     # export and import
     def export(self, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
-        from baton.exporters import FORMATS
+        from baton.render import FORMATS
 
         fmt = "markdown" if fmt == "md" else fmt
         if fmt not in FORMATS:
@@ -363,8 +372,8 @@ def share_document(url: str, timeout: float = 60.0) -> JSON:
         share = remote.public_share(share_id)
         messages = remote.share_messages(share_id, hydrate=True)
     return {
-        "format": "baton-session",
-        "version": 1,
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
         "session": {
             "title": share.title,
             "task": share.task,

@@ -38,7 +38,6 @@ from baton.core.models import (
     utcnow,
 )
 from baton.core.redaction import mask, redact_value, strings_in
-from baton.core.render import EXPORT_FORMAT, EXPORT_VERSION
 from baton.core.validation import (
     MessageInput,
     check_header,
@@ -46,7 +45,7 @@ from baton.core.validation import (
     hydrate_part,
     validate_message,
 )
-from baton.fastjson import canonical
+from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.scanning import Pending, SecretScanner
 from baton.store.base import BlobStore, ListQuery, Page, Store, git_blobs
 
@@ -56,7 +55,19 @@ _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 BLOB_GRACE_SECONDS = 3600.0
 GIT_PATCH = "git patch"
+GIT_BUNDLE = "git bundle"
 PARALLEL_SCAN = 4 * 1024 * 1024  # an import this big is scanned on every core
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical JSON by orjson, for message ids: the bytes of `core.ids.canonical_json`
+    (Python's json with sorted keys, no spaces, UTF-8), several times faster, for values whose
+    floats are all `plain_float` (validation says so in `MessageInput.plain_numbers`;
+    `chain.link` asks)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):  # beyond what orjson writes (a huge int…)
+        return ids.canonical_json(value)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -465,12 +476,16 @@ class Service:
     def share_url(self, share_id: str) -> str:
         return f"{self.base_url}/share/{share_id}"
 
-    def scan_session(self, owner: str, session_id: str) -> list[JSON]:
+    def scan_session(self, owner: str, session_id: str, *, code: bool = True) -> list[JSON]:
         """What a share of this session would be refused for: each finding with where it is."""
         session = self.get(owner, session_id)
-        return [f for f, _ in self._share_findings(session)]
+        return [f for f, _ in self._share_findings(session, code)]
 
-    def _share_findings(self, session: Session) -> list[tuple[JSON, dict[str, str]]]:
+    def _share_findings(
+        self, session: Session, code: bool = True
+    ) -> list[tuple[JSON, dict[str, str]]]:
+        """Every secret in what a share publishes: the header, the messages (hydrated), and
+        with `code` the git patch and every commit, file and file name of the git bundle."""
         found: list[tuple[JSON, dict[str, str]]] = []
         header = {
             "title": session.title,
@@ -484,7 +499,7 @@ class Service:
                 found.append(
                     ({"where": name, "kind": kind, "excerpt": mask(secret)}, {secret: kind})
                 )
-        patch = (session.git or {}).get("patch")
+        patch = (session.git or {}).get("patch") if code else None
         if isinstance(patch, dict) and isinstance(patch.get("sha256"), str):
             data = self.blobs.get(patch["sha256"])
             text = data.decode("utf-8", "replace") if data else ""
@@ -492,6 +507,8 @@ class Service:
                 found.append(
                     ({"where": GIT_PATCH, "kind": kind, "excerpt": mask(secret)}, {secret: kind})
                 )
+        if code:
+            found.extend(self._bundle_findings(session.git))
         if session.head is None:
             return found
         for sm in self.store.flagged(session.head):
@@ -529,6 +546,42 @@ class Service:
                 )
         return found
 
+    def _bundle_findings(self, git: JSON | None) -> list[tuple[JSON, dict[str, str]]]:
+        """The secrets in the commits of the session's git bundle, each once, where it first
+        appears (`git bundle: commit abc1234 (config.py)`). A bundle that cannot be read is
+        a finding too: what is not scanned is not published."""
+        from baton import gitstate
+
+        bundle = (git or {}).get("bundle")
+        if not isinstance(bundle, dict) or not isinstance(bundle.get("sha256"), str):
+            return []
+        data = self.blobs.get(bundle["sha256"])
+        try:
+            texts = gitstate.bundle_texts(data) if data is not None else []
+        except InvalidInput as exc:
+            unread: JSON = {
+                "where": GIT_BUNDLE,
+                "kind": "unscanned bundle",
+                "excerpt": exc.message,
+                "redactable": False,
+            }
+            return [(unread, {})]
+        found: list[tuple[JSON, dict[str, str]]] = []
+        seen: set[str] = set()
+        for where, text in texts:
+            for secret, kind in self.scanner.find(text).items():
+                if secret not in seen:
+                    seen.add(secret)
+                    finding = {
+                        "where": f"{GIT_BUNDLE}: {where}",
+                        "kind": kind,
+                        "excerpt": mask(secret),
+                    }
+                    found.append((finding, {secret: kind}))
+        # A file name can be the secret: where it was found is said without it.
+        secrets = {s: k for _, one in found for s, k in one.items()}
+        return [({**f, "where": redact_value(f["where"], secrets)}, s) for f, s in found]
+
     def share(
         self,
         owner: str,
@@ -536,8 +589,11 @@ class Service:
         *,
         expires: str | timedelta | None = None,
         mode: str = "block",
+        code: bool = True,
     ) -> Share:
-        """Freeze the session's head as a public, read-only share (DESIGN §1, §7)."""
+        """Freeze the session's head as a public, read-only share (DESIGN §1, §7). With
+        `code` false the git patch and bundle are not published (nor scanned); under
+        `redact` a patch or bundle with secrets is left out and the share says so."""
         if mode not in SHARE_MODES:
             raise InvalidInput(f"mode must be one of {', '.join(SHARE_MODES)}")
         session = self.get(owner, session_id)
@@ -548,14 +604,16 @@ class Service:
             expires = parse_duration(expires)
         now = self.now()
         expires_at = format_time(parse_time(now) + expires) if expires else None
-        found = [] if mode == "allow" else self._share_findings(session)
+        found = [] if mode == "allow" else self._share_findings(session, code)
         if found and mode == "block":
+            in_code = all(_in_code(f) for f, _ in found)
             raise SecretsFound(
                 f"this session holds {len(found)} secret(s); nothing was shared. "
-                "Remove them, or share with --redact (or --allow-secrets)",
+                "Remove them, or share with --redact (or --allow-secrets"
+                f"{', or --no-code' if in_code else ''})",
                 [f for f, _ in found],
             )
-        if mode == "redact" and any(not s for _, s in found):
+        if mode == "redact" and any(not s and not _in_code(f) for f, s in found):
             raise SecretsFound(
                 "some secrets were found when the messages were recorded but cannot be located "
                 "now (set the same environment variables, or remove them); nothing was shared",
@@ -583,7 +641,7 @@ class Service:
             title=redact_value(session.title, secrets) or "Untitled session",
             task=redact_value(session.task, secrets),
             metadata=redact_value(session.metadata, secrets),
-            git=_public_git(session.git, secrets, found, mode),
+            git=_public_git(session.git, secrets, found, mode, code),
             created_at=now,
             expires_at=expires_at,
             redacted=[f for f, _ in found],
@@ -597,20 +655,27 @@ class Service:
         self, session: Session, secrets: dict[str, str]
     ) -> tuple[list[StoredMessage], list[MessageInput]]:
         """Copies of every message from the first one with a secret to the head, secrets
-        replaced. The prefix before it is shared as it is, not copied."""
+        replaced. The prefix before it is shared as it is, not copied. The first one is the
+        first flagged when it was recorded, or an earlier one that holds a secret found
+        now (elsewhere: in the header, the code, or with another environment)."""
         if not secrets or session.head is None:
             return [], []
         flagged = self.store.flagged(session.head)
-        if not flagged:
+        end = flagged[0].depth if flagged else None
+        chain = self.store.chain(session.head, 0, end)  # the prefix that was not flagged
+        start = next(
+            (i for i, m in enumerate(chain) if _holds(self.hydrate(m).parts, secrets)), end
+        )
+        if start is None:
             return [], []
-        first = flagged[0]
         parent = None
-        if first.message.parent is not None:
-            parent = self.store.get_messages([first.message.parent])[first.message.parent]
+        if start > 0:
+            parent_id = chain[start - 1].id
+            parent = self.store.get_messages([parent_id])[parent_id]
         copies: list[StoredMessage] = []
         items: list[MessageInput] = []
         now = self.now()
-        for message in self.store.chain(session.head, first.depth):
+        for message in self.store.chain(session.head, start):
             full = self.hydrate(message)
             raw: JSON = {
                 "role": full.role,
@@ -711,11 +776,11 @@ class Service:
     def export(self, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
         """The session as json (re-importable), markdown, html (one self-contained page) or
         opencode (a file `opencode import` and `kilo import` take)."""
-        from baton import exporters
+        from baton import render
 
         session = self.get(owner, session_id)
         messages = self._chain(session.head, 0, None, hydrate=True)
-        return exporters.export(session, messages, fmt, self.now())
+        return render.export(session, messages, fmt, self.now())
 
     def import_document(
         self,
@@ -887,18 +952,45 @@ def share_id_from(value: str) -> str:
     return value
 
 
+def _holds(value: Any, secrets: dict[str, str]) -> bool:
+    return any(secret in text for text in strings_in(value) for secret in secrets)
+
+
+def _in_code(finding: JSON) -> bool:
+    where = str(finding.get("where", ""))
+    return where == GIT_PATCH or where.startswith(GIT_BUNDLE)
+
+
 def _public_git(
-    git: JSON | None, secrets: dict[str, str], found: list[tuple[JSON, Any]], mode: str
+    git: JSON | None,
+    secrets: dict[str, str],
+    found: list[tuple[JSON, Any]],
+    mode: str,
+    code: bool = True,
 ) -> JSON | None:
-    """The git snapshot as a share shows it: without the sharer's local path, and with a
-    patch that holds secrets dropped (under --redact), saying so."""
+    """The git snapshot as a share shows it: without the sharer's local path; without the
+    patch and bundle when shared without code; and under --redact without a patch or bundle
+    that holds secrets, saying so (a patch or bundle is left out whole, never edited)."""
     if not git:
         return git
     public = {k: v for k, v in git.items() if k != "root"}
+    if not code:
+        public.update(patch=None, bundle=None, no_code=True)
     in_patch = [f for f, _ in found if f.get("where") == GIT_PATCH]
     if in_patch and mode == "redact":
         public["patch"] = None
         public["patch_dropped"] = f"the patch held {len(in_patch)} secret(s), so it is not shared"
+    in_bundle = [f for f, _ in found if str(f.get("where", "")).startswith(GIT_BUNDLE)]
+    if in_bundle and mode == "redact":
+        commits = (git.get("bundle") or {}).get("commits")
+        what = f"the bundle of {commits} commit(s)" if commits else "the bundle"
+        unread = [f for f in in_bundle if f.get("redactable") is False]
+        public["bundle"] = None
+        public["bundle_dropped"] = (
+            f"{what} could not be scanned ({unread[0]['excerpt']}), so it is not shared"
+            if unread
+            else f"{what} held {len(in_bundle)} secret(s), so it is not shared"
+        )
     redacted: JSON = redact_value(public, secrets)
     return redacted
 

@@ -14,7 +14,7 @@ import pytest
 from baton.core.chain import link
 from baton.core.errors import Conflict, InvalidInput, NotFound, VersionMismatch
 from baton.core.ids import new_account_id, new_session_id, new_share_id
-from baton.core.models import Account, Session, Share, StoredMessage, Token, Totals
+from baton.core.models import Account, Login, Session, Share, StoredMessage, Token, Totals
 from baton.core.validation import validate_message
 from baton.store.base import BlobStore, ListQuery, Store
 
@@ -174,6 +174,55 @@ def test_tokens_are_found_by_hash_listed_newest_first_and_revoked_once(store: St
     assert store.list_tokens(bob)[0].last_used_at == at(6)
     with pytest.raises(NotFound):
         store.add_token(token("acc_nobody", "four"))
+
+
+def login(owner: str, name: str, token_id: str | None = None, expires: int = 3000) -> Login:
+    return Login(f"login-{name}", owner, token_id, at(0), at(expires))
+
+
+def test_logins_end_by_logout_password_change_and_token_revoke(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    store.add_token(token(alice, "laptop", at(1)))
+    for made in (
+        login(alice, "password"),
+        login(alice, "link"),
+        login(alice, "with-token", "tok_laptop"),
+        login(bob, "bobs"),
+    ):
+        store.add_login(made)
+    assert store.get_login("login-with-token") == login(alice, "with-token", "tok_laptop")
+    assert store.get_login("login-nothing") is None
+    # logout ends that login only
+    assert store.end_login("login-link") is True
+    assert store.end_login("login-link") is False
+    assert store.get_login("login-link") is None
+    assert store.get_login("login-password") == login(alice, "password")
+    # a password change ends the account's logins that no token made
+    store.add_login(login(alice, "second"))
+    assert store.end_password_logins(alice) == 2
+    assert store.get_login("login-password") is None and store.get_login("login-second") is None
+    assert store.get_login("login-with-token") == login(alice, "with-token", "tok_laptop")
+    assert store.get_login("login-bobs") == login(bob, "bobs")  # other accounts keep theirs
+    # revoking a token ends the logins made with it
+    assert store.revoke_token("tok_laptop", at(2)) is True
+    assert store.get_login("login-with-token") is None
+    assert store.get_login("login-bobs") == login(bob, "bobs")
+    with pytest.raises(NotFound):
+        store.add_login(login("acc_nobody", "ghost"))
+    with pytest.raises(NotFound):
+        store.add_login(login(alice, "ghost", "tok_nothing"))
+    assert store.get_login("login-ghost") is None
+
+
+def test_a_new_login_forgets_the_accounts_expired_ones(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    store.add_login(login(alice, "old", expires=10))
+    store.add_login(login(bob, "bobs-old", expires=10))
+    store.add_login(login(alice, "recent", expires=3000))
+    store.add_login(Login("login-new", alice, None, at(10), at(3000)))
+    assert store.get_login("login-old") is None
+    assert store.get_login("login-recent") == login(alice, "recent", expires=3000)
+    assert store.get_login("login-bobs-old") == login(bob, "bobs-old", expires=10)
 
 
 def test_messages_with_blob_finds_every_referrer(store: Store) -> None:

@@ -17,14 +17,23 @@ import pytest
 from baton.core.errors import Busy, Conflict
 from baton.scanning import SecretScanner
 from baton.service import Service
-from baton.store import migrations, open_store, pg_migrations, schema
+from baton.store import migrations, open_store, pg_migrations, status
 from baton.store.blobs import LocalBlobStore
 from baton.store.postgres import PostgresStore
 from tests.helpers import run_baton, text_message
 from tests.store.test_sqlite import chain_for_m001
 
 NOW = "2026-01-01T00:00:00.000000Z"
-TABLES = {"accounts", "messages", "message_blobs", "sessions", "shares", "migrations", "tokens"}
+TABLES = {
+    "accounts",
+    "messages",
+    "message_blobs",
+    "sessions",
+    "shares",
+    "migrations",
+    "tokens",
+    "logins",
+}
 
 
 @pytest.fixture
@@ -54,7 +63,7 @@ def test_migrations_from_an_empty_database(postgres_url: str, pg: psycopg.Connec
     again = PostgresStore(postgres_url)
     with psycopg.connect(postgres_url) as conn, conn.cursor() as cur:
         assert pg_migrations.pending(cur) == []
-    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (4,)
+    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (5,)
     again.close()
 
 
@@ -74,8 +83,8 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert [s.number for s in schema.status(postgres_url)] == [1, 2, 3, 4]
-    assert all(s.applied_at for s in schema.status(postgres_url))
+    assert [s.number for s in status.status(postgres_url)] == [1, 2, 3, 4, 6]
+    assert all(s.applied_at for s in status.status(postgres_url))
     for store in stores:
         store.close()
 
@@ -99,6 +108,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         2,
         3,
         4,
+        6,
     ]
     assert "half_done" not in tables(pg)
 
@@ -139,7 +149,12 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
             (head.message.id, head.root, NOW, NOW, t.input_tokens, t.output_tokens,
              t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
         )  # fmt: skip
-        assert [s.number for s in schema.status(postgres_url) if s.applied_at is None] == [2, 3, 4]
+        assert [s.number for s in status.status(postgres_url) if s.applied_at is None] == [
+            2,
+            3,
+            4,
+            6,
+        ]
     store = open_store(postgres_url)
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -161,6 +176,12 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
     assert list(blobs.list()) == []
     _, secret = service.accounts.create_token("acc_1", "after m003")
     assert service.accounts.authenticate(secret) == store.get_account("acc_1")
+    found = service.accounts.authenticate_token(secret)
+    assert found is not None
+    cookie = service.accounts.start_login("acc_1", found[1])  # m006: web logins are kept
+    assert service.accounts.logged_in(cookie) == store.get_account("acc_1")
+    service.accounts.revoke("acc_1", found[1].id)
+    assert service.accounts.logged_in(cookie) is None
     store.close()
 
 
@@ -255,11 +276,11 @@ def test_migrate_list_writes_nothing(
     home = tmp_path / "home"
     listed = run_baton("migrate", "--list", env=env, home=home)
     assert listed.returncode == 0, listed.stderr
-    assert "4 pending" in listed.stdout and "m004_depth_index" in listed.stdout
+    assert "5 pending" in listed.stdout and "m006_logins" in listed.stdout
     assert tables(pg) == set()
     applied = run_baton("migrate", env=env, home=home)
     assert "applied 001 m001_initial, 002 m002_search" in applied.stdout
     assert tables(pg) == TABLES
     again = run_baton("migrate", "--list", "--json", env=env, home=home)
     data = orjson.loads(again.stdout)
-    assert data["pending"] == [] and [m["number"] for m in data["migrations"]] == [1, 2, 3, 4]
+    assert data["pending"] == [] and [m["number"] for m in data["migrations"]] == [1, 2, 3, 4, 6]

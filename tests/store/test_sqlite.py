@@ -36,6 +36,7 @@ TABLES = {
     "session_search",
     "message_search",
     "tokens",
+    "logins",
 }
 
 
@@ -111,6 +112,7 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         (2, "m002_search"),
         (3, "m003_auth"),
         (4, "m004_depth_index"),
+        (6, "m006_logins"),
     ]
     for _, _, applied_at in rows:
         assert time.strptime(applied_at, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -121,14 +123,15 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         "m002_search",
         "m003_auth",
         "m004_depth_index",
+        "m006_logins",
     ]
-    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4]
+    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 6]
     store.close()
     # opening again applies nothing and records nothing twice
     again = SQLiteStore(tmp_path / "baton.db")
     assert migrations.pending(again._conn()) == []
     assert migrations.migrate(again._conn()) == []
-    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 4
+    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 5
     again.close()
 
 
@@ -149,7 +152,7 @@ def test_two_processes_opening_a_new_database_migrate_it_once(tmp_path: Path) ->
         thread.join()
     assert errors == []
     numbers = stores[0]._conn().execute("SELECT number FROM migrations ORDER BY number")
-    assert [r[0] for r in numbers] == [1, 2, 3, 4]
+    assert [r[0] for r in numbers] == [1, 2, 3, 4, 6]
     for store in stores:
         store.close()
 
@@ -174,6 +177,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         2,
         3,
         4,
+        6,
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
@@ -205,6 +209,7 @@ def write_m001_database(db: Path, blobs: LocalBlobStore) -> list[StoredMessage]:
         "m002_search",
         "m003_auth",
         "m004_depth_index",
+        "m006_logins",
     ]
     chain = chain_for_m001()
     conn.execute("INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', ?)", (NOW,))
@@ -259,6 +264,7 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
         "m002_search",
         "m003_auth",
         "m004_depth_index",
+        "m006_logins",
     ]
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -303,6 +309,12 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
     assert store.password_hash("acc_1") is None and store.list_tokens("acc_1") == []
     _, secret = service.accounts.create_token("acc_1", "after m003")
     assert service.accounts.authenticate(secret) == store.get_account("acc_1")
+    found = service.accounts.authenticate_token(secret)
+    assert found is not None
+    cookie = service.accounts.start_login("acc_1", found[1])  # m006: web logins are kept
+    assert service.accounts.logged_in(cookie) == store.get_account("acc_1")
+    service.accounts.revoke("acc_1", found[1].id)
+    assert service.accounts.logged_in(cookie) is None
     assert store.integrity_check() == "ok"
     store.close()
 
@@ -418,4 +430,27 @@ def test_integrity_after_a_mixed_workload(tmp_path: Path) -> None:
         "turn 1 ",
         "turn 4 ",
     ]
+    store.close()
+
+
+def test_the_migration_status_of_a_sqlite_store_then_applying_it(tmp_path: Path) -> None:
+    """What `baton migrate` reads and does on an embedded store left at m001: --list writes
+    nothing, then the pending steps run through the store's own `apply_migrations`."""
+    from baton.store import status
+
+    db = tmp_path / "baton.db"
+    url = f"sqlite://{db}"
+    assert [s.applied_at for s in status.status(url)] == [None] * len(migrations.MIGRATIONS)
+    assert not db.exists()  # reading the status of a missing store does not make it
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrations.migrate(conn, upto=1)
+    conn.close()
+    later = [m.number for m in migrations.MIGRATIONS[1:]]
+    assert [s.number for s in status.status(url) if s.applied_at is None] == later
+    assert [s.number for s in status.status(url) if s.applied_at is None] == later  # unchanged
+    assert [(s.number, s.applied_at) for s in status.apply(url)] == [(n, None) for n in later]
+    assert all(s.applied_at for s in status.status(url))
+    assert status.apply(url) == []
+    store = SQLiteStore(db, migrate=False)
+    assert store.apply_migrations() == []
     store.close()

@@ -165,6 +165,9 @@ def _session(state: ChatState, args: list[str]) -> None:
         share = service.share(owner, sid, expires=expires, mode=mode)
         out.print(service.share_url(share.id), highlight=False, soft_wrap=True)
         out.print(f"  share id {share.id}; fork it with: baton --fork {share.id}", highlight=False)
+        out.print(f"  published: {share.published}", highlight=False, markup=False)
+        for note in share.withheld:
+            out.print(f"  not published: {note}", highlight=False, markup=False)
         if share.expires_at:
             out.print(f"  expires {share.expires_at}", highlight=False)
         for f in share.redacted:

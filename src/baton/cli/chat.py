@@ -11,8 +11,17 @@ from typing import Any
 
 import click
 
-from baton.cli.main import Context, pass_ctx
-from baton.cli.output import json_option, print_json
+from baton.cli.context import Context, pass_ctx
+from baton.cli.forks import fork_into_mine
+from baton.cli.options import (
+    json_option,
+    model_option,
+    network_option,
+    sandbox_option,
+    yes_option,
+)
+from baton.cli.output import print_json
+from baton.cli.snapshots import capture
 
 HISTORY_FILE = "chat-history"
 
@@ -58,11 +67,10 @@ def make_tools(ctx: Context, sandbox: str | None = None, network: bool = False) 
 
 
 def _capture(ctx: Context) -> dict[str, Any] | None:
-    from baton.cli import git as gitcli
     from baton.core.errors import BatonError
 
     try:
-        return gitcli.capture(ctx, None)
+        return capture(ctx, None)
     except BatonError as exc:
         click.echo(f"baton: no git snapshot: {exc.message}", err=True)
         return None
@@ -481,32 +489,22 @@ def chat_console(stderr: bool = False) -> Any:
     return Console(highlight=False, stderr=stderr, _environ=environ)
 
 
-def _fork_source(ctx: Context, source: str) -> Any:
-    from baton.cli.shares import _fork_url
-
-    return _fork_url(ctx, source, None) or ctx.service.fork(ctx.owner, source)
-
-
 @click.command("chat")
 @click.option(
     "-c", "--continue", "cont", is_flag=True, help="Resume the latest session of this repository."
 )
 @click.option("-s", "--session", "session_id", help="Resume this session.")
 @click.option("--fork", "fork_source", metavar="SHARE_ID", help="Fork a share and continue there.")
-@click.option("--model", help="The model (default: $BATON_MODEL or the config file).")
-@click.option("-y", "--yes", is_flag=True, help="Write files and run commands without asking.")
+@model_option
+@yes_option
 @click.option(
     "--json",
     "as_json",
     is_flag=True,
     help="Read prompts from stdin, one per line, and print one JSON line per turn.",
 )
-@click.option(
-    "--sandbox",
-    type=click.Choice(["on", "off"]),
-    help="Run commands in the sandbox (on, the default) or unconfined (off).",
-)
-@click.option("--network", is_flag=True, help="Let commands in the sandbox use the network.")
+@sandbox_option
+@network_option
 @pass_ctx
 def chat(
     ctx: Context,
@@ -536,7 +534,7 @@ def chat(
     tools = make_tools(ctx, sandbox, network)
     resumed = None
     if fork_source is not None:
-        resumed = _fork_source(ctx, fork_source)
+        resumed = fork_into_mine(ctx, fork_source)
         click.echo(f"forked into {resumed.id}", err=True)
     config = model_config(ctx, model)
     if cont:
@@ -562,14 +560,10 @@ def chat(
 @click.command("run")
 @click.argument("task")
 @click.option("-s", "--session", "session_id", help="Continue this session instead of a new one.")
-@click.option("--model", help="The model (default: $BATON_MODEL or the config file).")
-@click.option("-y", "--yes", is_flag=True, help="Write files and run commands without asking.")
-@click.option(
-    "--sandbox",
-    type=click.Choice(["on", "off"]),
-    help="Run commands in the sandbox (on, the default) or unconfined (off).",
-)
-@click.option("--network", is_flag=True, help="Let commands in the sandbox use the network.")
+@model_option
+@yes_option
+@sandbox_option
+@network_option
 @json_option
 @pass_ctx
 def run(

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from baton.cli.main import Context
+from baton.cli.context import Context
 from baton.cli.output import console, print_json, progress_bar
 
 

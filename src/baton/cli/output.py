@@ -9,8 +9,6 @@ from typing import Any
 
 import click
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-
 
 def print_json(value: Any) -> None:
     import orjson

@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from baton.cli.main import Context, pass_ctx
-from baton.cli.output import console, json_option, print_json, short_time
+from baton.cli.context import Context, pass_ctx
+from baton.cli.options import json_option
+from baton.cli.output import console, print_json, short_time
 
 SECRET_FILE = "server-secret"
 
@@ -124,7 +125,10 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
         from baton.server import create_app
 
         app = create_app(
-            service, secret=secret, secure_cookies=service.base_url.startswith("https")
+            service,
+            secret=secret,
+            secure_cookies=service.base_url.startswith("https"),
+            trusted_proxies=settings.trusted_proxies,
         )
         click.echo(f"baton serving {service.base_url} ({where}); Ctrl-C stops it")
         sys.stdout.flush()

@@ -9,16 +9,18 @@ from typing import Any
 
 import click
 
-from baton.cli.main import Context, pass_ctx
+from baton.cli import imports
+from baton.cli.context import Context, pass_ctx
+from baton.cli.options import json_option, status_option
 from baton.cli.output import (
     console,
     fail,
-    json_option,
     part_summary,
     print_json,
     sessions_table,
     short_time,
 )
+from baton.cli.snapshots import capture, describe
 
 
 @click.group()
@@ -40,16 +42,14 @@ def new(
 
     Example: baton sessions new --title "Fix the login bug" --task "login fails on Safari"
     """
-    from baton.cli import git as gitcli
-
-    git = None if no_git else gitcli.capture(ctx, repo)
+    git = None if no_git else capture(ctx, repo)
     session = ctx.service.create(ctx.owner, title=title, task=task, git=git)
     if as_json:
         print_json(session.to_dict())
         return
     click.echo(session.id)
     if not no_git:
-        for line in gitcli.describe(git):
+        for line in describe(git):
             click.echo(line, err=True)
 
 
@@ -58,7 +58,7 @@ def new(
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor", help="Continue after the page that printed this cursor.")
 @click.option("--all", "all_pages", is_flag=True, help="Page through every session.")
-@click.option("--status", type=click.Choice(["active", "paused", "done", "archived"]))
+@status_option
 @click.option("--repo", help="Only sessions of this repository.")
 @json_option
 @pass_ctx
@@ -244,7 +244,7 @@ def rename(ctx: Context, session_id: str, title: str, as_json: bool) -> None:
 
 @sessions.command("update")
 @click.argument("session_id")
-@click.option("--status", type=click.Choice(["active", "paused", "done", "archived"]))
+@status_option
 @click.option("--task", help="New task text.")
 @click.option("--metadata", help="Task metadata as a JSON object (replaces the old one).")
 @click.option("--if-version", type=int, help="Refuse unless the session is at this version.")
@@ -363,8 +363,6 @@ def import_(ctx: Context, path: str | None, fmt: str, scan: bool, as_json: bool)
       baton sessions import ~/.local/share/opencode/opencode.db
       baton sessions import --scan
     """
-    from baton.cli import imports
-
     if scan:
         imports.scan(ctx, as_json)
         return

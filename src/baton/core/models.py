@@ -177,6 +177,14 @@ class Share:
     def state(self, now: str) -> str:
         return lifecycle(self.revoked_at, self.expires_at, now)
 
+    @property
+    def published(self) -> str:
+        return published(self.message_count, self.git)
+
+    @property
+    def withheld(self) -> list[str]:
+        return withheld(self.git)
+
     def to_dict(self) -> JSON:
         return {
             "id": self.id,
@@ -196,6 +204,39 @@ class Share:
         }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def published(message_count: int, git: JSON | None) -> str:
+    """What a share publishes, in words: `42 messages, 12 commits not on any remote,
+    uncommitted changes (3 files)`, or `42 messages, no code`."""
+    items = [_count(message_count, "message")]
+    if not git or git.get("no_code"):
+        return ", ".join([*items, "no code"])
+    bundle, patch = git.get("bundle"), git.get("patch")
+    if isinstance(bundle, dict):
+        where = git.get("upstream") or "any remote"
+        items.append(f"{_count(int(bundle.get('commits') or 0), 'commit')} not on {where}")
+    if isinstance(patch, dict):
+        files = patch.get("files")
+        items.append(
+            f"uncommitted changes ({_count(files, 'file')})" if files else "uncommitted changes"
+        )
+    if not isinstance(bundle, dict) and not isinstance(patch, dict):
+        head = git.get("head")
+        items.append(
+            f"commit {head[:7]} only, no code changes" if isinstance(head, str) else "no code"
+        )
+    return ", ".join(items)
+
+
+def withheld(git: JSON | None) -> list[str]:
+    """What a share leaves out of the session's code, and why."""
+    notes = [git[k] for k in ("bundle_dropped", "patch_dropped") if git and git.get(k)]
+    return [str(n) for n in notes]
+
+
 @dataclass(slots=True)
 class Account:
     id: str
@@ -212,7 +253,17 @@ class Account:
         }
 
 
-TOKEN_KINDS = frozenset({"api", "login"})
+@dataclass(slots=True)
+class Login:
+    """A web login (the session cookie names it). `id` is the SHA-256 of the secret in the
+    cookie; `token_id` is the API token it was made with (None: a password or a login link).
+    Logout, a password change or revoking the token deletes it."""
+
+    id: str
+    account_id: str
+    token_id: str | None
+    created_at: str
+    expires_at: str
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton import __version__
 from baton.core.errors import BatonError, RateLimited
-from baton.server.auth import Cookies, RateLimiter
+from baton.server.auth import Cookies, RateLimiter, proxies
 from baton.server.pages import LoginFirst
 from baton.service import Service
 
@@ -194,8 +195,10 @@ def create_app(
     secure_cookies: bool = False,
     login_rate: int = 10,
     share_rate: int = 300,
+    trusted_proxies: Sequence[str] = (),
 ) -> FastAPI:
-    """Everything the app uses is passed in: no globals, so tests build as many as they like."""
+    """Everything the app uses is passed in: no globals, so tests build as many as they like.
+    `trusted_proxies` (IPs or CIDRs) are the peers whose X-Forwarded-For names the client."""
     from baton.server.api import build_router
     from baton.server.pages import build_pages
 
@@ -212,6 +215,7 @@ def create_app(
     app.state.service = service
     app.state.cookies = cookies
     app.state.share_limit = share_limit
+    app.state.trusted_proxies = proxies(trusted_proxies)
 
     def wants_html(request: Request) -> bool:
         return not request.url.path.startswith("/api") and request.url.path != "/openapi.json"

@@ -56,6 +56,8 @@ def share_public(service: Service, share: Share) -> dict[str, Any]:
         "created_at": share.created_at,
         "expires_at": share.expires_at,
         "totals": share.totals.to_dict(),
+        "published": share.published,
+        "withheld": share.withheld,
     }
 
 
@@ -86,7 +88,7 @@ def message_page(messages: list[Message], head: str | None, limit: int) -> dict[
 
 def export_download(service: Service, owner: str, session_id: str, fmt: str) -> Response:
     """A session exported as a file to download (never shown at the server's address)."""
-    from baton.exporters import ALIASES, MEDIA_TYPES, SUFFIXES
+    from baton.render import ALIASES, MEDIA_TYPES, SUFFIXES
 
     doc = service.export(owner, session_id, fmt)
     kind = ALIASES.get(fmt, fmt)
@@ -365,8 +367,8 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         return reply(session_json(session), 201)
 
     @api.get("/sessions/{session_id}/scan", response_model=schemas.Findings, tags=["shares"])
-    def scan(account: Me, session_id: str) -> Response:
-        return reply({"findings": service.scan_session(account.id, session_id)})
+    def scan(account: Me, session_id: str, code: bool = True) -> Response:
+        return reply({"findings": service.scan_session(account.id, session_id, code=code)})
 
     @api.post(
         "/sessions/{session_id}/shares",
@@ -376,7 +378,9 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
     )
     def share(account: Me, session_id: str, body: schemas.ShareCreate | None = None) -> Response:
         body = body or schemas.ShareCreate()
-        created = service.share(account.id, session_id, expires=body.expires, mode=body.mode)
+        created = service.share(
+            account.id, session_id, expires=body.expires, mode=body.mode, code=body.code
+        )
         return reply(share_owned(service, created), 201)
 
     @api.get(

@@ -106,6 +106,7 @@ class ShareCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     expires: str | None = Field(None, max_length=20, examples=["7d"])
     mode: Literal["block", "redact", "allow"] = "block"
+    code: bool = Field(True, description="false: publish no git patch and no git bundle")
 
 
 class ShareBy(BaseModel):
@@ -129,6 +130,8 @@ class SharePublic(BaseModel):
     created_at: str
     expires_at: str | None
     totals: TotalsPublic
+    published: str = Field(examples=["42 messages, 12 commits not on any remote"])
+    withheld: list[str] = Field(description="what of the session's code is left out, and why")
 
 
 class ShareByAccount(ShareBy):

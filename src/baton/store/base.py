@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.core.errors import InvalidInput
-from baton.core.models import Account, Message, Session, Share, StoredMessage, Token
+from baton.core.models import Account, Login, Message, Session, Share, StoredMessage, Token
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +104,30 @@ class Store(ABC):
 
     @abstractmethod
     def revoke_token(self, token_id: str, now: str) -> bool:
-        """Revoke a live token; False when it was already revoked (one use of a login code)."""
+        """Revoke a live token, and end the web logins made with it (one transaction); False
+        when it was already revoked (one use of a login code)."""
 
     @abstractmethod
     def touch_token(self, token_id: str, now: str) -> None:
         """Record when the token was last used."""
+
+    # web logins
+    @abstractmethod
+    def add_login(self, login: Login) -> None:
+        """Record a login, forgetting the account's logins that expired by its `created_at`;
+        NotFound when the account (or the token) is not there."""
+
+    @abstractmethod
+    def get_login(self, login_id: str) -> Login | None: ...
+
+    @abstractmethod
+    def end_login(self, login_id: str) -> bool:
+        """Delete a login; False when there was none."""
+
+    @abstractmethod
+    def end_password_logins(self, account_id: str) -> int:
+        """Delete the account's logins not made with a token (password and login-link ones);
+        how many."""
 
     # messages
     @abstractmethod

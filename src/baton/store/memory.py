@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from baton.core.errors import Conflict, NotFound, VersionMismatch
-from baton.core.models import Account, Message, Session, Share, StoredMessage, Token
+from baton.core.models import Account, Login, Message, Session, Share, StoredMessage, Token
 from baton.store.base import (
     SESSION_FIELDS,
     ListQuery,
@@ -30,6 +30,7 @@ class MemoryStore(Store):
         self._shares: dict[str, Share] = {}
         self._passwords: dict[str, str] = {}
         self._tokens: dict[str, Token] = {}
+        self._logins: dict[str, Login] = {}
 
     def add_account(self, account: Account) -> None:
         with self._lock:
@@ -86,6 +87,8 @@ class MemoryStore(Store):
             if token is None or token.revoked_at is not None:
                 return False
             token.revoked_at = now
+            for login in [g for g in self._logins.values() if g.token_id == token_id]:
+                del self._logins[login.id]
             return True
 
     def touch_token(self, token_id: str, now: str) -> None:
@@ -93,6 +96,36 @@ class MemoryStore(Store):
             token = self._tokens.get(token_id)
             if token is not None:
                 token.last_used_at = now
+
+    def add_login(self, login: Login) -> None:
+        with self._lock:
+            if login.account_id not in self._accounts:
+                raise NotFound(f"no account {login.account_id}")
+            if login.token_id is not None and login.token_id not in self._tokens:
+                raise NotFound(f"no token {login.token_id}")
+            for old in list(self._logins.values()):
+                if old.account_id == login.account_id and old.expires_at <= login.created_at:
+                    del self._logins[old.id]
+            self._logins[login.id] = copy.copy(login)
+
+    def get_login(self, login_id: str) -> Login | None:
+        login = self._logins.get(login_id)
+        return copy.copy(login) if login else None
+
+    def end_login(self, login_id: str) -> bool:
+        with self._lock:
+            return self._logins.pop(login_id, None) is not None
+
+    def end_password_logins(self, account_id: str) -> int:
+        with self._lock:
+            ended = [
+                g.id
+                for g in self._logins.values()
+                if g.account_id == account_id and g.token_id is None
+            ]
+            for login_id in ended:
+                del self._logins[login_id]
+            return len(ended)
 
     def messages_with_blob(self, sha256: str) -> list[StoredMessage]:
         return [sm for sm in self._messages.values() if sha256 in sm.blobs]

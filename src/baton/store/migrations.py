@@ -1,35 +1,15 @@
 """Numbered, named schema migrations for the SQLite store, recorded in `migrations` (the
-PostgreSQL store has the same steps in its dialect: pg_migrations.py)."""
+PostgreSQL store has the same steps in its dialect: pg_migrations.py; what a migration is:
+migration.py)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from baton.core.validation import message_text
-
-
-@dataclass(frozen=True)
-class Migration:
-    number: int
-    name: str
-    apply: Callable[[Any], None]  # given the SQLite connection, or a PostgreSQL cursor
-
-
-def script(sql: str) -> Callable[[Any], None]:
-    """A migration that runs the statements of `sql` (separated by `;` at a line's end)."""
-
-    def run(executor: Any) -> None:
-        for statement in sql.split(";\n"):
-            if statement.strip():
-                executor.execute(statement)
-
-    return run
-
+from baton.store.migration import Migration, script
 
 M001_INITIAL = """
 CREATE TABLE accounts (
@@ -154,11 +134,26 @@ CREATE INDEX messages_root_depth ON messages(root, depth);
 DROP INDEX messages_root
 """
 
+# Web logins kept on the server, so that logout, a password change or revoking a token ends
+# them (the cookie names a row by the SHA-256 of its secret).
+M006_LOGINS = """
+CREATE TABLE logins (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  token_id TEXT REFERENCES tokens(id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL
+);
+CREATE INDEX logins_account ON logins(account_id, expires_at);
+CREATE INDEX logins_token ON logins(token_id)
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
     Migration(3, "m003_auth", script(M003_AUTH)),
     Migration(4, "m004_depth_index", script(M004_DEPTH_INDEX)),
+    Migration(6, "m006_logins", script(M006_LOGINS)),
 ]
 
 

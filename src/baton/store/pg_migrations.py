@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from baton.store.migrations import Migration, script
+from baton.store.migration import Migration, script
 
 MIGRATION_LOCK = 7_316_061_001  # pg_advisory_lock key: one migrator at a time
 
@@ -143,11 +143,26 @@ CREATE INDEX messages_root_depth ON messages(root, depth);
 DROP INDEX messages_root
 """
 
+# Web logins kept on the server, so that logout, a password change or revoking a token ends
+# them (the cookie names a row by the SHA-256 of its secret).
+M006_LOGINS = """
+CREATE TABLE logins (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  token_id TEXT REFERENCES tokens(id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL
+);
+CREATE INDEX logins_account ON logins(account_id, expires_at);
+CREATE INDEX logins_token ON logins(token_id)
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
     Migration(3, "m003_auth", script(M003_AUTH)),
     Migration(4, "m004_depth_index", script(M004_DEPTH_INDEX)),
+    Migration(6, "m006_logins", script(M006_LOGINS)),
 ]
 
 # The indexed text of a message: its first SEARCH_CHARS characters (a tsvector holds at most

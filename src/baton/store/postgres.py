@@ -23,7 +23,7 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from baton.core.errors import Busy, Conflict, NotFound, VersionMismatch
-from baton.core.models import Account, Message, Session, Share, StoredMessage, Token
+from baton.core.models import Account, Login, Message, Session, Share, StoredMessage, Token
 from baton.store import pg_migrations
 from baton.store.base import (
     SESSION_FIELDS,
@@ -35,6 +35,7 @@ from baton.store.base import (
 )
 from baton.store.pg_migrations import SEARCH_VECTOR, search_text
 from baton.store.rows import (
+    LOGIN_COLUMNS,
     MESSAGE_COLUMNS,
     SESSION_COLUMNS,
     SHARE_COLUMNS,
@@ -281,7 +282,9 @@ class PostgresStore(Store):
                 "UPDATE tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
                 (now, token_id),
             )
-            return c.rowcount == 1
+            revoked = c.rowcount == 1
+            c.execute("DELETE FROM logins WHERE token_id = %s", (token_id,))
+            return revoked
 
         return bool(self._write(work))
 
@@ -289,6 +292,49 @@ class PostgresStore(Store):
     def touch_token(self, token_id: str, now: str) -> None:
         with self._read() as c:  # one statement: autocommit is its transaction
             c.execute("UPDATE tokens SET last_used_at = %s WHERE id = %s", (now, token_id))
+
+    # web logins
+    def add_login(self, login: Login) -> None:
+        def work(c: psycopg.Cursor[Any]) -> None:
+            c.execute(
+                "DELETE FROM logins WHERE account_id = %s AND expires_at <= %s",
+                (login.account_id, login.created_at),
+            )
+            c.execute(
+                f"INSERT INTO logins({LOGIN_COLUMNS}) VALUES (%s,%s,%s,%s,%s)",
+                (login.id, login.account_id, login.token_id, login.created_at, login.expires_at),
+            )
+
+        try:
+            self._write(work)
+        except NotFound:
+            raise NotFound(
+                f"no account {login.account_id} (or no token {login.token_id})"
+            ) from None
+
+    @_read_again
+    def get_login(self, login_id: str) -> Login | None:
+        with self._read() as c:
+            row = c.execute(
+                f"SELECT {LOGIN_COLUMNS} FROM logins WHERE id = %s", (login_id,)
+            ).fetchone()
+        return Login(*row) if row else None
+
+    def end_login(self, login_id: str) -> bool:
+        def work(c: psycopg.Cursor[Any]) -> bool:
+            c.execute("DELETE FROM logins WHERE id = %s", (login_id,))
+            return c.rowcount == 1
+
+        return bool(self._write(work))
+
+    def end_password_logins(self, account_id: str) -> int:
+        def work(c: psycopg.Cursor[Any]) -> int:
+            c.execute(
+                "DELETE FROM logins WHERE account_id = %s AND token_id IS NULL", (account_id,)
+            )
+            return c.rowcount
+
+        return int(self._write(work))
 
     # messages
     @_read_again

@@ -14,6 +14,7 @@ import orjson
 from baton.core.errors import Busy, Conflict, NotFound, VersionMismatch
 from baton.core.models import (
     Account,
+    Login,
     Message,
     Session,
     Share,
@@ -29,7 +30,9 @@ from baton.store.base import (
     Store,
     git_blobs,
 )
+from baton.store.migration import Migration
 from baton.store.rows import (
+    LOGIN_COLUMNS,
     MESSAGE_COLUMNS,
     SESSION_COLUMNS,
     SHARE_COLUMNS,
@@ -87,7 +90,11 @@ class SQLiteStore(Store):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         if migrate:
-            migrations.migrate(self._conn())
+            self.apply_migrations()
+
+    def apply_migrations(self) -> list[Migration]:
+        """Apply the pending schema migrations (`baton migrate`); return those that ran."""
+        return migrations.migrate(self._conn())
 
     # connections and transactions
     def _conn(self) -> sqlite3.Connection:
@@ -221,11 +228,52 @@ class SQLiteStore(Store):
                 "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (now, token_id),
             )
+            c.execute("DELETE FROM logins WHERE token_id = ?", (token_id,))
             return done.rowcount == 1
 
     def touch_token(self, token_id: str, now: str) -> None:
         with self._write() as c:
             c.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, token_id))
+
+    # web logins
+    def add_login(self, login: Login) -> None:
+        try:
+            with self._write() as c:
+                c.execute(
+                    "DELETE FROM logins WHERE account_id = ? AND expires_at <= ?",
+                    (login.account_id, login.created_at),
+                )
+                c.execute(
+                    f"INSERT INTO logins({LOGIN_COLUMNS}) VALUES (?,?,?,?,?)",
+                    (
+                        login.id,
+                        login.account_id,
+                        login.token_id,
+                        login.created_at,
+                        login.expires_at,
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise NotFound(f"no account {login.account_id} (or no token {login.token_id})") from exc
+
+    def get_login(self, login_id: str) -> Login | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {LOGIN_COLUMNS} FROM logins WHERE id = ?", (login_id,))
+            .fetchone()
+        )
+        return Login(*row) if row else None
+
+    def end_login(self, login_id: str) -> bool:
+        with self._write() as c:
+            return c.execute("DELETE FROM logins WHERE id = ?", (login_id,)).rowcount == 1
+
+    def end_password_logins(self, account_id: str) -> int:
+        with self._write() as c:
+            done = c.execute(
+                "DELETE FROM logins WHERE account_id = ? AND token_id IS NULL", (account_id,)
+            )
+            return int(done.rowcount)
 
     # messages
     def get_messages(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
