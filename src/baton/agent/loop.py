@@ -447,6 +447,8 @@ class Agent:
         message = self._result_message(call.id, call.name, outcome.output, outcome.is_error)
         if outcome.model_output is not None:
             message["parts"][0]["model_output"] = outcome.model_output
+        if outcome.metadata is not None:
+            message["parts"][0]["metadata"] = outcome.metadata
         self.record(message, cancel)
 
     def _record_partial(self, text: str, cancel: Cancel) -> None:
