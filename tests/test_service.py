@@ -1269,12 +1269,28 @@ def test_bad_share_links(value: str) -> None:
         share_id_from(value)
 
 
+def test_an_idempotency_key_answers_its_retries_for_24_hours(service: Service, owner: str) -> None:
+    clock = ["2026-03-01T12:00:00.000000Z"]
+    service.now = lambda: clock[0]
+    sid = service.create(owner).id
+    turn = [text_message("user", "only once")]
+    first = service.append(owner, sid, turn, idempotency_key="k-1")
+    clock[0] = "2026-03-02T11:59:59.000000Z"  # a retry the next day, within 24 hours
+    again = service.append(owner, sid, turn, idempotency_key="k-1")
+    assert again.session.to_dict() == first.session.to_dict()
+    assert again.appended == first.appended and len(first.appended) == 1
+    assert service.get(owner, sid).message_count == 1
+    clock[0] = "2026-03-02T12:00:01.000000Z"  # the key is forgotten: a new request
+    later = service.append(owner, sid, turn, idempotency_key="k-1")
+    assert len(later.appended) == 1 and later.session.message_count == 2
+
+
 def test_a_bundle_that_cannot_be_read_blocks_a_share_and_redact_leaves_it_out(
     service: Service, owner: str
 ) -> None:
     junk = b"# v2 git bundle\n" + b"0" * 40 + b" HEAD\n\nPACK\x00\x00\x00\x02\x00\x00\x00\x05junk"
     sha = hashlib.sha256(junk).hexdigest()
-    service.put_blob(sha, junk)
+    service.put_blob(sha, junk, owner)
     git = {
         "version": 1,
         "head": "a" * 40,

@@ -28,6 +28,9 @@ _ERRORS: dict[str, type[BatonError]] = {
 }
 
 
+APPEND_ATTEMPTS = 3  # an append whose connection drops is sent again (same Idempotency-Key)
+
+
 def raise_for(response: httpx.Response) -> None:
     """A server error as the same BatonError the service would have raised."""
     if response.status_code < 400:
@@ -204,11 +207,27 @@ class Client:
         session_id: str,
         messages: Sequence[Any],
         expected_head: Any = ANY_HEAD,
+        *,
+        idempotency_key: str | None = None,
     ) -> AppendResult:
+        """Append over HTTP. The request carries an Idempotency-Key (`idempotency_key`, or a
+        new one), so it is sent again on a dropped connection without appending twice."""
+        import uuid
+
         body: JSON = {"messages": list(messages)}
         if expected_head is not ANY_HEAD:
             body["expected_head"] = expected_head
-        data = self.call("POST", f"/api/sessions/{session_id}/messages", json=body).json()
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        path = f"/api/sessions/{session_id}/messages"
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                response = self.http.request("POST", path, json=body, headers=headers)
+                break
+            except httpx.TransportError as exc:
+                if attempt + 1 == APPEND_ATTEMPTS:
+                    raise BatonError(f"cannot reach {self.url}: {exc}") from None
+        raise_for(response)
+        data = response.json()
         return AppendResult(
             session_from(data["session"]), [message_from(m) for m in data["appended"]]
         )

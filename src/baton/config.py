@@ -56,6 +56,9 @@ class Settings:
     retry_delay: str | None = None
     retry_max_wait: str | None = None
     command_timeout: str | None = None
+    sandbox: str | None = None  # "on" (default) or "off": how the agent's commands run
+    network: str | None = None  # "true": the sandbox lets commands use the network
+    sandbox_limits: Any = None  # {cpu, memory, processes, output}, see baton.sandbox
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -98,6 +101,9 @@ class Settings:
             retry_delay=pick("retry_delay", "") or None,
             retry_max_wait=pick("retry_max_wait", "") or None,
             command_timeout=pick("command_timeout", "") or None,
+            sandbox=pick("sandbox", "") or None,
+            network=pick("network", "") or None,
+            sandbox_limits=env.get("BATON_SANDBOX_LIMITS") or file_values.get("sandbox_limits"),
         )
 
 

@@ -47,7 +47,17 @@ from baton.core.validation import (
 )
 from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.scanning import Pending, SecretScanner
-from baton.store.base import BlobStore, ListQuery, Page, Store, git_blobs
+from baton.store.base import (
+    Answered,
+    BlobStore,
+    ListQuery,
+    Page,
+    Remembered,
+    Remembering,
+    Store,
+    git_blobs,
+    idempotency_cutoff,
+)
 
 ANY_HEAD = object()  # append at whatever the head is, retrying on conflict
 SHARE_MODES = ("block", "redact", "allow")
@@ -59,6 +69,7 @@ BLOB_GRACE_SECONDS = 3600.0
 GIT_PATCH = "git patch"
 GIT_BUNDLE = "git bundle"
 PARALLEL_SCAN = 4 * 1024 * 1024  # an import this big is scanned on every core
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe's
 
 
 def canonical(value: Any) -> bytes:
@@ -179,6 +190,7 @@ class Service:
         if platform not in PLATFORMS:
             raise InvalidInput(f"platform must be one of {', '.join(sorted(PLATFORMS))}")
         check_header(title=title, task=task, metadata=metadata, git=git)
+        self._check_git(owner, git)
         now = self.now()
         session = Session(
             id=ids.new_session_id(),
@@ -266,10 +278,55 @@ class Service:
                     return data
         raise NotFound(f"no blob {sha256}")
 
-    def put_blob(self, sha256: str, data: bytes) -> None:
+    def put_blob(self, sha256: str, data: bytes, owner: str | None = None) -> None:
+        """Store a blob; `owner` may then reference it (in messages or a git snapshot)."""
         if ids.sha256_hex(data) != sha256:
             raise InvalidInput(f"the body does not hash to {sha256}")
         self.blobs.put(sha256, data)
+        if owner is not None:
+            self.store.grant_blobs(owner, [sha256], self.now())
+
+    def _check_references(self, owner: str, items: Sequence[MessageInput]) -> None:
+        """Every blob_ref a caller sends names a blob it holds: uploaded by it, with its bytes
+        in this request, or referenced by one of its sessions. Any other is refused, with the
+        same answer whether or not the blob exists, and nothing is stored."""
+        given = {sha for item in items for sha in item.blobs}
+        named = [
+            (i, part["sha256"])
+            for i, item in enumerate(items)
+            for part in item.parts
+            if part.get("type") == "blob_ref" and part["sha256"] not in given
+        ]
+        if not named:
+            return
+        allowed = self.store.blob_access(owner, sorted({sha for _, sha in named}))
+        for i, sha in named:
+            if sha not in allowed:
+                raise InvalidInput(
+                    f"message {i + 1}: blob {sha} is not one of yours; send its content, or "
+                    f"upload it first (POST /api/blobs/{sha})"
+                )
+
+    def _check_git(self, owner: str, git: JSON | None) -> None:
+        """A git snapshot names only patches and bundles the caller holds (see
+        _check_references)."""
+        shas = git_blobs(git)
+        if not shas:
+            return
+        allowed = self.store.blob_access(owner, shas)
+        for key in ("patch", "bundle"):
+            sha = git_blobs({key: (git or {}).get(key)})
+            if sha and sha[0] not in allowed:
+                raise InvalidInput(
+                    f"git.{key}: blob {sha[0]} is not one of yours; upload it first "
+                    f"(POST /api/blobs/{sha[0]})"
+                )
+
+    def _grant(self, owner: str, items: Sequence[MessageInput]) -> None:
+        """The payloads a caller sent in full are theirs to reference later."""
+        shas = sorted({sha for item in items for sha in item.blobs})
+        if shas:
+            self.store.grant_blobs(owner, shas, self.now())
 
     def hydrate(self, message: Message) -> Message:
         """The message with every offloaded payload read back from the blob store."""
@@ -296,12 +353,61 @@ class Service:
         messages: Sequence[Any],
         expected_head: Any = ANY_HEAD,
         retries: int = 20,
+        *,
+        idempotency_key: str | None = None,
     ) -> AppendResult:
         """Append `messages` after `expected_head`. A stale head is a Conflict naming the
-        current one; re-sending messages that are already the head is a no-op."""
+        current one; re-sending messages that are already the head is a no-op. A request
+        sent again with the same `idempotency_key` (within 24 hours) is answered as the first
+        one was, and changes nothing."""
         if not isinstance(messages, list | tuple) or not messages:
             raise InvalidInput("messages must be a non-empty list")
         current = self.get(owner, session_id)  # nothing is written for a session not yours
+        if idempotency_key is None:
+            return self._append(owner, current, messages, expected_head, retries)
+        if not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise InvalidInput("an Idempotency-Key is 1 to 255 printable ASCII characters")
+        request = {"messages": list(messages)}
+        if expected_head is not ANY_HEAD:
+            request["expected_head"] = expected_head
+        try:
+            digest = ids.sha256_hex(canonical(request))
+        except (TypeError, ValueError):
+            digest = ids.sha256_hex(repr(request).encode())
+        kept = self.store.recall(session_id, idempotency_key, idempotency_cutoff(self.now()))
+        if kept is None:
+            # The answer is kept in the append's own transaction: a retry racing the first
+            # request waits for it, then is answered as it was.
+            key = (idempotency_key, digest)
+            try:
+                result = self._append(owner, current, messages, expected_head, retries, key)
+            except Answered as raced:
+                kept = raced.answer
+            else:
+                if result.appended:
+                    return result
+                # nothing was written (the messages had landed): keep the answer on its own
+                answer = _answer(digest, result)
+                kept = self.store.remember(session_id, idempotency_key, answer, self.now())
+                if kept == answer:
+                    return result
+        if kept.request != digest:
+            raise InvalidInput(
+                f"Idempotency-Key {idempotency_key!r} was used for a different request to "
+                "this session; send a new key with a new request"
+            )
+        return _replay(kept)
+
+    def _append(
+        self,
+        owner: str,
+        current: Session,
+        messages: Sequence[Any],
+        expected_head: Any,
+        retries: int,
+        key: tuple[str, str] | None = None,
+    ) -> AppendResult:
+        session_id = current.id
         now = self.now()
         inputs = [validate_message(raw, now, i) for i, raw in enumerate(messages)]
         first = messages[0]
@@ -311,13 +417,15 @@ class Service:
             if first["parent"] is not None and not isinstance(first["parent"], str):
                 raise InvalidInput("message 1: parent must be a message id or null")
             expected_head = first["parent"]
+        self._check_references(owner, inputs)
         findings = [self._scan(item) for item in inputs]
         self._keep_blobs(inputs)
+        self._grant(owner, inputs)
         for attempt in range(retries + 1):
             session = current if attempt == 0 else self.get(owner, session_id)
             base = session.head if expected_head is ANY_HEAD else expected_head
             try:
-                result = self._append_at(session, base, inputs, findings, messages)
+                result = self._append_at(session, base, inputs, findings, messages, key)
             except Conflict:
                 if expected_head is not ANY_HEAD:
                     raise
@@ -333,6 +441,7 @@ class Service:
         inputs: list[MessageInput],
         findings: list[list[JSON]],
         raw: Sequence[Any],
+        key: tuple[str, str] | None = None,
     ) -> AppendResult:
         parent: StoredMessage | None = None
         if base is not None:
@@ -381,8 +490,15 @@ class Service:
                 if sm.message.role == "user" and sm.text.strip():
                     changes["title"] = derive_title(sm.text)
                     break
-        updated = self.store.append(session.id, base, chain, changes)
-        return AppendResult(updated, [sm.message for sm in chain])
+        appended = [sm.message for sm in chain]
+        remember = None
+        if key is not None:
+            digest = key[1]
+            remember = Remembering(
+                key[0], lambda s: _answer(digest, AppendResult(s, appended)), self.now()
+            )
+        updated = self.store.append(session.id, base, chain, changes, remember)
+        return AppendResult(updated, appended)
 
     def _scan(self, item: MessageInput) -> list[JSON]:
         extra = [data.decode("utf-8", "replace") for data in item.blobs.values()]
@@ -426,6 +542,7 @@ class Service:
         if metadata is not None:
             changes["metadata"] = metadata
         if git is not None:
+            self._check_git(owner, git)
             changes.update(git=git, repo=_repo_of(git))
         if not changes:
             raise InvalidInput("nothing to change")
@@ -811,6 +928,7 @@ class Service:
         metadata = header.get("metadata") if isinstance(header.get("metadata"), dict) else {}
         git = header.get("git") if isinstance(header.get("git"), dict) else None
         check_header(title=title, task=task, metadata=metadata, git=git)
+        self._check_git(owner, git)
         now = self.now()
         chain: list[StoredMessage] = []
         items: list[MessageInput] = []
@@ -844,6 +962,7 @@ class Service:
             scanned.cancel()
             raise
         findings = scanned.get()
+        self._check_references(owner, items)
         if any(findings):  # the secret pointers follow the findings
             found: list[StoredMessage] = []
             for sm, f in zip(chain, findings, strict=True):
@@ -855,6 +974,7 @@ class Service:
             if existing is not None:  # the same conversation is already yours
                 return ImportResult(existing, False, 0)
         self._keep_blobs(items)
+        self._grant(owner, items)
         given_id = header.get("id")
         session_id = ids.new_session_id()
         if isinstance(given_id, str) and ids.is_session_id(given_id) and not fresh:
@@ -968,6 +1088,27 @@ def share_id_from(value: str) -> str:
     if not value or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
         raise InvalidInput(f"{value!r} is not a share id, share URL or session id")
     return value
+
+
+def _answer(digest: str, result: AppendResult) -> Remembered:
+    """What an append with an idempotency key answers, kept for its retries."""
+    return Remembered(
+        digest,
+        201 if result.appended else 200,
+        {
+            "session": result.session.to_dict(),
+            "appended": [m.to_dict() for m in result.appended],
+        },
+    )
+
+
+def _replay(answer: Remembered) -> AppendResult:
+    """The result of an append, as remembered for its idempotency key."""
+    data = dict(answer.response["session"])
+    totals = Totals(**data.pop("totals"))
+    return AppendResult(
+        Session(**data, totals=totals), [Message(**m) for m in answer.response["appended"]]
+    )
 
 
 def _holds(value: Any, secrets: dict[str, str]) -> bool:

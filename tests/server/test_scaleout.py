@@ -750,15 +750,22 @@ def tables(url: str) -> list[str]:
 def test_migrate_lists_then_applies(postgres_url: str, tmp_path: Path) -> None:
     env = {"BATON_DATABASE_URL": postgres_url}
     home = tmp_path / "home"
-    names = ["m001_initial", "m002_search", "m003_auth", "m004_depth_index", "m006_logins"]
-    numbers = [1, 2, 3, 4, 6]
+    names = [
+        "m001_initial",
+        "m002_search",
+        "m003_auth",
+        "m004_depth_index",
+        "m005_blob_access",
+        "m006_logins",
+    ]
+    numbers = [1, 2, 3, 4, 5, 6]
 
     listed = run_baton("migrate", "--list", home=home, env=env)
     assert listed.returncode == 0, listed.stderr
-    assert "5 pending" in listed.stdout
+    assert "6 pending" in listed.stdout
     for n, name in zip(numbers, names, strict=True):
         assert f"{n:03d} {name}" in listed.stdout
-    assert listed.stdout.count("pending") == 6  # five steps and the summary
+    assert listed.stdout.count("pending") == 7  # six steps and the summary
     assert "postgres@127.0.0.1" in listed.stdout
     data = run_json("migrate", "--list", home=home, env=env)
     assert data["pending"] == numbers and data["applied_now"] == []
@@ -773,7 +780,7 @@ def test_migrate_lists_then_applies(postgres_url: str, tmp_path: Path) -> None:
 
     after = run_baton("migrate", "--list", home=home, env=env)
     assert after.returncode == 0, after.stderr
-    assert "0 pending" in after.stdout and after.stdout.count("applied") == 5
+    assert "0 pending" in after.stdout and after.stdout.count("applied") == 6
     data = run_json("migrate", "--list", home=home, env=env)
     assert data["pending"] == [] and data["applied_now"] == []
     assert [m["applied_at"] for m in data["migrations"]] == [

@@ -13,7 +13,13 @@ import click
 
 from baton.cli.context import Context, pass_ctx
 from baton.cli.forks import fork_into_mine
-from baton.cli.options import json_option, model_option, yes_option
+from baton.cli.options import (
+    json_option,
+    model_option,
+    network_option,
+    sandbox_option,
+    yes_option,
+)
 from baton.cli.output import echo, markup, print_json, printable, safe_console
 from baton.cli.snapshots import capture
 
@@ -31,14 +37,33 @@ def model_config(ctx: Context, model: str | None) -> Any:
     return ModelConfig.from_settings(ctx.settings, model)
 
 
-def make_tools(ctx: Context) -> Any:
+def make_tools(ctx: Context, sandbox: str | None = None, network: bool = False) -> Any:
+    """The tools, commands confined as the flags (--sandbox, --network) or settings say; a
+    one-line warning when they run unconfined or cannot run at all."""
+    from baton import sandbox as confinement
     from baton.agent.provider import setting_number
     from baton.agent.tools import COMMAND_TIMEOUT, Tools, repository_root
 
     timeout = setting_number(
         ctx.settings.command_timeout, "BATON_COMMAND_TIMEOUT", COMMAND_TIMEOUT, float
     )
-    return Tools(repository_root(Path.cwd()), command_timeout=timeout)
+    policy = confinement.choose(
+        sandbox or ctx.settings.sandbox,
+        True if network else ctx.settings.network,
+        ctx.settings.sandbox_limits,
+    )
+    if not policy.confined:
+        click.echo(
+            "baton: warning: --sandbox off: commands run unconfined, with your files, "
+            "permissions and network",
+            err=True,
+        )
+    else:
+        try:
+            confinement.check()
+        except confinement.SandboxUnavailable as exc:
+            click.echo(f"baton: commands will be refused: {exc}", err=True)
+    return Tools(repository_root(Path.cwd()), command_timeout=timeout, policy=policy)
 
 
 def _capture(ctx: Context) -> dict[str, Any] | None:
@@ -273,7 +298,13 @@ class Chat:
     """The interactive loop: prompts, slash commands, one Agent per session and model."""
 
     def __init__(
-        self, ctx: Context, config: Any, yes: bool, console: Any, as_json: bool = False
+        self,
+        ctx: Context,
+        config: Any,
+        yes: bool,
+        console: Any,
+        as_json: bool = False,
+        tools: Any = None,
     ) -> None:
         from baton.agent.slash import ChatState
 
@@ -282,7 +313,7 @@ class Chat:
         self.yes = yes
         self.console = console
         self.as_json = as_json  # one JSON line per turn on stdout; everything else on stderr
-        self.tools = make_tools(ctx)
+        self.tools = tools if tools is not None else make_tools(ctx)
         self.state = ChatState(
             ctx.service, ctx.owner, console, model=config.model, ask=self._ask_yes_no
         )
@@ -471,6 +502,8 @@ def chat_console(stderr: bool = False) -> Any:
     is_flag=True,
     help="Read prompts from stdin, one per line, and print one JSON line per turn.",
 )
+@sandbox_option
+@network_option
 @pass_ctx
 def chat(
     ctx: Context,
@@ -480,6 +513,8 @@ def chat(
     model: str | None,
     yes: bool,
     as_json: bool = False,
+    sandbox: str | None = None,
+    network: bool = False,
 ) -> None:
     """Talk to the coding agent; every turn is kept in a session. Slash commands: /help.
     With stdin not a terminal, each line is a prompt or a slash command.
@@ -495,6 +530,7 @@ def chat(
 
     if sum(bool(x) for x in (cont, session_id, fork_source)) > 1:
         raise click.UsageError("give at most one of -c, -s and --fork")
+    tools = make_tools(ctx, sandbox, network)
     resumed = None
     if fork_source is not None:
         resumed = fork_into_mine(ctx, fork_source)
@@ -505,7 +541,7 @@ def chat(
     elif session_id is not None:
         resumed = ctx.service.get(ctx.owner, session_id)
     out = chat_console(stderr=as_json)
-    session = Chat(ctx, config, yes, out, as_json)
+    session = Chat(ctx, config, yes, out, as_json, tools)
     if resumed is not None:
         session.state.session_id = resumed.id
         out.print(
@@ -525,10 +561,19 @@ def chat(
 @click.option("-s", "--session", "session_id", help="Continue this session instead of a new one.")
 @model_option
 @yes_option
+@sandbox_option
+@network_option
 @json_option
 @pass_ctx
 def run(
-    ctx: Context, task: str, session_id: str | None, model: str | None, yes: bool, as_json: bool
+    ctx: Context,
+    task: str,
+    session_id: str | None,
+    model: str | None,
+    yes: bool,
+    sandbox: str | None,
+    network: bool,
+    as_json: bool,
 ) -> None:
     """Run the agent on one task without a terminal UI, for scripts and CI. Without --yes,
     writing and running are asked on a terminal and refused without one.
@@ -542,6 +587,7 @@ def run(
     from baton.agent.provider import Cancel, ModelError, Provider
 
     config = model_config(ctx, model)
+    tools = make_tools(ctx, sandbox, network)
     if session_id is not None:
         session = ctx.service.get(ctx.owner, session_id)
     else:
@@ -558,7 +604,7 @@ def run(
         ctx.owner,
         session.id,
         Provider(config, notice=display.notice),
-        make_tools(ctx),
+        tools,
         display=display,
         confirm=confirm,
         mode="run",

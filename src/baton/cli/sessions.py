@@ -177,6 +177,12 @@ def _read_messages(file: str) -> tuple[list[Any], Any]:
     help="A JSON message, list of messages, or {expected_head, messages}; - reads stdin.",
 )
 @click.option("--expected-head", help="Refuse if the session's head is not this message.")
+@click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="Run again with the same KEY (within 24 h), append nothing and answer as the first "
+    "run did. Default: a new key.",
+)
 @json_option
 @pass_ctx
 def append(
@@ -187,6 +193,7 @@ def append(
     model: str | None,
     file: str | None,
     expected_head: str | None,
+    idempotency_key: str | None,
     as_json: bool,
 ) -> None:
     """Add messages to the end of a session.
@@ -195,6 +202,7 @@ def append(
     Examples:
       baton sessions append ses_01J... --role user --text "Add a test for it"
       baton sessions append ses_01J... --file turn.json
+      baton sessions append ses_01J... --file turn.json --idempotency-key turn-7
     """
     from baton.service import ANY_HEAD
 
@@ -212,7 +220,15 @@ def append(
         fail("give --role and --text, or --file", 2)
     if expected_head is not None:
         head = None if expected_head in ("", "none", "null") else expected_head
-    result = ctx.service.append(ctx.owner, session_id, messages, expected_head=head)
+    import uuid
+
+    result = ctx.service.append(
+        ctx.owner,
+        session_id,
+        messages,
+        expected_head=head,
+        idempotency_key=idempotency_key or str(uuid.uuid4()),
+    )
     if as_json:
         print_json(
             {

@@ -23,7 +23,7 @@ def put_blob(ctx: Context) -> Any:
 
     def put(data: bytes) -> str:
         sha = ids.sha256_hex(data)
-        service.blobs.put(sha, data)
+        service.put_blob(sha, data, ctx.owner)
         return sha
 
     return put

@@ -318,9 +318,16 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
             }
         },
     )
-    async def append(account: Me, session_id: str, request: Request) -> Response:
+    async def append(
+        account: Me,
+        session_id: str,
+        request: Request,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> Response:
         """Append `messages` after `expected_head` (absent: after the current head; null: an
-        empty session). Parsed here with orjson: this is the hot path of every agent turn."""
+        empty session). Parsed here with orjson: this is the hot path of every agent turn.
+        A retry with the same `Idempotency-Key` (kept 24 hours) is answered as the first
+        request was and appends nothing; the same key with another body is a 422."""
         body = await request.body()
         try:
             data = orjson.loads(body)
@@ -342,10 +349,14 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         if service.store.inline_writes and len(body) <= INLINE_APPEND and len(messages) <= 100:
             service.store.wait_briefly()
             with contextlib.suppress(Busy):
-                result = service.append(account.id, session_id, messages, expected)
+                result = service.append(
+                    account.id, session_id, messages, expected, idempotency_key=idempotency_key
+                )
         if result is None:
             result = await run_in_threadpool(
-                service.append, account.id, session_id, messages, expected
+                lambda: service.append(
+                    account.id, session_id, messages, expected, idempotency_key=idempotency_key
+                )
             )
         return reply(
             {
@@ -505,7 +516,7 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         data = await request.body()
         from starlette.concurrency import run_in_threadpool
 
-        await run_in_threadpool(service.put_blob, sha256, data)
+        await run_in_threadpool(service.put_blob, sha256, data, account.id)
         return reply({"sha256": sha256, "size": len(data)}, 201)
 
     return api

@@ -12,12 +12,16 @@ from baton.core.errors import Conflict, NotFound, VersionMismatch
 from baton.core.models import Account, Login, Message, Session, Share, StoredMessage, Token
 from baton.store.base import (
     SESSION_FIELDS,
+    Answered,
     ListQuery,
     Page,
+    Remembered,
+    Remembering,
     Store,
     decode_cursor,
     encode_cursor,
     git_blobs,
+    idempotency_cutoff,
 )
 
 
@@ -31,6 +35,8 @@ class MemoryStore(Store):
         self._passwords: dict[str, str] = {}
         self._tokens: dict[str, Token] = {}
         self._logins: dict[str, Login] = {}
+        self._grants: dict[tuple[str, str], str] = {}  # (account, sha256) -> when
+        self._answers: dict[tuple[str, str], tuple[Remembered, str]] = {}  # (session, key)
 
     def add_account(self, account: Account) -> None:
         with self._lock:
@@ -211,11 +217,16 @@ class MemoryStore(Store):
         expected_head: str | None,
         messages: Sequence[StoredMessage],
         changes: dict[str, Any],
+        remember: Remembering | None = None,
     ) -> Session:
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:
                 raise NotFound(f"no session {session_id}")
+            if remember is not None:
+                kept = self.recall(session_id, remember.key, idempotency_cutoff(remember.now))
+                if kept is not None:
+                    raise Answered(kept)
             if session.head != expected_head:
                 raise Conflict(
                     f"the session moved on: its head is {session.head}, not {expected_head}",
@@ -233,6 +244,8 @@ class MemoryStore(Store):
                 **changes,
             )
             self._sessions[session_id] = updated
+            if remember is not None:
+                self.remember(session_id, remember.key, remember.answer(updated), remember.now)
             return copy.deepcopy(updated)
 
     @staticmethod
@@ -290,6 +303,8 @@ class MemoryStore(Store):
         with self._lock:
             if self._sessions.pop(session_id, None) is None:
                 raise NotFound(f"no session {session_id}")
+            for k in [k for k in self._answers if k[0] == session_id]:
+                del self._answers[k]
             return self._collect(now)
 
     def _collect(self, now: str) -> list[str]:
@@ -343,6 +358,40 @@ class MemoryStore(Store):
                 share.revoked_at = now
             return copy.deepcopy(share)
 
+    def grant_blobs(self, account: str, shas: Sequence[str], now: str) -> None:
+        with self._lock:
+            for sha in shas:
+                self._grants.setdefault((account, sha), now)
+
+    def granted_blobs(self, account: str, shas: Sequence[str]) -> set[str]:
+        with self._lock:
+            found = {sha for sha in shas if (account, sha) in self._grants}
+            for session in self._sessions.values():
+                if session.owner == account:
+                    found.update(sha for sha in git_blobs(session.git) if sha in shas)
+            return found
+
+    def family_heads(self, owner: str, root: str) -> list[str]:
+        with self._lock:
+            return [
+                s.head
+                for s in self._sessions.values()
+                if s.owner == owner and s.head is not None and self._messages[s.head].root == root
+            ]
+
+    def recall(self, session_id: str, key: str, since: str) -> Remembered | None:
+        with self._lock:
+            kept = self._answers.get((session_id, key))
+            return copy.deepcopy(kept[0]) if kept and kept[1] >= since else None
+
+    def remember(self, session_id: str, key: str, answer: Remembered, now: str) -> Remembered:
+        since = idempotency_cutoff(now)
+        with self._lock:
+            for k in [k for k, (_, at) in self._answers.items() if at < since]:
+                del self._answers[k]
+            kept = self._answers.setdefault((session_id, key), (copy.deepcopy(answer), now))
+            return copy.deepcopy(kept[0])
+
     def iter_sessions(self) -> Iterator[Session]:
         with self._lock:
             sessions = [copy.deepcopy(s) for s in self._sessions.values()]
@@ -359,6 +408,8 @@ class MemoryStore(Store):
             referenced = self.referenced_blobs()
             doomed = [sha for sha in shas if sha not in referenced]
             delete(doomed)
+            for k in [k for k in self._grants if k[1] in doomed]:
+                del self._grants[k]
         return doomed
 
     def referenced_blobs(self) -> set[str]:

@@ -25,3 +25,14 @@ def script(sql: str) -> Callable[[Any], None]:
                 executor.execute(statement)
 
     return run
+
+
+def git_references(rows: Any) -> list[tuple[str, str]]:
+    """(id, sha256) of every blob the git snapshots of `rows` (id, git JSON) name."""
+    import orjson
+
+    from baton.store.base import git_blobs
+
+    return [
+        (rid, sha) for rid, git in rows if git is not None for sha in git_blobs(orjson.loads(git))
+    ]
