@@ -51,10 +51,11 @@ def baton_env_reads(source: str) -> list[str]:
     found = []
 
     def named(node: ast.AST | None) -> str | None:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if node.value.startswith("BATON_"):
-                return node.value
-        return None
+        """A BATON_* name, or "<computed>" for a name not written out (which could be one)."""
+        if isinstance(node, ast.Constant):
+            is_baton = isinstance(node.value, str) and node.value.startswith("BATON_")
+            return node.value if is_baton else None
+        return "<computed>"
 
     def is_environ(node: ast.AST) -> bool:
         return (isinstance(node, ast.Attribute) and node.attr == "environ") or (
@@ -72,7 +73,7 @@ def baton_env_reads(source: str) -> list[str]:
                 and (is_environ(func.value) or func.attr in ("getenv", "getenvb"))
             ) or (isinstance(func, ast.Name) and func.id == "getenv")
             if reads:
-                name = next(filter(None, map(named, node.args)), None)
+                name = named(node.args[0]) if node.args else None
             for keyword in node.keywords:
                 if keyword.arg == "envvar":
                     name = name or named(keyword.value) or "envvar"
@@ -89,6 +90,7 @@ def test_the_checker_sees_every_way_of_reading_the_environment() -> None:
         "a = os.environ['BATON_A']\nb = os.environ.get('BATON_B')\nc = os.getenv('BATON_C')\n"
         "d = environ.get('BATON_D', '')\ne = getenv('BATON_E')\n"
         "f = click.option('--f', envvar='BATON_F')\ng = os.environ.get('HOME')\n"
+        "def cap(name):\n    return os.environ.get(name)\n"
     )
     assert baton_env_reads(source) == [
         "BATON_A",
@@ -97,6 +99,7 @@ def test_the_checker_sees_every_way_of_reading_the_environment() -> None:
         "BATON_D",
         "BATON_E",
         "BATON_F",
+        "<computed>",
     ]
 
 
