@@ -107,6 +107,9 @@ class Price:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of baton, typed and checked (Settings.load). Passed down to what needs
+    it; `baton serve --workers N` hands it to each worker (to_json / from_json)."""
+
     home: Path
     database_url: str
     blob_url: str
