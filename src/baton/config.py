@@ -1,20 +1,77 @@
-"""One Settings object: flag > environment (BATON_*) > config file > default."""
+"""One typed Settings, parsed once: flag > environment (BATON_*) > config file > default.
+
+This is the only module that reads baton's environment variables (tests/test_settings.py
+checks it); everything else is given a Settings, or the parts of one it needs. A bad value
+is a one-line InvalidInput (exit 2) when the settings are loaded, whatever the command."""
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import ipaddress
+import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from baton.core.errors import InvalidInput
 
 CONFIG_FILE = "config.toml"
+DEFAULT_URL = "http://127.0.0.1:8765"
+PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
+PRICES_HINT = (
+    'BATON_PRICES must be a JSON object like {"gpt-4o": {"input": 2.5, "output": 10, '
+    '"cache_read": 1.25}} (USD per million tokens)'
+)
+
+# Each setting: its environment variable and its key in BATON_HOME/config.toml (None: it
+# has none). The README's settings table names every one of these variables.
+ENV = {
+    "home": "BATON_HOME",
+    "database_url": "BATON_DATABASE_URL",
+    "blob_url": "BATON_BLOB_URL",
+    "base_url": "BATON_URL",
+    "synchronous": "BATON_SYNCHRONOUS",
+    "user": "BATON_USER",
+    "display_name": "BATON_DISPLAY_NAME",
+    "host": "BATON_HOST",
+    "port": "BATON_PORT",
+    "workers": "BATON_WORKERS",
+    "secret": "BATON_SECRET",
+    "trusted_proxies": "BATON_TRUSTED_PROXIES",
+    "token": "BATON_TOKEN",
+    "model": "BATON_MODEL",
+    "model_base_url": "BATON_BASE_URL",
+    "api_key": "BATON_API_KEY",
+    "prices": "BATON_PRICES",
+    "context_window": "BATON_CONTEXT_WINDOW",
+    "retries": "BATON_RETRIES",
+    "retry_delay": "BATON_RETRY_DELAY",
+    "retry_max_wait": "BATON_RETRY_MAX_WAIT",
+    "command_timeout": "BATON_COMMAND_TIMEOUT",
+    "sandbox": "BATON_SANDBOX",
+    "network": "BATON_NETWORK",
+    "sandbox_limits": "BATON_SANDBOX_LIMITS",
+    "patch_cap": "BATON_PATCH_CAP",
+    "file_cap": "BATON_FILE_CAP",
+    "bundle_cap": "BATON_BUNDLE_CAP",
+}
+FILE_KEYS = {name: name for name in ENV} | {
+    "home": None,
+    "base_url": "url",
+    "model_base_url": "base_url",
+}
+DEBUG_ENV = "BATON_DEBUG"  # tracebacks instead of one-line errors; read by debug() alone
+
+
+def debug(env: Mapping[str, str] | None = None) -> bool:
+    """BATON_DEBUG: show the traceback of an unexpected error (read where Settings may not
+    have loaded: the error may be in loading them)."""
+    return bool((os.environ if env is None else env).get(DEBUG_ENV))
 
 
 def default_home(env: Mapping[str, str]) -> Path:
@@ -35,34 +92,65 @@ def _local_handle() -> str:
 
 
 @dataclass(frozen=True)
+class Price:
+    """USD per million tokens of one model; None: not given (cache prices fall back to
+    input's)."""
+
+    input: float | None = None
+    output: float | None = None
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
 class Settings:
+    """Every setting of baton, typed and checked (Settings.load). Passed down to what needs
+    it; `baton serve --workers N` hands it to each worker (to_json / from_json)."""
+
     home: Path
     database_url: str
     blob_url: str
-    base_url: str
+    base_url: str  # the address people use: share links and login links start with it
     synchronous: str
     user: str
     display_name: str
+    url_given: bool = False  # base_url was set (flag, env or file), not the default
+    # `baton serve`
+    host: str = "127.0.0.1"
+    port: int = 8765
+    workers: int = 1
     secret: str | None = None  # signs web cookies; required to listen beyond loopback
     # peers (IPs or CIDRs) whose X-Forwarded-For is believed: the reverse proxies in front
     trusted_proxies: tuple[str, ...] = ()
+    token: str | None = None  # `baton login`'s token when --token is not given
     # the agent's model endpoint (any OpenAI-compatible chat-completions API)
     model: str | None = None
     model_base_url: str | None = None
     api_key: str | None = None
-    prices: Any = None  # {"model": {"input", "output", "cache_read", "cache_write"}} USD/Mtok
-    context_window: str | None = None
-    retries: str | None = None
-    retry_delay: str | None = None
-    retry_max_wait: str | None = None
-    command_timeout: str | None = None
-    sandbox: str | None = None  # "on" (default) or "off": how the agent's commands run
-    network: str | None = None  # "true": the sandbox lets commands use the network
-    sandbox_limits: Any = None  # {cpu, memory, processes, output}, see baton.sandbox
+    prices: Mapping[str, Price] = field(default_factory=dict)  # added to the built-in table
+    context_window: int = 128_000
+    retries: int = 6
+    retry_delay: float = 1.0
+    retry_max_wait: float = 60.0
+    command_timeout: float | None = None  # None: the tools' default
+    sandbox: bool = True  # the agent's commands run confined (bubblewrap)
+    network: bool = False  # the sandbox lets commands use the network
+    # baton.sandbox.Policy fields -> limit (None: no limit); only the ones given
+    sandbox_limits: Mapping[str, int | None] = field(default_factory=dict)
+    # git snapshots: what is left out by size (bytes)
+    patch_cap: int = 5 * 1024 * 1024
+    file_cap: int = 1024 * 1024
+    bundle_cap: int = 50 * 1024 * 1024
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        """Parse and check every setting once. `flags` are the command-line values (None:
+        not given), by field name."""
         env = os.environ if env is None else env
+        flags = {k: v for k, v in flags.items() if v is not None and v != ""}
         home = (
             Path(flags["home"]).expanduser().absolute() if flags.get("home") else default_home(env)
         )
@@ -74,37 +162,162 @@ class Settings:
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise InvalidInput(f"{path} is not valid TOML: {exc}") from None
 
-        def pick(name: str, default: str) -> str:
-            value = flags.get(name) or env.get(f"BATON_{name.upper()}") or file_values.get(name)
-            return str(value) if value else default
+        def raw(name: str) -> Any:
+            """The value given for a setting (flag, env, file), or None."""
+            if name in flags:
+                return flags[name]
+            if env.get(ENV[name]):
+                return env[ENV[name]]
+            key = FILE_KEYS[name]
+            return file_values.get(key) if key is not None else None
 
-        synchronous = pick("synchronous", "FULL").upper()
+        def text(name: str, default: str) -> str:
+            value = raw(name)
+            return default if value is None or value == "" else str(value)
+
+        def optional(name: str) -> str | None:
+            return text(name, "") or None
+
+        def number(name: str, default: Any, kind: Callable[[Any], Any] = float) -> Any:
+            value = raw(name)
+            if value is None or value == "":
+                return default
+            try:
+                if isinstance(value, bool):
+                    raise ValueError
+                result = kind(value)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"{ENV[name]} must be a number, got {value!r}") from None
+            if result < 0:
+                raise InvalidInput(f"{ENV[name]} must not be negative")
+            return result
+
+        synchronous = text("synchronous", "FULL").upper()
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise InvalidInput("BATON_SYNCHRONOUS must be FULL, EXTRA or NORMAL")
-        user = pick("user", _local_handle())
+        user = text("user", _local_handle())
+        port = number("port", 8765, _integer)
+        if port > 65535:
+            raise InvalidInput(f"BATON_PORT must be a port number (0-65535), got {port}")
+        workers = number("workers", 1, _integer)
+        if not 1 <= workers <= 64:
+            raise InvalidInput(f"BATON_WORKERS must be 1 to 64, got {workers}")
+        command_timeout = number("command_timeout", None)
+        sandbox_limits: dict[str, int | None] = {}
+        limits = raw("sandbox_limits")
+        if limits is not None and limits != "":
+            from baton.sandbox import parse_limits
+
+            sandbox_limits = parse_limits(limits)
         return cls(
             home=home,
-            database_url=pick("database_url", f"sqlite://{home / 'baton.db'}"),
-            blob_url=pick("blob_url", f"file://{home / 'blobs'}"),
-            base_url=pick("url", "http://127.0.0.1:8765"),
+            database_url=text("database_url", f"sqlite://{home / 'baton.db'}"),
+            blob_url=text("blob_url", f"file://{home / 'blobs'}"),
+            base_url=text("base_url", DEFAULT_URL),
+            url_given=raw("base_url") not in (None, ""),
             synchronous=synchronous,
             user=user,
-            display_name=pick("display_name", user),
-            secret=pick("secret", "") or None,
-            trusted_proxies=_proxies(pick("trusted_proxies", "")),
-            model=pick("model", "") or None,
-            model_base_url=pick("base_url", "") or None,
-            api_key=pick("api_key", "") or env.get("OPENAI_API_KEY") or None,
-            prices=env.get("BATON_PRICES") or file_values.get("prices"),
-            context_window=pick("context_window", "") or None,
-            retries=pick("retries", "") or None,
-            retry_delay=pick("retry_delay", "") or None,
-            retry_max_wait=pick("retry_max_wait", "") or None,
-            command_timeout=pick("command_timeout", "") or None,
-            sandbox=pick("sandbox", "") or None,
-            network=pick("network", "") or None,
-            sandbox_limits=env.get("BATON_SANDBOX_LIMITS") or file_values.get("sandbox_limits"),
+            display_name=text("display_name", user),
+            host=text("host", "127.0.0.1"),
+            port=port,
+            workers=workers,
+            secret=optional("secret"),
+            trusted_proxies=_proxies(text("trusted_proxies", "")),
+            token=optional("token"),
+            model=optional("model"),
+            model_base_url=optional("model_base_url"),
+            api_key=optional("api_key") or env.get("OPENAI_API_KEY") or None,
+            prices=parse_prices(raw("prices")),
+            context_window=number("context_window", 128_000, _integer),
+            retries=number("retries", 6, _integer),
+            retry_delay=number("retry_delay", 1.0),
+            retry_max_wait=number("retry_max_wait", 60.0),
+            command_timeout=command_timeout,
+            sandbox=_switch("sandbox", raw("sandbox"), True),
+            network=_switch("network", raw("network"), False),
+            sandbox_limits=sandbox_limits,
+            patch_cap=_cap("patch_cap", raw("patch_cap"), cls.patch_cap),
+            file_cap=_cap("file_cap", raw("file_cap"), cls.file_cap),
+            bundle_cap=_cap("bundle_cap", raw("bundle_cap"), cls.bundle_cap),
         )
+
+    def replace(self, **changes: Any) -> Settings:
+        """These settings with some changed (flags given after loading; None: not given)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_json(self) -> str:
+        """All of it as JSON, for a worker process (Settings.from_json gives it back)."""
+        data = dataclasses.asdict(self)
+        data["home"] = str(self.home)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        data = json.loads(text)
+        data["home"] = Path(data["home"])
+        data["trusted_proxies"] = tuple(data["trusted_proxies"])
+        data["prices"] = {k: Price(**v) for k, v in data["prices"].items()}
+        return cls(**data)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError
+    return int(value)
+
+
+def _switch(name: str, value: Any, default: bool) -> bool:
+    """sandbox (on/off) and network (true/false): a yes or a no."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        if name == "sandbox":
+            raise InvalidInput(f"sandbox must be on or off, got {value!r}")
+        raise InvalidInput(f"{name} must be true or false, got {value!r}")
+    return word in ("true", "yes", "on", "1")
+
+
+def _cap(name: str, value: Any, default: int) -> int:
+    """BATON_PATCH_CAP, BATON_FILE_CAP, BATON_BUNDLE_CAP: bytes (negative counts as 0)."""
+    if value is None or value == "":
+        return default
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return max(0, int(value))
+    except ValueError:
+        raise InvalidInput(f"{ENV[name]} must be a number of bytes") from None
+
+
+def parse_prices(value: Any) -> dict[str, Price]:
+    """BATON_PRICES (JSON) or the [prices] table of the config file: model -> Price."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise InvalidInput(PRICES_HINT) from None
+    if not isinstance(value, Mapping):
+        raise InvalidInput(PRICES_HINT)
+    prices: dict[str, Price] = {}
+    for model, entry in value.items():
+        if not isinstance(entry, Mapping) or not entry:
+            raise InvalidInput(PRICES_HINT)
+        row: dict[str, float] = {}
+        for key, number in entry.items():
+            if key not in PRICE_KEYS or isinstance(number, bool):
+                raise InvalidInput(
+                    f"{PRICES_HINT}; {model}.{key} is not one of {', '.join(PRICE_KEYS)}"
+                )
+            if not isinstance(number, int | float) or number < 0:
+                raise InvalidInput(f"{PRICES_HINT}; {model}.{key} must be a number >= 0")
+            row[key] = float(number)
+        prices[str(model)] = Price(**row)
+    return prices
 
 
 def _proxies(value: str) -> tuple[str, ...]:

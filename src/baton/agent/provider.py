@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from baton.config import Price, Settings
 from baton.core.errors import BatonError, InvalidInput
 
 # USD per million tokens. Override or extend with BATON_PRICES (JSON) or a [prices] table in
@@ -28,7 +29,6 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
     "o3": {"input": 2.00, "output": 8.00, "cache_read": 0.50},
     "o4-mini": {"input": 1.10, "output": 4.40, "cache_read": 0.275},
 }
-PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
 DEFAULT_CONTEXT_WINDOW = 128_000
 NO_MODEL = (
     "no model configured: set BATON_MODEL (with BATON_BASE_URL and BATON_API_KEY for an "
@@ -130,33 +130,18 @@ class Reply:
 
 
 def parse_prices(value: Any) -> dict[str, dict[str, float]]:
-    """The price table: the defaults, updated from a JSON text or a TOML table."""
-    prices = {k: dict(v) for k, v in DEFAULT_PRICES.items()}
-    if value is None or value == "":
-        return prices
-    hint = (
-        'BATON_PRICES must be a JSON object like {"gpt-4o": {"input": 2.5, "output": 10, '
-        '"cache_read": 1.25}} (USD per million tokens)'
-    )
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise InvalidInput(hint) from None
-    if not isinstance(value, Mapping):
-        raise InvalidInput(hint)
-    for model, entry in value.items():
-        if not isinstance(entry, Mapping) or not entry:
-            raise InvalidInput(hint)
-        row: dict[str, float] = {}
-        for key, number in entry.items():
-            if key not in PRICE_KEYS or isinstance(number, bool):
-                raise InvalidInput(f"{hint}; {model}.{key} is not one of {', '.join(PRICE_KEYS)}")
-            if not isinstance(number, int | float) or number < 0:
-                raise InvalidInput(f"{hint}; {model}.{key} must be a number >= 0")
-            row[key] = float(number)
-        prices[str(model)] = row
-    return prices
+    """The price table: the defaults, updated from a JSON text or a TOML table (checked as
+    Settings checks BATON_PRICES)."""
+    from baton.config import parse_prices as parse
+
+    return with_defaults(parse(value))
+
+
+def with_defaults(prices: Mapping[str, Price]) -> dict[str, dict[str, float]]:
+    """The built-in price table updated with the configured prices."""
+    table = {k: dict(v) for k, v in DEFAULT_PRICES.items()}
+    table.update((model, price.to_dict()) for model, price in prices.items())
+    return table
 
 
 def price_of(prices: Mapping[str, Mapping[str, float]], model: str) -> Mapping[str, float] | None:
@@ -186,18 +171,6 @@ def cost_of(
     return round(total / 1_000_000, 9)
 
 
-def setting_number(value: str | None, name: str, default: float, kind: type = float) -> Any:
-    if value is None or value == "":
-        return kind(default)
-    try:
-        number = kind(value)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number, got {value!r}") from None
-    if number < 0:
-        raise InvalidInput(f"{name} must not be negative")
-    return number
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     model: str
@@ -210,7 +183,7 @@ class ModelConfig:
     retry_max_wait: float = 60.0  # total seconds spent waiting before giving up
 
     @classmethod
-    def from_settings(cls, settings: Any, model: str | None = None) -> ModelConfig:
+    def from_settings(cls, settings: Settings, model: str | None = None) -> ModelConfig:
         """From Settings (flag > env > config file); NoModel when none is configured."""
         name = model or settings.model
         if not name:
@@ -228,13 +201,11 @@ class ModelConfig:
             model=name,
             base_url=base_url,
             api_key=api_key,
-            prices=parse_prices(settings.prices),
-            context_window=setting_number(
-                settings.context_window, "BATON_CONTEXT_WINDOW", DEFAULT_CONTEXT_WINDOW, int
-            ),
-            retries=setting_number(settings.retries, "BATON_RETRIES", 6, int),
-            retry_delay=setting_number(settings.retry_delay, "BATON_RETRY_DELAY", 1.0),
-            retry_max_wait=setting_number(settings.retry_max_wait, "BATON_RETRY_MAX_WAIT", 60.0),
+            prices=with_defaults(settings.prices),
+            context_window=settings.context_window,
+            retries=settings.retries,
+            retry_delay=settings.retry_delay,
+            retry_max_wait=settings.retry_max_wait,
         )
 
 

@@ -41,17 +41,12 @@ def make_tools(ctx: Context, sandbox: str | None = None, network: bool = False) 
     """The tools, commands confined as the flags (--sandbox, --network) or settings say; a
     one-line warning when they run unconfined or cannot run at all."""
     from baton import sandbox as confinement
-    from baton.agent.provider import setting_number
     from baton.agent.tools import COMMAND_TIMEOUT, Tools, repository_root
 
-    timeout = setting_number(
-        ctx.settings.command_timeout, "BATON_COMMAND_TIMEOUT", COMMAND_TIMEOUT, float
-    )
-    policy = confinement.choose(
-        sandbox or ctx.settings.sandbox,
-        True if network else ctx.settings.network,
-        ctx.settings.sandbox_limits,
-    )
+    settings = ctx.settings
+    timeout = COMMAND_TIMEOUT if settings.command_timeout is None else settings.command_timeout
+    confined = settings.sandbox if sandbox is None else sandbox == "on"
+    policy = confinement.choose(confined, network or settings.network, settings.sandbox_limits)
     if not policy.confined:
         click.echo(
             "baton: warning: --sandbox off: commands run unconfined, with your files, "

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
+
+if TYPE_CHECKING:
+    from baton.config import Settings
 
 LOGIN_FILE = "login.json"
 
@@ -54,12 +57,22 @@ class Context:
         self._service: Any = None
         self._owner: Any = None
         self._local: Any = None
+        self._settings: Any = None
 
     @property
-    def settings(self) -> Any:
-        from baton.config import Settings
+    def settings(self) -> Settings:
+        """Loaded (and checked) once, on first use."""
+        if self._settings is None:
+            from baton.config import Settings
 
-        return Settings.load(home=self._home)
+            self._settings = Settings.load(home=self._home)
+        return cast("Settings", self._settings)
+
+    def configure(self, **flags: Any) -> Settings:
+        """The settings with a command's own flags on top (None: not given); call it before
+        the service is built, which is built from them."""
+        self._settings = self.settings.replace(**flags)
+        return self.settings
 
     @property
     def remote(self) -> dict[str, Any] | None:

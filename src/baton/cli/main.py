@@ -3,7 +3,6 @@ the commands that need them."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -21,9 +20,7 @@ from baton.cli.output import printable
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, "-V", "--version", prog_name="baton")
-@click.option(
-    "--home", envvar="BATON_HOME", help="Data folder (default: $BATON_HOME or the user data dir)."
-)
+@click.option("--home", help="Data folder (default: $BATON_HOME or the user data dir).")
 @click.option(
     "--fork",
     "fork_source",
@@ -88,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(0)
     except Exception as exc:
-        if os.environ.get("BATON_DEBUG"):
+        from baton.config import debug
+
+        if debug():
             raise
         message = printable(f"{type(exc).__name__}: {exc}")
         click.echo(f"error: {message} (set BATON_DEBUG=1 for details)", err=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from baton.cli.context import LOGIN_FILE, Context, pass_ctx, save_login
@@ -30,7 +28,7 @@ def login(ctx: Context, url: str, token: str | None, as_json: bool) -> None:
     url = url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise InvalidInput(f"{url!r} is not a server URL (http://… or https://…)")
-    token = token or os.environ.get("BATON_TOKEN") or click.prompt("Token", hide_input=True)
+    token = token or ctx.settings.token or click.prompt("Token", hide_input=True)
     client = Client(url, token.strip(), timeout=15)
     try:
         account = client.me()

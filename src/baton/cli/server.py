@@ -45,31 +45,19 @@ def local_secret(home: Path) -> str:
 
 
 @click.command("serve")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="BATON_HOST",
-    help="Address to listen on (also $BATON_HOST).",
-)
+@click.option("--host", help="Address to listen on (default: $BATON_HOST or 127.0.0.1).")
 @click.option(
     "--port",
-    default=8765,
-    show_default=True,
-    envvar="BATON_PORT",
     type=click.IntRange(0, 65535),
-    help="Port (also $BATON_PORT).",
+    help="Port (default: $BATON_PORT or 8765).",
 )
 @click.option(
     "--workers",
-    default=1,
-    show_default=True,
-    envvar="BATON_WORKERS",
     type=click.IntRange(1, 64),
-    help="Server processes sharing the port (also $BATON_WORKERS).",
+    help="Server processes sharing the port (default: $BATON_WORKERS or 1).",
 )
 @pass_ctx
-def serve(ctx: Context, host: str, port: int, workers: int) -> None:
+def serve(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the web pages and the JSON API over the store: the embedded one in BATON_HOME,
     or PostgreSQL and S3 (BATON_DATABASE_URL, BATON_BLOB_URL; see docs/deployment.md).
 
@@ -81,7 +69,8 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
     """
     from baton.core.errors import InvalidInput
 
-    settings = ctx.settings
+    settings = ctx.configure(host=host, port=port, workers=workers)
+    host, port = settings.host, settings.port
     if not is_loopback(host) and (not settings.secret or len(settings.secret) < 32):
         raise InvalidInput(
             f"refusing to listen on {host} without a secret: set BATON_SECRET to 32+ random "
@@ -89,11 +78,15 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
         )
     if settings.secret and len(settings.secret) < 32:
         raise InvalidInput("BATON_SECRET is too short: use 32+ random characters")
+    # what the workers are given too: the secret (made once if none), the address people use
     secret = settings.secret or local_secret(settings.home)
+    settings = ctx.configure(
+        secret=secret,
+        base_url=settings.base_url
+        if settings.url_given
+        else f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}",
+    )
     service = ctx.local
-    explicit_url = os.environ.get("BATON_URL") or settings.base_url != "http://127.0.0.1:8765"
-    if not explicit_url:
-        service.base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     accounts = service.accounts
     first = not any(accounts.store.list_tokens(a.id) for a in accounts.list_all())
     if first:
@@ -121,7 +114,7 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
     from baton.server import processes
 
     sock = processes.listen(host, port)  # listening before it says so
-    if workers == 1:
+    if settings.workers == 1:
         from baton.server import create_app
 
         app = create_app(
@@ -134,14 +127,13 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
         sys.stdout.flush()
         processes.serve(app, sock)
         return
-    # Each worker process builds its own app from the environment set here.
+    # Each worker process builds its own app from these settings (given to it, not read again).
     service.store.close()
-    os.environ.update(
-        {"BATON_SECRET": secret, "BATON_URL": service.base_url, "BATON_HOME": str(settings.home)}
+    click.echo(
+        f"baton serving {service.base_url} ({where}, {settings.workers} workers); Ctrl-C stops it"
     )
-    click.echo(f"baton serving {service.base_url} ({where}, {workers} workers); Ctrl-C stops it")
     sys.stdout.flush()
-    processes.supervise(sock, workers)
+    processes.supervise(sock, settings)
 
 
 def _account(ctx: Context, handle: str | None) -> Any:

@@ -4,7 +4,6 @@ snapshot (`sessions new`, `sessions snapshot`, `chat`, `run`), describe it, and 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,28 +36,17 @@ def capture(ctx: Context, repo: str | None) -> dict[str, Any] | None:
     path = Path(repo).expanduser() if repo else Path.cwd()
     if repo is not None and not path.exists():
         raise InvalidInput(f"{repo}: no such folder")
+    settings = ctx.settings
     git = gitstate.capture(
         path,
         put_blob(ctx),
-        patch_cap=_cap("BATON_PATCH_CAP", gitstate.PATCH_CAP),
-        file_cap=_cap("BATON_FILE_CAP", gitstate.FILE_CAP),
-        bundle_cap=_cap("BATON_BUNDLE_CAP", gitstate.BUNDLE_CAP),
+        patch_cap=settings.patch_cap,
+        file_cap=settings.file_cap,
+        bundle_cap=settings.bundle_cap,
     )
     if git is None and repo is not None:
         raise InvalidInput(f"{repo} is not inside a git repository")
     return git
-
-
-def _cap(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return max(0, int(value))
-    except ValueError:
-        from baton.core.errors import InvalidInput
-
-        raise InvalidInput(f"{name} must be a number of bytes") from None
 
 
 def describe(git: dict[str, Any] | None) -> list[str]:

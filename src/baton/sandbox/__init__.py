@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,19 +142,11 @@ def _number(key: str, raw: Any) -> int | None:
     return number or None
 
 
-def choose(sandbox: str | None, network: str | bool | None, limits: Any) -> Policy:
-    """The policy the settings ask for: sandbox "on" (default) or "off", network a yes/no,
-    limits as parse_limits takes them. A bad value is an InvalidInput of one line."""
-    mode = (sandbox or "on").strip().lower()
-    if mode not in ("on", "off", "true", "false"):
-        raise InvalidInput(f"sandbox must be on or off, got {sandbox!r}")
-    if isinstance(network, str):
-        word = network.strip().lower()
-        if word not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-            raise InvalidInput(f"network must be true or false, got {network!r}")
-        network = word in ("true", "yes", "on", "1")
-    confined = mode in ("on", "true")
-    return Policy(confined=confined, network=bool(network) and confined, **parse_limits(limits))
+def choose(confined: bool, network: bool, limits: Mapping[str, int | None]) -> Policy:
+    """The policy the settings ask for (baton.config checked them): confined or not, the
+    network allowed or not (only ever inside the sandbox), limits as parse_limits gives them."""
+    given: dict[str, Any] = dict(limits)
+    return Policy(confined=confined, network=network and confined, **given)
 
 
 _probed: dict[str, str | None] = {}

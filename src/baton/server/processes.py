@@ -4,17 +4,20 @@ The listening socket is made here, not by uvicorn: one whose protocol is IPPROTO
 asyncio turns Nagle's algorithm off on every accepted connection (on a socket made with
 protocol 0 it does not, and each small response then waits ~40 ms for a delayed ACK).
 With `--workers N` the parent binds it once and N spawned processes serve it; each builds its
-own app from the environment the parent set up, and one that dies is started again."""
+own app from the parent's Settings (sent as JSON through the spawn pipe, with the secret and
+the address the parent settled on), and one that dies is started again."""
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from baton.config import Settings
 
 LOG = {"log_level": "warning", "access_log": False}
 
@@ -49,25 +52,26 @@ def serve(app: Any, sock: socket.socket) -> None:
     uvicorn.Server(config(app)).run(sockets=[sock])
 
 
-def _worker(sock: socket.socket) -> None:
+def _worker(sock: socket.socket, settings_json: str) -> None:
     from baton.config import Settings, build_service
     from baton.server import create_app
 
-    settings = Settings.load()
+    settings = Settings.from_json(settings_json)
+    if settings.secret is None:  # the parent settles on one before it starts any worker
+        raise ValueError("a worker needs the cookie-signing secret")
     service = build_service(settings)
-    service.base_url = settings.base_url
     app = create_app(
         service,
-        secret=os.environ["BATON_SECRET"],
+        secret=settings.secret,
         secure_cookies=service.base_url.startswith("https"),
         trusted_proxies=settings.trusted_proxies,
     )
     serve(app, sock)
 
 
-def supervise(sock: socket.socket, workers: int) -> None:
-    """Run `workers` processes on `sock`; start again any that dies; stop them all on SIGINT
-    or SIGTERM."""
+def supervise(sock: socket.socket, settings: Settings) -> None:
+    """Run `settings.workers` processes on `sock`, each given `settings`; start again any that
+    dies; stop them all on SIGINT or SIGTERM."""
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -79,11 +83,12 @@ def supervise(sock: socket.socket, workers: int) -> None:
     signal.signal(signal.SIGINT, stop)
 
     def start() -> Any:
-        process = context.Process(target=_worker, args=(sock,), daemon=False)
+        process = context.Process(target=_worker, args=(sock, config_json), daemon=False)
         process.start()
         return process
 
-    processes = [start() for _ in range(workers)]
+    config_json = settings.to_json()
+    processes = [start() for _ in range(settings.workers)]
     try:
         while not stopping:
             time.sleep(0.2)
