@@ -10,9 +10,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from baton.service import Service
 
 CONFIG_FILE = "config.toml"
 
@@ -123,7 +126,7 @@ def _proxies(value: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Any:
+def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Service:
     """The local service over the configured store (imports kept out of start-up)."""
     from baton.scanning import SecretScanner
     from baton.service import Service
