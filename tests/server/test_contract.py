@@ -443,3 +443,17 @@ def test_service_and_client_take_the_contracts_parameters(name: str) -> None:
     service = [p for p in public_signature(Service, name) if p[0] not in SERVICE_ONLY.get(name, ())]
     assert client == wanted
     assert service == wanted
+
+
+def test_the_service_shares_the_contracts_values_not_copies() -> None:
+    """One sentinel and one class of each result: a copy in the service would make the CLI's
+    `ANY_HEAD` a real expected head in local mode, and results unequal across modes."""
+    import baton.contract
+    import baton.core.durations
+    import baton.core.shares
+    import baton.service
+
+    for name in ("ANY_HEAD", "AppendResult", "ImportResult", "VerifyReport"):
+        assert getattr(baton.service, name) is getattr(baton.contract, name), name
+    assert baton.service.share_id_from is baton.core.shares.share_id_from
+    assert baton.service.parse_duration is baton.core.durations.parse_duration
