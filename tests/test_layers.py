@@ -335,3 +335,22 @@ def test_no_module_imports_another_modules_private_names() -> None:
                 assert not private, (
                     f"{path.relative_to(SRC)}:{node.lineno} imports {private} of {node.module}"
                 )
+
+
+def test_the_client_reaches_the_server_only_through_the_contract() -> None:
+    """client.py implements the contract over HTTP: it shares the contract's types and core's
+    helpers with the service, and never imports the service or a store."""
+    found = imports(SRC / "client.py")
+    assert "baton.contract" in found
+    reached = sorted(n for n in found if n.startswith(("baton.service", "baton.store")))
+    assert reached == []
+
+
+def test_the_contract_stands_on_core_alone() -> None:
+    """contract.py is the interface both sides implement: standard library and core/ only."""
+    for name in imports(SRC / "contract.py"):
+        top = name.split(".")[0]
+        if top == "baton":
+            assert name.startswith("baton.core"), f"contract.py imports {name}"
+        else:
+            assert top in sys.stdlib_module_names, f"contract.py imports {name}"

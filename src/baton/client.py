@@ -1,4 +1,5 @@
-"""The HTTP client: the same interface as Service, over a baton server (remote mode)."""
+"""The HTTP client: the contract (`baton.contract.Baton`) that Service implements locally, over a
+baton server (remote mode)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from baton.contract import ANY_HEAD, AppendResult, ImportResult, VerifyReport
 from baton.core import errors
 from baton.core.errors import BatonError, InvalidInput
-from baton.core.models import JSON, Account, Message, Session, Share, Totals, utcnow
+from baton.core.models import JSON, Account, Message, Page, Session, Share, Totals, utcnow
+from baton.core.shares import share_id_from
 from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
-from baton.service import ANY_HEAD, AppendResult, ImportResult, VerifyReport, share_id_from
-from baton.store.base import Page
 
 _ERRORS: dict[str, type[BatonError]] = {
     cls.code: cls
@@ -233,9 +234,19 @@ class Client:
         )
 
     def update(
-        self, owner: str, session_id: str, *, expected_version: int | None = None, **changes: Any
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        expected_version: int | None = None,
+        title: str | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        metadata: JSON | None = None,
+        git: JSON | None = None,
     ) -> Session:
         headers = {} if expected_version is None else {"If-Match": f'"{expected_version}"'}
+        changes = {"title": title, "task": task, "status": status, "metadata": metadata, "git": git}
         body = {k: v for k, v in changes.items() if v is not None}
         data = self.call("PATCH", f"/api/sessions/{session_id}", json=body, headers=headers)
         return session_from(data.json())
@@ -249,13 +260,10 @@ class Client:
         return list(data["revoked_shares"])
 
     # blobs and git snapshots
-    def put_blob(self, data: bytes) -> str:
-        from baton.core import ids
-
-        sha = ids.sha256_hex(data)
+    def put_blob(self, sha256: str, data: bytes, owner: str | None = None) -> None:
+        """Upload a blob (the server checks that `data` hashes to `sha256`)."""
         headers = {"Content-Type": "application/octet-stream"}
-        self.call("POST", f"/api/blobs/{sha}", content=data, headers=headers)
-        return sha
+        self.call("POST", f"/api/blobs/{sha256}", content=data, headers=headers)
 
     def blob(
         self,

@@ -16,9 +16,12 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from baton.service import Service
 
 CONFIG_FILE = "config.toml"
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -336,7 +339,7 @@ def _proxies(value: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Any:
+def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Service:
     """The local service over the configured store (imports kept out of start-up)."""
     from baton.scanning import SecretScanner
     from baton.service import Service

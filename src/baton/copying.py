@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from baton.contract import VerifyReport
 from baton.core.errors import Conflict, Corrupt, InvalidInput
 from baton.core.models import JSON, Session, Share, StoredMessage, utcnow
-from baton.service import VerifyReport
 from baton.store import open_blobs, open_store
 from baton.store.base import BlobStore, Store, git_blobs, safe_url
 

@@ -6,15 +6,16 @@ import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import orjson
 
 from baton.accounts import Accounts
+from baton.contract import ANY_HEAD, AppendResult, ImportResult, VerifyReport
 from baton.core import ids
-from baton.core.chain import link, stored, verify_chain
+from baton.core.chain import link, stored
+from baton.core.durations import parse_duration
 from baton.core.errors import (
     Conflict,
     Gone,
@@ -38,6 +39,7 @@ from baton.core.models import (
     utcnow,
 )
 from baton.core.redaction import mask, redact_value, strings_in
+from baton.core.shares import share_id_from
 from baton.core.validation import (
     MessageInput,
     check_header,
@@ -59,11 +61,7 @@ from baton.store.base import (
     idempotency_cutoff,
 )
 
-ANY_HEAD = object()  # append at whatever the head is, retrying on conflict
 SHARE_MODES = ("block", "redact", "allow")
-_DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-MAX_EXPIRY = timedelta(days=36500)  # a share or token lives at most about 100 years
 MAX_POSITION = 2**62  # no chain is this long: a page from here on is empty
 BLOB_GRACE_SECONDS = 3600.0
 GIT_PATCH = "git patch"
@@ -81,65 +79,6 @@ def canonical(value: Any) -> bytes:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONEncodeError, TypeError):  # beyond what orjson writes (a huge int…)
         return ids.canonical_json(value)
-
-
-def parse_duration(text: str) -> timedelta:
-    """`30m`, `12h`, `7d`, `2w`; at most MAX_EXPIRY."""
-    match = _DURATION.match(text.strip().lower())
-    if not match or int(match.group(1)) == 0:
-        raise InvalidInput(f"expiry {text!r} is not a duration like 30m, 12h, 7d or 2w")
-    try:
-        duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    except OverflowError:
-        duration = timedelta.max
-    if duration > MAX_EXPIRY:
-        raise InvalidInput(f"expiry {text!r} is too far ahead; at most {MAX_EXPIRY.days}d")
-    return duration
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    session: Session
-    appended: list[Message]  # the messages this call added (empty when all were stored)
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    session: Session
-    created: bool
-    messages: int
-
-
-@dataclass
-class VerifyReport:
-    sessions: int = 0
-    shares: int = 0
-    messages: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> JSON:
-        return {**dataclasses.asdict(self), "ok": self.ok}
-
-    def check_chain(self, store: Store, name: str, head: str | None, count: int) -> list[Message]:
-        """Read the chain ending at `head` and note what is wrong with it: unreadable, not
-        `count` messages long, its head missing, a message that does not hash to its id or
-        link to the one before. Returns what was read."""
-        try:
-            chain = store.chain(head) if head else []
-        except Exception as exc:  # a damaged row reports, it does not stop the check
-            self.problems.append(f"{name}: cannot be read ({type(exc).__name__}: {exc})")
-            return []
-        self.messages += len(chain)
-        if len(chain) != count:
-            self.problems.append(f"{name}: holds {len(chain)} messages, header says {count}")
-        if head is not None and (not chain or chain[-1].id != head):
-            self.problems.append(f"{name}: head {head} is missing")
-        self.problems.extend(f"{name}: {p}" for p in verify_chain(chain))
-        return chain
 
 
 class Service:
@@ -1078,18 +1017,6 @@ class Service:
         return self.store.list_sessions(ListQuery(owner, limit, cursor, status, repo, text or None))
 
 
-def share_id_from(value: str) -> str:
-    """A share id from a share id, a share URL (`…/share/ID`) or a session id."""
-    value = value.strip()
-    if "/share/" in value:
-        value = value.split("/share/", 1)[1].split("?", 1)[0].split("#", 1)[0].strip("/")
-    if value.startswith("baton://fork/"):
-        value = value[len("baton://fork/") :]
-    if not value or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
-        raise InvalidInput(f"{value!r} is not a share id, share URL or session id")
-    return value
-
-
 def _answer(digest: str, result: AppendResult) -> Remembered:
     """What an append with an idempotency key answers, kept for its retries."""
     return Remembered(
@@ -1192,4 +1119,12 @@ def _parse_document(data: bytes | str | JSON) -> JSON:
     return doc
 
 
-__all__ = ["ANY_HEAD", "Service", "parse_duration", "share_id_from"]
+__all__ = [
+    "ANY_HEAD",
+    "AppendResult",
+    "ImportResult",
+    "Service",
+    "VerifyReport",
+    "parse_duration",
+    "share_id_from",
+]

@@ -213,3 +213,26 @@ def test_users_and_tokens_on_the_local_store(tmp_path: Path) -> None:
         == 0
     )
     assert os.path.exists(tmp_path / "baton.db")
+
+
+def test_the_context_hands_out_the_local_service_or_the_client_by_mode(
+    served: Served, tmp_path: Path
+) -> None:
+    """`service` is the one contract in both modes; `local` is the Service of the home folder,
+    `client` the Client of the server logged in to, refused in one line without a login."""
+    from baton.cli.context import Context
+    from baton.client import Client
+    from baton.core.errors import InvalidInput
+    from baton.service import Service
+
+    home = tmp_path / "home"
+    local = Context(str(home))
+    assert isinstance(local.service, Service) and local.service is local.local
+    with pytest.raises(InvalidInput, match=r"^not logged in: run `baton login URL` first$"):
+        _ = local.client
+    assert run_baton("login", served.url, "--token", served.token, home=home).returncode == 0
+    remote = Context(str(home))
+    assert isinstance(remote.service, Client) and remote.client is remote.service
+    assert remote.owner == remote.client.me().id
+    remote.client.close()
+    local.local.store.close()

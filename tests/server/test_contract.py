@@ -3,7 +3,10 @@ the HTTP client against a live `baton serve` process (remote mode), with the sam
 
 from __future__ import annotations
 
+import inspect
+import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +16,7 @@ import orjson
 import pytest
 
 from baton.client import Client
+from baton.contract import Baton
 from baton.core.errors import (
     Conflict,
     Gone,
@@ -22,6 +26,7 @@ from baton.core.errors import (
     SecretsFound,
     VersionMismatch,
 )
+from baton.core.ids import sha256_hex
 from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store import open_blobs, open_store
@@ -37,8 +42,8 @@ class Way:
     """A way in for two accounts: `alice` and `bob` are (interface, account id)."""
 
     name: str
-    alice: tuple[Any, str]
-    bob: tuple[Any, str]
+    alice: tuple[Baton, str]
+    bob: tuple[Baton, str]
 
 
 @pytest.fixture(scope="module")
@@ -314,48 +319,41 @@ def test_bad_input_is_refused_and_changes_nothing(way: Way) -> None:
     assert svc.get(me, session.id).version == 1
 
 
-def _upload(svc: Any, owner: str, data: bytes) -> str:
-    """Upload a blob as `owner`, so that a git snapshot may name it."""
-    from baton.core import ids
-
-    if isinstance(svc, Client):
-        return svc.put_blob(data)
-    sha = ids.sha256_hex(data)
-    svc.put_blob(sha, data, owner)
-    return sha
-
-
-def _bundle(tmp: Path) -> bytes:
-    """A real git bundle of one commit."""
-    import subprocess
-
+def one_commit_bundle(folder: Path) -> bytes:
+    """A real git bundle (a share scans it) holding one commit."""
     env = {
-        "GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@example.com",
-        "GIT_COMMITTER_NAME": "A", "GIT_COMMITTER_EMAIL": "a@example.com",
-        "HOME": str(tmp), "PATH": "/usr/bin:/bin",
-    }  # fmt: skip
-    repo = tmp / "repo"
-    for args in (
-        ["init", "-q", str(repo)],
-        ["-C", str(repo), "commit", "-q", "--allow-empty", "-m", "one"],
-        ["-C", str(repo), "bundle", "create", "-q", str(tmp / "b.bundle"), "HEAD"],
-    ):
-        subprocess.run(["git", *args], env=env, check=True, capture_output=True)
-    return (tmp / "b.bundle").read_bytes()
+        "PATH": os.environ["PATH"],
+        "HOME": str(folder),
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        **{
+            f"GIT_{who}_{what}": value
+            for who in ("AUTHOR", "COMMITTER")
+            for what, value in (("NAME", "Alice"), ("EMAIL", "alice@example.com"))
+        },
+    }
+    repo = folder / "repo"
+    repo.mkdir()
+    (repo / "app.py").write_text("print('hi')\n")
+    for args in (["init", "-q"], ["add", "app.py"], ["commit", "-qm", "first"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    subprocess.run(["git", "bundle", "create", "-q", "b", "--all"], cwd=repo, env=env, check=True)
+    return (repo / "b").read_bytes()
 
 
 def test_a_share_says_what_it_publishes_and_can_leave_the_code_out(
     way: Way, tmp_path: Path
 ) -> None:
     svc, me = way.alice
-    patch = _upload(svc, me, b"diff --git a/x b/x\n")
-    bundle = _upload(svc, me, _bundle(tmp_path))
+    patch, bundle = b"a patch of two files", one_commit_bundle(tmp_path)
+    for data in (patch, bundle):  # a snapshot names only blobs its owner uploaded
+        svc.put_blob(sha256_hex(data), data, me)
     git = {
         "version": 1,
         "head": "c" * 40,
         "upstream": "origin/main",
-        "patch": {"sha256": patch, "size": 10, "files": 2},
-        "bundle": {"sha256": bundle, "size": 10, "commits": 1},
+        "patch": {"sha256": sha256_hex(patch), "size": len(patch), "files": 2},
+        "bundle": {"sha256": sha256_hex(bundle), "size": len(bundle), "commits": 1},
     }
     session = svc.create(me, title="code", git=git)
     svc.append(me, session.id, [text_message("user", "hello")])
@@ -365,3 +363,97 @@ def test_a_share_says_what_it_publishes_and_can_leave_the_code_out(
     assert bare.published == "1 message, no code" and bare.withheld == []
     assert bare.git is not None and (bare.git["patch"], bare.git["bundle"]) == (None, None)
     assert svc.public_share(bare.id).published == "1 message, no code"
+
+
+def test_blobs_and_git_snapshots_go_through_the_same_calls(way: Way) -> None:
+    """`put_blob(sha256, data, owner)` then a snapshot naming it, read back with `blob`; the
+    same state again records nothing. A body that does not hash to its name is refused."""
+    svc, me = way.alice
+    bob_svc, bob = way.bob
+    patch = b"diff --git a/app.py b/app.py\n+print('hi')\n"
+    sha = sha256_hex(patch)
+    assert svc.put_blob(sha, patch, me) is None
+    with pytest.raises(InvalidInput, match=f"the body does not hash to {'0' * 64}"):
+        svc.put_blob("0" * 64, patch, me)
+    session = svc.create(me, title="snap")
+    git = {"version": 1, "head": "c" * 40, "state": "s1", "patch": {"sha256": sha, "size": 9}}
+    updated, changed = svc.snapshot(me, session.id, git)
+    assert (changed, updated.version, updated.git) == (True, 2, git)
+    same, changed = svc.snapshot(me, session.id, {**git, "captured_at": "later"})
+    assert (changed, same.version) == (False, 2)
+    assert svc.blob(me, sha, session_id=session.id) == patch
+    with pytest.raises(NotFound, match=f"no session {session.id}"):
+        bob_svc.blob(bob, sha, session_id=session.id)
+    with pytest.raises(NotFound, match=f"no blob {sha}"):
+        svc.blob(me, sha, session_id=svc.create(me).id)
+    with pytest.raises(InvalidInput, match=f"git.patch: blob {sha} is not one of yours"):
+        bob_svc.create(bob, git=git)
+
+
+def public_signature(cls: type, name: str) -> list[tuple[str, Any, Any]]:
+    """A method's parameters (after self) as (name, kind, default)."""
+    params = list(inspect.signature(getattr(cls, name)).parameters.values())[1:]
+    return [(p.name, p.kind, p.default) for p in params]
+
+
+CONTRACT = sorted(
+    name
+    for name, value in vars(Baton).items()
+    if not name.startswith("_") and inspect.isfunction(value)
+)
+# What the Service takes beyond the contract (the Client has no use for it).
+SERVICE_ONLY = {"append": {"retries"}}
+
+
+def test_the_contract_names_every_shared_call() -> None:
+    assert CONTRACT == [
+        "append",
+        "blob",
+        "create",
+        "delete",
+        "export",
+        "fork",
+        "gc",
+        "get",
+        "import_document",
+        "list",
+        "messages",
+        "now",
+        "public_share",
+        "put_blob",
+        "rename",
+        "revoke",
+        "scan_session",
+        "share",
+        "share_messages",
+        "share_url",
+        "shares",
+        "snapshot",
+        "update",
+        "verify",
+    ]
+
+
+@pytest.mark.parametrize("name", [n for n in CONTRACT if n != "now"])
+def test_service_and_client_take_the_contracts_parameters(name: str) -> None:
+    """Same names, kinds and defaults on both sides (mypy checks the types): a call written
+    for one works on the other."""
+    wanted = public_signature(Baton, name)
+    client = public_signature(Client, name)
+    service = [p for p in public_signature(Service, name) if p[0] not in SERVICE_ONLY.get(name, ())]
+    assert client == wanted
+    assert service == wanted
+
+
+def test_the_service_shares_the_contracts_values_not_copies() -> None:
+    """One sentinel and one class of each result: a copy in the service would make the CLI's
+    `ANY_HEAD` a real expected head in local mode, and results unequal across modes."""
+    import baton.contract
+    import baton.core.durations
+    import baton.core.shares
+    import baton.service
+
+    for name in ("ANY_HEAD", "AppendResult", "ImportResult", "VerifyReport"):
+        assert getattr(baton.service, name) is getattr(baton.contract, name), name
+    assert baton.service.share_id_from is baton.core.shares.share_id_from
+    assert baton.service.parse_duration is baton.core.durations.parse_duration

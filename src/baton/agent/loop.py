@@ -15,11 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from baton.agent.provider import Cancel, Interrupted, ModelError, Provider, Reply, ToolCall
 from baton.agent.tools import CONFIRM, Outcome, Tools
 from baton.core.models import JSON, Message
+
+if TYPE_CHECKING:
+    from baton.contract import Baton
 
 INTERRUPTED_TOOL = (
     "interrupted: this tool call did not finish (the session stopped before its result was "
@@ -263,7 +266,7 @@ class Agent:
 
     def __init__(
         self,
-        service: Any,
+        service: Baton,
         owner: str,
         session_id: str,
         provider: Provider,

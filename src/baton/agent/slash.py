@@ -8,11 +8,14 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton.agent.loop import INTERRUPTED_TURN
 from baton.core.errors import BatonError, InvalidInput, SecretsFound
 from baton.core.models import Message
+
+if TYPE_CHECKING:
+    from baton.contract import Baton
 
 SESSION_COMMANDS = {
     "list": "[-q TEXT]  recent sessions",
@@ -40,7 +43,7 @@ SHOWN_TURNS = 3  # user turns shown on resume
 class ChatState:
     """What the chat and its slash commands share."""
 
-    service: Any
+    service: Baton
     owner: str
     console: Any  # rich Console
     session_id: str | None = None
@@ -176,7 +179,7 @@ def _session(state: ChatState, args: list[str]) -> None:
     elif sub == "unshare":
         if not rest:
             raise InvalidInput("give the share to revoke: /session unshare SHARE_ID")
-        from baton.service import share_id_from
+        from baton.core.shares import share_id_from
 
         revoked = service.revoke(owner, share_id_from(rest[0]))
         out.print(f"revoked {revoked.id}", highlight=False)
@@ -203,9 +206,9 @@ def _session(state: ChatState, args: list[str]) -> None:
         if not state.ask(f"Delete {sid} ({session.title or 'untitled'})?"):
             out.print("not deleted", highlight=False)
             return
-        revoked = service.delete(owner, sid, revoke_shares=revoke)
+        gone = service.delete(owner, sid, revoke_shares=revoke)
         state.session_id = None
-        suffix = f" and revoked {len(revoked)} share(s)" if revoked else ""
+        suffix = f" and revoked {len(gone)} share(s)" if gone else ""
         out.print(f"deleted {sid}{suffix}; the next prompt starts a new session", highlight=False)
     elif sub == "export":
         sid = state.need_session()
@@ -266,7 +269,7 @@ def sessions_table(sessions: list[Any], current: str | None) -> Any:
     return table
 
 
-def show_session(out: Any, service: Any, owner: str, sid: str, last: int | None) -> None:
+def show_session(out: Any, service: Baton, owner: str, sid: str, last: int | None) -> None:
     session = service.get(owner, sid)
     t = session.totals
     out.print(f"[bold]{_escape(session.title or '(untitled)')}[/bold]  [dim]{session.id}[/dim]")

@@ -6,12 +6,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
+    from baton.client import Client
     from baton.config import Settings
+    from baton.contract import Baton
+    from baton.service import Service
+
+    # Both sides implement the one contract: mypy checks each against it here.
+    _SERVICE_IS_A_BATON: type[Baton] = Service
+    _CLIENT_IS_A_BATON: type[Baton] = Client
 
 LOGIN_FILE = "login.json"
 
@@ -54,10 +61,10 @@ class Context:
 
     def __init__(self, home: str | None) -> None:
         self._home = home
-        self._service: Any = None
-        self._owner: Any = None
-        self._local: Any = None
-        self._settings: Any = None
+        self._service: Baton | None = None
+        self._owner: str | None = None
+        self._local: Service | None = None
+        self._settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
@@ -66,7 +73,7 @@ class Context:
             from baton.config import Settings
 
             self._settings = Settings.load(home=self._home)
-        return cast("Settings", self._settings)
+        return self._settings
 
     def configure(self, **flags: Any) -> Settings:
         """The settings with a command's own flags on top (None: not given); call it before
@@ -80,8 +87,9 @@ class Context:
         return load_login(self.settings.home)
 
     @property
-    def local(self) -> Any:
-        """The service over the embedded store in BATON_HOME, logged in or not."""
+    def local(self) -> Service:
+        """The service over the embedded store in BATON_HOME, logged in or not: for what only
+        the local store has (its accounts and tokens, its raw store, `baton serve`)."""
         if self._local is None:
             from baton.config import build_service
 
@@ -89,7 +97,7 @@ class Context:
         return self._local
 
     @property
-    def service(self) -> Any:
+    def service(self) -> Baton:
         """The local service, or after `baton login` the client of that server."""
         if self._service is None:
             remote = self.remote
@@ -97,17 +105,30 @@ class Context:
                 from baton.client import Client
 
                 self._service = Client(remote["url"], remote["token"])
-                self._owner = remote["account"]["id"]
+                self._owner = str(remote["account"]["id"])
             else:
                 self._service = self.local
         return self._service
 
     @property
-    def owner(self) -> str:
+    def client(self) -> Client:
+        """The client of the server this CLI is logged in to: for what only a server has (its
+        view of the account, `me`, and the tokens it holds). Remote mode only."""
+        from baton.client import Client
+
         service = self.service
-        if self._owner is None:
+        if not isinstance(service, Client):
+            from baton.core.errors import InvalidInput
+
+            raise InvalidInput("not logged in: run `baton login URL` first")
+        return service
+
+    @property
+    def owner(self) -> str:
+        """The account commands act as (remote mode: the one logged in)."""
+        if self._owner is None and self.service is self._local:
             settings = self.settings
-            self._owner = service.account(settings.user, settings.display_name).id
+            self._owner = self.local.account(settings.user, settings.display_name).id
         return str(self._owner)
 
 

@@ -11,8 +11,8 @@ from baton.cli.options import json_option
 from baton.cli.output import print_json, progress_bar
 
 if TYPE_CHECKING:
+    from baton.contract import VerifyReport
     from baton.copying import CopyReport, Location
-    from baton.service import VerifyReport
 
 
 @click.command("copy")

@@ -21,7 +21,7 @@ def fork_url(ctx: Context, source: str, at: str | None) -> Any:
     from urllib.parse import urlsplit
 
     from baton.core.errors import NotFound
-    from baton.service import share_id_from
+    from baton.core.shares import share_id_from
 
     if not source.startswith(("http://", "https://")):
         return None
@@ -30,7 +30,7 @@ def fork_url(ctx: Context, source: str, at: str | None) -> Any:
     remote = ctx.remote
     if remote is not None and remote["url"].rstrip("/") == origin:
         return None
-    if remote is None and ctx.service.store.get_share(share_id) is not None:
+    if remote is None and ctx.local.store.get_share(share_id) is not None:
         return None
     from baton.client import share_document
 

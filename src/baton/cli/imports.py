@@ -40,7 +40,7 @@ def _imported(ctx: Context, source_id: str) -> Any:
     """My session imported before from the source tool's session `source_id` (local mode)."""
     if ctx.remote is not None:
         return None
-    for session in ctx.service.store.iter_sessions():
+    for session in ctx.local.store.iter_sessions():
         source = (session.metadata or {}).get("source") or {}
         if session.owner == ctx.owner and source.get("session_id") == source_id:
             return session

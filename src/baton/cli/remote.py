@@ -69,11 +69,11 @@ def whoami(ctx: Context, as_json: bool) -> None:
     """
     remote = ctx.remote
     if remote is not None:
-        account = ctx.service.me()
+        account = ctx.client.me()
         where = remote["url"]
     else:
         settings = ctx.settings
-        account = ctx.service.account(settings.user, settings.display_name)
+        account = ctx.local.account(settings.user, settings.display_name)
         where = f"local store in {settings.home}"
     if as_json:
         print_json({**account.to_dict(), "server": remote["url"] if remote else None})

@@ -225,7 +225,7 @@ def tokens_create(ctx: Context, name: str, handle: str | None, as_json: bool) ->
     Example: baton tokens create --name laptop
     """
     if ctx.remote is not None and handle is None:
-        data = ctx.service.create_token(name)
+        data = ctx.client.create_token(name)
     else:
         account = _account(ctx, handle)
         token, secret = ctx.local.accounts.create_token(account.id, name)
@@ -246,7 +246,7 @@ def tokens_list(ctx: Context, handle: str | None, as_json: bool) -> None:
     Example: baton tokens list
     """
     if ctx.remote is not None and handle is None:
-        found = ctx.service.tokens()
+        found = ctx.client.tokens()
     else:
         service = ctx.local
         now = service.now()
@@ -286,7 +286,7 @@ def tokens_revoke(ctx: Context, token_id: str, handle: str | None, as_json: bool
     Example: baton tokens revoke tok_01J...
     """
     if ctx.remote is not None and handle is None:
-        data = ctx.service.revoke_token(token_id)
+        data = ctx.client.revoke_token(token_id)
     else:
         data = ctx.local.accounts.revoke(_account(ctx, handle).id, token_id).to_dict()
     if as_json:

@@ -159,7 +159,7 @@ def _read_messages(file: str) -> tuple[list[Any], Any]:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"{file} is not valid JSON: {exc}") from None
-    from baton.service import ANY_HEAD
+    from baton.contract import ANY_HEAD
 
     if isinstance(doc, dict) and "messages" in doc:
         return doc["messages"], doc.get("expected_head", ANY_HEAD)
@@ -204,7 +204,7 @@ def append(
       baton sessions append ses_01J... --file turn.json
       baton sessions append ses_01J... --file turn.json --idempotency-key turn-7
     """
-    from baton.service import ANY_HEAD
+    from baton.contract import ANY_HEAD
 
     head: Any = ANY_HEAD
     if file is not None:

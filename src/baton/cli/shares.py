@@ -92,7 +92,7 @@ def unshare(ctx: Context, share_id: str, as_json: bool) -> None:
 
     Example: baton unshare 3q2-7wEr9aTz_Rk1mC0x4Ab
     """
-    from baton.service import share_id_from
+    from baton.core.shares import share_id_from
 
     revoked = ctx.service.revoke(ctx.owner, share_id_from(share_id))
     if as_json:

@@ -4,6 +4,7 @@ snapshot (`sessions new`, `sessions snapshot`, `chat`, `run`), describe it, and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,9 @@ from baton.cli.context import Context
 from baton.cli.output import echo
 
 
-def put_blob(ctx: Context) -> Any:
+def put_blob(ctx: Context) -> Callable[[bytes], str]:
     """Where a snapshot's patch and bundle go: the local blob store, or the server."""
     service = ctx.service
-    if ctx.remote is not None:
-        return service.put_blob
     from baton.core import ids
 
     def put(data: bytes) -> str:
@@ -71,7 +70,7 @@ def describe(git: dict[str, Any] | None) -> list[str]:
 
 def _target(ctx: Context, source: str) -> tuple[dict[str, Any] | None, Any, str]:
     """The git snapshot of a session of mine or of a share, a blob reader, and a branch name."""
-    from baton.service import share_id_from
+    from baton.core.shares import share_id_from
 
     service = ctx.service
     value = share_id_from(source)
@@ -99,7 +98,7 @@ def _same_server(ctx: Context, url: str) -> bool:
     remote = ctx.remote
     if remote is not None:
         return bool(remote["url"].rstrip("/") == origin)
-    return ctx.service.store.get_share(url.rstrip("/").rsplit("/", 1)[-1]) is not None
+    return ctx.local.store.get_share(url.rstrip("/").rsplit("/", 1)[-1]) is not None
 
 
 def restore_into(

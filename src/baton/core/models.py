@@ -170,6 +170,14 @@ class Session:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing of sessions, and the cursor of the next one (None: the last)."""
+
+    sessions: list[Session]
+    next_cursor: str | None
+
+
 @dataclass(slots=True)
 class Share:
     id: str

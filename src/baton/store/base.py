@@ -22,12 +22,9 @@ from baton.core.models import (
     format_time,
     parse_time,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    sessions: list[Session]
-    next_cursor: str | None
+from baton.core.models import (
+    Page as Page,  # defined in core; listings return it
+)
 
 
 @dataclass(frozen=True, slots=True)
