@@ -15,7 +15,7 @@ from markupsafe import Markup
 from baton.core.errors import BatonError, InvalidInput, NotFound, SecretsFound
 from baton.core.models import Account, Message, published
 from baton.render.html import PAGE_PART_CHARS, message_html, stylesheet, tool_names
-from baton.server.api import export_download
+from baton.server.api.replies import export_download
 from baton.server.auth import (
     COOKIE,
     COOKIE_MAX_AGE,
