@@ -238,7 +238,7 @@ def create_app(
     """Everything the app uses is passed in: no globals, so tests build as many as they like.
     `trusted_proxies` (IPs or CIDRs) are the peers whose X-Forwarded-For names the client."""
     from baton.server.api import router as api
-    from baton.server.pages import build_pages
+    from baton.server.pages import router as pages
 
     app = FastAPI(
         title="baton",
@@ -314,7 +314,7 @@ def create_app(
         )
 
     app.include_router(api)
-    app.include_router(build_pages(service, cookies, share_limit, login_limit))
+    app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit)
     app.add_middleware(NoNul)

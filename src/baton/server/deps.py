@@ -15,14 +15,23 @@ from baton.server.auth import Cookies, RateLimiter, bearer, caller, client_addre
 from baton.service import Service
 
 
-async def get_service(request: Request) -> Service:
+def service_of(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
 
-async def get_cookies(request: Request) -> Cookies:
+def cookies_of(request: Request) -> Cookies:
+    """The signer of the app's cookies (its secret)."""
     cookies: Cookies = request.app.state.cookies
     return cookies
+
+
+async def get_service(request: Request) -> Service:
+    return service_of(request)
+
+
+async def get_cookies(request: Request) -> Cookies:
+    return cookies_of(request)
 
 
 async def get_share_limit(request: Request) -> RateLimiter:
