@@ -172,6 +172,14 @@ def test_the_store_knows_nothing_of_the_service() -> None:
             )
 
 
+def test_the_server_reaches_the_store_only_through_the_service() -> None:
+    """The server asks the service (and its accounts) for what it needs, never their store."""
+    for path in files("server"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr == "store":
+                raise AssertionError(f"{path.relative_to(SRC)}:{node.lineno} uses .store")
+
+
 # Import cycles. Every module of baton, with the modules of baton each one imports.
 MODULES = {module_name(path): path for path in sorted(SRC.rglob("*.py"))}
 

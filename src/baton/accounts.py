@@ -99,6 +99,10 @@ class Accounts:
         last = token.last_used_at
         return last is None or parse_time(last) + TOUCH_EVERY < parse_time(self.now())
 
+    def touch(self, token_id: str) -> None:
+        """Record a token's use now (for `authenticate_token(..., touch=False)` callers)."""
+        self.store.touch_token(token_id, self.now())
+
     # web logins
     def start_login(self, account_id: str, token: Token | None = None) -> str:
         """A new web login, recorded on the server; its secret (for the cookie) is returned.

@@ -17,6 +17,7 @@ from baton.core import ids
 from baton.core.chain import link, stored
 from baton.core.durations import parse_duration
 from baton.core.errors import (
+    Busy,
     Conflict,
     Gone,
     InvalidInput,
@@ -995,6 +996,35 @@ class Service:
         old = [sha for sha, mtime in self.blobs.list() if mtime < cutoff and sha not in gone]
         gone.update(self._free(old))
         return {"messages_deleted": deleted, "blobs_deleted": len(gone)}
+
+    # ---- for the server's event loop (kept apart: to move with the facade's split) ----
+    @property
+    def inline_writes(self) -> bool:
+        """Whether the store writes locally and quickly (SQLite), so that a small write may
+        run on an event loop; a networked store's (PostgreSQL) belong in a worker thread."""
+        return self.store.inline_writes
+
+    def append_inline(
+        self,
+        owner: str,
+        session_id: str,
+        messages: Sequence[Any],
+        expected_head: Any = ANY_HEAD,
+        *,
+        idempotency_key: str | None = None,
+    ) -> AppendResult | None:
+        """`append`, for an event loop: it waits only briefly for another writer. None, with
+        nothing appended, when writes are not inline or another writer holds the store: then
+        call `append` from a worker thread."""
+        if not self.store.inline_writes:
+            return None
+        self.store.wait_briefly()
+        try:
+            return self.append(
+                owner, session_id, messages, expected_head, idempotency_key=idempotency_key
+            )
+        except Busy:
+            return None
 
     # listing comes last: a method named `list` shadows the builtin in later annotations
     def list(

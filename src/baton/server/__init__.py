@@ -237,8 +237,8 @@ def create_app(
 ) -> FastAPI:
     """Everything the app uses is passed in: no globals, so tests build as many as they like.
     `trusted_proxies` (IPs or CIDRs) are the peers whose X-Forwarded-For names the client."""
-    from baton.server.api import build_router
-    from baton.server.pages import build_pages
+    from baton.server.api import router as api
+    from baton.server.pages import router as pages
 
     app = FastAPI(
         title="baton",
@@ -253,6 +253,7 @@ def create_app(
     app.state.service = service
     app.state.cookies = cookies
     app.state.share_limit = share_limit
+    app.state.login_limit = login_limit
     app.state.trusted_proxies = proxies(trusted_proxies)
 
     def wants_html(request: Request) -> bool:
@@ -312,8 +313,8 @@ def create_app(
             media_type="application/json",
         )
 
-    app.include_router(build_router(service, cookies, share_limit))
-    app.include_router(build_pages(service, cookies, share_limit, login_limit))
+    app.include_router(api)
+    app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit)
     app.add_middleware(NoNul)

@@ -1,4 +1,6 @@
-"""The HTML pages: server-rendered, no JavaScript needed to read, CSRF-checked form posts."""
+"""The HTML pages: server-rendered, no JavaScript needed to read, CSRF-checked form posts.
+One module-level `router`; the service, cookies and rate limits come from baton.server.deps.
+A page checks the visitor (`need`, `viewer`) in its body, after FastAPI checked its input."""
 
 from __future__ import annotations
 
@@ -15,19 +17,24 @@ from markupsafe import Markup
 from baton.core.errors import BatonError, InvalidInput, NotFound, SecretsFound
 from baton.core.models import Account, Message, published
 from baton.render.html import PAGE_PART_CHARS, message_html, stylesheet, tool_names
-from baton.server.api import export_download
+from baton.server.api.replies import export_download
 from baton.server.auth import (
     COOKIE,
     COOKIE_MAX_AGE,
     CSRF_COOKIE,
-    Cookies,
-    RateLimiter,
     caller,
     client_address,
     csrf_ok,
     csrf_token,
 )
-from baton.service import Service
+from baton.server.deps import (
+    CookiesDep,
+    LoginLimit,
+    ServiceDep,
+    ShareLimit,
+    cookies_of,
+    service_of,
+)
 
 PAGE = 100  # messages per page of a conversation
 PREVIEW = 20  # messages on a share page before "show all"
@@ -109,355 +116,394 @@ def _local(next_url: str | None) -> str:
     return "/"
 
 
-def build_pages(
-    service: Service, cookies: Cookies, share_limit: RateLimiter, login_limit: RateLimiter
-) -> APIRouter:
-    pages = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
-    def viewer(request: Request) -> Account | None:
-        account = caller(request, service, cookies)
-        request.state.me = account
-        return account
 
-    def need(request: Request) -> Account:
-        account = viewer(request)
-        if account is None:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            raise LoginFirst(f"/login?next={quote(target)}")
-        return account
+def viewer(request: Request) -> Account | None:
+    """The logged-in visitor (also for the templates), or None."""
+    account = caller(request, service_of(request), cookies_of(request))
+    request.state.me = account
+    return account
 
-    def check_csrf(request: Request, token: str | None) -> None:
-        if not csrf_ok(request, token):
-            raise InvalidInput("the form expired or came from another site; reload and try again")
 
-    def go(url: str) -> RedirectResponse:
-        return RedirectResponse(url, 303)
+def need(request: Request) -> Account:
+    account = viewer(request)
+    if account is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginFirst(f"/login?next={quote(target)}")
+    return account
 
-    # login
-    @pages.get("/login")
-    def login_form(
-        request: Request,
-        next: str | None = None,
-        code: Annotated[str | None, Query(max_length=200)] = None,
-    ) -> Response:
-        viewer(request)
-        return render(request, "login.html", {"next": _local(next), "code": code, "error": None})
 
-    @pages.post("/login")
-    def login(
-        request: Request,
-        csrf: Annotated[str, Form()] = "",
-        handle: Annotated[str, Form(max_length=100)] = "",
-        password: Annotated[str, Form(max_length=1000)] = "",
-        token: Annotated[str, Form(max_length=300)] = "",
-        code: Annotated[str, Form(max_length=300)] = "",
-        next: Annotated[str, Form(max_length=2000)] = "/",
-    ) -> Response:
-        login_limit.hit("login", client_address(request))
-        check_csrf(request, csrf)
-        account = None
-        used = None
-        if code:
-            account = service.accounts.redeem(code.strip())
-        elif token:
-            found = service.accounts.authenticate_token(token.strip())
-            if found is not None:
-                account, used = found
-        elif handle and password:
-            account = service.accounts.check_password(handle, password)
-        if account is None:
-            message = (
-                "That login link was used already or has expired."
-                if code
-                else "Wrong handle, password or token."
-            )
-            return render(
-                request,
-                "login.html",
-                {"next": _local(next), "code": None, "error": message},
-                401,
-            )
-        response = go(_local(next))
-        response.set_cookie(
-            COOKIE,
-            cookies.sign(service.accounts.start_login(account.id, used)),
-            max_age=COOKIE_MAX_AGE,
-            httponly=True,
-            samesite="lax",
-            secure=cookies.secure,
+def check_csrf(request: Request, token: str | None) -> None:
+    if not csrf_ok(request, token):
+        raise InvalidInput("the form expired or came from another site; reload and try again")
+
+
+def go(url: str) -> RedirectResponse:
+    return RedirectResponse(url, 303)
+
+
+# login
+@router.get("/login")
+def login_form(
+    request: Request,
+    next: str | None = None,
+    code: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    viewer(request)
+    return render(request, "login.html", {"next": _local(next), "code": code, "error": None})
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    login_limit: LoginLimit,
+    service: ServiceDep,
+    cookies: CookiesDep,
+    csrf: Annotated[str, Form()] = "",
+    handle: Annotated[str, Form(max_length=100)] = "",
+    password: Annotated[str, Form(max_length=1000)] = "",
+    token: Annotated[str, Form(max_length=300)] = "",
+    code: Annotated[str, Form(max_length=300)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    login_limit.hit("login", client_address(request))
+    check_csrf(request, csrf)
+    account = None
+    used = None
+    if code:
+        account = service.accounts.redeem(code.strip())
+    elif token:
+        found = service.accounts.authenticate_token(token.strip())
+        if found is not None:
+            account, used = found
+    elif handle and password:
+        account = service.accounts.check_password(handle, password)
+    if account is None:
+        message = (
+            "That login link was used already or has expired."
+            if code
+            else "Wrong handle, password or token."
         )
-        return response
-
-    @pages.post("/logout")
-    def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-        check_csrf(request, csrf)
-        login = cookies.login(request.cookies.get(COOKIE))
-        if login is not None:
-            service.accounts.logout(login)
-        response = go("/login")
-        response.delete_cookie(COOKIE)
-        return response
-
-    # my sessions
-    @pages.get("/")
-    def index(
-        request: Request,
-        q: Annotated[str | None, Query(max_length=500)] = None,
-        status: Annotated[str | None, Query(max_length=20)] = None,
-        repo: Annotated[str | None, Query(max_length=2000)] = None,
-        cursor: Annotated[str | None, Query(max_length=500)] = None,
-    ) -> Response:
-        account = need(request)
-        page = service.list(
-            account.id, limit=50, cursor=cursor, status=status or None, repo=repo or None, query=q
-        )
-        more = None
-        if page.next_cursor:
-            args = {k: v for k, v in {"q": q, "status": status, "repo": repo}.items() if v}
-            more = "/?" + urlencode({**args, "cursor": page.next_cursor})
         return render(
             request,
-            "index.html",
-            {"sessions": page.sessions, "q": q or "", "status": status or "", "repo": repo or "",
-             "more": more, "statuses": ["active", "paused", "done", "archived"]},
-        )  # fmt: skip
-
-    @pages.get("/sessions/{session_id}")
-    def session_page(
-        request: Request,
-        session_id: str,
-        start: Annotated[int, Query(ge=0)] = 0,
-        shared: Annotated[str | None, Query(max_length=100)] = None,
-    ) -> Response:
-        account = need(request)
-        session = service.get(account.id, session_id)
-        messages = service.messages(account.id, session_id, start=start, limit=PAGE)
-        live = service.live_shares(account.id, session_id)
-        new_share = next((s for s in live if s.id == shared), None)
-        return render(
-            request,
-            "session.html",
-            {
-                "session": session,
-                "messages": _conversation(messages, start),
-                "start": start,
-                "page": PAGE,
-                "shares": live,
-                "new_share": new_share,
-                "share_url": service.share_url,
-            },
+            "login.html",
+            {"next": _local(next), "code": None, "error": message},
+            401,
         )
+    response = go(_local(next))
+    response.set_cookie(
+        COOKIE,
+        cookies.sign(service.accounts.start_login(account.id, used)),
+        max_age=COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=cookies.secure,
+    )
+    return response
 
-    @pages.post("/sessions/{session_id}/rename")
-    def rename(
-        request: Request,
-        session_id: str,
-        csrf: Annotated[str, Form()] = "",
-        title: Annotated[str, Form(max_length=1000)] = "",
-    ) -> Response:
-        account = need(request)
-        check_csrf(request, csrf)
-        service.rename(account.id, session_id, title)
-        return go(f"/sessions/{session_id}")
 
-    @pages.get("/sessions/{session_id}/share")
-    def share_form(request: Request, session_id: str) -> Response:
-        account = need(request)
+@router.post("/logout")
+def logout(
+    request: Request, service: ServiceDep, cookies: CookiesDep, csrf: Annotated[str, Form()] = ""
+) -> Response:
+    check_csrf(request, csrf)
+    login = cookies.login(request.cookies.get(COOKIE))
+    if login is not None:
+        service.accounts.logout(login)
+    response = go("/login")
+    response.delete_cookie(COOKIE)
+    return response
+
+
+# my sessions
+@router.get("/")
+def index(
+    request: Request,
+    service: ServiceDep,
+    q: Annotated[str | None, Query(max_length=500)] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    repo: Annotated[str | None, Query(max_length=2000)] = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    account = need(request)
+    page = service.list(
+        account.id, limit=50, cursor=cursor, status=status or None, repo=repo or None, query=q
+    )
+    more = None
+    if page.next_cursor:
+        args = {k: v for k, v in {"q": q, "status": status, "repo": repo}.items() if v}
+        more = "/?" + urlencode({**args, "cursor": page.next_cursor})
+    return render(
+        request,
+        "index.html",
+        {"sessions": page.sessions, "q": q or "", "status": status or "", "repo": repo or "",
+         "more": more, "statuses": ["active", "paused", "done", "archived"]},
+    )  # fmt: skip
+
+
+@router.get("/sessions/{session_id}")
+def session_page(
+    request: Request,
+    service: ServiceDep,
+    session_id: str,
+    start: Annotated[int, Query(ge=0)] = 0,
+    shared: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    account = need(request)
+    session = service.get(account.id, session_id)
+    messages = service.messages(account.id, session_id, start=start, limit=PAGE)
+    live = service.live_shares(account.id, session_id)
+    new_share = next((s for s in live if s.id == shared), None)
+    return render(
+        request,
+        "session.html",
+        {
+            "session": session,
+            "messages": _conversation(messages, start),
+            "start": start,
+            "page": PAGE,
+            "shares": live,
+            "new_share": new_share,
+            "share_url": service.share_url,
+        },
+    )
+
+
+@router.post("/sessions/{session_id}/rename")
+def rename(
+    request: Request,
+    service: ServiceDep,
+    session_id: str,
+    csrf: Annotated[str, Form()] = "",
+    title: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    account = need(request)
+    check_csrf(request, csrf)
+    service.rename(account.id, session_id, title)
+    return go(f"/sessions/{session_id}")
+
+
+@router.get("/sessions/{session_id}/share")
+def share_form(request: Request, service: ServiceDep, session_id: str) -> Response:
+    account = need(request)
+    session = service.get(account.id, session_id)
+    findings = service.scan_session(account.id, session_id)
+    return render(
+        request,
+        "share_form.html",
+        {"session": session, "findings": findings, "expiries": EXPIRIES, "error": None,
+         "published": published(session.message_count, session.git)},
+    )  # fmt: skip
+
+
+@router.post("/sessions/{session_id}/share")
+def share(
+    request: Request,
+    service: ServiceDep,
+    session_id: str,
+    csrf: Annotated[str, Form()] = "",
+    expires: Annotated[str, Form(max_length=20)] = "",
+    mode: Annotated[str, Form(max_length=20)] = "block",
+    no_code: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    account = need(request)
+    check_csrf(request, csrf)
+    try:
+        created = service.share(
+            account.id, session_id, expires=expires or None, mode=mode, code=not no_code
+        )
+    except SecretsFound as exc:
         session = service.get(account.id, session_id)
-        findings = service.scan_session(account.id, session_id)
         return render(
             request,
             "share_form.html",
-            {"session": session, "findings": findings, "expiries": EXPIRIES, "error": None,
-             "published": published(session.message_count, session.git)},
+            {"session": session, "findings": exc.findings, "expiries": EXPIRIES,
+             "published": published(session.message_count, session.git),
+             "error": f"{len(exc.findings)} secret(s) found, so nothing was shared. "
+                      "Remove them, or choose below to share with them redacted."},
+            422,
         )  # fmt: skip
+    return go(f"/sessions/{session_id}?shared={created.id}")
 
-    @pages.post("/sessions/{session_id}/share")
-    def share(
-        request: Request,
-        session_id: str,
-        csrf: Annotated[str, Form()] = "",
-        expires: Annotated[str, Form(max_length=20)] = "",
-        mode: Annotated[str, Form(max_length=20)] = "block",
-        no_code: Annotated[str, Form(max_length=20)] = "",
-    ) -> Response:
-        account = need(request)
-        check_csrf(request, csrf)
-        try:
-            created = service.share(
-                account.id, session_id, expires=expires or None, mode=mode, code=not no_code
-            )
-        except SecretsFound as exc:
-            session = service.get(account.id, session_id)
-            return render(
-                request,
-                "share_form.html",
-                {"session": session, "findings": exc.findings, "expiries": EXPIRIES,
-                 "published": published(session.message_count, session.git),
-                 "error": f"{len(exc.findings)} secret(s) found, so nothing was shared. "
-                          "Remove them, or choose below to share with them redacted."},
-                422,
-            )  # fmt: skip
-        return go(f"/sessions/{session_id}?shared={created.id}")
 
-    @pages.post("/sessions/{session_id}/fork")
-    def fork_own(
-        request: Request,
-        session_id: str,
-        csrf: Annotated[str, Form()] = "",
-        at: Annotated[str, Form(max_length=200)] = "",
-    ) -> Response:
-        account = need(request)
-        check_csrf(request, csrf)
-        if not session_id.startswith("ses_"):
-            raise NotFound(f"no session {session_id}")
-        forked = service.fork(account.id, session_id, at=at or None, platform="web")
-        return go(f"/sessions/{forked.id}")
+@router.post("/sessions/{session_id}/fork")
+def fork_own(
+    request: Request,
+    service: ServiceDep,
+    session_id: str,
+    csrf: Annotated[str, Form()] = "",
+    at: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    account = need(request)
+    check_csrf(request, csrf)
+    if not session_id.startswith("ses_"):
+        raise NotFound(f"no session {session_id}")
+    forked = service.fork(account.id, session_id, at=at or None, platform="web")
+    return go(f"/sessions/{forked.id}")
 
-    @pages.get("/sessions/{session_id}/export")
-    def export(
-        request: Request,
-        session_id: str,
-        format: Annotated[str, Query(pattern="^(json|markdown|md|html|opencode)$")] = "json",
-    ) -> Response:
-        account = need(request)
-        return export_download(service, account.id, session_id, format)
 
-    @pages.get("/sessions/{session_id}/delete")
-    def delete_form(request: Request, session_id: str) -> Response:
-        account = need(request)
-        session = service.get(account.id, session_id)
-        live = service.live_shares(account.id, session_id)
-        return render(request, "delete.html", {"session": session, "shares": live})
+@router.get("/sessions/{session_id}/export")
+def export(
+    request: Request,
+    service: ServiceDep,
+    session_id: str,
+    format: Annotated[str, Query(pattern="^(json|markdown|md|html|opencode)$")] = "json",
+) -> Response:
+    account = need(request)
+    return export_download(service, account.id, session_id, format)
 
-    @pages.post("/sessions/{session_id}/delete")
-    def delete(
-        request: Request,
-        session_id: str,
-        csrf: Annotated[str, Form()] = "",
-        revoke_shares: Annotated[str, Form()] = "",
-    ) -> Response:
-        account = need(request)
-        check_csrf(request, csrf)
-        service.delete(account.id, session_id, revoke_shares=bool(revoke_shares))
-        return go("/")
 
-    # my links
-    @pages.get("/shares")
-    def my_shares(request: Request) -> Response:
-        account = need(request)
-        found = service.shares(account.id)
-        now = service.now()
-        return render(
-            request,
-            "shares.html",
-            {"shares": [(s, s.state(now)) for s in found], "share_url": service.share_url},
-        )
+@router.get("/sessions/{session_id}/delete")
+def delete_form(request: Request, service: ServiceDep, session_id: str) -> Response:
+    account = need(request)
+    session = service.get(account.id, session_id)
+    live = service.live_shares(account.id, session_id)
+    return render(request, "delete.html", {"session": session, "shares": live})
 
-    @pages.post("/shares/{share_id}/revoke")
-    def revoke(
-        request: Request,
-        share_id: str,
-        csrf: Annotated[str, Form()] = "",
-        back: Annotated[str, Form(max_length=2000)] = "/shares",
-    ) -> Response:
-        account = need(request)
-        check_csrf(request, csrf)
-        service.revoke(account.id, share_id)
-        return go(_local(back))
 
-    # tokens
-    @pages.get("/tokens")
-    def tokens(request: Request) -> Response:
-        account = need(request)
-        found = service.accounts.tokens(account.id)
-        return render(
-            request,
-            "tokens.html",
-            {"tokens": found, "created": None, "now": service.now(), "server": service.base_url},
-        )
+@router.post("/sessions/{session_id}/delete")
+def delete(
+    request: Request,
+    service: ServiceDep,
+    session_id: str,
+    csrf: Annotated[str, Form()] = "",
+    revoke_shares: Annotated[str, Form()] = "",
+) -> Response:
+    account = need(request)
+    check_csrf(request, csrf)
+    service.delete(account.id, session_id, revoke_shares=bool(revoke_shares))
+    return go("/")
 
-    @pages.post("/tokens")
-    def create_token(
-        request: Request,
-        csrf: Annotated[str, Form()] = "",
-        name: Annotated[str, Form(max_length=100)] = "",
-    ) -> Response:
-        account = need(request)
-        check_csrf(request, csrf)
-        _, secret = service.accounts.create_token(account.id, name)
-        found = service.accounts.tokens(account.id)
-        return render(
-            request,
-            "tokens.html",
-            {"tokens": found, "created": secret, "now": service.now(), "server": service.base_url},
-        )
 
-    @pages.post("/tokens/{token_id}/revoke")
-    def revoke_token(
-        request: Request, token_id: str, csrf: Annotated[str, Form()] = ""
-    ) -> Response:
-        account = need(request)
-        check_csrf(request, csrf)
-        service.accounts.revoke(account.id, token_id)
-        return go("/tokens")
+# my links
+@router.get("/shares")
+def my_shares(request: Request, service: ServiceDep) -> Response:
+    account = need(request)
+    found = service.shares(account.id)
+    now = service.now()
+    return render(
+        request,
+        "shares.html",
+        {"shares": [(s, s.state(now)) for s in found], "share_url": service.share_url},
+    )
 
-    # the public share page
-    @pages.get("/share/{share_id}")
-    def public_share(
-        request: Request,
-        share_id: str,
-        all: bool = False,
-        start: Annotated[int, Query(ge=0)] = 0,
-    ) -> Response:
-        share_limit.hit("share", client_address(request))
-        viewer(request)
-        try:
-            share = service.public_share(share_id)
-        except BatonError as exc:
-            return error_page(request, exc.status, exc.message)
-        limit = PAGE if all else PREVIEW
-        begin = start if all else 0
-        messages = service.share_messages(share_id, start=begin, limit=limit)
-        return render(
-            request,
-            "share.html",
-            {
-                "share": share,
-                "messages": _conversation(messages, begin),
-                "all": all,
-                "start": begin,
-                "page": limit,
-                "url": service.share_url(share.id),
-            },
-            headers=SHARE_HEADERS,
-        )
 
-    @pages.get("/share/{share_id}/fork")
-    def fork_form(request: Request, share_id: str) -> Response:
-        need(request)
+@router.post("/shares/{share_id}/revoke")
+def revoke(
+    request: Request,
+    service: ServiceDep,
+    share_id: str,
+    csrf: Annotated[str, Form()] = "",
+    back: Annotated[str, Form(max_length=2000)] = "/shares",
+) -> Response:
+    account = need(request)
+    check_csrf(request, csrf)
+    service.revoke(account.id, share_id)
+    return go(_local(back))
+
+
+# tokens
+@router.get("/tokens")
+def tokens(request: Request, service: ServiceDep) -> Response:
+    account = need(request)
+    found = service.accounts.tokens(account.id)
+    return render(
+        request,
+        "tokens.html",
+        {"tokens": found, "created": None, "now": service.now(), "server": service.base_url},
+    )
+
+
+@router.post("/tokens")
+def create_token(
+    request: Request,
+    service: ServiceDep,
+    csrf: Annotated[str, Form()] = "",
+    name: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    account = need(request)
+    check_csrf(request, csrf)
+    _, secret = service.accounts.create_token(account.id, name)
+    found = service.accounts.tokens(account.id)
+    return render(
+        request,
+        "tokens.html",
+        {"tokens": found, "created": secret, "now": service.now(), "server": service.base_url},
+    )
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token(
+    request: Request, service: ServiceDep, token_id: str, csrf: Annotated[str, Form()] = ""
+) -> Response:
+    account = need(request)
+    check_csrf(request, csrf)
+    service.accounts.revoke(account.id, token_id)
+    return go("/tokens")
+
+
+# the public share page
+@router.get("/share/{share_id}")
+def public_share(
+    request: Request,
+    share_limit: ShareLimit,
+    service: ServiceDep,
+    share_id: str,
+    all: bool = False,
+    start: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    share_limit.hit("share", client_address(request))
+    viewer(request)
+    try:
         share = service.public_share(share_id)
-        return render(request, "fork.html", {"share": share}, headers=SHARE_HEADERS)
+    except BatonError as exc:
+        return error_page(request, exc.status, exc.message)
+    limit = PAGE if all else PREVIEW
+    begin = start if all else 0
+    messages = service.share_messages(share_id, start=begin, limit=limit)
+    return render(
+        request,
+        "share.html",
+        {
+            "share": share,
+            "messages": _conversation(messages, begin),
+            "all": all,
+            "start": begin,
+            "page": limit,
+            "url": service.share_url(share.id),
+        },
+        headers=SHARE_HEADERS,
+    )
 
-    @pages.post("/share/{share_id}/fork")
-    def fork_share(request: Request, share_id: str, csrf: Annotated[str, Form()] = "") -> Response:
-        account = viewer(request)
-        if account is None:
-            return go(f"/login?next={quote(f'/share/{share_id}/fork')}")
-        check_csrf(request, csrf)
-        if share_id.startswith("ses_"):
-            raise NotFound(f"no share {share_id}")
-        forked = service.fork(account.id, share_id, platform="web")
-        return go(f"/sessions/{forked.id}")
 
-    @pages.get("/static/style.css")
-    def style_css(request: Request) -> Response:
-        """The stylesheet the HTML export inlines; revalidated by its ETag."""
-        css = stylesheet()
-        tag = f'"{hashlib.sha256(css.encode()).hexdigest()[:16]}"'
-        headers = {"ETag": tag, "Cache-Control": "no-cache"}
-        if request.headers.get("if-none-match") == tag:
-            return Response(status_code=304, headers=headers)
-        return Response(css, media_type="text/css", headers=headers)
+@router.get("/share/{share_id}/fork")
+def fork_form(request: Request, service: ServiceDep, share_id: str) -> Response:
+    need(request)
+    share = service.public_share(share_id)
+    return render(request, "fork.html", {"share": share}, headers=SHARE_HEADERS)
 
-    return pages
+
+@router.post("/share/{share_id}/fork")
+def fork_share(
+    request: Request, service: ServiceDep, share_id: str, csrf: Annotated[str, Form()] = ""
+) -> Response:
+    account = viewer(request)
+    if account is None:
+        return go(f"/login?next={quote(f'/share/{share_id}/fork')}")
+    check_csrf(request, csrf)
+    if share_id.startswith("ses_"):
+        raise NotFound(f"no share {share_id}")
+    forked = service.fork(account.id, share_id, platform="web")
+    return go(f"/sessions/{forked.id}")
+
+
+@router.get("/static/style.css")
+def style_css(request: Request) -> Response:
+    """The stylesheet the HTML export inlines; revalidated by its ETag."""
+    css = stylesheet()
+    tag = f'"{hashlib.sha256(css.encode()).hexdigest()[:16]}"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    return Response(css, media_type="text/css", headers=headers)
