@@ -110,10 +110,16 @@ class SQLStore(Store, Generic[C]):
         """Delete unreachable messages (of one family, or all when root is None); return
         the blobs no message names any more."""
 
+    # A listing's text search, with `?` placeholders: what defines hit_messages(id, root,
+    # depth), the messages that match; what names a row of `sessions s`; the term by which a
+    # session's title or task matches.
+    _hits: ClassVar[str]
+    _session_row: ClassVar[str]
+    _title_match: ClassVar[str]
+
     @abstractmethod
-    def _search(self, query: ListQuery) -> tuple[str, list[Any], str, list[Any]] | None:
-        """A listing's text search (with `?` placeholders): the WITH prefix and its
-        arguments, the WHERE term and its arguments; None when the text holds no word."""
+    def _match(self, text: str) -> str | None:
+        """A user's words as this database's search query; None when there is no word."""
 
     def _family(self, root: str | None) -> tuple[str, list[Any]]:
         """The term (and its argument) that keeps garbage collection to one family."""
@@ -458,13 +464,16 @@ WITH RECURSIVE heads(id) AS (
         args = [d.text(a) if isinstance(a, str) else a for a in args]
         prefix = ""
         if query.text:
-            search = self._search(query)
-            if search is None:
+            match = self._match(query.text)
+            if match is None:
                 return Page([], None)
-            prefix, before, term, after = search
-            prefix = self._sql(prefix)
-            args = [*before, *args, *after]
-            where.append(self._sql(term))
+            prefix = self._sql(search_prefix(self._hits, self._session_row))
+            args = [match, query.owner, *args, match]
+            where.append(
+                self._sql(
+                    f"({self._title_match} OR {self._session_row} IN (SELECT sid FROM found))"
+                )
+            )
         args.append(query.limit + 1)
         rows = self._reading(
             lambda c: c.execute(listing_sql(prefix, where, d.mark), args).fetchall()

@@ -23,7 +23,8 @@ class Dialect:
     flags_are_ints: bool  # booleans are stored as 0 and 1
 
     def sql(self, query: str) -> str:
-        """`query`, written with `?` placeholders, in this dialect."""
+        """`query`, written with `?` placeholders, in this dialect (so a shared statement
+        holds no other `?`, and no `%` but a placeholder of the backend's own)."""
         return query if self.mark == "?" else _percent(query)
 
     def insert(self, table: str, columns: str, skip: bool = False) -> str:

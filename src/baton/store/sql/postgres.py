@@ -29,7 +29,6 @@ from baton.core.models import Message, Session, StoredMessage
 from baton.store import pg_migrations
 from baton.store.base import (
     Answered,
-    ListQuery,
     Remembered,
     Remembering,
     git_blobs,
@@ -37,7 +36,7 @@ from baton.store.base import (
     safe_url,
 )
 from baton.store.pg_migrations import SEARCH_VECTOR, search_text
-from baton.store.sql.common import SQLStore, search_prefix
+from baton.store.sql.common import SQLStore
 from baton.store.sql.dialect import POSTGRES
 from baton.store.sql.rows import (
     MESSAGE_COLUMNS,
@@ -363,20 +362,17 @@ class PostgresStore(SQLStore[psycopg.Cursor[Any]]):
 
         return self._writing(work)
 
-    def _search(self, query: ListQuery) -> tuple[str, list[Any], str, list[Any]] | None:
-        match = ts_query(query.text or "")
-        if match is None:
-            return None
-        prefix = search_prefix(
-            "hit_messages(id, root, depth) AS (\n"
-            "  SELECT id, root, depth FROM messages WHERE search @@ to_tsquery('simple', ?))",
-            "s.id",
-        )
-        term = (
-            "(to_tsvector('simple'::regconfig, s.title || ' ' || s.task) "
-            "@@ to_tsquery('simple', ?) OR s.id IN (SELECT sid FROM found))"
-        )
-        return prefix, [match, query.owner], term, [match]
+    _hits = (
+        "hit_messages(id, root, depth) AS (\n"
+        "  SELECT id, root, depth FROM messages WHERE search @@ to_tsquery('simple', ?))"
+    )
+    _session_row = "s.id"
+    _title_match = (
+        "to_tsvector('simple'::regconfig, s.title || ' ' || s.task) @@ to_tsquery('simple', ?)"
+    )
+
+    def _match(self, text: str) -> str | None:
+        return ts_query(text)
 
     def delete_session(self, session_id: str, now: str) -> list[str]:
         def work(c: psycopg.Cursor[Any]) -> list[str]:

@@ -17,9 +17,9 @@ from baton.core.errors import Busy, NotFound
 from baton.core.models import Message, Session, StoredMessage
 from baton.core.validation import message_text
 from baton.store import migrations
-from baton.store.base import Answered, ListQuery, Remembered, Remembering, idempotency_cutoff
+from baton.store.base import Answered, Remembered, Remembering, idempotency_cutoff
 from baton.store.migration import Migration
-from baton.store.sql.common import SQLStore, search_prefix
+from baton.store.sql.common import SQLStore
 from baton.store.sql.dialect import SQLITE
 from baton.store.sql.rows import MESSAGE_COLUMNS, message_from, message_values
 
@@ -253,21 +253,16 @@ class SQLiteStore(SQLStore[sqlite3.Connection]):
             self._sync_git(c, session_id, changes)
             return self._fetch_session(c, session_id)
 
-    def _search(self, query: ListQuery) -> tuple[str, list[Any], str, list[Any]] | None:
-        match = fts_query(query.text or "")
-        if match is None:
-            return None
-        prefix = search_prefix(
-            "hits(rowid) AS (SELECT rowid FROM message_search WHERE message_search MATCH ?),\n"
-            "hit_messages(id, root, depth) AS (\n"
-            "  SELECT m.id, m.root, m.depth FROM messages m WHERE m.rowid IN (SELECT rowid FROM hits))",
-            "s.rowid",
-        )
-        term = (
-            "(s.rowid IN (SELECT rowid FROM session_search WHERE session_search MATCH ?)"
-            " OR s.rowid IN (SELECT sid FROM found))"
-        )
-        return prefix, [match, query.owner], term, [match]
+    _hits = (
+        "hits(rowid) AS (SELECT rowid FROM message_search WHERE message_search MATCH ?),\n"
+        "hit_messages(id, root, depth) AS (\n"
+        "  SELECT m.id, m.root, m.depth FROM messages m WHERE m.rowid IN (SELECT rowid FROM hits))"
+    )
+    _session_row = "s.rowid"
+    _title_match = "s.rowid IN (SELECT rowid FROM session_search WHERE session_search MATCH ?)"
+
+    def _match(self, text: str) -> str | None:
+        return fts_query(text)
 
     def delete_session(self, session_id: str, now: str) -> list[str]:
         with self._write() as c:
