@@ -1,8 +1,9 @@
 """What the SQL stores (SQLite and PostgreSQL) do alike, written once over a `Dialect`:
 accounts, tokens, web logins, sessions' rows, shares, blob grants and references, idempotency
-keys, listing. A backend supplies how a statement runs (`_reading`, `_writing`), the blob lock
-PostgreSQL's servers need, and what is truly its own: inserting messages, walking chains,
-appending, collecting garbage and full-text search."""
+keys, listing and its text search, an append's conditional UPDATE. A backend supplies how a
+statement runs (`_reading`, `_writing`), the blob lock PostgreSQL's servers need, its search
+index (FTS5 or tsvector), and what is truly its own: inserting messages, walking chains, the
+append's transaction, collecting garbage."""
 
 from __future__ import annotations
 
