@@ -15,7 +15,12 @@ PYPROJECT = tomllib.loads((SRC.parent.parent / "pyproject.toml").read_text("utf-
 EXTRAS = {"postgres": {"psycopg", "psycopg-pool"}, "s3": {"obstore"}}
 # Where the extras' libraries may be imported: modules that open_store/open_blobs and
 # store/status.py load inside baton.store.needs_extra.
-EXTRA_MODULES = {"store/postgres.py", "store/pg_migrations.py", "store/status.py", "store/s3.py"}
+EXTRA_MODULES = {
+    "store/sql/postgres.py",
+    "store/pg_migrations.py",
+    "store/status.py",
+    "store/s3.py",
+}
 
 
 def name(requirement: str) -> str:

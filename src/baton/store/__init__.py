@@ -34,7 +34,7 @@ def open_store(url: str, synchronous: str = "FULL", migrate: bool = True) -> Sto
     parsed = urlparse(url)
     if parsed.scheme in ("postgresql", "postgres"):
         with needs_extra("postgres", "a postgresql:// store"):
-            from baton.store.postgres import PostgresStore
+            from baton.store.sql.postgres import PostgresStore
 
         return PostgresStore(url, migrate=migrate)
     if parsed.scheme == "memory":
@@ -42,7 +42,7 @@ def open_store(url: str, synchronous: str = "FULL", migrate: bool = True) -> Sto
 
         return MemoryStore()
     if parsed.scheme == "sqlite":
-        from baton.store.sqlite import SQLiteStore
+        from baton.store.sql.sqlite import SQLiteStore
 
         path = url[len("sqlite://") :]
         return SQLiteStore(

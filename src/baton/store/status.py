@@ -60,7 +60,7 @@ def status(url: str) -> list[Step]:
 def apply(url: str) -> list[Step]:
     """Apply the pending migrations; return those that ran."""
     if _kind(url) == "sqlite":
-        from baton.store.sqlite import SQLiteStore
+        from baton.store.sql.sqlite import SQLiteStore
 
         store = SQLiteStore(_sqlite_path(url), migrate=False)
         try:
