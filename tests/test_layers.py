@@ -102,7 +102,7 @@ def files(*folders: str) -> list[Path]:
 
 
 CORE = files("core")
-LOWER = files("core", "store", "render", "service.py", "scanning.py", "config.py")
+LOWER = files("core", "store", "render", "service", "scanning.py", "config.py")
 
 
 def test_the_parser_sees_every_form_of_import() -> None:
