@@ -95,7 +95,7 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
     if not explicit_url:
         service.base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     accounts = service.accounts
-    first = not any(accounts.store.list_tokens(a.id) for a in accounts.list_all())
+    first = not accounts.any_tokens()
     if first:
         owner = service.account(settings.user, settings.display_name)
         _, token = accounts.create_token(owner.id, "first start")
@@ -135,7 +135,7 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
         processes.serve(app, sock)
         return
     # Each worker process builds its own app from the environment set here.
-    service.store.close()
+    service.close()
     os.environ.update(
         {"BATON_SECRET": secret, "BATON_URL": service.base_url, "BATON_HOME": str(settings.home)}
     )

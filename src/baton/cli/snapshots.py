@@ -111,7 +111,7 @@ def _same_server(ctx: Context, url: str) -> bool:
     remote = ctx.remote
     if remote is not None:
         return bool(remote["url"].rstrip("/") == origin)
-    return ctx.service.store.get_share(url.rstrip("/").rsplit("/", 1)[-1]) is not None
+    return bool(ctx.service.share_exists(url.rstrip("/").rsplit("/", 1)[-1]))
 
 
 def restore_into(
