@@ -314,14 +314,48 @@ def test_bad_input_is_refused_and_changes_nothing(way: Way) -> None:
     assert svc.get(me, session.id).version == 1
 
 
-def test_a_share_says_what_it_publishes_and_can_leave_the_code_out(way: Way) -> None:
+def _upload(svc: Any, owner: str, data: bytes) -> str:
+    """Upload a blob as `owner`, so that a git snapshot may name it."""
+    from baton.core import ids
+
+    if isinstance(svc, Client):
+        return svc.put_blob(data)
+    sha = ids.sha256_hex(data)
+    svc.put_blob(sha, data, owner)
+    return sha
+
+
+def _bundle(tmp: Path) -> bytes:
+    """A real git bundle of one commit."""
+    import subprocess
+
+    env = {
+        "GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@example.com",
+        "GIT_COMMITTER_NAME": "A", "GIT_COMMITTER_EMAIL": "a@example.com",
+        "HOME": str(tmp), "PATH": "/usr/bin:/bin",
+    }  # fmt: skip
+    repo = tmp / "repo"
+    for args in (
+        ["init", "-q", str(repo)],
+        ["-C", str(repo), "commit", "-q", "--allow-empty", "-m", "one"],
+        ["-C", str(repo), "bundle", "create", "-q", str(tmp / "b.bundle"), "HEAD"],
+    ):
+        subprocess.run(["git", *args], env=env, check=True, capture_output=True)
+    return (tmp / "b.bundle").read_bytes()
+
+
+def test_a_share_says_what_it_publishes_and_can_leave_the_code_out(
+    way: Way, tmp_path: Path
+) -> None:
     svc, me = way.alice
+    patch = _upload(svc, me, b"diff --git a/x b/x\n")
+    bundle = _upload(svc, me, _bundle(tmp_path))
     git = {
         "version": 1,
         "head": "c" * 40,
         "upstream": "origin/main",
-        "patch": {"sha256": "a" * 64, "size": 10, "files": 2},
-        "bundle": {"sha256": "b" * 64, "size": 10, "commits": 1},
+        "patch": {"sha256": patch, "size": 10, "files": 2},
+        "bundle": {"sha256": bundle, "size": 10, "commits": 1},
     }
     session = svc.create(me, title="code", git=git)
     svc.append(me, session.id, [text_message("user", "hello")])
