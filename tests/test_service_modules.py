@@ -90,3 +90,20 @@ def test_share_exists_for_every_share_of_this_store_live_or_not(
     service.revoke(owner, share.id)
     assert service.share_exists(share.id)
     assert not service.share_exists("shr_unknown")
+
+
+@pytest.mark.parametrize(
+    ("login", "handle"),
+    [("Ada.Lovelace", "adalovelace"), ("_apt", "apt"), ("-", "me"), ("x" * 50, "x" * 39)],
+)
+def test_the_local_handle_from_the_login_name_is_a_valid_handle(
+    service: Service, monkeypatch: pytest.MonkeyPatch, login: str, handle: str
+) -> None:
+    """Local mode's owner is added through Accounts.add, so the handle made from the login
+    name must pass its rule."""
+    from baton import config
+
+    monkeypatch.setattr(config.getpass, "getuser", lambda: login)
+    settings = config.Settings.load()
+    assert settings.user == handle
+    assert service.account(settings.user).handle == handle
