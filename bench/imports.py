@@ -67,7 +67,7 @@ def export_file(root: Path, count: int) -> Path:
     full = service.messages(owner, session.id, hydrate=True)
     path = root / f"opencode-{count}.json"
     path.write_bytes(orjson.dumps(export_opencode(service.get(owner, session.id), full)))
-    service.store.close()
+    service.close()
     return path
 
 

@@ -93,7 +93,7 @@ def load_vs_sqlite(root: Path, url: str, quick: bool, record: Record) -> None:
     # the same conversation (ids differ: each store stamped its own arrival times)
     assert [m.parts for m in load("sqlite")()] == [m.parts for m in load("postgres")()]
     for service in services.values():
-        service.store.close()
+        service.close()
     ratio = t_pg / t_sqlite
     record(
         f"load a {count:,}-message session from PostgreSQL vs from SQLite",

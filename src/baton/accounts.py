@@ -52,6 +52,10 @@ class Accounts:
     def list_all(self) -> list[Account]:
         return self.store.list_accounts()
 
+    def any_tokens(self) -> bool:
+        """Whether any account has ever had a token of any kind (not so on a first start)."""
+        return any(self.store.list_tokens(a.id) for a in self.list_all())
+
     # tokens
     def create_token(
         self, account_id: str, name: str = "", *, kind: str = "api", ttl: timedelta | None = None

@@ -91,7 +91,8 @@ def _local_handle() -> str:
         name = getpass.getuser()
     except Exception:
         name = "me"
-    return re.sub(r"[^a-z0-9_-]", "", name.lower()) or "me"
+    # a valid handle (as Accounts.add checks): starts with a letter or digit, at most 39
+    return re.sub(r"[^a-z0-9_-]", "", name.lower()).lstrip("_-")[:39] or "me"
 
 
 @dataclass(frozen=True)

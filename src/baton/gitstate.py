@@ -91,7 +91,7 @@ _DIFF_OPTIONS = (
 # Remote URLs
 
 
-def _scp_like(url: str) -> tuple[str, str, str] | None:
+def scp_like(url: str) -> tuple[str, str, str] | None:
     """(user@, host, path) of `[user@]host:path`, git's short ssh form; None for anything
     else. As git does: a colon before any slash, and not a URL."""
     if "://" in url:
@@ -113,7 +113,7 @@ def _scp_like(url: str) -> tuple[str, str, str] | None:
 
 
 def _is_local(url: str) -> bool:
-    return "://" not in url and _scp_like(url) is None
+    return "://" not in url and scp_like(url) is None
 
 
 def _key(host: str, path: str) -> str:
@@ -130,7 +130,7 @@ def normalize_remote(url: str) -> str:
     port, `.git` or trailing slash). Local paths become absolute; `file://` URLs stay as
     given."""
     url = url.strip()
-    scp = _scp_like(url)
+    scp = scp_like(url)
     if scp is not None:
         return _key(scp[1], scp[2])
     if "://" not in url:

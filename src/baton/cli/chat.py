@@ -112,7 +112,7 @@ def repository_key(cwd: Path) -> tuple[str | None, str | None]:
         remote_name = "origin" if "origin" in remotes else remotes[0]
     url = _git(cwd, "config", "--get", f"remote.{remote_name}.url") if remote_name else None
     if url:
-        if "://" not in url and gitstate._scp_like(url) is None:
+        if "://" not in url and gitstate.scp_like(url) is None:
             url = os.path.normpath(Path(root) / url)
         return gitstate.normalize_remote(url), root
     roots = (_git(cwd, "rev-list", "--max-parents=0", "HEAD") or "").split()

@@ -30,7 +30,7 @@ def fork_url(ctx: Context, source: str, at: str | None) -> Any:
     remote = ctx.remote
     if remote is not None and remote["url"].rstrip("/") == origin:
         return None
-    if remote is None and ctx.local.store.get_share(share_id) is not None:
+    if remote is None and ctx.local.share_exists(share_id):
         return None
     from baton.client import share_document
 

@@ -37,14 +37,12 @@ def _baton_export(ctx: Context, path: str, as_json: bool) -> None:
 
 
 def _imported(ctx: Context, source_id: str) -> Any:
-    """My session imported before from the source tool's session `source_id` (local mode)."""
+    """My session imported before from the source tool's session `source_id` (local mode:
+    the server has no route for this lookup, so a remote import starts afresh, and the
+    server's own check makes the same conversation imported twice one session)."""
     if ctx.remote is not None:
         return None
-    for session in ctx.local.store.iter_sessions():
-        source = (session.metadata or {}).get("source") or {}
-        if session.owner == ctx.owner and source.get("session_id") == source_id:
-            return session
-    return None
+    return ctx.local.imported_from(ctx.owner, source_id)
 
 
 def _earlier(ctx: Context) -> Any:

@@ -88,7 +88,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
     )
     service = ctx.local
     accounts = service.accounts
-    first = not any(accounts.store.list_tokens(a.id) for a in accounts.list_all())
+    first = not accounts.any_tokens()
     if first:
         owner = service.account(settings.user, settings.display_name)
         _, token = accounts.create_token(owner.id, "first start")
@@ -128,7 +128,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
         processes.serve(app, sock)
         return
     # Each worker process builds its own app from these settings (given to it, not read again).
-    service.store.close()
+    service.close()
     click.echo(
         f"baton serving {service.base_url} ({where}, {settings.workers} workers); Ctrl-C stops it"
     )

@@ -98,7 +98,7 @@ def _same_server(ctx: Context, url: str) -> bool:
     remote = ctx.remote
     if remote is not None:
         return bool(remote["url"].rstrip("/") == origin)
-    return ctx.local.store.get_share(url.rstrip("/").rsplit("/", 1)[-1]) is not None
+    return bool(ctx.local.share_exists(url.rstrip("/").rsplit("/", 1)[-1]))
 
 
 def restore_into(

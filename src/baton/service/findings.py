@@ -1,0 +1,165 @@
+"""What a share would publish that holds a secret: the header, the messages (hydrated), the
+git patch and the git bundle; and the git snapshot as a share shows it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton.core.errors import InvalidInput
+from baton.core.models import JSON, Message, Session, StoredMessage
+from baton.core.redaction import mask, redact_value, strings_in
+from baton.service.common import Ports, hydrate
+
+GIT_PATCH = "git patch"
+GIT_BUNDLE = "git bundle"
+
+Found = tuple[JSON, dict[str, str]]  # a finding, and the secrets behind it (kind by secret)
+
+
+@dataclass
+class Scan:
+    """The findings of a session, and what was read to find them: the messages flagged when
+    they were recorded, and every message hydrated so far (by id), so that redacting reads
+    neither again."""
+
+    found: list[Found] = field(default_factory=list)
+    flagged: list[StoredMessage] = field(default_factory=list)
+    hydrated: dict[str, Message] = field(default_factory=dict)
+
+    def full(self, p: Ports, message: Message) -> Message:
+        """`message` hydrated, read once however often it is asked for."""
+        done = self.hydrated.get(message.id)
+        if done is None:
+            done = self.hydrated[message.id] = hydrate(p, message)
+        return done
+
+
+def scan(p: Ports, session: Session, code: bool = True) -> Scan:
+    """Every secret in what a share publishes: the header, the messages (hydrated), and
+    with `code` the git patch and every commit, file and file name of the git bundle."""
+    result = Scan()
+    found = result.found
+    header = {
+        "title": session.title,
+        "task": session.task,
+        "metadata": session.metadata,
+        "git": session.git,
+    }
+    for name, value in header.items():
+        for secret, kind in p.scanner.find(value).items():
+            found.append(({"where": name, "kind": kind, "excerpt": mask(secret)}, {secret: kind}))
+    patch = (session.git or {}).get("patch") if code else None
+    if isinstance(patch, dict) and isinstance(patch.get("sha256"), str):
+        data = p.blobs.get(patch["sha256"])
+        text = data.decode("utf-8", "replace") if data else ""
+        for secret, kind in p.scanner.find(text).items():
+            found.append(
+                ({"where": GIT_PATCH, "kind": kind, "excerpt": mask(secret)}, {secret: kind})
+            )
+    if code:
+        found.extend(bundle_findings(p, session.git))
+    if session.head is None:
+        return result
+    result.flagged = p.store.flagged(session.head)
+    for sm in result.flagged:
+        secrets = p.scanner.find(result.full(p, sm.message).parts)
+        where = {
+            "where": f"message {sm.depth + 1}",
+            "message": sm.message.id,
+            "position": sm.depth + 1,
+        }
+        if not secrets:
+            # Found when it was recorded (say, with an environment variable that this
+            # process lacks): it still blocks, but it cannot be redacted automatically.
+            for f in sm.findings:
+                unlocated = {
+                    **where,
+                    "kind": f["kind"],
+                    "excerpt": f["excerpt"],
+                    "redactable": False,
+                }
+                found.append((unlocated, {}))
+        for secret, kind in secrets.items():
+            found.append(({**where, "kind": kind, "excerpt": mask(secret)}, {secret: kind}))
+    return result
+
+
+def bundle_findings(p: Ports, git: JSON | None) -> list[Found]:
+    """The secrets in the commits of the session's git bundle, each once, where it first
+    appears (`git bundle: commit abc1234 (config.py)`). A bundle that cannot be read is
+    a finding too: what is not scanned is not published."""
+    from baton import gitstate
+
+    bundle = (git or {}).get("bundle")
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("sha256"), str):
+        return []
+    data = p.blobs.get(bundle["sha256"])
+    try:
+        texts = gitstate.bundle_texts(data) if data is not None else []
+    except InvalidInput as exc:
+        unread: JSON = {
+            "where": GIT_BUNDLE,
+            "kind": "unscanned bundle",
+            "excerpt": exc.message,
+            "redactable": False,
+        }
+        return [(unread, {})]
+    found: list[Found] = []
+    seen: set[str] = set()
+    for where, text in texts:
+        for secret, kind in p.scanner.find(text).items():
+            if secret not in seen:
+                seen.add(secret)
+                finding = {
+                    "where": f"{GIT_BUNDLE}: {where}",
+                    "kind": kind,
+                    "excerpt": mask(secret),
+                }
+                found.append((finding, {secret: kind}))
+    # A file name can be the secret: where it was found is said without it.
+    secrets = {s: k for _, one in found for s, k in one.items()}
+    return [({**f, "where": redact_value(f["where"], secrets)}, s) for f, s in found]
+
+
+def holds(value: Any, secrets: dict[str, str]) -> bool:
+    return any(secret in text for text in strings_in(value) for secret in secrets)
+
+
+def in_code(finding: JSON) -> bool:
+    where = str(finding.get("where", ""))
+    return where == GIT_PATCH or where.startswith(GIT_BUNDLE)
+
+
+def public_git(
+    git: JSON | None,
+    secrets: dict[str, str],
+    found: list[Found],
+    mode: str,
+    code: bool = True,
+) -> JSON | None:
+    """The git snapshot as a share shows it: without the sharer's local path; without the
+    patch and bundle when shared without code; and under --redact without a patch or bundle
+    that holds secrets, saying so (a patch or bundle is left out whole, never edited)."""
+    if not git:
+        return git
+    public = {k: v for k, v in git.items() if k != "root"}
+    if not code:
+        public.update(patch=None, bundle=None, no_code=True)
+    in_patch = [f for f, _ in found if f.get("where") == GIT_PATCH]
+    if in_patch and mode == "redact":
+        public["patch"] = None
+        public["patch_dropped"] = f"the patch held {len(in_patch)} secret(s), so it is not shared"
+    in_bundle = [f for f, _ in found if str(f.get("where", "")).startswith(GIT_BUNDLE)]
+    if in_bundle and mode == "redact":
+        commits = (git.get("bundle") or {}).get("commits")
+        what = f"the bundle of {commits} commit(s)" if commits else "the bundle"
+        unread = [f for f in in_bundle if f.get("redactable") is False]
+        public["bundle"] = None
+        public["bundle_dropped"] = (
+            f"{what} could not be scanned ({unread[0]['excerpt']}), so it is not shared"
+            if unread
+            else f"{what} held {len(in_bundle)} secret(s), so it is not shared"
+        )
+    redacted: JSON = redact_value(public, secrets)
+    return redacted
