@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from baton.agent.provider import Cancel, ModelConfig, Provider, parse_prices
 from baton.agent.tools import Outcome, Tools
 from baton.core import ids
 from baton.service import Service
-from tests.agent.conftest import MODEL, PRICES, FakeModel, Step, call
+from tests.fixtures.model import MODEL, PRICES, FakeModel, Step, call
 
 
 def make_agent(
@@ -319,22 +320,25 @@ def test_ctrl_c_during_a_command_stops_it_and_is_recorded(
     agent = make_agent(memory_service, me, fake_model, workdir)
     fake_model.reply(
         "",
-        call(
-            "c1", "run_command", command="echo started > started.txt; sleep 30; echo no > end.txt"
-        ),
+        call("c1", "run_command", command="echo $$ > started.txt; sleep 120; echo no > end.txt"),
         call("c2", "list_files"),
     )
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    started = workdir / "started.txt"  # the command's process group, once it runs
+
+    def ctrl_c_once_the_command_runs() -> None:
+        if wait_for(lambda: started.exists() and started.read_text().endswith("\n"), 120):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=ctrl_c_once_the_command_runs, daemon=True)
     cancel = Cancel()
-    started = time.monotonic()
     with cancel.installed():
-        timer.start()
-        result = agent.turn("run it", cancel)
-    assert time.monotonic() - started < 10
+        watcher.start()
+        result = agent.turn("run it", cancel)  # without the Ctrl-C: 120 s, then not interrupted
+    watcher.join()
     assert result.interrupted
-    assert (workdir / "started.txt").exists()
-    time.sleep(0.2)
-    assert not (workdir / "end.txt").exists()  # the command was stopped, not left running
+    group = int(started.read_text())
+    assert wait_for(lambda: not running(group), 60)  # the command was stopped, not left running
+    assert not (workdir / "end.txt").exists()
     assert [
         (role, parts[0].get("output", parts[0].get("text"))) for role, parts in stored(agent)
     ] == [
@@ -345,6 +349,29 @@ def test_ctrl_c_during_a_command_stops_it_and_is_recorded(
         ("user", INTERRUPTED_TURN),
     ]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def wait_for(condition: Callable[[], object], timeout: float) -> bool:
+    """Whether `condition()` came true within `timeout` seconds (checked every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def running(group: int) -> bool:
+    """Whether any process of the process group runs (a zombie does not count)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group and fields[0] != "Z":
+                return True
+    return False
 
 
 def test_writes_and_commands_ask_first_and_a_refusal_goes_back_to_the_model(

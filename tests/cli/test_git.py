@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.fixtures.git import git, repository_state, tree
+from tests.fixtures.servers import start_serve, stop
 from tests.helpers import run_baton, run_json
-from tests.server.conftest import start_serve, stop
-from tests.test_gitstate import git, repository_state, tree
 
 FAKE_KEY = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
@@ -14,8 +15,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from tests.fixtures.servers import Live
 from tests.helpers import text_message
-from tests.server.conftest import Live
+
+pytestmark = pytest.mark.slow
 
 # An opaque cursor or an unknown id is schema-valid and still refused (422/404): the checks are
 # the ones the issue names, not "every schema-valid request succeeds".
@@ -25,6 +28,12 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
+
+
+@pytest.fixture
+def live(live_server: Live) -> Live:
+    """schemathesis calls the app on a socket."""
+    return live_server
 
 
 def test_the_api_never_fails_and_matches_its_schema(live: Live) -> None:
