@@ -32,7 +32,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
     app = create_app(service, secret=SECRET, login_rate=1000, share_rate=100_000)
     with in_process(app) as transport:
         service.base_url = IN_PROCESS
-        yield Live(IN_PROCESS, service, alice, bob, transport)
+        yield Live(IN_PROCESS, service, alice, bob, transport, app)
     service.store.close()
 
 
@@ -45,7 +45,7 @@ def live_server(tmp_path: Path) -> Iterator[Live]:
     app = create_app(service, secret=SECRET, login_rate=1000, share_rate=100_000)
     with ThreadServer(app) as url:
         service.base_url = url
-        yield Live(url, service, alice, bob)
+        yield Live(url, service, alice, bob, app=app)
     service.store.close()
 
 
