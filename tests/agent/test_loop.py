@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -326,10 +327,20 @@ def test_ctrl_c_during_a_command_stops_it_and_is_recorded(
     started = workdir / "started.txt"  # the command's process group, once it runs
 
     def ctrl_c_once_the_command_runs() -> None:
-        if wait_for(lambda: started.exists() and started.read_text().endswith("\n"), 120):
+        # once the command runs and the agent waits for it (Ctrl-C at the instant `Popen`
+        # returns, before the wait, is another case: the command would be left running)
+        if wait_for(
+            lambda: (
+                started.exists()
+                and started.read_text().endswith("\n")
+                and main_thread_in("communicate")
+            ),
+            120,
+        ):
             os.kill(os.getpid(), signal.SIGINT)
 
     watcher = threading.Thread(target=ctrl_c_once_the_command_runs, daemon=True)
+    before = signal.getsignal(signal.SIGINT)  # an xdist worker ignores SIGINT, pytest does not
     cancel = Cancel()
     with cancel.installed():
         watcher.start()
@@ -348,7 +359,7 @@ def test_ctrl_c_during_a_command_stops_it_and_is_recorded(
         ("tool", NOT_RUN),
         ("user", INTERRUPTED_TURN),
     ]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
 
 def wait_for(condition: Callable[[], object], timeout: float) -> bool:
@@ -359,6 +370,16 @@ def wait_for(condition: Callable[[], object], timeout: float) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def main_thread_in(function: str) -> bool:
+    """Whether the main thread is inside a call of `function` right now."""
+    frame = sys._current_frames().get(threading.main_thread().ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def running(group: int) -> bool:
