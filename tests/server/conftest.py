@@ -1,5 +1,5 @@
 """The app for the server tests: in-process (`live`), on a socket when a test needs one
-(`live_server`: a browser, schemathesis), and `baton serve` as a process (`served`)."""
+(`live_server`: a browser), and `baton serve` as a process (`served`)."""
 
 from __future__ import annotations
 
