@@ -21,7 +21,7 @@ from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
-from bench import git, imports, scaleout, server
+from bench import git, imports, scaleout, secrets, server
 from bench.data import messages
 from bench.timing import median_time, paired_medians
 
@@ -80,6 +80,7 @@ class Bench:
         git.run(self.root, self.quick, self.record)
         imports.run(self.root, self.quick, self.record)
         scaleout.run(self.root, self.quick, self.record)
+        secrets.run(self.quick, self.record)
 
     def append(self, small: str, big: str) -> None:
         prompt = [{"role": "user", "parts": [{"type": "text", "text": "x" * 200}]}]

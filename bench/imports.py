@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from baton.core.models import format_time, parse_time
-from baton.exporters.opencode import export_opencode
+from baton.render.opencode import export_opencode
 from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import LocalBlobStore

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -529,3 +530,115 @@ def test_a_failed_restore_into_a_worktree_takes_back_the_worktree_and_branch(
     assert not out.exists()
     assert git(dirty_repo, "for-each-ref") == refs
     assert git(dirty_repo, "worktree", "list").count("\n") == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a bundle (what a share of it publishes)
+
+BUNDLE_KEY = "sk-proj-" + "Bundle5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"
+
+
+def test_a_bundle_of_a_repository_without_remote_yields_every_file_and_message(
+    tmp_path: Path, blobs: Blobs
+) -> None:
+    repo = tmp_path / "alone"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "src").mkdir()
+    for i in range(30):
+        (repo / "src" / f"m{i}.py").write_text(f"VALUE = {i}\n" * 50)
+    first = commit_all(repo, "first")
+    (repo / "src" / "deploy.env").write_text(f"KEY={BUNDLE_KEY}\n")
+    (repo / "src" / "m3.py").write_text("VALUE = 3\n" * 50 + "changed\n")
+    added = commit_all(repo, "add the deploy settings")
+    (repo / "src" / "deploy.env").unlink()
+    last = commit_all(repo, f"remove them\n\nthe old one was {BUNDLE_KEY[:-1]}X")
+    snapshot = gitstate.capture(repo, blobs.put)
+    assert snapshot is not None and snapshot["bundle"]["commits"] == 3
+    texts = gitstate.bundle_texts(blobs.data[snapshot["bundle"]["sha256"]])
+    where = dict((text, w) for w, text in reversed(texts))  # text -> first place it is
+    assert where[f"KEY={BUNDLE_KEY}\n"] == f"commit {added[:7]} (src/deploy.env)"
+    assert where["VALUE = 3\n" * 50 + "changed\n"] == f"commit {added[:7]} (src/m3.py)"
+    assert where["VALUE = 7\n" * 50] == f"commit {first[:7]} (src/m7.py)"
+    assert (
+        where[f"remove them\n\nthe old one was {BUNDLE_KEY[:-1]}X\n"]
+        == f"commit {last[:7]} (message)"
+    )
+    # every blob of the history is read (what `git log -p --all` shows), once
+    every = git(repo, "rev-list", "--objects", "--all").splitlines()
+    shas = [line.split()[0] for line in every if len(line.split()) == 2]
+    contents = [
+        git(repo, "cat-file", "-p", sha)
+        for sha in shas
+        if git(repo, "cat-file", "-t", sha) == "blob"
+    ]
+    read = [text.rstrip("\n") for _, text in texts]
+    assert all(c in read for c in contents) and len(contents) == 32
+
+
+def test_a_thin_bundle_yields_what_its_changes_insert(
+    git_repo: Path, origin: Path, blobs: Blobs
+) -> None:
+    """Commits not on the remote are bundled as changes to what the remote has: the bytes
+    they add are read without the remote."""
+    (git_repo / "src" / "app.py").write_text("print('hello')\n" * 20 + f"KEY = '{BUNDLE_KEY}'\n")
+    commit_all(git_repo, "a key in app.py")
+    snapshot = gitstate.capture(git_repo, blobs.put)
+    assert snapshot is not None and snapshot["bundle"]["commits"] == 1
+    texts = gitstate.bundle_texts(blobs.data[snapshot["bundle"]["sha256"]])
+    assert [w for w, text in texts if BUNDLE_KEY in text] == [
+        "a change to a file outside the bundle"
+    ]
+
+
+def test_a_damaged_or_oversized_bundle_is_refused_in_one_line(git_repo: Path, blobs: Blobs) -> None:
+    (git_repo / "new.py").write_text("x = 1\n" * 1000)
+    commit_all(git_repo, "more")
+    snapshot = gitstate.capture(git_repo, blobs.put)
+    assert snapshot is not None
+    data = blobs.data[snapshot["bundle"]["sha256"]]
+    with pytest.raises(
+        InvalidInput, match=r"^the git bundle unpacks to more than 100 bytes: too big to scan$"
+    ):
+        gitstate.bundle_texts(data, cap=100)
+    for damaged in (b"not a bundle", data[: len(data) // 2], data.replace(b"PACK", b"PUCK")):
+        with pytest.raises(InvalidInput, match=r"^the git bundle cannot be read \("):
+            gitstate.bundle_texts(damaged)
+
+
+def _header(kind: int, size: int) -> bytes:
+    """git's type-and-size header of one pack entry."""
+    first, size = (kind << 4) | (size & 15), size >> 4
+    head = bytearray()
+    while size:
+        head.append(first | 0x80)
+        first, size = size & 0x7F, size >> 7
+    head.append(first)
+    return bytes(head)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def test_a_delta_that_copies_its_base_over_and_over_is_refused_unread() -> None:
+    """A few bytes of delta can make terabytes: its declared size and what it makes are
+    checked before and while it is applied."""
+    base = _header(3, 4096) + zlib.compress(b"x" * 4096)
+    assert len(base) < 128  # so the delta's offset back to it is one byte
+    copies = b"\xf0\xff\xff\xff" * 10_000  # copy 16 MiB (of a 4 KiB base) ten thousand times
+    for declared, message in (
+        (1 << 40, r"^the git bundle unpacks to more than 1000000 bytes: too big to scan$"),
+        (5000, r"^the git bundle cannot be read \(a delta makes more than its header says\)$"),
+    ):
+        delta = _varint(4096) + _varint(declared) + copies
+        body = _header(6, len(delta)) + bytes([len(base)]) + zlib.compress(delta)
+        pack = b"PACK" + (2).to_bytes(4, "big") + (2).to_bytes(4, "big") + base + body
+        bundle = b"# v2 git bundle\n" + b"0" * 40 + b" HEAD\n\n" + pack
+        with pytest.raises(InvalidInput, match=message):
+            gitstate.bundle_texts(bundle, cap=1_000_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import timedelta
 from typing import Any
@@ -1266,3 +1267,83 @@ def test_share_ids_from_links(value: str, expected: str) -> None:
 def test_bad_share_links(value: str) -> None:
     with pytest.raises(InvalidInput, match="is not a share id, share URL or session id"):
         share_id_from(value)
+
+
+def test_an_idempotency_key_answers_its_retries_for_24_hours(service: Service, owner: str) -> None:
+    clock = ["2026-03-01T12:00:00.000000Z"]
+    service.now = lambda: clock[0]
+    sid = service.create(owner).id
+    turn = [text_message("user", "only once")]
+    first = service.append(owner, sid, turn, idempotency_key="k-1")
+    clock[0] = "2026-03-02T11:59:59.000000Z"  # a retry the next day, within 24 hours
+    again = service.append(owner, sid, turn, idempotency_key="k-1")
+    assert again.session.to_dict() == first.session.to_dict()
+    assert again.appended == first.appended and len(first.appended) == 1
+    assert service.get(owner, sid).message_count == 1
+    clock[0] = "2026-03-02T12:00:01.000000Z"  # the key is forgotten: a new request
+    later = service.append(owner, sid, turn, idempotency_key="k-1")
+    assert len(later.appended) == 1 and later.session.message_count == 2
+
+
+def test_a_bundle_that_cannot_be_read_blocks_a_share_and_redact_leaves_it_out(
+    service: Service, owner: str
+) -> None:
+    junk = b"# v2 git bundle\n" + b"0" * 40 + b" HEAD\n\nPACK\x00\x00\x00\x02\x00\x00\x00\x05junk"
+    sha = hashlib.sha256(junk).hexdigest()
+    service.put_blob(sha, junk, owner)
+    git = {
+        "version": 1,
+        "head": "a" * 40,
+        "bundle": {"sha256": sha, "size": len(junk), "commits": 2},
+    }
+    session = service.create(owner, title="t", git=git)
+    with pytest.raises(SecretsFound) as refused:
+        service.share(owner, session.id)
+    [finding] = refused.value.findings
+    assert finding["where"] == "git bundle" and finding["kind"] == "unscanned bundle"
+    assert finding["excerpt"].startswith("the git bundle cannot be read (")
+    share = service.share(owner, session.id, mode="redact")
+    assert share.git is not None and share.git["bundle"] is None
+    assert share.git["bundle_dropped"].startswith(
+        "the bundle of 2 commit(s) could not be scanned (the git bundle cannot be read ("
+    )
+    assert share.withheld == [share.git["bundle_dropped"]]
+    assert share.published == "0 messages, commit aaaaaaa only, no code changes"
+    with pytest.raises(NotFound):
+        service.blob(None, sha, share_id=share.id)
+    bare = service.share(owner, session.id, code=False)  # nothing of the code is read
+    assert bare.published == "0 messages, no code" and bare.redacted == []
+
+
+def test_redact_replaces_a_secret_in_every_message_it_is_in_not_only_flagged_ones(
+    service: Service, owner: str
+) -> None:
+    """A secret found at share time (here in the title, with an environment variable the
+    recording process lacked) is replaced in every message that holds it."""
+    from baton.scanning import SecretScanner
+
+    token = "tok-4f9a8b7c6d5e"  # MY_SERVICE_TOKEN of the fixture's scanner
+    scanner, service.scanner = service.scanner, SecretScanner({})
+    session = service.create(owner, title=f"deploy with {token}")
+    big = "y" * (70 * 1024) + token
+    batch = [
+        text_message("user", "hello"),
+        text_message("user", f"use {token}"),
+        *tool_turn("c", "bash", {}, big),
+    ]
+    service.append(owner, session.id, batch)
+    service.scanner = scanner
+    original = service.messages(owner, session.id)
+    share = service.share(owner, session.id, mode="redact")
+    published = service.share_messages(share.id, hydrate=True)
+    assert token not in share.title and token not in str([m.parts for m in published])
+    assert published[0].id == original[0].id  # the prefix without it is shared as it is
+    assert published[1].id != original[1].id
+    assert published[1].parts == [
+        {"type": "text", "text": "use [REDACTED:environment variable MY_SERVICE_TOKEN]"}
+    ]
+    assert (
+        published[3]
+        .parts[0]["output"]
+        .endswith("y[REDACTED:environment variable MY_SERVICE_TOKEN]")
+    )

@@ -8,11 +8,13 @@ from datetime import timedelta
 
 from baton.core import ids
 from baton.core.errors import Conflict, InvalidInput, NotFound
-from baton.core.models import Account, Token, format_time, parse_time, utcnow
+from baton.core.models import Account, Login, Token, format_time, parse_time, utcnow
+from baton.core.terminal import has_controls
 from baton.store.base import Store
 
 HANDLE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,38}$")
 LOGIN_CODE_TTL = timedelta(minutes=15)
+WEB_LOGIN_TTL = timedelta(days=30)  # a web login lasts this long (or until its token ends)
 TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often
 MIN_PASSWORD = 8
 
@@ -33,6 +35,10 @@ class Accounts:
         name = (display_name or handle).strip()
         if not name or len(name) > 100:
             raise InvalidInput("a display name must be 1-100 characters")
+        if has_controls(name):
+            raise InvalidInput(
+                f"display name {name!r} holds control or bidi characters; give plain text"
+            )
         account = Account(ids.new_account_id(), handle, name, self.now())
         self.store.add_account(account)
         return account
@@ -93,12 +99,37 @@ class Accounts:
         last = token.last_used_at
         return last is None or parse_time(last) + TOUCH_EVERY < parse_time(self.now())
 
-    def token_live(self, account_id: str, token_id: str) -> bool:
-        """Is this token of this account still live (a web login made with it ends with it)."""
+    # web logins
+    def start_login(self, account_id: str, token: Token | None = None) -> str:
+        """A new web login, recorded on the server; its secret (for the cookie) is returned.
+        One made with an API token ends with it (revoked or expired)."""
+        secret = ids.new_token()
         now = self.now()
-        return any(
-            t.id == token_id and t.state(now) == "live" for t in self.store.list_tokens(account_id)
+        expires = parse_time(now) + WEB_LOGIN_TTL
+        if token is not None and token.expires_at is not None:
+            expires = min(expires, parse_time(token.expires_at))
+        login = Login(
+            ids.token_hash(secret),
+            account_id,
+            token.id if token else None,
+            now,
+            format_time(expires),
         )
+        self.store.add_login(login)
+        return secret
+
+    def logged_in(self, secret: str) -> Account | None:
+        """The account of a live web login, or None (logged out, expired, or never made)."""
+        if not secret or len(secret) > 200:
+            return None
+        login = self.store.get_login(ids.token_hash(secret))
+        if login is None or parse_time(login.expires_at) <= parse_time(self.now()):
+            return None
+        return self.store.get_account(login.account_id)
+
+    def logout(self, secret: str) -> bool:
+        """End a web login everywhere (its cookie no longer works on any server)."""
+        return bool(secret) and self.store.end_login(ids.token_hash(secret))
 
     def redeem(self, code: str) -> Account | None:
         """Use a one-time login code: it works once, within its time."""
@@ -135,17 +166,35 @@ class Accounts:
         from argon2 import PasswordHasher
 
         self.store.set_password(account_id, PasswordHasher().hash(password))
+        self.store.end_password_logins(account_id)
 
     def check_password(self, handle: str, password: str) -> Account | None:
+        """The account when the handle and password match. An unknown handle, or an account
+        without a password, still verifies against a dummy hash made with the same
+        parameters, so the time taken does not tell whether the handle exists."""
         from argon2 import PasswordHasher
         from argon2.exceptions import Argon2Error, InvalidHashError
 
+        if len(password) > 1000:
+            return None
         account = self.store.find_account(handle.strip())
         stored = self.store.password_hash(account.id) if account else None
-        if account is None or stored is None or len(password) > 1000:
-            return None
         try:
-            PasswordHasher().verify(stored, password)
+            PasswordHasher().verify(stored or _dummy_hash(), password)
         except (Argon2Error, InvalidHashError):
             return None
-        return account
+        return account if stored else None
+
+
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """An argon2id hash of a random password, made once per process."""
+    if not _DUMMY:
+        import secrets
+
+        from argon2 import PasswordHasher
+
+        _DUMMY.append(PasswordHasher().hash(secrets.token_urlsafe(32)))
+    return _DUMMY[0]

@@ -11,6 +11,7 @@ import httpx
 from baton.core import errors
 from baton.core.errors import BatonError, InvalidInput
 from baton.core.models import JSON, Account, Message, Session, Share, Totals, utcnow
+from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.service import ANY_HEAD, AppendResult, ImportResult, VerifyReport, share_id_from
 from baton.store.base import Page
 
@@ -25,6 +26,9 @@ _ERRORS: dict[str, type[BatonError]] = {
         errors.Corrupt,
     )
 }
+
+
+APPEND_ATTEMPTS = 3  # an append whose connection drops is sent again (same Idempotency-Key)
 
 
 def raise_for(response: httpx.Response) -> None:
@@ -203,11 +207,27 @@ class Client:
         session_id: str,
         messages: Sequence[Any],
         expected_head: Any = ANY_HEAD,
+        *,
+        idempotency_key: str | None = None,
     ) -> AppendResult:
+        """Append over HTTP. The request carries an Idempotency-Key (`idempotency_key`, or a
+        new one), so it is sent again on a dropped connection without appending twice."""
+        import uuid
+
         body: JSON = {"messages": list(messages)}
         if expected_head is not ANY_HEAD:
             body["expected_head"] = expected_head
-        data = self.call("POST", f"/api/sessions/{session_id}/messages", json=body).json()
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        path = f"/api/sessions/{session_id}/messages"
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                response = self.http.request("POST", path, json=body, headers=headers)
+                break
+            except httpx.TransportError as exc:
+                if attempt + 1 == APPEND_ATTEMPTS:
+                    raise BatonError(f"cannot reach {self.url}: {exc}") from None
+        raise_for(response)
+        data = response.json()
         return AppendResult(
             session_from(data["session"]), [message_from(m) for m in data["appended"]]
         )
@@ -256,13 +276,21 @@ class Client:
         return self.update(owner, session_id, git=git), True
 
     # sharing
-    def scan_session(self, owner: str, session_id: str) -> list[JSON]:
-        return list(self.call("GET", f"/api/sessions/{session_id}/scan").json()["findings"])
+    def scan_session(self, owner: str, session_id: str, *, code: bool = True) -> list[JSON]:
+        params = {} if code else {"code": "false"}
+        found = self.call("GET", f"/api/sessions/{session_id}/scan", params=params).json()
+        return list(found["findings"])
 
     def share(
-        self, owner: str, session_id: str, *, expires: str | None = None, mode: str = "block"
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        expires: str | None = None,
+        mode: str = "block",
+        code: bool = True,
     ) -> Share:
-        body = {"expires": expires, "mode": mode}
+        body = {"expires": expires, "mode": mode, "code": code}
         data = self.call("POST", f"/api/sessions/{session_id}/shares", json=body).json()
         return share_from(data, owner)
 
@@ -291,7 +319,7 @@ class Client:
 
     # export and import
     def export(self, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
-        from baton.exporters import FORMATS
+        from baton.render import FORMATS
 
         fmt = "markdown" if fmt == "md" else fmt
         if fmt not in FORMATS:
@@ -363,8 +391,8 @@ def share_document(url: str, timeout: float = 60.0) -> JSON:
         share = remote.public_share(share_id)
         messages = remote.share_messages(share_id, hydrate=True)
     return {
-        "format": "baton-session",
-        "version": 1,
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
         "session": {
             "title": share.title,
             "task": share.task,

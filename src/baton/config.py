@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import os
 import re
 import tomllib
@@ -17,9 +18,9 @@ CONFIG_FILE = "config.toml"
 
 
 def default_home(env: Mapping[str, str]) -> Path:
-    """The data folder: BATON_HOME, else the platform's user data dir."""
+    """The data folder: BATON_HOME (made absolute), else the platform's user data dir."""
     if env.get("BATON_HOME"):
-        return Path(env["BATON_HOME"]).expanduser()
+        return Path(env["BATON_HOME"]).expanduser().absolute()
     import platformdirs
 
     return Path(platformdirs.user_data_dir("baton", appauthor=False))
@@ -43,6 +44,8 @@ class Settings:
     user: str
     display_name: str
     secret: str | None = None  # signs web cookies; required to listen beyond loopback
+    # peers (IPs or CIDRs) whose X-Forwarded-For is believed: the reverse proxies in front
+    trusted_proxies: tuple[str, ...] = ()
     # the agent's model endpoint (any OpenAI-compatible chat-completions API)
     model: str | None = None
     model_base_url: str | None = None
@@ -53,11 +56,16 @@ class Settings:
     retry_delay: str | None = None
     retry_max_wait: str | None = None
     command_timeout: str | None = None
+    sandbox: str | None = None  # "on" (default) or "off": how the agent's commands run
+    network: str | None = None  # "true": the sandbox lets commands use the network
+    sandbox_limits: Any = None  # {cpu, memory, processes, output}, see baton.sandbox
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
         env = os.environ if env is None else env
-        home = Path(flags["home"]) if flags.get("home") else default_home(env)
+        home = (
+            Path(flags["home"]).expanduser().absolute() if flags.get("home") else default_home(env)
+        )
         file_values: dict[str, Any] = {}
         path = home / CONFIG_FILE
         if path.exists():
@@ -83,6 +91,7 @@ class Settings:
             user=user,
             display_name=pick("display_name", user),
             secret=pick("secret", "") or None,
+            trusted_proxies=_proxies(pick("trusted_proxies", "")),
             model=pick("model", "") or None,
             model_base_url=pick("base_url", "") or None,
             api_key=pick("api_key", "") or env.get("OPENAI_API_KEY") or None,
@@ -92,7 +101,26 @@ class Settings:
             retry_delay=pick("retry_delay", "") or None,
             retry_max_wait=pick("retry_max_wait", "") or None,
             command_timeout=pick("command_timeout", "") or None,
+            sandbox=pick("sandbox", "") or None,
+            network=pick("network", "") or None,
+            sandbox_limits=env.get("BATON_SANDBOX_LIMITS") or file_values.get("sandbox_limits"),
         )
+
+
+def _proxies(value: str) -> tuple[str, ...]:
+    """BATON_TRUSTED_PROXIES: a comma-separated list of IP addresses or CIDRs."""
+    found = []
+    for item in (v.strip() for v in value.split(",")):
+        if not item:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise InvalidInput(
+                f"BATON_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR "
+                "(use e.g. 10.0.0.5,10.1.0.0/16)"
+            ) from None
+    return tuple(found)
 
 
 def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Any:

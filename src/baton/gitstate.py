@@ -24,6 +24,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -664,6 +665,242 @@ def _pathspecs(git: _Git, *args: str, paths: list[bytes]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Reading a bundle (what a share of it publishes), without git and without a repository
+
+BUNDLE_SCAN_CAP = 256 * 1024 * 1024  # bytes of objects a bundle may unpack to for its scan
+_PACK_TYPES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+
+
+def bundle_texts(data: bytes, cap: int = BUNDLE_SCAN_CAP) -> list[tuple[str, str]]:
+    """Every text a bundle publishes, as (where, text), oldest commit first: each commit's
+    message, and each file content and file name its commits add, named by the
+    first commit that has it (`commit abc1234 (path)`). Read in memory from the pack itself,
+    so no repository and no prerequisite commits are needed; a change stored as a delta
+    against a file the bundle does not hold yields the bytes it inserts. Raises
+    InvalidInput when the bundle cannot be read or unpacks to more than `cap` bytes."""
+    try:
+        return _bundle_texts(data, cap)
+    except (IndexError, ValueError, KeyError, RecursionError, zlib.error) as exc:
+        raise InvalidInput(f"the git bundle cannot be read ({exc})") from None
+
+
+def _bundle_texts(data: bytes, cap: int) -> list[tuple[str, str]]:
+    end = data.find(b"\n\n")
+    header = data[: max(end, 0)].decode("utf-8", "replace").splitlines()
+    if end < 0 or not header or header[0] not in ("# v2 git bundle", "# v3 git bundle"):
+        raise ValueError("not a git bundle")
+    algo = "sha256" if "@object-format=sha256" in header else "sha1"
+    size = 32 if algo == "sha256" else 20
+    pack = memoryview(data)[end + 2 :]
+    if bytes(pack[:4]) != b"PACK":
+        raise ValueError("no pack after the bundle header")
+    count = int.from_bytes(pack[8:12], "big")
+    objects: dict[bytes, tuple[str, bytes]] = {}  # sha -> (type, content)
+    at: dict[int, tuple[str, bytes]] = {}  # pack offset -> (type, content)
+    order: list[bytes] = []
+    loose: list[list[bytes]] = []  # what deltas against objects outside the bundle insert
+    budget, pos = cap, 12
+    for _ in range(count):
+        start = pos
+        c = pack[pos]
+        pos += 1
+        kind, length, shift = (c >> 4) & 7, c & 15, 4
+        while c & 0x80:
+            c = pack[pos]
+            pos += 1
+            length |= (c & 0x7F) << shift
+            shift += 7
+        base: tuple[str, bytes] | None = None
+        base_known = True
+        if kind == 6:  # OFS_DELTA: its base is earlier in this pack
+            c = pack[pos]
+            pos += 1
+            back = c & 0x7F
+            while c & 0x80:
+                c = pack[pos]
+                pos += 1
+                back = ((back + 1) << 7) | (c & 0x7F)
+            base = at[start - back]
+        elif kind == 7:  # REF_DELTA: its base is named, and may be outside the bundle
+            ref = bytes(pack[pos : pos + size])
+            pos += size
+            base = objects.get(ref)
+            base_known = base is not None
+        elif kind not in _PACK_TYPES:
+            raise ValueError(f"unknown object type {kind}")
+        budget -= length
+        if budget < 0:
+            raise InvalidInput(f"the git bundle unpacks to more than {cap} bytes: too big to scan")
+        body, pos = _inflate(pack, pos, length)
+        if kind in (6, 7):
+            if not base_known:
+                loose.append(_inserted(body))
+                continue
+            assert base is not None
+            content = _apply_delta(base[1], body, budget)
+            if content is None:
+                raise InvalidInput(
+                    f"the git bundle unpacks to more than {cap} bytes: too big to scan"
+                )
+            budget -= len(content)
+            entry = (base[0], content)
+        else:
+            entry = (_PACK_TYPES[kind], body)
+        sha = hashlib.new(algo, f"{entry[0]} {len(entry[1])}\0".encode() + entry[1]).digest()
+        objects[sha] = at[start] = entry
+        order.append(sha)
+    texts = [("refs", "\n".join(header[1:]))]
+    return [*texts, *_texts(objects, order, loose, size)]
+
+
+def _inflate(pack: memoryview, pos: int, length: int) -> tuple[bytes, int]:
+    """The `length` bytes of the zlib stream at `pos`, and where the stream ends."""
+    inflater = zlib.decompressobj()
+    out: list[bytes] = []
+    got = 0
+    while not inflater.eof:
+        chunk = pack[pos : pos + 65536]
+        if not chunk:
+            raise ValueError("the pack is truncated")
+        piece = inflater.decompress(chunk, length - got + 1)
+        got += len(piece)
+        out.append(piece)
+        if got > length or inflater.unconsumed_tail:
+            raise ValueError("an object is longer than its header says")
+        pos += len(chunk) - len(inflater.unused_data)
+    return b"".join(out), pos
+
+
+def _varint(delta: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        c = delta[i]
+        i += 1
+        value |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return value, i
+
+
+def _apply_delta(base: bytes, delta: bytes, limit: int) -> bytes | None:
+    """The object `delta` makes of `base`; None when it would be over `limit` bytes (a few
+    bytes of delta can copy the base many times over)."""
+    _, i = _varint(delta, 0)
+    size, i = _varint(delta, i)
+    if size > limit:
+        return None
+    out = bytearray()
+    while i < len(delta):
+        op = delta[i]
+        i += 1
+        if op & 0x80:
+            offset = length = 0
+            for bit in range(4):
+                if op & (1 << bit):
+                    offset |= delta[i] << (8 * bit)
+                    i += 1
+            for bit in range(3):
+                if op & (0x10 << bit):
+                    length |= delta[i] << (8 * bit)
+                    i += 1
+            out += base[offset : offset + (length or 0x10000)]
+        elif op:
+            out += delta[i : i + op]
+            i += op
+        else:
+            raise ValueError("a delta has a zero opcode")
+        if len(out) > size:
+            raise ValueError("a delta makes more than its header says")
+    return bytes(out)
+
+
+def _inserted(delta: bytes) -> list[bytes]:
+    """The runs of bytes a delta inserts (what it adds to a base it does not carry)."""
+    _, i = _varint(delta, 0)
+    _, i = _varint(delta, i)
+    out: list[bytes] = []
+    while i < len(delta):
+        op = delta[i]
+        i += 1
+        if op & 0x80:
+            i += bin(op & 0x7F).count("1")
+        elif op:
+            out.append(delta[i : i + op])
+            i += op
+        else:
+            raise ValueError("a delta has a zero opcode")
+    return out
+
+
+def _texts(
+    objects: dict[bytes, tuple[str, bytes]],
+    order: list[bytes],
+    loose: list[list[bytes]],
+    size: int,
+) -> list[tuple[str, str]]:
+    texts: list[tuple[str, str]] = []
+    seen: set[bytes] = set()
+    named: set[str] = set()
+
+    def walk(tree: bytes, prefix: str, commit: str) -> None:
+        if tree in seen or tree not in objects:
+            return
+        seen.add(tree)
+        body, i = objects[tree][1], 0
+        while i < len(body):
+            space = body.index(b" ", i)
+            nul = body.index(b"\0", space)
+            mode, name = body[i:space], _display(body[space + 1 : nul])
+            sha = body[nul + 1 : nul + 1 + size]
+            i = nul + 1 + size
+            path = f"{prefix}{name}"
+            if path not in named:
+                named.add(path)
+                texts.append((f"commit {commit} (file name {path})", path))
+            if mode == b"40000":
+                walk(sha, path + "/", commit)
+            elif mode != b"160000" and sha not in seen and sha in objects:
+                seen.add(sha)
+                texts.append((f"commit {commit} ({path})", _text(objects[sha][1])))
+
+    # A pack lists commits newest first: walked oldest first, each file is named by the
+    # first commit that has it.
+    for sha in reversed([s for s in order if objects[s][0] in ("commit", "tag")]):
+        kind, body = objects[sha]
+        # The message: the header lines are object names, signatures and who made it.
+        texts.append((f"{kind} {sha.hex()[:7]} (message)", _text(body.partition(b"\n\n")[2])))
+        if kind == "commit" and body.startswith(b"tree "):
+            walk(bytes.fromhex(body[5 : body.index(b"\n")].decode()), "", sha.hex()[:7])
+    for sha in order:  # in a tree the bundle holds only as a change to one it lacks
+        if sha not in seen and objects[sha][0] == "blob":
+            name = _entry_name(loose, sha)
+            where = f"blob {sha.hex()[:7]}" + (f" ({name})" if name else "")
+            texts.append((where, _text(objects[sha][1])))
+    texts.extend(
+        ("a change to a file outside the bundle", _text(b"\n".join(runs))) for runs in loose if runs
+    )
+    return texts
+
+
+def _entry_name(changes: list[list[bytes]], sha: bytes) -> str | None:
+    """The file name a tree entry gives `sha` (`<mode> <name>\\0<sha>`), from the bytes
+    that changes to trees outside the bundle insert; None when they do not hold the entry
+    whole (a name that is partly copied from the old tree is not guessed at)."""
+    for run in (run for runs in changes for run in runs):
+        at = run.find(b"\0" + sha)
+        if at > 0:
+            before = run[max(0, at - 4096) : at]
+            entry = re.search(rb"(?:100644|100755|120000) ([^\0]+)$", before)
+            if entry:
+                return _display(entry.group(1))
+    return None
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------------------------
 # Restore
 
 
@@ -749,9 +986,13 @@ def restore(
         if bundle is not None:
             run.fetch_bundle(bundle, head)
         elif not run.repo.ok("cat-file", "-e", f"{head}^{{commit}}"):
+            why = git.get("bundle_dropped") or (
+                "it was shared without code" if git.get("no_code") else None
+            )
             raise BatonError(
-                f"commit {head} is not in {origin} and the session recorded no bundle: "
-                "restore from a repository that has it (--from PATH_OR_URL)"
+                f"commit {head} is not in {origin} and the session recorded no bundle"
+                f"{f' ({why})' if why else ''}: restore from a repository that has it "
+                "(--from PATH_OR_URL)"
             )
         run.checkout(head)
         if patch is not None:

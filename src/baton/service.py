@@ -38,7 +38,6 @@ from baton.core.models import (
     utcnow,
 )
 from baton.core.redaction import mask, redact_value, strings_in
-from baton.core.render import EXPORT_FORMAT, EXPORT_VERSION
 from baton.core.validation import (
     MessageInput,
     check_header,
@@ -46,25 +45,56 @@ from baton.core.validation import (
     hydrate_part,
     validate_message,
 )
-from baton.fastjson import canonical
+from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.scanning import Pending, SecretScanner
-from baton.store.base import BlobStore, ListQuery, Page, Store, git_blobs
+from baton.store.base import (
+    Answered,
+    BlobStore,
+    ListQuery,
+    Page,
+    Remembered,
+    Remembering,
+    Store,
+    git_blobs,
+    idempotency_cutoff,
+)
 
 ANY_HEAD = object()  # append at whatever the head is, retrying on conflict
 SHARE_MODES = ("block", "redact", "allow")
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_EXPIRY = timedelta(days=36500)  # a share or token lives at most about 100 years
+MAX_POSITION = 2**62  # no chain is this long: a page from here on is empty
 BLOB_GRACE_SECONDS = 3600.0
 GIT_PATCH = "git patch"
+GIT_BUNDLE = "git bundle"
 PARALLEL_SCAN = 4 * 1024 * 1024  # an import this big is scanned on every core
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe's
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical JSON by orjson, for message ids: the bytes of `core.ids.canonical_json`
+    (Python's json with sorted keys, no spaces, UTF-8), several times faster, for values whose
+    floats are all `plain_float` (validation says so in `MessageInput.plain_numbers`;
+    `chain.link` asks)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):  # beyond what orjson writes (a huge int…)
+        return ids.canonical_json(value)
 
 
 def parse_duration(text: str) -> timedelta:
-    """`30m`, `12h`, `7d`, `2w`."""
+    """`30m`, `12h`, `7d`, `2w`; at most MAX_EXPIRY."""
     match = _DURATION.match(text.strip().lower())
     if not match or int(match.group(1)) == 0:
         raise InvalidInput(f"expiry {text!r} is not a duration like 30m, 12h, 7d or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        duration = timedelta.max
+    if duration > MAX_EXPIRY:
+        raise InvalidInput(f"expiry {text!r} is too far ahead; at most {MAX_EXPIRY.days}d")
+    return duration
 
 
 @dataclass(frozen=True)
@@ -160,6 +190,7 @@ class Service:
         if platform not in PLATFORMS:
             raise InvalidInput(f"platform must be one of {', '.join(sorted(PLATFORMS))}")
         check_header(title=title, task=task, metadata=metadata, git=git)
+        self._check_git(owner, git)
         now = self.now()
         session = Session(
             id=ids.new_session_id(),
@@ -204,9 +235,9 @@ class Service:
     ) -> list[Message]:
         if start < 0 or (limit is not None and limit < 0):
             raise InvalidInput("start and limit must not be negative")
-        if head is None:
+        if head is None or start >= MAX_POSITION:
             return []
-        chain = self.store.chain(head, start, limit)
+        chain = self.store.chain(head, start, None if limit is None else min(limit, MAX_POSITION))
         return [self.hydrate(m) for m in chain] if hydrate else chain
 
     def after(self, head: str | None, after: str | None, source: str) -> int:
@@ -247,10 +278,55 @@ class Service:
                     return data
         raise NotFound(f"no blob {sha256}")
 
-    def put_blob(self, sha256: str, data: bytes) -> None:
+    def put_blob(self, sha256: str, data: bytes, owner: str | None = None) -> None:
+        """Store a blob; `owner` may then reference it (in messages or a git snapshot)."""
         if ids.sha256_hex(data) != sha256:
             raise InvalidInput(f"the body does not hash to {sha256}")
         self.blobs.put(sha256, data)
+        if owner is not None:
+            self.store.grant_blobs(owner, [sha256], self.now())
+
+    def _check_references(self, owner: str, items: Sequence[MessageInput]) -> None:
+        """Every blob_ref a caller sends names a blob it holds: uploaded by it, with its bytes
+        in this request, or referenced by one of its sessions. Any other is refused, with the
+        same answer whether or not the blob exists, and nothing is stored."""
+        given = {sha for item in items for sha in item.blobs}
+        named = [
+            (i, part["sha256"])
+            for i, item in enumerate(items)
+            for part in item.parts
+            if part.get("type") == "blob_ref" and part["sha256"] not in given
+        ]
+        if not named:
+            return
+        allowed = self.store.blob_access(owner, sorted({sha for _, sha in named}))
+        for i, sha in named:
+            if sha not in allowed:
+                raise InvalidInput(
+                    f"message {i + 1}: blob {sha} is not one of yours; send its content, or "
+                    f"upload it first (POST /api/blobs/{sha})"
+                )
+
+    def _check_git(self, owner: str, git: JSON | None) -> None:
+        """A git snapshot names only patches and bundles the caller holds (see
+        _check_references)."""
+        shas = git_blobs(git)
+        if not shas:
+            return
+        allowed = self.store.blob_access(owner, shas)
+        for key in ("patch", "bundle"):
+            sha = git_blobs({key: (git or {}).get(key)})
+            if sha and sha[0] not in allowed:
+                raise InvalidInput(
+                    f"git.{key}: blob {sha[0]} is not one of yours; upload it first "
+                    f"(POST /api/blobs/{sha[0]})"
+                )
+
+    def _grant(self, owner: str, items: Sequence[MessageInput]) -> None:
+        """The payloads a caller sent in full are theirs to reference later."""
+        shas = sorted({sha for item in items for sha in item.blobs})
+        if shas:
+            self.store.grant_blobs(owner, shas, self.now())
 
     def hydrate(self, message: Message) -> Message:
         """The message with every offloaded payload read back from the blob store."""
@@ -262,7 +338,10 @@ class Service:
                 data = self.blobs.get(part["sha256"])
                 if data is None:
                     raise NotFound(f"blob {part['sha256']} of message {message.id} is missing")
-                parts.append(hydrate_part(part, data))
+                try:
+                    parts.append(hydrate_part(part, data))
+                except InvalidInput:  # not what its blob_ref says: left as the reference
+                    parts.append(part)
             else:
                 parts.append(part)
         return dataclasses.replace(message, parts=parts)
@@ -274,12 +353,61 @@ class Service:
         messages: Sequence[Any],
         expected_head: Any = ANY_HEAD,
         retries: int = 20,
+        *,
+        idempotency_key: str | None = None,
     ) -> AppendResult:
         """Append `messages` after `expected_head`. A stale head is a Conflict naming the
-        current one; re-sending messages that are already the head is a no-op."""
+        current one; re-sending messages that are already the head is a no-op. A request
+        sent again with the same `idempotency_key` (within 24 hours) is answered as the first
+        one was, and changes nothing."""
         if not isinstance(messages, list | tuple) or not messages:
             raise InvalidInput("messages must be a non-empty list")
         current = self.get(owner, session_id)  # nothing is written for a session not yours
+        if idempotency_key is None:
+            return self._append(owner, current, messages, expected_head, retries)
+        if not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise InvalidInput("an Idempotency-Key is 1 to 255 printable ASCII characters")
+        request = {"messages": list(messages)}
+        if expected_head is not ANY_HEAD:
+            request["expected_head"] = expected_head
+        try:
+            digest = ids.sha256_hex(canonical(request))
+        except (TypeError, ValueError):
+            digest = ids.sha256_hex(repr(request).encode())
+        kept = self.store.recall(session_id, idempotency_key, idempotency_cutoff(self.now()))
+        if kept is None:
+            # The answer is kept in the append's own transaction: a retry racing the first
+            # request waits for it, then is answered as it was.
+            key = (idempotency_key, digest)
+            try:
+                result = self._append(owner, current, messages, expected_head, retries, key)
+            except Answered as raced:
+                kept = raced.answer
+            else:
+                if result.appended:
+                    return result
+                # nothing was written (the messages had landed): keep the answer on its own
+                answer = _answer(digest, result)
+                kept = self.store.remember(session_id, idempotency_key, answer, self.now())
+                if kept == answer:
+                    return result
+        if kept.request != digest:
+            raise InvalidInput(
+                f"Idempotency-Key {idempotency_key!r} was used for a different request to "
+                "this session; send a new key with a new request"
+            )
+        return _replay(kept)
+
+    def _append(
+        self,
+        owner: str,
+        current: Session,
+        messages: Sequence[Any],
+        expected_head: Any,
+        retries: int,
+        key: tuple[str, str] | None = None,
+    ) -> AppendResult:
+        session_id = current.id
         now = self.now()
         inputs = [validate_message(raw, now, i) for i, raw in enumerate(messages)]
         first = messages[0]
@@ -289,13 +417,15 @@ class Service:
             if first["parent"] is not None and not isinstance(first["parent"], str):
                 raise InvalidInput("message 1: parent must be a message id or null")
             expected_head = first["parent"]
+        self._check_references(owner, inputs)
         findings = [self._scan(item) for item in inputs]
         self._keep_blobs(inputs)
+        self._grant(owner, inputs)
         for attempt in range(retries + 1):
             session = current if attempt == 0 else self.get(owner, session_id)
             base = session.head if expected_head is ANY_HEAD else expected_head
             try:
-                result = self._append_at(session, base, inputs, findings, messages)
+                result = self._append_at(session, base, inputs, findings, messages, key)
             except Conflict:
                 if expected_head is not ANY_HEAD:
                     raise
@@ -311,6 +441,7 @@ class Service:
         inputs: list[MessageInput],
         findings: list[list[JSON]],
         raw: Sequence[Any],
+        key: tuple[str, str] | None = None,
     ) -> AppendResult:
         parent: StoredMessage | None = None
         if base is not None:
@@ -359,8 +490,15 @@ class Service:
                 if sm.message.role == "user" and sm.text.strip():
                     changes["title"] = derive_title(sm.text)
                     break
-        updated = self.store.append(session.id, base, chain, changes)
-        return AppendResult(updated, [sm.message for sm in chain])
+        appended = [sm.message for sm in chain]
+        remember = None
+        if key is not None:
+            digest = key[1]
+            remember = Remembering(
+                key[0], lambda s: _answer(digest, AppendResult(s, appended)), self.now()
+            )
+        updated = self.store.append(session.id, base, chain, changes, remember)
+        return AppendResult(updated, appended)
 
     def _scan(self, item: MessageInput) -> list[JSON]:
         extra = [data.decode("utf-8", "replace") for data in item.blobs.values()]
@@ -404,6 +542,7 @@ class Service:
         if metadata is not None:
             changes["metadata"] = metadata
         if git is not None:
+            self._check_git(owner, git)
             changes.update(git=git, repo=_repo_of(git))
         if not changes:
             raise InvalidInput("nothing to change")
@@ -465,12 +604,16 @@ class Service:
     def share_url(self, share_id: str) -> str:
         return f"{self.base_url}/share/{share_id}"
 
-    def scan_session(self, owner: str, session_id: str) -> list[JSON]:
+    def scan_session(self, owner: str, session_id: str, *, code: bool = True) -> list[JSON]:
         """What a share of this session would be refused for: each finding with where it is."""
         session = self.get(owner, session_id)
-        return [f for f, _ in self._share_findings(session)]
+        return [f for f, _ in self._share_findings(session, code)]
 
-    def _share_findings(self, session: Session) -> list[tuple[JSON, dict[str, str]]]:
+    def _share_findings(
+        self, session: Session, code: bool = True
+    ) -> list[tuple[JSON, dict[str, str]]]:
+        """Every secret in what a share publishes: the header, the messages (hydrated), and
+        with `code` the git patch and every commit, file and file name of the git bundle."""
         found: list[tuple[JSON, dict[str, str]]] = []
         header = {
             "title": session.title,
@@ -484,7 +627,7 @@ class Service:
                 found.append(
                     ({"where": name, "kind": kind, "excerpt": mask(secret)}, {secret: kind})
                 )
-        patch = (session.git or {}).get("patch")
+        patch = (session.git or {}).get("patch") if code else None
         if isinstance(patch, dict) and isinstance(patch.get("sha256"), str):
             data = self.blobs.get(patch["sha256"])
             text = data.decode("utf-8", "replace") if data else ""
@@ -492,6 +635,8 @@ class Service:
                 found.append(
                     ({"where": GIT_PATCH, "kind": kind, "excerpt": mask(secret)}, {secret: kind})
                 )
+        if code:
+            found.extend(self._bundle_findings(session.git))
         if session.head is None:
             return found
         for sm in self.store.flagged(session.head):
@@ -529,6 +674,42 @@ class Service:
                 )
         return found
 
+    def _bundle_findings(self, git: JSON | None) -> list[tuple[JSON, dict[str, str]]]:
+        """The secrets in the commits of the session's git bundle, each once, where it first
+        appears (`git bundle: commit abc1234 (config.py)`). A bundle that cannot be read is
+        a finding too: what is not scanned is not published."""
+        from baton import gitstate
+
+        bundle = (git or {}).get("bundle")
+        if not isinstance(bundle, dict) or not isinstance(bundle.get("sha256"), str):
+            return []
+        data = self.blobs.get(bundle["sha256"])
+        try:
+            texts = gitstate.bundle_texts(data) if data is not None else []
+        except InvalidInput as exc:
+            unread: JSON = {
+                "where": GIT_BUNDLE,
+                "kind": "unscanned bundle",
+                "excerpt": exc.message,
+                "redactable": False,
+            }
+            return [(unread, {})]
+        found: list[tuple[JSON, dict[str, str]]] = []
+        seen: set[str] = set()
+        for where, text in texts:
+            for secret, kind in self.scanner.find(text).items():
+                if secret not in seen:
+                    seen.add(secret)
+                    finding = {
+                        "where": f"{GIT_BUNDLE}: {where}",
+                        "kind": kind,
+                        "excerpt": mask(secret),
+                    }
+                    found.append((finding, {secret: kind}))
+        # A file name can be the secret: where it was found is said without it.
+        secrets = {s: k for _, one in found for s, k in one.items()}
+        return [({**f, "where": redact_value(f["where"], secrets)}, s) for f, s in found]
+
     def share(
         self,
         owner: str,
@@ -536,8 +717,11 @@ class Service:
         *,
         expires: str | timedelta | None = None,
         mode: str = "block",
+        code: bool = True,
     ) -> Share:
-        """Freeze the session's head as a public, read-only share (DESIGN §1, §7)."""
+        """Freeze the session's head as a public, read-only share (DESIGN §1, §7). With
+        `code` false the git patch and bundle are not published (nor scanned); under
+        `redact` a patch or bundle with secrets is left out and the share says so."""
         if mode not in SHARE_MODES:
             raise InvalidInput(f"mode must be one of {', '.join(SHARE_MODES)}")
         session = self.get(owner, session_id)
@@ -548,14 +732,16 @@ class Service:
             expires = parse_duration(expires)
         now = self.now()
         expires_at = format_time(parse_time(now) + expires) if expires else None
-        found = [] if mode == "allow" else self._share_findings(session)
+        found = [] if mode == "allow" else self._share_findings(session, code)
         if found and mode == "block":
+            in_code = all(_in_code(f) for f, _ in found)
             raise SecretsFound(
                 f"this session holds {len(found)} secret(s); nothing was shared. "
-                "Remove them, or share with --redact (or --allow-secrets)",
+                "Remove them, or share with --redact (or --allow-secrets"
+                f"{', or --no-code' if in_code else ''})",
                 [f for f, _ in found],
             )
-        if mode == "redact" and any(not s for _, s in found):
+        if mode == "redact" and any(not s and not _in_code(f) for f, s in found):
             raise SecretsFound(
                 "some secrets were found when the messages were recorded but cannot be located "
                 "now (set the same environment variables, or remove them); nothing was shared",
@@ -583,7 +769,7 @@ class Service:
             title=redact_value(session.title, secrets) or "Untitled session",
             task=redact_value(session.task, secrets),
             metadata=redact_value(session.metadata, secrets),
-            git=_public_git(session.git, secrets, found, mode),
+            git=_public_git(session.git, secrets, found, mode, code),
             created_at=now,
             expires_at=expires_at,
             redacted=[f for f, _ in found],
@@ -597,20 +783,27 @@ class Service:
         self, session: Session, secrets: dict[str, str]
     ) -> tuple[list[StoredMessage], list[MessageInput]]:
         """Copies of every message from the first one with a secret to the head, secrets
-        replaced. The prefix before it is shared as it is, not copied."""
+        replaced. The prefix before it is shared as it is, not copied. The first one is the
+        first flagged when it was recorded, or an earlier one that holds a secret found
+        now (elsewhere: in the header, the code, or with another environment)."""
         if not secrets or session.head is None:
             return [], []
         flagged = self.store.flagged(session.head)
-        if not flagged:
+        end = flagged[0].depth if flagged else None
+        chain = self.store.chain(session.head, 0, end)  # the prefix that was not flagged
+        start = next(
+            (i for i, m in enumerate(chain) if _holds(self.hydrate(m).parts, secrets)), end
+        )
+        if start is None:
             return [], []
-        first = flagged[0]
         parent = None
-        if first.message.parent is not None:
-            parent = self.store.get_messages([first.message.parent])[first.message.parent]
+        if start > 0:
+            parent_id = chain[start - 1].id
+            parent = self.store.get_messages([parent_id])[parent_id]
         copies: list[StoredMessage] = []
         items: list[MessageInput] = []
         now = self.now()
-        for message in self.store.chain(session.head, first.depth):
+        for message in self.store.chain(session.head, start):
             full = self.hydrate(message)
             raw: JSON = {
                 "role": full.role,
@@ -711,11 +904,11 @@ class Service:
     def export(self, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
         """The session as json (re-importable), markdown, html (one self-contained page) or
         opencode (a file `opencode import` and `kilo import` take)."""
-        from baton import exporters
+        from baton import render
 
         session = self.get(owner, session_id)
         messages = self._chain(session.head, 0, None, hydrate=True)
-        return exporters.export(session, messages, fmt, self.now())
+        return render.export(session, messages, fmt, self.now())
 
     def import_document(
         self,
@@ -735,6 +928,7 @@ class Service:
         metadata = header.get("metadata") if isinstance(header.get("metadata"), dict) else {}
         git = header.get("git") if isinstance(header.get("git"), dict) else None
         check_header(title=title, task=task, metadata=metadata, git=git)
+        self._check_git(owner, git)
         now = self.now()
         chain: list[StoredMessage] = []
         items: list[MessageInput] = []
@@ -768,6 +962,7 @@ class Service:
             scanned.cancel()
             raise
         findings = scanned.get()
+        self._check_references(owner, items)
         if any(findings):  # the secret pointers follow the findings
             found: list[StoredMessage] = []
             for sm, f in zip(chain, findings, strict=True):
@@ -779,6 +974,7 @@ class Service:
             if existing is not None:  # the same conversation is already yours
                 return ImportResult(existing, False, 0)
         self._keep_blobs(items)
+        self._grant(owner, items)
         given_id = header.get("id")
         session_id = ids.new_session_id()
         if isinstance(given_id, str) and ids.is_session_id(given_id) and not fresh:
@@ -835,14 +1031,19 @@ class Service:
                 for part in message.parts:
                     if part.get("type") == "blob_ref":
                         try:
-                            present = self.blobs.get(part["sha256"]) is not None
+                            data = self.blobs.get(part["sha256"])
                         except Exception as exc:  # a damaged blob reports, it does not stop
                             report.problems.append(f"{name}: {exc}")
                             continue
-                        if not present:
+                        if data is None:
                             report.problems.append(
                                 f"{name}: blob {part['sha256']} of {message.id} is missing"
                             )
+                        elif "of" in part:
+                            try:
+                                hydrate_part(part, data)
+                            except InvalidInput as exc:
+                                report.problems.append(f"{name}: {exc} (message {message.id})")
         return report
 
     def gc(self) -> JSON:
@@ -871,6 +1072,8 @@ class Service:
             raise InvalidInput("limit must be between 1 and 1000")
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(sorted(STATUSES))}")
+        if "\x00" in (query or "") + (repo or ""):
+            raise InvalidInput("q and repo must not contain NUL characters")
         text = query.strip() if query else None
         return self.store.list_sessions(ListQuery(owner, limit, cursor, status, repo, text or None))
 
@@ -887,18 +1090,66 @@ def share_id_from(value: str) -> str:
     return value
 
 
+def _answer(digest: str, result: AppendResult) -> Remembered:
+    """What an append with an idempotency key answers, kept for its retries."""
+    return Remembered(
+        digest,
+        201 if result.appended else 200,
+        {
+            "session": result.session.to_dict(),
+            "appended": [m.to_dict() for m in result.appended],
+        },
+    )
+
+
+def _replay(answer: Remembered) -> AppendResult:
+    """The result of an append, as remembered for its idempotency key."""
+    data = dict(answer.response["session"])
+    totals = Totals(**data.pop("totals"))
+    return AppendResult(
+        Session(**data, totals=totals), [Message(**m) for m in answer.response["appended"]]
+    )
+
+
+def _holds(value: Any, secrets: dict[str, str]) -> bool:
+    return any(secret in text for text in strings_in(value) for secret in secrets)
+
+
+def _in_code(finding: JSON) -> bool:
+    where = str(finding.get("where", ""))
+    return where == GIT_PATCH or where.startswith(GIT_BUNDLE)
+
+
 def _public_git(
-    git: JSON | None, secrets: dict[str, str], found: list[tuple[JSON, Any]], mode: str
+    git: JSON | None,
+    secrets: dict[str, str],
+    found: list[tuple[JSON, Any]],
+    mode: str,
+    code: bool = True,
 ) -> JSON | None:
-    """The git snapshot as a share shows it: without the sharer's local path, and with a
-    patch that holds secrets dropped (under --redact), saying so."""
+    """The git snapshot as a share shows it: without the sharer's local path; without the
+    patch and bundle when shared without code; and under --redact without a patch or bundle
+    that holds secrets, saying so (a patch or bundle is left out whole, never edited)."""
     if not git:
         return git
     public = {k: v for k, v in git.items() if k != "root"}
+    if not code:
+        public.update(patch=None, bundle=None, no_code=True)
     in_patch = [f for f, _ in found if f.get("where") == GIT_PATCH]
     if in_patch and mode == "redact":
         public["patch"] = None
         public["patch_dropped"] = f"the patch held {len(in_patch)} secret(s), so it is not shared"
+    in_bundle = [f for f, _ in found if str(f.get("where", "")).startswith(GIT_BUNDLE)]
+    if in_bundle and mode == "redact":
+        commits = (git.get("bundle") or {}).get("commits")
+        what = f"the bundle of {commits} commit(s)" if commits else "the bundle"
+        unread = [f for f in in_bundle if f.get("redactable") is False]
+        public["bundle"] = None
+        public["bundle_dropped"] = (
+            f"{what} could not be scanned ({unread[0]['excerpt']}), so it is not shared"
+            if unread
+            else f"{what} held {len(in_bundle)} secret(s), so it is not shared"
+        )
     redacted: JSON = redact_value(public, secrets)
     return redacted
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from baton import sandbox
+from baton.agent import tools
 from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import MemoryBlobStore
@@ -23,14 +26,25 @@ MODEL_VARS = (
     "BATON_RETRY_DELAY",
     "BATON_RETRY_MAX_WAIT",
     "BATON_COMMAND_TIMEOUT",
+    "BATON_SANDBOX",
+    "BATON_NETWORK",
+    "BATON_SANDBOX_LIMITS",
 )
 
 
 @pytest.fixture(autouse=True)
 def no_model_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No model settings leak in from the machine."""
+    """No model settings leak in from the machine. Commands run in the sandbox; on a laptop
+    without a usable bubblewrap they run unconfined instead (in CI the sandbox must work,
+    and tests/agent/test_sandbox.py checks it)."""
     for name in MODEL_VARS:
         monkeypatch.delenv(name, raising=False)
+    try:
+        sandbox.check()
+    except sandbox.SandboxUnavailable:
+        if not os.environ.get("CI"):
+            monkeypatch.setenv("BATON_SANDBOX", "off")
+            monkeypatch.setattr(tools, "Policy", sandbox.Policy.unconfined)
 
 
 @pytest.fixture

@@ -293,6 +293,7 @@ def test_session_slash_commands_share_fork_resume_unshare_delete_export(
     shared = say("/session share")
     share_id = re.search(r"/share/(\S+)", shared)
     assert share_id
+    assert "  published: 1 message, no code\n" in shared
     forked = say(f"/session fork {share_id.group(1)}")
     assert state.session_id != sid
     assert forked.startswith(f"forked {share_id.group(1)} into {state.session_id} (1 messages)")

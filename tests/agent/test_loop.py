@@ -71,8 +71,11 @@ def test_every_message_is_appended_as_it_happens_with_usage_and_cost(
     appends: list[list[str]] = []
     real_append = memory_service.append
 
+    keys: list[str] = []
+
     def append(owner: str, sid: str, messages: list[Any], **kw: Any) -> Any:
         appends.append([m["role"] for m in messages])
+        keys.append(kw["idempotency_key"])
         return real_append(owner, sid, messages, **kw)
 
     memory_service.append = append  # type: ignore[method-assign]
@@ -86,6 +89,7 @@ def test_every_message_is_appended_as_it_happens_with_usage_and_cost(
     fake_model.responder = second
     result = agent.turn("What does hello.py do?")
     assert appends == [["user"], ["assistant"], ["tool"], ["assistant"]]  # one at a time
+    assert len(set(keys)) == 4 and all(keys)  # each append can be retried safely, once
     assert seen_before_second == [3]  # stored before the model was asked again
     assert (result.answer, result.steps, result.interrupted) == ("It prints hello.", 2, False)
     messages = memory_service.messages(me, agent.session_id)
@@ -496,7 +500,7 @@ def test_a_turn_that_changes_files_records_a_git_snapshot(
 ) -> None:
     def put(data: bytes) -> str:
         sha = ids.sha256_hex(data)
-        memory_service.blobs.put(sha, data)
+        memory_service.put_blob(sha, data, me)  # as the CLI's capture does
         return sha
 
     before = gitstate.capture(git_repo, put)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,120 @@ def test_the_real_command_runs_as_a_process(baton_home: Path) -> None:
     result = run_baton("sessions", "show", "ses_01JUNKJUNKJUNKJUNKJUNKJUNK", home=baton_home)
     assert result.returncode == 1
     assert result.stderr == "error: no session ses_01JUNKJUNKJUNKJUNKJUNKJUNK\n"
+
+
+def test_a_relative_baton_home_keeps_blobs_under_it(
+    baton: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BATON_HOME", "home")  # relative to the working directory
+    sid = ok(baton("sessions", "new", "--title", "big output")).out.strip()
+    ok(baton("sessions", "append", sid, "--role", "tool", "--text", "x" * 70_000))
+    blobs = [p for p in (tmp_path / "cwd" / "home" / "blobs").rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in blobs] == [b"x" * 70_000]
+    assert not Path("/blobs").exists()
+
+
+def test_a_file_blob_url_with_a_host_is_refused(
+    baton: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_BLOB_URL", "file://home/blobs")
+    result = baton("sessions", "new", "--title", "nowhere")
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        "error: blob URL 'file://home/blobs' names a host (home): use file:///ABSOLUTE/PATH\n"
+    )
+
+
+def test_a_bad_trusted_proxy_is_refused_before_serving(
+    baton: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_TRUSTED_PROXIES", "10.0.0.1,10.0.0.300")
+    result = baton("serve", "--port", "0")
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        "error: BATON_TRUSTED_PROXIES: '10.0.0.300' is not an IP address or CIDR "
+        "(use e.g. 10.0.0.5,10.1.0.0/16)\n"
+    )
+
+
+def test_version_starts_without_loading_the_heavy_modules() -> None:
+    """`baton --version` (and so every command's start) loads click and the CLI's own modules,
+    nothing more: the store, the service, the server, the agent and their libraries are
+    imported by the commands that use them."""
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "before = set(sys.modules)\n"
+        "from baton.cli.main import main\n"
+        "main(['--version'])\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    version, printed = done.stdout.splitlines()
+    assert version == "baton, version 0.1.0"
+    modules = set(orjson.loads(printed))
+    tops = {m.split(".")[0] for m in modules}
+    assert tops - set(sys.stdlib_module_names) == {"baton", "click"}
+    assert not tops & {"sqlite3", "asyncio", "multiprocessing", "concurrent"}
+    ours = {m for m in modules if m.split(".")[0] == "baton" and not m.startswith("baton.cli")}
+    assert ours == {"baton", "baton.core", "baton.core.errors"}
+
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+S3_URL = "s3://bucket?endpoint=http://127.0.0.1:9"
+NO_PSYCOPG = "error: a postgresql:// store needs psycopg, which is not installed: pip install 'baton[postgres]'"
+NO_POOL = NO_PSYCOPG.replace("psycopg,", "psycopg_pool,")
+NO_OBSTORE = (
+    "error: an s3:// blob store needs obstore, which is not installed: pip install 'baton[s3]'"
+)
+
+
+@pytest.mark.parametrize(
+    ("missing", "env", "args", "message"),
+    [
+        ("psycopg", {"BATON_DATABASE_URL": PG_URL}, ["sessions", "list"], NO_PSYCOPG),
+        ("psycopg_pool", {"BATON_DATABASE_URL": PG_URL}, ["sessions", "list"], NO_POOL),
+        ("psycopg", {"BATON_DATABASE_URL": PG_URL}, ["migrate", "--list"], NO_PSYCOPG),
+        ("psycopg", {"BATON_DATABASE_URL": PG_URL}, ["migrate"], NO_PSYCOPG),
+        ("obstore", {"BATON_BLOB_URL": S3_URL}, ["sessions", "list"], NO_OBSTORE),
+        (
+            "psycopg",
+            {},
+            ["copy", "--from", "memory://", "--to", PG_URL, "--to-blobs", "memory://"],
+            NO_PSYCOPG,
+        ),
+        (
+            "obstore",
+            {},
+            ["copy", "--from", "memory://", "--to", "memory://", "--to-blobs", S3_URL],
+            NO_OBSTORE,
+        ),
+    ],
+    ids=["psycopg", "psycopg_pool", "migrate-list", "migrate", "obstore", "copy-pg", "copy-s3"],
+)
+def test_a_team_backend_without_its_extra_installed_is_one_line(
+    baton_home: Path, missing: str, env: dict[str, str], args: list[str], message: str
+) -> None:
+    """psycopg, psycopg-pool and obstore are the `postgres` and `s3` extras: a laptop install
+    has none of them, and pointing baton at such a store says what to install. The library is
+    made missing in the subprocess (None in sys.modules stops its import)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        f"sys.modules[{missing!r}] = None\n"
+        "from baton.cli.main import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    full_env = {**os.environ, "BATON_HOME": str(baton_home), **env}
+    for name in ("BATON_DEBUG", "BATON_DATABASE_URL", "BATON_BLOB_URL"):
+        if name not in env:
+            full_env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=full_env
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (2, message + "\n", "")

@@ -125,7 +125,7 @@ def build_source(side: Side) -> Built:
         built.passwords["alice"] = PASSWORD
 
         patch = b"diff --git a/app.py b/app.py\n+print('hello')\n"
-        blobs.put(sha256_hex(patch), patch)
+        service.put_blob(sha256_hex(patch), patch, alice.id)
         git = {
             "remote": "https://example.com/team/app.git",
             "root_commit": "a" * 40,

@@ -167,3 +167,78 @@ def test_a_bundle_over_its_cap_is_left_out_and_said(dirty_repo: Path, baton_home
         "git: left out the bundle of 2 commit(s) not on origin/main: bundle over 10 bytes"
         in human.stderr
     )
+
+
+def test_a_key_committed_then_deleted_blocks_the_share_until_redacted_or_left_out(
+    git_repo: Path, baton_home: Path
+) -> None:
+    """The bundle of unpushed commits is scanned like everything else a share publishes."""
+    from tests.fixtures.git import commit_all
+
+    (git_repo / "deploy.env").write_text(f"OPENAI_API_KEY={FAKE_KEY}\n")
+    added = commit_all(git_repo, "deploy settings")
+    (git_repo / "deploy.env").unlink()
+    head = commit_all(git_repo, "remove the key")
+    sid = run_json("sessions", "new", "--repo", str(git_repo), home=baton_home)["id"]
+    # The bundle holds the commits not on origin/main as changes to what origin has: the
+    # tree that lists the file is such a change, so the file is named by its blob
+    # (`git log --find-object` finds its commit).
+    blob = git(git_repo, "rev-parse", f"{added}:deploy.env")
+    where = f"git bundle: blob {blob[:7]}"
+    excerpt = f"OpenAI Token {FAKE_KEY[:4]}…{FAKE_KEY[-2:]} (48 chars)"
+
+    blocked = run_baton("share", sid, home=baton_home)
+    assert blocked.returncode == 1
+    assert blocked.stdout == f"  {where}: {excerpt}\n"
+    assert blocked.stderr == (
+        "error: this session holds 1 secret(s); nothing was shared. Remove them, or share "
+        "with --redact (or --allow-secrets, or --no-code)\n"
+    )
+
+    redacted = run_baton("share", sid, "--redact", home=baton_home)
+    assert redacted.returncode == 0, redacted.stderr
+    dropped = "the bundle of 2 commit(s) held 1 secret(s), so it is not shared"
+    assert redacted.stderr.splitlines() == [
+        f"  published: 0 messages, commit {head[:7]} only, no code changes",
+        f"  not published: {dropped}",
+        f"  redacted {where}: {excerpt}",
+    ]
+    as_json = run_json("share", sid, "--redact", home=baton_home)
+    assert as_json["git"]["bundle"] is None and as_json["git"]["bundle_dropped"] == dropped
+    assert as_json["withheld"] == [dropped]
+    assert as_json["published"] == f"0 messages, commit {head[:7]} only, no code changes"
+    # its restore says why the unpushed commits are missing
+    target = git_repo.parent / "from-share"
+    failed = run_baton("restore", as_json["id"], "--path", str(target), home=baton_home)
+    assert failed.returncode == 1 and not target.exists()
+    assert failed.stderr == (
+        f"error: commit {head} is not in {git_repo.parent / 'origin.git'} and the session "
+        f"recorded no bundle ({dropped}): restore from a repository that has it "
+        "(--from PATH_OR_URL)\n"
+    )
+    done = run_baton(
+        "restore", as_json["id"], "--path", str(target), "--from", str(git_repo), home=baton_home
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"not restored: {dropped}" in done.stderr
+    assert not (target / "deploy.env").exists()
+
+    no_code = run_baton("share", sid, "--no-code", home=baton_home)
+    assert no_code.returncode == 0, no_code.stderr
+    assert no_code.stderr.splitlines() == ["  published: 0 messages, no code"]
+    shown = run_json("share", sid, "--no-code", home=baton_home)
+    assert (shown["git"]["bundle"], shown["git"]["patch"], shown["published"]) == (
+        None,
+        None,
+        "0 messages, no code",
+    )
+
+
+def test_share_says_what_it_publishes(dirty_repo: Path, baton_home: Path) -> None:
+    sid = run_json("sessions", "new", "--repo", str(dirty_repo), home=baton_home)["id"]
+    done = run_baton("share", sid, home=baton_home)
+    assert done.returncode == 0, done.stderr
+    files = run_json("sessions", "show", sid, home=baton_home)["git"]["patch"]["files"]
+    assert done.stderr.splitlines() == [
+        f"  published: 0 messages, 2 commits not on origin/main, uncommitted changes ({files} files)"
+    ]

@@ -41,6 +41,16 @@ def script(home: Path) -> dict[str, Any]:
     out["append"] = run_json(
         "sessions", "append", sid, "--role", "user", "--text", "hello walrus", home=home
     )
+    # a retried append with the same --idempotency-key appends once and answers the same
+    retry = ("sessions", "append", sid, "--role", "user", "--text", "once")
+    first = run_json(*retry, "--idempotency-key", "cli-1", home=home)
+    again = run_json(*retry, "--idempotency-key", "cli-1", home=home)
+    out["retry"] = (again == first, again["message_count"], len(again["appended"]))
+    clash = run_baton(
+        "sessions", "append", sid, "--role", "user", "--text", "other", "--idempotency-key",
+        "cli-1", home=home,
+    )  # fmt: skip
+    out["clash"] = (clash.returncode, clash.stderr)
     out["show"] = run_json("sessions", "show", sid, home=home)
     out["list"] = run_json("sessions", "list", "-q", "walrus", home=home)
     share = run_json("share", sid, "--expires", "7d", home=home)
@@ -76,6 +86,16 @@ def test_every_command_works_against_the_server_with_the_same_output(
         r"share \S+", "share X", local["gone"][1]
     )
     assert remote["rename"] == local["rename"] == "Renamed"
+    assert remote["retry"] == local["retry"] == (True, 2, 1)
+    assert (
+        remote["clash"]
+        == local["clash"]
+        == (
+            2,
+            "error: Idempotency-Key 'cli-1' was used for a different request to this session; "
+            "send a new key with a new request\n",
+        )
+    )
     # what was made remotely lives on the server, not in the client's home
     assert not (client_home / "baton.db").exists()
     on_server = run_json("sessions", "list", home=served.home, env={"BATON_USER": "owner"})

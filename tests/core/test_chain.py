@@ -10,8 +10,9 @@ from typing import Any
 from baton.core.chain import blob_refs, link, verify_chain
 from baton.core.ids import message_id
 from baton.core.models import Message, Session, Share, StoredMessage, Totals
-from baton.core.render import export_document, export_markdown
 from baton.core.validation import validate_message
+from baton.render.document import export_document
+from baton.render.markdown import export_markdown
 
 NOW = "2026-11-24T00:00:00.000000Z"
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from baton.core.errors import InvalidInput
@@ -438,6 +439,26 @@ def test_a_user_or_assistant_line_without_a_timestamp_is_refused(tmp_path: Path)
         IMPORTER.read(t.write(tmp_path / "s.jsonl"))
 
 
+def test_usage_beyond_baton_bounds_saturates(tmp_path: Path) -> None:
+    t = Transcript()
+    t.user("u1", None, "first").reply("a1", "u1", "r1", text("one"), costUSD=1e308)
+    t.lines[-1]["message"]["usage"]["input_tokens"] = 2**62
+    (message,) = [m for m in only(t.write(tmp_path / "s.jsonl")).messages if "usage" in m]
+    assert message["usage"] == {
+        "input_tokens": 2**53,
+        "output_tokens": 5,
+        "cache_read_tokens": 2,
+        "cost_usd": 1_000_000.0,
+    }
+
+
+def test_a_timestamp_before_year_1_in_utc_is_not_a_valid_timestamp(tmp_path: Path) -> None:
+    t = Transcript()
+    t.user("u1", None, "first", timestamp="0001-01-01T00:00:00+14:00")
+    with pytest.raises(InvalidInput, match="line 1: a user line without a valid timestamp"):
+        IMPORTER.read(t.write(tmp_path / "s.jsonl"))
+
+
 def test_a_branch_that_leaves_late_reuses_the_messages_before_it(tmp_path: Path) -> None:
     t = Transcript()
     t.user("u1", None, "first").reply("a1", "u1", "r1", text("one"))
@@ -459,3 +480,35 @@ def test_a_loop_of_parent_links_ends(tmp_path: Path) -> None:
     t.user("u1", "a1", "first").reply("a1", "u1", "r1", text("one"))
     session = only(t.write(tmp_path / "s.jsonl"))
     assert [m["role"] for m in session.messages] == ["user", "assistant"]
+
+
+def test_a_fork_beside_large_siblings_reads_them_in_bounded_memory(tmp_path: Path) -> None:
+    """Finding the parent of a --fork-session file streams the siblings line by line and keeps
+    only the lines the fork has too: a 34 KB fork next to 50 MB of siblings stays small."""
+    import tracemalloc
+
+    parent, fork = tmp_path / SESSION.name, tmp_path / FORK.name
+    shutil.copy(FORK, fork)
+    lines = lines_of(SESSION)
+    last = next(orjson.loads(x) for x in reversed(lines) if b'"uuid":' in x)
+    filler = "x" * 100_000
+    with parent.open("wb") as out:
+        out.write(b"\n".join(lines) + b"\n")
+        above = last["uuid"]
+        for n in range(250):  # the parent went on after the fork: 25 MB more of it
+            uuid = f"00000000-0000-4000-8000-{n:012d}"
+            line = {**last, "uuid": uuid, "parentUuid": above, "type": "user"}
+            line["message"] = {"role": "user", "content": filler}
+            out.write(orjson.dumps(line) + b"\n")
+            above = uuid
+    other = {**last, "sessionId": "other", "uuid": "u", "parentUuid": None, "filler": filler}
+    write_jsonl(tmp_path / "zz-unrelated.jsonl", [other] * 250)  # 25 MB that is no parent
+    tracemalloc.start()
+    try:
+        session = only(fork)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert session.forked_from == (PARENT_ID, 20)
+    assert session.messages == only(FORK).messages
+    assert peak < 4_000_000, peak  # 77 MB when the siblings were read whole

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from baton.core.ids import canonical_json
 from baton.core.models import Message, Session
-from baton.core.render import export_document
 from baton.importers.base import ImportedSession, Parsed
 from baton.importers.opencode import IMPORTER
+from baton.render.document import export_document
 from tests.importers.common import (
     NOW,
     SAMPLES,

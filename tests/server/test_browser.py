@@ -96,29 +96,29 @@ def check_conversation(page: Page) -> None:
     """The five messages of the seeded session, as a reader sees them."""
     messages = page.locator("ol.conversation > li.message")
     expect(messages).to_have_count(5)
-    roles = page.locator("ol.conversation > li.message .message-head .role")
-    expect(roles).to_have_text(["user", "assistant", "assistant", "tool", "assistant"])
+    roles = page.locator("ol.conversation > li.message .head .role")
+    expect(roles).to_have_text(["User", "Assistant", "Assistant", "Tool", "Assistant"])
     # the Markdown code block is highlighted by Pygments: spans inside a <pre>
-    code = messages.nth(1).locator(".message-body pre code")
+    code = messages.nth(1).locator(".body pre code")
     expect(code).to_have_count(1)
     expect(code).to_have_class(re.compile(r"\blanguage-python\b"))
     assert code.locator("span").count() >= 3
     expect(code.locator("span.nb")).to_have_text("print")
     expect(code).to_have_text("print('hi')")
-    # only the code block is shaded, not the whole message (pygments.css shades .message-body)
+    # only the code block is shaded, not the whole message (Pygments' style has a background)
     background = "el => getComputedStyle(el).backgroundColor"
-    assert messages.nth(1).locator(".message-body").evaluate(background) == "rgba(0, 0, 0, 0)"
-    assert code.locator("xpath=..").evaluate(background) == "rgb(248, 249, 251)"
-    # the tool call and the 60-line output are collapsed, the output not rendered visible
+    assert messages.nth(1).locator(".body").evaluate(background) == "rgba(0, 0, 0, 0)"
+    assert code.locator("xpath=..").evaluate(background) == "rgb(246, 248, 250)"
+    # the short tool call is open; the 60-line output is collapsed, not rendered visible
     call = messages.nth(2).locator("details")
-    expect(call.locator("summary")).to_have_text("Tool call: bash")
-    assert call.evaluate("d => d.open") is False
+    expect(call.locator("summary")).to_have_text("Tool call bash ls")
+    assert call.evaluate("d => d.open") is True
     output = messages.nth(3).locator("details")
     expect(output).to_have_count(1)
-    expect(output.locator("summary")).to_have_text("Tool output (60 lines)")
+    expect(output.locator("summary")).to_have_text("Output of bash (60 lines)")
     assert output.evaluate("d => d.open") is False
     expect(output.locator("pre")).to_be_hidden()
-    expect(messages.nth(4).locator(".message-body")).to_have_text("There are 60 files.")
+    expect(messages.nth(4).locator(".body")).to_have_text("There are 60 files.")
 
 
 def test_log_in_share_redacted_fork_and_revoke(live: Live, browser: Browser) -> None:
@@ -211,9 +211,9 @@ def test_log_in_share_redacted_fork_and_revoke(live: Live, browser: Browser) -> 
     expect(other.locator("#share-title")).to_have_text(TITLE)
     expect(other.locator("article.shared > p.muted")).to_have_text("5 messages · 1 secret redacted")
     check_conversation(other)
-    expect(
-        other.locator("ol.conversation > li.message").first.locator(".message-body")
-    ).to_have_text("List the files. My key is [REDACTED:OpenAI Token] for later.")
+    expect(other.locator("ol.conversation > li.message").first.locator(".body")).to_have_text(
+        "List the files. My key is [REDACTED:OpenAI Token] for later."
+    )
     assert KEY not in other.content()
     expect(other.locator("#fork-command")).to_have_value(f"baton --fork {share.id}")
     expect(other.locator("#open-in-editor")).to_have_attribute("href", f"baton://fork/{share.id}")

@@ -312,3 +312,22 @@ def test_bad_input_is_refused_and_changes_nothing(way: Way) -> None:
     with pytest.raises(InvalidInput):
         svc.share(me, session.id, expires="soon")
     assert svc.get(me, session.id).version == 1
+
+
+def test_a_share_says_what_it_publishes_and_can_leave_the_code_out(way: Way) -> None:
+    svc, me = way.alice
+    git = {
+        "version": 1,
+        "head": "c" * 40,
+        "upstream": "origin/main",
+        "patch": {"sha256": "a" * 64, "size": 10, "files": 2},
+        "bundle": {"sha256": "b" * 64, "size": 10, "commits": 1},
+    }
+    session = svc.create(me, title="code", git=git)
+    svc.append(me, session.id, [text_message("user", "hello")])
+    full = svc.share(me, session.id)
+    assert full.published == "1 message, 1 commit not on origin/main, uncommitted changes (2 files)"
+    bare = svc.share(me, session.id, code=False)
+    assert bare.published == "1 message, no code" and bare.withheld == []
+    assert bare.git is not None and (bare.git["patch"], bare.git["bundle"]) == (None, None)
+    assert svc.public_share(bare.id).published == "1 message, no code"

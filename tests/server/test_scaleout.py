@@ -754,29 +754,37 @@ def tables(url: str) -> list[str]:
 def test_migrate_lists_then_applies(postgres_url: str, tmp_path: Path) -> None:
     env = {"BATON_DATABASE_URL": postgres_url}
     home = tmp_path / "home"
-    names = ["m001_initial", "m002_search", "m003_auth", "m004_depth_index"]
+    names = [
+        "m001_initial",
+        "m002_search",
+        "m003_auth",
+        "m004_depth_index",
+        "m005_blob_access",
+        "m006_logins",
+    ]
+    numbers = [1, 2, 3, 4, 5, 6]
 
     listed = run_baton("migrate", "--list", home=home, env=env)
     assert listed.returncode == 0, listed.stderr
-    assert "4 pending" in listed.stdout
-    for n, name in enumerate(names, 1):
+    assert "6 pending" in listed.stdout
+    for n, name in zip(numbers, names, strict=True):
         assert f"{n:03d} {name}" in listed.stdout
-    assert listed.stdout.count("pending") == 5  # four steps and the summary
+    assert listed.stdout.count("pending") == 7  # six steps and the summary
     assert "postgres@127.0.0.1" in listed.stdout
     data = run_json("migrate", "--list", home=home, env=env)
-    assert data["pending"] == [1, 2, 3, 4] and data["applied_now"] == []
+    assert data["pending"] == numbers and data["applied_now"] == []
     assert [m["name"] for m in data["migrations"]] == names
     assert all(m["applied_at"] is None for m in data["migrations"])
     assert tables(postgres_url) == []  # --list wrote nothing, not even the migrations table
 
     applied = run_json("migrate", home=home, env=env)
-    assert applied["pending"] == [1, 2, 3, 4] and applied["applied_now"] == [1, 2, 3, 4]
+    assert applied["pending"] == numbers and applied["applied_now"] == numbers
     assert all(m["applied_at"] for m in applied["migrations"])
     assert "migrations" in tables(postgres_url) and "sessions" in tables(postgres_url)
 
     after = run_baton("migrate", "--list", home=home, env=env)
     assert after.returncode == 0, after.stderr
-    assert "0 pending" in after.stdout and after.stdout.count("applied") == 4
+    assert "0 pending" in after.stdout and after.stdout.count("applied") == 6
     data = run_json("migrate", "--list", home=home, env=env)
     assert data["pending"] == [] and data["applied_now"] == []
     assert [m["applied_at"] for m in data["migrations"]] == [

@@ -14,9 +14,16 @@ import pytest
 from baton.core.chain import link
 from baton.core.errors import Conflict, InvalidInput, NotFound, VersionMismatch
 from baton.core.ids import new_account_id, new_session_id, new_share_id
-from baton.core.models import Account, Session, Share, StoredMessage, Token, Totals
+from baton.core.models import Account, Login, Session, Share, StoredMessage, Token, Totals
 from baton.core.validation import validate_message
-from baton.store.base import BlobStore, ListQuery, Store
+from baton.store.base import (
+    Answered,
+    BlobStore,
+    ListQuery,
+    Remembered,
+    Remembering,
+    Store,
+)
 
 NOW = "2026-03-01T12:00:00.000000Z"
 FINDING = [{"kind": "OpenAI Token", "excerpt": "sk-p…aa (48 chars)"}]
@@ -174,6 +181,55 @@ def test_tokens_are_found_by_hash_listed_newest_first_and_revoked_once(store: St
     assert store.list_tokens(bob)[0].last_used_at == at(6)
     with pytest.raises(NotFound):
         store.add_token(token("acc_nobody", "four"))
+
+
+def login(owner: str, name: str, token_id: str | None = None, expires: int = 3000) -> Login:
+    return Login(f"login-{name}", owner, token_id, at(0), at(expires))
+
+
+def test_logins_end_by_logout_password_change_and_token_revoke(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    store.add_token(token(alice, "laptop", at(1)))
+    for made in (
+        login(alice, "password"),
+        login(alice, "link"),
+        login(alice, "with-token", "tok_laptop"),
+        login(bob, "bobs"),
+    ):
+        store.add_login(made)
+    assert store.get_login("login-with-token") == login(alice, "with-token", "tok_laptop")
+    assert store.get_login("login-nothing") is None
+    # logout ends that login only
+    assert store.end_login("login-link") is True
+    assert store.end_login("login-link") is False
+    assert store.get_login("login-link") is None
+    assert store.get_login("login-password") == login(alice, "password")
+    # a password change ends the account's logins that no token made
+    store.add_login(login(alice, "second"))
+    assert store.end_password_logins(alice) == 2
+    assert store.get_login("login-password") is None and store.get_login("login-second") is None
+    assert store.get_login("login-with-token") == login(alice, "with-token", "tok_laptop")
+    assert store.get_login("login-bobs") == login(bob, "bobs")  # other accounts keep theirs
+    # revoking a token ends the logins made with it
+    assert store.revoke_token("tok_laptop", at(2)) is True
+    assert store.get_login("login-with-token") is None
+    assert store.get_login("login-bobs") == login(bob, "bobs")
+    with pytest.raises(NotFound):
+        store.add_login(login("acc_nobody", "ghost"))
+    with pytest.raises(NotFound):
+        store.add_login(login(alice, "ghost", "tok_nothing"))
+    assert store.get_login("login-ghost") is None
+
+
+def test_a_new_login_forgets_the_accounts_expired_ones(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    store.add_login(login(alice, "old", expires=10))
+    store.add_login(login(bob, "bobs-old", expires=10))
+    store.add_login(login(alice, "recent", expires=3000))
+    store.add_login(Login("login-new", alice, None, at(10), at(3000)))
+    assert store.get_login("login-old") is None
+    assert store.get_login("login-recent") == login(alice, "recent", expires=3000)
+    assert store.get_login("login-bobs-old") == login(bob, "bobs-old", expires=10)
 
 
 def test_messages_with_blob_finds_every_referrer(store: Store) -> None:
@@ -746,6 +802,120 @@ def test_revoking_keeps_the_first_time(store: Store) -> None:
     assert store.get_share(share.id) == revoked
     with pytest.raises(NotFound):
         store.revoke_share(new_share_id(), NOW)
+
+
+# blob access and idempotency keys
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_granted_blobs_are_the_accounts_uploads_and_its_sessions_git_blobs(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    uploaded, patch, bundle, unknown = sha("up"), sha("patch"), sha("bundle"), sha("none")
+    store.grant_blobs(alice, [uploaded], NOW)
+    store.grant_blobs(alice, [uploaded], at(1))  # granting again is a no-op
+    store.grant_blobs(alice, [], NOW)
+    git = {"patch": {"sha256": patch, "size": 1}, "bundle": {"sha256": bundle, "size": 1}}
+    session = new_session(store, alice, git=git)
+    everything = [uploaded, patch, bundle, unknown]
+    assert store.granted_blobs(alice, everything) == {uploaded, patch, bundle}
+    assert store.granted_blobs(bob, everything) == set()
+    # a new snapshot replaces the old one's references
+    store.update_session(session.id, None, {"git": {"patch": {"sha256": unknown, "size": 1}}})
+    assert store.granted_blobs(alice, everything) == {uploaded, unknown}
+    store.update_session(session.id, None, {"git": None})
+    assert store.granted_blobs(alice, everything) == {uploaded}
+    store.delete_session(session.id, NOW)
+    assert store.granted_blobs(alice, everything) == {uploaded}
+
+
+def test_git_blobs_are_referenced_while_a_session_or_live_share_names_them(store: Store) -> None:
+    owner = account(store)
+    patch, other = sha("patch"), sha("other")
+    session = new_session(store, owner, git={"patch": {"sha256": patch, "size": 1}})
+    share = new_share(store, session, None)
+    assert store.referenced_blobs() == {patch}
+    store.update_session(session.id, None, {"git": {"bundle": {"sha256": other, "size": 1}}})
+    assert store.referenced_blobs() == {patch, other}  # the live share still names the patch
+    deleted: list[list[str]] = []
+    assert store.release_blobs([patch, other], deleted.append) == []
+    store.revoke_share(share.id, NOW)
+    assert store.referenced_blobs() == {other}
+    assert store.release_blobs([patch, other], deleted.append) == [patch]
+    assert deleted == [[], [patch]]
+
+
+def test_releasing_a_blob_forgets_its_grants(store: Store) -> None:
+    owner = account(store)
+    store.grant_blobs(owner, [sha("loose")], NOW)
+    assert store.release_blobs([sha("loose")], lambda doomed: None) == [sha("loose")]
+    assert store.granted_blobs(owner, [sha("loose")]) == set()
+
+
+def test_blob_access_follows_the_chains_of_the_accounts_sessions(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    first = big(None, "f" * 70_000)
+    later = big(first, "l" * 70_000)
+    new_session(store, alice, messages=[first, later])
+    [early], [late] = first.blobs, later.blobs
+    assert store.family_heads(alice, first.root) == [later.message.id]
+    assert store.family_heads(bob, first.root) == []
+    assert store.blob_access(alice, [early, late]) == {early, late}
+    assert store.blob_access(bob, [early, late]) == set()
+    # bob's fork at the first message reaches its blob, not the later one's
+    new_session(store, bob, messages=[], head=first.message.id, message_count=1)
+    assert store.family_heads(bob, first.root) == [first.message.id]
+    assert store.blob_access(bob, [early, late]) == {early}
+
+
+def test_an_idempotency_key_is_remembered_per_session_for_a_day(store: Store) -> None:
+    owner = account(store)
+    one, two = new_session(store, owner), new_session(store, owner)
+    first = Remembered("r1", 201, {"appended": ["m_1"], "n": 1.5})
+    assert store.recall(one.id, "k", NOW) is None
+    assert store.remember(one.id, "k", first, at(0)) == first
+    # the first answer stands; another session's key of the same name is another key
+    assert store.remember(one.id, "k", Remembered("r2", 200, {}), at(1)) == first
+    assert store.recall(one.id, "k", at(0)) == first
+    assert store.recall(two.id, "k", at(0)) is None
+    assert store.remember(two.id, "k", Remembered("r2", 200, {}), at(1)).request == "r2"
+    assert store.recall(one.id, "k", at(1)) is None  # recorded before `since`: expired
+    # a day later the key is forgotten and can be used again
+    tomorrow = "2026-03-02T12:00:01.000000Z"
+    assert store.remember(one.id, "k", Remembered("r3", 200, {}), tomorrow).request == "r3"
+    store.delete_session(one.id, NOW)
+    assert store.recall(one.id, "k", NOW) is None
+
+
+def test_an_append_keeps_its_idempotency_answer_in_its_own_transaction(store: Store) -> None:
+    owner = account(store)
+    session = new_session(store, owner)
+    chain = messages(None, "a", "b")
+
+    def answer(s: Session) -> Remembered:
+        return Remembered("req", 201, {"head": s.head, "version": s.version})
+
+    moved = store.append(session.id, None, chain[:1], {}, Remembering("k", answer, at(0)))
+    kept = Remembered("req", 201, {"head": chain[0].message.id, "version": 2})
+    assert store.recall(session.id, "k", at(0)) == kept
+    # the same key again: nothing is written, and the first answer comes back
+    with pytest.raises(Answered) as raised:
+        store.append(session.id, moved.head, chain[1:], {}, Remembering("k", answer, at(5)))
+    assert raised.value.answer == kept
+    assert store.get_session(session.id) == moved
+    assert present(store, ids(chain)) == {chain[0].message.id}
+    # an append that fails keeps nothing for its key
+    with pytest.raises(Conflict):
+        store.append(session.id, None, chain[1:], {}, Remembering("other", answer, at(5)))
+    assert store.recall(session.id, "other", at(0)) is None
+    # a day later the key is free again
+    tomorrow = "2026-03-02T12:00:01.000000Z"
+    again = store.append(session.id, moved.head, chain[1:], {}, Remembering("k", answer, tomorrow))
+    assert store.recall(session.id, "k", tomorrow) == Remembered(
+        "req", 201, {"head": again.head, "version": 3}
+    )
 
 
 # blob stores

@@ -18,14 +18,27 @@ import pytest
 from baton.core.errors import Busy, Conflict
 from baton.scanning import SecretScanner
 from baton.service import Service
-from baton.store import migrations, open_store, pg_migrations, schema
+from baton.store import migrations, open_store, pg_migrations, status
 from baton.store.blobs import LocalBlobStore
 from baton.store.postgres import PostgresStore
 from tests.helpers import run_baton, text_message
-from tests.store.test_sqlite import chain_for_m001
+from tests.store.test_sqlite import M004_SESSION, chain_for_m001, check_m005, write_m004_rows
 
 NOW = "2026-01-01T00:00:00.000000Z"
-TABLES = {"accounts", "messages", "message_blobs", "sessions", "shares", "migrations", "tokens"}
+TABLES = {
+    "accounts",
+    "messages",
+    "message_blobs",
+    "sessions",
+    "shares",
+    "migrations",
+    "tokens",
+    "blob_grants",
+    "session_blobs",
+    "share_blobs",
+    "idempotency_keys",
+    "logins",
+}
 
 
 @pytest.fixture
@@ -55,7 +68,7 @@ def test_migrations_from_an_empty_database(postgres_url: str, pg: psycopg.Connec
     again = PostgresStore(postgres_url)
     with psycopg.connect(postgres_url) as conn, conn.cursor() as cur:
         assert pg_migrations.pending(cur) == []
-    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (4,)
+    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (6,)
     again.close()
 
 
@@ -75,8 +88,8 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert [s.number for s in schema.status(postgres_url)] == [1, 2, 3, 4]
-    assert all(s.applied_at for s in schema.status(postgres_url))
+    assert [s.number for s in status.status(postgres_url)] == [1, 2, 3, 4, 5, 6]
+    assert all(s.applied_at for s in status.status(postgres_url))
     for store in stores:
         store.close()
 
@@ -86,20 +99,22 @@ def test_a_failing_migration_leaves_nothing_behind(
 ) -> None:
     def broken(cur: psycopg.Cursor[Any]) -> None:
         cur.execute("CREATE TABLE half_done (x INTEGER)")
-        raise RuntimeError("migration 5 failed")
+        raise RuntimeError("migration 99 failed")
 
     monkeypatch.setattr(
         pg_migrations,
         "MIGRATIONS",
-        [*pg_migrations.MIGRATIONS, pg_migrations.Migration(5, "m005_broken", broken)],
+        [*pg_migrations.MIGRATIONS, pg_migrations.Migration(99, "m099_broken", broken)],
     )
-    with pytest.raises(RuntimeError, match="migration 5 failed"):
+    with pytest.raises(RuntimeError, match="migration 99 failed"):
         PostgresStore(postgres_url)
     assert [r[0] for r in pg.execute("SELECT number FROM migrations ORDER BY number")] == [
         1,
         2,
         3,
         4,
+        5,
+        6,
     ]
     assert "half_done" not in tables(pg)
 
@@ -140,7 +155,8 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
             (head.message.id, head.root, NOW, NOW, t.input_tokens, t.output_tokens,
              t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
         )  # fmt: skip
-        assert [s.number for s in schema.status(postgres_url) if s.applied_at is None] == [2, 3, 4]
+        pending = [s.number for s in status.status(postgres_url) if s.applied_at is None]
+        assert pending == [2, 3, 4, 5, 6]
     store = open_store(postgres_url)
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -162,6 +178,24 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
     assert list(blobs.list()) == []
     _, secret = service.accounts.create_token("acc_1", "after m003")
     assert service.accounts.authenticate(secret) == store.get_account("acc_1")
+    found = service.accounts.authenticate_token(secret)
+    assert found is not None
+    cookie = service.accounts.start_login("acc_1", found[1])  # m006: web logins are kept
+    assert service.accounts.logged_in(cookie) == store.get_account("acc_1")
+    service.accounts.revoke("acc_1", found[1].id)
+    assert service.accounts.logged_in(cookie) is None
+    store.close()
+
+
+def test_migration_from_m004_makes_git_blobs_references(postgres_url: str, tmp_path: Any) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert [m.name for m in pg_migrations.migrate(conn, upto=4)][-1] == "m004_depth_index"
+        write_m004_rows(conn.execute, "%s")
+    store = open_store(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT session_id FROM session_blobs").fetchall()
+    assert {r[0] for r in rows} == {M004_SESSION}
+    check_m005(store, LocalBlobStore(tmp_path / "blobs"))
     store.close()
 
 
@@ -258,11 +292,13 @@ def test_migrate_list_writes_nothing(
     home = tmp_path / "home"
     listed = run_baton("migrate", "--list", env=env, home=home)
     assert listed.returncode == 0, listed.stderr
-    assert "4 pending" in listed.stdout and "m004_depth_index" in listed.stdout
+    assert "6 pending" in listed.stdout and "m005_blob_access" in listed.stdout
+    assert "m006_logins" in listed.stdout
     assert tables(pg) == set()
     applied = run_baton("migrate", env=env, home=home)
     assert "applied 001 m001_initial, 002 m002_search" in applied.stdout
     assert tables(pg) == TABLES
     again = run_baton("migrate", "--list", "--json", env=env, home=home)
     data = orjson.loads(again.stdout)
-    assert data["pending"] == [] and [m["number"] for m in data["migrations"]] == [1, 2, 3, 4]
+    numbers = [m["number"] for m in data["migrations"]]
+    assert data["pending"] == [] and numbers == [1, 2, 3, 4, 5, 6]

@@ -9,6 +9,7 @@ import threading
 import time
 from hashlib import sha256
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,6 +21,7 @@ from baton.core.validation import validate_message
 from baton.scanning import SecretScanner
 from baton.service import BLOB_GRACE_SECONDS, Service
 from baton.store import migrations, open_blobs, open_store
+from baton.store.base import BlobStore, Store
 from baton.store.blobs import LocalBlobStore, MemoryBlobStore
 from baton.store.memory import MemoryStore
 from baton.store.sqlite import SQLiteStore
@@ -36,6 +38,11 @@ TABLES = {
     "session_search",
     "message_search",
     "tokens",
+    "blob_grants",
+    "session_blobs",
+    "share_blobs",
+    "idempotency_keys",
+    "logins",
 }
 
 
@@ -111,6 +118,8 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         (2, "m002_search"),
         (3, "m003_auth"),
         (4, "m004_depth_index"),
+        (5, "m005_blob_access"),
+        (6, "m006_logins"),
     ]
     for _, _, applied_at in rows:
         assert time.strptime(applied_at, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -121,14 +130,16 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         "m002_search",
         "m003_auth",
         "m004_depth_index",
+        "m005_blob_access",
+        "m006_logins",
     ]
-    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4]
+    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6]
     store.close()
     # opening again applies nothing and records nothing twice
     again = SQLiteStore(tmp_path / "baton.db")
     assert migrations.pending(again._conn()) == []
     assert migrations.migrate(again._conn()) == []
-    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 4
+    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 6
     again.close()
 
 
@@ -149,7 +160,7 @@ def test_two_processes_opening_a_new_database_migrate_it_once(tmp_path: Path) ->
         thread.join()
     assert errors == []
     numbers = stores[0]._conn().execute("SELECT number FROM migrations ORDER BY number")
-    assert [r[0] for r in numbers] == [1, 2, 3, 4]
+    assert [r[0] for r in numbers] == [1, 2, 3, 4, 5, 6]
     for store in stores:
         store.close()
 
@@ -159,14 +170,14 @@ def test_a_failing_migration_leaves_nothing_behind(
 ) -> None:
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half_done (x INTEGER)")
-        raise RuntimeError("migration 5 failed")
+        raise RuntimeError("migration 99 failed")
 
     monkeypatch.setattr(
         migrations,
         "MIGRATIONS",
-        [*migrations.MIGRATIONS, migrations.Migration(5, "m005_broken", broken)],
+        [*migrations.MIGRATIONS, migrations.Migration(99, "m099_broken", broken)],
     )
-    with pytest.raises(RuntimeError, match="migration 5 failed"):
+    with pytest.raises(RuntimeError, match="migration 99 failed"):
         SQLiteStore(tmp_path / "baton.db")
     conn = sqlite3.connect(tmp_path / "baton.db")
     assert [r[0] for r in conn.execute("SELECT number FROM migrations ORDER BY number")] == [
@@ -174,6 +185,8 @@ def test_a_failing_migration_leaves_nothing_behind(
         2,
         3,
         4,
+        5,
+        6,
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
@@ -205,6 +218,8 @@ def write_m001_database(db: Path, blobs: LocalBlobStore) -> list[StoredMessage]:
         "m002_search",
         "m003_auth",
         "m004_depth_index",
+        "m005_blob_access",
+        "m006_logins",
     ]
     chain = chain_for_m001()
     conn.execute("INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', ?)", (NOW,))
@@ -259,6 +274,8 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
         "m002_search",
         "m003_auth",
         "m004_depth_index",
+        "m005_blob_access",
+        "m006_logins",
     ]
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -303,7 +320,87 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
     assert store.password_hash("acc_1") is None and store.list_tokens("acc_1") == []
     _, secret = service.accounts.create_token("acc_1", "after m003")
     assert service.accounts.authenticate(secret) == store.get_account("acc_1")
+    found = service.accounts.authenticate_token(secret)
+    assert found is not None
+    cookie = service.accounts.start_login("acc_1", found[1])  # m006: web logins are kept
+    assert service.accounts.logged_in(cookie) == store.get_account("acc_1")
+    service.accounts.revoke("acc_1", found[1].id)
+    assert service.accounts.logged_in(cookie) is None
     assert store.integrity_check() == "ok"
+    store.close()
+
+
+M004_SESSION = "ses_01BBBBBBBBBBBBBBBBBBBBBBBB"
+M004_PATCH, M004_BUNDLE, M004_GONE = b"a patch\n", b"a bundle", b"a revoked share's patch"
+
+
+def write_m004_rows(execute: Any, mark: str) -> None:
+    """Rows as baton wrote them before m005: a session and a live share whose git snapshots
+    name a patch and a bundle, and a revoked share naming another patch. `execute(sql, args)`
+    runs a statement with `mark` as its placeholder."""
+    execute(
+        f"INSERT INTO accounts(id, handle, display_name, created_at) VALUES "
+        f"({mark}, {mark}, {mark}, {mark})",
+        ("acc_1", "alice", "Alice", NOW),
+    )
+    git = {
+        "remote": "https://example.com/a.git",
+        "patch": {"sha256": sha256(M004_PATCH).hexdigest(), "size": 8},
+        "bundle": {"sha256": sha256(M004_BUNDLE).hexdigest(), "size": 8, "commits": 1},
+    }
+    execute(
+        "INSERT INTO sessions(id, owner, title, title_auto, task, status, message_count, "
+        "created_at, updated_at, version, metadata, git, platform, input_tokens, output_tokens, "
+        "cache_read_tokens, cache_write_tokens, cost_usd) VALUES "
+        f"({mark}, 'acc_1', 'Old', {mark}, '', 'active', 0, {mark}, {mark}, 1, "
+        f"{mark}, {mark}, 'cli', 0, 0, 0, 0, 0)",
+        (M004_SESSION, False, NOW, NOW, b"{}", orjson.dumps(git)),
+    )
+    gone = {"patch": {"sha256": sha256(M004_GONE).hexdigest(), "size": 8}}
+    for share_id, share_git, revoked in (("LiveShare", git, None), ("GoneShare", gone, NOW)):
+        execute(
+            "INSERT INTO shares(id, session_id, owner, shared_by, message_count, title, task, "
+            "metadata, git, created_at, revoked_at, redacted, input_tokens, output_tokens, "
+            "cache_read_tokens, cache_write_tokens, cost_usd) VALUES "
+            f"({mark}, {mark}, 'acc_1', {mark}, 0, 'Old', '', {mark}, {mark}, {mark}, {mark}, "
+            f"{mark}, 0, 0, 0, 0, 0)",
+            (share_id, M004_SESSION, b"{}", b"{}", orjson.dumps(share_git), NOW, revoked, b"[]"),
+        )
+
+
+def check_m005(store: Store, blobs: BlobStore) -> None:
+    """After m005: the git snapshots' blobs are references, and grant access as new ones do."""
+    patch, bundle, gone = (sha256(d).hexdigest() for d in (M004_PATCH, M004_BUNDLE, M004_GONE))
+    for data in (M004_PATCH, M004_BUNDLE, M004_GONE):
+        blobs.put(sha256(data).hexdigest(), data)
+    assert store.referenced_blobs() == {patch, bundle}
+    service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
+    bob = service.account("bob").id
+    assert store.granted_blobs("acc_1", [patch, bundle, gone]) == {patch, bundle}
+    assert store.granted_blobs(bob, [patch, bundle, gone]) == set()
+    # the owner may name the old patch in a new snapshot; another account may not
+    snapshot = {"patch": {"sha256": patch, "size": 8}}
+    assert service.update("acc_1", M004_SESSION, git=snapshot).git == snapshot
+    mine = service.create(bob)
+    with pytest.raises(InvalidInput, match=f"git.patch: blob {patch} is not one of yours"):
+        service.update(bob, mine.id, git=snapshot)
+    # the bundle is still named by the live share; the revoked share's patch by nothing
+    assert store.release_blobs([patch, bundle, gone], lambda doomed: None) == [gone]
+    service.delete("acc_1", M004_SESSION, revoke_shares=True)
+    assert store.referenced_blobs() == set()
+
+
+def test_migration_from_m004_makes_git_blobs_references(tmp_path: Path) -> None:
+    db = tmp_path / "baton.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    assert [m.name for m in migrations.migrate(conn, upto=4)][-1] == "m004_depth_index"
+    write_m004_rows(conn.execute, "?")
+    conn.close()
+    store = SQLiteStore(db)
+    assert [m.name for m in migrations.pending(store._conn())] == []
+    rows = store._conn().execute("SELECT session_id, sha256 FROM session_blobs ORDER BY sha256")
+    assert {r[0] for r in rows} == {M004_SESSION}
+    check_m005(store, LocalBlobStore(tmp_path / "blobs"))
     store.close()
 
 
@@ -418,4 +515,27 @@ def test_integrity_after_a_mixed_workload(tmp_path: Path) -> None:
         "turn 1 ",
         "turn 4 ",
     ]
+    store.close()
+
+
+def test_the_migration_status_of_a_sqlite_store_then_applying_it(tmp_path: Path) -> None:
+    """What `baton migrate` reads and does on an embedded store left at m001: --list writes
+    nothing, then the pending steps run through the store's own `apply_migrations`."""
+    from baton.store import status
+
+    db = tmp_path / "baton.db"
+    url = f"sqlite://{db}"
+    assert [s.applied_at for s in status.status(url)] == [None] * len(migrations.MIGRATIONS)
+    assert not db.exists()  # reading the status of a missing store does not make it
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrations.migrate(conn, upto=1)
+    conn.close()
+    later = [m.number for m in migrations.MIGRATIONS[1:]]
+    assert [s.number for s in status.status(url) if s.applied_at is None] == later
+    assert [s.number for s in status.status(url) if s.applied_at is None] == later  # unchanged
+    assert [(s.number, s.applied_at) for s in status.apply(url)] == [(n, None) for n in later]
+    assert all(s.applied_at for s in status.status(url))
+    assert status.apply(url) == []
+    store = SQLiteStore(db, migrate=False)
+    assert store.apply_migrations() == []
     store.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import platform
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -300,7 +301,9 @@ class Agent:
         """Append one message to the session now (a write Ctrl-C does not cut in two)."""
         guard = cancel or Cancel()
         with guard.critical():
-            result = self.service.append(self.owner, self.session_id, [message])
+            result = self.service.append(
+                self.owner, self.session_id, [message], idempotency_key=str(uuid.uuid4())
+            )
             if result.appended:
                 self.chain.extend(result.appended)
             else:
@@ -444,6 +447,8 @@ class Agent:
         message = self._result_message(call.id, call.name, outcome.output, outcome.is_error)
         if outcome.model_output is not None:
             message["parts"][0]["model_output"] = outcome.model_output
+        if outcome.metadata is not None:
+            message["parts"][0]["metadata"] = outcome.metadata
         self.record(message, cancel)
 
     def _record_partial(self, text: str, cancel: Cancel) -> None:

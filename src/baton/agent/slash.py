@@ -157,7 +157,8 @@ def _session(state: ChatState, args: list[str]) -> None:
             raise InvalidInput("give the session to resume: /session resume ID")
         session = service.get(owner, rest[0])
         state.session_id = session.id
-        out.print(f"resumed {session.id}: {session.title or '(untitled)'}", highlight=False)
+        title = _escape(session.title or "(untitled)")
+        out.print(f"resumed {session.id}: {title}", highlight=False)
         show_history(out, service.messages(owner, session.id), SHOWN_TURNS)
     elif sub == "share":
         sid = state.need_session()
@@ -165,6 +166,9 @@ def _session(state: ChatState, args: list[str]) -> None:
         share = service.share(owner, sid, expires=expires, mode=mode)
         out.print(service.share_url(share.id), highlight=False, soft_wrap=True)
         out.print(f"  share id {share.id}; fork it with: baton --fork {share.id}", highlight=False)
+        out.print(f"  published: {share.published}", highlight=False, markup=False)
+        for note in share.withheld:
+            out.print(f"  not published: {note}", highlight=False, markup=False)
         if share.expires_at:
             out.print(f"  expires {share.expires_at}", highlight=False)
         for f in share.redacted:
@@ -191,7 +195,7 @@ def _session(state: ChatState, args: list[str]) -> None:
         if not rest:
             raise InvalidInput("give the new title: /session rename TITLE")
         session = service.rename(owner, state.need_session(), " ".join(rest))
-        out.print(f"renamed {session.id}: {session.title}", highlight=False)
+        out.print(f"renamed {session.id}: {_escape(session.title)}", highlight=False)
     elif sub == "delete":
         sid = state.need_session()
         revoke = "--revoke-shares" in rest

@@ -1,17 +1,19 @@
 """The agent's tools, confined to the repository root: a path that leaves it (`../`, an
-absolute path, a symlink that points out) is refused with a message the model can act on."""
+absolute path, a symlink that points out) is refused with a message the model can act on.
+Commands run in the sandbox (baton.sandbox) unless the policy says otherwise."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from baton import sandbox
+from baton.sandbox import Policy, SandboxUnavailable
 
 READ_LINES = 2000  # lines read_file returns when no range is given
 READ_CHARS = 100_000
@@ -35,6 +37,7 @@ class Outcome:
     model_output: str | None = None  # what the model is sent, when it is shorter
     read: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None  # kept with the result, e.g. the sandbox policy
 
     @property
     def for_model(self) -> str:
@@ -136,10 +139,12 @@ class Tools:
         *,
         command_timeout: float = COMMAND_TIMEOUT,
         output_cap: int = OUTPUT_CAP,
+        policy: Policy | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.command_timeout = command_timeout
         self.output_cap = output_cap
+        self.policy = policy if policy is not None else Policy()  # sandboxed by default
 
     specs = SPECS
 
@@ -316,36 +321,30 @@ class Tools:
         limit = self.command_timeout
         if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
             limit = min(float(timeout), max(self.command_timeout, 600.0))
-        process = subprocess.Popen(
-            ["bash", "-c", command],
-            cwd=self.root,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C stops the turn, and we stop the command
-        )
-        timed_out = False
+        policy = replace(self.policy, timeout=limit)
         try:
-            out, _ = process.communicate(timeout=limit)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill(process)
-            try:
-                out, _ = process.communicate(timeout=5)
-            except subprocess.TimeoutExpired:  # a child left the group and holds the pipe
-                out = b""
-        except BaseException:
-            _kill(process)
-            process.communicate()
-            raise
-        text = out.decode("utf-8", "replace")
-        if timed_out:
-            return Outcome(
-                f"{text}\n[timed out after {limit:g}s; the command was stopped]".lstrip("\n"),
-                True,
+            result = sandbox.run(command, self.root, policy)
+        except SandboxUnavailable as exc:
+            return Outcome(f"run_command refused: {exc}", True, metadata={"sandbox": "missing"})
+        notes = []
+        if result.truncated:
+            notes.append(f"[output cut at {policy.max_output_bytes} bytes; the rest was dropped]")
+        if result.timed_out:
+            notes.append(f"[timed out after {limit:g}s; the command was stopped]")
+        elif result.killed_by_limit == "processes":
+            notes.append(
+                f"[stopped: the sandbox's limit of {policy.max_processes} processes was reached]"
             )
-        status = process.returncode
-        return Outcome(f"{text}\n[exit code {status}]".lstrip("\n"), status != 0)
+        elif result.killed_by_limit == "cpu":
+            notes.append(
+                f"[exit code {result.exit_code}: the CPU time limit of {policy.cpu_seconds}s "
+                "was reached]"
+            )
+        else:
+            notes.append(f"[exit code {result.exit_code}]")
+        text = "\n".join([result.output, *notes]).lstrip("\n")
+        error = result.exit_code != 0
+        return Outcome(text, error, metadata=result.policy)
 
     # helpers
     def _writable(self, path: str) -> Path:
@@ -400,11 +399,6 @@ def _through_symlink(root: Path, given: str) -> bool:
         if current.is_symlink():
             return True
     return False
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def repository_root(start: Path) -> Path:

@@ -11,8 +11,17 @@ from typing import Any
 
 import click
 
-from baton.cli.main import Context, pass_ctx
-from baton.cli.output import json_option, print_json
+from baton.cli.context import Context, pass_ctx
+from baton.cli.forks import fork_into_mine
+from baton.cli.options import (
+    json_option,
+    model_option,
+    network_option,
+    sandbox_option,
+    yes_option,
+)
+from baton.cli.output import echo, markup, print_json, printable, safe_console
+from baton.cli.snapshots import capture
 
 HISTORY_FILE = "chat-history"
 
@@ -28,24 +37,42 @@ def model_config(ctx: Context, model: str | None) -> Any:
     return ModelConfig.from_settings(ctx.settings, model)
 
 
-def make_tools(ctx: Context) -> Any:
+def make_tools(ctx: Context, sandbox: str | None = None, network: bool = False) -> Any:
+    """The tools, commands confined as the flags (--sandbox, --network) or settings say; a
+    one-line warning when they run unconfined or cannot run at all."""
+    from baton import sandbox as confinement
     from baton.agent.provider import setting_number
     from baton.agent.tools import COMMAND_TIMEOUT, Tools, repository_root
 
     timeout = setting_number(
         ctx.settings.command_timeout, "BATON_COMMAND_TIMEOUT", COMMAND_TIMEOUT, float
     )
-    return Tools(repository_root(Path.cwd()), command_timeout=timeout)
+    policy = confinement.choose(
+        sandbox or ctx.settings.sandbox,
+        True if network else ctx.settings.network,
+        ctx.settings.sandbox_limits,
+    )
+    if not policy.confined:
+        click.echo(
+            "baton: warning: --sandbox off: commands run unconfined, with your files, "
+            "permissions and network",
+            err=True,
+        )
+    else:
+        try:
+            confinement.check()
+        except confinement.SandboxUnavailable as exc:
+            click.echo(f"baton: commands will be refused: {exc}", err=True)
+    return Tools(repository_root(Path.cwd()), command_timeout=timeout, policy=policy)
 
 
 def _capture(ctx: Context) -> dict[str, Any] | None:
-    from baton.cli import git as gitcli
     from baton.core.errors import BatonError
 
     try:
-        return gitcli.capture(ctx, None)
+        return capture(ctx, None)
     except BatonError as exc:
-        click.echo(f"baton: no git snapshot: {exc.message}", err=True)
+        echo(f"baton: no git snapshot: {exc.message}", err=True)
         return None
 
 
@@ -164,7 +191,7 @@ class StreamDisplay:
     def text(self, delta: str) -> None:
         if not self.show_text or not delta:
             return
-        sys.stdout.write(delta)
+        sys.stdout.write(printable(delta))
         sys.stdout.flush()
         self._open = True
         self._last = delta
@@ -182,18 +209,18 @@ class StreamDisplay:
         from baton.agent.slash import call_line
 
         if self.show_text:
-            click.echo(click.style(f"→ {call_line(name, args)}", dim=True), err=True)
+            click.echo(click.style(printable(f"→ {call_line(name, args)}"), dim=True), err=True)
 
     def tool_result(self, name: str, outcome: Any) -> None:
         from baton.agent.slash import result_line
 
         if self.show_text:
             line = result_line({"output": outcome.output, "is_error": outcome.is_error})
-            click.echo(click.style(line, dim=True), err=True)
+            click.echo(click.style(printable(line), dim=True), err=True)
 
     def notice(self, text: str) -> None:
         self.end_text()
-        click.echo(f"baton: {text}", err=True)
+        echo(f"baton: {text}", err=True)
 
 
 class ChatDisplay:
@@ -271,7 +298,13 @@ class Chat:
     """The interactive loop: prompts, slash commands, one Agent per session and model."""
 
     def __init__(
-        self, ctx: Context, config: Any, yes: bool, console: Any, as_json: bool = False
+        self,
+        ctx: Context,
+        config: Any,
+        yes: bool,
+        console: Any,
+        as_json: bool = False,
+        tools: Any = None,
     ) -> None:
         from baton.agent.slash import ChatState
 
@@ -280,7 +313,7 @@ class Chat:
         self.yes = yes
         self.console = console
         self.as_json = as_json  # one JSON line per turn on stdout; everything else on stderr
-        self.tools = make_tools(ctx)
+        self.tools = tools if tools is not None else make_tools(ctx)
         self.state = ChatState(
             ctx.service, ctx.owner, console, model=config.model, ask=self._ask_yes_no
         )
@@ -446,20 +479,13 @@ def _slash_completer() -> Any:
 def chat_console(stderr: bool = False) -> Any:
     """On a terminal, the width follows the window (a COLUMNS a shell exported at start-up
     would pin it); piped, as every command prints. With --json, on stderr."""
-    from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     if not stream.isatty():
         width = int(os.environ.get("COLUMNS") or 160)
-        return Console(highlight=False, soft_wrap=False, width=width, stderr=stderr)
+        return safe_console(highlight=False, soft_wrap=False, width=width, stderr=stderr)
     environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return Console(highlight=False, stderr=stderr, _environ=environ)
-
-
-def _fork_source(ctx: Context, source: str) -> Any:
-    from baton.cli.shares import _fork_url
-
-    return _fork_url(ctx, source, None) or ctx.service.fork(ctx.owner, source)
+    return safe_console(highlight=False, stderr=stderr, _environ=environ)
 
 
 @click.command("chat")
@@ -468,14 +494,16 @@ def _fork_source(ctx: Context, source: str) -> Any:
 )
 @click.option("-s", "--session", "session_id", help="Resume this session.")
 @click.option("--fork", "fork_source", metavar="SHARE_ID", help="Fork a share and continue there.")
-@click.option("--model", help="The model (default: $BATON_MODEL or the config file).")
-@click.option("-y", "--yes", is_flag=True, help="Write files and run commands without asking.")
+@model_option
+@yes_option
 @click.option(
     "--json",
     "as_json",
     is_flag=True,
     help="Read prompts from stdin, one per line, and print one JSON line per turn.",
 )
+@sandbox_option
+@network_option
 @pass_ctx
 def chat(
     ctx: Context,
@@ -485,6 +513,8 @@ def chat(
     model: str | None,
     yes: bool,
     as_json: bool = False,
+    sandbox: str | None = None,
+    network: bool = False,
 ) -> None:
     """Talk to the coding agent; every turn is kept in a session. Slash commands: /help.
     With stdin not a terminal, each line is a prompt or a slash command.
@@ -500,9 +530,10 @@ def chat(
 
     if sum(bool(x) for x in (cont, session_id, fork_source)) > 1:
         raise click.UsageError("give at most one of -c, -s and --fork")
+    tools = make_tools(ctx, sandbox, network)
     resumed = None
     if fork_source is not None:
-        resumed = _fork_source(ctx, fork_source)
+        resumed = fork_into_mine(ctx, fork_source)
         click.echo(f"forked into {resumed.id}", err=True)
     config = model_config(ctx, model)
     if cont:
@@ -510,11 +541,11 @@ def chat(
     elif session_id is not None:
         resumed = ctx.service.get(ctx.owner, session_id)
     out = chat_console(stderr=as_json)
-    session = Chat(ctx, config, yes, out, as_json)
+    session = Chat(ctx, config, yes, out, as_json, tools)
     if resumed is not None:
         session.state.session_id = resumed.id
         out.print(
-            f"[bold]{resumed.title or '(untitled)'}[/bold] [dim]{resumed.id}[/dim]",
+            f"[bold]{markup(resumed.title or '(untitled)')}[/bold] [dim]{resumed.id}[/dim]",
             highlight=False,
         )
         show_history(out, ctx.service.messages(ctx.owner, resumed.id), SHOWN_TURNS)
@@ -528,12 +559,21 @@ def chat(
 @click.command("run")
 @click.argument("task")
 @click.option("-s", "--session", "session_id", help="Continue this session instead of a new one.")
-@click.option("--model", help="The model (default: $BATON_MODEL or the config file).")
-@click.option("-y", "--yes", is_flag=True, help="Write files and run commands without asking.")
+@model_option
+@yes_option
+@sandbox_option
+@network_option
 @json_option
 @pass_ctx
 def run(
-    ctx: Context, task: str, session_id: str | None, model: str | None, yes: bool, as_json: bool
+    ctx: Context,
+    task: str,
+    session_id: str | None,
+    model: str | None,
+    yes: bool,
+    sandbox: str | None,
+    network: bool,
+    as_json: bool,
 ) -> None:
     """Run the agent on one task without a terminal UI, for scripts and CI. Without --yes,
     writing and running are asked on a terminal and refused without one.
@@ -547,6 +587,7 @@ def run(
     from baton.agent.provider import Cancel, ModelError, Provider
 
     config = model_config(ctx, model)
+    tools = make_tools(ctx, sandbox, network)
     if session_id is not None:
         session = ctx.service.get(ctx.owner, session_id)
     else:
@@ -563,7 +604,7 @@ def run(
         ctx.owner,
         session.id,
         Provider(config, notice=display.notice),
-        make_tools(ctx),
+        tools,
         display=display,
         confirm=confirm,
         mode="run",

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from baton.cli.output import json_option, print_json, progress_bar
+from baton.cli.options import json_option
+from baton.cli.output import print_json, progress_bar
 
 if TYPE_CHECKING:
     from baton.copying import CopyReport, Location

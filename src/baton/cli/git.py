@@ -1,83 +1,13 @@
-"""The git context from the command line: capture on `sessions new`, `sessions snapshot`,
-`restore`, and `fork --restore`."""
+"""`baton sessions snapshot` and `baton restore`: record the state of the code, bring it back."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
 import click
 
-from baton.cli.main import Context, pass_ctx
-from baton.cli.output import json_option, print_json
-
-
-def put_blob(ctx: Context) -> Any:
-    """Where a snapshot's patch and bundle go: the local blob store, or the server."""
-    service = ctx.service
-    if ctx.remote is not None:
-        return service.put_blob
-    from baton.core import ids
-
-    def put(data: bytes) -> str:
-        sha = ids.sha256_hex(data)
-        service.blobs.put(sha, data)
-        return sha
-
-    return put
-
-
-def capture(ctx: Context, repo: str | None) -> dict[str, Any] | None:
-    """A snapshot of the repository at `repo` (default: the current folder, if in one)."""
-    from baton import gitstate
-    from baton.core.errors import InvalidInput
-
-    path = Path(repo).expanduser() if repo else Path.cwd()
-    if repo is not None and not path.exists():
-        raise InvalidInput(f"{repo}: no such folder")
-    git = gitstate.capture(
-        path,
-        put_blob(ctx),
-        patch_cap=_cap("BATON_PATCH_CAP", gitstate.PATCH_CAP),
-        file_cap=_cap("BATON_FILE_CAP", gitstate.FILE_CAP),
-        bundle_cap=_cap("BATON_BUNDLE_CAP", gitstate.BUNDLE_CAP),
-    )
-    if git is None and repo is not None:
-        raise InvalidInput(f"{repo} is not inside a git repository")
-    return git
-
-
-def _cap(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return max(0, int(value))
-    except ValueError:
-        from baton.core.errors import InvalidInput
-
-        raise InvalidInput(f"{name} must be a number of bytes") from None
-
-
-def describe(git: dict[str, Any] | None) -> list[str]:
-    """What a snapshot holds and what it left out, one line each (for stderr)."""
-    if not git:
-        return ["no git context: not inside a git repository"]
-    lines = []
-    where = git.get("branch") or ("detached HEAD" if git.get("detached") else "no branch")
-    head = (git.get("head") or "")[:12] or "no commit"
-    summary = f"git: {git.get('remote') or 'no remote'} {where} at {head}"
-    if git.get("ahead"):
-        summary += f", {git['ahead']} commit(s) not on {git.get('upstream') or 'a remote'}"
-    if git.get("patch"):
-        summary += f", {git['patch'].get('files')} changed file(s) ({git['patch'].get('size')} bytes of patch)"
-    lines.append(summary)
-    if git.get("partial"):
-        lines.append(f"git: {git['partial']}")
-    for item in git.get("omitted") or []:
-        lines.append(f"git: left out {item.get('path')}: {item.get('reason')}")
-    return lines
+from baton.cli.context import Context, pass_ctx
+from baton.cli.options import json_option
+from baton.cli.output import echo, print_json
+from baton.cli.snapshots import capture, describe, restore_into
 
 
 @click.command("snapshot")
@@ -101,81 +31,7 @@ def snapshot(ctx: Context, session_id: str, repo: str | None, as_json: bool) -> 
         return
     click.echo(f"{'recorded' if changed else 'unchanged'}: {session.id}")
     for line in describe(session.git):
-        click.echo(line, err=True)
-
-
-def _target(ctx: Context, source: str) -> tuple[dict[str, Any] | None, Any, str]:
-    """The git snapshot of a session of mine or of a share, a blob reader, and a branch name."""
-    from baton.service import share_id_from
-
-    service = ctx.service
-    value = share_id_from(source)
-    if value.startswith("ses_"):
-        session = service.get(ctx.owner, value)
-        return (
-            session.git,
-            lambda sha: service.blob(ctx.owner, sha, session_id=value),
-            value,
-        )
-    if source.startswith(("http://", "https://")) and not _same_server(ctx, source):
-        from baton.client import anonymous
-
-        client = anonymous(source)
-        share = client.public_share(value)
-        return share.git, lambda sha: client.blob(None, sha, share_id=value), f"share-{value}"
-    share = service.public_share(value)
-    return share.git, lambda sha: service.blob(None, sha, share_id=value), f"share-{value}"
-
-
-def _same_server(ctx: Context, url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    origin = urlsplit(url)._replace(path="", query="", fragment="").geturl()
-    remote = ctx.remote
-    if remote is not None:
-        return bool(remote["url"].rstrip("/") == origin)
-    return ctx.service.store.get_share(url.rstrip("/").rsplit("/", 1)[-1]) is not None
-
-
-def restore_into(
-    ctx: Context, source: str, path: str | None, origin: str | None, as_json: bool
-) -> dict[str, Any]:
-    """Restore and say what was done (on stderr); the report, for --json."""
-    from baton import gitstate
-    from baton.core.errors import InvalidInput
-
-    git, get_blob, name = _target(ctx, source)
-    if not git:
-        raise InvalidInput(f"{source} has no git context to restore")
-    if path is None:
-        remote = str(git.get("remote") or git.get("root") or "repo")
-        base = remote.rstrip("/").rsplit("/", 1)[-1] or "repo"
-        path = f"{base}-{name[-8:]}"
-    current = Path.cwd() if origin is None else None
-    report = gitstate.restore(
-        git,
-        get_blob,
-        Path(path),
-        session_id=name,
-        source=origin,
-        current_repo=current,
-    )
-    import dataclasses
-
-    data = dataclasses.asdict(report)
-    if as_json:
-        return data
-    for step in report.steps:
-        click.echo(step, err=True)
-    for item in report.omitted:
-        click.echo(
-            f"not restored (left out at capture): {item.get('path')}: {item.get('reason')}",
-            err=True,
-        )
-    if git.get("patch_dropped"):
-        click.echo(f"not restored: {git['patch_dropped']}", err=True)
-    click.echo(report.path)
-    return data
+        echo(line, err=True)
 
 
 @click.command("restore")

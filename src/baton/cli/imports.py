@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from baton.cli.main import Context
-from baton.cli.output import console, print_json, progress_bar
+from baton.cli.context import Context
+from baton.cli.output import console, echo, print_json, progress_bar
 
 
 def _baton_export(ctx: Context, path: str, as_json: bool) -> None:
@@ -116,9 +116,9 @@ def _say(summary: dict[str, Any]) -> None:
     click.echo(line)
     for s in summary["sessions"]:
         state = "new" if s["created"] else "already there"
-        click.echo(f"  {s['id']}  {s['messages']:>6} messages  {state}  {s['title']}")
+        echo(f"  {s['id']}  {s['messages']:>6} messages  {state}  {s['title']}")
     for warning in summary["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)
 
 
 def one(ctx: Context, path: str, fmt: str, as_json: bool) -> None:
@@ -212,6 +212,6 @@ def scan(ctx: Context, as_json: bool) -> None:
     )
     for r in results:
         if "error" in r:
-            click.echo(f"warning: {r['path']}: {r['error']}", err=True)
+            echo(f"warning: {r['path']}: {r['error']}", err=True)
         for warning in r.get("warnings", []):
-            click.echo(f"warning: {warning}", err=True)
+            echo(f"warning: {warning}", err=True)

@@ -1,71 +1,19 @@
-"""`baton`: the entry point. Heavy modules are imported inside the commands that need them."""
+"""`baton`: the entry point, which registers every command. Heavy modules are imported inside
+the commands that need them."""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 import click
 
 from baton import __version__
-
-
-class Context:
-    """What every command needs, built on first use."""
-
-    def __init__(self, home: str | None) -> None:
-        self._home = home
-        self._service: Any = None
-        self._owner: Any = None
-        self._local: Any = None
-
-    @property
-    def settings(self) -> Any:
-        from baton.config import Settings
-
-        return Settings.load(home=self._home)
-
-    @property
-    def remote(self) -> dict[str, Any] | None:
-        """The server this CLI is logged in to (`baton login`), if any."""
-        from baton.cli.remote import load_login
-
-        return load_login(self.settings.home)
-
-    @property
-    def local(self) -> Any:
-        """The service over the embedded store in BATON_HOME, logged in or not."""
-        if self._local is None:
-            from baton.config import build_service
-
-            self._local = build_service(self.settings)
-        return self._local
-
-    @property
-    def service(self) -> Any:
-        """The local service, or after `baton login` the client of that server."""
-        if self._service is None:
-            remote = self.remote
-            if remote is not None:
-                from baton.client import Client
-
-                self._service = Client(remote["url"], remote["token"])
-                self._owner = remote["account"]["id"]
-            else:
-                self._service = self.local
-        return self._service
-
-    @property
-    def owner(self) -> str:
-        service = self.service
-        if self._owner is None:
-            settings = self.settings
-            self._owner = service.account(settings.user, settings.display_name).id
-        return str(self._owner)
-
-
-pass_ctx = click.make_pass_decorator(Context)
+from baton.cli import chat, git, migrate, remote, server, sessions, shares
+from baton.cli.context import Context
+from baton.cli.copy import copy_command
+from baton.cli.forks import fork_into_mine
+from baton.cli.output import printable
 
 
 @click.group(
@@ -96,40 +44,27 @@ def cli(ctx: click.Context, home: str | None, fork_source: str | None) -> None:
     ctx.obj = Context(home)
     if fork_source is not None:
         if ctx.invoked_subcommand is None and sys.stdin.isatty() and sys.stdout.isatty():
-            from baton.cli.chat import chat
-
-            ctx.invoke(chat, fork_source=fork_source)
+            ctx.invoke(chat.chat, fork_source=fork_source)
             return
-        from baton.cli.chat import _fork_source
-
-        session = _fork_source(ctx.obj, fork_source)
+        session = fork_into_mine(ctx.obj, fork_source)
         click.echo(session.id)
         click.echo(f"continue it with: baton chat -s {session.id}", err=True)
     elif ctx.invoked_subcommand is None:
-        from baton.cli.chat import chat
-
-        ctx.invoke(chat)
+        ctx.invoke(chat.chat)
 
 
-def _register() -> None:
-    from baton.cli import chat, git, migrate, remote, server, sessions, shares
-    from baton.cli.copy import copy_command
-
-    cli.add_command(sessions.sessions)
-    cli.add_command(copy_command)
-    sessions.sessions.add_command(git.snapshot)
-    for command in [
-        *shares.COMMANDS,
-        git.restore,
-        *server.COMMANDS,
-        migrate.migrate,
-        *remote.COMMANDS,
-        *chat.COMMANDS,
-    ]:
-        cli.add_command(command)
-
-
-_register()
+cli.add_command(sessions.sessions)
+cli.add_command(copy_command)
+sessions.sessions.add_command(git.snapshot)
+for command in [
+    *shares.COMMANDS,
+    git.restore,
+    *server.COMMANDS,
+    migrate.migrate,
+    *remote.COMMANDS,
+    *chat.COMMANDS,
+]:
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except BatonError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+        click.echo(f"error: {printable(exc.message)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -155,5 +90,6 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("BATON_DEBUG"):
             raise
-        click.echo(f"error: {type(exc).__name__}: {exc} (set BATON_DEBUG=1 for details)", err=True)
+        message = printable(f"{type(exc).__name__}: {exc}")
+        click.echo(f"error: {message} (set BATON_DEBUG=1 for details)", err=True)
         sys.exit(1)

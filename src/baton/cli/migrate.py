@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from baton.cli.main import Context, pass_ctx
-from baton.cli.output import json_option, print_json
+from baton.cli.context import Context, pass_ctx
+from baton.cli.options import json_option
+from baton.cli.output import print_json
 
 
 @click.command("migrate")
@@ -22,15 +23,15 @@ def migrate(ctx: Context, list_only: bool, as_json: bool) -> None:
       baton migrate --list
       BATON_DATABASE_URL=postgresql://baton@db/baton baton migrate
     """
-    from baton.store import schema
+    from baton.store import status
     from baton.store.base import safe_url
 
     url = ctx.settings.database_url
-    steps = schema.status(url)
+    steps = status.status(url)
     pending = [s for s in steps if s.applied_at is None]
-    ran = [] if list_only or not pending else schema.apply(url)
+    ran = [] if list_only or not pending else status.apply(url)
     if ran:
-        steps = schema.status(url)
+        steps = status.status(url)
     if as_json:
         print_json(
             {

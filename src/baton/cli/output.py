@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import click
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-
 
 def print_json(value: Any) -> None:
     import orjson
 
-    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
+    data = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    if not data.isascii():  # C1 and bidi controls are left raw by JSON: escape them
+        from baton.core.terminal import json_printable
+
+        data = json_printable(data.decode()).encode()
+    sys.stdout.buffer.write(data + b"\n")
     sys.stdout.flush()
 
 
@@ -23,14 +27,55 @@ def console() -> Any:
     """Rich output; when piped, lines are not cut at 80 columns but at $COLUMNS or 160."""
     import os
 
-    from rich.console import Console
-
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160)
-    return Console(highlight=False, soft_wrap=False, width=width)
+    return safe_console(highlight=False, soft_wrap=False, width=width)
+
+
+@functools.cache
+def _safe_console_class() -> Any:
+    from rich.console import Console
+    from rich.segment import Segment
+
+    class SafeConsole(Console):
+        """A rich Console that prints no control character of the text it is given: every
+        segment of text (a table cell, Markdown, a message) goes through `printable`, while
+        rich's own styles and cursor moves (kept apart from the text) still work."""
+
+        def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+            return super()._render_buffer(
+                segment if segment.control else Segment(printable(segment.text), segment.style)
+                for segment in buffer
+            )
+
+    return SafeConsole
+
+
+def printable(text: str) -> str:
+    """core.terminal.printable, imported when first used (the CLI starts light)."""
+    from baton.core.terminal import printable as visible
+
+    return visible(text)
+
+
+def safe_console(**options: Any) -> Any:
+    """A rich Console (same options) that shows control characters visibly (`printable`)."""
+    return _safe_console_class()(**options)
+
+
+def echo(text: str, err: bool = False) -> None:
+    """click.echo for text that holds stored content: control characters shown visibly."""
+    click.echo(printable(text), err=err)
+
+
+def markup(text: str) -> str:
+    """Stored text to put inside rich markup: its own `[...]` is not markup."""
+    from rich.markup import escape
+
+    return escape(printable(text))
 
 
 def fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(message)}", err=True)
     raise SystemExit(code)
 
 
@@ -55,7 +100,7 @@ def sessions_table(sessions: list[Any], title: str | None = None) -> Any:
     for s in sessions:
         table.add_row(
             s.id,
-            plain(s.title or "(untitled)", 60),
+            markup(plain(s.title or "(untitled)", 60)),
             s.status,
             str(s.message_count),
             short_time(s.updated_at),
@@ -77,7 +122,7 @@ def shares_table(shares: list[Any], now: str) -> Any:
         table.add_row(
             s.id,
             s.session_id,
-            plain(s.title, 40),
+            markup(plain(s.title, 40)),
             s.state(now),
             short_time(s.created_at),
             short_time(s.expires_at) or "never",
@@ -126,6 +171,4 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
 
 
 def _err_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
+    return safe_console(stderr=True)

@@ -2,49 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
-from typing import Any
 
 import click
 
-from baton.cli.main import Context, pass_ctx
-from baton.cli.output import json_option, print_json
-
-LOGIN_FILE = "login.json"
-
-
-def load_login(home: Path) -> dict[str, Any] | None:
-    path = home / LOGIN_FILE
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        from baton.core.errors import InvalidInput
-
-        raise InvalidInput(f"{path} is damaged: run `baton logout`, then log in again") from None
-    if not isinstance(data, dict) or not {"url", "token", "account"} <= data.keys():
-        from baton.core.errors import InvalidInput
-
-        raise InvalidInput(f"{path} is damaged: run `baton logout`, then log in again")
-    return data
-
-
-def save_login(home: Path, data: dict[str, Any]) -> Path:
-    """Written with mode 0600 from the start (the token is a password), then renamed."""
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / LOGIN_FILE
-    tmp = home / f".{LOGIN_FILE}.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
+from baton.cli.context import LOGIN_FILE, Context, pass_ctx, save_login
+from baton.cli.options import json_option
+from baton.cli.output import print_json, printable
 
 
 @click.command("login")
@@ -77,7 +41,7 @@ def login(ctx: Context, url: str, token: str | None, as_json: bool) -> None:
     if as_json:
         print_json({"url": url, "account": account.to_dict(), "saved": str(path)})
     else:
-        click.echo(f"logged in to {url} as {account.handle} ({account.display_name})")
+        click.echo(printable(f"logged in to {url} as {account.handle} ({account.display_name})"))
 
 
 @click.command("logout")
@@ -116,7 +80,7 @@ def whoami(ctx: Context, as_json: bool) -> None:
     if as_json:
         print_json({**account.to_dict(), "server": remote["url"] if remote else None})
     else:
-        click.echo(f"{account.handle} ({account.display_name}) on {where}")
+        click.echo(printable(f"{account.handle} ({account.display_name}) on {where}"))
 
 
 COMMANDS = [login, logout, whoami]

@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from baton.cli.main import Context, pass_ctx
-from baton.cli.output import console, json_option, print_json, short_time
+from baton.cli.context import Context, pass_ctx
+from baton.cli.options import json_option
+from baton.cli.output import console, markup, print_json, printable, short_time
 
 SECRET_FILE = "server-secret"
 
@@ -124,7 +125,10 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
         from baton.server import create_app
 
         app = create_app(
-            service, secret=secret, secure_cookies=service.base_url.startswith("https")
+            service,
+            secret=secret,
+            secure_cookies=service.base_url.startswith("https"),
+            trusted_proxies=settings.trusted_proxies,
         )
         click.echo(f"baton serving {service.base_url} ({where}); Ctrl-C stops it")
         sys.stdout.flush()
@@ -168,7 +172,9 @@ def users_add(ctx: Context, handle: str, display_name: str | None, as_json: bool
     if as_json:
         print_json({**account.to_dict(), "token": token})
     else:
-        click.echo(f"added {account.handle} ({account.display_name}); token, shown once:")
+        click.echo(
+            printable(f"added {account.handle} ({account.display_name}); token, shown once:")
+        )
         click.echo(token)
 
 
@@ -190,7 +196,7 @@ def users_list(ctx: Context, as_json: bool) -> None:
     for name in ("handle", "display name", "id", "created"):
         table.add_column(name)
     for a in found:
-        table.add_row(a.handle, a.display_name, a.id, short_time(a.created_at))
+        table.add_row(a.handle, markup(a.display_name), a.id, short_time(a.created_at))
     console().print(table)
 
 
@@ -269,7 +275,7 @@ def tokens_list(ctx: Context, handle: str | None, as_json: bool) -> None:
     for t in found:
         table.add_row(
             t["id"],
-            t["name"] or "-",
+            markup(t["name"] or "-"),
             t["state"],
             short_time(t["created_at"]),
             short_time(t["last_used_at"]) or "never",

@@ -9,16 +9,20 @@ from typing import Any
 
 import click
 
-from baton.cli.main import Context, pass_ctx
+from baton.cli import imports
+from baton.cli.context import Context, pass_ctx
+from baton.cli.options import json_option, status_option
 from baton.cli.output import (
     console,
+    echo,
     fail,
-    json_option,
+    markup,
     part_summary,
     print_json,
     sessions_table,
     short_time,
 )
+from baton.cli.snapshots import capture, describe
 
 
 @click.group()
@@ -40,17 +44,15 @@ def new(
 
     Example: baton sessions new --title "Fix the login bug" --task "login fails on Safari"
     """
-    from baton.cli import git as gitcli
-
-    git = None if no_git else gitcli.capture(ctx, repo)
+    git = None if no_git else capture(ctx, repo)
     session = ctx.service.create(ctx.owner, title=title, task=task, git=git)
     if as_json:
         print_json(session.to_dict())
         return
     click.echo(session.id)
     if not no_git:
-        for line in gitcli.describe(git):
-            click.echo(line, err=True)
+        for line in describe(git):
+            echo(line, err=True)
 
 
 @sessions.command("list")
@@ -58,7 +60,7 @@ def new(
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor", help="Continue after the page that printed this cursor.")
 @click.option("--all", "all_pages", is_flag=True, help="Page through every session.")
-@click.option("--status", type=click.Choice(["active", "paused", "done", "archived"]))
+@status_option
 @click.option("--repo", help="Only sessions of this repository.")
 @json_option
 @pass_ctx
@@ -89,7 +91,7 @@ def list_(
         print_json([s.to_dict() for s in found])
         return
     if not found:
-        click.echo("no sessions" + (f" match {query!r}" if query else ""))
+        echo("no sessions" + (f" match {query!r}" if query else ""))
         return
     console().print(sessions_table(found))
     if cursor:
@@ -115,7 +117,7 @@ def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: b
         return
     out = console()
     t = session.totals
-    out.print(f"[bold]{session.title or '(untitled)'}[/bold]  [dim]{session.id}[/dim]")
+    out.print(f"[bold]{markup(session.title or '(untitled)')}[/bold]  [dim]{session.id}[/dim]")
     rows = [
         ("status", session.status),
         ("messages", str(session.message_count)),
@@ -134,11 +136,11 @@ def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: b
             )
         )
     for name, value in rows:
-        out.print(f"[dim]{name:>12}[/dim]  {value}", markup=True, highlight=False)
+        out.print(f"[dim]{name:>12}[/dim]  {markup(value)}", markup=True, highlight=False)
     for offset, message in enumerate(messages):
         label = message.role + (f" · {message.model}" if message.model else "")
         out.print(
-            f"\n[bold]#{start + offset + 1} {label}[/bold] [dim]{short_time(message.created_at)}[/dim]"
+            f"\n[bold]#{start + offset + 1} {markup(label)}[/bold] [dim]{short_time(message.created_at)}[/dim]"
         )
         for part in message.parts:
             out.print(part_summary(part), markup=False)
@@ -175,6 +177,12 @@ def _read_messages(file: str) -> tuple[list[Any], Any]:
     help="A JSON message, list of messages, or {expected_head, messages}; - reads stdin.",
 )
 @click.option("--expected-head", help="Refuse if the session's head is not this message.")
+@click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="Run again with the same KEY (within 24 h), append nothing and answer as the first "
+    "run did. Default: a new key.",
+)
 @json_option
 @pass_ctx
 def append(
@@ -185,6 +193,7 @@ def append(
     model: str | None,
     file: str | None,
     expected_head: str | None,
+    idempotency_key: str | None,
     as_json: bool,
 ) -> None:
     """Add messages to the end of a session.
@@ -193,6 +202,7 @@ def append(
     Examples:
       baton sessions append ses_01J... --role user --text "Add a test for it"
       baton sessions append ses_01J... --file turn.json
+      baton sessions append ses_01J... --file turn.json --idempotency-key turn-7
     """
     from baton.service import ANY_HEAD
 
@@ -210,7 +220,15 @@ def append(
         fail("give --role and --text, or --file", 2)
     if expected_head is not None:
         head = None if expected_head in ("", "none", "null") else expected_head
-    result = ctx.service.append(ctx.owner, session_id, messages, expected_head=head)
+    import uuid
+
+    result = ctx.service.append(
+        ctx.owner,
+        session_id,
+        messages,
+        expected_head=head,
+        idempotency_key=idempotency_key or str(uuid.uuid4()),
+    )
     if as_json:
         print_json(
             {
@@ -239,12 +257,12 @@ def rename(ctx: Context, session_id: str, title: str, as_json: bool) -> None:
     if as_json:
         print_json(session.to_dict())
     else:
-        click.echo(f"renamed {session.id}: {session.title}")
+        echo(f"renamed {session.id}: {session.title}")
 
 
 @sessions.command("update")
 @click.argument("session_id")
-@click.option("--status", type=click.Choice(["active", "paused", "done", "archived"]))
+@status_option
 @click.option("--task", help="New task text.")
 @click.option("--metadata", help="Task metadata as a JSON object (replaces the old one).")
 @click.option("--if-version", type=int, help="Refuse unless the session is at this version.")
@@ -323,6 +341,8 @@ def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
     """
     import orjson
 
+    from baton.core.terminal import json_printable, printable
+
     doc = ctx.service.export(ctx.owner, session_id, fmt)
     data = (
         orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
@@ -332,6 +352,10 @@ def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
     if output:
         Path(output).write_bytes(data)
         click.echo(f"wrote {output}", err=True)
+    elif sys.stdout.isatty():  # a file keeps every byte; a terminal is shown controls visibly
+        text = data.decode()
+        safe = json_printable(text) if isinstance(doc, dict) else printable(text)
+        sys.stdout.buffer.write(safe.encode())
     else:
         sys.stdout.buffer.write(data)
 
@@ -363,8 +387,6 @@ def import_(ctx: Context, path: str | None, fmt: str, scan: bool, as_json: bool)
       baton sessions import ~/.local/share/opencode/opencode.db
       baton sessions import --scan
     """
-    from baton.cli import imports
-
     if scan:
         imports.scan(ctx, as_json)
         return
@@ -387,7 +409,7 @@ def verify(ctx: Context, session_id: str | None, as_json: bool) -> None:
         print_json(report.to_dict())
     else:
         for problem in report.problems:
-            click.echo(f"problem: {problem}", err=True)
+            echo(f"problem: {problem}", err=True)
         state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
         click.echo(
             f"{state}: {report.sessions} session(s), {report.shares} share(s), "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from baton.cli.main import Context, pass_ctx
-from baton.cli.output import console, json_option, print_json, shares_table
+from baton.cli.context import Context, pass_ctx
+from baton.cli.forks import fork_into_mine
+from baton.cli.options import json_option
+from baton.cli.output import console, echo, print_json, shares_table
+from baton.cli.snapshots import restore_into
 
 
 def _share_json(ctx: Context, share: object) -> dict[str, object]:
@@ -16,6 +17,8 @@ def _share_json(ctx: Context, share: object) -> dict[str, object]:
         **data,
         "url": ctx.service.share_url(data["id"]),
         "command": f"baton --fork {data['id']}",
+        "published": share.published,  # type: ignore[attr-defined]
+        "withheld": share.withheld,  # type: ignore[attr-defined]
     }
 
 
@@ -26,22 +29,37 @@ def _share_json(ctx: Context, share: object) -> dict[str, object]:
 @click.option(
     "--allow-secrets", "mode", flag_value="allow", help="Publish even with secrets found."
 )
+@click.option(
+    "--no-code",
+    "no_code",
+    is_flag=True,
+    help="Publish no git patch and no git bundle (the repository, branch and commit stay).",
+)
 @json_option
 @pass_ctx
 def share(
-    ctx: Context, session_id: str, expires: str | None, mode: str | None, as_json: bool
+    ctx: Context,
+    session_id: str,
+    expires: str | None,
+    mode: str | None,
+    as_json: bool,
+    no_code: bool = False,
 ) -> None:
     """Publish a frozen, read-only copy of a session at a link.
 
-    The session is scanned for secrets first; any finding blocks the share unless
-    --redact or --allow-secrets is given.
+    Everything it publishes is scanned for secrets first: the messages, their large
+    outputs, the git patch and every commit of the git bundle. Any finding blocks the share
+    unless --redact (secrets replaced; a patch or bundle with secrets left out), --no-code
+    or --allow-secrets is given.
 
     Example: baton share ses_01J... --expires 7d
     """
     from baton.core.errors import SecretsFound
 
     try:
-        created = ctx.service.share(ctx.owner, session_id, expires=expires, mode=mode or "block")
+        created = ctx.service.share(
+            ctx.owner, session_id, expires=expires, mode=mode or "block", code=not no_code
+        )
     except SecretsFound as exc:
         if as_json:
             print_json(
@@ -49,15 +67,18 @@ def share(
             )
         else:
             for f in exc.findings:
-                click.echo(f"  {f['where']}: {f['kind']} {f['excerpt']}")
+                echo(f"  {f['where']}: {f['kind']} {f['excerpt']}")
         raise
     data = _share_json(ctx, created)
     if as_json:
         print_json(data)
         return
     click.echo(data["url"])
+    click.echo(f"  published: {created.published}", err=True)
+    for note in created.withheld:
+        echo(f"  not published: {note}", err=True)
     for f in created.redacted:
-        click.echo(f"  redacted {f['where']}: {f['kind']} {f['excerpt']}", err=True)
+        echo(f"  redacted {f['where']}: {f['kind']} {f['excerpt']}", err=True)
     if created.expires_at:
         click.echo(f"  expires {created.expires_at}", err=True)
 
@@ -124,10 +145,8 @@ def fork(
       baton fork https://baton.example.com/share/3q2-7wEr9aTz_Rk1mC0x4Ab
       baton fork ses_01J... --at m_5f2c...
     """
-    session = _fork_url(ctx, source, at) or ctx.service.fork(ctx.owner, source, at=at)
+    session = fork_into_mine(ctx, source, at)
     if restore_to is not None:
-        from baton.cli.git import restore_into
-
         if not as_json:
             click.echo(session.id)
         report = restore_into(ctx, session.id, restore_to or None, None, as_json)
@@ -138,35 +157,6 @@ def fork(
         print_json(session.to_dict())
     else:
         click.echo(session.id)
-
-
-def _fork_url(ctx: Context, source: str, at: str | None) -> Any:
-    """A share URL of another server: read the public share and import it as a fork (into
-    the logged-in account, or the local store). None when the share is where we are."""
-    from urllib.parse import urlsplit
-
-    from baton.core.errors import NotFound
-    from baton.service import share_id_from
-
-    if not source.startswith(("http://", "https://")):
-        return None
-    share_id = share_id_from(source)
-    origin = urlsplit(source)._replace(path="", query="", fragment="").geturl()
-    remote = ctx.remote
-    if remote is not None and remote["url"].rstrip("/") == origin:
-        return None
-    if remote is None and ctx.service.store.get_share(share_id) is not None:
-        return None
-    from baton.client import share_document
-
-    doc = share_document(source)
-    if at is not None:
-        ids = [m["id"] for m in doc["messages"]]
-        if at not in ids:
-            raise NotFound(f"message {at} is not in share {share_id}")
-        doc["messages"] = doc["messages"][: ids.index(at) + 1]
-        doc["session"]["forked_from"]["message"] = at
-    return ctx.service.import_document(ctx.owner, doc, fresh=True).session
 
 
 @click.command("gc")

@@ -35,7 +35,7 @@ def canonical_json(value: Any) -> bytes:
 
 
 # Another writer of canonical JSON: it must give `canonical_json`'s bytes for every value
-# whose floats are all `plain_float` (baton.fastjson.canonical, outside the core).
+# whose floats are all `plain_float` (baton.service.canonical, outside the core).
 Encoder = Callable[[Any], bytes]
 
 

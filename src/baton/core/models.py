@@ -12,6 +12,13 @@ PART_TYPES = frozenset({"text", "reasoning", "tool_call", "tool_result", "file",
 STATUSES = frozenset({"active", "paused", "done", "archived"})
 PLATFORMS = frozenset({"cli", "web", "api", "import"})
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+# Bounds of usage. One message may claim at most TOKENS_MAX tokens of each kind (exact as a
+# JSON double) and COST_MAX dollars; larger values are refused. Totals saturate at
+# TOTAL_TOKENS_MAX (the stores' 64-bit integers) and TOTAL_COST_MAX, never overflow.
+TOKENS_MAX = 2**53
+COST_MAX = 1_000_000.0
+TOTAL_TOKENS_MAX = 2**63 - 1
+TOTAL_COST_MAX = 1e15
 
 JSON = dict[str, Any]
 
@@ -26,7 +33,9 @@ def parse_time(value: str) -> datetime:
 
 
 def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC, microseconds, `Z`; the year always four digits (strftime drops the zeros of
+    year 1). Raises OverflowError when the time is outside years 1-9999 in UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def lifecycle(revoked_at: str | None, expires_at: str | None, now: str) -> str:
@@ -51,16 +60,21 @@ class Totals:
     def add(self, usage: JSON | None) -> Totals:
         if not usage:
             return self
+        cost = self.cost_usd + float(usage.get("cost_usd") or 0.0)
         return Totals(
-            self.input_tokens + int(usage.get("input_tokens") or 0),
-            self.output_tokens + int(usage.get("output_tokens") or 0),
-            self.cache_read_tokens + int(usage.get("cache_read_tokens") or 0),
-            self.cache_write_tokens + int(usage.get("cache_write_tokens") or 0),
-            round(self.cost_usd + float(usage.get("cost_usd") or 0.0), 9),
+            _tokens(self.input_tokens, usage.get("input_tokens")),
+            _tokens(self.output_tokens, usage.get("output_tokens")),
+            _tokens(self.cache_read_tokens, usage.get("cache_read_tokens")),
+            _tokens(self.cache_write_tokens, usage.get("cache_write_tokens")),
+            round(cost, 9) if cost <= TOTAL_COST_MAX else TOTAL_COST_MAX,  # inf too
         )
 
     def to_dict(self) -> JSON:
         return dataclasses.asdict(self)
+
+
+def _tokens(total: int, more: Any) -> int:
+    return min(total + int(more or 0), TOTAL_TOKENS_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +191,14 @@ class Share:
     def state(self, now: str) -> str:
         return lifecycle(self.revoked_at, self.expires_at, now)
 
+    @property
+    def published(self) -> str:
+        return published(self.message_count, self.git)
+
+    @property
+    def withheld(self) -> list[str]:
+        return withheld(self.git)
+
     def to_dict(self) -> JSON:
         return {
             "id": self.id,
@@ -196,6 +218,39 @@ class Share:
         }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def published(message_count: int, git: JSON | None) -> str:
+    """What a share publishes, in words: `42 messages, 12 commits not on any remote,
+    uncommitted changes (3 files)`, or `42 messages, no code`."""
+    items = [_count(message_count, "message")]
+    if not git or git.get("no_code"):
+        return ", ".join([*items, "no code"])
+    bundle, patch = git.get("bundle"), git.get("patch")
+    if isinstance(bundle, dict):
+        where = git.get("upstream") or "any remote"
+        items.append(f"{_count(int(bundle.get('commits') or 0), 'commit')} not on {where}")
+    if isinstance(patch, dict):
+        files = patch.get("files")
+        items.append(
+            f"uncommitted changes ({_count(files, 'file')})" if files else "uncommitted changes"
+        )
+    if not isinstance(bundle, dict) and not isinstance(patch, dict):
+        head = git.get("head")
+        items.append(
+            f"commit {head[:7]} only, no code changes" if isinstance(head, str) else "no code"
+        )
+    return ", ".join(items)
+
+
+def withheld(git: JSON | None) -> list[str]:
+    """What a share leaves out of the session's code, and why."""
+    notes = [git[k] for k in ("bundle_dropped", "patch_dropped") if git and git.get(k)]
+    return [str(n) for n in notes]
+
+
 @dataclass(slots=True)
 class Account:
     id: str
@@ -212,7 +267,17 @@ class Account:
         }
 
 
-TOKEN_KINDS = frozenset({"api", "login"})
+@dataclass(slots=True)
+class Login:
+    """A web login (the session cookie names it). `id` is the SHA-256 of the secret in the
+    cookie; `token_id` is the API token it was made with (None: a password or a login link).
+    Logout, a password change or revoking the token deletes it."""
+
+    id: str
+    account_id: str
+    token_id: str | None
+    created_at: str
+    expires_at: str
 
 
 @dataclass(slots=True)

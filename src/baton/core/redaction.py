@@ -15,16 +15,32 @@ def mask(value: str) -> str:
 
 
 def redact_value(value: Any, secrets: dict[str, str]) -> Any:
-    """Replace every secret (value -> kind) in every string inside `value`."""
+    """Replace every secret (value -> kind) in every string inside `value`, object keys
+    included (the scan reads keys too, so a secret used as a key is one)."""
+    if not secrets:
+        return value
+    return _redact(value, sorted(secrets.items(), key=lambda kv: -len(kv[0])))
+
+
+def _redact(value: Any, secrets: list[tuple[str, str]]) -> Any:
     if isinstance(value, str):
-        for secret, kind in sorted(secrets.items(), key=lambda kv: -len(kv[0])):
+        for secret, kind in secrets:  # longest first: a secret inside a longer one goes with it
             if secret in value:
                 value = value.replace(secret, f"[REDACTED:{kind}]")
         return value
     if isinstance(value, list):
-        return [redact_value(v, secrets) for v in value]
+        return [_redact(v, secrets) for v in value]
     if isinstance(value, dict):
-        return {k: redact_value(v, secrets) for k, v in value.items()}
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            key = _redact(k, secrets)
+            # two secrets as keys of one object must not become one key
+            n = 1
+            while key in out:
+                n += 1
+                key = f"{_redact(k, secrets)} ({n})"
+            out[key] = _redact(v, secrets)
+        return out
     return value
 
 

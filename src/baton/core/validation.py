@@ -11,7 +11,15 @@ from typing import Any
 
 from baton.core.errors import InvalidInput, TooLarge
 from baton.core.ids import canonical_json, plain_float
-from baton.core.models import JSON, PART_TYPES, ROLES, USAGE_KEYS, format_time
+from baton.core.models import (
+    COST_MAX,
+    JSON,
+    PART_TYPES,
+    ROLES,
+    TOKENS_MAX,
+    USAGE_KEYS,
+    format_time,
+)
 
 INLINE_LIMIT = 64 * 1024  # a text part or tool output larger than this becomes a blob_ref
 MESSAGE_LIMIT = 16 * 1024 * 1024  # a single message larger than this is refused
@@ -157,7 +165,10 @@ def _normalise_time(value: str, where: str) -> str:
         raise InvalidInput(f"{where}: created_at {value!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
         raise InvalidInput(f"{where}: created_at {value!r} has no time zone")
-    return format_time(parsed)
+    try:
+        return format_time(parsed)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise InvalidInput(f"{where}: created_at {value!r} is out of range") from None
 
 
 def _validate_usage(usage: Any, where: str) -> JSON | None:
@@ -170,9 +181,15 @@ def _validate_usage(usage: Any, where: str) -> JSON | None:
         if key in USAGE_KEYS:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InvalidInput(f"{where}: usage.{key} must be a non-negative integer")
+            if value > TOKENS_MAX:
+                raise InvalidInput(f"{where}: usage.{key} {value} is over the limit of 2^53")
         elif key == "cost_usd":
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise InvalidInput(f"{where}: usage.cost_usd must be a non-negative number")
+            if value > COST_MAX:
+                raise InvalidInput(
+                    f"{where}: usage.cost_usd {value} is over the limit of {COST_MAX:,.0f}"
+                )
         out[key] = value
     return out
 
@@ -241,18 +258,23 @@ def _offload(part: JSON, kind: str, where: str, blobs: dict[str, bytes]) -> JSON
 
 
 def hydrate_part(part: JSON, data: bytes) -> JSON:
-    """The inverse of offloading: the original part with its payload back in place."""
+    """The inverse of offloading: the original part with its payload back in place. Raises
+    InvalidInput when the bytes are not what the blob_ref says (UTF-8 text, or JSON)."""
     out = {
         k: v
         for k, v in part.items()
         if k not in ("type", "of", "field", "sha256", "size", "encoding", "preview")
     }
     out["type"] = part.get("of", "file")
-    text = data.decode("utf-8")
-    if part.get("encoding") == "json":
-        out[part.get("field", "data")] = json.loads(text)
-    else:
-        out[part.get("field", "data")] = text
+    kind = "JSON" if part.get("encoding") == "json" else "UTF-8 text"
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(text) if kind == "JSON" else text
+    except (ValueError, RecursionError):
+        raise InvalidInput(
+            f"blob {part.get('sha256')} is not {kind} as its blob_ref says"
+        ) from None
+    out[part.get("field", "data")] = value
     return out
 
 

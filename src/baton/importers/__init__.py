@@ -14,6 +14,7 @@ from typing import Any
 
 from baton.core.errors import InvalidInput
 from baton.importers.base import ImportedSession, Importer, Parsed
+from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 
 # Tried in this order; each decides from the content.
 MODULES = {
@@ -40,7 +41,7 @@ def _head(path: Path) -> bytes:
 
 def is_baton_export(head: bytes) -> bool:
     text = head[:4096].lstrip()
-    return text.startswith(b"{") and b'"format"' in text and b'"baton-session"' in text
+    return text.startswith(b"{") and b'"format"' in text and f'"{EXPORT_FORMAT}"'.encode() in text
 
 
 def detect(path: Path) -> str:
@@ -133,7 +134,12 @@ def documents(
         if origin is not None:
             header["forked_from"] = {"source_session": origin[0], "messages": origin[1]}
         docs.append(
-            {"format": "baton-session", "version": 1, "session": header, "messages": messages}
+            {
+                "format": EXPORT_FORMAT,
+                "version": EXPORT_VERSION,
+                "session": header,
+                "messages": messages,
+            }
         )
     return docs, warnings
 

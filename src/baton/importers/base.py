@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import orjson
 
 from baton.core.errors import InvalidInput
-from baton.core.models import JSON, format_time
+from baton.core.models import COST_MAX, JSON, TOKENS_MAX, USAGE_KEYS, format_time
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
@@ -109,15 +109,31 @@ def load_json(path: Path, where: Path | None = None, *, fast: bool = True) -> An
         raise fail("is nested too deeply", "the JSON") from None
 
 
+def bounded_usage(usage: JSON | None) -> JSON | None:
+    """Usage as baton keeps it: token counts and cost saturated at the bounds a message may
+    claim (core/models.py), as a session's totals saturate, rather than the whole file refused
+    for one absurd count."""
+    if usage is None:
+        return None
+    out = dict(usage)
+    for key in USAGE_KEYS:
+        if isinstance(out.get(key), int) and out[key] > TOKENS_MAX:
+            out[key] = TOKENS_MAX
+    cost = out.get("cost_usd")
+    if isinstance(cost, int | float) and cost > COST_MAX:
+        out["cost_usd"] = COST_MAX
+    return out
+
+
 def to_time(value: Any) -> str | None:
     """An ISO 8601 time with a zone, in baton's format; None for anything else."""
     if not isinstance(value, str):
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return format_time(parsed) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: before year 1 or after 9999 in UTC
         return None
-    return format_time(parsed) if parsed.tzinfo is not None else None
 
 
 def epoch_ms(value: Any) -> int | None:

@@ -21,8 +21,15 @@ import orjson
 
 from baton.core.errors import InvalidInput
 from baton.core.models import JSON
-from baton.importers.base import ImportedSession, Parsed, refuse, shared_prefix, to_time
-from baton.importers.jsonl import head_records, read_jsonl
+from baton.importers.base import (
+    ImportedSession,
+    Parsed,
+    bounded_usage,
+    refuse,
+    shared_prefix,
+    to_time,
+)
+from baton.importers.jsonl import head_records, read_jsonl, stream_records
 
 TOOL = "claude-code"
 KIND = "a Claude Code transcript (JSON lines)"
@@ -526,34 +533,84 @@ class _Transcript:
         """`claude --resume ID --fork-session` copies the parent's lines into the new file with
         the new sessionId and nothing naming the parent. Such a file was begun after the time
         of its first conversation line; its parent is the older transcript in the same folder
-        that shares the longest leading run of messages with it."""
+        that shares the longest leading run of messages with it. Siblings are streamed line by
+        line and only their lines this file has too are kept (see `_scan_sibling`), so a small
+        fork next to large transcripts reads in bounded memory."""
         started = self.started()
         times = (to_time(x.raw.get("timestamp")) for x in lines)
         first = next((t for t in times if t is not None), None)
         root = lines[0].uuid if lines else None
         if not messages or started is None or first is None or root is None or started <= first:
             return None
+        wanted = {x.uuid for x in self.lines if x.uuid is not None}
         best: tuple[int, str, str] | None = None  # (-shared, started, session id)
         for other in sorted(self.path.parent.glob("*.jsonl")):
             if other == self.path:
                 continue
+            sibling = _scan_sibling(other, started, wanted, root)
+            if sibling is None:
+                continue
             try:
-                data = other.read_bytes()
-                if root.encode() not in data:
-                    continue
-                transcript = _Transcript(other, read_jsonl(other, KIND, data).lines)
-                their_start = transcript.started()
-                mains = [x for x in transcript.talk if not x.sidechain]
-                if their_start is None or their_start >= started or not mains:
-                    continue
-                theirs = transcript.messages(transcript.conversation(mains[-1]))
-            except (InvalidInput, OSError):
+                transcript = _Transcript(other, sibling.records)
+                tip = transcript.by_uuid[sibling.anchor]
+                theirs = transcript.messages(transcript.conversation(tip))
+            except InvalidInput:
                 continue
             shared = shared_prefix([b.message for b in theirs], messages)
-            candidate = (-shared, their_start, transcript._session_id(mains[-1]))
+            candidate = (-shared, sibling.started, sibling.session_id)
             if shared and (best is None or candidate < best):
                 best = candidate
         return (best[2], -best[0]) if best else None
+
+
+@dataclass(slots=True)
+class _Sibling:
+    """What a possible parent transcript offers a fork: when it was begun, its lines the fork
+    has too, which of them its main conversation goes through last, and its session id."""
+
+    started: str
+    records: list[tuple[int, JSON]]
+    anchor: str
+    session_id: str
+
+
+def _scan_sibling(path: Path, before: str, wanted: set[str], root: str) -> _Sibling | None:
+    """Stream `path` once, keeping only its lines whose uuid is in `wanted` (the fork's lines)
+    and, for the lines below them, which kept line they hang from: memory is bounded by the
+    fork and the longest line, not by the sibling. None when it began at or after `before`
+    (decided at its first timestamp), does not hold `root`, or cannot be read."""
+    started: str | None = None
+    records: list[tuple[int, JSON]] = []
+    kept: set[str] = set()
+    below: dict[str, str] = {}  # uuid of a line under kept lines -> the deepest kept above it
+    tip: tuple[str | None, Any] = (None, None)  # (anchor, sessionId) of the last main line
+    try:
+        for n, raw in stream_records(path):
+            if started is None:
+                started = to_time(raw.get("timestamp"))
+                if started is not None and started >= before:
+                    return None
+            uuid, parent = raw.get("uuid"), raw.get("parentUuid")
+            if not isinstance(parent, str):
+                parent = raw.get("logicalParentUuid")
+            anchor: str | None = None
+            if isinstance(uuid, str) and uuid in wanted:
+                if uuid not in kept:
+                    records.append((n, raw))
+                    kept.add(uuid)
+                anchor = uuid
+            elif isinstance(parent, str):
+                anchor = parent if parent in kept else below.get(parent)
+                if anchor is not None and isinstance(uuid, str):
+                    below[uuid] = anchor
+            if raw.get("type") in ("user", "assistant") and raw.get("isSidechain") is not True:
+                tip = (anchor, raw.get("sessionId"))
+    except OSError:
+        return None
+    anchor, sid = tip
+    if started is None or root not in kept or anchor is None:
+        return None
+    return _Sibling(started, records, anchor, sid if isinstance(sid, str) and sid else path.stem)
 
 
 # --- small pieces ------------------------------------------------------------------------
@@ -659,7 +716,7 @@ def _usage(raw: Any, cost: Any) -> JSON | None:
     if isinstance(cost, int | float) and not isinstance(cost, bool):
         if cost >= 0 and math.isfinite(cost):
             out["cost_usd"] = cost
-    return out or None
+    return bounded_usage(out) if out else None
 
 
 def _marked_parent(built: list[_Built], session_id: str) -> tuple[str, int] | None:

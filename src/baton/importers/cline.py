@@ -34,6 +34,7 @@ from baton.importers.base import (
     ImportedSession,
     Parsed,
     as_text,
+    bounded_usage,
     epoch_ms,
     finite,
     first_prompt,
@@ -725,7 +726,7 @@ def _usage(text: Any) -> JSON | None:
     cost = info.get("cost")
     if isinstance(cost, int | float) and finite(cost):
         usage["cost_usd"] = float(cost)
-    return usage or None
+    return bounded_usage(usage) if usage else None
 
 
 def _model_of(info: Any) -> str | None:

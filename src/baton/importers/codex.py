@@ -17,7 +17,7 @@ from typing import Any
 
 from baton.core.errors import InvalidInput
 from baton.core.models import JSON
-from baton.importers.base import ImportedSession, Parsed, refuse, to_time
+from baton.importers.base import ImportedSession, Parsed, bounded_usage, refuse, to_time
 from baton.importers.jsonl import head_records, no_constant, read_jsonl
 
 TOOL = "codex"
@@ -265,7 +265,7 @@ def _usage(raw: JSON) -> JSON | None:
     written = count("cache_write_input_tokens")
     if written is not None:
         usage["cache_write_tokens"] = written
-    return usage or None
+    return bounded_usage(usage) if usage else None
 
 
 def _convert(path: Path, records: list[tuple[int, JSON]]) -> _Builder:

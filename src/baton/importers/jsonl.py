@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,22 @@ def read_jsonl(path: Path, kind: str, data: bytes | None = None) -> Records:
             raise refuse(path, f"line {n} is a JSON {_type_name(value)}, not an object")
         out.lines.append((n, value))
     return out
+
+
+def stream_records(path: Path) -> Iterator[tuple[int, JSON]]:
+    """The JSON objects of `path` with their line numbers, read one line at a time (memory
+    bounded by the longest line); lines that are not JSON objects are passed over. Raises
+    OSError when the file cannot be read."""
+    with path.open("rb") as lines:
+        for n, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                value = _loads(raw)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                yield n, value
 
 
 def head_records(head: bytes) -> list[JSON] | None:

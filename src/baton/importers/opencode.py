@@ -32,6 +32,7 @@ from baton.importers.base import (
     ImportedSession,
     Parsed,
     as_text,
+    bounded_usage,
     epoch_ms,
     finite,
     first_prompt,
@@ -618,7 +619,7 @@ def _usage(steps: list[JSON], info: JSON) -> JSON | None:
     }
     if totals["reasoning"]:
         usage["reasoning_tokens"] = totals["reasoning"]
-    return usage
+    return bounded_usage(usage)
 
 
 def _obj(value: Any) -> JSON:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton import __version__
 from baton.core.errors import BatonError, RateLimited
-from baton.server.auth import Cookies, RateLimiter
+from baton.server.auth import Cookies, RateLimiter, proxies
 from baton.server.pages import LoginFirst
 from baton.service import Service
 
@@ -83,6 +84,31 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class NoNul:
+    """Refuse a URL holding a NUL character (%00) with 422: no id, search or name has one,
+    and PostgreSQL text cannot hold one (it would be a 500 deep in a query)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            body = error_body("invalid_input", "the URL holds a NUL character (%00)")
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 422,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
 
 
 _PAGE_HEADERS = [
@@ -187,6 +213,19 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods some route answers at the request's path, for a 405's `Allow` (asked of
+    each route as if the request had that method: included routers keep their routes)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("DELETE", "GET", "PATCH", "POST", "PUT"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 def create_app(
     service: Service,
     *,
@@ -194,8 +233,10 @@ def create_app(
     secure_cookies: bool = False,
     login_rate: int = 10,
     share_rate: int = 300,
+    trusted_proxies: Sequence[str] = (),
 ) -> FastAPI:
-    """Everything the app uses is passed in: no globals, so tests build as many as they like."""
+    """Everything the app uses is passed in: no globals, so tests build as many as they like.
+    `trusted_proxies` (IPs or CIDRs) are the peers whose X-Forwarded-For names the client."""
     from baton.server.api import build_router
     from baton.server.pages import build_pages
 
@@ -212,6 +253,7 @@ def create_app(
     app.state.service = service
     app.state.cookies = cookies
     app.state.share_limit = share_limit
+    app.state.trusted_proxies = proxies(trusted_proxies)
 
     def wants_html(request: Request) -> bool:
         return not request.url.path.startswith("/api") and request.url.path != "/openapi.json"
@@ -257,10 +299,16 @@ def create_app(
             from baton.server.pages import error_page
 
             return error_page(request, 404, "There is nothing here.")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 400:  # a body FastAPI could not parse: bad input, like the rest
+            body = error_body("invalid_input", "the request body could not be parsed")
+            return Response(body, 422, headers, media_type="application/json")
+        if exc.status_code == 405:  # every method of the path, not only one route's
+            headers["Allow"] = allowed_methods(request)
         return Response(
             error_body("not_found" if exc.status_code == 404 else "http_error", str(message)),
             exc.status_code,
-            getattr(exc, "headers", None),
+            headers,
             media_type="application/json",
         )
 
@@ -268,6 +316,7 @@ def create_app(
     app.include_router(build_pages(service, cookies, share_limit, login_limit))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit)
+    app.add_middleware(NoNul)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Unexpected)
     return app

@@ -8,7 +8,7 @@ import re
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from baton.core.errors import Busy, InvalidInput, NotFound, Unauthorized
 from baton.core.models import Account, Message, Session, Share
@@ -17,6 +17,8 @@ from baton.server.auth import Cookies, RateLimiter, bearer, caller, client_addre
 from baton.service import ANY_HEAD, Service
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+IF_MATCH = r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$'  # documented; `if_match` says what is wrong
+Sha256 = Annotated[str, Path(json_schema_extra={"pattern": SHA256.pattern})]
 INLINE_APPEND = 256 * 1024  # appends up to this size run on the event loop (no thread hop)
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorBody, "description": text}
@@ -56,6 +58,8 @@ def share_public(service: Service, share: Share) -> dict[str, Any]:
         "created_at": share.created_at,
         "expires_at": share.expires_at,
         "totals": share.totals.to_dict(),
+        "published": share.published,
+        "withheld": share.withheld,
     }
 
 
@@ -86,7 +90,7 @@ def message_page(messages: list[Message], head: str | None, limit: int) -> dict[
 
 def export_download(service: Service, owner: str, session_id: str, fmt: str) -> Response:
     """A session exported as a file to download (never shown at the server's address)."""
-    from baton.exporters import ALIASES, MEDIA_TYPES, SUFFIXES
+    from baton.render import ALIASES, MEDIA_TYPES, SUFFIXES
 
     doc = service.export(owner, session_id, fmt)
     kind = ALIASES.get(fmt, fmt)
@@ -262,11 +266,13 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         account: Me,
         session_id: str,
         body: schemas.SessionUpdate,
-        if_match_header: Annotated[str | None, Header(alias="If-Match")] = None,
+        if_match_header: Annotated[
+            str, Header(alias="If-Match", json_schema_extra={"pattern": IF_MATCH})
+        ] = "",
     ) -> Response:
         changes = body.model_dump(exclude_unset=True)
         session = service.update(
-            account.id, session_id, expected_version=if_match(if_match_header), **changes
+            account.id, session_id, expected_version=if_match(if_match_header or None), **changes
         )
         return reply(session_json(session), headers={"ETag": f'"{session.version}"'})
 
@@ -312,9 +318,16 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
             }
         },
     )
-    async def append(account: Me, session_id: str, request: Request) -> Response:
+    async def append(
+        account: Me,
+        session_id: str,
+        request: Request,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> Response:
         """Append `messages` after `expected_head` (absent: after the current head; null: an
-        empty session). Parsed here with orjson: this is the hot path of every agent turn."""
+        empty session). Parsed here with orjson: this is the hot path of every agent turn.
+        A retry with the same `Idempotency-Key` (kept 24 hours) is answered as the first
+        request was and appends nothing; the same key with another body is a 422."""
         body = await request.body()
         try:
             data = orjson.loads(body)
@@ -336,10 +349,14 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         if service.store.inline_writes and len(body) <= INLINE_APPEND and len(messages) <= 100:
             service.store.wait_briefly()
             with contextlib.suppress(Busy):
-                result = service.append(account.id, session_id, messages, expected)
+                result = service.append(
+                    account.id, session_id, messages, expected, idempotency_key=idempotency_key
+                )
         if result is None:
             result = await run_in_threadpool(
-                service.append, account.id, session_id, messages, expected
+                lambda: service.append(
+                    account.id, session_id, messages, expected, idempotency_key=idempotency_key
+                )
             )
         return reply(
             {
@@ -365,8 +382,8 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
         return reply(session_json(session), 201)
 
     @api.get("/sessions/{session_id}/scan", response_model=schemas.Findings, tags=["shares"])
-    def scan(account: Me, session_id: str) -> Response:
-        return reply({"findings": service.scan_session(account.id, session_id)})
+    def scan(account: Me, session_id: str, code: bool = True) -> Response:
+        return reply({"findings": service.scan_session(account.id, session_id, code=code)})
 
     @api.post(
         "/sessions/{session_id}/shares",
@@ -376,7 +393,9 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
     )
     def share(account: Me, session_id: str, body: schemas.ShareCreate | None = None) -> Response:
         body = body or schemas.ShareCreate()
-        created = service.share(account.id, session_id, expires=body.expires, mode=body.mode)
+        created = service.share(
+            account.id, session_id, expires=body.expires, mode=body.mode, code=body.code
+        )
         return reply(share_owned(service, created), 201)
 
     @api.get(
@@ -465,7 +484,7 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
     )
     def get_blob(
         request: Request,
-        sha256: str,
+        sha256: Sha256,
         session: Annotated[str | None, Query(max_length=200)] = None,
         share: Annotated[str | None, Query(max_length=200)] = None,
     ) -> Response:
@@ -491,13 +510,13 @@ def build_router(service: Service, cookies: Cookies, share_limit: RateLimiter) -
             }
         },
     )
-    async def put_blob(account: Me, sha256: str, request: Request) -> Response:
+    async def put_blob(account: Me, sha256: Sha256, request: Request) -> Response:
         if not SHA256.match(sha256):
             raise InvalidInput("a blob is named by the lowercase hex SHA-256 of its bytes")
         data = await request.body()
         from starlette.concurrency import run_in_threadpool
 
-        await run_in_threadpool(service.put_blob, sha256, data)
+        await run_in_threadpool(service.put_blob, sha256, data, account.id)
         return reply({"sha256": sha256, "size": len(data)}, 201)
 
     return api

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 import secrets
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -22,28 +24,28 @@ COOKIE_MAX_AGE = 30 * 24 * 3600
 
 
 class Cookies:
-    """Signed, timed cookie values (the server's secret signs them; nothing is stored)."""
+    """Signed, timed cookie values (the server's secret signs them). The session cookie holds
+    the secret of a web login that the store keeps (see Accounts.start_login), so logout, a
+    password change or a token revoke ends it on every server."""
 
     def __init__(self, secret: str, secure: bool) -> None:
         self._signer = URLSafeTimedSerializer(secret, salt="baton-session")
         self.secure = secure
 
-    def sign(self, account_id: str, token_id: str | None = None) -> str:
-        """A login made with an API token names it: revoking the token ends the login."""
-        return self._signer.dumps({"a": account_id, "t": token_id})
+    def sign(self, login_secret: str) -> str:
+        return self._signer.dumps({"l": login_secret})
 
-    def login(self, value: str | None) -> tuple[str, str | None] | None:
-        """The (account id, token id) a cookie was signed for, or None."""
+    def login(self, value: str | None) -> str | None:
+        """The web login secret a cookie was signed for, or None."""
         if not value:
             return None
         try:
             data = self._signer.loads(value, max_age=COOKIE_MAX_AGE)
         except BadSignature:
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("a"), str):
+        if not isinstance(data, dict) or not isinstance(data.get("l"), str):
             return None
-        token = data.get("t")
-        return data["a"], token if isinstance(token, str) else None
+        return str(data["l"])
 
 
 def bearer(request: Request) -> str | None:
@@ -63,12 +65,7 @@ def caller(request: Request, service: Service, cookies: Cookies) -> Account | No
             raise Unauthorized("this token is not valid (revoked, expired or mistyped)")
         return account
     login = cookies.login(request.cookies.get(COOKIE))
-    if login is None:
-        return None
-    account_id, token_id = login
-    if token_id is not None and not service.accounts.token_live(account_id, token_id):
-        return None
-    return service.store.get_account(account_id)
+    return None if login is None else service.accounts.logged_in(login)
 
 
 def csrf_token(request: Request) -> tuple[str, bool]:
@@ -91,16 +88,18 @@ class _Bucket:
 
 
 class RateLimiter:
-    """Token buckets per (name, client address): `rate` requests per `per` seconds."""
+    """Token buckets per (name, client address): `rate` requests per `per` seconds, on
+    `clock` (seconds; monotonic by default, a fake one in tests)."""
 
-    def __init__(self, rate: int, per: float) -> None:
+    def __init__(self, rate: int, per: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.per = per
+        self.clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._lock = threading.Lock()
 
     def hit(self, name: str, client: str) -> None:
-        now = time.monotonic()
+        now = self.clock()
         refill = self.rate / self.per
         with self._lock:
             if len(self._buckets) > 100_000:
@@ -116,5 +115,33 @@ class RateLimiter:
             bucket.tokens -= 1
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxies(values: Sequence[str]) -> tuple[Network, ...]:
+    """The networks of BATON_TRUSTED_PROXIES entries (IP addresses or CIDRs, checked by
+    Settings)."""
+    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+def _trusted(host: str, trusted: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(address in network for network in trusted)
+
+
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address rate limits count: the peer, unless the peer is a trusted proxy
+    (BATON_TRUSTED_PROXIES); then the nearest address in X-Forwarded-For that is not one."""
+    peer = request.client.host if request.client else "unknown"
+    trusted: Sequence[Network] = getattr(request.app.state, "trusted_proxies", ())
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for")).split(",")
+    hops = [peer, *(h.strip() for h in forwarded if h.strip())]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[1] if len(hops) > 1 else peer  # every hop is a proxy of ours: the first one

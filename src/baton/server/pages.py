@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -12,8 +13,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from baton.core.errors import BatonError, InvalidInput, NotFound, SecretsFound
-from baton.core.models import Account, Message
-from baton.server import markup
+from baton.core.models import Account, Message, published
+from baton.render.html import PAGE_PART_CHARS, message_html, stylesheet, tool_names
 from baton.server.api import export_download
 from baton.server.auth import (
     COOKIE,
@@ -48,15 +49,14 @@ _env.filters["money"] = lambda value: f"${value:,.4f}" if value else "$0"
 _env.filters["num"] = lambda value: f"{value:,}"
 
 
-def _message_view(message: Message, position: int) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "role": message.role,
-        "position": position,
-        "created_at": message.created_at,
-        "model": message.model,
-        "html": Markup(markup.message_html(message)),
-    }
+def _conversation(messages: list[Message], start: int) -> list[Markup]:
+    """The messages of a page as the export shows them (baton.render.html), each part cut
+    at PAGE_PART_CHARS; `start` messages come before them."""
+    tools = tool_names(messages)
+    return [
+        Markup(message_html(m, start + i + 1, tools, PAGE_PART_CHARS))
+        for i, m in enumerate(messages)
+    ]
 
 
 def render(
@@ -156,13 +156,13 @@ def build_pages(
         login_limit.hit("login", client_address(request))
         check_csrf(request, csrf)
         account = None
-        token_id = None
+        used = None
         if code:
             account = service.accounts.redeem(code.strip())
         elif token:
             found = service.accounts.authenticate_token(token.strip())
             if found is not None:
-                account, token_id = found[0], found[1].id
+                account, used = found
         elif handle and password:
             account = service.accounts.check_password(handle, password)
         if account is None:
@@ -180,7 +180,7 @@ def build_pages(
         response = go(_local(next))
         response.set_cookie(
             COOKIE,
-            cookies.sign(account.id, token_id),
+            cookies.sign(service.accounts.start_login(account.id, used)),
             max_age=COOKIE_MAX_AGE,
             httponly=True,
             samesite="lax",
@@ -191,6 +191,9 @@ def build_pages(
     @pages.post("/logout")
     def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
         check_csrf(request, csrf)
+        login = cookies.login(request.cookies.get(COOKIE))
+        if login is not None:
+            service.accounts.logout(login)
         response = go("/login")
         response.delete_cookie(COOKIE)
         return response
@@ -236,7 +239,7 @@ def build_pages(
             "session.html",
             {
                 "session": session,
-                "messages": [_message_view(m, start + i + 1) for i, m in enumerate(messages)],
+                "messages": _conversation(messages, start),
                 "start": start,
                 "page": PAGE,
                 "shares": live,
@@ -265,8 +268,9 @@ def build_pages(
         return render(
             request,
             "share_form.html",
-            {"session": session, "findings": findings, "expiries": EXPIRIES, "error": None},
-        )
+            {"session": session, "findings": findings, "expiries": EXPIRIES, "error": None,
+             "published": published(session.message_count, session.git)},
+        )  # fmt: skip
 
     @pages.post("/sessions/{session_id}/share")
     def share(
@@ -275,17 +279,21 @@ def build_pages(
         csrf: Annotated[str, Form()] = "",
         expires: Annotated[str, Form(max_length=20)] = "",
         mode: Annotated[str, Form(max_length=20)] = "block",
+        no_code: Annotated[str, Form(max_length=20)] = "",
     ) -> Response:
         account = need(request)
         check_csrf(request, csrf)
         try:
-            created = service.share(account.id, session_id, expires=expires or None, mode=mode)
+            created = service.share(
+                account.id, session_id, expires=expires or None, mode=mode, code=not no_code
+            )
         except SecretsFound as exc:
             session = service.get(account.id, session_id)
             return render(
                 request,
                 "share_form.html",
                 {"session": session, "findings": exc.findings, "expiries": EXPIRIES,
+                 "published": published(session.message_count, session.git),
                  "error": f"{len(exc.findings)} secret(s) found, so nothing was shared. "
                           "Remove them, or choose below to share with them redacted."},
                 422,
@@ -364,7 +372,9 @@ def build_pages(
         account = need(request)
         found = service.accounts.tokens(account.id)
         return render(
-            request, "tokens.html", {"tokens": found, "created": None, "now": service.now()}
+            request,
+            "tokens.html",
+            {"tokens": found, "created": None, "now": service.now(), "server": service.base_url},
         )
 
     @pages.post("/tokens")
@@ -378,7 +388,9 @@ def build_pages(
         _, secret = service.accounts.create_token(account.id, name)
         found = service.accounts.tokens(account.id)
         return render(
-            request, "tokens.html", {"tokens": found, "created": secret, "now": service.now()}
+            request,
+            "tokens.html",
+            {"tokens": found, "created": secret, "now": service.now(), "server": service.base_url},
         )
 
     @pages.post("/tokens/{token_id}/revoke")
@@ -412,7 +424,7 @@ def build_pages(
             "share.html",
             {
                 "share": share,
-                "messages": [_message_view(m, begin + i + 1) for i, m in enumerate(messages)],
+                "messages": _conversation(messages, begin),
                 "all": all,
                 "start": begin,
                 "page": limit,
@@ -438,8 +450,14 @@ def build_pages(
         forked = service.fork(account.id, share_id, platform="web")
         return go(f"/sessions/{forked.id}")
 
-    @pages.get("/static/pygments.css")
-    def pygments_css() -> Response:
-        return Response(markup.pygments_css(), media_type="text/css")
+    @pages.get("/static/style.css")
+    def style_css(request: Request) -> Response:
+        """The stylesheet the HTML export inlines; revalidated by its ETag."""
+        css = stylesheet()
+        tag = f'"{hashlib.sha256(css.encode()).hexdigest()[:16]}"'
+        headers = {"ETag": tag, "Cache-Control": "no-cache"}
+        if request.headers.get("if-none-match") == tag:
+            return Response(status_code=304, headers=headers)
+        return Response(css, media_type="text/css", headers=headers)
 
     return pages

@@ -34,11 +34,19 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def config(app: Any) -> Any:
+    """uvicorn's settings for `app`. Its proxy headers stay off: uvicorn would believe any
+    X-Forwarded-For from loopback; the app believes only BATON_TRUSTED_PROXIES."""
+    import uvicorn
+
+    return uvicorn.Config(app, proxy_headers=False, **LOG)  # type: ignore[arg-type]
+
+
 def serve(app: Any, sock: socket.socket) -> None:
     """Serve `app` on `sock` in this process until SIGINT or SIGTERM."""
     import uvicorn
 
-    uvicorn.Server(uvicorn.Config(app, **LOG)).run(sockets=[sock])  # type: ignore[arg-type]
+    uvicorn.Server(config(app)).run(sockets=[sock])
 
 
 def _worker(sock: socket.socket) -> None:
@@ -52,6 +60,7 @@ def _worker(sock: socket.socket) -> None:
         service,
         secret=os.environ["BATON_SECRET"],
         secure_cookies=service.base_url.startswith("https"),
+        trusted_proxies=settings.trusted_proxies,
     )
     serve(app, sock)
 

@@ -83,13 +83,70 @@ class MessagePage(BaseModel):
     next_after: str | None
 
 
+def _part(kind: str | list[str], **required: Any) -> dict[str, Any]:
+    kinds = [kind] if isinstance(kind, str) else kind
+    return {
+        "type": "object",
+        "required": ["type", *required],
+        "properties": {"type": {"enum": kinds}, **required},
+    }
+
+
+_TEXT = {"type": "string", "maxLength": 65536}
+# What the server accepts as a message (core/validation.py is the rule; this is its outline,
+# so that a client or a fuzzer sending schema-valid messages is not refused).
+MESSAGE_IN: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["role", "parts"],
+    "properties": {
+        "role": {"enum": ["user", "assistant", "system", "tool"]},
+        "parts": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 100,
+            "items": {
+                "oneOf": [
+                    _part(["text", "reasoning"], text=_TEXT),
+                    _part("tool_call", id=_TEXT, name=_TEXT),
+                    _part("tool_result", tool_call_id=_TEXT, output=_TEXT),
+                    _part("file", path=_TEXT),
+                ]
+            },
+        },
+        "created_at": {"type": "string", "format": "date-time"},
+        "model": {"type": ["string", "null"], "maxLength": 200},
+        "id": {},  # checked against the content when given
+        "parent": {},
+        "usage": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                **{
+                    key: {"type": "integer", "minimum": 0, "maximum": 2**53}
+                    for key in (
+                        "input_tokens",
+                        "output_tokens",
+                        "cache_read_tokens",
+                        "cache_write_tokens",
+                    )
+                },
+                "cost_usd": {"type": "number", "minimum": 0, "maximum": 1_000_000},
+            },
+        },
+    },
+}
+
+
 class AppendRequest(BaseModel):
     """`expected_head` absent: append at the current head. Present (null for an empty
     session): refuse with 409 if the head has moved."""
 
     model_config = ConfigDict(extra="forbid")
     expected_head: str | None = None
-    messages: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+    messages: list[dict[str, Any]] = Field(
+        min_length=1, max_length=10_000, json_schema_extra={"items": MESSAGE_IN}
+    )
 
 
 class AppendResult(BaseModel):
@@ -106,6 +163,7 @@ class ShareCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     expires: str | None = Field(None, max_length=20, examples=["7d"])
     mode: Literal["block", "redact", "allow"] = "block"
+    code: bool = Field(True, description="false: publish no git patch and no git bundle")
 
 
 class ShareBy(BaseModel):
@@ -129,6 +187,8 @@ class SharePublic(BaseModel):
     created_at: str
     expires_at: str | None
     totals: TotalsPublic
+    published: str = Field(examples=["42 messages, 12 commits not on any remote"])
+    withheld: list[str] = Field(description="what of the session's code is left out, and why")
 
 
 class ShareByAccount(ShareBy):

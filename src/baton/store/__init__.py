@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 from baton.core.errors import InvalidInput
 from baton.store.base import BlobStore, Store
+
+# The optional dependencies (pyproject's extras) of the team backends, by extra.
+EXTRAS = {"postgres": ("psycopg", "psycopg_pool"), "s3": ("obstore",)}
+
+
+@contextmanager
+def needs_extra(extra: str, what: str) -> Iterator[None]:
+    """Imports of a backend's libraries, where a missing one is a one-line error that says
+    which extra to install (a laptop install leaves them out)."""
+    try:
+        yield
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in EXTRAS[extra]:
+            raise
+        raise InvalidInput(
+            f"{what} needs {exc.name}, which is not installed: pip install 'baton[{extra}]'"
+        ) from None
 
 
 def open_store(url: str, synchronous: str = "FULL", migrate: bool = True) -> Store:
@@ -14,7 +33,8 @@ def open_store(url: str, synchronous: str = "FULL", migrate: bool = True) -> Sto
     `migrate`, pending schema migrations are applied on opening."""
     parsed = urlparse(url)
     if parsed.scheme in ("postgresql", "postgres"):
-        from baton.store.postgres import PostgresStore
+        with needs_extra("postgres", "a postgresql:// store"):
+            from baton.store.postgres import PostgresStore
 
         return PostgresStore(url, migrate=migrate)
     if parsed.scheme == "memory":
@@ -46,14 +66,19 @@ def open_blobs(url: str) -> BlobStore:
 
         return MemoryBlobStore()
     if parsed.scheme == "file":
+        if parsed.netloc:
+            raise InvalidInput(
+                f"blob URL {url!r} names a host ({parsed.netloc}): use file:///ABSOLUTE/PATH"
+            )
         from baton.store.blobs import LocalBlobStore
 
         return LocalBlobStore(Path(parsed.path))
     if parsed.scheme == "s3":
-        from baton.store.s3 import S3BlobStore
+        with needs_extra("s3", "an s3:// blob store"):
+            from baton.store.s3 import S3BlobStore
 
         return S3BlobStore(url)
     raise InvalidInput(f"unknown blob URL {url!r}: {choices}")
 
 
-__all__ = ["BlobStore", "Store", "open_blobs", "open_store"]
+__all__ = ["BlobStore", "Store", "needs_extra", "open_blobs", "open_store"]

@@ -7,10 +7,21 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from baton.core.errors import InvalidInput
-from baton.core.models import Account, Message, Session, Share, StoredMessage, Token
+from baton.core.models import (
+    Account,
+    Login,
+    Message,
+    Session,
+    Share,
+    StoredMessage,
+    Token,
+    format_time,
+    parse_time,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,40 @@ def git_blobs(git: Any) -> list[str]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """The answer to a request sent with an idempotency key, kept to answer its retries."""
+
+    request: str  # the SHA-256 of the request, so a reused key with another body is seen
+    status: int
+    response: Any  # JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Remembering:
+    """What `Store.append` keeps for an idempotency key, in the append's own transaction."""
+
+    key: str
+    answer: Callable[[Session], Remembered]  # given the session as the append left it
+    now: str
+
+
+class Answered(Exception):
+    """The idempotency key of an append already has a live answer: nothing was written."""
+
+    def __init__(self, answer: Remembered) -> None:
+        super().__init__("this idempotency key was answered already")
+        self.answer = answer
+
+
+IDEMPOTENCY_SECONDS = 24 * 3600  # how long an idempotency key is remembered
+
+
+def idempotency_cutoff(now: str) -> str:
+    """The oldest time an idempotency key recorded before `now` still answers from."""
+    return format_time(parse_time(now) - timedelta(seconds=IDEMPOTENCY_SECONDS))
+
+
 # Fields of a session that `update_session` may change.
 SESSION_FIELDS = frozenset(
     {"title", "task", "status", "metadata", "git", "repo", "title_auto", "updated_at"}
@@ -104,11 +149,30 @@ class Store(ABC):
 
     @abstractmethod
     def revoke_token(self, token_id: str, now: str) -> bool:
-        """Revoke a live token; False when it was already revoked (one use of a login code)."""
+        """Revoke a live token, and end the web logins made with it (one transaction); False
+        when it was already revoked (one use of a login code)."""
 
     @abstractmethod
     def touch_token(self, token_id: str, now: str) -> None:
         """Record when the token was last used."""
+
+    # web logins
+    @abstractmethod
+    def add_login(self, login: Login) -> None:
+        """Record a login, forgetting the account's logins that expired by its `created_at`;
+        NotFound when the account (or the token) is not there."""
+
+    @abstractmethod
+    def get_login(self, login_id: str) -> Login | None: ...
+
+    @abstractmethod
+    def end_login(self, login_id: str) -> bool:
+        """Delete a login; False when there was none."""
+
+    @abstractmethod
+    def end_password_logins(self, account_id: str) -> int:
+        """Delete the account's logins not made with a token (password and login-link ones);
+        how many."""
 
     # messages
     @abstractmethod
@@ -151,9 +215,12 @@ class Store(ABC):
         expected_head: str | None,
         messages: Sequence[StoredMessage],
         changes: dict[str, Any],
+        remember: Remembering | None = None,
     ) -> Session:
         """Store `messages` and move the head from `expected_head` to the last of them, with
-        `changes` to the header, in one transaction. Raises Conflict if the head moved."""
+        `changes` to the header, in one transaction. Raises Conflict if the head moved. With
+        `remember`, its answer is kept for its key in the same transaction, or, when the key
+        has a live answer already, nothing is written and Answered is raised."""
 
     @abstractmethod
     def update_session(
@@ -181,6 +248,42 @@ class Store(ABC):
 
     @abstractmethod
     def revoke_share(self, share_id: str, now: str) -> Share: ...
+
+    # blob access (who may reference a blob) and idempotency keys
+    @abstractmethod
+    def grant_blobs(self, account: str, shas: Sequence[str], now: str) -> None:
+        """Record that `account` holds these blobs (it uploaded their bytes)."""
+
+    @abstractmethod
+    def granted_blobs(self, account: str, shas: Sequence[str]) -> set[str]:
+        """The blobs among `shas` granted to `account`, or named by the git snapshot of one
+        of its sessions."""
+
+    @abstractmethod
+    def family_heads(self, owner: str, root: str) -> list[str]:
+        """The heads of `owner`'s sessions whose conversation starts at message `root`."""
+
+    def blob_access(self, account: str, shas: Sequence[str]) -> set[str]:
+        """The blobs among `shas` that `account` may reference: granted to it, named by the
+        git snapshot of one of its sessions, or referenced by a message on the chain of one
+        of its sessions (its own, or a fork of something it could read)."""
+        allowed = self.granted_blobs(account, shas)
+        for sha in set(shas) - allowed:
+            for sm in self.messages_with_blob(sha):
+                heads = self.family_heads(account, sm.root)
+                if any(self.ancestor(head, sm.depth) == sm.message.id for head in heads):
+                    allowed.add(sha)
+                    break
+        return allowed
+
+    @abstractmethod
+    def recall(self, session_id: str, key: str, since: str) -> Remembered | None:
+        """The answer remembered for `key` on this session, if recorded at `since` or later."""
+
+    @abstractmethod
+    def remember(self, session_id: str, key: str, answer: Remembered, now: str) -> Remembered:
+        """Keep `answer` for `key` unless a live answer is kept already (one recorded within
+        IDEMPOTENCY_SECONDS of `now`); return the answer that stands. Forgets expired keys."""
 
     # maintenance
     @abstractmethod

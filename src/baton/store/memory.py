@@ -9,15 +9,19 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from baton.core.errors import Conflict, NotFound, VersionMismatch
-from baton.core.models import Account, Message, Session, Share, StoredMessage, Token
+from baton.core.models import Account, Login, Message, Session, Share, StoredMessage, Token
 from baton.store.base import (
     SESSION_FIELDS,
+    Answered,
     ListQuery,
     Page,
+    Remembered,
+    Remembering,
     Store,
     decode_cursor,
     encode_cursor,
     git_blobs,
+    idempotency_cutoff,
 )
 
 
@@ -30,6 +34,9 @@ class MemoryStore(Store):
         self._shares: dict[str, Share] = {}
         self._passwords: dict[str, str] = {}
         self._tokens: dict[str, Token] = {}
+        self._logins: dict[str, Login] = {}
+        self._grants: dict[tuple[str, str], str] = {}  # (account, sha256) -> when
+        self._answers: dict[tuple[str, str], tuple[Remembered, str]] = {}  # (session, key)
 
     def add_account(self, account: Account) -> None:
         with self._lock:
@@ -86,6 +93,8 @@ class MemoryStore(Store):
             if token is None or token.revoked_at is not None:
                 return False
             token.revoked_at = now
+            for login in [g for g in self._logins.values() if g.token_id == token_id]:
+                del self._logins[login.id]
             return True
 
     def touch_token(self, token_id: str, now: str) -> None:
@@ -93,6 +102,36 @@ class MemoryStore(Store):
             token = self._tokens.get(token_id)
             if token is not None:
                 token.last_used_at = now
+
+    def add_login(self, login: Login) -> None:
+        with self._lock:
+            if login.account_id not in self._accounts:
+                raise NotFound(f"no account {login.account_id}")
+            if login.token_id is not None and login.token_id not in self._tokens:
+                raise NotFound(f"no token {login.token_id}")
+            for old in list(self._logins.values()):
+                if old.account_id == login.account_id and old.expires_at <= login.created_at:
+                    del self._logins[old.id]
+            self._logins[login.id] = copy.copy(login)
+
+    def get_login(self, login_id: str) -> Login | None:
+        login = self._logins.get(login_id)
+        return copy.copy(login) if login else None
+
+    def end_login(self, login_id: str) -> bool:
+        with self._lock:
+            return self._logins.pop(login_id, None) is not None
+
+    def end_password_logins(self, account_id: str) -> int:
+        with self._lock:
+            ended = [
+                g.id
+                for g in self._logins.values()
+                if g.account_id == account_id and g.token_id is None
+            ]
+            for login_id in ended:
+                del self._logins[login_id]
+            return len(ended)
 
     def messages_with_blob(self, sha256: str) -> list[StoredMessage]:
         return [sm for sm in self._messages.values() if sha256 in sm.blobs]
@@ -178,11 +217,16 @@ class MemoryStore(Store):
         expected_head: str | None,
         messages: Sequence[StoredMessage],
         changes: dict[str, Any],
+        remember: Remembering | None = None,
     ) -> Session:
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:
                 raise NotFound(f"no session {session_id}")
+            if remember is not None:
+                kept = self.recall(session_id, remember.key, idempotency_cutoff(remember.now))
+                if kept is not None:
+                    raise Answered(kept)
             if session.head != expected_head:
                 raise Conflict(
                     f"the session moved on: its head is {session.head}, not {expected_head}",
@@ -200,6 +244,8 @@ class MemoryStore(Store):
                 **changes,
             )
             self._sessions[session_id] = updated
+            if remember is not None:
+                self.remember(session_id, remember.key, remember.answer(updated), remember.now)
             return copy.deepcopy(updated)
 
     @staticmethod
@@ -257,6 +303,8 @@ class MemoryStore(Store):
         with self._lock:
             if self._sessions.pop(session_id, None) is None:
                 raise NotFound(f"no session {session_id}")
+            for k in [k for k in self._answers if k[0] == session_id]:
+                del self._answers[k]
             return self._collect(now)
 
     def _collect(self, now: str) -> list[str]:
@@ -310,6 +358,40 @@ class MemoryStore(Store):
                 share.revoked_at = now
             return copy.deepcopy(share)
 
+    def grant_blobs(self, account: str, shas: Sequence[str], now: str) -> None:
+        with self._lock:
+            for sha in shas:
+                self._grants.setdefault((account, sha), now)
+
+    def granted_blobs(self, account: str, shas: Sequence[str]) -> set[str]:
+        with self._lock:
+            found = {sha for sha in shas if (account, sha) in self._grants}
+            for session in self._sessions.values():
+                if session.owner == account:
+                    found.update(sha for sha in git_blobs(session.git) if sha in shas)
+            return found
+
+    def family_heads(self, owner: str, root: str) -> list[str]:
+        with self._lock:
+            return [
+                s.head
+                for s in self._sessions.values()
+                if s.owner == owner and s.head is not None and self._messages[s.head].root == root
+            ]
+
+    def recall(self, session_id: str, key: str, since: str) -> Remembered | None:
+        with self._lock:
+            kept = self._answers.get((session_id, key))
+            return copy.deepcopy(kept[0]) if kept and kept[1] >= since else None
+
+    def remember(self, session_id: str, key: str, answer: Remembered, now: str) -> Remembered:
+        since = idempotency_cutoff(now)
+        with self._lock:
+            for k in [k for k, (_, at) in self._answers.items() if at < since]:
+                del self._answers[k]
+            kept = self._answers.setdefault((session_id, key), (copy.deepcopy(answer), now))
+            return copy.deepcopy(kept[0])
+
     def iter_sessions(self) -> Iterator[Session]:
         with self._lock:
             sessions = [copy.deepcopy(s) for s in self._sessions.values()]
@@ -332,6 +414,8 @@ class MemoryStore(Store):
             referenced = self.referenced_blobs()
             doomed = [sha for sha in shas if sha not in referenced]
             delete(doomed)
+            for k in [k for k in self._grants if k[1] in doomed]:
+                del self._grants[k]
         return doomed
 
     def referenced_blobs(self) -> set[str]:

@@ -1,35 +1,15 @@
 """Numbered, named schema migrations for the SQLite store, recorded in `migrations` (the
-PostgreSQL store has the same steps in its dialect: pg_migrations.py)."""
+PostgreSQL store has the same steps in its dialect: pg_migrations.py; what a migration is:
+migration.py)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from baton.core.validation import message_text
-
-
-@dataclass(frozen=True)
-class Migration:
-    number: int
-    name: str
-    apply: Callable[[Any], None]  # given the SQLite connection, or a PostgreSQL cursor
-
-
-def script(sql: str) -> Callable[[Any], None]:
-    """A migration that runs the statements of `sql` (separated by `;` at a line's end)."""
-
-    def run(executor: Any) -> None:
-        for statement in sql.split(";\n"):
-            if statement.strip():
-                executor.execute(statement)
-
-    return run
-
+from baton.store.migration import Migration, git_references, script
 
 M001_INITIAL = """
 CREATE TABLE accounts (
@@ -154,11 +134,72 @@ CREATE INDEX messages_root_depth ON messages(root, depth);
 DROP INDEX messages_root
 """
 
+# Who may reference a blob (issue 12): the blobs an account uploaded (blob_grants), and the
+# git patches and bundles that sessions and shares name, as rows rather than a substring
+# search over their JSON (session_blobs, share_blobs). And the answers to appends sent with an
+# Idempotency-Key, kept 24 hours (idempotency_keys).
+M005_BLOB_ACCESS = """
+CREATE TABLE blob_grants (
+  account TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (account, sha256)
+) WITHOUT ROWID;
+CREATE INDEX blob_grants_sha256 ON blob_grants(sha256);
+CREATE TABLE session_blobs (
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  sha256 TEXT NOT NULL,
+  PRIMARY KEY (session_id, sha256)
+) WITHOUT ROWID;
+CREATE INDEX session_blobs_sha256 ON session_blobs(sha256);
+CREATE TABLE share_blobs (
+  share_id TEXT NOT NULL REFERENCES shares(id) ON DELETE CASCADE,
+  sha256 TEXT NOT NULL,
+  PRIMARY KEY (share_id, sha256)
+) WITHOUT ROWID;
+CREATE INDEX share_blobs_sha256 ON share_blobs(sha256);
+CREATE TABLE idempotency_keys (
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  request TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  response BLOB NOT NULL,
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (session_id, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at)
+"""
+
+
+def _m005(conn: sqlite3.Connection) -> None:
+    script(M005_BLOB_ACCESS)(conn)
+    sessions = git_references(conn.execute("SELECT id, git FROM sessions WHERE git IS NOT NULL"))
+    conn.executemany("INSERT OR IGNORE INTO session_blobs VALUES (?, ?)", sessions)
+    shares = git_references(conn.execute("SELECT id, git FROM shares WHERE git IS NOT NULL"))
+    conn.executemany("INSERT OR IGNORE INTO share_blobs VALUES (?, ?)", shares)
+
+
+# Web logins kept on the server, so that logout, a password change or revoking a token ends
+# them (the cookie names a row by the SHA-256 of its secret).
+M006_LOGINS = """
+CREATE TABLE logins (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  token_id TEXT REFERENCES tokens(id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL
+);
+CREATE INDEX logins_account ON logins(account_id, expires_at);
+CREATE INDEX logins_token ON logins(token_id)
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
     Migration(3, "m003_auth", script(M003_AUTH)),
     Migration(4, "m004_depth_index", script(M004_DEPTH_INDEX)),
+    Migration(5, "m005_blob_access", _m005),
+    Migration(6, "m006_logins", script(M006_LOGINS)),
 ]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from baton.store.migrations import Migration, script
+from baton.store.migration import Migration, git_references, script
 
 MIGRATION_LOCK = 7_316_061_001  # pg_advisory_lock key: one migrator at a time
 
@@ -143,11 +143,71 @@ CREATE INDEX messages_root_depth ON messages(root, depth);
 DROP INDEX messages_root
 """
 
+# Who may reference a blob, git snapshots' blobs as rows, and idempotency keys (see
+# migrations.M005_BLOB_ACCESS).
+M005_BLOB_ACCESS = """
+CREATE TABLE blob_grants (
+  account TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (account, sha256)
+);
+CREATE INDEX blob_grants_sha256 ON blob_grants(sha256);
+CREATE TABLE session_blobs (
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  sha256 TEXT NOT NULL,
+  PRIMARY KEY (session_id, sha256)
+);
+CREATE INDEX session_blobs_sha256 ON session_blobs(sha256);
+CREATE TABLE share_blobs (
+  share_id TEXT NOT NULL REFERENCES shares(id) ON DELETE CASCADE,
+  sha256 TEXT NOT NULL,
+  PRIMARY KEY (share_id, sha256)
+);
+CREATE INDEX share_blobs_sha256 ON share_blobs(sha256);
+CREATE TABLE idempotency_keys (
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  request TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  response BYTEA NOT NULL,
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (session_id, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at)
+"""
+
+
+def _m005(cur: psycopg.Cursor[Any]) -> None:
+    script(M005_BLOB_ACCESS)(cur)
+    for table, source in (("session_blobs", "sessions"), ("share_blobs", "shares")):
+        rows = cur.execute(f"SELECT id, git FROM {source} WHERE git IS NOT NULL").fetchall()
+        found = git_references(rows)
+        if found:
+            cur.executemany(f"INSERT INTO {table} VALUES (%s, %s) ON CONFLICT DO NOTHING", found)
+
+
+# Web logins kept on the server, so that logout, a password change or revoking a token ends
+# them (the cookie names a row by the SHA-256 of its secret).
+M006_LOGINS = """
+CREATE TABLE logins (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  token_id TEXT REFERENCES tokens(id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL
+);
+CREATE INDEX logins_account ON logins(account_id, expires_at);
+CREATE INDEX logins_token ON logins(token_id)
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
     Migration(3, "m003_auth", script(M003_AUTH)),
     Migration(4, "m004_depth_index", script(M004_DEPTH_INDEX)),
+    Migration(5, "m005_blob_access", _m005),
+    Migration(6, "m006_logins", script(M006_LOGINS)),
 ]
 
 # The indexed text of a message: its first SEARCH_CHARS characters (a tsvector holds at most

@@ -23,18 +23,23 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from baton.core.errors import Busy, Conflict, NotFound, VersionMismatch
-from baton.core.models import Account, Message, Session, Share, StoredMessage, Token
+from baton.core.models import Account, Login, Message, Session, Share, StoredMessage, Token
 from baton.store import pg_migrations
 from baton.store.base import (
     SESSION_FIELDS,
+    Answered,
     ListQuery,
     Page,
+    Remembered,
+    Remembering,
     Store,
     git_blobs,
+    idempotency_cutoff,
     safe_url,
 )
 from baton.store.pg_migrations import SEARCH_VECTOR, search_text
 from baton.store.rows import (
+    LOGIN_COLUMNS,
     MESSAGE_COLUMNS,
     SESSION_COLUMNS,
     SHARE_COLUMNS,
@@ -281,7 +286,9 @@ class PostgresStore(Store):
                 "UPDATE tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
                 (now, token_id),
             )
-            return c.rowcount == 1
+            revoked = c.rowcount == 1
+            c.execute("DELETE FROM logins WHERE token_id = %s", (token_id,))
+            return revoked
 
         return bool(self._write(work))
 
@@ -289,6 +296,49 @@ class PostgresStore(Store):
     def touch_token(self, token_id: str, now: str) -> None:
         with self._read() as c:  # one statement: autocommit is its transaction
             c.execute("UPDATE tokens SET last_used_at = %s WHERE id = %s", (now, token_id))
+
+    # web logins
+    def add_login(self, login: Login) -> None:
+        def work(c: psycopg.Cursor[Any]) -> None:
+            c.execute(
+                "DELETE FROM logins WHERE account_id = %s AND expires_at <= %s",
+                (login.account_id, login.created_at),
+            )
+            c.execute(
+                f"INSERT INTO logins({LOGIN_COLUMNS}) VALUES (%s,%s,%s,%s,%s)",
+                (login.id, login.account_id, login.token_id, login.created_at, login.expires_at),
+            )
+
+        try:
+            self._write(work)
+        except NotFound:
+            raise NotFound(
+                f"no account {login.account_id} (or no token {login.token_id})"
+            ) from None
+
+    @_read_again
+    def get_login(self, login_id: str) -> Login | None:
+        with self._read() as c:
+            row = c.execute(
+                f"SELECT {LOGIN_COLUMNS} FROM logins WHERE id = %s", (login_id,)
+            ).fetchone()
+        return Login(*row) if row else None
+
+    def end_login(self, login_id: str) -> bool:
+        def work(c: psycopg.Cursor[Any]) -> bool:
+            c.execute("DELETE FROM logins WHERE id = %s", (login_id,))
+            return c.rowcount == 1
+
+        return bool(self._write(work))
+
+    def end_password_logins(self, account_id: str) -> int:
+        def work(c: psycopg.Cursor[Any]) -> int:
+            c.execute(
+                "DELETE FROM logins WHERE account_id = %s AND token_id IS NULL", (account_id,)
+            )
+            return c.rowcount
+
+        return int(self._write(work))
 
     # messages
     @_read_again
@@ -421,6 +471,7 @@ class PostgresStore(Store):
                 "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 (*self._session_values(session), root),
             )
+            _sync_git(c, session.id, {"git": session.git})
 
         self._write(work)
 
@@ -470,6 +521,7 @@ class PostgresStore(Store):
         expected_head: str | None,
         messages: Sequence[StoredMessage],
         changes: dict[str, Any],
+        remember: Remembering | None = None,
     ) -> Session:
         last = messages[-1]
         sets, values = self._changes(changes)
@@ -488,15 +540,33 @@ class PostgresStore(Store):
             session_id,
             expected_head,
         )
-        if any(sm.blobs for sm in messages) or git_blobs(changes.get("git")):
+        if any(sm.blobs for sm in messages) or "git" in changes or remember is not None:
             # References to blobs are written under the blob lock (see release_blobs).
             def work(c: psycopg.Cursor[Any]) -> Any:
+                if remember is not None:
+                    kept = _claim(c, session_id, remember)
+                    if kept is not None:
+                        raise Answered(kept)
                 if git_blobs(changes.get("git")):
                     c.execute("SELECT pg_advisory_xact_lock_shared(%s)", (BLOB_LOCK,))
                 self._insert_messages(c, messages)
                 row = c.execute(move, move_args).fetchone()
                 if row is None:
                     raise self._not_moved(c, session_id, expected_head)
+                _sync_git(c, session_id, changes)
+                if remember is not None:
+                    answer = remember.answer(session_from(row))
+                    c.execute(
+                        "UPDATE idempotency_keys SET request = %s, status = %s, response = %s "
+                        "WHERE session_id = %s AND key = %s",
+                        (
+                            answer.request,
+                            answer.status,
+                            orjson.dumps(answer.response),
+                            session_id,
+                            _text(remember.key),
+                        ),
+                    )
                 return row
 
             return session_from(self._write(work))
@@ -562,6 +632,7 @@ class PostgresStore(Store):
                 raise VersionMismatch(
                     f"the session is at version {current[0]}, not {expected_version}", current[0]
                 )
+            _sync_git(c, session_id, changes)
             return session_from(row)
 
         result: Session = self._write(work)
@@ -693,6 +764,13 @@ SELECT id FROM messages WHERE id NOT IN (SELECT id FROM walk){family}""".encode(
                     root,
                 ),
             )
+            found = [(share.id, sha) for sha in git_blobs(share.git)]
+            if found:
+                c.executemany(
+                    "INSERT INTO share_blobs(share_id, sha256) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    found,
+                )
 
         self._write(work)
 
@@ -737,6 +815,82 @@ SELECT id FROM messages WHERE id NOT IN (SELECT id FROM walk){family}""".encode(
         result: Share = self._write(work)
         return result
 
+    # blob access and idempotency keys
+    def grant_blobs(self, account: str, shas: Sequence[str], now: str) -> None:
+        if not shas:
+            return
+
+        def work(c: psycopg.Cursor[Any]) -> None:
+            c.executemany(
+                "INSERT INTO blob_grants(account, sha256, created_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                [(account, sha, now) for sha in shas],
+            )
+
+        self._write(work)
+
+    @_read_again
+    def granted_blobs(self, account: str, shas: Sequence[str]) -> set[str]:
+        wanted = sorted(set(shas))
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT sha256 FROM blob_grants WHERE account = %s AND sha256 = ANY(%s) UNION "
+                "SELECT b.sha256 FROM session_blobs b JOIN sessions s ON s.id = b.session_id "
+                "WHERE b.sha256 = ANY(%s) AND s.owner = %s",
+                (account, wanted, wanted, account),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    @_read_again
+    def family_heads(self, owner: str, root: str) -> list[str]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT head FROM sessions WHERE root = %s AND owner = %s AND head IS NOT NULL",
+                (root, owner),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    @_read_again
+    def recall(self, session_id: str, key: str, since: str) -> Remembered | None:
+        with self._read() as c:
+            row = c.execute(
+                "SELECT request, status, response FROM idempotency_keys "
+                "WHERE session_id = %s AND key = %s AND created_at >= %s",
+                (session_id, key, since),
+            ).fetchone()
+        return Remembered(row[0], row[1], orjson.loads(row[2])) if row else None
+
+    def remember(self, session_id: str, key: str, answer: Remembered, now: str) -> Remembered:
+        def work(c: psycopg.Cursor[Any]) -> Any:
+            c.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < %s", (idempotency_cutoff(now),)
+            )
+            c.execute(
+                "INSERT INTO idempotency_keys"
+                "(session_id, key, request, status, response, created_at) "
+                "SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS "
+                "(SELECT 1 FROM sessions WHERE id = %s) ON CONFLICT DO NOTHING",
+                (
+                    session_id,
+                    _text(key),
+                    answer.request,
+                    answer.status,
+                    orjson.dumps(answer.response),
+                    now,
+                    session_id,
+                ),
+            )
+            return c.execute(
+                "SELECT request, status, response FROM idempotency_keys "
+                "WHERE session_id = %s AND key = %s",
+                (session_id, _text(key)),
+            ).fetchone()
+
+        row = self._write(work)
+        if row is None:
+            raise NotFound(f"no session {session_id}")
+        return Remembered(row[0], row[1], orjson.loads(row[2]))
+
     # maintenance
     def iter_sessions(self) -> Iterator[Session]:
         with self._read() as c:
@@ -764,18 +918,18 @@ SELECT id FROM messages WHERE id NOT IN (SELECT id FROM walk){family}""".encode(
             c.execute("SELECT pg_advisory_xact_lock(%s)", (BLOB_LOCK,))
             doomed = []
             for sha in shas:
-                needle = sha.encode()
                 used = c.execute(
                     "SELECT 1 FROM message_blobs WHERE sha256 = %s "
-                    "UNION ALL SELECT 1 FROM sessions WHERE git IS NOT NULL "
-                    "AND position(%s::bytea in git) > 0 "
-                    "UNION ALL SELECT 1 FROM shares WHERE git IS NOT NULL AND revoked_at IS NULL "
-                    "AND position(%s::bytea in git) > 0 LIMIT 1",
-                    (sha, needle, needle),
+                    "UNION ALL SELECT 1 FROM session_blobs WHERE sha256 = %s "
+                    "UNION ALL SELECT 1 FROM share_blobs b JOIN shares s ON s.id = b.share_id "
+                    "WHERE b.sha256 = %s AND s.revoked_at IS NULL LIMIT 1",
+                    (sha, sha, sha),
                 ).fetchone()
                 if used is None:
                     doomed.append(sha)
             delete(doomed)
+            if doomed:
+                c.execute("DELETE FROM blob_grants WHERE sha256 = ANY(%s)", (doomed,))
             return doomed
 
         result: list[str] = self._write(work)
@@ -785,13 +939,48 @@ SELECT id FROM messages WHERE id NOT IN (SELECT id FROM walk){family}""".encode(
     def referenced_blobs(self) -> set[str]:
         with self._read() as c:
             found = {r[0] for r in c.execute("SELECT DISTINCT sha256 FROM message_blobs")}
-            rows = c.execute(
-                "SELECT git FROM sessions WHERE git IS NOT NULL "
-                "UNION ALL SELECT git FROM shares WHERE git IS NOT NULL AND revoked_at IS NULL"
-            ).fetchall()
-        for (git,) in rows:
-            found.update(git_blobs(orjson.loads(git)))
+            found.update(
+                r[0]
+                for r in c.execute(
+                    "SELECT sha256 FROM session_blobs UNION SELECT b.sha256 FROM share_blobs b "
+                    "JOIN shares s ON s.id = b.share_id WHERE s.revoked_at IS NULL"
+                )
+            )
         return found
+
+
+def _claim(c: psycopg.Cursor[Any], session_id: str, remember: Remembering) -> Remembered | None:
+    """Take the idempotency key for this transaction (a concurrent holder is waited for), or
+    return the live answer kept for it. Expired answers are forgotten first."""
+    c.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < %s", (idempotency_cutoff(remember.now),)
+    )
+    taken = c.execute(
+        "INSERT INTO idempotency_keys(session_id, key, request, status, response, created_at) "
+        "SELECT %s, %s, '', 0, ''::bytea, %s WHERE EXISTS "
+        "(SELECT 1 FROM sessions WHERE id = %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (session_id, _text(remember.key), remember.now, session_id),
+    ).fetchone()
+    if taken is not None:
+        return None
+    row = c.execute(
+        "SELECT request, status, response FROM idempotency_keys WHERE session_id = %s AND key = %s",
+        (session_id, _text(remember.key)),
+    ).fetchone()
+    return Remembered(row[0], row[1], orjson.loads(row[2])) if row else None
+
+
+def _sync_git(c: psycopg.Cursor[Any], session_id: str, changes: dict[str, Any]) -> None:
+    """Keep session_blobs naming the blobs of the session's git snapshot, when it changes."""
+    if "git" not in changes:
+        return
+    c.execute("DELETE FROM session_blobs WHERE session_id = %s", (session_id,))
+    found = [(session_id, sha) for sha in git_blobs(changes["git"])]
+    if found:
+        c.executemany(
+            "INSERT INTO session_blobs(session_id, sha256) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            found,
+        )
 
 
 def _insert_messages(when: str) -> str:

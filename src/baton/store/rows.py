@@ -26,6 +26,7 @@ SHARE_COLUMNS = (
 TOKEN_COLUMNS = (
     "id, account_id, name, kind, token_hash, created_at, expires_at, revoked_at, last_used_at"
 )
+LOGIN_COLUMNS = "id, account_id, token_id, created_at, expires_at"
 
 
 def dump(value: Any) -> bytes | None:

@@ -14,6 +14,7 @@ import orjson
 from baton.core.errors import Busy, Conflict, NotFound, VersionMismatch
 from baton.core.models import (
     Account,
+    Login,
     Message,
     Session,
     Share,
@@ -24,12 +25,18 @@ from baton.core.validation import message_text
 from baton.store import migrations
 from baton.store.base import (
     SESSION_FIELDS,
+    Answered,
     ListQuery,
     Page,
+    Remembered,
+    Remembering,
     Store,
     git_blobs,
+    idempotency_cutoff,
 )
+from baton.store.migration import Migration
 from baton.store.rows import (
+    LOGIN_COLUMNS,
     MESSAGE_COLUMNS,
     SESSION_COLUMNS,
     SHARE_COLUMNS,
@@ -47,11 +54,15 @@ from baton.store.rows import (
 )
 
 # A git snapshot's patch and bundle are blobs too: kept while a session or an unrevoked share
-# names them in its `git` header.
+# names them in its `git` header (session_blobs, share_blobs).
 _GIT_REFERENCE = (
-    "SELECT 1 FROM sessions WHERE git IS NOT NULL AND instr(CAST(git AS TEXT), ?) > 0 "
-    "UNION ALL SELECT 1 FROM shares WHERE git IS NOT NULL AND revoked_at IS NULL "
-    "AND instr(CAST(git AS TEXT), ?) > 0 LIMIT 1"
+    "SELECT 1 FROM session_blobs WHERE sha256 = ? "
+    "UNION ALL SELECT 1 FROM share_blobs b JOIN shares s ON s.id = b.share_id "
+    "WHERE b.sha256 = ? AND s.revoked_at IS NULL LIMIT 1"
+)
+_GIT_REFERENCES = (
+    "SELECT sha256 FROM session_blobs UNION SELECT b.sha256 FROM share_blobs b "
+    "JOIN shares s ON s.id = b.share_id WHERE s.revoked_at IS NULL"
 )
 BRIEF_WAIT_MS = 50  # how long a thread that must not stall waits for another writer
 _LIVE_SHARE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
@@ -87,7 +98,11 @@ class SQLiteStore(Store):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         if migrate:
-            migrations.migrate(self._conn())
+            self.apply_migrations()
+
+    def apply_migrations(self) -> list[Migration]:
+        """Apply the pending schema migrations (`baton migrate`); return those that ran."""
+        return migrations.migrate(self._conn())
 
     # connections and transactions
     def _conn(self) -> sqlite3.Connection:
@@ -221,11 +236,52 @@ class SQLiteStore(Store):
                 "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (now, token_id),
             )
+            c.execute("DELETE FROM logins WHERE token_id = ?", (token_id,))
             return done.rowcount == 1
 
     def touch_token(self, token_id: str, now: str) -> None:
         with self._write() as c:
             c.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, token_id))
+
+    # web logins
+    def add_login(self, login: Login) -> None:
+        try:
+            with self._write() as c:
+                c.execute(
+                    "DELETE FROM logins WHERE account_id = ? AND expires_at <= ?",
+                    (login.account_id, login.created_at),
+                )
+                c.execute(
+                    f"INSERT INTO logins({LOGIN_COLUMNS}) VALUES (?,?,?,?,?)",
+                    (
+                        login.id,
+                        login.account_id,
+                        login.token_id,
+                        login.created_at,
+                        login.expires_at,
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise NotFound(f"no account {login.account_id} (or no token {login.token_id})") from exc
+
+    def get_login(self, login_id: str) -> Login | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {LOGIN_COLUMNS} FROM logins WHERE id = ?", (login_id,))
+            .fetchone()
+        )
+        return Login(*row) if row else None
+
+    def end_login(self, login_id: str) -> bool:
+        with self._write() as c:
+            return c.execute("DELETE FROM logins WHERE id = ?", (login_id,)).rowcount == 1
+
+    def end_password_logins(self, account_id: str) -> int:
+        with self._write() as c:
+            done = c.execute(
+                "DELETE FROM logins WHERE account_id = ? AND token_id IS NULL", (account_id,)
+            )
+            return int(done.rowcount)
 
     # messages
     def get_messages(self, ids: Sequence[str]) -> dict[str, StoredMessage]:
@@ -349,6 +405,7 @@ class SQLiteStore(Store):
                 "INSERT INTO session_search(rowid, title, task) VALUES (last_insert_rowid(), ?, ?)",
                 (session.title, session.task),
             )
+            _sync_git(c, session.id, {"git": session.git})
 
     @staticmethod
     def _session_values(s: Session) -> tuple[Any, ...]:
@@ -398,9 +455,14 @@ class SQLiteStore(Store):
         expected_head: str | None,
         messages: Sequence[StoredMessage],
         changes: dict[str, Any],
+        remember: Remembering | None = None,
     ) -> Session:
         last = messages[-1]
         with self._write() as c:
+            if remember is not None:  # the write lock is held: no one else claims the key
+                kept = _kept(c, session_id, remember.key, remember.now)
+                if kept is not None:
+                    raise Answered(kept)
             self._insert_messages(c, messages)
             sets, values = self._changes(changes)
             cur = c.execute(
@@ -425,7 +487,11 @@ class SQLiteStore(Store):
                     f"the session moved on: its head is {row[0]}, not {expected_head}", row[0]
                 )
             self._sync_search(c, session_id, changes)
-            return _fetch_session(c, session_id)
+            _sync_git(c, session_id, changes)
+            session = _fetch_session(c, session_id)
+            if remember is not None:
+                _keep(c, session_id, remember.key, remember.answer(session), remember.now)
+            return session
 
     @staticmethod
     def _changes(changes: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -473,6 +539,7 @@ class SQLiteStore(Store):
                     f"the session is at version {row[0]}, not {expected_version}", row[0]
                 )
             self._sync_search(c, session_id, changes)
+            _sync_git(c, session_id, changes)
             return _fetch_session(c, session_id)
 
     def list_sessions(self, query: ListQuery) -> Page:
@@ -612,6 +679,10 @@ INSERT INTO reach SELECT id FROM walk""",
                     root,
                 ),
             )
+            c.executemany(
+                "INSERT OR IGNORE INTO share_blobs(share_id, sha256) VALUES (?, ?)",
+                [(share.id, sha) for sha in git_blobs(share.git)],
+            )
 
     def get_share(self, share_id: str) -> Share | None:
         row = (
@@ -652,6 +723,59 @@ INSERT INTO reach SELECT id FROM walk""",
                 raise NotFound(f"no share {share_id}")
         return share_from(row)
 
+    # blob access and idempotency keys
+    def grant_blobs(self, account: str, shas: Sequence[str], now: str) -> None:
+        if not shas:
+            return
+        with self._write() as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO blob_grants(account, sha256, created_at) VALUES (?, ?, ?)",
+                [(account, sha, now) for sha in shas],
+            )
+
+    def granted_blobs(self, account: str, shas: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        conn = self._conn()
+        for sha in set(shas):
+            row = conn.execute(
+                "SELECT 1 FROM blob_grants WHERE account = ? AND sha256 = ? UNION ALL "
+                "SELECT 1 FROM session_blobs b JOIN sessions s ON s.id = b.session_id "
+                "WHERE b.sha256 = ? AND s.owner = ? LIMIT 1",
+                (account, sha, sha, account),
+            ).fetchone()
+            if row is not None:
+                found.add(sha)
+        return found
+
+    def family_heads(self, owner: str, root: str) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT head FROM sessions WHERE root = ? AND owner = ? AND head IS NOT NULL",
+            (root, owner),
+        )
+        return [row[0] for row in rows]
+
+    def recall(self, session_id: str, key: str, since: str) -> Remembered | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT request, status, response FROM idempotency_keys "
+                "WHERE session_id = ? AND key = ? AND created_at >= ?",
+                (session_id, key, since),
+            )
+            .fetchone()
+        )
+        return Remembered(row[0], row[1], orjson.loads(row[2])) if row else None
+
+    def remember(self, session_id: str, key: str, answer: Remembered, now: str) -> Remembered:
+        with self._write() as c:
+            kept = _kept(c, session_id, key, now)
+            if kept is not None:
+                return kept
+            if c.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                raise NotFound(f"no session {session_id}")
+            _keep(c, session_id, key, answer, now)
+        return answer
+
     # maintenance
     def iter_sessions(self) -> Iterator[Session]:
         rows = (
@@ -681,21 +805,46 @@ INSERT INTO reach SELECT id FROM walk""",
                 and c.execute(_GIT_REFERENCE, (sha, sha)).fetchone() is None
             ]
             delete(doomed)
+            c.executemany("DELETE FROM blob_grants WHERE sha256 = ?", [(sha,) for sha in doomed])
         return doomed
 
     def referenced_blobs(self) -> set[str]:
         conn = self._conn()
         found = {r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM message_blobs")}
-        rows = conn.execute(
-            "SELECT git FROM sessions WHERE git IS NOT NULL "
-            "UNION ALL SELECT git FROM shares WHERE git IS NOT NULL AND revoked_at IS NULL"
-        )
-        for (git,) in rows:
-            found.update(git_blobs(orjson.loads(git)))
+        found.update(r[0] for r in conn.execute(_GIT_REFERENCES))
         return found
 
     def integrity_check(self) -> str:
         return str(self._conn().execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _sync_git(c: sqlite3.Connection, session_id: str, changes: dict[str, Any]) -> None:
+    """Keep session_blobs naming the blobs of the session's git snapshot, when it changes."""
+    if "git" not in changes:
+        return
+    c.execute("DELETE FROM session_blobs WHERE session_id = ?", (session_id,))
+    c.executemany(
+        "INSERT OR IGNORE INTO session_blobs(session_id, sha256) VALUES (?, ?)",
+        [(session_id, sha) for sha in git_blobs(changes["git"])],
+    )
+
+
+def _kept(c: sqlite3.Connection, session_id: str, key: str, now: str) -> Remembered | None:
+    """The live answer kept for `key`, after forgetting every expired one."""
+    c.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (idempotency_cutoff(now),))
+    row = c.execute(
+        "SELECT request, status, response FROM idempotency_keys WHERE session_id = ? AND key = ?",
+        (session_id, key),
+    ).fetchone()
+    return Remembered(row[0], row[1], orjson.loads(row[2])) if row else None
+
+
+def _keep(c: sqlite3.Connection, session_id: str, key: str, answer: Remembered, now: str) -> None:
+    c.execute(
+        "INSERT INTO idempotency_keys(session_id, key, request, status, response, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (session_id, key, answer.request, answer.status, orjson.dumps(answer.response), now),
+    )
 
 
 def _fetch_session(c: sqlite3.Connection, session_id: str) -> Session:

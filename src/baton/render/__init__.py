@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from baton.core.errors import InvalidInput
 from baton.core.models import JSON, Message, Session
-from baton.core.render import export_document, export_markdown
+from baton.render.document import export_document
+from baton.render.markdown import export_markdown
 
 FORMATS = ("json", "markdown", "html", "opencode")
 ALIASES = {"md": "markdown"}
@@ -37,11 +38,11 @@ def export(session: Session, messages: list[Message], fmt: str, now: str) -> str
     if name == "markdown":
         return export_markdown(session, messages)
     if name == "html":
-        from baton.exporters.html import export_html
+        from baton.render.html import export_html
 
         return export_html(session, messages, exported_at=now)
     if name == "opencode":
-        from baton.exporters.opencode import export_opencode
+        from baton.render.opencode import export_opencode
 
         return export_opencode(session, messages)
     raise InvalidInput(f"unknown export format {fmt!r}: use {', '.join(FORMATS)}")

@@ -15,8 +15,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Request, Route, expect
 
 from baton.core.errors import InvalidInput
 from baton.core.models import Message, Session
-from baton.exporters import export
-from baton.exporters.html import (
+from baton.render import export
+from baton.render.html import (
     COLLAPSE_CHARS,
     COLLAPSE_LINES,
     export_html,
@@ -372,6 +372,32 @@ def test_parts_of_every_kind() -> None:
     blob = {"type": "blob_ref", "sha256": "ab" * 32, "size": 70000, "preview": "head"}
     assert part_html(blob).startswith(
         '<details class="blob"><summary>Stored blob <code>abababababab</code> (70,000 bytes)'
+    )
+
+
+def test_a_table_keeps_its_alignment_as_an_attribute() -> None:
+    """markdown-it writes style="text-align:…", which nh3 drops and a page's CSP refuses."""
+    assert markdown_html("| a | b | c |\n|:-|:-:|--:|\n| 1 | 2 | 3 |") == (
+        '<table>\n<thead>\n<tr>\n<th align="left">a</th>\n<th align="center">b</th>\n'
+        '<th align="right">c</th>\n</tr>\n</thead>\n<tbody>\n<tr>\n<td align="left">1</td>\n'
+        '<td align="center">2</td>\n<td align="right">3</td>\n</tr>\n</tbody>\n</table>\n'
+    )
+
+
+def test_a_stored_tool_output_names_its_tool() -> None:
+    """A page reads messages as stored: an output over 64 KiB is a blob_ref with a preview."""
+    blob = {
+        "type": "blob_ref",
+        "of": "tool_result",
+        "tool_call_id": "c1",
+        "sha256": "cd" * 32,
+        "size": 90_000,
+        "preview": "row 1",
+    }
+    assert part_html(blob, {"c1": "bash"}) == (
+        '<details class="blob"><summary>Output of <code class="tool-name">bash</code>, stored as '
+        'blob <code>cdcdcdcdcdcd</code> (90,000 bytes)</summary><pre class="code"><code>row 1'
+        "</code></pre></details>"
     )
 
 

@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import pytest
 
 from baton.core.models import JSON, Message, Session
-from baton.exporters import export
-from baton.exporters.opencode import NO_RESULT, VERSION, export_opencode, make_id, session_id
+from baton.render import export
+from baton.render.opencode import NO_RESULT, VERSION, export_opencode, make_id, session_id
 from baton.service import Service
 from baton.store.blobs import MemoryBlobStore
 from baton.store.memory import MemoryStore

@@ -33,7 +33,6 @@ from typing import Any
 from baton import __version__
 from baton.core.models import JSON, Message, Session, parse_time
 
-TESTED_WITH = {"opencode": "1.18.33", "kilo": "7.7.9"}
 DEFAULT_AGENT = "build"  # opencode's default agent; a session's metadata may name another
 VERSION = f"baton {__version__}"  # free text to opencode: what wrote the session
 NO_RESULT = "No result was recorded for this tool call."

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from baton.core.chain import link
 from baton.core.ids import canonical_json, message_id, plain_float
 from baton.core.validation import _check_json, validate_message
-from baton.fastjson import canonical
+from baton.service import canonical
 
 NOW = "2026-01-01T00:00:00.000000Z"
 

@@ -1,29 +1,36 @@
-"""A session as ONE self-contained HTML file, to keep, mail or open on a phone.
+"""Messages as HTML, the one renderer of every page baton writes: the server's session and
+share pages and the self-contained HTML export show a message as the same fragment, styled by
+the same stylesheet (style.css beside this module: the server serves it, the export inlines it).
 
-Nothing in the file reaches the network: the CSS (Pygments' colours included) is inline,
-there is no script, no font and no remote image (a Markdown image becomes a link to it), and
-a Content-Security-Policy meta tag forbids loading anything should a browser ever find a
-reason to. Every value that comes from the session is escaped; Markdown is rendered by
-markdown-it with raw HTML off and the result is cleaned by nh3, so `<script>` in a message is
-text and a `javascript:` link loses its href. Links the user wrote stay, with
-`rel="nofollow noopener noreferrer"`.
+Markdown is rendered by markdown-it with raw HTML off, code is coloured by Pygments (classes,
+no inline style), and the result is cleaned by nh3 with one allowlist, so `<script>` in a
+message is text and a `javascript:` link loses its href. Links the user wrote stay, with
+`rel="nofollow noopener noreferrer"`. A Markdown image never loads: it becomes a link to its
+address, so neither a public share page nor an exported file tells a tracker it was read.
+Tool output (or arguments) longer than COLLAPSE_LINES lines or COLLAPSE_CHARS characters is
+folded in a <details> element.
 
-Unlike the web pages (baton.server.markup), nothing is cut: the export holds every part in
-full. Tool output longer than COLLAPSE_LINES lines or COLLAPSE_CHARS characters is folded in
-a <details> element.
+The export holds every part in full. A page may pass `cut=PAGE_PART_CHARS`: a part longer than
+that shows its beginning and says how much more the export has. Nothing else differs.
+
+The export file reaches nothing on the network: the CSS (Pygments' colours included) is
+inline, there is no script, no font and no remote image, and a Content-Security-Policy meta tag
+forbids loading anything should a browser ever find a reason to.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import nh3
 from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 from pygments import highlight
@@ -36,6 +43,7 @@ from baton.core.models import JSON, Message, Session, parse_time
 
 COLLAPSE_LINES = 12  # tool output (or arguments) longer than this is folded
 COLLAPSE_CHARS = 1500
+PAGE_PART_CHARS = 20_000  # a page shows this much of a part; the export shows all of it
 HIGHLIGHT_LIMIT = 100_000  # code longer than this is shown plain: Pygments is slow on it
 SUMMARY_CHARS = 80  # the hint after a tool's name ("bash: python3 greet.py")
 
@@ -58,8 +66,10 @@ _ATTRIBUTES = {
     "td": {"align"},
     "th": {"align"},
 }
+_ALIGNS = {"left", "center", "right"}
 _HINT_KEYS = ("command", "cmd", "description", "filePath", "file_path", "path", "pattern", "url")
 _FORMATTER = HtmlFormatter(nowrap=True)
+STYLESHEET = Path(__file__).with_name("style.css")
 
 
 # --- Markdown and code ------------------------------------------------------------------------
@@ -108,15 +118,35 @@ def _markdown() -> MarkdownIt:
     md.enable("table")
     md.enable("strikethrough")
     md.add_render_rule("image", _image)
+    md.core.ruler.push("align", _align)
     return md
 
 
-def markdown_html(text: str) -> str:
-    """Markdown as safe HTML, in full."""
-    return sanitise(_markdown().render(text))
+def _align(state: StateCore) -> None:
+    """A table column's alignment as an `align` attribute: markdown-it writes a style
+    attribute, which the sanitiser drops and the pages' CSP would refuse."""
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open"):
+            style = str(token.attrs.pop("style", ""))
+            side = style.removeprefix("text-align:")
+            if side in _ALIGNS:
+                token.attrs["align"] = side
 
 
-def code_html(text: str, lang: str = "") -> str:
+def _cut(text: str, cut: int | None) -> str:
+    """`text`, or its first `cut` characters and a note of how many more there are."""
+    if cut is None or len(text) <= cut:
+        return text
+    return text[:cut] + f"\n\n… ({len(text) - cut:,} more characters in the export)"
+
+
+def markdown_html(text: str, cut: int | None = None) -> str:
+    """Markdown as safe HTML (in full unless `cut`)."""
+    return sanitise(_markdown().render(_cut(text, cut)))
+
+
+def code_html(text: str, lang: str = "", cut: int | None = None) -> str:
+    text = _cut(text, cut)
     body = _highlight(text, lang) if lang else html.escape(text)
     return f'<pre class="code"><code>{body}</code></pre>'
 
@@ -161,37 +191,29 @@ def _hint(arguments: Any) -> str:
 # --- parts ------------------------------------------------------------------------------------
 
 
-def part_html(part: JSON, tools: dict[str, str] | None = None) -> str:
+def part_html(part: JSON, tools: dict[str, str] | None = None, cut: int | None = None) -> str:
     """One part of a message as safe HTML. `tools` maps tool call ids to tool names, so a
-    result can say which tool it came from."""
+    result can say which tool it came from; `cut` shortens long parts (on a page)."""
     kind = part.get("type")
     if kind == "text":
-        return f'<div class="text">{markdown_html(str(part.get("text", "")))}</div>'
+        return f'<div class="text">{markdown_html(str(part.get("text", "")), cut)}</div>'
     if kind == "reasoning":
-        inner = markdown_html(str(part.get("text", "")))
+        inner = markdown_html(str(part.get("text", "")), cut)
         return _details(
             "Reasoning", f'<div class="text">{inner}</div>', open_=False, kind="reasoning"
         )
     if kind == "tool_call":
-        return _tool_call(part)
+        return _tool_call(part, cut)
     if kind == "tool_result":
-        return _tool_result(part, tools or {})
+        return _tool_result(part, tools or {}, cut)
     if kind == "file":
-        return _file(part)
+        return _file(part, cut)
     if kind == "blob_ref":
-        size = part.get("size")
-        sha = str(part.get("sha256", ""))
-        label = f"Stored blob <code>{html.escape(sha[:12])}</code>"
-        if isinstance(size, int):
-            label += f" ({size:,} bytes)"
-        preview = part.get("preview")
-        if isinstance(preview, str) and preview:
-            return _details(label, code_html(preview), open_=False, kind="blob")
-        return f'<p class="blob">{label}</p>'
+        return _blob(part, tools or {})
     return f'<p class="muted">({html.escape(str(kind))} part)</p>'
 
 
-def _tool_call(part: JSON) -> str:
+def _tool_call(part: JSON, cut: int | None) -> str:
     name = html.escape(str(part.get("name", "tool")))
     arguments = part.get("input")
     hint = _hint(arguments)
@@ -199,17 +221,18 @@ def _tool_call(part: JSON) -> str:
     if hint:
         summary += f' <span class="hint">{html.escape(hint)}</span>'
     text = _json_text(arguments if arguments is not None else {})
-    return _details(summary, code_html(text, "json"), open_=not _is_long(text), kind="tool-call")
+    body = code_html(text, "json", cut)
+    return _details(summary, body, open_=not _is_long(text), kind="tool-call")
 
 
-def _tool_result(part: JSON, tools: dict[str, str]) -> str:
+def _tool_result(part: JSON, tools: dict[str, str], cut: int | None) -> str:
     output = part.get("output")
     if isinstance(output, str):
-        body = code_html(output)
+        body = code_html(output, cut=cut)
         text = output
     else:
         text = _json_text(output)
-        body = code_html(text, "json")
+        body = code_html(text, "json", cut)
     error = bool(part.get("is_error"))
     name = tools.get(str(part.get("tool_call_id")))
     summary = "Error from" if error else "Output of"
@@ -223,7 +246,7 @@ def _tool_result(part: JSON, tools: dict[str, str]) -> str:
     return _details(summary, body, open_=not _is_long(text), kind=kind)
 
 
-def _file(part: JSON) -> str:
+def _file(part: JSON, cut: int | None) -> str:
     name = str(part.get("path") or part.get("name") or part.get("url") or "file")
     label = f"File <code>{html.escape(name)}</code>"
     mime = part.get("mime")
@@ -231,8 +254,28 @@ def _file(part: JSON) -> str:
         label += f' <span class="muted">{html.escape(mime)}</span>'
     data = part.get("data")
     if isinstance(data, str) and data and part.get("encoding") in (None, "utf-8", "text"):
-        return _details(label, code_html(data), open_=not _is_long(data), kind="file")
+        return _details(label, code_html(data, cut=cut), open_=not _is_long(data), kind="file")
     return f'<p class="file">{label}</p>'
+
+
+def _blob(part: JSON, tools: dict[str, str]) -> str:
+    """A payload too big to keep inline (a page reads messages as stored; the export has
+    them hydrated): its size, and the preview stored with it, folded."""
+    size = part.get("size")
+    sha = str(part.get("sha256", ""))
+    label = f"blob <code>{html.escape(sha[:12])}</code>"
+    if isinstance(size, int):
+        label += f" ({size:,} bytes)"
+    if part.get("of") == "tool_result":
+        name = tools.get(str(part.get("tool_call_id")))
+        origin = f'<code class="tool-name">{html.escape(name)}</code>' if name else "tool"
+        label = f"Output of {origin}, stored as {label}"
+    else:
+        label = f"Stored {label}"
+    preview = part.get("preview")
+    if isinstance(preview, str) and preview:
+        return _details(label, code_html(preview), open_=False, kind="blob")
+    return f'<p class="blob">{label}</p>'
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -320,7 +363,41 @@ def _summary(session: Session, messages: list[Message], exported_at: str) -> str
     return '<dl class="meta">' + "".join(rows) + "</dl>"
 
 
-def _message(message: Message, position: int, tools: dict[str, str]) -> str:
+def tool_names(messages: Iterable[Message], into: dict[str, str] | None = None) -> dict[str, str]:
+    """The name of each tool call in `messages`, by call id (added to `into` if given)."""
+    names = {} if into is None else into
+    for message in messages:
+        for part in message.parts:
+            if part.get("type") == "tool_call":
+                names[str(part.get("id"))] = str(part.get("name", "tool"))
+    return names
+
+
+def message_html(
+    message: Message, position: int, tools: dict[str, str], cut: int | None = None
+) -> str:
+    """One message as the `<li>` of a conversation: its head (role, model, time, usage, a link
+    to itself) and its parts. `position` counts from 1; `tools` names the calls it answers."""
+    used = tuple(
+        tools.get(str(p.get("tool_call_id")), "")
+        for p in message.parts
+        if p.get("type") in ("tool_result", "blob_ref")
+    )
+    key = (message.id, position, used, cut)
+    found = _rendered.get(key)
+    if found is None:
+        found = _message(message, position, tools, cut)
+        if len(_rendered) >= 4096:
+            _rendered.clear()
+        _rendered[key] = found
+    return found
+
+
+# Messages are immutable and named by their content: a page renders each one once per process.
+_rendered: dict[tuple[str, int, tuple[str, ...], int | None], str] = {}
+
+
+def _message(message: Message, position: int, tools: dict[str, str], cut: int | None) -> str:
     role = message.role if message.role in ROLE_LABELS else "other"
     label = ROLE_LABELS.get(message.role, message.role.capitalize())
     head = [f'<span class="role">{html.escape(label)}</span>']
@@ -331,7 +408,7 @@ def _message(message: Message, position: int, tools: dict[str, str]) -> str:
     if usage:
         head.append(f'<span class="usage">{usage}</span>')
     head.append(f'<a class="anchor" href="#{html.escape(message.id)}">#{position}</a>')
-    body = "".join(part_html(p, tools) for p in message.parts)
+    body = "".join(part_html(p, tools, cut) for p in message.parts)
     return (
         f'<li class="message role-{role}" id="{html.escape(message.id)}">'
         f'<div class="head">{" ".join(head)}</div><div class="body">{body}</div></li>'
@@ -341,13 +418,8 @@ def _message(message: Message, position: int, tools: dict[str, str]) -> str:
 def export_html(session: Session, messages: list[Message], *, exported_at: str) -> str:
     """The whole session (hydrated messages) as one HTML document."""
     title = session.title or "Untitled session"
-    tools: dict[str, str] = {}
-    items: list[str] = []
-    for position, message in enumerate(messages, 1):
-        for part in message.parts:
-            if part.get("type") == "tool_call":
-                tools[str(part.get("id"))] = str(part.get("name", "tool"))
-        items.append(_message(message, position, tools))
+    tools = tool_names(messages)
+    items = [message_html(m, position, tools) for position, m in enumerate(messages, 1)]
     task = f'<div class="task">{html.escape(session.task)}</div>' if session.task else ""
     conversation = (
         f'<ol class="conversation">{"".join(items)}</ol>'
@@ -363,7 +435,7 @@ def export_html(session: Session, messages: list[Message], *, exported_at: str) 
         '<meta name="generator" content="baton">\n'
         f'<meta name="baton-session" content="{html.escape(session.id)}">\n'
         f"<title>{html.escape(title)} · baton</title>\n"
-        f"<style>\n{page_css()}</style>\n</head>\n<body>\n<main>\n"
+        f'<style>\n{stylesheet()}</style>\n</head>\n<body>\n<main class="export">\n'
         f'<header><p class="brand">baton session</p><h1 id="title">{html.escape(title)}</h1>'
         f"{task}{_summary(session, messages, exported_at)}</header>\n"
         f"{conversation}\n"
@@ -375,75 +447,12 @@ def export_html(session: Session, messages: list[Message], *, exported_at: str) 
 
 # --- style ------------------------------------------------------------------------------------
 
-_CSS = """\
-:root { color-scheme: light dark; --fg:#1d2330; --muted:#667085; --line:#e3e6eb; --bg:#fff;
-  --soft:#f6f7f9; --code:#f6f8fa; --accent:#2f5bd3; --user:#2f5bd3; --assistant:#067647;
-  --tool:#98a2b3; --system:#b54708; --error:#b42318; --error-bg:#fef3f2; }
-@media (prefers-color-scheme: dark) {
-  :root { --fg:#e6e8ec; --muted:#98a2b3; --line:#30363d; --bg:#0d1117; --soft:#161b22;
-    --code:#161b22; --accent:#7aa2ff; --user:#7aa2ff; --assistant:#47cd89; --tool:#667085;
-    --system:#fdb022; --error:#f97066; --error-bg:#2d1515; }
-}
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--fg);
-  font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-main { max-width: 52rem; margin: 0 auto; padding: 1rem; }
-a { color: var(--accent); }
-code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .88em; }
-.brand { margin: 0; color: var(--muted); font-size: .85em; letter-spacing: .04em; text-transform: uppercase; }
-h1 { font-size: 1.5rem; line-height: 1.25; margin: .2rem 0 .8rem; overflow-wrap: anywhere; }
-.task { white-space: pre-wrap; background: var(--soft); border-left: 3px solid var(--accent);
-  padding: .5rem .8rem; margin: 0 0 1rem; overflow-wrap: anywhere; }
-.meta { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: .15rem 1rem;
-  margin: 0 0 1.5rem; font-size: .92em; }
-.meta dt { color: var(--muted); }
-.meta dd { margin: 0; overflow-wrap: anywhere; }
-.status { font-size: .85em; padding: .05rem .5rem; border-radius: 99px; background: var(--soft);
-  border: 1px solid var(--line); }
-ol.conversation { list-style: none; margin: 0; padding: 0; }
-.message { border: 1px solid var(--line); border-left: 4px solid var(--tool); border-radius: 8px;
-  margin: .75rem 0; padding: .5rem .85rem; overflow-wrap: anywhere; }
-.role-user { border-left-color: var(--user); }
-.role-assistant { border-left-color: var(--assistant); }
-.role-system { border-left-color: var(--system); }
-.role-tool { background: var(--soft); }
-.head { display: flex; flex-wrap: wrap; gap: .2rem .7rem; align-items: baseline;
-  font-size: .82em; color: var(--muted); margin-bottom: .3rem; }
-.role { font-weight: 650; color: var(--fg); }
-.anchor { margin-left: auto; color: var(--muted); text-decoration: none; }
-.body > * { margin: .4rem 0; }
-.text > :first-child { margin-top: 0; }
-.text > :last-child { margin-bottom: 0; }
-.text p { margin: .45rem 0; }
-pre { background: var(--code); border: 1px solid var(--line); border-radius: 6px; padding: .55rem .7rem;
-  overflow-x: auto; max-height: 36rem; margin: .4rem 0; }
-pre code { font-size: inherit; }
-:not(pre) > code { background: var(--code); border-radius: 4px; padding: .05rem .3rem; }
-blockquote { margin: .4rem 0; padding-left: .8rem; border-left: 3px solid var(--line); color: var(--muted); }
-table { border-collapse: collapse; display: block; overflow-x: auto; }
-th, td { border: 1px solid var(--line); padding: .25rem .5rem; }
-details { border: 1px solid var(--line); border-radius: 6px; padding: .25rem .6rem; }
-details > summary { cursor: pointer; color: var(--muted); font-size: .9em; overflow-wrap: anywhere; }
-details[open] > summary { margin-bottom: .3rem; }
-details.error { border-color: var(--error); background: var(--error-bg); }
-details.error > summary { color: var(--error); font-weight: 600; }
-.tool-name { font-weight: 600; }
-.hint { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .92em; }
-.muted { color: var(--muted); }
-footer { margin: 2rem 0 1rem; color: var(--muted); font-size: .85em; border-top: 1px solid var(--line);
-  padding-top: .6rem; overflow-wrap: anywhere; }
-@media (max-width: 600px) {
-  main { padding: .6rem; }
-  h1 { font-size: 1.3rem; }
-  .message { padding: .45rem .6rem; }
-}
-@media print { pre { max-height: none; white-space: pre-wrap; } details { break-inside: avoid; } }
-"""
-
 
 @lru_cache(maxsize=1)
-def page_css() -> str:
-    """The page's style with Pygments' colours for light and dark schemes."""
+def stylesheet() -> str:
+    """The one stylesheet of the pages and the export: style.css and Pygments' colours for
+    light and dark schemes (scoped to a message's body)."""
     light = HtmlFormatter(style="default", nobackground=True).get_style_defs(".body")  # type: ignore[no-untyped-call]
     dark = HtmlFormatter(style="github-dark", nobackground=True).get_style_defs(".body")  # type: ignore[no-untyped-call]
-    return f"{_CSS}{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+    css = STYLESHEET.read_text("utf-8")
+    return f"{css}{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"

@@ -1,4 +1,4 @@
-"""Export formats that are pure functions of a session and its messages."""
+"""A session as one Markdown document, for reading and pasting."""
 
 from __future__ import annotations
 
@@ -6,23 +6,6 @@ import json
 from typing import Any
 
 from baton.core.models import JSON, Message, Session
-
-EXPORT_FORMAT = "baton-session"
-EXPORT_VERSION = 1
-
-
-def export_document(session: Session, messages: list[Message], exported_at: str) -> JSON:
-    """The versioned JSON export (docs/export-format.md). Message parts are hydrated."""
-    header = session.to_dict()
-    header.pop("owner")
-    header.pop("version")
-    return {
-        "format": EXPORT_FORMAT,
-        "version": EXPORT_VERSION,
-        "exported_at": exported_at,
-        "session": header,
-        "messages": [m.to_dict() for m in messages],
-    }
 
 
 def _fence(text: str, lang: str = "") -> str:

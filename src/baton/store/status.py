@@ -1,5 +1,5 @@
-"""What `baton migrate` shows and does: the applied and pending migrations of a store, read
-without writing anything, and applying the pending ones."""
+"""The migration status of a store, for `baton migrate`: the applied and pending migrations,
+read without writing anything, and applying the pending ones."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from baton.core.errors import InvalidInput
+from baton.store import needs_extra
 
 if TYPE_CHECKING:
     import psycopg
@@ -45,7 +46,8 @@ def status(url: str) -> list[Step]:
             finally:
                 lite.close()
         return [Step(n, name, done.get(n)) for n, name in known]
-    from baton.store import pg_migrations
+    with needs_extra("postgres", "a postgresql:// store"):
+        from baton.store import pg_migrations
 
     pg_known = [(m.number, m.name) for m in pg_migrations.MIGRATIONS]
     with _pg_connect(url) as pg, pg.cursor() as cur:
@@ -58,16 +60,16 @@ def status(url: str) -> list[Step]:
 def apply(url: str) -> list[Step]:
     """Apply the pending migrations; return those that ran."""
     if _kind(url) == "sqlite":
-        from baton.store import migrations
         from baton.store.sqlite import SQLiteStore
 
         store = SQLiteStore(_sqlite_path(url), migrate=False)
         try:
-            ran = migrations.migrate(store._conn())
+            ran = store.apply_migrations()
         finally:
             store.close()
         return [Step(m.number, m.name) for m in ran]
-    from baton.store import pg_migrations
+    with needs_extra("postgres", "a postgresql:// store"):
+        from baton.store import pg_migrations
 
     with _pg_connect(url) as conn:
         pg_ran = pg_migrations.migrate(conn)

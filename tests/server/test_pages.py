@@ -1,0 +1,116 @@
+"""One renderer, one look: a session page, a share page and the HTML export show a message as
+the same HTML fragment (baton.render.html), styled by the same stylesheet — the pages link it
+under their CSP, the export inlines it. Over every backend, in process (httpx ASGITransport)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+
+from baton.render.html import PAGE_PART_CHARS, stylesheet
+from baton.server import create_app
+from baton.service import Service
+from tests.helpers import text_message, tool_turn
+
+SECRET = "test-secret-" + "x" * 40
+OUTPUT = "\n".join(f"src/module_{i:02}.py: ok" for i in range(30))  # over COLLAPSE_LINES
+TEXT = (
+    "Here is the fix:\n\n"
+    "```python\ndef area(r):\n    return 3.14 * r * r\n```\n\n"
+    "| file | lines |\n|---|---:|\n| area.py | 2 |\n\n"
+    "![the chart](https://tracker.example/chart.png) <script>alert('x')</script>"
+)
+
+
+def get(
+    service: Service, token: str | None, *paths: str, etag: str | None = None
+) -> list[httpx.Response]:
+    """GET each path from the app, in process, with `token` as the bearer (or none)."""
+    app = create_app(service, secret=SECRET)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if etag:
+        headers["If-None-Match"] = etag
+
+    async def fetch() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://baton.test", headers=headers
+        ) as client:
+            return [await client.get(path) for path in paths]
+
+    return asyncio.run(fetch())
+
+
+def conversation(page: str) -> str:
+    found = re.search(r'<ol class="conversation"[^>]*>\s*(.*?)\s*</ol>', page, re.S)
+    assert found is not None, page
+    return re.sub(r">\s+<li ", "><li ", found.group(1))
+
+
+def test_pages_and_the_export_render_a_message_alike(service: Service, owner: str) -> None:
+    _, token = service.accounts.create_token(owner, "pages")
+    session = service.create(owner, title="Areas")
+    service.append(
+        owner,
+        session.id,
+        [
+            text_message("user", "Fix area()"),
+            *tool_turn("c1", "bash", {"command": "pytest -q"}, OUTPUT),
+            text_message("assistant", TEXT, model="qwen-coder"),
+        ],
+    )
+    share = service.share(owner, session.id)
+    exported = service.export(owner, session.id, "html")
+    assert isinstance(exported, str)
+    session_page, share_page, style = get(
+        service, token, f"/sessions/{session.id}", f"/share/{share.id}", "/static/style.css"
+    )
+    assert session_page.status_code == share_page.status_code == style.status_code == 200
+
+    items = conversation(exported)
+    assert conversation(session_page.text) == items
+    assert conversation(share_page.text) == items
+    # what that one fragment holds: highlighted code, a table, the image as a link that loads
+    # nothing, the script as text, the 30-line output folded under its tool's name
+    assert '<pre><code class="language-python"><span class="k">def</span>' in items
+    assert '<th>file</th>\n<th align="right">lines</th>' in items
+    assert (
+        '<a href="https://tracker.example/chart.png" rel="nofollow noopener noreferrer">'
+        "Image: the chart</a> &lt;script&gt;alert('x')&lt;/script&gt;</p>"
+    ) in items
+    assert "<script" not in items and "<img" not in items
+    assert (
+        '<details class="tool-result"><summary>Output of <code class="tool-name">bash</code> '
+        f'(30 lines)</summary><pre class="code"><code>{OUTPUT}</code></pre></details>'
+    ) in items
+    assert items.count('<li class="message role-') == 4
+
+    # one stylesheet: the pages link it (their CSP allows no inline style), the export inlines it
+    assert style.headers["content-type"] == "text/css; charset=utf-8"
+    assert style.text == stylesheet()
+    assert f"<style>\n{stylesheet()}</style>" in exported
+    for page in (session_page, share_page):
+        assert "style-src 'self'" in page.headers["content-security-policy"]
+        assert re.findall(r"<link [^>]*>", page.text) == [
+            '<link rel="stylesheet" href="/static/style.css">'
+        ]
+        assert "<style" not in page.text and " style=" not in page.text
+    assert "@media (prefers-color-scheme: dark)" in style.text
+    assert style.headers["cache-control"] == "no-cache"
+    (again,) = get(service, None, "/static/style.css", etag=style.headers["etag"])
+    assert (again.status_code, again.content) == (304, b"")
+
+
+def test_a_page_cuts_a_long_part_and_the_export_keeps_it(service: Service, owner: str) -> None:
+    _, token = service.accounts.create_token(owner, "pages")
+    session = service.create(owner, title="Long")
+    text = "word " * 6000  # 30,000 characters
+    service.append(owner, session.id, [text_message("user", text)])
+    (page,) = get(service, token, f"/sessions/{session.id}")
+    exported = service.export(owner, session.id, "html")
+    assert isinstance(exported, str)
+    shown = text[:PAGE_PART_CHARS].strip()
+    assert f"<p>{shown}</p>\n<p>… (10,000 more characters in the export)</p>" in page.text
+    assert f"<p>{text.strip()}</p>" in exported
