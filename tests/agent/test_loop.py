@@ -386,19 +386,6 @@ def main_thread_in(*functions: str) -> bool:
     return False
 
 
-def running(group: int) -> bool:
-    """Whether any process of the process group runs (a zombie does not count)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == group and fields[0] != "Z":
-                return True
-    return False
-
-
 def test_writes_and_commands_ask_first_and_a_refusal_goes_back_to_the_model(
     memory_service: Service, me: str, fake_model: FakeModel, workdir: Path
 ) -> None:
