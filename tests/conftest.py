@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,29 @@ from baton.store.blobs import LocalBlobStore, MemoryBlobStore
 from baton.store.memory import MemoryStore
 from baton.store.sqlite import SQLiteStore
 
-pytest_plugins = ["tests.services"]
+# Fixtures for every test: PostgreSQL and SeaweedFS, git without the machine's config (autouse),
+# the fake model.
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.git", "tests.fixtures.model"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files holding a `slow` test run first (in their own order, so module fixtures are made
+    once): under xdist they start early instead of ending the run alone."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A `serial` test stops a service the other tests use (the machine's PostgreSQL): beside
+    other xdist workers it would break their tests, so it runs only in a run of its own."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if item.get_closest_marker("serial") and workers > 1:
+        from tests.fixtures.services import unavailable
+
+        unavailable(
+            "this test stops PostgreSQL, which the other workers use: run it alone "
+            "(python -m pytest -m serial)"
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +48,9 @@ def baton_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work.mkdir()
     monkeypatch.chdir(work)
     for name in ("BATON_DATABASE_URL", "BATON_BLOB_URL", "BATON_URL", "BATON_USER"):
+        monkeypatch.delenv(name, raising=False)
+    # Output is as wide as when piped, whatever runs the tests (xdist workers get COLUMNS=80).
+    for name in ("COLUMNS", "LINES"):
         monkeypatch.delenv(name, raising=False)
     return home
 

@@ -57,16 +57,25 @@ def run_json(*args: str, home: Path, **kw: Any) -> Any:
 
 
 def stored_ids(service: Any) -> set[str]:
-    """Every message id in the store, whoever reaches it."""
+    """Every message id in the store, whoever reaches it: the rows of its database, read
+    over a connection of our own (the memory store lists what it holds)."""
+    import sqlite3
+
+    import psycopg
+
     from baton.store.memory import MemoryStore
     from baton.store.postgres import PostgresStore
     from baton.store.sqlite import SQLiteStore
 
     store = service.store
     if isinstance(store, MemoryStore):
-        return set(store._messages)
+        return store.message_ids()
     if isinstance(store, PostgresStore):
-        with store._read() as c:
-            return {row[0] for row in c.execute("SELECT id FROM messages")}
+        with psycopg.connect(store.url) as conn:
+            return {row[0] for row in conn.execute("SELECT id FROM messages")}
     assert isinstance(store, SQLiteStore)
-    return {row[0] for row in store._conn().execute("SELECT id FROM messages")}
+    conn = sqlite3.connect(store.path)
+    try:
+        return {row[0] for row in conn.execute("SELECT id FROM messages")}
+    finally:
+        conn.close()

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
+
+pytestmark = pytest.mark.slow  # the whole quick bench: a minute or two
 
 
 def test_quick_bench_reports_every_figure() -> None:

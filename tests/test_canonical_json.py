@@ -7,6 +7,7 @@ import random
 import struct
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +31,8 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=3000, deadline=None)
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None)  # 3,000 took a minute on a busy machine
 @given(json_values)
 def test_plain_values_encode_the_same(value: Any) -> None:
     _, plain = _check_json(value, "value")

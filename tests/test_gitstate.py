@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import subprocess
 import zlib
 from pathlib import Path
@@ -14,29 +13,7 @@ import pytest
 
 from baton import gitstate
 from baton.core.errors import BatonError, InvalidInput, NotFound
-
-BIN = bytes(range(256)) * 4 + b"\x00\xff\x00"
-
-
-@pytest.fixture(autouse=True)
-def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Who commits, and no user or system git config (so nothing on this machine counts)."""
-    config = tmp_path / "gitconfig"
-    config.write_text(
-        "[user]\n\tname = Test\n\temail = test@example.com\n"
-        '[init]\n\tdefaultBranch = main\n[protocol "file"]\n\tallow = always\n'
-    )
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for name in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{name}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{name}_EMAIL", "test@example.com")
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=True)
-    return done.stdout.decode().strip()
+from tests.fixtures.git import BIN, commit_all, git, repository_state, tree
 
 
 class Blobs:
@@ -55,105 +32,6 @@ class Blobs:
 @pytest.fixture
 def blobs() -> Blobs:
     return Blobs()
-
-
-def commit_all(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Path:
-    return tmp_path / "origin.git"
-
-
-@pytest.fixture
-def git_repo(tmp_path: Path, origin: Path) -> Path:
-    """A clean repository pushed to a bare `origin`, on `main` tracking `origin/main`."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.name", "Test")
-    git(repo, "config", "user.email", "test@example.com")
-    (repo / "src").mkdir()
-    (repo / "src" / "app.py").write_text("print('hello')\n" * 20)
-    (repo / "src" / "util.py").write_text("def util():\n    return 1\n")
-    (repo / "README.md").write_text("# project\n")
-    (repo / "old_name.txt").write_text("a file that will be renamed\n" * 10)
-    (repo / "doomed.txt").write_text("to be deleted\n")
-    (repo / "run.sh").write_text("#!/bin/sh\necho run\n")
-    (repo / "image.bin").write_bytes(BIN)
-    (repo / ".gitignore").write_text("*.log\nbuild/\n")
-    commit_all(repo, "first")
-    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
-    git(repo, "remote", "add", "origin", str(origin))
-    git(repo, "fetch", "-q", "origin")
-    git(repo, "branch", "-q", "--set-upstream-to=origin/main", "main")
-    return repo
-
-
-@pytest.fixture
-def dirty_repo(git_repo: Path) -> Path:
-    """Two local-only commits, a stash entry, and every kind of change in the work tree."""
-    repo = git_repo
-    (repo / "src" / "app.py").write_text("print('stashed')\n")
-    git(repo, "stash", "-q")
-    (repo / "src" / "feature.py").write_text("FEATURE = True\n")
-    commit_all(repo, "local one")
-    (repo / "src" / "feature.py").write_text("FEATURE = 2\n")
-    commit_all(repo, "local two")
-    (repo / "README.md").write_text("# project\n\nstaged line\n")
-    git(repo, "add", "README.md")
-    (repo / "README.md").write_text("# project\n\nstaged line\nunstaged line\n")
-    (repo / "src" / "app.py").write_text("print('hello')\n" * 20 + "print('more')\n")
-    (repo / "doomed.txt").unlink()
-    git(repo, "mv", "old_name.txt", "new_name.txt")
-    (repo / "run.sh").chmod(0o755)
-    (repo / "image.bin").write_bytes(BIN[::-1] + b"\x01")
-    (repo / "new.bin").write_bytes(b"\x00\x01\x02" * 100)
-    (repo / "notes.txt").write_text("untracked notes\n")
-    (repo / "empty.txt").write_bytes(b"")
-    (repo / "link").symlink_to("src/app.py")
-    (repo / "debug.log").write_text("ignored\n")
-    (repo / "build").mkdir()
-    (repo / "build" / "out.o").write_bytes(b"ignored too")
-    return repo
-
-
-def tree(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Every work-tree file (outside .git): its bytes (a link's target) and mode."""
-    files = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if rel.parts[0] == ".git" or (path.is_dir() and not path.is_symlink()):
-            continue
-        info = path.lstat()
-        if stat.S_ISLNK(info.st_mode):
-            files[str(rel)] = (os.readlink(path).encode(), info.st_mode)
-        else:
-            files[str(rel)] = (path.read_bytes(), info.st_mode)
-    return files
-
-
-def repository_state(repo: Path) -> dict[str, object]:
-    dot_git = repo / ".git"
-    everything = {
-        str(p.relative_to(dot_git)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(dot_git.rglob("*"))
-        if p.is_file()
-    }
-    return {
-        "git_dir": everything,
-        "git_dirs": sorted(str(p) for p in dot_git.rglob("*") if p.is_dir()),
-        "objects": sorted(p for p in everything if p.startswith("objects/")),
-        "index": hashlib.sha256((dot_git / "index").read_bytes()).hexdigest(),
-        "status": git(repo, "status", "--porcelain=v2", "--branch", "--untracked-files=all"),
-        "refs": git(repo, "for-each-ref"),
-        "stash": git(repo, "stash", "list"),
-        "config": (dot_git / "config").read_text(),
-        "tree": tree(repo),
-    }
 
 
 # --- remote URLs --------------------------------------------------------------------------

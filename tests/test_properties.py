@@ -483,8 +483,10 @@ class SQLiteChains(Chains):
 
 TestChainsMemory = MemoryChains.TestCase
 TestChainsMemory.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
+TestChainsMemory.pytestmark = [pytest.mark.slow]
 TestChainsSQLite = SQLiteChains.TestCase
 TestChainsSQLite.settings = settings(max_examples=75, stateful_step_count=30, deadline=None)
+TestChainsSQLite.pytestmark = [pytest.mark.slow]
 
 
 # any input is stored exactly or refused in one line

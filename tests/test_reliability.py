@@ -23,7 +23,16 @@ def start_appender(
     home: Path, session_id: str, count: int, label: str, *extra: str
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.appender", str(home), session_id, str(count), label, *extra],
+        [
+            sys.executable,
+            "-m",
+            "tests.fixtures.appender",
+            str(home),
+            session_id,
+            str(count),
+            label,
+            *extra,
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -118,6 +127,7 @@ def snapshot(home: Path) -> tuple[object, ...]:
     return counts, heads, shares
 
 
+@pytest.mark.slow
 def test_bad_input_changes_nothing(baton_home: Path, tmp_path: Path) -> None:
     alice = {"BATON_USER": "alice"}
     session = run_json("sessions", "new", "--title", "kept", home=baton_home, env=alice)

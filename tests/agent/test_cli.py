@@ -22,8 +22,8 @@ from baton.agent.provider import NO_MODEL
 from baton.agent.slash import ChatState, handle
 from baton.cli.main import main
 from baton.service import Service
-from tests.agent.conftest import MODEL, FakeModel, Step, call, model_env
-from tests.test_gitstate import commit_all, git
+from tests.fixtures.git import commit_all, git
+from tests.fixtures.model import MODEL, FakeModel, Step, call, model_env
 
 
 class Result:

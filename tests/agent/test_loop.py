@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from baton.agent.provider import Cancel, ModelConfig, Provider, parse_prices
 from baton.agent.tools import Outcome, Tools
 from baton.core import ids
 from baton.service import Service
-from tests.agent.conftest import MODEL, PRICES, FakeModel, Step, call
+from tests.fixtures.model import MODEL, PRICES, FakeModel, Step, call
 
 
 def make_agent(
@@ -324,21 +326,34 @@ def test_ctrl_c_during_a_command_stops_it_and_is_recorded(
     fake_model.reply(
         "",
         call(
-            "c1", "run_command", command="echo started > started.txt; sleep 30; echo no > end.txt"
+            "c1", "run_command", command="echo started > started.txt; sleep 120; echo no > end.txt"
         ),
         call("c2", "list_files"),
     )
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    started = workdir / "started.txt"  # the command's process group, once it runs
+
+    def ctrl_c_once_the_command_runs() -> None:
+        # once the command runs and the agent waits for it (Ctrl-C at the instant `Popen`
+        # returns, before the wait, is another case: the command would be left running)
+        if wait_for(
+            lambda: (
+                started.exists()
+                and started.read_text().endswith("\n")
+                and main_thread_in("wait", "communicate")
+            ),
+            120,
+        ):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=ctrl_c_once_the_command_runs, daemon=True)
+    before = signal.getsignal(signal.SIGINT)  # an xdist worker ignores SIGINT, pytest does not
     cancel = Cancel()
-    started = time.monotonic()
     with cancel.installed():
-        timer.start()
-        result = agent.turn("run it", cancel)
-    assert time.monotonic() - started < 10
+        watcher.start()
+        result = agent.turn("run it", cancel)  # without the Ctrl-C: 120 s, then not interrupted
+    watcher.join()
     assert result.interrupted
-    assert (workdir / "started.txt").exists()
-    time.sleep(0.2)
-    assert not (workdir / "end.txt").exists()  # the command was stopped, not left running
+    assert not (workdir / "end.txt").exists()
     assert [
         (role, parts[0].get("output", parts[0].get("text"))) for role, parts in stored(agent)
     ] == [
@@ -348,7 +363,27 @@ def test_ctrl_c_during_a_command_stops_it_and_is_recorded(
         ("tool", NOT_RUN),
         ("user", INTERRUPTED_TURN),
     ]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
+
+
+def wait_for(condition: Callable[[], object], timeout: float) -> bool:
+    """Whether `condition()` came true within `timeout` seconds (checked every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def main_thread_in(*functions: str) -> bool:
+    """Whether the main thread is inside a call of `function` right now."""
+    frame = sys._current_frames().get(threading.main_thread().ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name in functions:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def test_writes_and_commands_ask_first_and_a_refusal_goes_back_to_the_model(

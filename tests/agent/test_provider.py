@@ -22,7 +22,7 @@ from baton.agent.provider import (
 )
 from baton.config import Settings
 from baton.core.errors import InvalidInput
-from tests.agent.conftest import MODEL, PRICES, FakeModel, Step, call
+from tests.fixtures.model import MODEL, PRICES, FakeModel, Step, call
 
 
 def make(fake: FakeModel, **kw: object) -> tuple[Provider, list[float]]:

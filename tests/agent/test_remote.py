@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.conftest import FakeModel, Step, model_env
+from tests.fixtures.model import FakeModel, Step, model_env
+from tests.fixtures.servers import Served, start_serve, stop
 from tests.helpers import run_baton, run_json
-from tests.server.conftest import Served, start_serve, stop
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ import pytest
 from baton import sandbox
 from baton.agent.tools import Tools
 from baton.sandbox import Policy, SandboxUnavailable
-from tests.agent.conftest import FakeModel, call, model_env
 from tests.agent.test_cli import Result
 from tests.agent.test_loop import make_agent, stored
+from tests.fixtures.model import FakeModel, call, model_env
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from baton.agent.loop import INTERRUPTED_TURN
-from tests.agent.conftest import FakeModel, Step, model_env
+from tests.fixtures.model import FakeModel, Step, model_env
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None and os.environ.get("CI") != "true",

@@ -583,6 +583,7 @@ def test_a_copy_into_memory_is_a_dry_run(tmp_path: Path) -> None:
     assert summary["blobs"] == 3 and summary["verified"]["ok"] is True
 
 
+@pytest.mark.slow
 def test_sqlite_to_postgres_and_s3_and_back_gives_identical_exports(
     tmp_path: Path, postgres_url: str, s3_blob_url: str
 ) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.fixtures.git import git, repository_state, tree
+from tests.fixtures.servers import start_serve, stop
 from tests.helpers import run_baton, run_json
-from tests.server.conftest import start_serve, stop
-from tests.test_gitstate import git, repository_state, tree
 
 FAKE_KEY = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"
 
@@ -173,7 +173,7 @@ def test_a_key_committed_then_deleted_blocks_the_share_until_redacted_or_left_ou
     git_repo: Path, baton_home: Path
 ) -> None:
     """The bundle of unpushed commits is scanned like everything else a share publishes."""
-    from tests.test_gitstate import commit_all
+    from tests.fixtures.git import commit_all
 
     (git_repo / "deploy.env").write_text(f"OPENAI_API_KEY={FAKE_KEY}\n")
     added = commit_all(git_repo, "deploy settings")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.servers import Served, start_serve, stop
 from tests.helpers import run_baton, run_json
-from tests.server.conftest import Served, start_serve, stop
 
 
 @pytest.fixture
@@ -66,6 +66,7 @@ def script(home: Path) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.slow
 def test_every_command_works_against_the_server_with_the_same_output(
     served: Served, tmp_path: Path
 ) -> None:
@@ -137,6 +138,7 @@ def test_a_revoked_token_ends_remote_mode_with_one_line(served: Served, tmp_path
     assert after.stderr == "error: this token is not valid (revoked, expired or mistyped)\n"
 
 
+@pytest.mark.slow
 def test_fork_a_share_url_from_another_server_into_the_local_store(
     served: Served, tmp_path: Path
 ) -> None:

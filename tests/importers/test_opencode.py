@@ -936,6 +936,7 @@ def _runs(binary: Path) -> bool:
     return done.returncode == 0
 
 
+@pytest.mark.slow
 def test_the_real_opencode_import_writes_a_database_we_read(
     tmp_path: Path, opencode_bin: Path
 ) -> None:

@@ -27,7 +27,7 @@ from baton.render.html import (
 from baton.service import Service
 from baton.store.blobs import MemoryBlobStore
 from baton.store.memory import MemoryStore
-from tests.browser import artifacts, chromium
+from tests.fixtures.browser import artifacts, chromium
 
 NOW = "2026-11-25T09:30:00.000000Z"
 TITLE = "Fix the flaky upload test"

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from baton.server import create_app
+from tests.fixtures.servers import IN_PROCESS, SECRET, Live, in_process, make_service, person
 from tests.helpers import text_message, tool_turn
-from tests.server.conftest import SECRET, Live, ThreadServer, make_service, person
 
 FAKE_KEY = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"
 
@@ -127,7 +127,7 @@ def test_huge_bodies_are_413(live: Live, alice: httpx.Client) -> None:
 
 
 def test_writes_with_only_a_cookie_are_refused(live: Live) -> None:
-    with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
+    with live.client(follow_redirects=False) as browser:
         login(browser, token=live.alice.token)
         assert browser.get("/api/me").json()["handle"] == "alice"
         refused = browser.post("/api/sessions", json={"title": "csrf?"})
@@ -150,7 +150,7 @@ def login(http: httpx.Client, **fields: str) -> httpx.Response:
 def test_login_with_token_password_and_one_time_code(live: Live) -> None:
     svc = live.service
     svc.accounts.set_password(live.bob.id, "correct horse battery")
-    with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
+    with live.client(follow_redirects=False) as browser:
         assert browser.get("/").headers["location"] == "/login?next=/"
         wrong = login(browser, handle="bob", password="wrong password")
         assert wrong.status_code == 401 and "Wrong handle, password or token." in wrong.text
@@ -164,15 +164,15 @@ def test_login_with_token_password_and_one_time_code(live: Live) -> None:
             login(browser, token=live.bob.token, next="//evil.example").headers["location"] == "/"
         )
     code = svc.accounts.login_code(live.alice.id)
-    with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
+    with live.client(follow_redirects=False) as browser:
         form = browser.get("/login", params={"code": code})
         assert 'id="login-code"' in form.text
         assert login(browser, code=code).status_code == 303
         assert "Alice Example" in browser.get("/").text
-    with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
+    with live.client(follow_redirects=False) as browser:
         again = login(browser, code=code)
         assert again.status_code == 401 and "used already or has expired" in again.text
-    with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
+    with live.client(follow_redirects=False) as browser:
         csrf_of(browser)
         forged = browser.post("/login", data={"csrf": "not-the-cookie", "token": live.bob.token})
         assert forged.status_code == 422 and "baton_session" not in forged.headers.get(
@@ -182,7 +182,7 @@ def test_login_with_token_password_and_one_time_code(live: Live) -> None:
 
 def test_revoking_the_token_a_browser_logged_in_with_ends_that_login(live: Live) -> None:
     token, secret = live.service.accounts.create_token(live.alice.id, "browser")
-    with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
+    with live.client(follow_redirects=False) as browser:
         assert login(browser, token=secret).status_code == 303
         assert browser.get("/").status_code == 200
         live.service.accounts.revoke(live.alice.id, token.id)
@@ -191,7 +191,7 @@ def test_revoking_the_token_a_browser_logged_in_with_ends_that_login(live: Live)
 
 def test_form_posts_need_the_csrf_token(live: Live) -> None:
     session = live.service.create(live.alice.id, title="keep me")
-    with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
+    with live.client(follow_redirects=False) as browser:
         login(browser, token=live.alice.token)
         bad = browser.post(f"/sessions/{session.id}/rename", data={"title": "hijacked"})
         assert bad.status_code == 422
@@ -209,7 +209,10 @@ def test_login_and_share_routes_are_rate_limited(tmp_path) -> None:  # type: ign
     session = service.create(alice.id, title="limited")
     share = service.share(alice.id, session.id)
     app = create_app(service, secret=SECRET, login_rate=3, share_rate=5)
-    with ThreadServer(app) as url, httpx.Client(base_url=url) as http:
+    with (
+        in_process(app) as app_transport,
+        httpx.Client(base_url=IN_PROCESS, transport=app_transport) as http,
+    ):
         codes = [http.get(f"/api/shares/{share.id}").status_code for _ in range(6)]
         assert codes == [200] * 5 + [429]
         limited = http.get(f"/share/{share.id}")
@@ -245,7 +248,7 @@ def test_the_share_page(live: Live, alice: httpx.Client) -> None:
         ],
     )
     share = svc.share(me, session.id)
-    with httpx.Client(base_url=live.url) as anyone:
+    with live.client() as anyone:
         page = anyone.get(f"/share/{share.id}")
     assert page.status_code == 200
     headers = page.headers
@@ -266,7 +269,7 @@ def test_the_share_page(live: Live, alice: httpx.Client) -> None:
         "(60 lines)</summary>"
     ) in html
     assert html.count('class="message role-') == 20 and "Show all 44 messages" in html
-    with httpx.Client(base_url=live.url) as anyone:
+    with live.client() as anyone:
         everything = anyone.get(f"/share/{share.id}", params={"all": 1})
         assert everything.text.count('class="message role-') == 44
         assert anyone.get("/share/AAAAAAAAAAAAAAAAAAAAAAA").status_code == 404
@@ -277,7 +280,7 @@ def test_the_share_page(live: Live, alice: httpx.Client) -> None:
 
 
 def test_openapi_lists_the_api(live: Live) -> None:
-    spec = httpx.get(live.url + "/openapi.json").json()
+    spec = live.client().get("/openapi.json").json()
     assert spec["info"]["title"] == "baton"
     for path in (
         "/api/sessions",
@@ -317,12 +320,20 @@ def test_a_bug_is_a_one_line_500_without_a_traceback(
 
 
 def test_an_append_waiting_for_another_writer_does_not_stall_the_server(
-    live: Live, alice: httpx.Client
+    live: Live, alice: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sqlite3
     import threading
 
     session = new_session(alice, 1)
+    reached = threading.Event()
+    store_append = live.service.append
+
+    def append_at_the_store(*args: Any, **kwargs: Any) -> Any:
+        reached.set()
+        return store_append(*args, **kwargs)
+
+    monkeypatch.setattr(live.service, "append", append_at_the_store)
     db = live.service.store.path  # type: ignore[attr-defined]
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
@@ -339,11 +350,10 @@ def test_an_append_waiting_for_another_writer_does_not_stall_the_server(
 
     writer = threading.Thread(target=append)
     writer.start()
-    time.sleep(0.5)
-    started = time.monotonic()
+    assert reached.wait(timeout=60)  # the append is at the store, which the lock holds up
+    # Answered while the append waits (a stalled event loop would answer only after it).
     assert alice.get("/api/health").status_code == 200  # the event loop is free
     assert alice.get(f"/api/sessions/{session['id']}").json()["message_count"] == 1
-    assert time.monotonic() - started < 1.0
     assert answer == []  # still waiting for the lock
     blocker.execute("ROLLBACK")
     blocker.close()

@@ -12,8 +12,8 @@ import httpx
 import orjson
 import pytest
 
+from tests.fixtures.servers import Live
 from tests.helpers import text_message
-from tests.server.conftest import Live
 
 BIG = "blob output " + "x" * 70_000
 UPLOAD = b"an attachment"
@@ -106,7 +106,7 @@ def call(
         kwargs["content"] = body
     elif body is not None:
         kwargs["json"] = body
-    with httpx.Client(base_url=live.url, headers=who, timeout=30) as http:
+    with live.client(headers=who, timeout=30) as http:
         return http.request(method, path, **kwargs)
 
 
@@ -114,7 +114,7 @@ def test_the_matrix_covers_every_api_route(live: Live) -> None:
     from starlette.routing import Route
 
     app_routes = set()
-    with httpx.Client(base_url=live.url) as http:
+    with live.client() as http:
         spec = http.get("/openapi.json").json()
     for path, methods in spec["paths"].items():
         for method in methods:
@@ -220,7 +220,7 @@ def test_a_revoked_share_is_gone_for_everyone(live: Live, route: tuple[str, str,
             continue
         assert response.status_code == 410, (route, response.text)
         assert response.json()["error"]["code"] == "gone"
-    with httpx.Client(base_url=live.url) as http:
+    with live.client() as http:
         page = http.get(f"/share/{w.revoked_share}")
     assert page.status_code == 410 and "This link is no longer shared" in page.text
 
@@ -228,7 +228,7 @@ def test_a_revoked_share_is_gone_for_everyone(live: Live, route: tuple[str, str,
 def test_blobs_are_read_only_through_what_references_them(live: Live) -> None:
     w = world(live)
     alice, bob = live.alice.headers, live.bob.headers
-    with httpx.Client(base_url=live.url, timeout=30) as http:
+    with live.client(timeout=30) as http:
         ok = http.get(f"/api/blobs/{w.sha}", params={"session": w.session}, headers=alice)
         assert ok.status_code == 200 and ok.content == BIG.encode()
         # bob's own session does not reference it; naming alice's session is a 404
@@ -250,7 +250,7 @@ def test_blobs_are_read_only_through_what_references_them(live: Live) -> None:
 
 def test_pages_of_another_account_are_404(live: Live) -> None:
     w = world(live)
-    with httpx.Client(base_url=live.url, headers=live.bob.headers) as http:
+    with live.client(headers=live.bob.headers) as http:
         for path in (
             f"/sessions/{w.session}",
             f"/sessions/{w.session}/share",
@@ -264,5 +264,5 @@ def test_pages_of_another_account_are_404(live: Live) -> None:
         assert index.status_code == 200 and w.session not in index.text
         shares = http.get("/shares")
         assert w.share not in shares.text
-    with httpx.Client(base_url=live.url) as http:
+    with live.client() as http:
         assert http.get(f"/sessions/{w.session}").status_code == 303  # to the login page

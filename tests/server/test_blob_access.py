@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from baton.client import Client
 from baton.server import create_app
 from baton.service import Service
+from tests.fixtures.servers import SECRET, Person, person
 from tests.helpers import text_message
-from tests.server.conftest import SECRET, Person, person
 
 BIG = "a secret design document " + "x" * 70_000
 PATCH = b"diff --git a/app.py b/app.py\n+print('private')\n"

@@ -15,8 +15,8 @@ from baton.core.errors import InvalidInput
 from baton.core.models import TOTAL_TOKENS_MAX
 from baton.server import create_app
 from baton.service import Service
+from tests.fixtures.servers import SECRET, Live, ThreadServer, person
 from tests.helpers import text_message
-from tests.server.conftest import SECRET, Live, ThreadServer, person
 
 NOT_UTF8 = b"\xff\xfe not text"
 

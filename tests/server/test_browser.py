@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.browser import artifacts, chromium
-from tests.server.conftest import Live, Person
+from tests.fixtures.browser import artifacts, chromium
+from tests.fixtures.servers import Live, Person
 
 KEY = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"
 MASKED = "sk-p…7w (48 chars)"
@@ -21,9 +21,17 @@ OTHER_TITLE = "Unrelated chores"
 LISTING = "\n".join(f"file_{i:02}.txt" for i in range(60))
 WAIT_MS = 10_000
 
+pytestmark = pytest.mark.slow
+
 
 def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(artifacts() / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def live(live_server: Live) -> Live:
+    """A browser needs the app on a socket."""
+    return live_server
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ from baton.core.ids import sha256_hex
 from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store import open_blobs, open_store
+from tests.fixtures.servers import Served, make_service, start_serve, stop
+from tests.fixtures.services import SeaweedFS
 from tests.helpers import run_json, text_message, tool_turn
-from tests.server.conftest import Served, make_service, start_serve, stop
-from tests.services import SeaweedFS
 
 FAKE_KEY = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"
 

@@ -17,7 +17,7 @@ from baton.server.auth import RateLimiter
 from baton.service import Service
 from baton.store.blobs import MemoryBlobStore
 from baton.store.memory import MemoryStore
-from tests.server.conftest import SECRET
+from tests.fixtures.servers import SECRET
 
 pytestmark = pytest.mark.anyio
 

@@ -33,13 +33,15 @@ import psycopg
 import pytest
 
 from baton.client import Client
+from tests.fixtures.servers import Served, start_serve, stop
 from tests.helpers import run_baton, run_json
-from tests.server.conftest import Served, start_serve, stop
 
 CREATED_AT = "2025-01-01T00:00:00Z"  # fixed, so a re-sent message has the same id
 REQUEST_TIMEOUT = 30.0  # one HTTP request (the database pool waits up to 10 s)
 WRITER_DEADLINE = 90.0  # one client's whole run
 PG_CLUSTER = ["pg_ctlcluster", "--skip-systemctl-redirect"]
+
+pytestmark = pytest.mark.slow
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,6 +563,7 @@ def timed(name: str, send: Any, server: Running) -> tuple[httpx.Response, float]
     return r, time.monotonic() - started
 
 
+@pytest.mark.serial  # it stops the machine's PostgreSQL, which every other test uses
 def test_postgres_restarted_under_load_is_503_and_then_served_again(stack: Stack) -> None:
     token = stack.add_user("alice")
     server = stack.serve()
@@ -590,10 +593,11 @@ def test_postgres_restarted_under_load_is_503_and_then_served_again(stack: Stack
                 answers = {
                     name: pool.submit(timed, name, send, server) for name, send in outage.items()
                 }
-                # While they wait for the database, the event loop still answers at once.
+                # While they wait for the database, the event loop still answers: before
+                # them, and sooner than the pool's wait for a connection (5 s).
                 time.sleep(0.5)
                 r, took = timed("health", lambda: http.get("/api/health"), server)
-                assert r.status_code == 200 and took < 2, f"health took {took:.1f}s"
+                assert r.status_code == 200 and took < 5, f"health took {took:.1f}s"
                 assert not any(a.done() for a in answers.values())
             for name, answer in answers.items():
                 r, took = answer.result()

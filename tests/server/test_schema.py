@@ -1,10 +1,11 @@
-"""schemathesis against /openapi.json: whatever it sends, no 5xx, and every answer matches the
-schema the server publishes (status code, content type and body)."""
+"""schemathesis against /openapi.json (the app in-process): whatever it sends, no 5xx, and every
+answer matches the schema the server publishes (status code, content type and body)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
@@ -16,8 +17,10 @@ from schemathesis.checks import (
     unsupported_method,
 )
 
+from tests.fixtures.servers import Live
 from tests.helpers import text_message
-from tests.server.conftest import Live
+
+pytestmark = pytest.mark.slow
 
 # An opaque cursor or an unknown id is schema-valid and still refused (422/404): the checks are
 # the ones the issues name (no 5xx, only documented statuses, answers as documented, a 405
@@ -38,7 +41,7 @@ def test_the_api_never_fails_and_matches_its_schema(live: Live) -> None:
     session = svc.create(me, title="schema")
     svc.append(me, session.id, [text_message("user", "hello"), text_message("assistant", "hi")])
     svc.share(me, session.id)
-    schema = schemathesis.openapi.from_url(live.url + "/openapi.json")
+    schema = schemathesis.openapi.from_asgi("/openapi.json", live.app)
     headers = {"Authorization": f"Bearer {live.alice.token}"}
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 25

@@ -20,9 +20,8 @@ import pytest
 
 from baton import gitstate
 from baton.server import create_app
+from tests.fixtures.servers import SECRET, Live, ThreadServer, make_service, person
 from tests.helpers import text_message, tool_turn
-from tests.server.conftest import SECRET, Live, ThreadServer, make_service, person
-from tests.test_gitstate import git_env  # noqa: F401  (who commits; no user git config)
 
 
 def planted(label: str) -> str:
@@ -368,7 +367,7 @@ def test_the_share_form_says_what_is_published_and_can_leave_the_code_out(
     from tests.server.test_api import csrf_of, login
 
     session_id, _, added = session_with_code(live, tmp_path)
-    with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
+    with live.client(follow_redirects=False) as browser:
         login(browser, token=live.alice.token)
         form = browser.get(f"/sessions/{session_id}/share").text
         assert (

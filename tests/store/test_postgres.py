@@ -5,6 +5,7 @@ Its share of the common contract runs in tests/store/test_contract.py ("postgres
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -246,22 +247,24 @@ def test_only_one_of_two_servers_moves_a_head(postgres_url: str, tmp_path: Any) 
         service.store.close()
 
 
+@pytest.mark.slow
 def test_an_unreachable_database_is_busy_in_one_line() -> None:
     started = time.monotonic()
     with pytest.raises(Busy, match="unreachable") as caught:
         PostgresStore("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
     assert "\n" not in str(caught.value)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 30  # the pool gives up after 10 s
 
 
 def test_dropped_connections_are_replaced(postgres_url: str, pg: psycopg.Connection[Any]) -> None:
     """After the server drops every connection (as a restart does), the next call opens a
     new one instead of failing on a dead one."""
-    store = PostgresStore(postgres_url + "&application_name=baton-dropped")
+    name = f"baton-dropped-{secrets.token_hex(4)}"  # this test's connections, no one else's
+    store = PostgresStore(postgres_url + f"&application_name={name}")
     store.list_accounts()
     killed = pg.execute(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE application_name = 'baton-dropped'"
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+        (name,),
     ).fetchone()
     assert killed is not None and killed[0] >= 1
     assert store.list_accounts() == []

@@ -1,4 +1,4 @@
-"""The S3 blob store against a real SeaweedFS (started once per session by tests/services.py):
+"""The S3 blob store against a real SeaweedFS (started once per session by tests/fixtures/services.py):
 the blob contract, conditional writes, verified reads, URL forms, and a lost S3 that turns
 into a quick Busy and comes back."""
 
@@ -20,7 +20,7 @@ from obstore.store import S3Store
 from baton.core.errors import Busy, Corrupt, InvalidInput
 from baton.store import open_blobs
 from baton.store.s3 import S3BlobStore
-from tests.services import SeaweedFS
+from tests.fixtures.services import SeaweedFS
 from tests.store import test_contract as contract
 
 
@@ -220,7 +220,7 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
 
 
-def assert_busy_soon(call: Callable[[], object], reason: str, within: float = 15.0) -> None:
+def assert_busy_soon(call: Callable[[], object], reason: str, within: float = 30.0) -> None:
     start = time.monotonic()
     with pytest.raises(Busy) as caught:
         call()
@@ -231,6 +231,7 @@ def assert_busy_soon(call: Callable[[], object], reason: str, within: float = 15
     assert reason in message and "\n" not in message and len(message) < 200, message
 
 
+@pytest.mark.slow
 def test_a_stopped_s3_is_busy_at_once_and_works_when_it_is_back(
     blobs: S3BlobStore, seaweedfs: SeaweedFS
 ) -> None:
@@ -239,10 +240,10 @@ def test_a_stopped_s3_is_busy_at_once_and_works_when_it_is_back(
     seaweedfs.stop()
     try:
         refused = f"cannot connect to S3 at {seaweedfs.endpoint}"
-        assert_busy_soon(lambda: blobs.get(sha(kept)), refused, within=5)
-        assert_busy_soon(lambda: blobs.put(sha(later), later), refused, within=5)
-        assert_busy_soon(lambda: blobs.delete(sha(kept)), refused, within=5)
-        assert_busy_soon(lambda: list(blobs.list()), refused, within=5)
+        assert_busy_soon(lambda: blobs.get(sha(kept)), refused, within=10)
+        assert_busy_soon(lambda: blobs.put(sha(later), later), refused, within=10)
+        assert_busy_soon(lambda: blobs.delete(sha(kept)), refused, within=10)
+        assert_busy_soon(lambda: list(blobs.list()), refused, within=10)
     finally:
         seaweedfs.start()
     assert blobs.get(sha(kept)) == kept  # the same store object: nothing stuck
@@ -258,10 +259,11 @@ def silent_port() -> Iterator[int]:
         yield server.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("credentials")
 def test_an_s3_that_never_answers_is_busy_within_seconds(silent_port: int) -> None:
     blobs = open_s3(f"s3://bucket?endpoint=http://127.0.0.1:{silent_port}")
-    assert_busy_soon(lambda: blobs.get(sha(b"x")), "no answer from S3", within=10)
+    assert_busy_soon(lambda: blobs.get(sha(b"x")), "no answer from S3", within=20)
 
 
 class Failing(http.server.BaseHTTPRequestHandler):
@@ -293,8 +295,8 @@ def failing_endpoint() -> Iterator[str]:
 def test_an_s3_answering_5xx_is_busy(failing_endpoint: str) -> None:
     blobs = open_s3(f"s3://bucket?endpoint={failing_endpoint}")
     reason = f"S3 at {failing_endpoint} answered 500 InternalError"
-    assert_busy_soon(lambda: blobs.get(sha(b"x")), reason, within=5)
-    assert_busy_soon(lambda: blobs.put(sha(b"x"), b"x"), reason, within=5)
+    assert_busy_soon(lambda: blobs.get(sha(b"x")), reason, within=10)
+    assert_busy_soon(lambda: blobs.put(sha(b"x"), b"x"), reason, within=10)
 
 
 def test_wrong_credentials_and_a_missing_bucket_are_busy_with_a_hint(

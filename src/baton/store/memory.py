@@ -403,6 +403,12 @@ class MemoryStore(Store):
             freed = self._collect(now)
             return before - len(self._messages), freed
 
+    def message_ids(self) -> set[str]:
+        """The id of every message held, reachable or not (what a test of gc looks at, as it
+        would look at the rows of a database)."""
+        with self._lock:
+            return set(self._messages)
+
     def release_blobs(self, shas: Sequence[str], delete: Callable[[list[str]], None]) -> list[str]:
         with self._lock:
             referenced = self.referenced_blobs()
