@@ -17,7 +17,7 @@ from baton import gitstate
 from baton.config import DEBUG_ENV, ENV, FILE_KEYS, Price, Settings
 from baton.core.errors import InvalidInput
 from tests.helpers import run_baton
-from tests.server.conftest import start_serve, stop
+from tests.fixtures.servers import start_serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "baton"
