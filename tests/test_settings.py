@@ -16,8 +16,8 @@ import pytest
 from baton import gitstate
 from baton.config import DEBUG_ENV, ENV, FILE_KEYS, Price, Settings
 from baton.core.errors import InvalidInput
-from tests.helpers import run_baton
 from tests.fixtures.servers import start_serve, stop
+from tests.helpers import run_baton
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "baton"
