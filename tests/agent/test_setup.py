@@ -105,6 +105,13 @@ def test_setup_from_the_repository_runs_in_order_before_the_first_turn(
     roles = [m["role"] for m in baton("sessions", "show", sid, "--json").json()["messages"]]
     assert roles == ["system", "system", "user", "assistant"]
     assert "setup: echo one > order.txt\nsetup: exit 0" in result.err
+    # the model is told what ran, in a line, not the whole log
+    assert [m["content"] for m in model_settings.requests[0]["messages"][1:]] == [
+        "[system note] setup command `echo one > order.txt` exited with code 0",
+        "[system note] setup command `echo $GREETING $EXTRA >> order.txt; cat order.txt` "
+        "exited with code 0",
+        "what is in order.txt?",
+    ]
 
 
 def _answer(body: dict[str, Any], repo: Path) -> Any:
@@ -230,6 +237,16 @@ def test_baton_setup_reruns_them_in_the_latest_session(
         f"session {sid}"
     )
     assert [s["exit_code"] for s in setups(baton, sid)] == [0, 0, 4]
+    baton("setup", sid, "--setup", "echo why; exit 5")
+    assert baton("run", "go on", "--session", sid).code == 0
+    sent = [m["content"] for m in model_settings.requests[-1]["messages"]]
+    assert sent[-4:] == [
+        "[system note] setup command `echo run >> count.txt; wc -l < count.txt` exited with code 0",
+        "[system note] setup command `exit 4` exited with code 4; the end of its output:\n",
+        "[system note] setup command `echo why; exit 5` exited with code 5; the end of its "
+        "output:\nwhy\n",
+        "go on",
+    ]
     (repo / ".baton" / "setup.toml").unlink()
     none = baton("setup", sid)
     assert (none.code, none.err) == (

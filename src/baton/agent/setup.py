@@ -30,6 +30,7 @@ from baton.core.models import JSON
 if TYPE_CHECKING:
     from baton.contract import Baton
 
+NOTE_TAIL = 2000  # characters of a failed setup command's output the model is shown
 DEFAULT_TIMEOUT = 600.0  # seconds a setup command may run unless its declaration says
 REPO_FILES = (".baton/setup.toml", ".baton/config.toml")
 SETUP_EXIT = 3
@@ -101,6 +102,24 @@ class SetupResult:
 class SetupSpec:
     commands: tuple[SetupCommand, ...]
     source: str  # "--setup", ".baton/setup.toml", ".baton/config.toml", "config.toml", ""
+
+
+def note(part: JSON) -> str:
+    """What the model is told of a recorded setup command: one line, and the end of the
+    output when it failed."""
+    info = part["setup"]
+    code = info.get("exit_code")
+    if info.get("timed_out"):
+        how = f"timed out after {info.get('timeout')}s"
+    elif code is None:
+        how = "was stopped at a sandbox limit"
+    else:
+        how = f"exited with code {code}"
+    line = f"setup command `{info.get('command')}` {how}"
+    if code == 0:
+        return line
+    output = part.get("text", part.get("preview", ""))
+    return f"{line}; the end of its output:\n{str(output)[-NOTE_TAIL:]}"
 
 
 def parse_commands(value: Any, where: str) -> tuple[SetupCommand, ...]:
