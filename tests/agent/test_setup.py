@@ -190,9 +190,10 @@ def test_setup_from_the_config_file_and_from_flags(
     assert [(s["command"], s["source"]) for s in found] == [
         ("echo from-repo", ".baton/config.toml")
     ]
-    # resuming is not a new workspace: nothing runs again
-    again = baton("chat", "-s", sid, "--json", stdin="more\n")
+    # resuming is not a new workspace: nothing runs again; the history shows it in a line
+    again = baton("chat", "-s", sid, stdin="more\n")
     assert again.code == 0, again.err
+    assert "setup command `echo from-repo` exited with code 0\n› hi\n" in again.out
     assert len(setups(baton, sid)) == 1
 
 
@@ -321,3 +322,21 @@ def test_claude_md_is_the_fallback_and_a_change_is_recorded_on_resume(
     )
     meta = baton("sessions", "show", sid, "--json").json()["metadata"]
     assert meta["instructions"] == [{"path": "CLAUDE.md", "sha256": sha(repo / "CLAUDE.md")}]
+
+
+def test_a_large_setup_output_is_kept_whole_in_a_blob(
+    baton: Any, model_settings: FakeModel, repo: Path
+) -> None:
+    model_settings.responder = lambda body: _answer(body, repo)
+    result = baton("run", "hi", "--json", "--setup", "seq 1 30000")
+    assert result.code == 0, result.err
+    sid = result.json()["session_id"]
+    shown = baton("sessions", "show", sid, "--json").json()
+    [part] = shown["messages"][0]["parts"]
+    assert part["type"] == "blob_ref" and part["of"] == "text"
+    assert part["setup"]["command"] == "seq 1 30000" and part["setup"]["exit_code"] == 0
+    expected = "".join(f"{i}\n" for i in range(1, 30001)).encode()
+    assert part["size"] == len(expected) and part["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert model_settings.requests[0]["messages"][1]["content"] == (
+        "[system note] setup command `seq 1 30000` exited with code 0"
+    )
