@@ -340,3 +340,41 @@ def test_a_large_setup_output_is_kept_whole_in_a_blob(
     assert model_settings.requests[0]["messages"][1]["content"] == (
         "[system note] setup command `seq 1 30000` exited with code 0"
     )
+
+
+def test_setup_settings_from_the_environment_survive_a_worker_round_trip() -> None:
+    from baton.agent.setup import SetupCommand
+    from baton.config import Settings
+
+    settings = Settings.load({"BATON_SETUP": '["npm ci", {"command": "make", "timeout": 5}]'})
+    assert settings.setup == (SetupCommand("npm ci"), SetupCommand("make", 5.0))
+    assert Settings.from_json(settings.to_json()) == settings
+    assert Settings.load({"BATON_SETUP": "make deps"}).setup == (SetupCommand("make deps"),)
+    from baton.core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as bad:
+        Settings.load({"BATON_SETUP": "[oops"})
+    assert bad.value.message == (
+        'BATON_SETUP must be a command or a JSON list like ["pip install -e ."]'
+    )
+
+
+def test_without_bubblewrap_setup_is_refused_in_one_line(
+    baton: Any, model_settings: FakeModel, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baton import sandbox
+
+    monkeypatch.setattr(sandbox, "BWRAP", "bwrap-not-installed")
+    result = baton("run", "hi", "--setup", "touch made")
+    assert result.code == 3
+    assert result.err.splitlines()[-1] == (
+        "error: setup commands cannot run: commands run in a sandbox, and bubblewrap is "
+        f"missing: {sandbox.INSTALL_HINT}"
+    )
+    assert not (repo / "made").exists() and model_settings.requests == []
+    # --sandbox off runs them unconfined (after the usual warning)
+    model_settings.responder = lambda body: _answer(body, repo)
+    off = baton("run", "hi", "--setup", "touch made", "--sandbox", "off")
+    assert off.code == 0, off.err
+    assert (repo / "made").exists()
+    assert "--sandbox off" in off.err
