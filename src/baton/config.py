@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from baton.core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from baton.agent.setup import SetupCommand
     from baton.service import Service
 
 CONFIG_FILE = "config.toml"
@@ -62,6 +63,7 @@ ENV = {
     "patch_cap": "BATON_PATCH_CAP",
     "file_cap": "BATON_FILE_CAP",
     "bundle_cap": "BATON_BUNDLE_CAP",
+    "setup": "BATON_SETUP",
 }
 FILE_KEYS = {name: name for name in ENV} | {
     "home": None,
@@ -148,6 +150,8 @@ class Settings:
     patch_cap: int = 5 * 1024 * 1024
     file_cap: int = 1024 * 1024
     bundle_cap: int = 50 * 1024 * 1024
+    # commands a new workspace runs before the first turn (baton.agent.setup)
+    setup: tuple[SetupCommand, ...] = ()
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -213,6 +217,11 @@ class Settings:
             from baton.sandbox import parse_limits
 
             sandbox_limits = parse_limits(limits)
+        setup: tuple[SetupCommand, ...] = ()
+        if raw("setup") not in (None, "", []):
+            from baton.agent.setup import parse_commands
+
+            setup = parse_commands(_setup_value(raw("setup")), _where("setup", flags, env))
         return cls(
             home=home,
             database_url=text("database_url", f"sqlite://{home / 'baton.db'}"),
@@ -243,6 +252,7 @@ class Settings:
             patch_cap=_cap("patch_cap", raw("patch_cap"), cls.patch_cap),
             file_cap=_cap("file_cap", raw("file_cap"), cls.file_cap),
             bundle_cap=_cap("bundle_cap", raw("bundle_cap"), cls.bundle_cap),
+            setup=setup,
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -261,7 +271,32 @@ class Settings:
         data["home"] = Path(data["home"])
         data["trusted_proxies"] = tuple(data["trusted_proxies"])
         data["prices"] = {k: Price(**v) for k, v in data["prices"].items()}
+        if data.get("setup"):
+            from baton.agent.setup import SetupCommand
+
+            data["setup"] = tuple(SetupCommand(**c) for c in data["setup"])
+        else:
+            data["setup"] = ()
         return cls(**data)
+
+
+def _setup_value(value: Any) -> Any:
+    """BATON_SETUP is a JSON list (or table) of commands, or one command as plain text."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise InvalidInput(
+                'BATON_SETUP must be a command or a JSON list like ["pip install -e ."]'
+            ) from None
+    return value
+
+
+def _where(name: str, flags: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """Where a setting's value came from, for its error messages."""
+    if name in flags:
+        return f"--{name}"
+    return ENV[name] if env.get(ENV[name]) else CONFIG_FILE
 
 
 def _integer(value: Any) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from baton.agent.provider import Cancel, Interrupted, ModelError, Provider, Reply, ToolCall
+from baton.agent.setup import note as setup_note
 from baton.agent.tools import CONFIRM, Outcome, Tools
 from baton.core.models import JSON, Message
 
@@ -136,6 +137,8 @@ def _result_text(part: JSON) -> str:
 
 
 def _text_of(part: JSON) -> str | None:
+    if isinstance(part.get("setup"), dict):  # a setup command's record: a line, not its log
+        return setup_note(part)
     kind = part.get("type")
     if kind == "text":
         return str(part.get("text", ""))

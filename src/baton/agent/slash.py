@@ -307,7 +307,11 @@ def show_message(out: Any, message: Message) -> None:
 
     for part in message.parts:
         kind = part.get("type")
-        if kind == "text" and part.get("compaction"):
+        if isinstance(part.get("setup"), dict):
+            from baton.agent.setup import note
+
+            out.print(f"[dim]{_escape(note(part))}[/dim]")
+        elif kind == "text" and part.get("compaction"):
             out.print("[dim]… earlier messages compacted into a summary[/dim]")
         elif kind == "text" and message.role == "user":
             out.print(f"[bold cyan]›[/bold cyan] {_escape(str(part.get('text', '')))}")

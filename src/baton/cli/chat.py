@@ -21,6 +21,7 @@ from baton.cli.options import (
     yes_option,
 )
 from baton.cli.output import echo, markup, print_json, printable, safe_console
+from baton.cli.setup import run_setup, setup_option, workspace_spec
 from baton.cli.snapshots import capture
 
 HISTORY_FILE = "chat-history"
@@ -73,8 +74,40 @@ def _capture(ctx: Context) -> dict[str, Any] | None:
 
 def new_session(ctx: Context, mode: str, model: str, task: str = "") -> Any:
     """A new session for the agent, with the state of the code when in a git repository."""
-    metadata = {"agent": "baton", "mode": mode, "model": model, "folder": folder_key(Path.cwd())}
+    metadata: dict[str, Any] = {
+        "agent": "baton",
+        "mode": mode,
+        "model": model,
+        "folder": folder_key(Path.cwd()),
+    }
+    found = _instructions()
+    if found:
+        metadata["instructions"] = [item.record() for item in found]
     return ctx.service.create(ctx.owner, task=task, metadata=metadata, git=_capture(ctx))
+
+
+def _instructions() -> Any:
+    from baton.agent import instructions
+    from baton.agent.tools import repository_root
+
+    cwd = Path.cwd()
+    return instructions.find(repository_root(cwd), cwd)
+
+
+def project_prompt(ctx: Context, session_id: str, root: Path) -> str:
+    """The system prompt with the project's instructions (AGENTS.md, CLAUDE.md); the session
+    records which files and their hashes when they changed since."""
+    from baton.agent import instructions
+    from baton.agent.loop import system_prompt
+
+    found = instructions.find(root, Path.cwd())
+    recorded = [item.record() for item in found]
+    session = ctx.service.get(ctx.owner, session_id)
+    meta = dict(session.metadata or {})
+    if meta.get("instructions", []) != recorded:
+        meta["instructions"] = recorded
+        ctx.service.update(ctx.owner, session_id, metadata=meta)
+    return instructions.prompt(system_prompt(root), found)
 
 
 def folder_key(path: Path) -> str:
@@ -351,6 +384,7 @@ class Chat:
                 confirm=self._confirm(),
                 mode="chat",
                 snapshot=lambda: _capture(self.ctx),
+                system=project_prompt(self.ctx, self.state.session_id, self.tools.root),
             )
         return self.agent
 
@@ -499,6 +533,7 @@ def chat_console(stderr: bool = False) -> Any:
 )
 @sandbox_option
 @network_option
+@setup_option
 @pass_ctx
 def chat(
     ctx: Context,
@@ -510,6 +545,7 @@ def chat(
     as_json: bool = False,
     sandbox: str | None = None,
     network: bool = False,
+    setup_flags: tuple[str, ...] = (),
 ) -> None:
     """Talk to the coding agent; every turn is kept in a session. Slash commands: /help.
     With stdin not a terminal, each line is a prompt or a slash command.
@@ -537,6 +573,10 @@ def chat(
         resumed = ctx.service.get(ctx.owner, session_id)
     out = chat_console(stderr=as_json)
     session = Chat(ctx, config, yes, out, as_json, tools)
+    spec = workspace_spec(ctx, tools.root, setup_flags) if resumed is None else None
+    if spec is not None and spec.commands:  # a new workspace: set up before the first turn
+        session.state.session_id = new_session(ctx, "chat", config.model).id
+        run_setup(ctx, session.state.session_id, tools.root, sandbox=sandbox, spec=spec)
     if resumed is not None:
         session.state.session_id = resumed.id
         out.print(
@@ -558,6 +598,7 @@ def chat(
 @yes_option
 @sandbox_option
 @network_option
+@setup_option
 @json_option
 @pass_ctx
 def run(
@@ -569,6 +610,7 @@ def run(
     sandbox: str | None,
     network: bool,
     as_json: bool,
+    setup_flags: tuple[str, ...] = (),
 ) -> None:
     """Run the agent on one task without a terminal UI, for scripts and CI. Without --yes,
     writing and running are asked on a terminal and refused without one.
@@ -586,7 +628,9 @@ def run(
     if session_id is not None:
         session = ctx.service.get(ctx.owner, session_id)
     else:
+        spec = workspace_spec(ctx, tools.root, setup_flags)  # checked before the session
         session = new_session(ctx, "run", config.model, task=task)
+        run_setup(ctx, session.id, tools.root, sandbox=sandbox, spec=spec)
     display = StreamDisplay(show_text=not as_json)
     if yes:
         confirm = None
@@ -604,6 +648,7 @@ def run(
         confirm=confirm,
         mode="run",
         snapshot=lambda: _capture(ctx),
+        system=project_prompt(ctx, session.id, tools.root),
     )
     cancel = Cancel()
     try:
@@ -637,4 +682,54 @@ def run(
         raise SystemExit(130)
 
 
-COMMANDS = [chat, run]
+# ---------------------------------------------------------------------------------------------
+# baton setup
+
+
+@click.command("setup")
+@click.argument("session_id", required=False)
+@setup_option
+@sandbox_option
+@json_option
+@pass_ctx
+def setup_command(
+    ctx: Context,
+    session_id: str | None,
+    setup_flags: tuple[str, ...],
+    sandbox: str | None,
+    as_json: bool,
+) -> None:
+    """Run the setup commands again in this repository, recorded in a session (default: the
+    latest of this repository). They come from --setup, .baton/setup.toml, the [setup] table
+    of .baton/config.toml, or `setup` in the config file. Exit code 3 when one fails.
+
+    \b
+    Examples:
+      baton setup
+      baton setup ses_01J... --setup "npm ci"
+    """
+    from baton.agent.tools import repository_root
+
+    session = latest_here(ctx) if session_id is None else ctx.service.get(ctx.owner, session_id)
+    root = repository_root(Path.cwd())
+    spec = workspace_spec(ctx, root, setup_flags)
+    if not spec.commands:
+        from baton.core.errors import InvalidInput
+
+        raise InvalidInput(
+            "no setup commands: declare them in .baton/setup.toml, the config file's "
+            "`setup`, or give --setup CMD"
+        )
+    results = run_setup(ctx, session.id, root, sandbox=sandbox, spec=spec)
+    if as_json:
+        print_json(
+            {
+                "session_id": session.id,
+                "setup": [r.message()["parts"][0]["setup"] for r in results],
+            }
+        )
+    else:
+        click.echo(f"setup done: {len(results)} command(s) recorded in session {session.id}")
+
+
+COMMANDS = [chat, run, setup_command]

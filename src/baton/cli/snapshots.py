@@ -127,6 +127,9 @@ def restore_into(
     import dataclasses
 
     data = dataclasses.asdict(report)
+    from baton.cli.setup import after_restore
+
+    data["setup"] = after_restore(ctx, name, report.path)
     if as_json:
         return data
     for step in report.steps:

@@ -1,0 +1,84 @@
+"""Setup commands from the CLI: run before a new session's first turn, after `baton restore`
+and `fork --restore`, and again with `baton setup [ID]` (the logic: baton.agent.setup)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from baton.cli.context import Context
+from baton.cli.output import echo
+
+setup_option = click.option(
+    "--setup",
+    "setup_flags",
+    multiple=True,
+    metavar="CMD",
+    help="A setup command to run before the first turn (repeatable; replaces the declared ones).",
+)
+
+
+def run_setup(
+    ctx: Context,
+    session_id: str | None,
+    root: Path,
+    flags: Sequence[str] = (),
+    sandbox: str | None = None,
+    spec: Any = None,
+) -> list[Any]:
+    """Run the setup commands of the workspace at `root` (sandboxed, network allowed), each
+    recorded in the session when there is one; SetupFailed (one line) when one fails."""
+    from baton import sandbox as confinement
+    from baton.agent import setup
+
+    settings = ctx.settings
+    if spec is None:
+        spec = setup.load(root, settings.setup, flags)
+    if not spec.commands:
+        return []
+    confined = settings.sandbox if sandbox is None else sandbox == "on"
+    policy = confinement.choose(confined, True, settings.sandbox_limits)
+    if policy.confined:
+        try:
+            confinement.check()
+        except confinement.SandboxUnavailable as exc:
+            raise setup.SetupFailed(f"setup commands cannot run: {exc}") from None
+
+    def started(command: Any) -> None:
+        echo(f"setup: {command.command}", err=True)
+
+    record = setup.recorder(ctx.service, ctx.owner, session_id) if session_id else None
+
+    def ended(result: Any) -> None:
+        if record is not None:
+            record(result)
+        code = "timed out" if result.timed_out else f"exit {result.exit_code}"
+        echo(f"setup: {code} ({result.duration:.1f}s)", err=True)
+
+    results = setup.run(spec, root, policy, on_result=ended, on_start=started)
+    setup.check(results, session_id)
+    return results
+
+
+def workspace_spec(ctx: Context, root: Path, flags: Sequence[str]) -> Any:
+    from baton.agent import setup
+
+    return setup.load(root, ctx.settings.setup, flags)
+
+
+def after_restore(ctx: Context, source: str, path: str) -> list[Any]:
+    """A restored workspace runs its setup commands, recorded in the session when `source` is
+    one of mine; what each gave, for --json."""
+    from baton.core.errors import BatonError
+
+    session_id: str | None = None
+    if source.startswith("ses_"):  # else a share of someone's: run, but nothing to record in
+        try:
+            session_id = ctx.service.get(ctx.owner, source).id
+        except BatonError:
+            session_id = None
+    results = run_setup(ctx, session_id, Path(path))
+    return [r.message()["parts"][0]["setup"] for r in results]
