@@ -32,6 +32,7 @@ COMMANDS = {
     "/session": "list|show|resume|share|unshare|fork|rename|delete|export …",
     "/new": "start a new session",
     "/model": "[NAME]  show or change the model",
+    "/mode": "[ask|auto-edit|plan|yolo]  show or change what is asked before acting",
     "/cost": "tokens and cost of this session",
     "/help": "this list",
     "/exit": "leave (also Ctrl-D)",
@@ -49,6 +50,7 @@ class ChatState:
     session_id: str | None = None
     model: str | None = None
     ask: Callable[[str], bool] = field(default=lambda question: False)
+    mode: str = "ask"  # approvals: ask, auto-edit, plan, yolo
     notes: list[str] = field(default_factory=list)
 
     def need_session(self) -> str:
@@ -96,6 +98,8 @@ def handle(line: str, state: ChatState) -> bool:
                 state.console.print(f"model: {state.model}", highlight=False)
             else:
                 state.console.print(f"model: {state.model or '(none configured)'}", highlight=False)
+        elif name == "/mode":
+            _mode(state, args)
         elif name == "/cost":
             _cost(state)
         else:
@@ -116,6 +120,24 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+MODE_HELP = {
+    "ask": "writes and commands are asked",
+    "auto-edit": "edits without asking, commands are asked",
+    "plan": "read-only tools only",
+    "yolo": "everything without asking, confined by the sandbox",
+}
+
+
+def _mode(state: ChatState, args: list[str]) -> None:
+    from baton.agent.approvals import MODES
+
+    if len(args) > 1 or (args and args[0].lower() not in MODES):
+        raise InvalidInput(f"unknown mode {' '.join(args)!r}; use one of {', '.join(MODES)}")
+    if args:
+        state.mode = args[0].lower()
+    state.console.print(f"mode: {state.mode} ({MODE_HELP[state.mode]})", highlight=False)
 
 
 def _help(state: ChatState) -> None:
