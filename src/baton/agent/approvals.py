@@ -37,7 +37,9 @@ Reader = Callable[[str], "str | None"]  # (prompt) -> the answer line, None: no 
 
 
 def mode_of(yes: bool, mode: str | None) -> str:
-    return "yolo" if yes else (mode or "ask")
+    """The mode the flags ask for: `--mode` when given (`--mode plan --yes` stays read-only),
+    else `--yes` is yolo."""
+    return mode or ("yolo" if yes else "ask")
 
 
 def simple_words(command: str) -> list[str] | None:
