@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,19 @@ def test_piped_chat_never_takes_a_prompt_line_for_an_answer(
     prompts = [r["messages"][-1] for r in model_settings.requests]
     assert prompts[1] == {"role": "tool", "tool_call_id": "c1", "content": REFUSED}
     assert prompts[2] == {"role": "user", "content": "y"}
+    assert "You said y." in result.out
+
+
+def test_piped_chat_never_answers_a_slash_command_question(
+    baton: Any, model_settings: FakeModel
+) -> None:
+    model_settings.reply("Hello.")
+    model_settings.reply("You said y.")
+    result = baton("chat", stdin="hello\n/session delete\ny\n")
+    assert result.code == 0, result.err
+    out = "\n".join(line.rstrip() for line in result.out.splitlines())
+    assert re.search(r"\nDelete ses_\w+ \(hello\)\? no \(no terminal to ask\)\nnot deleted\n", out)
+    assert model_settings.requests[-1]["messages"][-1] == {"role": "user", "content": "y"}
     assert "You said y." in result.out
 
 

@@ -321,9 +321,16 @@ class Chat:
         return approver(self.tools, self.state.mode, asking, stderr=self.as_json)
 
     def _ask_yes_no(self, question: str) -> bool:
-        self.console.print(f"[yellow]{question} [y/N][/yellow] ", end="")
-        answer = sys.stdin.readline().strip().lower()
-        return answer in ("y", "yes")
+        """A question of a slash command, answered on the terminal only (never a piped line)."""
+        from baton.agent.approvals import read_terminal
+
+        answer = None
+        if not self.as_json and sys.stdin.isatty():
+            answer = read_terminal(click.style(f"{question} [y/N] ", fg="yellow"))
+        if answer is None:
+            self.console.print(f"{question} no (no terminal to ask)", highlight=False)
+            return False
+        return answer.strip().lower() in ("y", "yes")
 
     def _agent(self) -> Any:
         import dataclasses
