@@ -205,6 +205,17 @@ def test_an_edit_keeps_its_diff_in_the_transcript(baton: Any, model_settings: Fa
     assert shown["messages"][2]["parts"][0]["metadata"] == {
         "diff": "--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"
     }
+    # and the chat shows it again when the session is resumed
+    resumed = baton("chat", "-s", sid, stdin="")
+    lines = [line.rstrip() for line in resumed.out.splitlines()]
+    at = lines.index("  ← edited calc.py (1 replacement(s))")
+    assert lines[at + 1 : at + 6] == [
+        "--- a/calc.py",
+        "+++ b/calc.py",
+        "@@ -1 +1 @@",
+        "-x = 1",
+        "+x = 2",
+    ]
 
 
 def test_run_json_prints_an_error_as_one_json_object(baton: Any, model_settings: FakeModel) -> None:

@@ -343,6 +343,26 @@ def show_message(out: Any, message: Message) -> None:
             out.print(f"[dim]→ {_escape(call_line(part.get('name'), part.get('input')))}[/dim]")
         elif kind == "tool_result" or (kind == "blob_ref" and part.get("of") == "tool_result"):
             out.print(f"[dim]{_escape(result_line(part))}[/dim]")
+            diff = (part.get("metadata") or {}).get("diff")
+            if isinstance(diff, str):
+                show_diff(out, diff)
+
+
+DIFF_STYLES = (("+++", "bold"), ("---", "bold"), ("+", "green"), ("-", "red"), ("@@", "cyan"))
+
+
+def show_diff(out: Any, diff: str) -> None:
+    """A unified diff an edit made, coloured as `git diff` colours it."""
+    from rich.text import Text
+
+    from baton.agent.approvals import DIFF_LINES
+
+    lines = diff.splitlines()
+    for line in lines[:DIFF_LINES]:
+        style = next((s for prefix, s in DIFF_STYLES if line.startswith(prefix)), "")
+        out.print(Text(line, style=style), highlight=False)
+    if len(lines) > DIFF_LINES:
+        out.print(f"[dim][… {len(lines) - DIFF_LINES} more lines][/dim]")
 
 
 def call_line(name: Any, args: Any) -> str:
