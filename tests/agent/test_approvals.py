@@ -15,6 +15,7 @@ import pytest
 
 from baton.agent.approvals import PLAN_REFUSED, Approver, command_prefix, preview
 from baton.agent.loop import REFUSED
+from baton.agent.slash import completions
 from baton.agent.tools import Tools
 from baton.cli.main import main
 from tests.agent.conftest import FakeModel, call
@@ -134,6 +135,11 @@ def test_modes_plan_refuses_writes_and_auto_edit_asks_only_for_commands(tmp_path
     assert answers.asked == ['allow run: ls? (a = always "ls …" this session) [y/n/a] ']
     approve.mode = "yolo"
     assert approve("run_command", {"command": "ls"}, "run: ls") is True
+
+
+def test_slash_mode_completes_the_modes() -> None:
+    assert completions("/mode a") == ["/mode ask", "/mode auto-edit"]
+    assert completions("/mode ") == ["/mode ask", "/mode auto-edit", "/mode plan", "/mode yolo"]
 
 
 def test_piped_chat_never_takes_a_prompt_line_for_an_answer(

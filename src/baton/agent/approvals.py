@@ -139,12 +139,14 @@ class Approver:
         reader: Reader | None = read_terminal,
         out: Callable[[str], None] | None = None,
         color: bool = True,
+        diffs: bool = True,
     ) -> None:
         self.tools = tools
         self.mode = mode
         self.reader = reader  # None: nobody to ask (piped, --json): refuse
         self.out = out or (lambda text: None)
         self.color = color
+        self.diffs = diffs  # show the diff of an edit that is not asked too
         self.prefixes: set[tuple[str, ...]] = set()  # commands allowed "always", by prefix
         self.edits = False  # edits allowed "always", this session
         self.refused: list[str] = []  # what was refused, one line each
@@ -156,7 +158,7 @@ class Approver:
             return self._refuse(description, "plan mode: read-only tools only", PLAN_REFUSED)
         diff = preview(self.tools, name, args) if name in EDITS else None
         if self.mode == "yolo" or (name in EDITS and (self.mode == "auto-edit" or self.edits)):
-            if diff:
+            if diff and self.diffs:
                 self._show_diff(diff)
             return True
         if name == "run_command" and self.covers(str(args.get("command", ""))):

@@ -67,6 +67,10 @@ def completions(text: str) -> list[str]:
         names = [*COMMANDS, "/quit"]
         return [name for name in names if name.startswith(text.lower())]
     head, _, rest = text.partition(" ")
+    if head.lower() == "/mode" and " " not in rest:
+        from baton.agent.approvals import MODES
+
+        return [f"/mode {mode}" for mode in MODES if mode.startswith(rest.lower())]
     if head.lower() != "/session" or " " in rest:
         return []
     return [f"/session {verb}" for verb in SESSION_COMMANDS if verb.startswith(rest.lower())]

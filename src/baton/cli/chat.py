@@ -148,9 +148,10 @@ def latest_here(ctx: Context) -> Any:
     raise NotFound(f"no session of this {where} to continue; start one with `baton chat`")
 
 
-def approver(tools: Any, mode: str, asking: bool, stderr: bool) -> Any:
+def approver(tools: Any, mode: str, asking: bool, stderr: bool, diffs: bool = True) -> Any:
     """Who approves writes and commands: the terminal (`/dev/tty`) when `asking`, else nobody
-    (refused with a one-line message unless the mode allows them)."""
+    (refused with a one-line message unless the mode allows them). `diffs`: show each edit's
+    diff even when it is not asked (not with --json)."""
     from baton.agent.approvals import Approver, read_terminal
 
     stream = sys.stderr if stderr else sys.stdout
@@ -158,7 +159,8 @@ def approver(tools: Any, mode: str, asking: bool, stderr: bool) -> Any:
     def out(text: str) -> None:
         click.echo(printable(text) if not stream.isatty() else text, err=stderr)
 
-    return Approver(tools, mode, read_terminal if asking else None, out, color=stream.isatty())
+    reader = read_terminal if asking else None
+    return Approver(tools, mode, reader, out, color=stream.isatty(), diffs=diffs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +320,8 @@ class Chat:
     def _confirm(self) -> Any:
         """Asked on the terminal only: piped (or --json), stdin carries the prompts."""
         asking = not self.as_json and sys.stdin.isatty()
-        return approver(self.tools, self.state.mode, asking, stderr=self.as_json)
+        json = self.as_json
+        return approver(self.tools, self.state.mode, asking, stderr=json, diffs=not json)
 
     def _ask_yes_no(self, question: str) -> bool:
         """A question of a slash command, answered on the terminal only (never a piped line)."""
@@ -624,7 +627,8 @@ def _run(
     else:
         session = new_session(ctx, "run", config.model, task=task)
     display = StreamDisplay(show_text=not as_json)
-    confirm = approver(tools, mode_of(yes, mode), sys.stdin.isatty(), stderr=True)
+    asking = sys.stdin.isatty()
+    confirm = approver(tools, mode_of(yes, mode), asking, stderr=True, diffs=not as_json)
     agent = Agent(
         ctx.service,
         ctx.owner,
