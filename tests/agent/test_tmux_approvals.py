@@ -139,3 +139,23 @@ def test_modes_switch_with_slash_mode_and_each_turn_records_its_mode(
         {"type": "text", "text": "plan it", "mode": "plan"},
         {"type": "text", "text": "build it", "mode": "auto-edit"},
     ]
+
+
+def test_ctrl_c_at_the_question_stops_the_turn_and_writes_nothing(
+    term: Tmux, fake_model: FakeModel, baton_home: Path
+) -> None:
+    fake_model.add(
+        Step(tool_calls=[call("c1", "write_file", path="a.txt", content="A\n")]),
+        Step(text="Next turn."),
+    )
+    term.start("t", environment(fake_model, baton_home), "chat")
+    term.wait("t", "Ctrl-D leaves")
+    term.type("t", "write it")
+    term.wait("t", "allow write a.txt (2 bytes)?")
+    term.keys("t", "C-c")
+    term.wait("t", "interrupted: the turn was stopped")
+    assert not (term.folder / "a.txt").exists()
+    term.type("t", "go on")  # the chat goes on
+    term.wait("t", "Next turn.")
+    term.type("t", "/exit")
+    term.wait_gone("t")
