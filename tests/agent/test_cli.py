@@ -83,6 +83,7 @@ def test_run_json_prints_the_answer_usage_and_cost(
         "interrupted": False,
         "files_read": [],
         "files_written": ["out.txt"],
+        "refused": [],
         "session_totals": {
             "input_tokens": 2000,
             "output_tokens": 150,
@@ -120,12 +121,16 @@ def test_run_without_yes_or_a_terminal_refuses_and_tells_the_model(
     model_settings.reply("", call("c1", "write_file", path="a.txt", content="A"))
     model_settings.reply("I was not allowed to write a.txt.")
     result = baton("run", "write a.txt")
-    assert result.code == 0
+    assert result.code == 3  # documented: an action the agent needed was refused
     assert result.out == "I was not allowed to write a.txt.\n"
     assert "baton: refused write a.txt (1 bytes) (no terminal to ask; pass --yes to allow)\n" in (
         result.err
     )
-    assert re.search(r"session ses_\w+ · 200 in / 40 out tokens · \$0\.0003\n$", result.err)
+    assert re.search(
+        r"session ses_\w+ · 200 in / 40 out tokens · \$0\.0003\n"
+        r"baton: 1 action\(s\) refused; exit code 3\n$",
+        result.err,
+    )
     assert not Path("a.txt").exists()
     assert model_settings.requests[-1]["messages"][-1] == {
         "role": "tool",
@@ -138,7 +143,7 @@ def test_an_auth_error_is_one_line_and_the_prompt_is_kept(
     baton: Any, model_settings: FakeModel
 ) -> None:
     model_settings.fail(401, "Incorrect API key provided: sk-bad")
-    result = baton("run", "hello", "--json")
+    result = baton("run", "hello")
     assert result.code == 1 and result.out == ""
     match = re.fullmatch(
         r"error: the model endpoint (\S+) refused the API key \(401\): check BATON_API_KEY "

@@ -125,7 +125,7 @@ def test_a_failing_setup_command_refuses_the_start_and_keeps_its_output(
 ) -> None:
     declare(repo, 'commands = ["echo installing; echo broken >&2; exit 7", "touch never"]\n')
     result = baton("run", "anything", "--json")
-    assert result.code == SETUP_EXIT == 3
+    assert result.code == SETUP_EXIT == 4
     sid = baton("sessions", "list", "--json").json()[0]["id"]
     assert result.err.splitlines()[-1] == (
         "error: setup command `echo installing; echo broken >&2; exit 7` failed with exit "
@@ -138,7 +138,7 @@ def test_a_failing_setup_command_refuses_the_start_and_keeps_its_output(
     assert [(s["exit_code"], s["output"]) for s in found] == [(7, "installing\nbroken\n")]
     # chat refuses the same way, before any prompt is read
     chat = baton("chat", stdin="hello\n")
-    assert chat.code == 3 and chat.err.splitlines()[-1].startswith(
+    assert chat.code == 4 and chat.err.splitlines()[-1].startswith(
         "error: setup command `echo installing; echo broken >&2; exit 7` failed with exit code 7"
     )
     assert model_settings.requests == []
@@ -149,7 +149,7 @@ def test_a_setup_command_past_its_timeout_fails_cleanly(
 ) -> None:
     declare(repo, '[[commands]]\ncommand = "echo started; sleep 60"\ntimeout = 1\n')
     result = baton("run", "anything")
-    assert result.code == 3
+    assert result.code == 4
     sid = baton("sessions", "list", "--json").json()[0]["id"]
     assert result.err.splitlines()[-1] == (
         f"error: setup command `echo started; sleep 60` timed out after 1s; its output is "
@@ -232,7 +232,7 @@ def test_baton_setup_reruns_them_in_the_latest_session(
     assert again.out == f"setup done: 1 command(s) recorded in session {sid}\n"
     assert [s["output"].strip() for s in setups(baton, sid)] == ["1", "2"]
     by_id = baton("setup", sid, "--json", "--setup", "exit 4")
-    assert by_id.code == 3
+    assert by_id.code == 4
     assert by_id.err.splitlines()[-1] == (
         f"error: setup command `exit 4` failed with exit code 4; its output is kept in "
         f"session {sid}"
@@ -366,7 +366,7 @@ def test_without_bubblewrap_setup_is_refused_in_one_line(
 
     monkeypatch.setattr(sandbox, "BWRAP", "bwrap-not-installed")
     result = baton("run", "hi", "--setup", "touch made")
-    assert result.code == 3
+    assert result.code == 4
     assert result.err.splitlines()[-1] == (
         "error: setup commands cannot run: commands run in a sandbox, and bubblewrap is "
         f"missing: {sandbox.INSTALL_HINT}"

@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from baton.agent.approvals import preview
 from baton.agent.provider import Cancel, Interrupted, ModelError, Provider, Reply, ToolCall
 from baton.agent.setup import note as setup_note
 from baton.agent.tools import CONFIRM, Outcome, Tools
@@ -89,7 +90,8 @@ class Quiet:
         pass
 
 
-Confirm = Callable[[str, JSON, str], bool]  # (tool, arguments, one-line description) -> allow?
+# (tool, arguments, one-line description) -> allow? (a string: refused, and what the model is told)
+Confirm = Callable[[str, JSON, str], bool | str]
 
 
 @dataclass
@@ -298,6 +300,13 @@ class Agent:
         self.chain: list[Message] = []
         self._context = 0  # tokens of the last request and its reply, as the endpoint counted
 
+    @property
+    def approval_mode(self) -> str | None:
+        """The approval mode this turn runs in (ask, auto-edit, plan, yolo), as its prompt
+        records it; None when the caller's `confirm` has no mode."""
+        mode = getattr(self.confirm, "mode", None)
+        return str(mode) if mode else None
+
     # the store
     def load(self) -> list[Message]:
         self.chain = list(self.service.messages(self.owner, self.session_id))
@@ -324,7 +333,10 @@ class Agent:
         result = TurnResult()
         partial: list[str] = []
         state: JSON = {"assistant": None, "done": set(), "running": None, "prompt": False}
-        user = {"role": "user", "parts": [_text(prompt)]}
+        first = _text(prompt)
+        if self.approval_mode is not None:  # the turn's approval mode, recorded with it
+            first["mode"] = self.approval_mode
+        user = {"role": "user", "parts": [first]}
         try:
             self.load()
             self.repair(cancel)
@@ -352,7 +364,8 @@ class Agent:
                     cancel.check()
                     state["running"] = call.id
                     outcome = self._call(call, cancel)
-                    if call.name == "run_command" and outcome.output != REFUSED:
+                    refused = (outcome.metadata or {}).get("refused")
+                    if call.name == "run_command" and not refused:
                         result.commands += 1
                     result.read = _merge(result.read, outcome.read)
                     result.written = _merge(result.written, outcome.written)
@@ -438,9 +451,14 @@ class Agent:
         if call.name in CONFIRM and self.confirm is not None:
             allowed = self.confirm(call.name, args, self.tools.describe(call.name, args))
             cancel.check()
-            if not allowed:
-                return Outcome(REFUSED, True)
-        return self.tools.run(call.name, args)
+            if allowed is not True:
+                told = allowed if isinstance(allowed, str) and allowed else REFUSED
+                return Outcome(told, True, metadata={"refused": True})
+        diff = preview(self.tools, call.name, args)
+        outcome = self.tools.run(call.name, args)
+        if diff and not outcome.is_error:  # the change, kept in the transcript
+            outcome.metadata = {**(outcome.metadata or {}), "diff": diff}
+        return outcome
 
     def _result_message(self, call_id: str, name: str, output: str, error: bool = True) -> JSON:
         part: JSON = {"type": "tool_result", "tool_call_id": call_id, "name": name}

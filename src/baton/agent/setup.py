@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 NOTE_TAIL = 2000  # characters of a failed setup command's output the model is shown
 DEFAULT_TIMEOUT = 600.0  # seconds a setup command may run unless its declaration says
 REPO_FILES = (".baton/setup.toml", ".baton/config.toml")
-SETUP_EXIT = 3
+SETUP_EXIT = 4  # 3 is `baton run`'s "an action was refused"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # the CLI's exit code when a setup command failed
 
 

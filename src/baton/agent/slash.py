@@ -32,6 +32,7 @@ COMMANDS = {
     "/session": "list|show|resume|share|unshare|fork|rename|delete|export …",
     "/new": "start a new session",
     "/model": "[NAME]  show or change the model",
+    "/mode": "[ask|auto-edit|plan|yolo]  show or change what is asked before acting",
     "/cost": "tokens and cost of this session",
     "/help": "this list",
     "/exit": "leave (also Ctrl-D)",
@@ -49,6 +50,7 @@ class ChatState:
     session_id: str | None = None
     model: str | None = None
     ask: Callable[[str], bool] = field(default=lambda question: False)
+    mode: str = "ask"  # approvals: ask, auto-edit, plan, yolo
     notes: list[str] = field(default_factory=list)
 
     def need_session(self) -> str:
@@ -65,6 +67,10 @@ def completions(text: str) -> list[str]:
         names = [*COMMANDS, "/quit"]
         return [name for name in names if name.startswith(text.lower())]
     head, _, rest = text.partition(" ")
+    if head.lower() == "/mode" and " " not in rest:
+        from baton.agent.approvals import MODES
+
+        return [f"/mode {mode}" for mode in MODES if mode.startswith(rest.lower())]
     if head.lower() != "/session" or " " in rest:
         return []
     return [f"/session {verb}" for verb in SESSION_COMMANDS if verb.startswith(rest.lower())]
@@ -96,6 +102,8 @@ def handle(line: str, state: ChatState) -> bool:
                 state.console.print(f"model: {state.model}", highlight=False)
             else:
                 state.console.print(f"model: {state.model or '(none configured)'}", highlight=False)
+        elif name == "/mode":
+            _mode(state, args)
         elif name == "/cost":
             _cost(state)
         else:
@@ -116,6 +124,24 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+MODE_HELP = {
+    "ask": "writes and commands are asked",
+    "auto-edit": "edits without asking, commands are asked",
+    "plan": "read-only tools only",
+    "yolo": "everything without asking, confined by the sandbox",
+}
+
+
+def _mode(state: ChatState, args: list[str]) -> None:
+    from baton.agent.approvals import MODES
+
+    if len(args) > 1 or (args and args[0].lower() not in MODES):
+        raise InvalidInput(f"unknown mode {' '.join(args)!r}; use one of {', '.join(MODES)}")
+    if args:
+        state.mode = args[0].lower()
+    state.console.print(f"mode: {state.mode} ({MODE_HELP[state.mode]})", highlight=False)
 
 
 def _help(state: ChatState) -> None:
@@ -325,6 +351,26 @@ def show_message(out: Any, message: Message) -> None:
             out.print(f"[dim]→ {_escape(call_line(part.get('name'), part.get('input')))}[/dim]")
         elif kind == "tool_result" or (kind == "blob_ref" and part.get("of") == "tool_result"):
             out.print(f"[dim]{_escape(result_line(part))}[/dim]")
+            diff = (part.get("metadata") or {}).get("diff")
+            if isinstance(diff, str):
+                show_diff(out, diff)
+
+
+DIFF_STYLES = (("+++", "bold"), ("---", "bold"), ("+", "green"), ("-", "red"), ("@@", "cyan"))
+
+
+def show_diff(out: Any, diff: str) -> None:
+    """A unified diff an edit made, coloured as `git diff` colours it."""
+    from rich.text import Text
+
+    from baton.agent.approvals import DIFF_LINES
+
+    lines = diff.splitlines()
+    for line in lines[:DIFF_LINES]:
+        style = next((s for prefix, s in DIFF_STYLES if line.startswith(prefix)), "")
+        out.print(Text(line, style=style), highlight=False)
+    if len(lines) > DIFF_LINES:
+        out.print(f"[dim][… {len(lines) - DIFF_LINES} more lines][/dim]")
 
 
 def call_line(name: Any, args: Any) -> str:

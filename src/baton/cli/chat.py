@@ -25,6 +25,14 @@ from baton.cli.setup import run_setup, setup_option, workspace_spec
 from baton.cli.snapshots import capture
 
 HISTORY_FILE = "chat-history"
+REFUSED_EXIT = 3  # `baton run`: an action the agent needed was refused
+
+mode_option = click.option(
+    "--mode",
+    type=click.Choice(["ask", "auto-edit", "plan", "yolo"]),
+    help="ask (the default): writes and commands are asked; auto-edit: edits are not; "
+    "plan: read-only tools only; yolo: nothing is asked (as --yes).",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,35 +181,19 @@ def latest_here(ctx: Context) -> Any:
     raise NotFound(f"no session of this {where} to continue; start one with `baton chat`")
 
 
-def _confirm_on_terminal(stream: Any) -> Any:
-    """Ask before writing or running: [y]es, [n]o, [a]lways (for this tool, this chat)."""
-    always: set[str] = set()
+def approver(tools: Any, mode: str, asking: bool, stderr: bool, diffs: bool = True) -> Any:
+    """Who approves writes and commands: the terminal (`/dev/tty`) when `asking`, else nobody
+    (refused with a one-line message unless the mode allows them). `diffs`: show each edit's
+    diff even when it is not asked (not with --json)."""
+    from baton.agent.approvals import Approver, read_terminal
 
-    def confirm(name: str, args: dict[str, Any], description: str) -> bool:
-        if name in always:
-            return True
-        while True:
-            click.echo(
-                click.style(f"allow {description}? [y/n/a] ", fg="yellow"), nl=False, err=stream
-            )
-            answer = sys.stdin.readline()
-            if not answer:
-                return False
-            answer = answer.strip().lower()
-            if answer in ("y", "yes"):
-                return True
-            if answer in ("a", "always"):
-                always.add(name)
-                return True
-            if answer in ("n", "no", ""):
-                return False
+    stream = sys.stderr if stderr else sys.stdout
 
-    return confirm
+    def out(text: str) -> None:
+        click.echo(printable(text) if not stream.isatty() else text, err=stderr)
 
-
-def _refuse_without_terminal(name: str, args: dict[str, Any], description: str) -> bool:
-    click.echo(f"baton: refused {description} (no terminal to ask; pass --yes to allow)", err=True)
-    return False
+    reader = read_terminal if asking else None
+    return Approver(tools, mode, reader, out, color=stream.isatty(), diffs=diffs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,7 +325,9 @@ class Chat:
         console: Any,
         as_json: bool = False,
         tools: Any = None,
+        mode: str | None = None,
     ) -> None:
+        from baton.agent.approvals import mode_of
         from baton.agent.slash import ChatState
 
         self.ctx = ctx
@@ -343,23 +337,36 @@ class Chat:
         self.as_json = as_json  # one JSON line per turn on stdout; everything else on stderr
         self.tools = tools if tools is not None else make_tools(ctx)
         self.state = ChatState(
-            ctx.service, ctx.owner, console, model=config.model, ask=self._ask_yes_no
+            ctx.service,
+            ctx.owner,
+            console,
+            model=config.model,
+            ask=self._ask_yes_no,
+            mode=mode_of(yes, mode),
         )
         self.display: Any = StreamDisplay(show_text=False) if as_json else ChatDisplay(console)
         self.agent: Any = None
+        self._approval: Any = None
+        self._approval_for: str | None = None
         self.status = ""
 
     def _confirm(self) -> Any:
-        if self.yes:
-            return None
-        if self.as_json:  # stdin carries the prompts: nobody to ask
-            return _refuse_without_terminal
-        return _confirm_on_terminal(False)
+        """Asked on the terminal only: piped (or --json), stdin carries the prompts."""
+        asking = not self.as_json and sys.stdin.isatty()
+        json = self.as_json
+        return approver(self.tools, self.state.mode, asking, stderr=json, diffs=not json)
 
     def _ask_yes_no(self, question: str) -> bool:
-        self.console.print(f"[yellow]{question} [y/N][/yellow] ", end="")
-        answer = sys.stdin.readline().strip().lower()
-        return answer in ("y", "yes")
+        """A question of a slash command, answered on the terminal only (never a piped line)."""
+        from baton.agent.approvals import read_terminal
+
+        answer = None
+        if not self.as_json and sys.stdin.isatty():
+            answer = read_terminal(click.style(f"{question} [y/N] ", fg="yellow"))
+        if answer is None:
+            self.console.print(f"{question} no (no terminal to ask)", highlight=False)
+            return False
+        return answer.strip().lower() in ("y", "yes")
 
     def _agent(self) -> Any:
         import dataclasses
@@ -381,11 +388,15 @@ class Chat:
                 Provider(self.config, notice=self.display.notice),
                 self.tools,
                 display=self.display,
-                confirm=self._confirm(),
                 mode="chat",
                 snapshot=lambda: _capture(self.ctx),
                 system=project_prompt(self.ctx, self.state.session_id, self.tools.root),
             )
+        if self._approval is None or self._approval_for != self.state.session_id:
+            self._approval = self._confirm()  # "always" lasts as long as the session
+            self._approval_for = self.state.session_id
+        self._approval.mode = self.state.mode  # /mode switches from the next action on
+        self.agent.confirm = self._approval
         return self.agent
 
     def refresh_status(self) -> None:
@@ -534,6 +545,7 @@ def chat_console(stderr: bool = False) -> Any:
 @sandbox_option
 @network_option
 @setup_option
+@mode_option
 @pass_ctx
 def chat(
     ctx: Context,
@@ -546,6 +558,7 @@ def chat(
     sandbox: str | None = None,
     network: bool = False,
     setup_flags: tuple[str, ...] = (),
+    mode: str | None = None,
 ) -> None:
     """Talk to the coding agent; every turn is kept in a session. Slash commands: /help.
     With stdin not a terminal, each line is a prompt or a slash command.
@@ -572,7 +585,7 @@ def chat(
     elif session_id is not None:
         resumed = ctx.service.get(ctx.owner, session_id)
     out = chat_console(stderr=as_json)
-    session = Chat(ctx, config, yes, out, as_json, tools)
+    session = Chat(ctx, config, yes, out, as_json, tools, mode)
     spec = workspace_spec(ctx, tools.root, setup_flags) if resumed is None else None
     if spec is not None and spec.commands:  # a new workspace: set up before the first turn
         session.state.session_id = new_session(ctx, "chat", config.model).id
@@ -599,6 +612,7 @@ def chat(
 @sandbox_option
 @network_option
 @setup_option
+@mode_option
 @json_option
 @pass_ctx
 def run(
@@ -611,15 +625,41 @@ def run(
     network: bool,
     as_json: bool,
     setup_flags: tuple[str, ...] = (),
+    mode: str | None = None,
 ) -> None:
     """Run the agent on one task without a terminal UI, for scripts and CI. Without --yes,
-    writing and running are asked on a terminal and refused without one.
+    writing and running are asked on a terminal and refused without one; a refused action
+    makes the exit code 3. With --json, an error is one JSON object on stdout too.
 
     \b
     Examples:
       baton run "add a test for the login form" --yes
       baton run "why does CI fail?" --json
     """
+    from baton.core.errors import BatonError
+
+    try:
+        _run(ctx, task, session_id, model, yes, sandbox, network, as_json, mode, setup_flags)
+    except BatonError as exc:
+        if not as_json:
+            raise
+        print_json({"error": {"code": exc.code, "message": exc.message}})
+        raise SystemExit(exc.exit_code) from None
+
+
+def _run(
+    ctx: Context,
+    task: str,
+    session_id: str | None,
+    model: str | None,
+    yes: bool,
+    sandbox: str | None,
+    network: bool,
+    as_json: bool,
+    mode: str | None,
+    setup_flags: tuple[str, ...] = (),
+) -> None:
+    from baton.agent.approvals import mode_of
     from baton.agent.loop import Agent
     from baton.agent.provider import Cancel, ModelError, Provider
 
@@ -632,12 +672,8 @@ def run(
         session = new_session(ctx, "run", config.model, task=task)
         run_setup(ctx, session.id, tools.root, sandbox=sandbox, spec=spec)
     display = StreamDisplay(show_text=not as_json)
-    if yes:
-        confirm = None
-    elif sys.stdin.isatty():
-        confirm = _confirm_on_terminal(True)
-    else:
-        confirm = _refuse_without_terminal
+    asking = sys.stdin.isatty()
+    confirm = approver(tools, mode_of(yes, mode), asking, stderr=True, diffs=not as_json)
     agent = Agent(
         ctx.service,
         ctx.owner,
@@ -668,6 +704,7 @@ def run(
                 "interrupted": result.interrupted,
                 "files_read": result.read,
                 "files_written": result.written,
+                "refused": confirm.refused,
                 "session_totals": totals.to_dict(),
             }
         )
@@ -680,6 +717,13 @@ def run(
         )
     if result.interrupted:
         raise SystemExit(130)
+    if confirm.refused:
+        if not as_json:
+            click.echo(
+                f"baton: {len(confirm.refused)} action(s) refused; exit code {REFUSED_EXIT}",
+                err=True,
+            )
+        raise SystemExit(REFUSED_EXIT)
 
 
 # ---------------------------------------------------------------------------------------------
