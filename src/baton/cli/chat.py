@@ -71,6 +71,14 @@ def _capture(ctx: Context) -> dict[str, Any] | None:
         return None
 
 
+def resnapshot(ctx: Context, session_id: str) -> None:
+    """On resume: a new git snapshot when the tree differs from the session's last one (a
+    killed turn may have changed files after its last snapshot, or the user did)."""
+    git = _capture(ctx)
+    if git is not None:
+        ctx.service.snapshot(ctx.owner, session_id, git)
+
+
 def new_session(ctx: Context, mode: str, model: str, task: str = "") -> Any:
     """A new session for the agent, with the state of the code when in a git repository."""
     metadata = {"agent": "baton", "mode": mode, "model": model, "folder": folder_key(Path.cwd())}
@@ -538,6 +546,7 @@ def chat(
     out = chat_console(stderr=as_json)
     session = Chat(ctx, config, yes, out, as_json, tools)
     if resumed is not None:
+        resnapshot(ctx, resumed.id)
         session.state.session_id = resumed.id
         out.print(
             f"[bold]{markup(resumed.title or '(untitled)')}[/bold] [dim]{resumed.id}[/dim]",
@@ -585,6 +594,7 @@ def run(
     tools = make_tools(ctx, sandbox, network)
     if session_id is not None:
         session = ctx.service.get(ctx.owner, session_id)
+        resnapshot(ctx, session.id)
     else:
         session = new_session(ctx, "run", config.model, task=task)
     display = StreamDisplay(show_text=not as_json)
