@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from baton import gitstate
+from baton.agent import loop
 from baton.agent.loop import (
     COMPACT_REQUEST,
     INTERRUPTED_BY_USER,
@@ -24,6 +25,7 @@ from baton.agent.loop import (
     SUMMARY_PREFIX,
     Agent,
     Quiet,
+    estimate,
     rebuild,
 )
 from baton.agent.provider import Cancel, ModelConfig, Provider, parse_prices
@@ -305,6 +307,12 @@ def test_a_cancel_during_streaming_keeps_what_was_said_and_records_the_interrupt
         ("assistant", [{"type": "text", "text": "one "}]),
         ("user", [{"type": "text", "text": INTERRUPTED_TURN}]),
     ]
+    # the provider reports usage only at the end of a stream: the cut answer has an estimate
+    asked = estimate(fake_model.requests[0]["messages"]) + estimate(agent.tools.specs)
+    usage = {"input_tokens": asked, "output_tokens": 1, "estimated": True}
+    usage["cost_usd"] = round(asked * 1.0 / 1e6 + 1 * 2.0 / 1e6, 9)
+    assert agent.chain[1].usage == usage
+    assert result.usage["input_tokens"] == asked and result.usage["output_tokens"] == 1
     assert not cancel.is_set  # ready for the next turn
     fake_model.reply("Stopped at one.")
     agent.display = Quiet()
@@ -321,20 +329,24 @@ def test_ctrl_c_during_a_command_stops_it_and_is_recorded(
     memory_service: Service, me: str, fake_model: FakeModel, workdir: Path
 ) -> None:
     agent = make_agent(memory_service, me, fake_model, workdir)
-    fake_model.reply(
-        "",
-        call(
-            "c1", "run_command", command="echo started > started.txt; sleep 30; echo no > end.txt"
-        ),
-        call("c2", "list_files"),
-    )
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    command = "echo halfway; echo started > started.txt; sleep 30; echo no > end.txt"
+    fake_model.reply("", call("c1", "run_command", command=command), call("c2", "list_files"))
+
+    def interrupt_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while not (workdir / "started.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # "halfway" is in the pipe already: written before started.txt was
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Thread(target=interrupt_once_started)
     cancel = Cancel()
     started = time.monotonic()
     with cancel.installed():
         timer.start()
         result = agent.turn("run it", cancel)
-    assert time.monotonic() - started < 10
+    timer.join()
+    assert time.monotonic() - started < 60
     assert result.interrupted
     assert (workdir / "started.txt").exists()
     time.sleep(0.2)
@@ -344,11 +356,61 @@ def test_ctrl_c_during_a_command_stops_it_and_is_recorded(
     ] == [
         ("user", "run it"),
         ("assistant", None),
-        ("tool", INTERRUPTED_BY_USER),
+        ("tool", f"halfway\n{INTERRUPTED_BY_USER}"),  # the partial output is kept
         ("tool", NOT_RUN),
         ("user", INTERRUPTED_TURN),
     ]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_a_streamed_answer_is_appended_in_partial_chunks_that_readers_join(
+    memory_service: Service, me: str, fake_model: FakeModel, workdir: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(loop, "FLUSH_EVERY", 0.0)  # store what was shown at every chunk
+    seen: list[list[str]] = []
+
+    class Watch(Quiet):
+        def text(self, delta: str) -> None:
+            seen.append([m.id for m in agent.chain])
+
+    agent = make_agent(memory_service, me, fake_model, workdir, display=Watch())
+    fake_model.reply("", call("c1", "write_file", path="a.txt", content="A"))
+    fake_model.reply("one two three four", chunk=4, usage=(100, 5, 0))
+    assert agent.turn("count").answer == "one two three four"
+    chain = memory_service.messages(me, agent.session_id)
+    assert [(m.role, m.parts) for m in chain[2:]] == [
+        (
+            "tool",
+            [
+                {
+                    "type": "tool_result",
+                    "tool_call_id": "c1",
+                    "name": "write_file",
+                    "output": "created a.txt (1 bytes)",
+                    "metadata": {"files_written": ["a.txt"]},  # per tool result
+                }
+            ],
+        ),
+        ("assistant", [{"type": "text", "text": "one two ", "partial": True}]),
+        ("assistant", [{"type": "text", "text": "thre", "partial": True}]),
+        ("assistant", [{"type": "text", "text": "e fo", "partial": True}]),
+        ("assistant", [{"type": "text", "text": "ur", "partial": True}]),
+        ("assistant", [{"type": "text", "text": ""}]),  # the end of the answer, with its usage
+    ]
+    assert [m.usage is None for m in chain[3:]] == [True, True, True, True, False]
+    # appended, never rewritten: each id seen while streaming is still the chain's
+    ids = [m.id for m in chain]
+    assert len(seen) == 5 and all(ids[: len(before)] == before for before in seen)
+    assert memory_service.verify(me, agent.session_id).ok
+    # the model sees one answer
+    fake_model.reply("Four words.")
+    agent.turn("how many?")
+    sent = fake_model.requests[-1]["messages"]
+    assert sent[-2:] == [
+        {"role": "assistant", "content": "one two three four"},
+        {"role": "user", "content": "how many?"},
+    ]
+    assert [m["role"] for m in sent[1:]] == ["user", "assistant", "tool", "assistant", "user"]
 
 
 def test_writes_and_commands_ask_first_and_a_refusal_goes_back_to_the_model(
