@@ -4,6 +4,7 @@ the git snapshot."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from baton import gitstate
 from baton.agent import loop
@@ -29,6 +31,7 @@ from baton.agent.loop import (
     rebuild,
 )
 from baton.agent.provider import Cancel, ModelConfig, Provider, parse_prices
+from baton.agent.slash import show_history
 from baton.agent.tools import Outcome, Tools
 from baton.core import ids
 from baton.service import Service
@@ -411,6 +414,33 @@ def test_a_streamed_answer_is_appended_in_partial_chunks_that_readers_join(
         {"role": "user", "content": "how many?"},
     ]
     assert [m["role"] for m in sent[1:]] == ["user", "assistant", "tool", "assistant", "user"]
+
+
+def test_a_reply_cut_short_in_partial_chunks_is_shown_and_sent_as_one(
+    memory_service: Service, me: str
+) -> None:
+    sid = memory_service.create(me).id
+    chunk = {"role": "assistant", "model": MODEL}
+    memory_service.append(
+        me,
+        sid,
+        [
+            {"role": "user", "parts": [{"type": "text", "text": "count"}]},
+            {**chunk, "parts": [{"type": "text", "text": "one tw", "partial": True}]},
+            {**chunk, "parts": [{"type": "text", "text": "o three", "partial": True}]},
+            {"role": "user", "parts": [{"type": "text", "text": "go on"}]},
+        ],
+    )
+    chain = memory_service.messages(me, sid)
+    assert rebuild(chain, "sys")[1:] == [
+        {"role": "user", "content": "count"},
+        {"role": "assistant", "content": "one two three"},
+        {"role": "user", "content": "go on"},
+    ]
+    out = Console(file=io.StringIO(), width=100, color_system=None)
+    show_history(out, chain, None)
+    shown = [line.rstrip() for line in out.file.getvalue().splitlines()]
+    assert shown == ["› count", "one two three", "› go on"]
 
 
 def test_writes_and_commands_ask_first_and_a_refusal_goes_back_to_the_model(
