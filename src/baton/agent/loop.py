@@ -496,6 +496,7 @@ class Agent:
             elif self.stream and time.monotonic() - draft.at >= FLUSH_EVERY:
                 self._flush(draft, cancel)
 
+        self._busy("waiting for the model")
         reply = self.provider.complete(
             request,
             self.tools.specs,
@@ -551,7 +552,17 @@ class Agent:
             cancel.check()
             if not allowed:
                 return Outcome(REFUSED, True)
+        if call.name == "run_command":
+            command = " ".join(str(args.get("command", "")).split())
+            self._busy(f"running {command[:60] + '…' if len(command) > 60 else command}")
         return self.tools.run(call.name, args)
+
+    def _busy(self, label: str) -> None:
+        """Tell a display that can show it (a spinner) that the agent waits for `label`; its
+        next output ends it."""
+        busy = getattr(self.display, "busy", None)
+        if callable(busy):
+            busy(label)
 
     def _result_message(self, call_id: str, name: str, output: str, error: bool = True) -> JSON:
         part: JSON = {"type": "tool_result", "tool_call_id": call_id, "name": name}
