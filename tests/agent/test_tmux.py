@@ -168,6 +168,9 @@ def waits(body: dict[str, object]) -> Step:
         return Step(text="late answer", chunk=20, delay=3.0)
     if prompt == "lines":
         return Step(text="\n\n".join(f"line {n}" for n in range(90)), chunk=9, delay=0.03)
+    if prompt == "heading":
+        words = " ".join(f"w{n}" for n in range(300))
+        return Step(text=f"# Big heading\n\n{words}", chunk=6, delay=0.1)
     return Step(tool_calls=[("c1", "run_command", {"command": "sleep 4; echo slept"})])
 
 
@@ -206,5 +209,12 @@ def test_spinners_and_a_long_reply_in_a_terminal(
     # printed once when it ended: every line once, no doubled start
     for n in (0, 1, 45, 89):
         assert len(re.findall(rf"^line {n}\s*$", screen, re.M)) == 1, screen
+    # Ctrl-C mid-reply: what was shown stays, once, heading and all
+    tmux.type("spin", "heading")
+    tmux.wait("spin", "w20")
+    tmux.keys("spin", "C-c")
+    screen = tmux.wait("spin", "interrupted: the turn was stopped")
+    assert screen.count("Big heading") == 1, screen
+    assert "w1 w2 w3" in screen
     tmux.keys("spin", "C-d")
     tmux.wait_gone("spin")

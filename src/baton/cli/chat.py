@@ -230,7 +230,9 @@ class StreamDisplay:
 
 class Tail:
     """A renderable's last lines that fit the terminal (less one): a long reply streaming in
-    keeps its newest lines in view."""
+    keeps its newest lines in view. Two columns narrower than the terminal, so the `^C` the
+    terminal echoes after the last line does not wrap (which would leave a stale line, e.g. a
+    heading shown twice, once the live view is erased)."""
 
     def __init__(self, renderable: Any) -> None:
         self.renderable = renderable
@@ -238,6 +240,7 @@ class Tail:
     def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
         from rich.segment import Segment
 
+        options = options.update_width(max(options.max_width - 2, 1))
         lines = console.render_lines(self.renderable, options, pad=False)
         room = max((options.max_height or console.height) - 1, 1)
         for line in lines[-room:]:
