@@ -371,3 +371,69 @@ def test_chat_json_reads_prompts_and_prints_one_json_line_per_turn(
     assert "refused write x.txt (1 bytes) (no terminal to ask" in result.err  # never asked
     assert f"renamed {lines[0]['session_id']}: JSON lines" in result.err
     assert not Path("x.txt").exists()
+
+
+def test_kill_9_mid_stream_keeps_the_text_shown_and_resume_snapshots_the_tree(
+    baton: Any, model_settings: FakeModel, baton_home: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    fake_model = model_settings
+    repo = make_repo(tmp_path / "repo", None)
+    monkeypatch.chdir(repo)
+    words = " ".join(f"word{i}" for i in range(200))
+    fake_model.reply("", call("c1", "write_file", path="notes.txt", content="kept\n"))
+    fake_model.reply(words, chunk=6, delay=0.1)  # 20 seconds of streaming
+    env = {**os.environ, **model_env(fake_model), "BATON_HOME": str(baton_home)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "baton", "run", "write and talk", "--yes"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        stored = ""
+        deadline = time.monotonic() + 120
+        while not stored and time.monotonic() < deadline and process.poll() is None:
+            listed = baton("sessions", "list", "--json").json()
+            if listed:
+                shown = baton("sessions", "show", listed[0]["id"], "--json").json()
+                stored = "".join(
+                    p["text"] for m in shown["messages"] for p in m["parts"] if p.get("partial")
+                )
+            if not stored:
+                time.sleep(0.2)
+        assert stored, "no partial text was appended"
+    finally:
+        process.kill()  # kill -9
+        process.wait(timeout=30)
+    assert process.stdout is not None
+    printed = process.stdout.read().decode()
+    sid = listed[0]["id"]
+    shown = baton("sessions", "show", sid, "--json").json()
+    first = stored
+    chunks = [p for m in shown["messages"] for p in m["parts"] if p.get("partial")]
+    stored = "".join(p["text"] for p in chunks)
+    assert stored.startswith(first) and words.startswith(stored)
+    assert printed.startswith(stored)  # the text shown is kept (up to its last second)
+    results = [p for m in shown["messages"] for p in m["parts"] if p["type"] == "tool_result"]
+    assert [r["metadata"] for r in results] == [{"files_written": ["notes.txt"]}]
+    assert "files_written" not in (shown["metadata"] or {})  # the turn never finished
+    before = shown["git"]
+    assert before["dirty"] is False
+    text = baton("sessions", "show", sid)
+    assert f"#4 assistant · {MODEL}" in text.out and first.strip() in text.out
+    check = baton("sessions", "verify", sid)
+    assert check.code == 0, check.out + check.err
+    # resume: a new snapshot (the killed turn wrote notes.txt), its files listed, the kept
+    # text sent to the model as one answer
+    fake_model.reply("Resumed.")
+    again = baton("run", "-s", sid, "go on")
+    assert again.code == 0, again.err
+    after = baton("sessions", "show", sid, "--json").json()
+    assert after["git"]["dirty"] is True and after["git"]["state"] != before["state"]
+    assert after["metadata"]["files_written"] == ["notes.txt"]
+    sent = fake_model.requests[-1]["messages"]
+    assert sent[-2:] == [
+        {"role": "assistant", "content": stored},
+        {"role": "user", "content": "go on"},
+    ]

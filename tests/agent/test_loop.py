@@ -4,18 +4,19 @@ the git snapshot."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from baton import gitstate
+from baton.agent import loop
 from baton.agent.loop import (
     COMPACT_REQUEST,
     INTERRUPTED_BY_USER,
@@ -26,9 +27,11 @@ from baton.agent.loop import (
     SUMMARY_PREFIX,
     Agent,
     Quiet,
+    estimate,
     rebuild,
 )
 from baton.agent.provider import Cancel, ModelConfig, Provider, parse_prices
+from baton.agent.slash import show_history
 from baton.agent.tools import Outcome, Tools
 from baton.core import ids
 from baton.service import Service
@@ -307,6 +310,12 @@ def test_a_cancel_during_streaming_keeps_what_was_said_and_records_the_interrupt
         ("assistant", [{"type": "text", "text": "one "}]),
         ("user", [{"type": "text", "text": INTERRUPTED_TURN}]),
     ]
+    # the provider reports usage only at the end of a stream: the cut answer has an estimate
+    asked = estimate(fake_model.requests[0]["messages"]) + estimate(agent.tools.specs)
+    usage = {"input_tokens": asked, "output_tokens": 1, "estimated": True}
+    usage["cost_usd"] = round(asked * 1.0 / 1e6 + 1 * 2.0 / 1e6, 9)
+    assert agent.chain[1].usage == usage
+    assert result.usage["input_tokens"] == asked and result.usage["output_tokens"] == 1
     assert not cancel.is_set  # ready for the next turn
     fake_model.reply("Stopped at one.")
     agent.display = Quiet()
@@ -323,35 +332,25 @@ def test_ctrl_c_during_a_command_stops_it_and_is_recorded(
     memory_service: Service, me: str, fake_model: FakeModel, workdir: Path
 ) -> None:
     agent = make_agent(memory_service, me, fake_model, workdir)
-    fake_model.reply(
-        "",
-        call(
-            "c1", "run_command", command="echo started > started.txt; sleep 120; echo no > end.txt"
-        ),
-        call("c2", "list_files"),
-    )
-    started = workdir / "started.txt"  # the command's process group, once it runs
+    command = "echo halfway; echo started > started.txt; sleep 30; echo no > end.txt"
+    fake_model.reply("", call("c1", "run_command", command=command), call("c2", "list_files"))
 
-    def ctrl_c_once_the_command_runs() -> None:
-        # once the command runs and the agent waits for it (Ctrl-C at the instant `Popen`
-        # returns, before the wait, is another case: the command would be left running)
-        if wait_for(
-            lambda: (
-                started.exists()
-                and started.read_text().endswith("\n")
-                and main_thread_in("wait", "communicate")
-            ),
-            120,
-        ):
-            os.kill(os.getpid(), signal.SIGINT)
+    def interrupt_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while not (workdir / "started.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # "halfway" is in the pipe already: written before started.txt was
+        os.kill(os.getpid(), signal.SIGINT)
 
-    watcher = threading.Thread(target=ctrl_c_once_the_command_runs, daemon=True)
+    timer = threading.Thread(target=interrupt_once_started)
     before = signal.getsignal(signal.SIGINT)  # an xdist worker ignores SIGINT, pytest does not
     cancel = Cancel()
     with cancel.installed():
-        watcher.start()
-        result = agent.turn("run it", cancel)  # without the Ctrl-C: 120 s, then not interrupted
-    watcher.join()
+        started = time.monotonic()
+        timer.start()
+        result = agent.turn("run it", cancel)
+    timer.join()
+    assert time.monotonic() - started < 60
     assert result.interrupted
     assert not (workdir / "end.txt").exists()
     assert [
@@ -359,31 +358,88 @@ def test_ctrl_c_during_a_command_stops_it_and_is_recorded(
     ] == [
         ("user", "run it"),
         ("assistant", None),
-        ("tool", INTERRUPTED_BY_USER),
+        ("tool", f"halfway\n{INTERRUPTED_BY_USER}"),  # the partial output is kept
         ("tool", NOT_RUN),
         ("user", INTERRUPTED_TURN),
     ]
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
 
-def wait_for(condition: Callable[[], object], timeout: float) -> bool:
-    """Whether `condition()` came true within `timeout` seconds (checked every 10 ms)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+def test_a_streamed_answer_is_appended_in_partial_chunks_that_readers_join(
+    memory_service: Service, me: str, fake_model: FakeModel, workdir: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(loop, "FLUSH_EVERY", 0.0)  # store what was shown at every chunk
+    seen: list[list[str]] = []
+
+    class Watch(Quiet):
+        def text(self, delta: str) -> None:
+            seen.append([m.id for m in agent.chain])
+
+    agent = make_agent(memory_service, me, fake_model, workdir, display=Watch())
+    fake_model.reply("", call("c1", "write_file", path="a.txt", content="A"))
+    fake_model.reply("one two three four", chunk=4, usage=(100, 5, 0))
+    assert agent.turn("count").answer == "one two three four"
+    chain = memory_service.messages(me, agent.session_id)
+    assert [(m.role, m.parts) for m in chain[2:]] == [
+        (
+            "tool",
+            [
+                {
+                    "type": "tool_result",
+                    "tool_call_id": "c1",
+                    "name": "write_file",
+                    "output": "created a.txt (1 bytes)",
+                    "metadata": {"files_written": ["a.txt"]},  # per tool result
+                }
+            ],
+        ),
+        ("assistant", [{"type": "text", "text": "one two ", "partial": True}]),
+        ("assistant", [{"type": "text", "text": "thre", "partial": True}]),
+        ("assistant", [{"type": "text", "text": "e fo", "partial": True}]),
+        ("assistant", [{"type": "text", "text": "ur", "partial": True}]),
+        ("assistant", [{"type": "text", "text": ""}]),  # the end of the answer, with its usage
+    ]
+    assert [m.usage is None for m in chain[3:]] == [True, True, True, True, False]
+    # appended, never rewritten: each id seen while streaming is still the chain's
+    ids = [m.id for m in chain]
+    assert len(seen) == 5 and all(ids[: len(before)] == before for before in seen)
+    assert memory_service.verify(me, agent.session_id).ok
+    # the model sees one answer
+    fake_model.reply("Four words.")
+    agent.turn("how many?")
+    sent = fake_model.requests[-1]["messages"]
+    assert sent[-2:] == [
+        {"role": "assistant", "content": "one two three four"},
+        {"role": "user", "content": "how many?"},
+    ]
+    assert [m["role"] for m in sent[1:]] == ["user", "assistant", "tool", "assistant", "user"]
 
 
-def main_thread_in(*functions: str) -> bool:
-    """Whether the main thread is inside a call of `function` right now."""
-    frame = sys._current_frames().get(threading.main_thread().ident or 0)
-    while frame is not None:
-        if frame.f_code.co_name in functions:
-            return True
-        frame = frame.f_back
-    return False
+def test_a_reply_cut_short_in_partial_chunks_is_shown_and_sent_as_one(
+    memory_service: Service, me: str
+) -> None:
+    sid = memory_service.create(me).id
+    chunk = {"role": "assistant", "model": MODEL}
+    memory_service.append(
+        me,
+        sid,
+        [
+            {"role": "user", "parts": [{"type": "text", "text": "count"}]},
+            {**chunk, "parts": [{"type": "text", "text": "one tw", "partial": True}]},
+            {**chunk, "parts": [{"type": "text", "text": "o three", "partial": True}]},
+            {"role": "user", "parts": [{"type": "text", "text": "go on"}]},
+        ],
+    )
+    chain = memory_service.messages(me, sid)
+    assert rebuild(chain, "sys")[1:] == [
+        {"role": "user", "content": "count"},
+        {"role": "assistant", "content": "one two three"},
+        {"role": "user", "content": "go on"},
+    ]
+    out = Console(file=io.StringIO(), width=100, color_system=None)
+    show_history(out, chain, None)
+    shown = [line.rstrip() for line in out.file.getvalue().splitlines()]
+    assert shown == ["› count", "one two three", "› go on"]
 
 
 def test_writes_and_commands_ask_first_and_a_refusal_goes_back_to_the_model(

@@ -157,3 +157,64 @@ def test_chat_in_a_terminal(tmux: Tmux, fake_model: FakeModel, baton_home: Path)
     assert "› in the fork" in screen
     tmux.keys("two", "C-d")
     tmux.wait_gone("two")
+
+
+def waits(body: dict[str, object]) -> Step:
+    messages = body["messages"]
+    prompt = str(messages[-1]["content"])  # type: ignore[index]
+    if messages[-1]["role"] == "tool":  # type: ignore[index]
+        return Step(text="The command is done.")
+    if prompt == "wait":  # the first words come after three seconds
+        return Step(text="late answer", chunk=20, delay=3.0)
+    if prompt == "lines":
+        return Step(text="\n\n".join(f"line {n}" for n in range(90)), chunk=9, delay=0.03)
+    if prompt == "heading":
+        words = " ".join(f"w{n}" for n in range(300))
+        return Step(text=f"# Big heading\n\n{words}", chunk=6, delay=0.1)
+    return Step(tool_calls=[("c1", "run_command", {"command": "sleep 4; echo slept"})])
+
+
+def test_spinners_and_a_long_reply_in_a_terminal(
+    tmux: Tmux, fake_model: FakeModel, baton_home: Path
+) -> None:
+    fake_model.responder = waits
+    env = {k: v for k, v in os.environ.items() if k.startswith(("GIT_", "PATH", "HOME", "LANG"))}
+    env.update(model_env(fake_model), BATON_HOME=str(baton_home), TERM="xterm-256color")
+    if "BATON_SANDBOX" in os.environ:
+        env["BATON_SANDBOX"] = os.environ["BATON_SANDBOX"]
+    tmux.start("spin", env, "chat", "--yes")
+    tmux.wait("spin", "Ctrl-D leaves")
+    # waiting for the first token: a spinner with the seconds so far, gone once text comes
+    tmux.type("spin", "wait")
+    tmux.wait("spin", lambda s: re.search(r"waiting for the model · [1-9]\d*s", s) is not None)
+    screen = tmux.wait("spin", "late answer")
+    tmux.wait("spin", lambda s: re.search(r"^late answer\s*\n›", s, re.M) is not None)
+    assert "waiting for the model" not in tmux.screen("spin")
+    # a command running: a spinner with the command and its seconds
+    tmux.type("spin", "run it")
+    tmux.wait(
+        "spin", lambda s: re.search(r"running sleep 4; echo slept · [1-9]\d*s", s) is not None
+    )
+    tmux.wait("spin", "The command is done.")
+    assert "running sleep 4" not in tmux.screen("spin").replace("→ run_command(sleep 4", "")
+    # a reply longer than the terminal: its newest lines are in view while it streams
+    tmux.type("spin", "lines")
+    visible = tmux.tmux("capture-pane", "-p", "-t", "spin")  # the screen alone, no history
+    deadline = time.monotonic() + 60
+    while "line 60" not in visible and time.monotonic() < deadline:
+        visible = tmux.tmux("capture-pane", "-p", "-t", "spin")
+        time.sleep(0.05)
+    assert "line 60" in visible
+    screen = tmux.wait("spin", lambda s: re.search(r"^line 89\s*\n›", s, re.M) is not None)
+    # printed once when it ended: every line once, no doubled start
+    for n in (0, 1, 45, 89):
+        assert len(re.findall(rf"^line {n}\s*$", screen, re.M)) == 1, screen
+    # Ctrl-C mid-reply: what was shown stays, once, heading and all
+    tmux.type("spin", "heading")
+    tmux.wait("spin", "w20")
+    tmux.keys("spin", "C-c")
+    screen = tmux.wait("spin", "interrupted: the turn was stopped")
+    assert screen.count("Big heading") == 1, screen
+    assert "w1 w2 w3" in screen
+    tmux.keys("spin", "C-d")
+    tmux.wait_gone("spin")

@@ -4,15 +4,26 @@ every message appended to the session as it happens, so a crash loses nothing al
 The provider's messages are always rebuilt from the stored chain. The rebuild repairs what a
 crash left (a tool call without a result gets an "interrupted" result) and starts from the
 latest compaction summary, so a long session fits the model's context while its history stays
-complete in the store."""
+complete in the store.
+
+A streamed answer is stored as it arrives, so what was shown survives even a kill -9 of the
+agent: about every FLUSH_EVERY seconds the text not yet stored is appended as an assistant
+message whose text part is marked `"partial": true` (the answer continues in the next
+message). When the answer is complete, its last message holds the rest of the text, the
+reasoning, the tool calls and the usage. Stored messages are never changed — the chain stays
+immutable and verifiable — and readers join a run of partial messages with the message that
+follows it (`join_partials`; `rebuild` does it for the model's context). An answer that was cut
+short ends with its last partial chunk or, after Ctrl-C, with a message holding the rest and
+the usage: the provider's, or an estimate marked `"estimated": true`."""
 
 from __future__ import annotations
 
 import json
 import platform
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,6 +33,7 @@ from baton.agent.provider import Cancel, Interrupted, ModelError, Provider, Repl
 from baton.agent.setup import note as setup_note
 from baton.agent.tools import CONFIRM, Outcome, Tools
 from baton.core.models import JSON, Message
+from baton.sandbox import Stopped
 
 if TYPE_CHECKING:
     from baton.contract import Baton
@@ -43,6 +55,7 @@ COMPACT_REQUEST = (
 )
 COMPACT_AT = 0.75  # share of the context window that triggers a compaction
 FILES_KEPT = 500  # files_read / files_written entries kept in the metadata
+FLUSH_EVERY = 1.0  # seconds between appends of a streamed answer's text
 
 
 def system_prompt(root: Path) -> str:
@@ -151,6 +164,47 @@ def _text_of(part: JSON) -> str | None:
     return None
 
 
+def is_partial(message: Message) -> bool:
+    """Whether `message` is a stored chunk of an answer that continues in the next message."""
+    return message.role == "assistant" and any(p.get("partial") for p in message.parts)
+
+
+def join_partials(chain: list[Message]) -> list[Message]:
+    """`chain` with each run of partial chunks joined into the message that follows it (when
+    that is the answer's assistant message) or into one assistant message of its own (when
+    the answer was cut short). The joined message keeps the id of its last message."""
+    out: list[Message] = []
+    carry: list[Message] = []
+
+    def text(messages: list[Message]) -> str:
+        return "".join(
+            str(p.get("text", "")) for m in messages for p in m.parts if p.get("partial")
+        )
+
+    for message in chain:
+        if is_partial(message):
+            carry.append(message)
+            continue
+        if carry and message.role == "assistant":
+            parts = [dict(p) for p in message.parts]
+            first = next((p for p in parts if p.get("type") == "text"), None)
+            if first is None:
+                before = [i for i, p in enumerate(parts) if p.get("type") == "reasoning"]
+                parts.insert(before[-1] + 1 if before else 0, _text(text(carry)))
+            else:
+                first["text"] = text(carry) + str(first.get("text", ""))
+            out.append(replace(message, parts=parts))
+            carry = []
+            continue
+        if carry:
+            out.append(replace(carry[-1], parts=[_text(text(carry))]))
+            carry = []
+        out.append(message)
+    if carry:
+        out.append(replace(carry[-1], parts=[_text(text(carry))]))
+    return out
+
+
 def _is_result(part: JSON) -> bool:
     return part.get("type") == "tool_result" or (
         part.get("type") == "blob_ref" and part.get("of") == "tool_result"
@@ -161,6 +215,7 @@ def rebuild(chain: list[Message], system: str) -> list[JSON]:
     """The chat-completions messages for `chain`: from the latest compaction summary on,
     every tool call answered (an unanswered one gets an "interrupted" result), tool results
     that answer nothing turned into text, empty messages left out."""
+    chain = join_partials(chain)
     out: list[JSON] = [{"role": "system", "content": system}]
     start = 0
     for i in range(len(chain) - 1, -1, -1):
@@ -254,6 +309,45 @@ def _text(text: str) -> JSON:
     return {"type": "text", "text": text}
 
 
+def written_in(chain: list[Message]) -> list[str]:
+    """The files the tool results of `chain` say they wrote, in order, each once."""
+    out: list[str] = []
+    for message in chain:
+        for part in message.parts:
+            meta = part.get("metadata") if _is_result(part) else None
+            files = meta.get("files_written") if isinstance(meta, dict) else None
+            for name in files if isinstance(files, list) else []:
+                if str(name) not in out:
+                    out.append(str(name))
+    return out
+
+
+@dataclass
+class _Draft:
+    """The answer being streamed: its text, and how much of it is stored already."""
+
+    chunks: list[str] = field(default_factory=list)
+    stored: int = 0  # characters appended as partial messages
+    at: float = 0.0  # when text was last appended, or first arrived (time.monotonic())
+    asking: bool = False  # a model call is under way
+    request: list[JSON] = field(default_factory=list)  # what it was asked, for an estimate
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+    @property
+    def rest(self) -> str:
+        return self.text[self.stored :]
+
+    def start(self, request: list[JSON]) -> None:
+        self.chunks.clear()
+        self.stored = 0
+        self.at = 0.0
+        self.asking = True
+        self.request = request
+
+
 def _merge(old: Any, new: list[str]) -> list[str]:
     items = [str(x) for x in old] if isinstance(old, list) else []
     for item in new:
@@ -331,7 +425,7 @@ class Agent:
     def turn(self, prompt: str, cancel: Cancel | None = None) -> TurnResult:
         cancel = cancel or Cancel()
         result = TurnResult()
-        partial: list[str] = []
+        draft = _Draft()
         state: JSON = {"assistant": None, "done": set(), "running": None, "prompt": False}
         first = _text(prompt)
         if self.approval_mode is not None:  # the turn's approval mode, recorded with it
@@ -347,13 +441,12 @@ class Agent:
                 cancel.check()
                 if result.steps:
                     self._compact_if_needed(result, cancel)
-                partial.clear()
-                state.update(assistant=None, done=set(), running=None)
-                reply = self._ask(partial, cancel)
+                state.update(assistant=None, done=set(), running=None, output=None)
+                reply = self._ask(draft, cancel)
                 result.steps += 1
                 result.add(reply.usage)
-                self._record_reply(reply, cancel)
-                partial.clear()
+                self._record_reply(reply, cancel, draft.stored)
+                draft.asking = False
                 state["assistant"] = reply
                 self.display.end_text()
                 cancel.check()
@@ -375,22 +468,24 @@ class Agent:
                     self.display.tool_result(call.name, outcome)
             else:
                 self.display.notice(f"stopped after {self.max_steps} model calls in one turn")
-        except (Interrupted, KeyboardInterrupt):
+        except (Interrupted, KeyboardInterrupt) as exc:
             result.interrupted = True
             if state["running"] is not None:
                 result.commands += 1  # a tool was cut short: what it changed is unknown
+                if isinstance(exc, Stopped):
+                    state["output"] = exc.output
             with cancel.critical():
                 if not state["prompt"]:
                     self.record(user, cancel)
-                self._record_interruption("".join(partial), state, cancel)
+                self._record_interruption(draft, state, result, cancel)
             self.display.notice("interrupted: the turn was stopped and recorded as interrupted")
         except ModelError as exc:
             result.error = exc.message
             with cancel.critical():
                 if not state["prompt"]:
                     self.record(user, cancel)
-                if partial:
-                    self._record_partial("".join(partial), cancel)
+                if draft.asking and draft.chunks:
+                    self._record_cut(draft, result, cancel)
             raise
         finally:
             with cancel.critical():
@@ -405,13 +500,21 @@ class Agent:
             self.record(self._result_message(call["id"], call["name"], INTERRUPTED_TOOL), cancel)
         return len(missing)
 
-    def _ask(self, partial: list[str], cancel: Cancel) -> Reply:
-        def on_text(delta: str) -> None:
-            partial.append(delta)
-            self.display.text(delta)
+    def _ask(self, draft: _Draft, cancel: Cancel) -> Reply:
+        request = self.messages()
+        draft.start(request)
 
+        def on_text(delta: str) -> None:
+            draft.chunks.append(delta)
+            self.display.text(delta)
+            if not draft.at:
+                draft.at = time.monotonic()
+            elif self.stream and time.monotonic() - draft.at >= FLUSH_EVERY:
+                self._flush(draft, cancel)
+
+        self._busy("waiting for the model")
         reply = self.provider.complete(
-            self.messages(),
+            request,
             self.tools.specs,
             stream=self.stream,
             on_text=on_text,
@@ -424,12 +527,24 @@ class Agent:
         )
         return reply
 
-    def _record_reply(self, reply: Reply, cancel: Cancel) -> None:
+    def _flush(self, draft: _Draft, cancel: Cancel) -> None:
+        """Append the streamed text not stored yet, as a partial chunk of the answer."""
+        rest = draft.rest
+        draft.at = time.monotonic()
+        if not rest:
+            return
+        part: JSON = {**_text(rest), "partial": True}
+        self.record({"role": "assistant", "parts": [part], "model": self.provider.model}, cancel)
+        draft.stored += len(rest)
+
+    def _record_reply(self, reply: Reply, cancel: Cancel, stored: int = 0) -> None:
+        """The answer's last message: the text after the `stored` characters kept as partial
+        chunks, the reasoning, the tool calls and the usage."""
         parts: list[JSON] = []
         if reply.reasoning:
             parts.append({"type": "reasoning", "text": reply.reasoning})
-        if reply.text:
-            parts.append(_text(reply.text))
+        if reply.text[stored:]:
+            parts.append(_text(reply.text[stored:]))
         for call in reply.tool_calls:
             args, problem = call.parsed()
             part: JSON = {"type": "tool_call", "id": call.id, "name": call.name, "input": args}
@@ -455,10 +570,20 @@ class Agent:
                 told = allowed if isinstance(allowed, str) and allowed else REFUSED
                 return Outcome(told, True, metadata={"refused": True})
         diff = preview(self.tools, call.name, args)
+        if call.name == "run_command":
+            command = " ".join(str(args.get("command", "")).split())
+            self._busy(f"running {command[:60] + '…' if len(command) > 60 else command}")
         outcome = self.tools.run(call.name, args)
         if diff and not outcome.is_error:  # the change, kept in the transcript
             outcome.metadata = {**(outcome.metadata or {}), "diff": diff}
         return outcome
+
+    def _busy(self, label: str) -> None:
+        """Tell a display that can show it (a spinner) that the agent waits for `label`; its
+        next output ends it."""
+        busy = getattr(self.display, "busy", None)
+        if callable(busy):
+            busy(label)
 
     def _result_message(self, call_id: str, name: str, output: str, error: bool = True) -> JSON:
         part: JSON = {"type": "tool_result", "tool_call_id": call_id, "name": name}
@@ -471,25 +596,45 @@ class Agent:
         message = self._result_message(call.id, call.name, outcome.output, outcome.is_error)
         if outcome.model_output is not None:
             message["parts"][0]["model_output"] = outcome.model_output
-        if outcome.metadata is not None:
-            message["parts"][0]["metadata"] = outcome.metadata
+        metadata = dict(outcome.metadata or {})
+        if outcome.written:
+            metadata["files_written"] = outcome.written
+        if metadata:
+            message["parts"][0]["metadata"] = metadata
         self.record(message, cancel)
 
-    def _record_partial(self, text: str, cancel: Cancel) -> None:
-        self.record(
-            {"role": "assistant", "parts": [_text(text)], "model": self.provider.model}, cancel
-        )
+    def _record_cut(self, draft: _Draft, result: TurnResult, cancel: Cancel) -> None:
+        """The end of an answer cut short: the text not stored yet, with the usage estimated
+        (the provider reports it only at the end of a stream)."""
+        text = draft.rest
+        usage: JSON = {
+            "input_tokens": estimate(draft.request) + estimate(self.tools.specs),
+            "output_tokens": (len(draft.text) + 3) // 4,
+            "estimated": True,
+        }
+        cost = self.provider.cost(usage)
+        if cost is not None:
+            usage["cost_usd"] = cost
+        result.add(usage)
+        message: JSON = {"role": "assistant", "parts": [_text(text)], "usage": usage}
+        self.record({**message, "model": self.provider.model}, cancel)
+        draft.asking = False
 
-    def _record_interruption(self, partial: str, state: JSON, cancel: Cancel) -> None:
+    def _record_interruption(
+        self, draft: _Draft, state: JSON, result: TurnResult, cancel: Cancel
+    ) -> None:
         with cancel.critical():
             reply = state["assistant"]
-            if reply is None and partial:
-                self._record_partial(partial, cancel)
+            if reply is None and draft.asking:
+                self._record_cut(draft, result, cancel)
             if reply is not None:
                 for call in reply.tool_calls:
                     if call.id in state["done"]:
                         continue
-                    text = INTERRUPTED_BY_USER if call.id == state["running"] else NOT_RUN
+                    text = NOT_RUN
+                    if call.id == state["running"]:
+                        output = str(state.get("output") or "").rstrip("\n")
+                        text = f"{output}\n{INTERRUPTED_BY_USER}" if output else INTERRUPTED_BY_USER
                     self.record(self._result_message(call.id, call.name, text), cancel)
             self.record({"role": "user", "parts": [_text(INTERRUPTED_TURN)]}, cancel)
 
@@ -525,7 +670,8 @@ class Agent:
             wanted = dict(meta)
             wanted.update(agent="baton", mode=self.mode, model=self.provider.model)
             wanted["files_read"] = _merge(meta.get("files_read"), result.read)
-            wanted["files_written"] = _merge(meta.get("files_written"), result.written)
+            written = [*written_in(self.chain), *result.written]  # a killed turn's too
+            wanted["files_written"] = _merge(meta.get("files_written"), written)
             if wanted != meta:
                 self.service.update(self.owner, self.session_id, metadata=wanted)
             if (result.written or result.commands) and self.snapshot is not None:

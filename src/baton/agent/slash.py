@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from baton.agent.loop import INTERRUPTED_TURN
+from baton.agent.loop import INTERRUPTED_TURN, join_partials
 from baton.core.errors import BatonError, InvalidInput, SecretsFound
 from baton.core.models import Message
 
@@ -308,7 +308,9 @@ def show_session(out: Any, service: Baton, owner: str, sid: str, last: int | Non
 
 
 def show_history(out: Any, messages: list[Message], turns: int | None) -> None:
-    """The conversation, or its last `turns` user turns, as the chat shows it."""
+    """The conversation, or its last `turns` user turns, as the chat shows it (a reply stored
+    in partial chunks shown as one)."""
+    messages = join_partials(messages)
     start = 0
     if turns is not None:
         users = [

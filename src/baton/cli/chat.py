@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,14 @@ def _capture(ctx: Context) -> dict[str, Any] | None:
     except BatonError as exc:
         echo(f"baton: no git snapshot: {exc.message}", err=True)
         return None
+
+
+def resnapshot(ctx: Context, session_id: str) -> None:
+    """On resume: a new git snapshot when the tree differs from the session's last one (a
+    killed turn may have changed files after its last snapshot, or the user did)."""
+    git = _capture(ctx)
+    if git is not None:
+        ctx.service.snapshot(ctx.owner, session_id, git)
 
 
 def new_session(ctx: Context, mode: str, model: str, task: str = "") -> Any:
@@ -243,47 +253,106 @@ class StreamDisplay:
         echo(f"baton: {text}", err=True)
 
 
+class Tail:
+    """A renderable's last lines that fit the terminal (less one): a long reply streaming in
+    keeps its newest lines in view. Two columns narrower than the terminal, so the `^C` the
+    terminal echoes after the last line does not wrap (which would leave a stale line, e.g. a
+    heading shown twice, once the live view is erased)."""
+
+    def __init__(self, renderable: Any) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from rich.segment import Segment
+
+        options = options.update_width(max(options.max_width - 2, 1))
+        lines = console.render_lines(self.renderable, options, pad=False)
+        room = max((options.max_height or console.height) - 1, 1)
+        for line in lines[-room:]:
+            yield from line
+            yield Segment.line()
+
+
+class Busy:
+    """A spinner with what is awaited and the seconds it has taken so far."""
+
+    def __init__(self, label: str) -> None:
+        from rich.spinner import Spinner
+
+        self.label = label
+        self.started = time.monotonic()
+        self.spinner = Spinner("dots", style="cyan")
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        elapsed = time.monotonic() - self.started
+        self.spinner.text = Text(f"{self.label} · {elapsed:.0f}s", style="dim")
+        return self.spinner
+
+
 class ChatDisplay:
-    """`baton chat`: Markdown rendered live as it streams, tool calls dimmed."""
+    """`baton chat`: Markdown rendered live as it streams (its newest lines in view; the whole
+    reply printed once it ends), tool calls dimmed, a spinner with the elapsed time while the
+    model has not answered yet or a command runs."""
 
     def __init__(self, console: Any) -> None:
         self.console = console
         self._live: Any = None
+        self._busy: Any = None
         self._buffer = ""
         self._thinking = False
+
+    def busy(self, label: str) -> None:
+        """A spinner until the next output (called by the loop when it starts to wait)."""
+        from rich.live import Live
+
+        self.end_busy()
+        if not self.console.is_terminal or self._live is not None:
+            return
+        self._busy = Live(Busy(label), console=self.console, refresh_per_second=8, transient=True)
+        self._busy.start()
+
+    def end_busy(self) -> None:
+        if self._busy is not None:
+            self._busy.stop()
+            self._busy = None
 
     def text(self, delta: str) -> None:
         from rich.live import Live
         from rich.markdown import Markdown
 
+        self.end_busy()
         self._buffer += delta
         if not self.console.is_terminal:
             return  # piped: printed whole at the end of the reply
         if self._live is None:
             self._live = Live(
-                Markdown(self._buffer),
+                Tail(Markdown(self._buffer)),
                 console=self.console,
                 refresh_per_second=12,
-                vertical_overflow="ellipsis",
+                transient=True,  # replaced by the whole reply when it ends
             )
             self._live.start()
         else:
-            self._live.update(Markdown(self._buffer))
+            self._live.update(Tail(Markdown(self._buffer)))
 
     def reasoning(self, delta: str) -> None:
+        self.end_busy()
         if not self._thinking:
             self._thinking = True
             self.console.print("[dim italic]thinking…[/dim italic]")
 
     def end_text(self) -> None:
+        from rich.markdown import Markdown
+
+        self.end_busy()
         if self._live is not None:
             self._live.stop()
             self._live = None
-        elif self._buffer.strip():
-            from rich.markdown import Markdown
-
-            self.console.print(Markdown(self._buffer))
-        self._buffer = ""
+        buffer, self._buffer = self._buffer, ""  # printed once, even if Ctrl-C cuts in again
+        if buffer.strip():
+            self.console.print(Markdown(buffer))
         self._thinking = False
 
     def tool_call(self, name: str, args: dict[str, Any]) -> None:
@@ -299,6 +368,7 @@ class ChatDisplay:
 
         from baton.agent.slash import result_line
 
+        self.end_busy()
         line = result_line({"output": outcome.output, "is_error": outcome.is_error})
         style = "red" if outcome.is_error else "dim"
         self.console.print(f"[{style}]{escape(line)}[/{style}]")
@@ -591,6 +661,7 @@ def chat(
         session.state.session_id = new_session(ctx, "chat", config.model).id
         run_setup(ctx, session.state.session_id, tools.root, sandbox=sandbox, spec=spec)
     if resumed is not None:
+        resnapshot(ctx, resumed.id)
         session.state.session_id = resumed.id
         out.print(
             f"[bold]{markup(resumed.title or '(untitled)')}[/bold] [dim]{resumed.id}[/dim]",
@@ -667,6 +738,7 @@ def _run(
     tools = make_tools(ctx, sandbox, network)
     if session_id is not None:
         session = ctx.service.get(ctx.owner, session_id)
+        resnapshot(ctx, session.id)
     else:
         spec = workspace_spec(ctx, tools.root, setup_flags)  # checked before the session
         session = new_session(ctx, "run", config.model, task=task)

@@ -41,6 +41,14 @@ class SandboxUnavailable(Exception):
     """The sandbox cannot run here; the message is one line with what to do."""
 
 
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C stopped a command: the interrupt, with the output the command had written."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__(output)
+        self.output = output
+
+
 @dataclass(frozen=True)
 class Policy:
     """What a command may do. A limit of None is no limit."""
@@ -291,8 +299,13 @@ def run(command: str, cwd: Path, policy: Policy) -> Result:
         for fd in (info_write, life_read):
             if fd >= 0:
                 os.close(fd)
+    watch = _Watch(process, policy, info_read)
     try:
-        return _Watch(process, policy, info_read).wait()
+        return watch.wait()
+    except Stopped:
+        raise
+    except KeyboardInterrupt as exc:  # Ctrl-C: the output so far goes with the interrupt
+        raise Stopped(watch.kept.decode("utf-8", "replace")) from exc
     finally:
         os.close(life_write)
 
