@@ -202,6 +202,18 @@ def test_at_path_attaches_the_file_and_refuses_a_path_outside(
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
 
 
+def test_at_path_refused_with_json_is_one_json_line(
+    baton: Any, model_settings: FakeModel, repo: Path
+) -> None:
+    result = baton("chat", "--json", stdin="look at @/etc/passwd\n")
+    assert result.code == 0, result.err
+    message = "@/etc/passwd: /etc/passwd is an absolute path: only paths relative to the "
+    message += "repository root are allowed"
+    assert result.json() == {"session_id": None, "error": message}
+    assert f"error: {message}" in result.err
+    assert not model_settings.requests
+
+
 def test_at_path_completion_and_mentions(repo: Path) -> None:
     root = repo.resolve()
     assert complete("", root) == ["a.txt", "b.txt", "other.txt", "src/"]

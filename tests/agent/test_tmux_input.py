@@ -46,6 +46,14 @@ def test_alt_enter_inserts_a_new_line_and_at_completes_a_path(
     term.keys("one", "Enter")
     term.wait("one", "got it")
     assert fake_model.requests[0]["messages"][-1]["content"] == "line one\nline two"
+    # Shift-Enter as kitty, foot and WezTerm send it (CSI u) is a new line too
+    term.tmux("send-keys", "-t", "one", "-l", "first")
+    term.tmux("send-keys", "-t", "one", "-H", *[f"{b:02x}" for b in b"\x1b[13;2u"])
+    term.tmux("send-keys", "-t", "one", "-l", "second")
+    term.wait("one", "second")
+    term.keys("one", "Enter")
+    term.wait("one", lambda s: s.count("got it") == 2)
+    assert fake_model.requests[1]["messages"][-1]["content"] == "first\nsecond"
     # @ + Tab completes a file of the repository, which the prompt then attaches
     term.tmux("send-keys", "-t", "one", "-l", "read @hel")
     term.wait("one", "› read @hel")
@@ -53,8 +61,8 @@ def test_alt_enter_inserts_a_new_line_and_at_completes_a_path(
     term.keys("one", "Tab")
     term.wait("one", "› read @hello.py")
     term.keys("one", "Enter")
-    term.wait("one", lambda s: s.count("got it") == 2)
-    assert fake_model.requests[1]["messages"][-1]["content"] == (
+    term.wait("one", lambda s: s.count("got it") == 3)
+    assert fake_model.requests[2]["messages"][-1]["content"] == (
         "read @hello.py\n\n<file path=\"hello.py\">\nprint('hello')\n\n</file>"
     )
     term.keys("one", "C-d")

@@ -52,6 +52,7 @@ def attach(prompt: str, tools: Tools) -> list[JSON]:
         if b"\x00" in data[:8192]:
             raise InvalidInput(f"@{value}: not a text file; only text files can be attached")
         text = data[:ATTACH_BYTES].decode("utf-8", "replace")
+        text = text.encode()[:ATTACH_BYTES].decode("utf-8", "ignore")  # replacements are longer
         part: JSON = {"type": "file", "path": tools.rel(path), "data": text, "size": size}
         if size > ATTACH_BYTES:
             part["truncated"] = True

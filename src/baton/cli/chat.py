@@ -443,6 +443,12 @@ class Chat:
             attachments = attach(prompt, self.tools)
         except InvalidInput as exc:
             self.console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
+            if self.as_json:
+                import orjson
+
+                refused = {"session_id": self.state.session_id, "error": exc.message}
+                sys.stdout.buffer.write(orjson.dumps(refused) + b"\n")
+                sys.stdout.flush()
             return
         agent = self._agent()
         cancel = Cancel()
