@@ -51,10 +51,28 @@ def baton(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -
     return run
 
 
-def test_without_a_model_chat_and_run_say_how_to_configure_one(baton: Any) -> None:
-    for args in (["chat"], ["run", "fix it"], [], ["chat", "-c"]):
+def test_without_a_model_chat_and_run_say_how_to_configure_one(
+    baton: Any, baton_home: Path
+) -> None:
+    for args in (["chat"], ["run", "fix it"], ["chat", "-c"]):
         result = baton(*args)
         assert (result.code, result.out, result.err) == (2, "", f"error: {NO_MODEL}\n"), args
+    # plain `baton`: nothing went wrong yet, so the help and how to configure a model, exit 0
+    plain = baton()
+    assert (plain.code, plain.err) == (0, "")
+    assert plain.out.startswith("Usage: baton [OPTIONS] [COMMAND] [ARGS]...\n")
+    assert "  chat      Talk to the coding agent" in plain.out
+    assert plain.out.endswith(
+        "\n\nThe coding agent (`baton chat`, also plain `baton`) needs a model; none is "
+        "configured.\nConfigure one, for example:\n"
+        "  export BATON_MODEL=gpt-4.1 OPENAI_API_KEY=sk-...          # OpenAI\n"
+        "  export BATON_MODEL=NAME BATON_BASE_URL=URL BATON_API_KEY=KEY  "
+        "# any OpenAI-compatible endpoint\n"
+        "  export BATON_MODEL=qwen3 BATON_BASE_URL=http://localhost:11434/v1  "
+        "# a local server, no key\n"
+        f"or put model, base_url and api_key in {baton_home / 'config.toml'}, "
+        "or pass --model to `baton chat`.\n"
+    )
     assert baton("sessions", "list").out == "no sessions\n"  # the rest still works
     assert baton("sessions", "new", "--title", "kept").code == 0
 

@@ -158,7 +158,10 @@ def _text_of(part: JSON) -> str | None:
     if kind == "text":
         return str(part.get("text", ""))
     if kind == "file":
-        return f"[file {part.get('path', part.get('name', ''))}]"
+        name = part.get("path", part.get("name", ""))
+        if isinstance(part.get("data"), str):  # attached with @path: the model reads it
+            return f'<file path="{name}">\n{part["data"]}\n</file>'
+        return f"[file {name}]"
     if kind == "blob_ref" and part.get("of") == "text":
         return f"{part.get('preview', '')}\n[… {part.get('size')} bytes in all]"
     return None
@@ -422,7 +425,9 @@ class Agent:
         return rebuild(self.chain, self.system)
 
     # a turn
-    def turn(self, prompt: str, cancel: Cancel | None = None) -> TurnResult:
+    def turn(
+        self, prompt: str, cancel: Cancel | None = None, attachments: list[JSON] | None = None
+    ) -> TurnResult:
         cancel = cancel or Cancel()
         result = TurnResult()
         draft = _Draft()
@@ -430,7 +435,7 @@ class Agent:
         first = _text(prompt)
         if self.approval_mode is not None:  # the turn's approval mode, recorded with it
             first["mode"] = self.approval_mode
-        user = {"role": "user", "parts": [first]}
+        user = {"role": "user", "parts": [first, *(attachments or [])]}
         try:
             self.load()
             self.repair(cancel)
@@ -639,13 +644,26 @@ class Agent:
             self.record({"role": "user", "parts": [_text(INTERRUPTED_TURN)]}, cancel)
 
     # compaction
-    def _compact_if_needed(self, result: TurnResult, cancel: Cancel) -> None:
+    def compact(self, cancel: Cancel | None = None) -> TurnResult:
+        """Compact now (`/compact`): the conversation so far becomes a recorded summary.
+        `compacted` is 0 when there is nothing to compact."""
+        cancel = cancel or Cancel()
+        result = TurnResult()
+        self.load()
+        self.repair(cancel)
+        try:
+            self._compact_if_needed(result, cancel, force=True)
+        finally:
+            cancel.clear()
+        return result
+
+    def _compact_if_needed(self, result: TurnResult, cancel: Cancel, force: bool = False) -> None:
         window = self.provider.config.context_window
         messages = self.messages()
         if len(messages) <= 3:  # a summary (or nothing) and at most one message
             return
         used = max(estimate(messages) + estimate(self.tools.specs), self._context)
-        if used <= window * COMPACT_AT:
+        if used <= window * COMPACT_AT and not force:
             return
         self.display.notice(f"compacting: about {used} tokens of a {window}-token context")
         request = fit([*messages, {"role": "user", "content": COMPACT_REQUEST}], window)

@@ -1,5 +1,5 @@
 """Slash commands of the chat: `/session list|show|resume|share|unshare|fork|rename|delete|
-export`, `/new`, `/model`, `/cost`, `/help`, `/exit`. They go through the service interface, so
+export`, `/new`, `/model`, `/cost`, `/compact`, `/undo`, `/help`, `/exit`. They go through the service interface, so
 they work the same on the local store and, after `baton login`, on a server."""
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ COMMANDS = {
     "/model": "[NAME]  show or change the model",
     "/mode": "[ask|auto-edit|plan|yolo]  show or change what is asked before acting",
     "/cost": "tokens and cost of this session",
+    "/compact": "summarise the conversation so far now (the history stays in the session)",
+    "/undo": "restore the files the last turn wrote, as they were before it",
     "/help": "this list",
     "/exit": "leave (also Ctrl-D)",
 }
@@ -52,6 +54,8 @@ class ChatState:
     ask: Callable[[str], bool] = field(default=lambda question: False)
     mode: str = "ask"  # approvals: ask, auto-edit, plan, yolo
     notes: list[str] = field(default_factory=list)
+    compact: Callable[[], None] | None = None  # the chat's /compact and /undo
+    undo: Callable[[], None] | None = None
 
     def need_session(self) -> str:
         if self.session_id is None:
@@ -106,6 +110,12 @@ def handle(line: str, state: ChatState) -> bool:
             _mode(state, args)
         elif name == "/cost":
             _cost(state)
+        elif name in ("/compact", "/undo"):
+            action = state.compact if name == "/compact" else state.undo
+            if action is None:
+                raise InvalidInput(f"{name} is not available here")
+            state.need_session()
+            action()
         else:
             raise InvalidInput(f"unknown command {name}; /help lists them")
     except BatonError as exc:
@@ -150,6 +160,8 @@ def _help(state: ChatState) -> None:
         out.print(f"  [bold]{name}[/bold] {_escape(text)}", highlight=False)
     for name, text in SESSION_COMMANDS.items():
         out.print(f"    /session [bold]{name}[/bold] {_escape(text)}", highlight=False)
+    out.print("  @path attaches a file of the repository to the prompt (Tab completes it).")
+    out.print("  Alt-Enter (or Esc, Enter) starts a new line; Enter sends.", highlight=False)
     out.print("  Ctrl-C stops the current turn; Ctrl-D leaves.", highlight=False)
 
 
@@ -349,6 +361,8 @@ def show_message(out: Any, message: Message) -> None:
                 out.print(Markdown(text))
         elif kind == "text":
             out.print(f"[dim]{_escape(str(part.get('text', '')))}[/dim]")
+        elif kind == "file" or (kind == "blob_ref" and part.get("of") == "file"):
+            out.print(f"[dim]  @{_escape(str(part.get('path', part.get('name', ''))))}[/dim]")
         elif kind == "tool_call":
             out.print(f"[dim]→ {_escape(call_line(part.get('name'), part.get('input')))}[/dim]")
         elif kind == "tool_result" or (kind == "blob_ref" and part.get("of") == "tool_result"):

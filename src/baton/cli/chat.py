@@ -399,13 +399,16 @@ class Chat:
     ) -> None:
         from baton.agent.approvals import mode_of
         from baton.agent.slash import ChatState
+        from baton.agent.undo import Checkpoint, TrackedTools
 
         self.ctx = ctx
         self.config = config
         self.yes = yes
         self.console = console
         self.as_json = as_json  # one JSON line per turn on stdout; everything else on stderr
-        self.tools = tools if tools is not None else make_tools(ctx)
+        tools = tools if tools is not None else make_tools(ctx)
+        self.checkpoint = Checkpoint(tools.root)
+        self.tools = TrackedTools(tools, self.checkpoint)
         self.state = ChatState(
             ctx.service,
             ctx.owner,
@@ -413,6 +416,8 @@ class Chat:
             model=config.model,
             ask=self._ask_yes_no,
             mode=mode_of(yes, mode),
+            compact=self.compact,
+            undo=self.undo,
         )
         self.display: Any = StreamDisplay(show_text=False) if as_json else ChatDisplay(console)
         self.agent: Any = None
@@ -487,18 +492,83 @@ class Chat:
             f"${t.cost_usd:.4f}"
         )
 
-    def turn(self, prompt: str) -> None:
+    def compact(self) -> None:
+        """`/compact`: the conversation so far summarised now, the summary recorded."""
         from rich.markup import escape
 
         from baton.agent.provider import Cancel, ModelError
 
+        cancel = Cancel()
+        try:
+            with cancel.installed():
+                result = self._agent().compact(cancel)
+        except ModelError as exc:
+            self.console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
+            return
+        except KeyboardInterrupt:
+            self.console.print("[yellow]interrupted: not compacted[/yellow]")
+            return
+        if result.compacted:
+            self.console.print("compacted: earlier messages are now a summary", highlight=False)
+        else:
+            self.console.print("nothing to compact yet", highlight=False)
+
+    def undo(self) -> None:
+        """`/undo`: the files the last turn wrote put back, an `undo` message recorded and the
+        state of the code snapshotted again."""
+        import uuid
+
+        from rich.markup import escape
+
+        from baton.agent.undo import undo_text
+
+        sid = self.state.need_session()
+        if not self.checkpoint.before:
+            self.console.print(
+                "nothing to undo: the last turn of this chat wrote no file", highlight=False
+            )
+            return
+        commands = self.checkpoint.commands
+        done = self.checkpoint.undo()
+        text = undo_text(done, commands)
+        part = {"type": "text", "text": f"[{text}]", "undo": done}
+        self.ctx.service.append(
+            self.ctx.owner,
+            sid,
+            [{"role": "system", "parts": [part]}],
+            idempotency_key=str(uuid.uuid4()),
+        )
+        git = _capture(self.ctx)
+        if git is not None:
+            self.ctx.service.snapshot(self.ctx.owner, sid, git)
+        self.console.print(escape(text), highlight=False)
+
+    def turn(self, prompt: str) -> None:
+        from rich.markup import escape
+
+        from baton.agent.mentions import attach
+        from baton.agent.provider import Cancel, ModelError
+        from baton.core.errors import InvalidInput
+
+        try:
+            attachments = attach(prompt, self.tools)
+        except InvalidInput as exc:
+            self.console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
+            if self.as_json:
+                import orjson
+
+                refused = {"session_id": self.state.session_id, "error": exc.message}
+                sys.stdout.buffer.write(orjson.dumps(refused) + b"\n")
+                sys.stdout.flush()
+            return
         agent = self._agent()
         cancel = Cancel()
         error = None
         result = None
+        self.checkpoint.start()
         try:
             with cancel.installed():
-                result = agent.turn(prompt, cancel)
+                result = agent.turn(prompt, cancel, attachments)
         except ModelError as exc:
             self.display.end_text()
             error = exc.message
@@ -508,6 +578,7 @@ class Chat:
             self.console.print("[yellow]interrupted[/yellow]")
         finally:
             self.display.end_text()
+            self.checkpoint.finish(result.commands if result is not None else 0)
         if self.as_json:
             line: dict[str, Any] = {"session_id": self.state.session_id, "error": error}
             if result is not None:
@@ -551,13 +622,15 @@ class Chat:
         home.mkdir(parents=True, exist_ok=True)
         prompt: Any = PromptSession(
             history=FileHistory(str(home / HISTORY_FILE)),
-            completer=_slash_completer(),
+            completer=_slash_completer(self.tools.root),
             bottom_toolbar=lambda: self.status,
             complete_while_typing=True,
+            key_bindings=_newline_keys(),
         )
         self.refresh_status()
         self.console.print(
-            "[dim]baton chat: /help for commands, Ctrl-C stops a turn, Ctrl-D leaves[/dim]"
+            "[dim]baton chat: /help for commands, @path attaches a file, Alt-Enter for a new "
+            "line, Ctrl-C stops a turn, Ctrl-D leaves[/dim]"
         )
         while True:
             try:
@@ -572,14 +645,43 @@ class Chat:
             self.console.print(f"[dim]session {self.state.session_id}[/dim]")
 
 
-def _slash_completer() -> Any:
+# Shift-Enter as the terminals that tell it apart send it (the CSI u form of kitty, foot,
+# WezTerm, iTerm2; xterm's modifyOtherKeys form): the same as Alt-Enter. Most terminals send
+# a plain Enter for it, so the hint names Alt-Enter, which works everywhere.
+SHIFT_ENTER = ("\x1b[13;2u", "\x1b[27;2;13~")
+
+
+def _newline_keys() -> Any:
+    """Alt-Enter (Esc, Enter) inserts a new line; Enter sends the prompt."""
+    from prompt_toolkit.input.ansi_escape_sequences import ANSI_SEQUENCES
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.keys import Keys
+
+    for sequence in SHIFT_ENTER:
+        ANSI_SEQUENCES.setdefault(sequence, (Keys.Escape, Keys.ControlM))
+    keys = KeyBindings()
+
+    @keys.add("escape", "enter")
+    def _newline(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return keys
+
+
+def _slash_completer(root: Path) -> Any:
     from prompt_toolkit.completion import Completer, Completion
 
+    from baton.agent.mentions import complete
     from baton.agent.slash import completions
 
     class SlashCompleter(Completer):
         def get_completions(self, document: Any, complete_event: Any) -> Any:
             text = document.text_before_cursor
+            word = text.split()[-1] if text and not text[-1].isspace() else ""
+            if word.startswith("@"):
+                for option in complete(word[1:], root):
+                    yield Completion("@" + option, start_position=-len(word))
+                return
             for option in completions(text):
                 yield Completion(option, start_position=-len(text))
 
@@ -669,6 +771,29 @@ def chat(
         )
         show_history(out, ctx.service.messages(ctx.owner, resumed.id), SHOWN_TURNS)
     session.run()
+
+
+CONFIGURE_MODEL = """\
+The coding agent (`baton chat`, also plain `baton`) needs a model; none is configured.
+Configure one, for example:
+  export BATON_MODEL=gpt-4.1 OPENAI_API_KEY=sk-...          # OpenAI
+  export BATON_MODEL=NAME BATON_BASE_URL=URL BATON_API_KEY=KEY  # any OpenAI-compatible endpoint
+  export BATON_MODEL=qwen3 BATON_BASE_URL=http://localhost:11434/v1  # a local server, no key
+or put model, base_url and api_key in {config}, or pass --model to `baton chat`."""
+
+
+def chat_or_help(click_ctx: click.Context) -> None:
+    """Plain `baton`: the chat; with no model configured, the help and how to configure one
+    (exit 0), since nothing went wrong yet."""
+    from baton.config import CONFIG_FILE
+
+    ctx: Context = click_ctx.obj
+    if ctx.settings.model:
+        click_ctx.invoke(chat)
+        return
+    click.echo(click_ctx.get_help())
+    click.echo("")
+    click.echo(CONFIGURE_MODEL.format(config=ctx.settings.home / CONFIG_FILE))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def cli(ctx: click.Context, home: str | None, fork_source: str | None) -> None:
         click.echo(session.id)
         click.echo(f"continue it with: baton chat -s {session.id}", err=True)
     elif ctx.invoked_subcommand is None:
-        ctx.invoke(chat.chat)
+        chat.chat_or_help(ctx)
 
 
 cli.add_command(sessions.sessions)

@@ -1,0 +1,224 @@
+"""The chat as users expect it: `/undo` puts back exactly the files the last turn wrote and
+records it, `/compact` compacts on demand, `@path` attaches a file (and refuses one outside the
+repository), in the chat's line mode through the real entry point on a real git repository."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from baton.agent.loop import COMPACT_REQUEST, SUMMARY_PREFIX
+from baton.agent.mentions import ATTACH_BYTES, complete, mentioned
+from baton.cli.main import main
+from tests.fixtures.git import commit_all, git
+from tests.fixtures.model import FakeModel, Step, call
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self) -> Any:
+        return orjson.loads(self.out)
+
+
+@pytest.fixture
+def baton(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    def run(*args: str, stdin: str = "") -> Result:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "a.txt").write_text("a0\n")
+    (path / "b.txt").write_text("b0\n")
+    (path / "other.txt").write_text("o0\n")
+    (path / "src").mkdir()
+    (path / "src" / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    commit_all(path, "first")
+    monkeypatch.chdir(path)
+    return path
+
+
+def test_undo_restores_exactly_the_files_the_last_turn_wrote_and_records_it(
+    baton: Any, model_settings: FakeModel, repo: Path
+) -> None:
+    model = model_settings
+    model.reply("", call("c1", "write_file", path="a.txt", content="a1\n"))
+    model.reply("first done")
+    model.reply(
+        "",
+        call("c2", "edit_file", path="b.txt", old_text="b0", new_text="b1"),
+        call("c3", "write_file", path="new.txt", content="n\n"),
+        call("c4", "write_file", path="b.txt", content="b2\n"),  # a second write: one pre-image
+    )
+    model.reply("second done")
+    model.reply("noted")
+    (repo / "untracked.txt").write_text("mine\n")
+    script = "/undo\nfirst\nsecond\n/undo\n/undo\nthird\n"
+    result = baton("chat", "--yes", stdin=script)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert "error: no session yet: send a prompt first (or /session resume ID)" in lines
+    undone = "undo of the last turn: restored b.txt; deleted new.txt (created by the turn)"
+    assert undone in lines
+    assert "nothing to undo: the last turn of this chat wrote no file" in lines
+    # the last turn's files are back; the first turn's write and the others are untouched
+    assert (repo / "a.txt").read_text() == "a1\n"
+    assert (repo / "b.txt").read_text() == "b0\n"
+    assert not (repo / "new.txt").exists()
+    assert (repo / "other.txt").read_text() == "o0\n"
+    assert (repo / "untracked.txt").read_text() == "mine\n"
+    sid = baton("sessions", "list", "--json").json()[0]["id"]
+    shown = baton("sessions", "show", sid, "--json").json()
+    undo = [m for m in shown["messages"] if any("undo" in p for p in m["parts"])]
+    assert len(undo) == 1
+    assert undo[0]["role"] == "system"
+    assert undo[0]["parts"] == [
+        {
+            "type": "text",
+            "text": f"[{undone}]",
+            "undo": {"restored": ["b.txt"], "deleted": ["new.txt"], "skipped": []},
+        }
+    ]
+    # the model is told, and the session's state of the code is the one after the undo
+    assert model.requests[-1]["messages"][-2] == {
+        "role": "user",
+        "content": f"[system note] [{undone}]",
+    }
+    status = git(repo, "status", "--porcelain")
+    assert status == "M a.txt\n?? untracked.txt"  # (git() strips the leading space)
+    assert shown["git"]["patch"]["files"] == 2
+
+
+def test_undo_leaves_a_file_changed_since_the_turn(tmp_path: Path) -> None:
+    from baton.agent.tools import Tools
+    from baton.agent.undo import Checkpoint, TrackedTools
+
+    (tmp_path / "x.txt").write_text("x0\n")
+    (tmp_path / "y.txt").write_text("y0\n")
+    checkpoint = Checkpoint(tmp_path.resolve())
+    tools = TrackedTools(Tools(tmp_path), checkpoint)
+    checkpoint.start()
+    assert not tools.run("write_file", {"path": "x.txt", "content": "x1\n"}).is_error
+    assert not tools.run("write_file", {"path": "y.txt", "content": "y1\n"}).is_error
+    assert tools.run("write_file", {"path": "../out.txt", "content": "no\n"}).is_error
+    assert tools.run("edit_file", {"path": "x.txt", "old_text": "zz", "new_text": ""}).is_error
+    checkpoint.finish(commands=0)
+    (tmp_path / "y.txt").write_text("edited by hand\n")
+    assert checkpoint.undo() == {"restored": ["x.txt"], "deleted": [], "skipped": ["y.txt"]}
+    assert (tmp_path / "x.txt").read_text() == "x0\n"
+    assert (tmp_path / "y.txt").read_text() == "edited by hand\n"
+    assert not (tmp_path.parent / "out.txt").exists()
+
+
+def test_compact_on_demand_records_a_summary_the_next_turn_starts_from(
+    baton: Any, model_settings: FakeModel, repo: Path
+) -> None:
+    model = model_settings
+    model.reply("hello one")
+    model.reply("hello two")
+    model.reply("SUMMARY: two greetings")
+    model.reply("hello three")
+    script = "/compact\none\n/compact\ntwo\n/compact\nthree\n"
+    result = baton("chat", stdin=script)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert "error: no session yet: send a prompt first (or /session resume ID)" in lines
+    assert "nothing to compact yet" in lines
+    assert "compacted: earlier messages are now a summary" in lines
+    assert len(model.requests) == 4
+    asked = model.requests[2]["messages"]
+    assert asked[-1] == {"role": "user", "content": COMPACT_REQUEST}
+    assert [m["content"] for m in asked[1:-1]] == ["one", "hello one", "two", "hello two"]
+    assert "tools" not in model.requests[2]
+    summary = SUMMARY_PREFIX + "SUMMARY: two greetings"
+    assert [m["content"] for m in model.requests[3]["messages"][1:]] == [summary, "three"]
+    sid = baton("sessions", "list", "--json").json()[0]["id"]
+    messages = baton("sessions", "show", sid, "--json").json()["messages"]
+    assert [m["role"] for m in messages] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "system",
+        "user",
+        "assistant",
+    ]
+    assert messages[4]["parts"] == [{"type": "text", "text": summary, "compaction": True}]
+
+
+def test_at_path_attaches_the_file_and_refuses_a_path_outside(
+    baton: Any, model_settings: FakeModel, repo: Path, tmp_path: Path
+) -> None:
+    model = model_settings
+    model.responder = lambda body: Step(text="seen")
+    (tmp_path / "outside").write_text("secret\n")
+    (repo / "big.txt").write_text("x" * (ATTACH_BYTES + 10))
+    script = "explain @src/calc.py, please (ask @someone)\nlook at @../outside\nand @big.txt\n"
+    result = baton("chat", stdin=script)
+    assert result.code == 0, result.err
+    assert (
+        "error: @../outside: ../outside is outside the repository: '..' may not leave the root"
+        in result.out.splitlines()
+    )
+    assert len(model.requests) == 2  # the refused prompt was not sent
+    first = model.requests[0]["messages"][-1]
+    assert first == {
+        "role": "user",
+        "content": "explain @src/calc.py, please (ask @someone)\n\n"
+        '<file path="src/calc.py">\ndef add(a, b):\n    return a + b\n\n</file>',
+    }
+    big = model.requests[1]["messages"][-1]["content"]
+    assert big.endswith(
+        "x" * 10 + f"\n[… cut: the first {ATTACH_BYTES} of {ATTACH_BYTES + 10} bytes]\n</file>"
+    )
+    sid = baton("sessions", "list", "--json").json()[0]["id"]
+    messages = baton("sessions", "show", sid, "--json").json()["messages"]
+    assert messages[0]["parts"][1] == {
+        "type": "file",
+        "path": "src/calc.py",
+        "data": "def add(a, b):\n    return a + b\n",
+        "size": 32,
+    }
+    assert "secret" not in str(messages)
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+
+
+def test_at_path_refused_with_json_is_one_json_line(
+    baton: Any, model_settings: FakeModel, repo: Path
+) -> None:
+    result = baton("chat", "--json", stdin="look at @/etc/passwd\n")
+    assert result.code == 0, result.err
+    message = "@/etc/passwd: /etc/passwd is an absolute path: only paths relative to the "
+    message += "repository root are allowed"
+    assert result.json() == {"session_id": None, "error": message}
+    assert f"error: {message}" in result.err
+    assert not model_settings.requests
+
+
+def test_at_path_completion_and_mentions(repo: Path) -> None:
+    root = repo.resolve()
+    assert complete("", root) == ["a.txt", "b.txt", "other.txt", "src/"]
+    assert complete("s", root) == ["src/"]
+    assert complete("src/c", root) == ["src/calc.py"]
+    assert complete(".gi", root) == []  # .git is never offered
+    assert complete("../", root) == []
+    assert mentioned("see @a.txt, @b.txt and @a.txt; mail x@y.z") == ["a.txt", "b.txt"]
