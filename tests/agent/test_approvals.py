@@ -18,8 +18,8 @@ from baton.agent.loop import REFUSED
 from baton.agent.slash import completions
 from baton.agent.tools import Tools
 from baton.cli.main import main
-from tests.agent.conftest import FakeModel, call
 from tests.agent.test_cli import Result
+from tests.fixtures.model import FakeModel, call
 
 
 @pytest.fixture
@@ -209,7 +209,8 @@ def test_an_edit_keeps_its_diff_in_the_transcript(baton: Any, model_settings: Fa
     shown = baton("sessions", "show", sid, "--json").json()
     assert shown["messages"][0]["parts"][0]["mode"] == "auto-edit"
     assert shown["messages"][2]["parts"][0]["metadata"] == {
-        "diff": "--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"
+        "diff": "--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n",
+        "files_written": ["calc.py"],
     }
     # and the chat shows it again when the session is resumed
     resumed = baton("chat", "-s", sid, stdin="")

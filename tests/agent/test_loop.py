@@ -389,7 +389,10 @@ def test_a_streamed_answer_is_appended_in_partial_chunks_that_readers_join(
                     "tool_call_id": "c1",
                     "name": "write_file",
                     "output": "created a.txt (1 bytes)",
-                    "metadata": {"files_written": ["a.txt"]},  # per tool result
+                    "metadata": {  # per tool result
+                        "diff": "--- /dev/null\n+++ b/a.txt\n@@ -0,0 +1 @@\n+A\n",
+                        "files_written": ["a.txt"],
+                    },
                 }
             ],
         ),

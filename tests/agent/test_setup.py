@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ import pytest
 
 from baton.agent.setup import SETUP_EXIT
 from baton.cli.main import main
-from tests.agent.conftest import FakeModel
-from tests.test_gitstate import commit_all, git
+from tests.fixtures.git import commit_all, git
+from tests.fixtures.model import FakeModel
 
 
 class Result:
@@ -115,7 +116,7 @@ def test_setup_from_the_repository_runs_in_order_before_the_first_turn(
 
 
 def _answer(body: dict[str, Any], repo: Path) -> Any:
-    from tests.agent.conftest import Step
+    from tests.fixtures.model import Step
 
     return Step(text="ok")
 
@@ -127,11 +128,11 @@ def test_a_failing_setup_command_refuses_the_start_and_keeps_its_output(
     result = baton("run", "anything", "--json")
     assert result.code == SETUP_EXIT == 4
     sid = baton("sessions", "list", "--json").json()[0]["id"]
-    assert result.err.splitlines()[-1] == (
-        "error: setup command `echo installing; echo broken >&2; exit 7` failed with exit "
+    # with --json the error is one JSON object on stdout
+    assert json.loads(result.out)["error"]["message"] == (
+        "setup command `echo installing; echo broken >&2; exit 7` failed with exit "
         f"code 7; its output is kept in session {sid}"
     )
-    assert result.out == ""
     assert model_settings.requests == []  # no turn
     assert not (repo / "never").exists()  # the rest did not run
     found = setups(baton, sid)

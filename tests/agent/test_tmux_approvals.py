@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.conftest import FakeModel, Step, call, model_env
 from tests.agent.test_tmux import Tmux
+from tests.fixtures.model import FakeModel, Step, call, model_env
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None and os.environ.get("CI") != "true",
