@@ -77,6 +77,7 @@ def session_from(data: JSON) -> Session:
         forked_from=data["forked_from"],
         totals=Totals(**data["totals"]),
         repo=data["repo"],
+        inherited=Totals(**(data.get("inherited") or {})),
     )
 
 

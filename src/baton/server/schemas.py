@@ -41,7 +41,17 @@ class SessionPublic(BaseModel):
     platform: str
     forked_from: dict[str, Any] | None
     repo: str | None
-    totals: TotalsPublic
+    totals: TotalsPublic = Field(
+        description="the whole chain's usage up to the head, a fork's inherited part included"
+    )
+    own: TotalsPublic = Field(
+        description="what this session's own messages spent (totals less inherited); "
+        "a sum over sessions of `own` counts each message once"
+    )
+    inherited: TotalsPublic = Field(
+        description="what a fork inherited: the chain's totals at its fork point (zero "
+        "for a session that is not a fork)"
+    )
 
 
 class SessionPage(BaseModel):

@@ -353,6 +353,7 @@ WITH RECURSIVE heads(id) AS (
             d.text(s.repo),
             d.flag(s.title_auto),
             *totals_values(s.totals),
+            *totals_values(s.inherited),
         )
 
     def _changes(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
