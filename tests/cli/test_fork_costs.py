@@ -35,3 +35,28 @@ def test_the_chat_status_line_shows_own_cost_and_inherited_apart(tmp_path: Path)
     chat.refresh_status()
     assert chat.status == " Costly · m1 · 1,000 in / 3 out · $0.0020 (+$0.0010 inherited)"
     ctx.local.store.close()
+
+
+def test_the_cost_and_session_show_commands_keep_a_forks_inheritance_apart(
+    tmp_path: Path,
+) -> None:
+    from baton.agent.slash import ChatState, handle
+
+    ctx = Context(str(tmp_path / "home"))
+    service, owner = ctx.service, ctx.owner
+    session = service.create(owner, title="Costly")
+    reply = {"input_tokens": 900, "output_tokens": 12, "cost_usd": 0.00096}
+    service.append(
+        owner, session.id, [text_message("user", "q"), text_message("assistant", "a", usage=reply)]
+    )
+    fork = service.fork(owner, session.id)
+    out = io.StringIO()
+    state = ChatState(service, owner, Console(file=out, width=200), session_id=fork.id)
+    assert handle("/cost", state) and handle("/session show", state)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == (
+        f"{fork.id}: 0 input + 0 cached input, 0 output tokens, $0.0000 "
+        "(inherited: 900 in / 12 out, $0.0010)"
+    )
+    assert lines[2] == "2 messages · 0 in / 0 out tokens · $0.0000 (+$0.0010 inherited)"
+    ctx.local.store.close()
