@@ -95,6 +95,8 @@ def test_create_gives_an_empty_active_session(service: Service, owner: str, cloc
         "forked_from": None,
         "repo": None,
         "totals": Totals().to_dict(),
+        "own": Totals().to_dict(),
+        "inherited": Totals().to_dict(),
     }
     assert service.get(owner, session.id) == session
     assert service.messages(owner, session.id) == []
