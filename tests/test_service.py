@@ -1063,6 +1063,12 @@ def test_a_fork_of_a_redacted_share_inherits_what_the_copies_carry(
     assert (share.totals, fork.totals, fork.inherited, fork.own) == (spent, spent, spent, Totals())
     at_copy = service.fork(other, share.id, at=share.head)
     assert (at_copy.inherited, at_copy.own) == (spent, Totals())
+    # a share of a fork knows what its session inherited, and so does a fork of that share
+    service.append(other, fork.id, [text_message("assistant", "b", usage={"cost_usd": 0.002})])
+    again = service.share(other, fork.id)
+    assert (again.inherited, again.own) == (spent, Totals(cost_usd=0.002))
+    assert service.public_share(again.id).to_dict()["own"] == Totals(cost_usd=0.002).to_dict()
+    assert service.fork(owner, again.id).inherited == Totals(900, 17, 0, 0, 0.00396)
 
 
 def test_an_exported_fork_imports_with_what_it_inherited(service: Service, owner: str) -> None:

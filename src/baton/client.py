@@ -98,6 +98,7 @@ def share_from(data: JSON, owner: str = "") -> Share:
         revoked_at=data.get("revoked_at"),
         redacted=data.get("redacted", []),
         totals=Totals(**data["totals"]),
+        inherited=Totals(**(data.get("inherited") or {})),
     )
 
 

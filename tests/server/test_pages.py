@@ -138,7 +138,17 @@ def test_pages_show_a_forks_own_and_inherited_costs_apart(service: Service, owne
     assert items == [fork.id, session.id]
     costs = re.findall(r"· (\$[^<]*?)\s*(?:·|</span>)", index.text)
     assert costs == ["$0 own, $0.0010 inherited", "$0.0010"]
+    more = {"input_tokens": 30, "output_tokens": 3, "cost_usd": 0.002}
+    service.append(owner, fork.id, [text_message("assistant", "b", usage=more)])
+    share_page, original_share_page = get(
+        service,
+        None,
+        f"/share/{service.share(owner, fork.id).id}",
+        f"/share/{service.share(owner, session.id).id}",
+    )
+    assert "3 messages · 33 tokens of its own, 912 inherited</p>" in share_page.text
+    assert "2 messages · 912 tokens</p>" in original_share_page.text
     exported = service.export(owner, fork.id, "html")
     assert isinstance(exported, str)
-    assert "<dt>Cost</dt><dd>$0.0000</dd>" in exported
+    assert "<dt>Cost</dt><dd>$0.0020</dd>" in exported
     assert "<dt>Inherited</dt><dd>900 in · 12 out · $0.0010</dd>" in exported

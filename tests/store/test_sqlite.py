@@ -484,6 +484,15 @@ def write_m006_rows(execute: Any, mark: str) -> list[StoredMessage]:
             orjson.dumps({"session": "ses_x", "message": None}),
         ),
     )
+    execute(
+        "INSERT INTO shares(id, session_id, owner, shared_by, head, root, message_count, title, "
+        "task, metadata, created_at, redacted, input_tokens, output_tokens, cache_read_tokens, "
+        "cache_write_tokens, cost_usd) VALUES "
+        f"('ForkShare', {mark}, 'acc_1', {mark}, {mark}, {mark}, 3, 'Old', '', {mark}, {mark}, "
+        f"{mark}, {mark}, {mark}, {mark}, {mark}, {mark})",
+        (M006_SESSIONS[1], b"{}", head.message.id, head.root, b"{}", NOW, b"[]",
+         t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
+    )  # fmt: skip
     return chain
 
 
@@ -504,6 +513,8 @@ def check_m007(store: Store, chain: list[StoredMessage]) -> None:
     )
     assert fork.inherited == chain[1].totals
     assert (empty.inherited, empty.own) == (Totals(), Totals())
+    share = store.get_share("ForkShare")
+    assert share is not None and (share.inherited, share.own) == (fork.inherited, fork.own)
     # a fork made now, of the migrated fork, inherits its whole chain
     service = Service(store, MemoryBlobStore(), scanner=SecretScanner({}), clock=lambda: NOW)
     again = service.fork("acc_1", fork.id)

@@ -217,6 +217,11 @@ class Share:
     revoked_at: str | None = None
     redacted: list[JSON] = field(default_factory=list)  # what --redact replaced
     totals: Totals = field(default_factory=Totals)
+    inherited: Totals = field(default_factory=Totals)  # the session's, when it is a fork
+
+    @property
+    def own(self) -> Totals:
+        return self.totals.minus(self.inherited)
 
     def state(self, now: str) -> str:
         return lifecycle(self.revoked_at, self.expires_at, now)
@@ -245,6 +250,8 @@ class Share:
             "revoked_at": self.revoked_at,
             "redacted": self.redacted,
             "totals": self.totals.to_dict(),
+            "own": self.own.to_dict(),
+            "inherited": self.inherited.to_dict(),
         }
 
 

@@ -197,6 +197,8 @@ class SharePublic(BaseModel):
     created_at: str
     expires_at: str | None
     totals: TotalsPublic
+    own: TotalsPublic = Field(description="what the shared session's own messages spent")
+    inherited: TotalsPublic = Field(description="what it inherited, when it is a fork")
     published: str = Field(examples=["42 messages, 12 commits not on any remote"])
     withheld: list[str] = Field(description="what of the session's code is left out, and why")
 

@@ -204,13 +204,18 @@ CREATE INDEX logins_token ON logins(token_id)
 
 # What a fork inherited: the chain's totals at its fork point, so that a session's own usage
 # (totals less inherited) starts at zero and a sum over sessions counts each message once.
-# Existing forks take the totals of their fork point's message.
+# Existing forks take the totals of their fork point's message; a share, its session's.
 M007_INHERITED = """
 ALTER TABLE sessions ADD COLUMN inherited_input_tokens BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN inherited_output_tokens BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN inherited_cache_read_tokens BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN inherited_cache_write_tokens BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE sessions ADD COLUMN inherited_cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0
+ALTER TABLE sessions ADD COLUMN inherited_cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE shares ADD COLUMN inherited_input_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE shares ADD COLUMN inherited_output_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE shares ADD COLUMN inherited_cache_read_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE shares ADD COLUMN inherited_cache_write_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE shares ADD COLUMN inherited_cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0
 """
 
 
@@ -230,6 +235,14 @@ def _m007(cur: psycopg.Cursor[Any]) -> None:
             "FROM messages m WHERE sessions.id = %s AND m.id = %s",
             (sid, point),
         )
+    cur.execute(
+        "UPDATE shares SET inherited_input_tokens = s.inherited_input_tokens, "
+        "inherited_output_tokens = s.inherited_output_tokens, "
+        "inherited_cache_read_tokens = s.inherited_cache_read_tokens, "
+        "inherited_cache_write_tokens = s.inherited_cache_write_tokens, "
+        "inherited_cost_usd = s.inherited_cost_usd "
+        "FROM sessions s WHERE s.id = shares.session_id AND s.forked_from IS NOT NULL"
+    )
 
 
 MIGRATIONS: list[Migration] = [

@@ -531,6 +531,7 @@ WITH RECURSIVE heads(id) AS (
             share.revoked_at,
             orjson.dumps(share.redacted),
             *totals_values(share.totals),
+            *totals_values(share.inherited),
         )
 
     def get_share(self, share_id: str) -> Share | None:
