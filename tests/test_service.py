@@ -648,6 +648,8 @@ def test_a_share_freezes_the_head(service: Service, owner: str, clock: Clock) ->
         "revoked_at": None,
         "redacted": [],
         "totals": Totals().to_dict(),
+        "own": Totals().to_dict(),
+        "inherited": Totals().to_dict(),
     }
     assert service.share_url(share.id) == f"http://127.0.0.1:8765/share/{share.id}"
     before = service.share_messages(share.id)
