@@ -1081,6 +1081,10 @@ def test_an_exported_fork_imports_with_what_it_inherited(service: Service, owner
     assert isinstance(document, dict)
     imported = service.import_document(owner, document, fresh=True).session
     assert (imported.inherited.cost_usd, imported.own.cost_usd) == (0.00096, 0.002)
+    markdown = service.export(owner, fork.id, "markdown")
+    assert isinstance(markdown, str)
+    assert "- Tokens: 0 in, 0 out; cost $0.0020\n" in markdown
+    assert "- Inherited: 900 in, 12 out; cost $0.0010\n" in markdown
 
 
 def test_totals_follow_usage(service: Service, owner: str) -> None:
