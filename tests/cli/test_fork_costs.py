@@ -23,7 +23,13 @@ def test_the_chat_status_line_shows_own_cost_and_inherited_apart(tmp_path: Path)
         owner, session.id, [text_message("user", "q"), text_message("assistant", "a", usage=reply)]
     )
     fork = service.fork(owner, session.id)
-    chat = Chat(ctx, SimpleNamespace(model="m1"), True, Console(file=io.StringIO()), tools=[])
+    chat = Chat(
+        ctx,
+        SimpleNamespace(model="m1"),
+        True,
+        Console(file=io.StringIO()),
+        tools=SimpleNamespace(root=tmp_path),
+    )
     chat.state.session_id = session.id
     chat.refresh_status()
     assert chat.status == " Costly · m1 · 900 in / 12 out · $0.0010"
