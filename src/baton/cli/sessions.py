@@ -137,10 +137,15 @@ def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: b
         )
     for name, value in rows:
         out.print(f"[dim]{name:>12}[/dim]  {markup(value)}", markup=True, highlight=False)
-    for offset, message in enumerate(messages):
+    from baton.core.partials import join_runs
+
+    position = start
+    for message, count in join_runs(messages):  # a streamed answer's chunks as one message
+        position += count
+        number = f"#{position - count + 1}–#{position}" if count > 1 else f"#{position}"
         label = message.role + (f" · {message.model}" if message.model else "")
         out.print(
-            f"\n[bold]#{start + offset + 1} {markup(label)}[/bold] [dim]{short_time(message.created_at)}[/dim]"
+            f"\n[bold]{number} {markup(label)}[/bold] [dim]{short_time(message.created_at)}[/dim]"
         )
         for part in message.parts:
             out.print(part_summary(part), markup=False)

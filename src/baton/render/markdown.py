@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from baton.core.models import JSON, Message, Session
+from baton.core.partials import join_partials
 
 
 def _fence(text: str, lang: str = "") -> str:
@@ -55,7 +56,7 @@ def export_markdown(session: Session, messages: list[Message]) -> str:
         lines.append(f"- Task: {session.task}")
     if session.forked_from:
         lines.append(f"- Forked from: {json.dumps(session.forked_from)}")
-    for message in messages:
+    for message in join_partials(messages):  # a streamed answer reads as one message
         heading = message.role.capitalize()
         if message.model:
             heading += f" ({message.model})"
