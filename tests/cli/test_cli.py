@@ -98,6 +98,11 @@ def test_show_joins_a_streamed_answer(baton: Any, tmp_path: Path) -> None:
             "\n#9 user T\nStop\n"
         )
         assert "messages  9" in shown  # the stored count
+    # --last that starts inside the streamed answer shows the answer whole
+    last = ok(baton("sessions", "show", sid, "--last", "6")).out
+    assert "\n#2–#5 assistant · qwen-coder " in last and "one two three four\n" in last
+    assert "#1 user" not in last and "\n#7–#8 assistant " in last
+    assert "#3–#5" not in ok(baton("sessions", "show", sid, "--last", "7")).out
     raw = ok(baton("sessions", "show", sid, "--json")).json()["messages"]
     assert [m["parts"][0]["text"] for m in raw] == [
         "Count to four", "one tw", "o thr", "e", "e four", "And on?", "five s", "ix", "Stop"
