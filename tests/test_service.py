@@ -95,6 +95,8 @@ def test_create_gives_an_empty_active_session(service: Service, owner: str, cloc
         "forked_from": None,
         "repo": None,
         "totals": Totals().to_dict(),
+        "own": Totals().to_dict(),
+        "inherited": Totals().to_dict(),
     }
     assert service.get(owner, session.id) == session
     assert service.messages(owner, session.id) == []
@@ -646,6 +648,8 @@ def test_a_share_freezes_the_head(service: Service, owner: str, clock: Clock) ->
         "revoked_at": None,
         "redacted": [],
         "totals": Totals().to_dict(),
+        "own": Totals().to_dict(),
+        "inherited": Totals().to_dict(),
     }
     assert service.share_url(share.id) == f"http://127.0.0.1:8765/share/{share.id}"
     before = service.share_messages(share.id)
@@ -978,6 +982,109 @@ def test_forks_of_forks_record_where_they_came_from(service: Service, owner: str
     assert second.platform == "web"
     with pytest.raises(InvalidInput, match="is not a share id"):
         service.fork(owner, "not a/valid id!")
+
+
+def cheap_session(service: Service, owner: str) -> str:
+    """A session whose one reply cost $0.00096 (the fork that showed $0.0010 as its own)."""
+    session = service.create(owner)
+    reply = {"input_tokens": 900, "output_tokens": 12, "cost_usd": 0.00096}
+    service.append(
+        owner,
+        session.id,
+        [text_message("user", "q"), text_message("assistant", "a", usage=reply)],
+    )
+    return session.id
+
+
+def own_costs(service: Service, owner: str) -> float:
+    return round(sum(s.own.cost_usd for s in service.list(owner, limit=100).sessions), 9)
+
+
+def test_a_fork_starts_at_zero_own_cost(service: Service, owner: str) -> None:
+    sid = cheap_session(service, owner)
+    fork = service.fork(owner, sid)
+    spent = Totals(900, 12, 0, 0, 0.00096)
+    assert (fork.totals, fork.inherited, fork.own) == (spent, spent, Totals())
+    assert service.get(owner, fork.id).to_dict()["own"] == Totals().to_dict()
+    assert service.get(owner, fork.id).to_dict()["inherited"] == spent.to_dict()
+    original = service.get(owner, sid)
+    assert (original.inherited, original.own) == (Totals(), spent)
+    # the fork's own messages are its own; the original does not see them
+    more = {"input_tokens": 1000, "output_tokens": 3, "cost_usd": 0.002}
+    service.append(owner, fork.id, [text_message("assistant", "b", usage=more)])
+    after = service.get(owner, fork.id)
+    assert (after.totals, after.inherited, after.own) == (
+        Totals(1900, 15, 0, 0, 0.00296),
+        spent,
+        Totals(1000, 3, 0, 0, 0.002),
+    )
+    assert service.get(owner, sid).own == spent
+    # a sum of own costs counts each message once
+    assert own_costs(service, owner) == 0.00296
+
+
+def test_fork_at_an_earlier_message_inherits_the_totals_there(
+    service: Service, owner: str, other: str
+) -> None:
+    sid = make_costly(service, owner)
+    messages = service.messages(owner, sid)
+    early = service.fork(owner, sid, at=messages[0].id)
+    assert (early.inherited, early.own) == (Totals(input_tokens=10, cost_usd=0.5), Totals())
+    middle = service.fork(other, service.share(owner, sid).id, at=messages[1].id)
+    assert (middle.inherited, middle.own) == (Totals(10, 20, 4, 0, 0.75), Totals())
+    service.append(owner, early.id, [text_message("assistant", "x", usage={"cost_usd": 0.125})])
+    assert service.get(owner, early.id).own == Totals(cost_usd=0.125)
+    assert own_costs(service, owner) == 0.875
+    assert own_costs(service, other) == 0.0
+
+
+def test_a_fork_of_a_fork_inherits_the_whole_chain_and_counts_nothing_twice(
+    service: Service, owner: str
+) -> None:
+    sid = cheap_session(service, owner)
+    first = service.fork(owner, sid)
+    service.append(owner, first.id, [text_message("assistant", "b", usage={"cost_usd": 0.002})])
+    second = service.fork(owner, first.id)
+    assert (second.inherited.cost_usd, second.own) == (0.00296, Totals())
+    service.append(owner, second.id, [text_message("assistant", "c", usage={"cost_usd": 0.004})])
+    costs = {s: service.get(owner, s).own.cost_usd for s in (sid, first.id, second.id)}
+    assert costs == {sid: 0.00096, first.id: 0.002, second.id: 0.004}
+    assert service.get(owner, second.id).totals.cost_usd == own_costs(service, owner) == 0.00696
+
+
+def test_a_fork_of_a_redacted_share_inherits_what_the_copies_carry(
+    service: Service, owner: str, other: str
+) -> None:
+    sid = cheap_session(service, owner)
+    secret = {"output_tokens": 5, "cost_usd": 0.001}
+    service.append(owner, sid, [text_message("assistant", f"key {FAKE_KEY}", usage=secret)])
+    share = service.share(owner, sid, mode="redact")
+    assert share.head != service.get(owner, sid).head  # its last message is a copy
+    fork = service.fork(other, share.id)
+    spent = Totals(900, 17, 0, 0, 0.00196)
+    assert (share.totals, fork.totals, fork.inherited, fork.own) == (spent, spent, spent, Totals())
+    at_copy = service.fork(other, share.id, at=share.head)
+    assert (at_copy.inherited, at_copy.own) == (spent, Totals())
+    # a share of a fork knows what its session inherited, and so does a fork of that share
+    service.append(other, fork.id, [text_message("assistant", "b", usage={"cost_usd": 0.002})])
+    again = service.share(other, fork.id)
+    assert (again.inherited, again.own) == (spent, Totals(cost_usd=0.002))
+    assert service.public_share(again.id).to_dict()["own"] == Totals(cost_usd=0.002).to_dict()
+    assert service.fork(owner, again.id).inherited == Totals(900, 17, 0, 0, 0.00396)
+
+
+def test_an_exported_fork_imports_with_what_it_inherited(service: Service, owner: str) -> None:
+    sid = cheap_session(service, owner)
+    fork = service.fork(owner, sid)
+    service.append(owner, fork.id, [text_message("assistant", "b", usage={"cost_usd": 0.002})])
+    document = service.export(owner, fork.id)
+    assert isinstance(document, dict)
+    imported = service.import_document(owner, document, fresh=True).session
+    assert (imported.inherited.cost_usd, imported.own.cost_usd) == (0.00096, 0.002)
+    markdown = service.export(owner, fork.id, "markdown")
+    assert isinstance(markdown, str)
+    assert "- Tokens: 0 in, 0 out; cost $0.0020\n" in markdown
+    assert "- Inherited: 900 in, 12 out; cost $0.0010\n" in markdown
 
 
 def test_totals_follow_usage(service: Service, owner: str) -> None:

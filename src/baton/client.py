@@ -77,6 +77,7 @@ def session_from(data: JSON) -> Session:
         forked_from=data["forked_from"],
         totals=Totals(**data["totals"]),
         repo=data["repo"],
+        inherited=Totals(**(data.get("inherited") or {})),
     )
 
 
@@ -97,6 +98,7 @@ def share_from(data: JSON, owner: str = "") -> Share:
         revoked_at=data.get("revoked_at"),
         redacted=data.get("redacted", []),
         totals=Totals(**data["totals"]),
+        inherited=Totals(**(data.get("inherited") or {})),
     )
 
 

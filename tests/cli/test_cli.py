@@ -167,6 +167,33 @@ def test_append_from_a_file_with_expected_head(baton: Any, tmp_path: Path) -> No
     )
 
 
+def test_show_and_list_keep_a_forks_own_cost_apart(baton: Any, tmp_path: Path) -> None:
+    sid = ok(baton("sessions", "new", "--title", "Costly")).out.strip()
+    reply = tmp_path / "reply.json"
+    reply.write_bytes(
+        orjson.dumps(
+            {
+                "role": "assistant",
+                "parts": [{"type": "text", "text": "hi"}],
+                "usage": {"input_tokens": 900, "output_tokens": 12, "cost_usd": 0.00096},
+            }
+        )
+    )
+    ok(baton("sessions", "append", sid, "--file", str(reply)))
+    fork = ok(baton("fork", sid, "--json")).json()
+    assert (fork["own"]["cost_usd"], fork["inherited"]["cost_usd"]) == (0.0, 0.00096)
+    assert fork["totals"]["cost_usd"] == 0.00096  # the whole chain's, as before
+    lines = ok(baton("sessions", "show", fork["id"])).out.splitlines()
+    assert "      tokens  0 in / 0 out, $0.0000 own" in lines
+    assert "   inherited  900 in / 12 out, $0.0010" in lines
+    assert "      tokens  900 in / 12 out, $0.0010" in ok(baton("sessions", "show", sid)).out
+    listed = ok(baton("sessions", "list")).out.splitlines()
+    rows = {line.split("│")[1].strip(): line.split("│") for line in listed if "│ses_" in line}
+    assert [c.strip() for c in rows[fork["id"]][-3:-1]] == ["$0.0000", "$0.0010"]
+    assert [c.strip() for c in rows[sid][-3:-1]] == ["$0.0010", "-"]
+    assert listed[-1] == "2 sessions, own cost $0.0010"  # each message counted once
+
+
 def test_share_json_and_refusal(baton: Any) -> None:
     sid = ok(baton("sessions", "new")).out.strip()
     ok(baton("sessions", "append", sid, "--role", "user", "--text", "hello"))

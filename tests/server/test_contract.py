@@ -27,6 +27,7 @@ from baton.core.errors import (
     VersionMismatch,
 )
 from baton.core.ids import sha256_hex
+from baton.core.models import Totals
 from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store import open_blobs, open_store
@@ -247,6 +248,34 @@ def test_forks_of_own_sessions_at_a_message(way: Way) -> None:
     assert fork.forked_from == {"session": session.id, "message": appended[1].id}
     with pytest.raises(NotFound):
         svc.fork(me, session.id, at="m_" + "0" * 64)
+
+
+def test_forks_keep_own_and_inherited_costs_apart(way: Way) -> None:
+    svc, me = way.alice
+    bob_svc, bob = way.bob
+    session = svc.create(me, title="costly")
+    reply = {"input_tokens": 900, "output_tokens": 12, "cost_usd": 0.00096}
+    svc.append(
+        me, session.id, [text_message("user", "q"), text_message("assistant", "a", usage=reply)]
+    )
+    spent = Totals(900, 12, 0, 0, 0.00096)
+    fork = svc.fork(me, session.id)
+    assert (fork.totals, fork.inherited, fork.own) == (spent, spent, Totals())
+    assert svc.get(me, fork.id).to_dict() == fork.to_dict()
+    more = {"output_tokens": 3, "cost_usd": 0.002}
+    moved = svc.append(me, fork.id, [text_message("assistant", "b", usage=more)]).session
+    assert (moved.inherited, moved.own) == (spent, Totals(0, 3, 0, 0, 0.002))
+    listed = {
+        s.id: (s.own.cost_usd, s.inherited.cost_usd)
+        for s in svc.list(me).sessions
+        if s.id in (session.id, fork.id)
+    }
+    assert listed == {session.id: (0.00096, 0.0), fork.id: (0.002, 0.00096)}
+    # on the server too: a fork of a share starts at zero own cost
+    share = svc.share(me, fork.id)
+    theirs = bob_svc.fork(bob, share.id)
+    assert (theirs.inherited, theirs.own) == (Totals(900, 15, 0, 0, 0.00296), Totals())
+    assert bob_svc.get(bob, theirs.id).own == Totals()
 
 
 def test_delete_refuses_while_links_are_live(way: Way) -> None:

@@ -191,3 +191,41 @@ def test_a_run_cut_by_the_page_boundary_says_so(
     assert cards(preview.text) == cards(first.text)
     assert 'id="show-all"' in preview.text
     assert cards(shared.text) == cards(second.text)
+
+
+def test_pages_show_a_forks_own_and_inherited_costs_apart(service: Service, owner: str) -> None:
+    _, token = service.accounts.create_token(owner, "pages")
+    session = service.create(owner, title="Costly")
+    reply = {"input_tokens": 900, "output_tokens": 12, "cost_usd": 0.00096}
+    service.append(
+        owner,
+        session.id,
+        [text_message("user", "q"), text_message("assistant", "a", usage=reply)],
+    )
+    fork = service.fork(owner, session.id)
+    original_page, fork_page, index = get(
+        service, token, f"/sessions/{session.id}", f"/sessions/{fork.id}", "/"
+    )
+    assert "<dt>Cost</dt><dd>$0.0010</dd>" in original_page.text
+    assert "<dt>Inherited</dt>" not in original_page.text
+    assert "<dt>Tokens</dt><dd>0 in · 0 out</dd>" in fork_page.text
+    assert "<dt>Cost</dt><dd>$0 own</dd>" in fork_page.text
+    assert "<dt>Inherited</dt><dd>900 in · 12 out · $0.0010</dd>" in fork_page.text
+    items = re.findall(r'<li>\s*<a class="title" href="/sessions/(\w+)".*?</li>', index.text, re.S)
+    assert items == [fork.id, session.id]
+    costs = re.findall(r"· (\$[^<]*?)\s*(?:·|</span>)", index.text)
+    assert costs == ["$0 own, $0.0010 inherited", "$0.0010"]
+    more = {"input_tokens": 30, "output_tokens": 3, "cost_usd": 0.002}
+    service.append(owner, fork.id, [text_message("assistant", "b", usage=more)])
+    share_page, original_share_page = get(
+        service,
+        None,
+        f"/share/{service.share(owner, fork.id).id}",
+        f"/share/{service.share(owner, session.id).id}",
+    )
+    assert "3 messages · 33 tokens of its own, 912 inherited</p>" in share_page.text
+    assert "2 messages · 912 tokens</p>" in original_share_page.text
+    exported = service.export(owner, fork.id, "html")
+    assert isinstance(exported, str)
+    assert "<dt>Cost</dt><dd>$0.0020</dd>" in exported
+    assert "<dt>Inherited</dt><dd>900 in · 12 out · $0.0010</dd>" in exported

@@ -761,15 +761,16 @@ def test_migrate_lists_then_applies(postgres_url: str, tmp_path: Path) -> None:
         "m004_depth_index",
         "m005_blob_access",
         "m006_logins",
+        "m007_inherited",
     ]
-    numbers = [1, 2, 3, 4, 5, 6]
+    numbers = [1, 2, 3, 4, 5, 6, 7]
 
     listed = run_baton("migrate", "--list", home=home, env=env)
     assert listed.returncode == 0, listed.stderr
-    assert "6 pending" in listed.stdout
+    assert "7 pending" in listed.stdout
     for n, name in zip(numbers, names, strict=True):
         assert f"{n:03d} {name}" in listed.stdout
-    assert listed.stdout.count("pending") == 7  # six steps and the summary
+    assert listed.stdout.count("pending") == 8  # seven steps and the summary
     assert "postgres@127.0.0.1" in listed.stdout
     data = run_json("migrate", "--list", home=home, env=env)
     assert data["pending"] == numbers and data["applied_now"] == []
@@ -784,7 +785,7 @@ def test_migrate_lists_then_applies(postgres_url: str, tmp_path: Path) -> None:
 
     after = run_baton("migrate", "--list", home=home, env=env)
     assert after.returncode == 0, after.stderr
-    assert "0 pending" in after.stdout and after.stdout.count("applied") == 6
+    assert "0 pending" in after.stdout and after.stdout.count("applied") == 7
     data = run_json("migrate", "--list", home=home, env=env)
     assert data["pending"] == [] and data["applied_now"] == []
     assert [m["applied_at"] for m in data["migrations"]] == [

@@ -349,6 +349,35 @@ def test_find_session_by_owner_and_head(store: Store) -> None:
 # appends
 
 
+def test_a_fork_keeps_what_it_inherited_apart_from_what_it_spends(store: Store) -> None:
+    owner = account(store)
+    chain = messages(None, "a", "b", usage={"input_tokens": 7, "cost_usd": 0.00048})
+    top = chain[-1]
+    fork = new_session(
+        store,
+        owner,
+        messages=chain,
+        forked_from={"session": new_session_id(), "message": top.message.id},
+        inherited=top.totals,
+    )
+    assert store.get_session(fork.id) == fork
+    assert (fork.inherited, fork.own) == (Totals(input_tokens=14, cost_usd=0.00096), Totals())
+    more = messages(top, "c", usage={"output_tokens": 3, "cost_usd": 0.001})
+    moved = store.append(fork.id, top.message.id, more, {"updated_at": at(5)})
+    assert moved == store.get_session(fork.id)
+    assert (moved.totals, moved.inherited, moved.own) == (
+        Totals(input_tokens=14, output_tokens=3, cost_usd=0.00196),
+        Totals(input_tokens=14, cost_usd=0.00096),
+        Totals(output_tokens=3, cost_usd=0.001),
+    )
+    # saturated totals never make a negative own
+    big = Totals(2**63 - 1, 2**63 - 1, 0, 0, 1e15)
+    saturated = new_session(store, owner, totals=big, inherited=big)
+    assert store.get_session(saturated.id) == saturated
+    assert saturated.own == Totals()
+    assert Totals(1, 0, 0, 0, 0.5).minus(Totals(2, 1, 0, 0, 0.75)) == Totals()
+
+
 def test_append_moves_the_head_and_applies_changes(store: Store) -> None:
     owner = account(store)
     session = new_session(store, owner)

@@ -22,7 +22,14 @@ from baton.store import migrations, open_store, pg_migrations, status
 from baton.store.blobs import LocalBlobStore
 from baton.store.postgres import PostgresStore
 from tests.helpers import run_baton, text_message
-from tests.store.test_sqlite import M004_SESSION, chain_for_m001, check_m005, write_m004_rows
+from tests.store.test_sqlite import (
+    M004_SESSION,
+    chain_for_m001,
+    check_m005,
+    check_m007,
+    write_m004_rows,
+    write_m006_rows,
+)
 
 NOW = "2026-01-01T00:00:00.000000Z"
 TABLES = {
@@ -68,7 +75,7 @@ def test_migrations_from_an_empty_database(postgres_url: str, pg: psycopg.Connec
     again = PostgresStore(postgres_url)
     with psycopg.connect(postgres_url) as conn, conn.cursor() as cur:
         assert pg_migrations.pending(cur) == []
-    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (6,)
+    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (7,)
     again.close()
 
 
@@ -88,7 +95,7 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert [s.number for s in status.status(postgres_url)] == [1, 2, 3, 4, 5, 6]
+    assert [s.number for s in status.status(postgres_url)] == [1, 2, 3, 4, 5, 6, 7]
     assert all(s.applied_at for s in status.status(postgres_url))
     for store in stores:
         store.close()
@@ -115,6 +122,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         4,
         5,
         6,
+        7,
     ]
     assert "half_done" not in tables(pg)
 
@@ -156,7 +164,7 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
              t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
         )  # fmt: skip
         pending = [s.number for s in status.status(postgres_url) if s.applied_at is None]
-        assert pending == [2, 3, 4, 5, 6]
+        assert pending == [2, 3, 4, 5, 6, 7]
     store = open_store(postgres_url)
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -196,6 +204,15 @@ def test_migration_from_m004_makes_git_blobs_references(postgres_url: str, tmp_p
         rows = conn.execute("SELECT session_id FROM session_blobs").fetchall()
     assert {r[0] for r in rows} == {M004_SESSION}
     check_m005(store, LocalBlobStore(tmp_path / "blobs"))
+    store.close()
+
+
+def test_migration_from_m006_records_what_forks_inherited(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert [m.name for m in pg_migrations.migrate(conn, upto=6)][-1] == "m006_logins"
+        chain = write_m006_rows(conn.execute, "%s")
+    store = open_store(postgres_url)
+    check_m007(store, chain)
     store.close()
 
 
@@ -292,8 +309,8 @@ def test_migrate_list_writes_nothing(
     home = tmp_path / "home"
     listed = run_baton("migrate", "--list", env=env, home=home)
     assert listed.returncode == 0, listed.stderr
-    assert "6 pending" in listed.stdout and "m005_blob_access" in listed.stdout
-    assert "m006_logins" in listed.stdout
+    assert "7 pending" in listed.stdout and "m005_blob_access" in listed.stdout
+    assert "m006_logins" in listed.stdout and "m007_inherited" in listed.stdout
     assert tables(pg) == set()
     applied = run_baton("migrate", env=env, home=home)
     assert "applied 001 m001_initial, 002 m002_search" in applied.stdout
@@ -301,4 +318,4 @@ def test_migrate_list_writes_nothing(
     again = run_baton("migrate", "--list", "--json", env=env, home=home)
     data = orjson.loads(again.stdout)
     numbers = [m["number"] for m in data["migrations"]]
-    assert data["pending"] == [] and numbers == [1, 2, 3, 4, 5, 6]
+    assert data["pending"] == [] and numbers == [1, 2, 3, 4, 5, 6, 7]

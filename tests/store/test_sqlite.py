@@ -16,7 +16,7 @@ import pytest
 
 from baton.core.chain import link
 from baton.core.errors import Corrupt, InvalidInput
-from baton.core.models import Message, StoredMessage
+from baton.core.models import Message, StoredMessage, Totals
 from baton.core.validation import validate_message
 from baton.scanning import SecretScanner
 from baton.service import BLOB_GRACE_SECONDS, Service
@@ -120,6 +120,7 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         (4, "m004_depth_index"),
         (5, "m005_blob_access"),
         (6, "m006_logins"),
+        (7, "m007_inherited"),
     ]
     for _, _, applied_at in rows:
         assert time.strptime(applied_at, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -132,14 +133,15 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         "m004_depth_index",
         "m005_blob_access",
         "m006_logins",
+        "m007_inherited",
     ]
-    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6]
+    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7]
     store.close()
     # opening again applies nothing and records nothing twice
     again = SQLiteStore(tmp_path / "baton.db")
     assert migrations.pending(again._conn()) == []
     assert migrations.migrate(again._conn()) == []
-    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 6
+    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 7
     again.close()
 
 
@@ -160,7 +162,7 @@ def test_two_processes_opening_a_new_database_migrate_it_once(tmp_path: Path) ->
         thread.join()
     assert errors == []
     numbers = stores[0]._conn().execute("SELECT number FROM migrations ORDER BY number")
-    assert [r[0] for r in numbers] == [1, 2, 3, 4, 5, 6]
+    assert [r[0] for r in numbers] == [1, 2, 3, 4, 5, 6, 7]
     for store in stores:
         store.close()
 
@@ -187,6 +189,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         4,
         5,
         6,
+        7,
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
@@ -220,6 +223,7 @@ def write_m001_database(db: Path, blobs: LocalBlobStore) -> list[StoredMessage]:
         "m004_depth_index",
         "m005_blob_access",
         "m006_logins",
+        "m007_inherited",
     ]
     chain = chain_for_m001()
     conn.execute("INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', ?)", (NOW,))
@@ -276,6 +280,7 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
         "m004_depth_index",
         "m005_blob_access",
         "m006_logins",
+        "m007_inherited",
     ]
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -401,6 +406,131 @@ def test_migration_from_m004_makes_git_blobs_references(tmp_path: Path) -> None:
     rows = store._conn().execute("SELECT session_id, sha256 FROM session_blobs ORDER BY sha256")
     assert {r[0] for r in rows} == {M004_SESSION}
     check_m005(store, LocalBlobStore(tmp_path / "blobs"))
+    store.close()
+
+
+M006_SESSIONS = ("ses_01CCCCCCCCCCCCCCCCCCCCCCCC", "ses_01DDDDDDDDDDDDDDDDDDDDDDDD")
+M006_EMPTY_FORK = "ses_01EEEEEEEEEEEEEEEEEEEEEEEE"
+
+
+def m006_chain() -> list[StoredMessage]:
+    """A chain of three messages; the second and third cost something."""
+    raw: list[dict[str, Any]] = [
+        {"role": "user", "parts": [{"type": "text", "text": "hi"}], "created_at": NOW},
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "text": "hello"}],
+            "created_at": NOW,
+            "usage": {"input_tokens": 100, "output_tokens": 20, "cost_usd": 0.00096},
+        },
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "text": "more"}],
+            "created_at": NOW,
+            "usage": {"input_tokens": 300, "output_tokens": 7, "cost_usd": 0.002},
+        },
+    ]
+    out: list[StoredMessage] = []
+    for message in raw:
+        out.append(link(out[-1] if out else None, validate_message(message, NOW), []))
+    return out
+
+
+def write_m006_rows(execute: Any, mark: str) -> list[StoredMessage]:
+    """Rows as baton wrote them before m007: a session of three messages, a fork of it made
+    at its second message that went on to the third, and a fork of an empty session. A fork's
+    totals then counted the whole chain."""
+    chain = m006_chain()
+    execute(
+        f"INSERT INTO accounts(id, handle, display_name, created_at) VALUES "
+        f"({mark}, {mark}, {mark}, {mark})",
+        ("acc_1", "alice", "Alice", NOW),
+    )
+    for sm in chain:
+        m, t = sm.message, sm.totals
+        body = {k: v for k, v in m.content().items() if k != "parent"}
+        execute(
+            "INSERT INTO messages(id, parent, depth, root, body, input_tokens, output_tokens, "
+            "cache_read_tokens, cache_write_tokens, cost_usd) VALUES "
+            f"({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {mark})",
+            (m.id, m.parent, sm.depth, sm.root, orjson.dumps(body), t.input_tokens,
+             t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
+        )  # fmt: skip
+    head, t = chain[-1], chain[-1].totals
+    origins = (None, {"session": M006_SESSIONS[0], "message": chain[1].message.id})
+    for sid, origin in zip(M006_SESSIONS, origins, strict=True):
+        execute(
+            "INSERT INTO sessions(id, owner, title, title_auto, task, status, head, root, "
+            "message_count, created_at, updated_at, version, metadata, platform, forked_from, "
+            "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd) "
+            f"VALUES ({mark}, 'acc_1', 'Old', {mark}, '', 'active', {mark}, {mark}, 3, {mark}, "
+            f"{mark}, 1, {mark}, 'cli', {mark}, {mark}, {mark}, {mark}, {mark}, {mark})",
+            (sid, False, head.message.id, head.root, NOW, NOW, b"{}",
+             orjson.dumps(origin) if origin else None, t.input_tokens, t.output_tokens,
+             t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
+        )  # fmt: skip
+    execute(
+        "INSERT INTO sessions(id, owner, title, title_auto, task, status, message_count, "
+        "created_at, updated_at, version, metadata, platform, forked_from, input_tokens, "
+        "output_tokens, cache_read_tokens, cache_write_tokens, cost_usd) VALUES "
+        f"({mark}, 'acc_1', '', {mark}, '', 'active', 0, {mark}, {mark}, 1, {mark}, 'cli', "
+        f"{mark}, 0, 0, 0, 0, 0)",
+        (
+            M006_EMPTY_FORK,
+            True,
+            NOW,
+            NOW,
+            b"{}",
+            orjson.dumps({"session": "ses_x", "message": None}),
+        ),
+    )
+    execute(
+        "INSERT INTO shares(id, session_id, owner, shared_by, head, root, message_count, title, "
+        "task, metadata, created_at, redacted, input_tokens, output_tokens, cache_read_tokens, "
+        "cache_write_tokens, cost_usd) VALUES "
+        f"('ForkShare', {mark}, 'acc_1', {mark}, {mark}, {mark}, 3, 'Old', '', {mark}, {mark}, "
+        f"{mark}, {mark}, {mark}, {mark}, {mark}, {mark})",
+        (M006_SESSIONS[1], b"{}", head.message.id, head.root, b"{}", NOW, b"[]",
+         t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
+    )  # fmt: skip
+    return chain
+
+
+def check_m007(store: Store, chain: list[StoredMessage]) -> None:
+    """After m007: a fork's inherited totals are its fork point's; its own are what follows."""
+    original, fork = (store.get_session(sid) for sid in M006_SESSIONS)
+    empty = store.get_session(M006_EMPTY_FORK)
+    assert original is not None and fork is not None and empty is not None
+    assert (original.totals, original.inherited, original.own) == (
+        Totals(400, 27, 0, 0, 0.00296),
+        Totals(),
+        Totals(400, 27, 0, 0, 0.00296),
+    )
+    assert (fork.totals, fork.inherited, fork.own) == (
+        Totals(400, 27, 0, 0, 0.00296),
+        Totals(100, 20, 0, 0, 0.00096),
+        Totals(300, 7, 0, 0, 0.002),
+    )
+    assert fork.inherited == chain[1].totals
+    assert (empty.inherited, empty.own) == (Totals(), Totals())
+    share = store.get_share("ForkShare")
+    assert share is not None and (share.inherited, share.own) == (fork.inherited, fork.own)
+    # a fork made now, of the migrated fork, inherits its whole chain
+    service = Service(store, MemoryBlobStore(), scanner=SecretScanner({}), clock=lambda: NOW)
+    again = service.fork("acc_1", fork.id)
+    assert (again.inherited, again.own) == (Totals(400, 27, 0, 0, 0.00296), Totals())
+
+
+def test_migration_from_m006_records_what_forks_inherited(tmp_path: Path) -> None:
+    db = tmp_path / "baton.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    assert [m.name for m in migrations.migrate(conn, upto=6)][-1] == "m006_logins"
+    chain = write_m006_rows(conn.execute, "?")
+    conn.close()
+    store = SQLiteStore(db)
+    assert [m.name for m in migrations.pending(store._conn())] == []
+    check_m007(store, chain)
+    assert store.integrity_check() == "ok"
     store.close()
 
 

@@ -168,10 +168,17 @@ def _help(state: ChatState) -> None:
 
 def _cost(state: ChatState) -> None:
     session = state.service.get(state.owner, state.need_session())
-    t = session.totals
+    t = session.own  # what this session spent; what a fork inherited is shown apart
+    i = session.inherited
+    inherited = (
+        f" (inherited: {i.input_tokens + i.cache_read_tokens:,} in / {i.output_tokens:,} out, "
+        f"${i.cost_usd:.4f})"
+        if session.forked_from
+        else ""
+    )
     state.console.print(
         f"{session.id}: {t.input_tokens:,} input + {t.cache_read_tokens:,} cached input, "
-        f"{t.output_tokens:,} output tokens, ${t.cost_usd:.4f}",
+        f"{t.output_tokens:,} output tokens, ${t.cost_usd:.4f}{inherited}",
         highlight=False,
     )
 
@@ -310,11 +317,12 @@ def sessions_table(sessions: list[Any], current: str | None) -> Any:
 
 def show_session(out: Any, service: Baton, owner: str, sid: str, last: int | None) -> None:
     session = service.get(owner, sid)
-    t = session.totals
+    t = session.own
+    inherited = f" (+${session.inherited.cost_usd:.4f} inherited)" if session.forked_from else ""
     out.print(f"[bold]{_escape(session.title or '(untitled)')}[/bold]  [dim]{session.id}[/dim]")
     out.print(
         f"[dim]{session.message_count} messages · {t.input_tokens + t.cache_read_tokens:,} in / "
-        f"{t.output_tokens:,} out tokens · ${t.cost_usd:.4f}[/dim]",
+        f"{t.output_tokens:,} out tokens · ${t.cost_usd:.4f}{inherited}[/dim]",
         highlight=False,
     )
     show_history(out, service.messages(owner, sid), last)

@@ -484,12 +484,15 @@ class Chat:
         except Exception:
             self.status = f" {sid} · {self.state.model}"
             return
-        t = session.totals
+        t = session.own  # what this session spent; a fork's inherited cost apart
         title = " ".join((session.title or "untitled").split())[:50]
+        inherited = (
+            f" (+${session.inherited.cost_usd:.4f} inherited)" if session.forked_from else ""
+        )
         self.status = (
             f" {title} · {self.state.model} · "
             f"{t.input_tokens + t.cache_read_tokens:,} in / {t.output_tokens:,} out · "
-            f"${t.cost_usd:.4f}"
+            f"${t.cost_usd:.4f}{inherited}"
         )
 
     def compact(self) -> None:

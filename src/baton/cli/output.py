@@ -97,6 +97,8 @@ def sessions_table(sessions: list[Any], title: str | None = None) -> Any:
     table.add_column("Status")
     table.add_column("Msgs", justify="right")
     table.add_column("Updated", no_wrap=True)
+    table.add_column("Cost", justify="right", no_wrap=True)
+    table.add_column("Inherited", justify="right", no_wrap=True)
     for s in sessions:
         table.add_row(
             s.id,
@@ -104,8 +106,19 @@ def sessions_table(sessions: list[Any], title: str | None = None) -> Any:
             s.status,
             str(s.message_count),
             short_time(s.updated_at),
+            money(s.own.cost_usd),
+            money(s.inherited.cost_usd) if s.forked_from else "-",
         )
     return table
+
+
+def money(usd: float) -> str:
+    return f"${usd:.4f}"
+
+
+def usage(t: Any) -> str:
+    """Tokens and cost of a Totals: `1,200 in / 40 out, $0.0010`."""
+    return f"{t.input_tokens:,} in / {t.output_tokens:,} out, {money(t.cost_usd)}"
 
 
 def shares_table(shares: list[Any], now: str) -> Any:

@@ -17,10 +17,12 @@ from baton.cli.output import (
     echo,
     fail,
     markup,
+    money,
     part_summary,
     print_json,
     sessions_table,
     short_time,
+    usage,
 )
 from baton.cli.snapshots import capture, describe
 
@@ -94,6 +96,9 @@ def list_(
         echo("no sessions" + (f" match {query!r}" if query else ""))
         return
     console().print(sessions_table(found))
+    if len(found) > 1:  # own costs only: a message a fork inherited is counted once
+        own = round(sum(s.own.cost_usd for s in found), 9)
+        click.echo(f"{len(found)} sessions, own cost {money(own)}")
     if cursor:
         click.echo(f"more: baton sessions list --cursor {cursor}  (or --all)")
 
@@ -134,19 +139,19 @@ def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: b
         if run > 0 or not earlier:
             break
     out = console()
-    t = session.totals
     out.print(f"[bold]{markup(session.title or '(untitled)')}[/bold]  [dim]{session.id}[/dim]")
     rows = [
         ("status", session.status),
         ("messages", str(session.message_count)),
         ("head", session.head or "-"),
         ("task", session.task or "-"),
-        ("tokens", f"{t.input_tokens} in / {t.output_tokens} out, ${t.cost_usd:.4f}"),
+        ("tokens", usage(session.own) + (" own" if session.forked_from else "")),
         ("created", short_time(session.created_at)),
         ("updated", short_time(session.updated_at)),
     ]
     if session.forked_from:
         origin = session.forked_from
+        rows.insert(5, ("inherited", usage(session.inherited)))
         rows.append(
             (
                 "forked from",

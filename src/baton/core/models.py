@@ -69,6 +69,17 @@ class Totals:
             round(cost, 9) if cost <= TOTAL_COST_MAX else TOTAL_COST_MAX,  # inf too
         )
 
+    def minus(self, other: Totals) -> Totals:
+        """What these totals hold beyond `other` (an earlier prefix of the same chain), never
+        below zero: a saturated total minus a prefix stays a bound, not a negative."""
+        return Totals(
+            max(self.input_tokens - other.input_tokens, 0),
+            max(self.output_tokens - other.output_tokens, 0),
+            max(self.cache_read_tokens - other.cache_read_tokens, 0),
+            max(self.cache_write_tokens - other.cache_write_tokens, 0),
+            max(round(self.cost_usd - other.cost_usd, 9), 0.0),
+        )
+
     def to_dict(self) -> JSON:
         return dataclasses.asdict(self)
 
@@ -145,9 +156,18 @@ class Session:
     git: JSON | None = None
     platform: str = "cli"
     forked_from: JSON | None = None
+    # `totals`: the whole chain's usage, up to the head (what a fork inherited included);
+    # `inherited`: the chain's totals at the fork point (zero unless forked); what the
+    # session's own messages spent is `own`, the difference.
     totals: Totals = field(default_factory=Totals)
     repo: str | None = None
     title_auto: bool = True  # the title follows the first user prompt until renamed
+    inherited: Totals = field(default_factory=Totals)
+
+    @property
+    def own(self) -> Totals:
+        """What this session's own messages spent: the chain's totals less the inherited."""
+        return self.totals.minus(self.inherited)
 
     def to_dict(self) -> JSON:
         return {
@@ -167,6 +187,8 @@ class Session:
             "forked_from": self.forked_from,
             "repo": self.repo,
             "totals": self.totals.to_dict(),
+            "own": self.own.to_dict(),
+            "inherited": self.inherited.to_dict(),
         }
 
 
@@ -195,6 +217,11 @@ class Share:
     revoked_at: str | None = None
     redacted: list[JSON] = field(default_factory=list)  # what --redact replaced
     totals: Totals = field(default_factory=Totals)
+    inherited: Totals = field(default_factory=Totals)  # the session's, when it is a fork
+
+    @property
+    def own(self) -> Totals:
+        return self.totals.minus(self.inherited)
 
     def state(self, now: str) -> str:
         return lifecycle(self.revoked_at, self.expires_at, now)
@@ -223,6 +250,8 @@ class Share:
             "revoked_at": self.revoked_at,
             "redacted": self.redacted,
             "totals": self.totals.to_dict(),
+            "own": self.own.to_dict(),
+            "inherited": self.inherited.to_dict(),
         }
 
 

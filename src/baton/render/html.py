@@ -325,10 +325,12 @@ def _code(value: Any) -> str:
 
 
 def _summary(session: Session, messages: list[Message], exported_at: str) -> str:
-    t = session.totals
+    t = session.own  # what the session's own messages spent; a fork's inheritance apart
     tokens = f"{t.input_tokens:,} in · {t.output_tokens:,} out"
     if t.cache_read_tokens or t.cache_write_tokens:
         tokens += f" · cache {t.cache_read_tokens:,} read, {t.cache_write_tokens:,} written"
+    i = session.inherited
+    inherited = f"{i.input_tokens:,} in · {i.output_tokens:,} out · {_money(i.cost_usd)}"
     meta = session.metadata if isinstance(session.metadata, dict) else {}
     models = [m.model for m in messages if m.model]
     model = meta.get("model") if isinstance(meta.get("model"), str) else None
@@ -341,6 +343,7 @@ def _summary(session: Session, messages: list[Message], exported_at: str) -> str
         _row("Messages", f"{len(messages):,}"),
         _row("Tokens", tokens),
         _row("Cost", _money(t.cost_usd)),
+        _row("Inherited", inherited if session.forked_from else ""),
         _row("Created", _when(session.created_at)),
         _row("Updated", _when(session.updated_at)),
     ]

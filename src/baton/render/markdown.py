@@ -42,7 +42,7 @@ def _part_markdown(part: JSON) -> str:
 
 
 def export_markdown(session: Session, messages: list[Message]) -> str:
-    t = session.totals
+    t = session.own
     lines = [
         f"# {session.title or 'Untitled session'}",
         "",
@@ -56,6 +56,10 @@ def export_markdown(session: Session, messages: list[Message]) -> str:
         lines.append(f"- Task: {session.task}")
     if session.forked_from:
         lines.append(f"- Forked from: {json.dumps(session.forked_from)}")
+        i = session.inherited
+        lines.append(
+            f"- Inherited: {i.input_tokens} in, {i.output_tokens} out; cost ${i.cost_usd:.4f}"
+        )
     for message in join_partials(messages):  # a streamed answer reads as one message
         heading = message.role.capitalize()
         if message.model:

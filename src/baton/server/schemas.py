@@ -41,7 +41,17 @@ class SessionPublic(BaseModel):
     platform: str
     forked_from: dict[str, Any] | None
     repo: str | None
-    totals: TotalsPublic
+    totals: TotalsPublic = Field(
+        description="the whole chain's usage up to the head, a fork's inherited part included"
+    )
+    own: TotalsPublic = Field(
+        description="what this session's own messages spent (totals less inherited); "
+        "a sum over sessions of `own` counts each message once"
+    )
+    inherited: TotalsPublic = Field(
+        description="what a fork inherited: the chain's totals at its fork point (zero "
+        "for a session that is not a fork)"
+    )
 
 
 class SessionPage(BaseModel):
@@ -187,6 +197,8 @@ class SharePublic(BaseModel):
     created_at: str
     expires_at: str | None
     totals: TotalsPublic
+    own: TotalsPublic = Field(description="what the shared session's own messages spent")
+    inherited: TotalsPublic = Field(description="what it inherited, when it is a fork")
     published: str = Field(examples=["42 messages, 12 commits not on any remote"])
     withheld: list[str] = Field(description="what of the session's code is left out, and why")
 

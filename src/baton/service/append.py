@@ -198,6 +198,9 @@ def _replay(answer: Remembered) -> AppendResult:
     """The result of an append, as remembered for its idempotency key."""
     data = dict(answer.response["session"])
     totals = Totals(**data.pop("totals"))
+    data.pop("own", None)
+    inherited = Totals(**(data.pop("inherited", None) or {}))
     return AppendResult(
-        Session(**data, totals=totals), [Message(**m) for m in answer.response["appended"]]
+        Session(**data, totals=totals, inherited=inherited),
+        [Message(**m) for m in answer.response["appended"]],
     )

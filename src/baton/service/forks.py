@@ -59,6 +59,7 @@ def fork(
         totals=top.totals if top else Totals(),
         repo=repo_of(git),
         title_auto=not title,
+        inherited=top.totals if top else Totals(),
     )
     p.store.create_session(session)
     return session

@@ -95,6 +95,7 @@ def share(
         expires_at=expires_at,
         redacted=[f for f, _ in found],
         totals=head_totals,
+        inherited=session.inherited,
     )
     p.store.create_share(made, copies)
     blobs.keep(p, items)

@@ -112,6 +112,10 @@ def import_document(
         if p.store.get_session(given_id) is None:
             session_id = given_id
     status = header.get("status") if header.get("status") in STATUSES else "active"
+    origin = header.get("forked_from") if isinstance(header.get("forked_from"), dict) else None
+    point = (origin or {}).get("message")
+    # A fork keeps what it inherited: the totals of its fork point, when the file holds it.
+    inherited = next((sm.totals for sm in chain if sm.message.id == point), Totals())
     session = Session(
         id=session_id,
         owner=owner,
@@ -127,12 +131,11 @@ def import_document(
         metadata=metadata,
         git=git,
         platform="import",
-        forked_from=header.get("forked_from")
-        if isinstance(header.get("forked_from"), dict)
-        else None,
+        forked_from=origin,
         totals=head.totals if head else Totals(),
         repo=repo_of(git),
         title_auto=not title,
+        inherited=inherited,
     )
     p.store.create_session(session, chain)
     blobs.keep(p, items)

@@ -36,3 +36,12 @@ def git_references(rows: Any) -> list[tuple[str, str]]:
     return [
         (rid, sha) for rid, git in rows if git is not None for sha in git_blobs(orjson.loads(git))
     ]
+
+
+def fork_point(forked_from: Any) -> str | None:
+    """The message a fork was made at, from its `forked_from` JSON (None: an empty fork)."""
+    import orjson
+
+    origin = orjson.loads(forked_from)
+    point = origin.get("message") if isinstance(origin, dict) else None
+    return point if isinstance(point, str) else None

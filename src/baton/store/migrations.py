@@ -9,7 +9,7 @@ import sqlite3
 import orjson
 
 from baton.core.validation import message_text
-from baton.store.migration import Migration, git_references, script
+from baton.store.migration import Migration, fork_point, git_references, script
 
 M001_INITIAL = """
 CREATE TABLE accounts (
@@ -193,6 +193,50 @@ CREATE INDEX logins_account ON logins(account_id, expires_at);
 CREATE INDEX logins_token ON logins(token_id)
 """
 
+
+# What a fork inherited: the chain's totals at its fork point, so that a session's own usage
+# (totals less inherited) starts at zero and a sum over sessions counts each message once.
+# Existing forks take the totals of their fork point's message; a share, its session's.
+M007_INHERITED = """
+ALTER TABLE sessions ADD COLUMN inherited_input_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN inherited_output_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN inherited_cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN inherited_cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN inherited_cost_usd REAL NOT NULL DEFAULT 0;
+ALTER TABLE shares ADD COLUMN inherited_input_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE shares ADD COLUMN inherited_output_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE shares ADD COLUMN inherited_cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE shares ADD COLUMN inherited_cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE shares ADD COLUMN inherited_cost_usd REAL NOT NULL DEFAULT 0
+"""
+
+
+def _m007(conn: sqlite3.Connection) -> None:
+    script(M007_INHERITED)(conn)
+    forks = conn.execute("SELECT id, forked_from FROM sessions WHERE forked_from IS NOT NULL")
+    points = [(sid, fork_point(origin)) for sid, origin in forks.fetchall()]
+    for sid, point in points:
+        if point is None:
+            continue
+        conn.execute(
+            "UPDATE sessions SET inherited_input_tokens = m.input_tokens, "
+            "inherited_output_tokens = m.output_tokens, "
+            "inherited_cache_read_tokens = m.cache_read_tokens, "
+            "inherited_cache_write_tokens = m.cache_write_tokens, "
+            "inherited_cost_usd = m.cost_usd "
+            "FROM messages m WHERE sessions.id = ? AND m.id = ?",
+            (sid, point),
+        )
+    conn.execute(
+        "UPDATE shares SET inherited_input_tokens = s.inherited_input_tokens, "
+        "inherited_output_tokens = s.inherited_output_tokens, "
+        "inherited_cache_read_tokens = s.inherited_cache_read_tokens, "
+        "inherited_cache_write_tokens = s.inherited_cache_write_tokens, "
+        "inherited_cost_usd = s.inherited_cost_usd "
+        "FROM sessions s WHERE s.id = shares.session_id AND s.forked_from IS NOT NULL"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
@@ -200,6 +244,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "m004_depth_index", script(M004_DEPTH_INDEX)),
     Migration(5, "m005_blob_access", _m005),
     Migration(6, "m006_logins", script(M006_LOGINS)),
+    Migration(7, "m007_inherited", _m007),
 ]
 
 

@@ -41,6 +41,8 @@ def share_public(service: Service, share: Share) -> dict[str, Any]:
         "created_at": share.created_at,
         "expires_at": share.expires_at,
         "totals": share.totals.to_dict(),
+        "own": share.own.to_dict(),
+        "inherited": share.inherited.to_dict(),
         "published": share.published,
         "withheld": share.withheld,
     }

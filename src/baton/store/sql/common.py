@@ -353,6 +353,7 @@ WITH RECURSIVE heads(id) AS (
             d.text(s.repo),
             d.flag(s.title_auto),
             *totals_values(s.totals),
+            *totals_values(s.inherited),
         )
 
     def _changes(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -530,6 +531,7 @@ WITH RECURSIVE heads(id) AS (
             share.revoked_at,
             orjson.dumps(share.redacted),
             *totals_values(share.totals),
+            *totals_values(share.inherited),
         )
 
     def get_share(self, share_id: str) -> Share | None:

@@ -16,12 +16,16 @@ from baton.store.base import ListQuery, Page, decode_cursor, encode_cursor
 SESSION_COLUMNS = (
     "id, owner, title, task, status, head, message_count, created_at, updated_at, version, "
     "metadata, git, platform, forked_from, repo, title_auto, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, cost_usd"
+    "cache_read_tokens, cache_write_tokens, cost_usd, inherited_input_tokens, "
+    "inherited_output_tokens, inherited_cache_read_tokens, inherited_cache_write_tokens, "
+    "inherited_cost_usd"
 )
 SHARE_COLUMNS = (
     "id, session_id, owner, shared_by, head, message_count, title, task, metadata, git, "
     "created_at, expires_at, revoked_at, redacted, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, cost_usd"
+    "cache_read_tokens, cache_write_tokens, cost_usd, inherited_input_tokens, "
+    "inherited_output_tokens, inherited_cache_read_tokens, inherited_cache_write_tokens, "
+    "inherited_cost_usd"
 )
 TOKEN_COLUMNS = (
     "id, account_id, name, kind, token_hash, created_at, expires_at, revoked_at, last_used_at"
@@ -57,6 +61,7 @@ def session_from(row: Sequence[Any]) -> Session:
         repo=row[14],
         title_auto=bool(row[15]),
         totals=Totals(row[16], row[17], row[18], row[19], row[20]),
+        inherited=Totals(row[21], row[22], row[23], row[24], row[25]),
     )
 
 
@@ -78,6 +83,7 @@ def share_from(row: Sequence[Any]) -> Share:
         revoked_at=row[12],
         redacted=orjson.loads(row[13]),
         totals=Totals(row[14], row[15], row[16], row[17], row[18]),
+        inherited=Totals(row[19], row[20], row[21], row[22], row[23]),
     )
 
 
