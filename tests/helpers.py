@@ -79,3 +79,27 @@ def stored_ids(service: Any) -> set[str]:
         return {row[0] for row in conn.execute("SELECT id FROM messages")}
     finally:
         conn.close()
+
+
+def streamed_turns() -> list[dict[str, Any]]:
+    """Two answers the agent streamed and stored in chunks (text parts marked "partial"): one
+    finished by its last message ("e four", with the usage), one cut short before the user
+    spoke again."""
+
+    def chunk(text: str) -> dict[str, Any]:
+        return {"role": "assistant", "parts": [{"type": "text", "text": text, "partial": True}]}
+
+    return [
+        text_message("user", "Count to four"),
+        chunk("one tw"),
+        chunk("o thr"),
+        chunk("e"),
+        {
+            **text_message("assistant", "e four", model="qwen-coder"),
+            "usage": {"input_tokens": 120, "output_tokens": 7},
+        },
+        text_message("user", "And on?"),
+        chunk("five s"),
+        chunk("ix"),
+        text_message("user", "Stop"),
+    ]

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from baton.cli.main import cli, main
-from tests.helpers import run_baton
+from tests.helpers import run_baton, streamed_turns
 
 FAKE_KEY = "sk-proj-" + "Zx8Yw7Vu6Ts5Rq4Po3Nm2Lk1Jh0Gf9Ed8Cb7A"
 
@@ -80,6 +80,34 @@ def test_human_output(baton: Any) -> None:
     assert ok(baton("sessions", "list", "-q", "nothing-like-this")).out.strip() == (
         "no sessions match 'nothing-like-this'"
     )
+
+
+def test_show_joins_a_streamed_answer(baton: Any, tmp_path: Path) -> None:
+    sid = ok(baton("sessions", "new", "--title", "Counting")).out.strip()
+    turns = tmp_path / "turns.json"
+    turns.write_bytes(orjson.dumps({"messages": streamed_turns()}))
+    ok(baton("sessions", "append", sid, "--file", str(turns)))
+    for args in ((), ("--full",)):
+        shown = ok(baton("sessions", "show", sid, *args)).out
+        conversation = shown[shown.index("\n#1 ") :]
+        assert re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d", "T", conversation) == (
+            "\n#1 user T\nCount to four\n"
+            "\n#2–#5 assistant · qwen-coder T\none two three four\n"
+            "\n#6 user T\nAnd on?\n"
+            "\n#7–#8 assistant T\nfive six\n"
+            "\n#9 user T\nStop\n"
+        )
+        assert "messages  9" in shown  # the stored count
+    # --last that starts inside the streamed answer shows the answer whole
+    last = ok(baton("sessions", "show", sid, "--last", "6")).out
+    assert "\n#2–#5 assistant · qwen-coder " in last and "one two three four\n" in last
+    assert "#1 user" not in last and "\n#7–#8 assistant " in last
+    assert "#3–#5" not in ok(baton("sessions", "show", sid, "--last", "7")).out
+    raw = ok(baton("sessions", "show", sid, "--json")).json()["messages"]
+    assert [m["parts"][0]["text"] for m in raw] == [
+        "Count to four", "one tw", "o thr", "e", "e four", "And on?", "five s", "ix", "Stop"
+    ]  # fmt: skip
+    assert [m["parts"][0].get("partial", False) for m in raw].count(True) == 5
 
 
 def test_append_from_a_file_with_expected_head(baton: Any, tmp_path: Path) -> None:

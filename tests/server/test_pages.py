@@ -8,11 +8,12 @@ import asyncio
 import re
 
 import httpx
+import pytest
 
 from baton.render.html import PAGE_PART_CHARS, stylesheet
-from baton.server import create_app
+from baton.server import create_app, pages
 from baton.service import Service
-from tests.helpers import text_message, tool_turn
+from tests.helpers import streamed_turns, text_message, tool_turn
 
 SECRET = "test-secret-" + "x" * 40
 OUTPUT = "\n".join(f"src/module_{i:02}.py: ok" for i in range(30))  # over COLLAPSE_LINES
@@ -114,6 +115,82 @@ def test_a_page_cuts_a_long_part_and_the_export_keeps_it(service: Service, owner
     shown = text[:PAGE_PART_CHARS].strip()
     assert f"<p>{shown}</p>\n<p>… (10,000 more characters in the export)</p>" in page.text
     assert f"<p>{text.strip()}</p>" in exported
+
+
+def cards(page: str) -> list[tuple[str, str, str]]:
+    """Each message card of a page: its role, the note and number in its head, its text."""
+    found = re.findall(
+        r'<li class="message role-(\w+)" id="\w+"><div class="head">.*?'
+        r'(?:<span class="note">([^<]*)</span> )?<a class="anchor" href="#\w+">([^<]+)</a></div>'
+        r'<div class="body"><div class="text"><p>([^<]*)</p>',
+        page,
+    )
+    return [(role, note, f"{number} {text}") for role, note, number, text in found]
+
+
+def test_a_streamed_answer_is_one_card(service: Service, owner: str) -> None:
+    _, token = service.accounts.create_token(owner, "pages")
+    session = service.create(owner, title="Counting")
+    service.append(owner, session.id, streamed_turns())
+    share = service.share(owner, session.id)
+    exported = service.export(owner, session.id, "html")
+    assert isinstance(exported, str)
+    session_page, share_page, share_all = get(
+        service, token, f"/sessions/{session.id}", f"/share/{share.id}", f"/share/{share.id}?all=1"
+    )
+    expected = [
+        ("user", "", "#1 Count to four"),
+        ("assistant", "", "#2–#5 one two three four"),
+        ("user", "", "#6 And on?"),
+        ("assistant", "", "#7–#8 five six"),
+        ("user", "", "#9 Stop"),
+    ]
+    for page in (session_page, share_page, share_all):
+        assert page.status_code == 200
+        assert cards(page.text) == expected
+        assert conversation(page.text) == conversation(exported)
+        assert "9 messages" in page.text  # the stored count
+    # the preview holds every message: no "show all" though there are fewer cards than messages
+    assert 'id="show-all"' not in share_page.text
+    # the card links to (and is named by) the answer's last stored message
+    stored = service.messages(owner, session.id)
+    assert f'<li class="message role-assistant" id="{stored[4].id}">' in session_page.text
+
+
+def test_a_run_cut_by_the_page_boundary_says_so(
+    service: Service, owner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "PAGE", 3)
+    monkeypatch.setattr(pages, "PREVIEW", 3)
+    _, token = service.accounts.create_token(owner, "pages")
+    session = service.create(owner, title="Counting")
+    service.append(owner, session.id, streamed_turns())
+    share = service.share(owner, session.id)
+    first, second, third, preview, shared = get(
+        service,
+        token,
+        f"/sessions/{session.id}",
+        f"/sessions/{session.id}?start=3",
+        f"/sessions/{session.id}?start=6",
+        f"/share/{share.id}",
+        f"/share/{share.id}?all=1&start=3",
+    )
+    assert cards(first.text) == [
+        ("user", "", "#1 Count to four"),
+        ("assistant", "continues on the next page", "#2–#3 one two thr"),
+    ]
+    assert cards(second.text) == [
+        ("assistant", "continued from the previous page", "#4–#5 ee four"),
+        ("user", "", "#6 And on?"),
+    ]
+    # a run cut short by the user's next message continues on no page
+    assert cards(third.text) == [
+        ("assistant", "", "#7–#8 five six"),
+        ("user", "", "#9 Stop"),
+    ]
+    assert cards(preview.text) == cards(first.text)
+    assert 'id="show-all"' in preview.text
+    assert cards(shared.text) == cards(second.text)
 
 
 def test_pages_show_a_forks_own_and_inherited_costs_apart(service: Service, owner: str) -> None:

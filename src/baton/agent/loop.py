@@ -23,7 +23,7 @@ import platform
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,6 +33,7 @@ from baton.agent.provider import Cancel, Interrupted, ModelError, Provider, Repl
 from baton.agent.setup import note as setup_note
 from baton.agent.tools import CONFIRM, Outcome, Tools
 from baton.core.models import JSON, Message
+from baton.core.partials import join_partials
 from baton.sandbox import Stopped
 
 if TYPE_CHECKING:
@@ -165,47 +166,6 @@ def _text_of(part: JSON) -> str | None:
     if kind == "blob_ref" and part.get("of") == "text":
         return f"{part.get('preview', '')}\n[… {part.get('size')} bytes in all]"
     return None
-
-
-def is_partial(message: Message) -> bool:
-    """Whether `message` is a stored chunk of an answer that continues in the next message."""
-    return message.role == "assistant" and any(p.get("partial") for p in message.parts)
-
-
-def join_partials(chain: list[Message]) -> list[Message]:
-    """`chain` with each run of partial chunks joined into the message that follows it (when
-    that is the answer's assistant message) or into one assistant message of its own (when
-    the answer was cut short). The joined message keeps the id of its last message."""
-    out: list[Message] = []
-    carry: list[Message] = []
-
-    def text(messages: list[Message]) -> str:
-        return "".join(
-            str(p.get("text", "")) for m in messages for p in m.parts if p.get("partial")
-        )
-
-    for message in chain:
-        if is_partial(message):
-            carry.append(message)
-            continue
-        if carry and message.role == "assistant":
-            parts = [dict(p) for p in message.parts]
-            first = next((p for p in parts if p.get("type") == "text"), None)
-            if first is None:
-                before = [i for i, p in enumerate(parts) if p.get("type") == "reasoning"]
-                parts.insert(before[-1] + 1 if before else 0, _text(text(carry)))
-            else:
-                first["text"] = text(carry) + str(first.get("text", ""))
-            out.append(replace(message, parts=parts))
-            carry = []
-            continue
-        if carry:
-            out.append(replace(carry[-1], parts=[_text(text(carry))]))
-            carry = []
-        out.append(message)
-    if carry:
-        out.append(replace(carry[-1], parts=[_text(text(carry))]))
-    return out
 
 
 def _is_result(part: JSON) -> bool:

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from baton.agent.loop import INTERRUPTED_TURN, join_partials
+from baton.agent.loop import INTERRUPTED_TURN
 from baton.core.errors import BatonError, InvalidInput, SecretsFound
 from baton.core.models import Message
+from baton.core.partials import join_partials
 
 if TYPE_CHECKING:
     from baton.contract import Baton

@@ -105,7 +105,11 @@ def list_(
 
 @sessions.command("show")
 @click.argument("session_id")
-@click.option("--last", type=click.IntRange(0), help="Only the last N messages.")
+@click.option(
+    "--last",
+    type=click.IntRange(0),
+    help="Only the last N messages (and the start of a streamed answer they cut).",
+)
 @click.option("--full", is_flag=True, help="Read large stored outputs back in full.")
 @json_option
 @pass_ctx
@@ -120,6 +124,20 @@ def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: b
     if as_json:
         print_json({**session.to_dict(), "messages": [m.to_dict() for m in messages]})
         return
+    from baton.core.partials import is_partial, join_runs
+
+    # --last N that starts inside a streamed answer shows that answer whole
+    while start > 0 and messages and messages[0].role == "assistant":
+        earlier = ctx.service.messages(
+            ctx.owner, session_id, start=max(0, start - 50), limit=min(50, start), hydrate=full
+        )
+        run = len(earlier)
+        while run > 0 and is_partial(earlier[run - 1]):
+            run -= 1
+        messages = earlier[run:] + messages
+        start -= len(earlier) - run
+        if run > 0 or not earlier:
+            break
     out = console()
     out.print(f"[bold]{markup(session.title or '(untitled)')}[/bold]  [dim]{session.id}[/dim]")
     rows = [
@@ -142,10 +160,13 @@ def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: b
         )
     for name, value in rows:
         out.print(f"[dim]{name:>12}[/dim]  {markup(value)}", markup=True, highlight=False)
-    for offset, message in enumerate(messages):
+    position = start
+    for message, count in join_runs(messages):  # a streamed answer's chunks as one message
+        position += count
+        number = f"#{position - count + 1}–#{position}" if count > 1 else f"#{position}"
         label = message.role + (f" · {message.model}" if message.model else "")
         out.print(
-            f"\n[bold]#{start + offset + 1} {markup(label)}[/bold] [dim]{short_time(message.created_at)}[/dim]"
+            f"\n[bold]{number} {markup(label)}[/bold] [dim]{short_time(message.created_at)}[/dim]"
         )
         for part in message.parts:
             out.print(part_summary(part), markup=False)

@@ -40,6 +40,7 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from baton.core.models import JSON, Message, Session, parse_time
+from baton.core.partials import join_runs
 
 COLLAPSE_LINES = 12  # tool output (or arguments) longer than this is folded
 COLLAPSE_CHARS = 1500
@@ -377,19 +378,28 @@ def tool_names(messages: Iterable[Message], into: dict[str, str] | None = None) 
 
 
 def message_html(
-    message: Message, position: int, tools: dict[str, str], cut: int | None = None
+    message: Message,
+    position: int,
+    tools: dict[str, str],
+    cut: int | None = None,
+    *,
+    first: int | None = None,
+    note: str = "",
 ) -> str:
     """One message as the `<li>` of a conversation: its head (role, model, time, usage, a link
-    to itself) and its parts. `position` counts from 1; `tools` names the calls it answers."""
+    to itself) and its parts. `position` counts from 1; `tools` names the calls it answers.
+    A streamed answer joined from stored chunks (baton.core.partials) keeps the id of its last
+    message and shows the range of positions it stands for, "#first–#position"; `note` is a
+    short remark in its head (e.g. that the answer continues on the next page)."""
     used = tuple(
         tools.get(str(p.get("tool_call_id")), "")
         for p in message.parts
         if p.get("type") in ("tool_result", "blob_ref")
     )
-    key = (message.id, position, used, cut)
+    key = (message.id, position, used, cut, first, note)
     found = _rendered.get(key)
     if found is None:
-        found = _message(message, position, tools, cut)
+        found = _message(message, position, tools, cut, first, note)
         if len(_rendered) >= 4096:
             _rendered.clear()
         _rendered[key] = found
@@ -397,10 +407,17 @@ def message_html(
 
 
 # Messages are immutable and named by their content: a page renders each one once per process.
-_rendered: dict[tuple[str, int, tuple[str, ...], int | None], str] = {}
+_rendered: dict[tuple[str, int, tuple[str, ...], int | None, int | None, str], str] = {}
 
 
-def _message(message: Message, position: int, tools: dict[str, str], cut: int | None) -> str:
+def _message(
+    message: Message,
+    position: int,
+    tools: dict[str, str],
+    cut: int | None,
+    first: int | None,
+    note: str,
+) -> str:
     role = message.role if message.role in ROLE_LABELS else "other"
     label = ROLE_LABELS.get(message.role, message.role.capitalize())
     head = [f'<span class="role">{html.escape(label)}</span>']
@@ -410,7 +427,10 @@ def _message(message: Message, position: int, tools: dict[str, str], cut: int | 
     usage = _usage(message.usage)
     if usage:
         head.append(f'<span class="usage">{usage}</span>')
-    head.append(f'<a class="anchor" href="#{html.escape(message.id)}">#{position}</a>')
+    if note:
+        head.append(f'<span class="note">{html.escape(note)}</span>')
+    number = f"#{first}–#{position}" if first is not None and first < position else f"#{position}"
+    head.append(f'<a class="anchor" href="#{html.escape(message.id)}">{number}</a>')
     body = "".join(part_html(p, tools, cut) for p in message.parts)
     return (
         f'<li class="message role-{role}" id="{html.escape(message.id)}">'
@@ -422,7 +442,11 @@ def export_html(session: Session, messages: list[Message], *, exported_at: str) 
     """The whole session (hydrated messages) as one HTML document."""
     title = session.title or "Untitled session"
     tools = tool_names(messages)
-    items = [message_html(m, position, tools) for position, m in enumerate(messages, 1)]
+    items = []
+    position = 0
+    for message, count in join_runs(messages):
+        position += count
+        items.append(message_html(message, position, tools, first=position - count + 1))
     task = f'<div class="task">{html.escape(session.task)}</div>' if session.task else ""
     conversation = (
         f'<ol class="conversation">{"".join(items)}</ol>'

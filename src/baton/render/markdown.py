@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from baton.core.models import JSON, Message, Session
+from baton.core.partials import join_partials
 
 
 def _fence(text: str, lang: str = "") -> str:
@@ -59,7 +60,7 @@ def export_markdown(session: Session, messages: list[Message]) -> str:
         lines.append(
             f"- Inherited: {i.input_tokens} in, {i.output_tokens} out; cost ${i.cost_usd:.4f}"
         )
-    for message in messages:
+    for message in join_partials(messages):  # a streamed answer reads as one message
         heading = message.role.capitalize()
         if message.model:
             heading += f" ({message.model})"

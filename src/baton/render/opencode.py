@@ -32,6 +32,7 @@ from typing import Any
 
 from baton import __version__
 from baton.core.models import JSON, Message, Session, parse_time
+from baton.core.partials import join_partials
 
 DEFAULT_AGENT = "build"  # opencode's default agent; a session's metadata may name another
 VERSION = f"baton {__version__}"  # free text to opencode: what wrote the session
@@ -425,7 +426,8 @@ def export_opencode(session: Session, messages: list[Message]) -> JSON:
     fallback = _split_model(model)
     sid = session_id(session)
     writer = _Writer(sid, _agent(metadata), cwd, cwd, fallback)
-    for message in messages:
+    # A streamed answer stored in chunks is one opencode message, as opencode resumes it.
+    for message in join_partials(messages):
         if message.role == "assistant":
             writer.assistant(message)
         elif message.role == "tool":

@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from baton.core.errors import BatonError, InvalidInput, NotFound, SecretsFound
 from baton.core.models import Account, Message, published
+from baton.core.partials import is_partial, join_runs
 from baton.render.html import PAGE_PART_CHARS, message_html, stylesheet, tool_names
 from baton.server.api.replies import export_download
 from baton.server.auth import (
@@ -56,14 +57,47 @@ _env.filters["money"] = lambda value: f"${value:,.4f}" if value else "$0"
 _env.filters["num"] = lambda value: f"{value:,}"
 
 
-def _conversation(messages: list[Message], start: int) -> list[Markup]:
+def _conversation(
+    messages: list[Message], start: int, before: Message | None, after: Message | None
+) -> list[Markup]:
     """The messages of a page as the export shows them (baton.render.html), each part cut
-    at PAGE_PART_CHARS; `start` messages come before them."""
+    at PAGE_PART_CHARS; `start` messages come before them. A streamed answer stored in chunks
+    (baton.core.partials) is joined into one card numbered with the range of positions it
+    stands for ("#3–#7") and linked by its last message's id; a run cut by the page boundary
+    is joined within the page and says so: `before` and `after` are the stored messages just
+    outside the page (None at either end)."""
     tools = tool_names(messages)
-    return [
-        Markup(message_html(m, start + i + 1, tools, PAGE_PART_CHARS))
-        for i, m in enumerate(messages)
-    ]
+    out: list[Markup] = []
+    position = start
+    runs = join_runs(messages)
+    for i, (message, count) in enumerate(runs):
+        position += count
+        notes = []
+        if i == 0 and before is not None and is_partial(before):
+            notes.append("continued from the previous page")
+        if (
+            i == len(runs) - 1
+            and is_partial(messages[-1])
+            and after is not None
+            and after.role == "assistant"
+        ):
+            notes.append("continues on the next page")
+        first = position - count + 1
+        html = message_html(
+            message, position, tools, PAGE_PART_CHARS, first=first, note="; ".join(notes)
+        )
+        out.append(Markup(html))
+    return out
+
+
+def _page(
+    messages: list[Message], start: int, limit: int
+) -> tuple[list[Message], Message | None, Message | None]:
+    """Split the messages read from `max(start - 1, 0)` with `limit + 2` into the page and the
+    message before and after it."""
+    before = messages[0] if start > 0 and messages else None
+    rest = messages[1:] if before is not None else messages
+    return rest[:limit], before, rest[limit] if len(rest) > limit else None
 
 
 def render(
@@ -252,7 +286,8 @@ def session_page(
 ) -> Response:
     account = need(request)
     session = service.get(account.id, session_id)
-    messages = service.messages(account.id, session_id, start=start, limit=PAGE)
+    around = service.messages(account.id, session_id, start=max(start - 1, 0), limit=PAGE + 2)
+    messages, before, after = _page(around, start, PAGE)
     live = service.live_shares(account.id, session_id)
     new_share = next((s for s in live if s.id == shared), None)
     return render(
@@ -260,7 +295,7 @@ def session_page(
         "session.html",
         {
             "session": session,
-            "messages": _conversation(messages, start),
+            "messages": _conversation(messages, start, before, after),
             "start": start,
             "page": PAGE,
             "shares": live,
@@ -461,13 +496,15 @@ def public_share(
         return error_page(request, exc.status, exc.message)
     limit = PAGE if all else PREVIEW
     begin = start if all else 0
-    messages = service.share_messages(share_id, start=begin, limit=limit)
+    around = service.share_messages(share_id, start=max(begin - 1, 0), limit=limit + 2)
+    messages, before, after = _page(around, begin, limit)
     return render(
         request,
         "share.html",
         {
             "share": share,
-            "messages": _conversation(messages, begin),
+            "messages": _conversation(messages, begin, before, after),
+            "shown": len(messages),
             "all": all,
             "start": begin,
             "page": limit,
