@@ -278,6 +278,39 @@ def test_restore_and_fork_restore_run_the_setup_of_the_restored_workspace(
     assert [s["exit_code"] for s in setups(baton, data["id"])] == [0, 0]
 
 
+def test_code_from_someone_elses_share_does_not_run_what_it_declares(
+    baton: Any, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declare(repo, 'commands = ["touch ran.txt"]\n')
+    commit_all(repo, "declare setup")
+    monkeypatch.setenv("BATON_USER", "alice")
+    sid = baton("sessions", "new", "--title", "s", "--json").json()["id"]
+    share = baton("share", sid, "--json").json()["id"]
+    said = (
+        "setup: not run: this code comes from someone else's share, and its .baton/setup.toml "
+        "declares 1 command(s): `touch ran.txt`. Read them, then run `baton setup` in "
+    )
+    monkeypatch.setenv("BATON_USER", "bob")
+    restored = baton("restore", share, "--path", str(tmp_path / "r"), "--from", str(repo))
+    assert restored.code == 0, restored.err
+    assert f"{said}{tmp_path / 'r'}\n" in restored.err
+    assert not (tmp_path / "r" / "ran.txt").exists()
+    forked = baton("fork", share, "--restore", str(tmp_path / "f"), "--json")
+    assert forked.code == 0, forked.err
+    assert forked.json()["restore"]["setup"] == []
+    assert not (tmp_path / "f" / "ran.txt").exists()
+    # a fork of that fork is still someone else's code
+    again = forked.json()["id"]
+    twice = baton("fork", again, "--restore", str(tmp_path / "g"), "--json")
+    assert twice.code == 0, twice.err
+    assert not (tmp_path / "g" / "ran.txt").exists()
+    # the one who shared it runs her own declarations
+    monkeypatch.setenv("BATON_USER", "alice")
+    mine = baton("restore", share, "--path", str(tmp_path / "m"), "--from", str(repo))
+    assert mine.code == 0, mine.err
+    assert (tmp_path / "m" / "ran.txt").exists()
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -69,16 +69,60 @@ def workspace_spec(ctx: Context, root: Path, flags: Sequence[str]) -> Any:
     return setup.load(root, ctx.settings.setup, flags)
 
 
+REPOSITORY_SOURCES = (".baton/setup.toml", ".baton/config.toml")
+
+
 def after_restore(ctx: Context, source: str, path: str) -> list[Any]:
     """A restored workspace runs its setup commands, recorded in the session when `source` is
-    one of mine; what each gave, for --json."""
+    one of mine; what each gave, for --json. Commands that the restored repository declares
+    itself run only when the code is mine: code from someone else's share (restored, or a
+    fork of it) never runs its own declarations unasked; they are named, to run with
+    `baton setup` after reading them."""
+    from baton.agent import setup
     from baton.core.errors import BatonError
 
     session_id: str | None = None
-    if source.startswith("ses_"):  # else a share of someone's: run, but nothing to record in
+    theirs = _from_someone_else(ctx, {"share": source.removeprefix("share-")})
+    if source.startswith("ses_"):  # else a share: run, but nothing to record in
         try:
-            session_id = ctx.service.get(ctx.owner, source).id
+            session = ctx.service.get(ctx.owner, source)
+            session_id = session.id
+            theirs = _from_someone_else(ctx, session.forked_from)
         except BatonError:
             session_id = None
-    results = run_setup(ctx, session_id, Path(path))
+    spec = setup.load(Path(path), ctx.settings.setup)
+    if theirs and spec.source in REPOSITORY_SOURCES:
+        listed = ", ".join(f"`{c.command}`" for c in spec.commands)
+        echo(
+            f"setup: not run: this code comes from someone else's share, and its {spec.source} "
+            f"declares {len(spec.commands)} command(s): {listed}. Read them, then run "
+            f"`baton setup` in {path}",
+            err=True,
+        )
+        return []
+    results = run_setup(ctx, session_id, Path(path), spec=spec)
     return [r.message()["parts"][0]["setup"] for r in results]
+
+
+def _from_someone_else(ctx: Context, forked_from: Any) -> bool:
+    """Whether a session's code came from a share of another account (a fork of it, or of a
+    fork of it: the origin is followed through my own sessions)."""
+    from baton.core.errors import BatonError
+
+    seen: set[str] = set()
+    while isinstance(forked_from, dict):
+        if forked_from.get("share"):
+            try:
+                share = ctx.service.public_share(str(forked_from["share"]))
+            except BatonError:
+                return True  # revoked or gone: it cannot be told to be mine
+            return bool(share.shared_by.get("account") != ctx.owner)
+        parent = forked_from.get("session")
+        if not parent or parent in seen:
+            return False
+        seen.add(str(parent))
+        try:
+            forked_from = ctx.service.get(ctx.owner, str(parent)).forked_from
+        except BatonError:
+            return True
+    return False
