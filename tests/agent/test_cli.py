@@ -109,6 +109,20 @@ def test_run_json_prints_the_answer_usage_and_cost(
             "cache_write_tokens": 0,
             "cost_usd": 0.0028,
         },
+        "session_own": {
+            "input_tokens": 2000,
+            "output_tokens": 150,
+            "cache_read_tokens": 1000,
+            "cache_write_tokens": 0,
+            "cost_usd": 0.0028,
+        },
+        "session_inherited": {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "cost_usd": 0.0,
+        },
     }
     assert Path("out.txt").read_text() == "hi\n"
     shown = baton("sessions", "show", sid, "--json").json()
@@ -131,6 +145,27 @@ def test_run_json_prints_the_answer_usage_and_cost(
         "assistant",
         "user",
     ]
+
+
+def test_run_json_on_a_fork_reports_its_own_and_inherited_totals_apart(
+    baton: Any, model_settings: FakeModel, tmp_path: Path
+) -> None:
+    model_settings.reply("First.", usage=(1000, 100, 0))
+    first = baton("run", "start", "--json").json()
+    fork = baton("fork", first["session_id"], "--json").json()
+    model_settings.reply("Second.", usage=(2000, 50, 0))
+    data = baton("run", "go on", "--session", fork["id"], "--json").json()
+    assert data["session_id"] == fork["id"]
+    assert (
+        data["session_totals"]["cost_usd"],
+        data["session_own"]["cost_usd"],
+        data["session_inherited"]["cost_usd"],
+    ) == (0.0033, 0.0021, 0.0012)  # (1000 + 200) / 1e6 inherited, (2000 + 100) / 1e6 own
+    assert (data["session_own"]["input_tokens"], data["session_inherited"]["input_tokens"]) == (
+        2000,
+        1000,
+    )
+    assert data["session_totals"]["input_tokens"] == 3000  # the whole chain's, as documented
 
 
 def test_run_without_yes_or_a_terminal_refuses_and_tells_the_model(

@@ -892,7 +892,7 @@ def _run(
             result = agent.turn(task, cancel)
     except ModelError as exc:
         raise ModelError(f"{exc.message} (session {session.id} keeps the turn)") from None
-    totals = ctx.service.get(ctx.owner, session.id).totals
+    stored = ctx.service.get(ctx.owner, session.id)
     if as_json:
         print_json(
             {
@@ -905,7 +905,9 @@ def _run(
                 "files_read": result.read,
                 "files_written": result.written,
                 "refused": confirm.refused,
-                "session_totals": totals.to_dict(),
+                "session_totals": stored.totals.to_dict(),  # the whole chain's
+                "session_own": stored.own.to_dict(),  # what this session itself spent
+                "session_inherited": stored.inherited.to_dict(),  # a fork's, at the fork
             }
         )
     else:
