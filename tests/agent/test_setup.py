@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,31 @@ def test_a_setup_command_past_its_timeout_fails_cleanly(
     [found] = setups(baton, sid)
     assert (found["exit_code"], found["timed_out"], found["output"]) == (None, True, "started\n")
     assert found["duration"] < 30
+
+
+def test_ctrl_c_during_a_setup_command_is_recorded_with_its_output_and_exits_130(
+    baton: Any, model_settings: FakeModel, repo: Path
+) -> None:
+    # the command itself sends this process the Ctrl-C, once it has written a line
+    declare(
+        repo, f'commands = ["echo started; kill -INT {os.getpid()}; sleep 30", "touch never"]\n'
+    )
+    result = baton("run", "anything", "--sandbox", "off")
+    assert result.code == 130, result.err
+    lines = result.err.splitlines()
+    assert lines[-3:-2] == [f"setup: echo started; kill -INT {os.getpid()}; sleep 30"]
+    assert lines[-2].startswith("setup: interrupted (") and lines[-1] == "interrupted"
+    assert model_settings.requests == []  # no turn
+    assert not (repo / "never").exists()  # the rest did not run
+    sid = baton("sessions", "list", "--json").json()[0]["id"]
+    [found] = setups(baton, sid)
+    assert (found["exit_code"], found["timed_out"], found["interrupted"], found["output"]) == (
+        None,
+        False,
+        True,
+        "started\n",
+    )
+    assert found["policy"]["sandbox"] == "off"
 
 
 def test_setup_from_the_config_file_and_from_flags(

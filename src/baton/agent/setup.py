@@ -58,12 +58,13 @@ class SetupCommand:
 @dataclass(frozen=True)
 class SetupResult:
     command: SetupCommand
-    exit_code: int | None  # None: stopped (timeout, limit)
+    exit_code: int | None  # None: stopped (timeout, limit, Ctrl-C)
     output: str
     duration: float  # seconds
     timed_out: bool = False
     policy: JSON = field(default_factory=dict)
     source: str = ""
+    interrupted: bool = False  # Ctrl-C stopped it: the output so far is kept
 
     @property
     def ok(self) -> bool:
@@ -80,6 +81,8 @@ class SetupResult:
             "source": self.source,
             "policy": self.policy,
         }
+        if self.interrupted:
+            info["interrupted"] = True
         if self.command.env:
             info["env"] = sorted(self.command.env)  # names only: values may be secrets
         return {
@@ -93,6 +96,8 @@ class SetupResult:
             return (
                 f"setup command `{self.command.command}` timed out after {self.command.timeout:g}s"
             )
+        if self.interrupted:
+            return f"setup command `{self.command.command}` was interrupted"
         if self.exit_code is None:
             return f"setup command `{self.command.command}` was stopped at a sandbox limit"
         return f"setup command `{self.command.command}` failed with exit code {self.exit_code}"
@@ -111,6 +116,8 @@ def note(part: JSON) -> str:
     code = info.get("exit_code")
     if info.get("timed_out"):
         how = f"timed out after {info.get('timeout')}s"
+    elif info.get("interrupted"):
+        how = "was interrupted"
     elif code is None:
         how = "was stopped at a sandbox limit"
     else:
@@ -229,7 +236,9 @@ def run(
     on_start: Callable[[SetupCommand], None] | None = None,
 ) -> list[SetupResult]:
     """Run the commands in order under `policy` with the network allowed and each command's
-    timeout, until one fails; `on_result` is called with each (to record it) as it ends."""
+    timeout, until one fails; `on_result` is called with each (to record it) as it ends.
+    Ctrl-C (sandbox.Stopped) is recorded like a failed command (exit code None, interrupted,
+    the output so far), then raised again."""
     results = []
     for command in spec.commands:
         if on_start is not None:
@@ -237,7 +246,22 @@ def run(
         confined = replace(policy, network=policy.confined, timeout=command.timeout)
         exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in command.env.items())
         started = time.monotonic()
-        done = sandbox.run(exports + command.command, root, confined)
+        try:
+            done = sandbox.run(exports + command.command, root, confined)
+        except sandbox.Stopped as stop:
+            if on_result is not None:
+                on_result(
+                    SetupResult(
+                        command=command,
+                        exit_code=None,
+                        output=stop.output,
+                        duration=time.monotonic() - started,
+                        policy=confined.describe(),
+                        source=spec.source,
+                        interrupted=True,
+                    )
+                )
+            raise
         result = SetupResult(
             command=command,
             exit_code=done.exit_code,

@@ -55,10 +55,20 @@ def run_setup(
     def ended(result: Any) -> None:
         if record is not None:
             record(result)
-        code = "timed out" if result.timed_out else f"exit {result.exit_code}"
+        code = (
+            "interrupted"
+            if result.interrupted
+            else "timed out"
+            if result.timed_out
+            else f"exit {result.exit_code}"
+        )
         echo(f"setup: {code} ({result.duration:.1f}s)", err=True)
 
-    results = setup.run(spec, root, policy, on_result=ended, on_start=started)
+    try:
+        results = setup.run(spec, root, policy, on_result=ended, on_start=started)
+    except confinement.Stopped:  # recorded; click would make Ctrl-C an "aborted", exit 1
+        echo("interrupted", err=True)
+        raise SystemExit(130) from None
     setup.check(results, session_id)
     return results
 
