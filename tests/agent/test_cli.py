@@ -281,6 +281,28 @@ def test_chat_continue_resumes_the_latest_session_of_this_repository(
     )
 
 
+def test_session_resume_in_the_chat_snapshots_a_tree_that_changed(
+    baton: Any, model_settings: FakeModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "app", None)
+    monkeypatch.chdir(repo)
+    model_settings.reply("Hello.")
+    assert baton("chat", stdin="hi\n").code == 0
+    sid = baton("sessions", "list", "--json").json()[0]["id"]
+    before = baton("sessions", "show", sid, "--json").json()["git"]
+    assert before["dirty"] is False
+    (repo / "f.txt").write_text("changed since\n")
+    resumed = baton("chat", stdin=f"/session resume {sid}\n")
+    assert resumed.code == 0, resumed.err
+    assert f"resumed {sid}: " in resumed.out
+    after = baton("sessions", "show", sid, "--json").json()["git"]
+    assert after["dirty"] is True and after["state"] != before["state"]
+    assert after["head"] == before["head"]  # the same commit, with changes
+    # unchanged since: resuming again stores nothing new
+    assert baton("chat", stdin=f"/session resume {sid}\n").code == 0
+    assert baton("sessions", "show", sid, "--json").json()["git"] == after
+
+
 def test_chat_line_mode_with_slash_commands(
     baton: Any, model_settings: FakeModel, tmp_path: Path
 ) -> None:

@@ -57,6 +57,7 @@ class ChatState:
     notes: list[str] = field(default_factory=list)
     compact: Callable[[], None] | None = None  # the chat's /compact and /undo
     undo: Callable[[], None] | None = None
+    resumed: Callable[[str], None] | None = None  # on /session resume: a new git snapshot
 
     def need_session(self) -> str:
         if self.session_id is None:
@@ -205,6 +206,8 @@ def _session(state: ChatState, args: list[str]) -> None:
         if not rest:
             raise InvalidInput("give the session to resume: /session resume ID")
         session = service.get(owner, rest[0])
+        if state.resumed is not None:
+            state.resumed(session.id)  # the tree may differ from its last snapshot
         state.session_id = session.id
         title = _escape(session.title or "(untitled)")
         out.print(f"resumed {session.id}: {title}", highlight=False)

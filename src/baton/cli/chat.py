@@ -418,6 +418,7 @@ class Chat:
             mode=mode_of(yes, mode),
             compact=self.compact,
             undo=self.undo,
+            resumed=lambda session_id: resnapshot(ctx, session_id),
         )
         self.display: Any = StreamDisplay(show_text=False) if as_json else ChatDisplay(console)
         self.agent: Any = None
