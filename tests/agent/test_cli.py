@@ -168,6 +168,33 @@ def test_run_json_on_a_fork_reports_its_own_and_inherited_totals_apart(
     assert data["session_totals"]["input_tokens"] == 3000  # the whole chain's, as documented
 
 
+def test_run_json_usage_errors_are_one_json_object(baton: Any, model_settings: FakeModel) -> None:
+    bad = baton("run", "a task", "--mode", "bogus", "--json")
+    assert bad.code == 2 and bad.err == ""
+    assert bad.json() == {
+        "error": {
+            "code": "usage",
+            "message": "Invalid value for '--mode': 'bogus' is not one of "
+            "'ask', 'auto-edit', 'plan', 'yolo'.",
+        }
+    }
+    missing = baton("run", "--json")
+    assert missing.code == 2
+    assert missing.json() == {"error": {"code": "usage", "message": "Missing argument 'TASK'."}}
+    # without --json, and other commands with it, click's usage text on stderr as before
+    plain = baton("run", "a task", "--mode", "bogus")
+    assert plain.code == 2 and plain.out == ""
+    assert plain.err.splitlines()[-1] == (
+        "Error: Invalid value for '--mode': 'bogus' is not one of 'ask', 'auto-edit', 'plan', "
+        "'yolo'."
+    )
+    other = baton("sessions", "list", "--limit", "x", "--json")
+    assert (
+        other.code == 2 and other.out == "" and other.err.startswith("Usage: baton sessions list")
+    )
+    assert model_settings.requests == []
+
+
 def test_run_without_yes_or_a_terminal_refuses_and_tells_the_model(
     baton: Any, model_settings: FakeModel
 ) -> None:

@@ -64,6 +64,15 @@ for command in [
     cli.add_command(command)
 
 
+def _run_json(exc: click.UsageError, argv: list[str] | None) -> bool:
+    """A usage error of `baton run --json`: a script reads one JSON object, like its other
+    errors."""
+    args = sys.argv[1:] if argv is None else argv
+    if exc.ctx is None or exc.ctx.command.name != "run" or "run" not in args:
+        return False
+    return "--json" in args[args.index("run") + 1 :]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: user errors are one line and exit 1 or 2, never a traceback."""
     from baton.core.errors import BatonError
@@ -74,7 +83,13 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.ClickException as exc:
-        exc.show()
+        if isinstance(exc, click.UsageError) and _run_json(exc, argv):
+            from baton.cli.output import print_json
+
+            message = printable(exc.format_message())
+            print_json({"error": {"code": "usage", "message": message}})
+        else:
+            exc.show()
         sys.exit(exc.exit_code)
     except BatonError as exc:
         click.echo(f"error: {printable(exc.message)}", err=True)
