@@ -440,7 +440,7 @@ def capture(
         scratch_objects = Path(scratch) / "objects"
         scratch_objects.mkdir()
         if index.is_file():
-            shutil.copyfile(index, scratch_index)
+            shutil.copy2(index, scratch_index)  # with its mtime: git's racy-entry check needs it
         private = _Git(
             root,
             {
