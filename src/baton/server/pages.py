@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Query, Request, Response
@@ -36,6 +36,9 @@ from baton.server.deps import (
     cookies_of,
     service_of,
 )
+
+if TYPE_CHECKING:
+    from baton.service import Service
 
 PAGE = 100  # messages per page of a conversation
 PREVIEW = 20  # messages on a share page before "show all"
@@ -441,12 +444,18 @@ def revoke(
 # tokens
 @router.get("/tokens")
 def tokens(request: Request, service: ServiceDep) -> Response:
-    account = need(request)
-    found = service.accounts.tokens(account.id)
+    return _tokens_page(request, service, need(request).id, None)
+
+
+def _tokens_page(
+    request: Request, service: Service, account_id: str, created: str | None
+) -> Response:
+    """The tokens page: my tokens, and the secret of one just created (shown once)."""
+    found = service.accounts.tokens(account_id)
     return render(
         request,
         "tokens.html",
-        {"tokens": found, "created": None, "now": service.now(), "server": service.base_url},
+        {"tokens": found, "created": created, "now": service.now(), "server": service.base_url},
     )
 
 
@@ -460,12 +469,7 @@ def create_token(
     account = need(request)
     check_csrf(request, csrf)
     _, secret = service.accounts.create_token(account.id, name)
-    found = service.accounts.tokens(account.id)
-    return render(
-        request,
-        "tokens.html",
-        {"tokens": found, "created": secret, "now": service.now(), "server": service.base_url},
-    )
+    return _tokens_page(request, service, account.id, secret)
 
 
 @router.post("/tokens/{token_id}/revoke")
