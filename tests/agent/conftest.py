@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from baton import sandbox
 from baton.agent import tools
+from baton.cli.main import main
 from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import MemoryBlobStore
 from baton.store.memory import MemoryStore
+from tests.fixtures.cli import Result
 from tests.fixtures.model import FakeModel, model_env
 
 MODEL_VARS = (
@@ -70,3 +75,20 @@ def workdir(tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / "hello.py").write_text("print('hello')\n")
     return folder
+
+
+@pytest.fixture
+def baton(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`baton ARGS…` in this process; `stdin` is what a pipe would give it."""
+
+    def run(*args: str, stdin: str = "") -> Result:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run

@@ -18,7 +18,7 @@ from baton.agent.loop import REFUSED
 from baton.agent.slash import completions
 from baton.agent.tools import Tools
 from baton.cli.main import main
-from tests.agent.test_cli import Result
+from tests.fixtures.cli import Result
 from tests.fixtures.model import FakeModel, call
 
 

@@ -4,42 +4,15 @@ repository), in the chat's line mode through the real entry point on a real git 
 
 from __future__ import annotations
 
-import io
-import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from baton.agent.loop import COMPACT_REQUEST, SUMMARY_PREFIX
 from baton.agent.mentions import ATTACH_BYTES, complete, mentioned
-from baton.cli.main import main
 from tests.fixtures.git import commit_all, git
 from tests.fixtures.model import FakeModel, Step, call
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def json(self) -> Any:
-        return orjson.loads(self.out)
-
-
-@pytest.fixture
-def baton(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    def run(*args: str, stdin: str = "") -> Result:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture

@@ -13,42 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from rich.console import Console
 
 from baton.agent.loop import REFUSED
 from baton.agent.provider import NO_MODEL
 from baton.agent.slash import ChatState, handle
-from baton.cli.main import main
 from baton.service import Service
 from tests.fixtures.git import commit_all, git
 from tests.fixtures.model import MODEL, FakeModel, Step, call, model_env
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def json(self) -> Any:
-        return orjson.loads(self.out)
-
-
-@pytest.fixture
-def baton(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """`baton ARGS…` in this process; `stdin` is what a pipe would give it."""
-
-    def run(*args: str, stdin: str = "") -> Result:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
 
 
 def test_without_a_model_chat_and_run_say_how_to_configure_one(

@@ -22,8 +22,8 @@ import pytest
 from baton import sandbox
 from baton.agent.tools import Tools
 from baton.sandbox import Policy, SandboxUnavailable
-from tests.agent.test_cli import Result
 from tests.agent.test_loop import make_agent, stored
+from tests.fixtures.cli import Result
 from tests.fixtures.model import FakeModel, call, model_env
 
 

@@ -5,10 +5,8 @@ the real sandbox."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,32 +14,8 @@ import orjson
 import pytest
 
 from baton.agent.setup import SETUP_EXIT
-from baton.cli.main import main
 from tests.fixtures.git import commit_all, git
 from tests.fixtures.model import FakeModel
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def json(self) -> Any:
-        return orjson.loads(self.out)
-
-
-@pytest.fixture
-def baton(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    def run(*args: str, stdin: str = "") -> Result:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture
