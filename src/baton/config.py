@@ -64,6 +64,10 @@ ENV = {
     "file_cap": "BATON_FILE_CAP",
     "bundle_cap": "BATON_BUNDLE_CAP",
     "setup": "BATON_SETUP",
+    "runners": "BATON_RUNNERS",
+    "max_runs": "BATON_MAX_RUNS",
+    "run_timeout": "BATON_RUN_TIMEOUT",
+    "workspace_idle": "BATON_WORKSPACE_IDLE",
 }
 FILE_KEYS = {name: name for name in ENV} | {
     "home": None,
@@ -152,6 +156,13 @@ class Settings:
     bundle_cap: int = 50 * 1024 * 1024
     # commands a new workspace runs before the first turn (baton.agent.setup)
     setup: tuple[SetupCommand, ...] = ()
+    # server runs (baton.runs): runners `baton serve` starts on the embedded store, active
+    # runs an account may have at once, a run's wall time and how long an idle workspace is
+    # kept (seconds)
+    runners: int = 1
+    max_runs: int = 2
+    run_timeout: float = 3600.0
+    workspace_idle: float = 3600.0
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -253,6 +264,10 @@ class Settings:
             file_cap=_cap("file_cap", raw("file_cap"), cls.file_cap),
             bundle_cap=_cap("bundle_cap", raw("bundle_cap"), cls.bundle_cap),
             setup=setup,
+            runners=number("runners", 1, _integer),
+            max_runs=number("max_runs", 2, _integer),
+            run_timeout=number("run_timeout", 3600.0),
+            workspace_idle=number("workspace_idle", 3600.0),
         )
 
     def replace(self, **changes: Any) -> Settings:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from baton.core.chain import verify_chain
 from baton.core.models import JSON, Message, Page, Session, Share
+from baton.core.runs import Environment, Repo, Run
 
 ANY_HEAD = object()  # append at whatever the head is, retrying on conflict
 
@@ -202,11 +203,76 @@ class Baton(Protocol):
     ) -> Page: ...
 
 
+class Cloud(Protocol):
+    """Server runs, as one owner sees them (issue 15): repositories, environments, runs. The
+    Service and the Client implement it beside `Baton`. `repo` and `environment` arguments
+    take an id or a name. Secrets go in and never come out: an `Environment` shows their
+    names only."""
+
+    def repos(self, owner: str) -> list[Repo]: ...
+
+    def add_repo(
+        self,
+        owner: str,
+        url: str,
+        *,
+        name: str | None = None,
+        credentials: str | None = None,
+        default_branch: str | None = None,
+    ) -> Repo: ...
+
+    def remove_repo(self, owner: str, repo: str) -> None: ...
+
+    def environments(self, owner: str) -> list[Environment]: ...
+
+    def add_environment(
+        self,
+        owner: str,
+        name: str,
+        *,
+        variables: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
+        setup: Sequence[JSON | str] = (),
+        network: bool = False,
+        model: str | None = None,
+        push: bool = False,
+    ) -> Environment: ...
+
+    def change_environment(self, owner: str, environment: str, changes: JSON) -> Environment:
+        """`changes` as PATCH takes them: any of name, variables, secrets (a name mapped to
+        None removes it), setup, network, model, push."""
+        ...
+
+    def remove_environment(self, owner: str, environment: str) -> None: ...
+
+    def start_run(
+        self,
+        owner: str,
+        prompt: str,
+        *,
+        repo: str | None = None,
+        branch: str | None = None,
+        environment: str | None = None,
+        model: str | None = None,
+        session_id: str | None = None,
+    ) -> tuple[Run, Session]:
+        """A new session on `repo` (or, with `session_id`, the next run of that session:
+        `Conflict` while it has an active run), queued."""
+        ...
+
+    def run(self, owner: str, run_id: str) -> Run: ...
+
+    def runs(self, owner: str, *, session_id: str | None = None, limit: int = 50) -> list[Run]: ...
+
+    def cancel_run(self, owner: str, run_id: str) -> Run: ...
+
+
 __all__ = [
     "ANY_HEAD",
     "AppendResult",
     "Baton",
     "Chains",
+    "Cloud",
     "ImportResult",
     "Page",
     "VerifyReport",

@@ -25,6 +25,7 @@ from baton.core.models import (
 from baton.core.models import (
     Page as Page,  # defined in core; listings return it
 )
+from baton.core.runs import Environment, Repo, Run
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +282,64 @@ class Store(ABC):
     def remember(self, session_id: str, key: str, answer: Remembered, now: str) -> Remembered:
         """Keep `answer` for `key` unless a live answer is kept already (one recorded within
         IDEMPOTENCY_SECONDS of `now`); return the answer that stands. Forgets expired keys."""
+
+    # server runs (core.runs): repositories, environments, runs. Implemented by every
+    # backend; the defaults here only say which one lacks them.
+    def add_repo(self, repo: Repo) -> None:
+        raise NotImplementedError
+
+    def get_repo(self, repo_id: str) -> Repo | None:
+        raise NotImplementedError
+
+    def list_repos(self, owner: str) -> list[Repo]:
+        raise NotImplementedError
+
+    def delete_repo(self, repo_id: str) -> bool:
+        raise NotImplementedError
+
+    def add_environment(self, environment: Environment) -> None:
+        raise NotImplementedError
+
+    def get_environment(self, environment_id: str) -> Environment | None:
+        raise NotImplementedError
+
+    def list_environments(self, owner: str) -> list[Environment]:
+        raise NotImplementedError
+
+    def put_environment(self, environment: Environment) -> None:
+        """Replace a stored environment's row with this one (same id)."""
+        raise NotImplementedError
+
+    def delete_environment(self, environment_id: str) -> bool:
+        raise NotImplementedError
+
+    def add_run(self, run: Run) -> None:
+        """Store a new run; `Conflict` when its session has an active run already (one run
+        per session at a time, held by the database, so two servers cannot both start one)."""
+        raise NotImplementedError
+
+    def get_run(self, run_id: str) -> Run | None:
+        raise NotImplementedError
+
+    def list_runs(
+        self, owner: str | None = None, session_id: str | None = None, limit: int = 50
+    ) -> list[Run]:
+        """Newest first."""
+        raise NotImplementedError
+
+    def put_run(self, run: Run, expect_states: Sequence[str] | None = None) -> bool:
+        """Replace the run's row with `run` if its stored state is one of `expect_states`
+        (any, when None); False (nothing written) when it is not."""
+        raise NotImplementedError
+
+    def claim_run(self, worker: str, now: str) -> Run | None:
+        """The oldest queued run, moved to preparing for `worker` atomically (two workers
+        never claim one run), or None."""
+        raise NotImplementedError
+
+    def stale_runs(self, before: str) -> list[Run]:
+        """Active runs (preparing, running) whose heartbeat is older than `before`."""
+        raise NotImplementedError
 
     # maintenance
     @abstractmethod
