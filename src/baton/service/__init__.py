@@ -20,6 +20,9 @@ from baton.scanning import SecretScanner
 from baton.service import accounts, append, blobs, forks, integrity, sessions, sharing, transfer
 from baton.service.common import (
     MAX_POSITION,
+    Events,
+    Nowhere,
+    Queue,
     canonical,
     hydrate,
     owned,
@@ -41,8 +44,12 @@ class Service:
         scanner: SecretScanner | None = None,
         base_url: str = "http://127.0.0.1:8765",
         clock: Callable[[], str] = utcnow,
+        events: Events | None = None,
+        queue: Queue | None = None,
     ) -> None:
         self.store = store
+        self.events: Events = events or Nowhere()  # watchers of sessions (runs.events)
+        self.queue: Queue = queue or Nowhere()  # where queued runs go (runs.queue)
         self.blobs = blobs
         self.scanner = scanner or SecretScanner()
         self.base_url = base_url.rstrip("/")

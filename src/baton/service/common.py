@@ -13,11 +13,35 @@ import orjson
 from baton.core import ids
 from baton.core.errors import Gone, InvalidInput, NotFound
 from baton.core.models import JSON, Message, Session, Share, StoredMessage, format_time, parse_time
+from baton.core.runs import Run
 from baton.core.validation import hydrate_part
 from baton.scanning import SecretScanner
 from baton.store.base import BlobStore, Store
 
 MAX_POSITION = 2**62  # no chain is this long: a page from here on is empty
+
+
+class Events(Protocol):
+    """Where the service tells watchers that something happened on a session (an append, a
+    run's new state, streamed text): baton.runs.events provides the real ones."""
+
+    def publish(self, session_id: str, event: JSON) -> None: ...
+
+
+class Queue(Protocol):
+    """Where a queued server run is handed to be executed: baton.runs.queue provides them."""
+
+    def submit(self, run: Run) -> None: ...
+
+
+class Nowhere:
+    """Events nobody watches and a queue nobody takes from (the default of a Service)."""
+
+    def publish(self, session_id: str, event: JSON) -> None:
+        pass
+
+    def submit(self, run: Run) -> None:
+        pass
 
 
 class Ports(Protocol):
