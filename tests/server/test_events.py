@@ -238,12 +238,12 @@ def test_an_idle_stream_gets_heartbeats_and_the_watcher_goes_when_the_client_doe
     path = f"/api/sessions/{session.id}/events"
     with live.client(live.alice) as http, http.stream("GET", path) as response:
         lines = []
-        for line in response.iter_lines():
+        for line in response.iter_lines():  # leaving this loop closes the connection
             lines.append(line)
             if line == ": keep-alive":
+                assert hub.watchers(session.id) == 1
                 break
         assert lines[:2] == ["retry: 1000", ""]
-        assert hub.watchers(session.id) == 1
     deadline = time.monotonic() + WAIT
     while hub.watchers(session.id) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -268,3 +268,43 @@ def test_parse_events() -> None:
         ServerEvent("message", {"position": 3}, 3),
         ServerEvent("delta", {"text": "a"}, None),
     ]
+
+
+def test_two_servers_on_postgresql_an_append_through_a_reaches_a_stream_on_b(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_api, "POLL", 60.0)  # so what arrives came through NOTIFY
+    from baton.config import Settings, build_service
+    from baton.runs.events import Bus
+    from baton.server import create_app
+    from tests.fixtures.servers import SECRET, ThreadServer, person
+
+    settings = Settings.load(home=str(tmp_path)).replace(database_url=postgres_url)
+    a, b = build_service(settings), build_service(settings)
+    assert isinstance(a.events, Bus) and isinstance(b.events, Bus)
+    alice = person(a, "alice", "Alice Example")
+    session = a.create(alice.id, title="across servers")
+    a.append(alice.id, session.id, [text_message("user", "before")])
+    try:
+        with (
+            ThreadServer(create_app(a, secret=SECRET)) as url_a,
+            ThreadServer(create_app(b, secret=SECRET)) as url_b,
+            watching(url_b, alice.token, session.id) as got,
+        ):
+            assert texts([next_event(got)]) == ["before"]
+            assert b.events.listen()  # LISTEN is in effect on B
+            client = Client(url_a, alice.token)
+            client.append(alice.id, session.id, [text_message("assistant", "through A")])
+            client.close()
+            event = next_event(got)
+            assert (event.id, texts([event])) == (2, ["through A"])
+            run = {"id": "run_y", "session_id": session.id, "state": "preparing"}
+            a.events.publish(session.id, {"kind": "run", "run": run})
+            assert next_event(got, "run").data == run
+            a.events.publish(session.id, {"kind": "delta", "text": "x" * 20_000})
+            cut = next_event(got, "delta").data["text"]
+            assert 7000 < len(cut) < 7900 and set(cut) == {"x"}
+    finally:
+        for service in (a, b):
+            service.events.close()  # type: ignore[attr-defined]
+            service.close()
