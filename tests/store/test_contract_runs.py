@@ -4,6 +4,7 @@ through the same `store` fixture."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -318,3 +319,27 @@ def test_deleting_a_session_deletes_its_runs(store: Store) -> None:
     store.delete_session(session.id, NOW)
     assert store.get_run(r.id) is None
     assert [x.id for x in store.list_runs(owner=alice)] == [other.id]
+
+
+def test_active_runs_are_the_owners_unfinished_ones_oldest_first(store: Store) -> None:
+    alice, bob = account(store, "alice"), account(store, "bob")
+    s = [new_session(store, alice) for _ in range(4)]
+    running = run(alice, s[0].id, state=RUNNING, created_at=at(3))
+    queued = run(alice, s[1].id, created_at=at(1))
+    preparing = run(alice, s[2].id, state=PREPARING, created_at=at(2))
+    for r in (running, queued, preparing, run(alice, s[3].id, state=DONE)):
+        store.add_run(r)
+    store.add_run(run(bob, new_session(store, bob).id))
+    assert [r.id for r in store.active_runs(alice)] == [queued.id, preparing.id, running.id]
+    assert store.active_runs("acc_nobody") == []
+
+
+def test_a_requested_cancel_stays_requested(store: Store) -> None:
+    alice = account(store)
+    r = run(alice, new_session(store, alice).id, state=RUNNING)
+    store.add_run(r)
+    assert store.put_run(dataclasses.replace(r, cancel_requested=True), expect_states=[RUNNING])
+    # the worker's copy, read before the Stop, renews its heartbeat: the Stop is kept
+    assert store.put_run(dataclasses.replace(r, heartbeat_at=at(9)), expect_states=[RUNNING])
+    got = store.get_run(r.id)
+    assert got is not None and (got.cancel_requested, got.heartbeat_at) == (True, at(9))

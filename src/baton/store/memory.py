@@ -496,8 +496,15 @@ class MemoryStore(Store):
             stored = self._runs.get(run.id)
             if stored is None or (expect_states is not None and stored.state not in expect_states):
                 return False
+            if stored.cancel_requested and not run.cancel_requested:
+                run = dataclasses.replace(run, cancel_requested=True)
             self._runs[run.id] = run
             return True
+
+    def active_runs(self, owner: str) -> list[Run]:
+        with self._lock:
+            found = [r for r in self._runs.values() if r.owner == owner and r.active]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
 
     def claim_run(self, worker: str, now: str) -> Run | None:
         with self._lock:

@@ -282,9 +282,24 @@ class RunsSQLStore(SQLStore[C]):
         rows = self._reading(lambda c: c.execute(query, (*args, limit)).fetchall())
         return [run_from(r) for r in rows]
 
+    def active_runs(self, owner: str) -> list[Run]:
+        rows = self._reading(
+            lambda c: c.execute(
+                self._sql(
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE owner = ? AND state IN (?, ?, ?) "
+                    "ORDER BY created_at, id"
+                ),
+                (owner, QUEUED, *_BUSY),
+            ).fetchall()
+        )
+        return [run_from(r) for r in rows]
+
     def put_run(self, run: Run, expect_states: Sequence[str] | None = None) -> bool:
         values = self._run_values(run)
-        sets = ", ".join(f"{col.strip()} = ?" for col in RUN_COLUMNS.split(",")[1:])
+        sets = ", ".join(
+            f"{col} = cancel_requested OR ?" if col == "cancel_requested" else f"{col} = ?"
+            for col in (c.strip() for c in RUN_COLUMNS.split(",")[1:])
+        )
         query = f"UPDATE runs SET {sets} WHERE id = ?"
         args: list[Any] = [*values[1:], run.id]
         if expect_states is not None:
