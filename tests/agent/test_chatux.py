@@ -11,7 +11,7 @@ import pytest
 
 from baton.agent.loop import COMPACT_REQUEST, SUMMARY_PREFIX
 from baton.agent.mentions import ATTACH_BYTES, complete, mentioned
-from tests.fixtures.git import commit_all, git
+from tests.fixtures.git import BIN, commit_all, git
 from tests.fixtures.model import FakeModel, Step, call
 
 
@@ -52,7 +52,7 @@ def test_undo_restores_exactly_the_files_the_last_turn_wrote_and_records_it(
     assert "error: no session yet: send a prompt first (or /session resume ID)" in lines
     undone = "undo of the last turn: restored b.txt; deleted new.txt (created by the turn)"
     assert undone in lines
-    assert "nothing to undo: the last turn of this chat wrote no file" in lines
+    assert "nothing to undo: the last turn was undone already" in lines
     # the last turn's files are back; the first turn's write and the others are untouched
     assert (repo / "a.txt").read_text() == "a1\n"
     assert (repo / "b.txt").read_text() == "b0\n"
@@ -68,7 +68,12 @@ def test_undo_restores_exactly_the_files_the_last_turn_wrote_and_records_it(
         {
             "type": "text",
             "text": f"[{undone}]",
-            "undo": {"restored": ["b.txt"], "deleted": ["new.txt"], "skipped": []},
+            "undo": {
+                "restored": ["b.txt"],
+                "deleted": ["new.txt"],
+                "skipped": [],
+                "not_kept": [],
+            },
         }
     ]
     # the model is told, and the session's state of the code is the one after the undo
@@ -81,25 +86,75 @@ def test_undo_restores_exactly_the_files_the_last_turn_wrote_and_records_it(
     assert shown["git"]["patch"]["files"] == 2
 
 
-def test_undo_leaves_a_file_changed_since_the_turn(tmp_path: Path) -> None:
+def test_undo_from_the_records_leaves_a_file_changed_since_the_turn(
+    tmp_path: Path, memory_service: Any, me: str
+) -> None:
+    """What the tool results record, stored and read back (hydrated): text, bytes that are not
+    UTF-8 and a file over 64 KiB (kept as a blob) come back exactly; a file changed since the
+    turn and a recorded path outside the root are left alone."""
     from baton.agent.tools import Tools
-    from baton.agent.undo import Checkpoint, TrackedTools
+    from baton.agent.undo import TrackedTools, last_turn
 
-    (tmp_path / "x.txt").write_text("x0\n")
-    (tmp_path / "y.txt").write_text("y0\n")
-    checkpoint = Checkpoint(tmp_path.resolve())
-    tools = TrackedTools(Tools(tmp_path), checkpoint)
-    checkpoint.start()
-    assert not tools.run("write_file", {"path": "x.txt", "content": "x1\n"}).is_error
-    assert not tools.run("write_file", {"path": "y.txt", "content": "y1\n"}).is_error
-    assert tools.run("write_file", {"path": "../out.txt", "content": "no\n"}).is_error
-    assert tools.run("edit_file", {"path": "x.txt", "old_text": "zz", "new_text": ""}).is_error
-    checkpoint.finish(commands=0)
-    (tmp_path / "y.txt").write_text("edited by hand\n")
-    assert checkpoint.undo() == {"restored": ["x.txt"], "deleted": [], "skipped": ["y.txt"]}
-    assert (tmp_path / "x.txt").read_text() == "x0\n"
-    assert (tmp_path / "y.txt").read_text() == "edited by hand\n"
-    assert not (tmp_path.parent / "out.txt").exists()
+    root = tmp_path / "root"
+    root.mkdir()
+    big = "top\n" + "line\n" * 20_000
+    (root / "x.txt").write_text("x0\n")
+    (root / "y.txt").write_text("y0\n")
+    (root / "blob.bin").write_bytes(BIN)
+    (root / "big.txt").write_text(big)
+    tools = TrackedTools(Tools(root))
+    sid = memory_service.create(me).id
+    memory_service.append(me, sid, [{"role": "user", "parts": [{"type": "text", "text": "go"}]}])
+    tools.start_turn()
+    calls = [
+        ("write_file", {"path": "x.txt", "content": "x1\n"}),
+        ("edit_file", {"path": "x.txt", "old_text": "x1", "new_text": "x2"}),  # kept once
+        ("write_file", {"path": "y.txt", "content": "y1\n"}),
+        ("write_file", {"path": "blob.bin", "content": "text now\n"}),
+        ("edit_file", {"path": "big.txt", "old_text": "top", "new_text": "TOP"}),
+        ("write_file", {"path": "new/made.txt", "content": "n\n"}),
+        ("write_file", {"path": "../out.txt", "content": "no\n"}),  # refused: nothing kept
+    ]
+    for i, (name, args) in enumerate(calls):
+        outcome = tools.run(name, args)
+        result = {"type": "tool_result", "tool_call_id": f"c{i}", "name": name}
+        result.update(output=outcome.output, metadata=outcome.metadata or {})
+        message = {"role": "tool", "parts": [result, *outcome.parts]}
+        memory_service.append(me, sid, [message])
+    kept = [p for m in memory_service.messages(me, sid) for p in m.parts if p.get("before_turn")]
+    assert [(p["type"], p["path"]) for p in kept] == [
+        ("file", "x.txt"),
+        ("file", "y.txt"),
+        ("file", "blob.bin"),
+        ("blob_ref", "big.txt"),  # over 64 KiB: a blob of the session
+        ("file", "new/made.txt"),
+    ]
+    assert kept[2]["bytes"] == "latin-1" and kept[4] == {
+        "type": "file",
+        "path": "new/made.txt",
+        "before_turn": True,
+        "existed": False,
+    }
+    # a record naming a path outside the root (an imported or forged session) is not followed
+    outside = {"type": "file", "path": "../out.txt", "before_turn": True, "data": "o\n"}
+    memory_service.append(me, sid, [{"role": "tool", "parts": [outside]}])
+    (root / "y.txt").write_text("edited by hand\n")
+    chain = memory_service.messages(me, sid)
+    turn = last_turn(chain)
+    assert turn is not None and (turn.start, turn.files, turn.commands) == (1, 6, 0)
+    done = tools.undo(memory_service.messages(me, sid, start=turn.start, hydrate=True))
+    assert done == {
+        "restored": ["x.txt", "blob.bin", "big.txt"],
+        "deleted": ["new/made.txt"],
+        "skipped": ["y.txt"],
+        "not_kept": ["../out.txt"],
+    }
+    assert (root / "x.txt").read_text() == "x0\n"
+    assert (root / "y.txt").read_text() == "edited by hand\n"
+    assert (root / "blob.bin").read_bytes() == BIN
+    assert (root / "big.txt").read_text() == big
+    assert not (root / "new" / "made.txt").exists()
+    assert not (tmp_path / "out.txt").exists()
 
 
 def test_compact_on_demand_records_a_summary_the_next_turn_starts_from(
