@@ -93,7 +93,7 @@ def test_undo_from_the_records_leaves_a_file_changed_since_the_turn(
     UTF-8 and a file over 64 KiB (kept as a blob) come back exactly; a file changed since the
     turn and a recorded path outside the root are left alone."""
     from baton.agent.tools import Tools
-    from baton.agent.undo import TrackedTools, last_turn
+    from baton.agent.undo import KEEP_LIMIT, TrackedTools, last_turn, undo_text
 
     root = tmp_path / "root"
     root.mkdir()
@@ -102,6 +102,7 @@ def test_undo_from_the_records_leaves_a_file_changed_since_the_turn(
     (root / "y.txt").write_text("y0\n")
     (root / "blob.bin").write_bytes(BIN)
     (root / "big.txt").write_text(big)
+    (root / "huge.txt").write_bytes(b"h" * (KEEP_LIMIT + 1))
     tools = TrackedTools(Tools(root))
     sid = memory_service.create(me).id
     memory_service.append(me, sid, [{"role": "user", "parts": [{"type": "text", "text": "go"}]}])
@@ -112,6 +113,7 @@ def test_undo_from_the_records_leaves_a_file_changed_since_the_turn(
         ("write_file", {"path": "y.txt", "content": "y1\n"}),
         ("write_file", {"path": "blob.bin", "content": "text now\n"}),
         ("edit_file", {"path": "big.txt", "old_text": "top", "new_text": "TOP"}),
+        ("write_file", {"path": "huge.txt", "content": "small now\n"}),
         ("write_file", {"path": "new/made.txt", "content": "n\n"}),
         ("write_file", {"path": "../out.txt", "content": "no\n"}),  # refused: nothing kept
     ]
@@ -127,9 +129,17 @@ def test_undo_from_the_records_leaves_a_file_changed_since_the_turn(
         ("file", "y.txt"),
         ("file", "blob.bin"),
         ("blob_ref", "big.txt"),  # over 64 KiB: a blob of the session
+        ("file", "huge.txt"),
         ("file", "new/made.txt"),
     ]
-    assert kept[2]["bytes"] == "latin-1" and kept[4] == {
+    assert kept[4] == {
+        "type": "file",
+        "path": "huge.txt",
+        "before_turn": True,
+        "kept": False,
+        "size": KEEP_LIMIT + 1,
+    }
+    assert kept[2]["bytes"] == "latin-1" and kept[5] == {
         "type": "file",
         "path": "new/made.txt",
         "before_turn": True,
@@ -141,19 +151,26 @@ def test_undo_from_the_records_leaves_a_file_changed_since_the_turn(
     (root / "y.txt").write_text("edited by hand\n")
     chain = memory_service.messages(me, sid)
     turn = last_turn(chain)
-    assert turn is not None and (turn.start, turn.files, turn.commands) == (1, 6, 0)
+    assert turn is not None and (turn.start, turn.files, turn.commands) == (1, 7, 0)
     done = tools.undo(memory_service.messages(me, sid, start=turn.start, hydrate=True))
     assert done == {
         "restored": ["x.txt", "blob.bin", "big.txt"],
         "deleted": ["new/made.txt"],
         "skipped": ["y.txt"],
-        "not_kept": ["../out.txt"],
+        "not_kept": ["huge.txt", "../out.txt"],
     }
+    assert undo_text(done, 1) == (
+        "undo of the last turn: restored x.txt, blob.bin, big.txt; deleted new/made.txt "
+        "(created by the turn); left y.txt as is (changed since the turn wrote it); left "
+        "huge.txt, ../out.txt as is (its content before the turn was not kept); what its 1 "
+        "command(s) changed is not undone"
+    )
     assert (root / "x.txt").read_text() == "x0\n"
     assert (root / "y.txt").read_text() == "edited by hand\n"
     assert (root / "blob.bin").read_bytes() == BIN
     assert (root / "big.txt").read_text() == big
     assert not (root / "new" / "made.txt").exists()
+    assert (root / "huge.txt").read_text() == "small now\n"
     assert not (tmp_path / "out.txt").exists()
 
 
@@ -250,3 +267,39 @@ def test_at_path_completion_and_mentions(repo: Path) -> None:
     assert complete(".gi", root) == []  # .git is never offered
     assert complete("../", root) == []
     assert mentioned("see @a.txt, @b.txt and @a.txt; mail x@y.z") == ["a.txt", "b.txt"]
+
+
+def test_the_last_turn_counts_its_commands_and_goes_on_past_an_interruption(
+    memory_service: Any, me: str
+) -> None:
+    from baton.agent.loop import INTERRUPTED_TURN, NOT_RUN
+    from baton.agent.undo import last_turn
+
+    def result(call_id: str, output: str, **metadata: Any) -> dict[str, Any]:
+        part = {"type": "tool_result", "tool_call_id": call_id, "name": "run_command"}
+        part.update(output=output, metadata=metadata)
+        return {"role": "tool", "parts": [part]}
+
+    def text(role: str, words: str, **extra: Any) -> dict[str, Any]:
+        return {"role": role, "parts": [{"type": "text", "text": words, **extra}]}
+
+    sid = memory_service.create(me).id
+    assert last_turn(memory_service.messages(me, sid)) is None
+    kept = {"type": "file", "path": "a.txt", "before_turn": True, "existed": False}
+    turn = [
+        text("user", "first"),
+        text("user", "second"),
+        result("c1", "ok"),
+        {"role": "tool", "parts": [result("c2", "refused", refused=True)["parts"][0], kept]},
+        result("c3", NOT_RUN),
+        text("user", INTERRUPTED_TURN),
+    ]
+    memory_service.append(me, sid, turn)
+    chain = memory_service.messages(me, sid)
+    assert last_turn(chain) == last_turn(chain[:-1])
+    found = last_turn(chain)
+    assert found is not None
+    assert (found.start, found.files, found.commands, found.undone) == (2, 1, 1, False)
+    memory_service.append(me, sid, [text("system", "[undo …]", undo={"restored": []})])
+    found = last_turn(memory_service.messages(me, sid))
+    assert found is not None and found.undone

@@ -32,8 +32,7 @@ from baton.agent.approvals import preview
 from baton.agent.provider import Cancel, Interrupted, ModelError, Provider, Reply, ToolCall
 from baton.agent.setup import note as setup_note
 from baton.agent.tools import CONFIRM, Outcome, Tools
-from baton.agent.undo import is_before
-from baton.core.models import JSON, Message
+from baton.core.models import JSON, Message, kept_before
 from baton.core.partials import join_partials
 from baton.sandbox import Stopped
 
@@ -154,7 +153,7 @@ def _result_text(part: JSON) -> str:
 
 
 def _text_of(part: JSON) -> str | None:
-    if is_before(part):  # a file's content before a turn wrote it, kept for /undo
+    if kept_before(part) is not None:  # a file's content before a turn wrote it, for /undo
         return None
     if isinstance(part.get("setup"), dict):  # a setup command's record: a line, not its log
         return setup_note(part)

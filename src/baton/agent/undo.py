@@ -5,7 +5,7 @@ Before a turn's first write_file or edit_file of a file, the file's content is k
 session: the tool's result message carries a `file` part marked `before_turn` with the text
 as it was (bytes that are not UTF-8 as Latin-1, one character per byte, so a secret in them is
 as plain to the share scanner as in a text file), `existed: false` when the turn created the
-file, or `kept: false` with its size when it is over KEEP_LIMIT. Like any part, one over
+file, or `kept: false` with its size when it is over KEEP_LIMIT (2 MiB). Like any part, one over
 64 KiB is stored as a blob that only the session (and a share of it) reaches; it is scanned
 when it is recorded and redacted by `baton share --redact`, as the rest of the conversation
 is. Each write's result also records the SHA-256 of what it left (`written_sha256`).
@@ -18,6 +18,7 @@ session) knows."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from baton.agent.tools import Outcome, ToolError, Tools
 from baton.core.models import BEFORE_TURN, JSON, Message
 
 WRITERS = frozenset({"write_file", "edit_file"})
-KEEP_LIMIT = 4 * 1024 * 1024  # a file's content before the turn is kept up to this size
+KEEP_LIMIT = 2 * 1024 * 1024  # a file's content before the turn is kept up to this size
 LATIN1 = "latin-1"
 
 
@@ -48,13 +49,18 @@ def before_part(rel: str, data: bytes | None) -> JSON:
     part: JSON = {"type": "file", "path": rel, BEFORE_TURN: True}
     if data is None:
         part["existed"] = False
-    elif len(data) > KEEP_LIMIT:
+        return part
+    try:
+        text, encoding = data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        text, encoding = data.decode(LATIN1), LATIN1
+    # as JSON (escapes and all) it must leave room in the message (16 MiB) for the rest
+    if len(data) > KEEP_LIMIT or len(json.dumps(text, ensure_ascii=False)) > KEEP_LIMIT:
         part.update(kept=False, size=len(data))
     else:
-        try:
-            part["data"] = data.decode("utf-8")
-        except UnicodeDecodeError:
-            part.update(data=data.decode(LATIN1), bytes=LATIN1)
+        part["data"] = text
+        if encoding is not None:
+            part["bytes"] = encoding
     return part
 
 
