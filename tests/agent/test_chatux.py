@@ -86,6 +86,27 @@ def test_undo_restores_exactly_the_files_the_last_turn_wrote_and_records_it(
     assert shown["git"]["patch"]["files"] == 2
 
 
+def test_undo_in_a_fork_leaves_the_turn_it_inherited_alone(
+    baton: Any, model_settings: FakeModel, repo: Path
+) -> None:
+    model_settings.reply("", call("c1", "write_file", path="a.txt", content="a1\n"))
+    model_settings.reply("done")
+    assert baton("chat", "--yes", stdin="change a\n").code == 0
+    sid = baton("sessions", "list", "--json").json()[0]["id"]
+    fork = baton("fork", sid, "--json").json()["id"]
+    result = baton("chat", "-s", fork, stdin="/undo\n")
+    assert result.code == 0, result.err
+    assert (
+        "nothing to undo: the last turn came with the fork (it wrote files in another workspace)"
+        in result.out.splitlines()
+    )
+    assert (repo / "a.txt").read_text() == "a1\n"
+    assert baton("sessions", "show", fork, "--json").json()["message_count"] == 4
+    result = baton("chat", "-s", sid, stdin="/undo\n")  # in the session that ran it
+    assert "undo of the last turn: restored a.txt" in result.out.splitlines()
+    assert (repo / "a.txt").read_text() == "a0\n"
+
+
 def test_undo_from_the_records_leaves_a_file_changed_since_the_turn(
     tmp_path: Path, memory_service: Any, me: str
 ) -> None:

@@ -77,17 +77,20 @@ def _is_undo(message: Message) -> bool:
 @dataclass(frozen=True)
 class LastTurn:
     """The last turn of a chain, as far as /undo cares: where its messages start (after its
-    prompt), how many files it recorded the content of, its commands, and whether it was
-    undone already."""
+    prompt), how many files it recorded the content of, its commands, whether it was undone
+    already, and whether it came with a fork (it wrote files elsewhere; a share's copy may
+    hold redacted content)."""
 
     start: int
     files: int
     commands: int
     undone: bool
+    inherited: bool = False
 
 
-def last_turn(chain: Sequence[Message]) -> LastTurn | None:
-    """The last turn of `chain` (None before the first prompt)."""
+def last_turn(chain: Sequence[Message], forked_at: str | None = None) -> LastTurn | None:
+    """The last turn of `chain` (None before the first prompt); `forked_at`: the message the
+    session was forked at, if it is a fork."""
     from baton.agent.loop import INTERRUPTED_TURN, NOT_RUN
 
     for i in range(len(chain) - 1, -1, -1):
@@ -111,7 +114,9 @@ def last_turn(chain: Sequence[Message]) -> LastTurn | None:
                 and part.get("output") != NOT_RUN
             ):
                 commands += 1
-    return LastTurn(i + 1, len(files), commands, any(_is_undo(m) for m in tail))
+    undone = any(_is_undo(m) for m in tail)
+    inherited = forked_at is not None and any(m.id == forked_at for m in chain[i:])
+    return LastTurn(i + 1, len(files), commands, undone, inherited)
 
 
 class TrackedTools(Tools):

@@ -528,9 +528,17 @@ class Chat:
 
         sid = self.state.need_session()
         service, owner = self.ctx.service, self.ctx.owner
-        turn = last_turn(service.messages(owner, sid))
+        forked_at = (service.get(owner, sid).forked_from or {}).get("message")
+        turn = last_turn(service.messages(owner, sid), forked_at)
         if turn is not None and turn.undone:
             self.console.print("nothing to undo: the last turn was undone already", highlight=False)
+            return
+        if turn is not None and turn.inherited:
+            self.console.print(
+                "nothing to undo: the last turn came with the fork (it wrote files in another "
+                "workspace)",
+                highlight=False,
+            )
             return
         if turn is None or not turn.files:
             self.console.print(

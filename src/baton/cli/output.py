@@ -150,7 +150,7 @@ def part_summary(part: dict[str, Any]) -> str:
     kind = part.get("type")
     kept = kept_before(part)
     if kept is not None:
-        return f"({part.get('path')} {kept})"
+        return f"[{part.get('path')} {kept}]"
     text = part_text(part)
     if kind == "tool_call":
         return f"→ {part.get('name')}({plain(text[len(str(part.get('name'))) + 1 :], 100)})"
