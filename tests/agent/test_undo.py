@@ -45,11 +45,10 @@ def served(tmp_path: Path) -> Iterator[Served]:
     stop(running)
 
 
-def client_home(tmp_path: Path, where: str, request: pytest.FixtureRequest) -> Path:
+def client_home(tmp_path: Path, served: Served | None) -> Path:
     """The client's BATON_HOME: its own store, or logged in to a `baton serve`."""
     home = tmp_path / "client"
-    if where == "remote":
-        served: Served = request.getfixturevalue("served")
+    if served is not None:
         assert run_baton("login", served.url, "--token", served.token, home=home).returncode == 0
     return home
 
@@ -58,7 +57,7 @@ def client_home(tmp_path: Path, where: str, request: pytest.FixtureRequest) -> P
 def test_undo_in_a_later_chat_process_restores_the_last_turn_and_records_it(
     where: str, fake_model: FakeModel, repo: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    home = client_home(tmp_path, where, request)
+    home = client_home(tmp_path, request.getfixturevalue("served") if where == "remote" else None)
     env = model_env(fake_model)
     fake_model.reply("", call("c1", "write_file", path="a.txt", content="first\n"))
     fake_model.reply("first done")
@@ -124,7 +123,7 @@ def test_a_share_never_publishes_the_secret_of_a_file_the_agent_changed(
     env_file = f"OPENAI_API_KEY={large}\n" + "# padding\n" * 8000 + "MODE=dev\n"
     (repo / ".env").write_text(env_file)
     assert len(env_file) > 64 * 1024
-    home = client_home_remote(tmp_path, served)
+    home = client_home(tmp_path, served)
     env = model_env(fake_model)
     fake_model.reply(
         "",
@@ -173,12 +172,6 @@ def test_a_share_never_publishes_the_secret_of_a_file_the_agent_changed(
     assert "undo of the last turn: restored settings.txt, .env" in two.stdout.splitlines()
     assert (repo / "settings.txt").read_text() == settings
     assert (repo / ".env").read_text() == env_file
-
-
-def client_home_remote(tmp_path: Path, served: Served) -> Path:
-    home = tmp_path / "client"
-    assert run_baton("login", served.url, "--token", served.token, home=home).returncode == 0
-    return home
 
 
 def surfaces(served: Served, share_id: str, own_blobs: set[str]) -> dict[str, bytes]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baton.agent.loop import INTERRUPTED_TURN, NOT_RUN
 from baton.agent.tools import Outcome, ToolError, Tools
 from baton.core.models import BEFORE_TURN, JSON, Message
 
@@ -91,8 +92,6 @@ class LastTurn:
 def last_turn(chain: Sequence[Message], forked_at: str | None = None) -> LastTurn | None:
     """The last turn of `chain` (None before the first prompt); `forked_at`: the message the
     session was forked at, if it is a fork."""
-    from baton.agent.loop import INTERRUPTED_TURN, NOT_RUN
-
     for i in range(len(chain) - 1, -1, -1):
         message = chain[i]
         if message.role == "user" and not all(
