@@ -545,3 +545,16 @@ def test_secrets_that_no_longer_open_can_be_set_again(service: Service, owner: s
     assert changed.secret_names == ("A",)
     run, _ = service.start_run(owner, "x", repo=repo_of(service, owner), environment="ci")
     assert service.run_context(run.id).secrets == {"A": "new"}
+
+
+def test_a_session_with_a_run_in_progress_is_not_deleted(service: Service, owner: str) -> None:
+    repo_of(service, owner)
+    run, session = service.start_run(owner, "a", repo="widgets")
+    with pytest.raises(Conflict) as raised:
+        service.delete(owner, session.id)
+    assert str(raised.value) == (
+        f"session {session.id} has a run in progress ({run.id}): stop it first"
+    )
+    service.cancel_run(owner, run.id)
+    service.delete(owner, session.id)
+    assert service.runs(owner) == []
