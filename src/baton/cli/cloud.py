@@ -353,12 +353,17 @@ def _pairs(values: tuple[str, ...], what: str, from_env: bool = False) -> dict[s
         if not sep:
             if not from_env:
                 raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint=what)
-            if key not in os.environ:
+            if key.startswith("BATON_"):  # baton's own settings are read by config alone
+                raise click.BadParameter(
+                    f"{key} is one of baton's settings: give {key}=VALUE", param_hint=what
+                )
+            shell = dict(os.environ)
+            if key not in shell:
                 raise click.BadParameter(
                     f"{key} is not set in this shell: give {key}=VALUE or export {key}",
                     param_hint=what,
                 )
-            value = os.environ[key]
+            value = shell[key]
         out[key] = value
     return out
 
