@@ -124,3 +124,25 @@ def test_scan_finds_every_tool_in_its_default_place(baton_home: Path, tmp_path: 
     assert again["sessions_created"] == 0
     human = run_baton("sessions", "import", "--scan", home=baton_home, env=env)
     assert "claude-code" in human.stdout and "imported 0 session(s)" in human.stdout
+
+
+@pytest.mark.parametrize("source", [CLAUDE_MAIN, CODEX[0]], ids=["claude-code", "codex"])
+def test_a_grown_file_imported_again_grows_the_same_session(
+    baton_home: Path, tmp_path: Path, source: Path
+) -> None:
+    lines = source.read_bytes().splitlines(keepends=True)
+    live = tmp_path / source.name
+    live.write_bytes(b"".join(lines[: len(lines) // 2]))
+    first = run_json("sessions", "import", str(live), home=baton_home)["sessions"][0]
+    assert first["created"] and 0 < first["messages"] < 20
+    live.write_bytes(b"".join(lines))
+    again = run_json("sessions", "import", str(live), home=baton_home)
+    assert again["sessions_created"] == 0
+    [grown] = again["sessions"]
+    assert (grown["id"], grown["messages"]) == (first["id"], 20)
+    # the new messages, and the last one stored before when the file had only begun it
+    assert 20 - first["messages"] <= grown["messages_imported"] <= 21 - first["messages"]
+    listed = run_json("sessions", "list", home=baton_home)
+    assert [s["id"] for s in listed] == [first["id"]]
+    whole = run_json("sessions", "import", str(source), home=baton_home)
+    assert (whole["sessions_created"], whole["messages_imported"]) == (0, 0)

@@ -19,8 +19,11 @@ from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.scanning import Pending
 from baton.service import blobs
 from baton.service.common import Ports, canonical, owned, read_chain, repo_of, time_or
+from baton.store.base import source_key
 
 PARALLEL_SCAN = 4 * 1024 * 1024  # an import this big is scanned on every core
+# A source session imported again may have rewritten this many of its last messages.
+REWRITTEN = 4
 
 
 def export(p: Ports, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
@@ -104,6 +107,12 @@ def import_document(
         existing = p.store.find_session(owner, head.message.id)
         if existing is not None:  # the same conversation is already yours
             return ImportResult(existing, False, 0)
+        key = source_key(metadata)
+        earlier = p.store.find_imported(owner, key) if key is not None else None
+        if earlier is not None:
+            followed = _follow(p, owner, earlier, chain, items, title, metadata)
+            if followed is not None:
+                return followed
     blobs.keep(p, items)
     blobs.grant(p, owner, items)
     given_id = header.get("id")
@@ -140,6 +149,62 @@ def import_document(
     p.store.create_session(session, chain)
     blobs.keep(p, items)
     return ImportResult(session, True, len(chain))
+
+
+def _follow(
+    p: Ports,
+    owner: str,
+    earlier: Session,
+    chain: list[StoredMessage],
+    items: list[MessageInput],
+    title: str,
+    metadata: JSON,
+) -> ImportResult | None:
+    """The session imported before from the same source session, grown to `chain`: the
+    messages after what it has in common with `chain` are appended. The source may have
+    rewritten its last few messages since (a reply still being written, its token counts
+    added on a later line): those are replaced. None when the two part earlier than that
+    (the source was rewritten, or the session was continued in baton): the caller imports
+    `chain` as a session of its own."""
+    shared = _shared(p, earlier, chain)
+    if earlier.message_count - shared > REWRITTEN:
+        return None
+    tail = chain[shared:]
+    if not tail:
+        return ImportResult(earlier, False, 0)
+    blobs.keep(p, items[shared:])
+    blobs.grant(p, owner, items[shared:])
+    changes: JSON = {"updated_at": p.now(), "metadata": metadata}
+    if title and title != earlier.title and not earlier.title_auto:
+        changes["title"] = title  # the source's name for it changed (Claude Code /rename)
+    elif title and earlier.title_auto:
+        changes["title"], changes["title_auto"] = title, False
+    session = p.store.append(earlier.id, earlier.head, tail, changes)
+    blobs.keep(p, items[shared:])
+    return ImportResult(session, False, len(tail))
+
+
+def _shared(p: Ports, session: Session, chain: list[StoredMessage]) -> int:
+    """How many leading messages of `chain` the session's chain has. Ids are content
+    addressed over the whole history before them, so one id at the same depth on both says
+    everything before it is the same: a binary search over depths."""
+    if session.head is None:
+        return 0
+    count = min(session.message_count, len(chain))
+
+    def same(n: int) -> bool:  # are the first n the same?
+        return p.store.ancestor(session.head or "", n - 1) == chain[n - 1].message.id
+
+    if count and same(count):
+        return count
+    low, high = 0, count  # same(low) holds, same(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if same(middle):
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _scan_raw(p: Ports, raws: Sequence[Any], size: int) -> Pending:

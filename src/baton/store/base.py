@@ -28,6 +28,25 @@ from baton.core.models import (
 from baton.core.runs import Environment, Repo, Run
 
 
+def source_key(metadata: Any) -> tuple[str, str, str | None] | None:
+    """Which session of another tool an imported session follows: (tool, its session id, its
+    sub-agent id), from `metadata.source`. None for what has no identity of its own that
+    lasts as the source grows: a branch of a transcript, a sidechain without an agent id."""
+    if not isinstance(metadata, dict) or "branch_of" in metadata:
+        return None
+    source = metadata.get("source")
+    if not isinstance(source, dict):
+        return None
+    tool, sid, agent = source.get("tool"), source.get("session_id"), source.get("agent_id")
+    if not isinstance(tool, str) or not isinstance(sid, str) or not sid:
+        return None
+    if not isinstance(agent, str):
+        if "parent_session" in metadata:
+            return None
+        agent = None
+    return tool, sid, agent
+
+
 @dataclass(frozen=True, slots=True)
 class ListQuery:
     owner: str
@@ -219,6 +238,14 @@ class Store(ABC):
         `changes` to the header, in one transaction. Raises Conflict if the head moved. With
         `remember`, its answer is kept for its key in the same transaction, or, when the key
         has a live answer already, nothing is written and Answered is raised."""
+
+    def find_imported(self, owner: str, key: tuple[str, str, str | None]) -> Session | None:
+        """The session of `owner` imported from the other tool's session `key` (see
+        `source_key`), the most recently updated when there are several."""
+        found = [
+            s for s in self.iter_sessions() if s.owner == owner and source_key(s.metadata) == key
+        ]
+        return max(found, key=lambda s: s.updated_at) if found else None
 
     @abstractmethod
     def update_session(

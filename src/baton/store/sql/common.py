@@ -15,7 +15,15 @@ import orjson
 
 from baton.core.errors import Conflict, NotFound, VersionMismatch
 from baton.core.models import Account, Login, Session, Share, StoredMessage, Token
-from baton.store.base import SESSION_FIELDS, ListQuery, Page, Remembered, Store, git_blobs
+from baton.store.base import (
+    SESSION_FIELDS,
+    ListQuery,
+    Page,
+    Remembered,
+    Store,
+    git_blobs,
+    source_key,
+)
 from baton.store.sql.dialect import Dialect
 from baton.store.sql.rows import (
     LOGIN_COLUMNS,
@@ -459,6 +467,25 @@ WITH RECURSIVE heads(id) AS (
             ).fetchone()
         )
         return session_from(row) if row else None
+
+    def find_imported(self, owner: str, key: tuple[str, str, str | None]) -> Session | None:
+        # The owner's headers only (no index on metadata): the source id is looked for in
+        # the raw bytes before a header is parsed.
+        needle = orjson.dumps(key[1])
+        rows = self._reading(
+            lambda c: c.execute(
+                self._sql(
+                    "SELECT id, metadata FROM sessions WHERE owner = ? "
+                    "ORDER BY updated_at DESC, id DESC"
+                ),
+                (owner,),
+            ).fetchall()
+        )
+        for session_id, raw in rows:
+            data = bytes(raw)
+            if needle in data and source_key(orjson.loads(data)) == key:
+                return self.get_session(session_id)
+        return None
 
     def list_sessions(self, query: ListQuery) -> Page:
         d = self.dialect
