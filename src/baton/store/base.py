@@ -241,9 +241,12 @@ class Store(ABC):
 
     def find_imported(self, owner: str, key: tuple[str, str, str | None]) -> Session | None:
         """The session of `owner` imported from the other tool's session `key` (see
-        `source_key`), the most recently updated when there are several."""
+        `source_key`; a fork of it made in baton is not), the most recently updated when
+        there are several."""
         found = [
-            s for s in self.iter_sessions() if s.owner == owner and source_key(s.metadata) == key
+            s
+            for s in self.iter_sessions()
+            if s.owner == owner and s.platform == "import" and source_key(s.metadata) == key
         ]
         return max(found, key=lambda s: s.updated_at) if found else None
 

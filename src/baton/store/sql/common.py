@@ -475,7 +475,7 @@ WITH RECURSIVE heads(id) AS (
         rows = self._reading(
             lambda c: c.execute(
                 self._sql(
-                    "SELECT id, metadata FROM sessions WHERE owner = ? "
+                    "SELECT id, metadata FROM sessions WHERE owner = ? AND platform = 'import' "
                     "ORDER BY updated_at DESC, id DESC"
                 ),
                 (owner,),
