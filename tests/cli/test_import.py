@@ -146,3 +146,58 @@ def test_a_grown_file_imported_again_grows_the_same_session(
     assert [s["id"] for s in listed] == [first["id"]]
     whole = run_json("sessions", "import", str(source), home=baton_home)
     assert (whole["sessions_created"], whole["messages_imported"]) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("parent", "fork"),
+    [(CLAUDE_MAIN, CLAUDE_FORK), (CODEX[0], CODEX[1])],
+    ids=["claude-code", "codex"],
+)
+def test_a_fork_imported_before_its_parent_is_linked_when_the_parent_comes(
+    baton_home: Path, parent: Path, fork: Path
+) -> None:
+    first = run_json("sessions", "import", str(fork), home=baton_home)
+    assert first["warnings"] == []
+    [made] = first["sessions"]
+    assert made["messages"] == 26 and stored_messages(baton_home) == 26
+    shown = run_json("sessions", "show", made["id"], home=baton_home)
+    assert shown["forked_from"] == {"source_session": parent_id(parent), "messages": 20}
+    second = run_json("sessions", "import", str(parent), home=baton_home)
+    [origin] = second["sessions"]
+    assert (origin["created"], origin["messages"]) == (True, 20)
+    assert stored_messages(baton_home) == 26  # the parent's messages were stored with the fork
+    shown = run_json("sessions", "show", made["id"], home=baton_home)
+    assert shown["forked_from"] == {
+        "source_session": parent_id(parent),
+        "messages": 20,
+        "session": origin["id"],
+    }
+    again = run_json("sessions", "import", str(fork), home=baton_home)
+    assert (again["sessions_created"], again["messages_imported"]) == (0, 0)
+    assert again["sessions"][0]["id"] == made["id"]
+    assert len(run_json("sessions", "list", home=baton_home)) == 2
+
+
+def parent_id(path: Path) -> str:
+    return path.stem.split("rollout-")[-1][20:] if path.stem.startswith("rollout-") else path.stem
+
+
+def test_a_codex_fork_imported_alone_takes_its_history_when_the_parent_is_found(
+    baton_home: Path, tmp_path: Path
+) -> None:
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(CODEX[1], alone)
+    first = run_json("sessions", "import", str(alone / CODEX[1].name), home=baton_home)
+    [made] = first["sessions"]
+    assert made["messages"] == 6
+    assert "whose rollout was not found" in first["warnings"][0]
+    shutil.copy(CODEX[0], alone)
+    again = run_json("sessions", "import", str(alone / CODEX[1].name), home=baton_home)
+    assert again["warnings"] == [] and again["sessions_created"] == 0
+    [grown] = again["sessions"]
+    assert (grown["id"], grown["messages"]) == (made["id"], 26)
+    parent = run_json("sessions", "import", str(alone / CODEX[0].name), home=baton_home)
+    shown = run_json("sessions", "show", made["id"], home=baton_home)
+    assert shown["forked_from"]["session"] == parent["sessions"][0]["id"]
+    assert len(run_json("sessions", "list", home=baton_home)) == 2

@@ -308,9 +308,12 @@ def _find_rollout(path: Path, session_id: str) -> Path | None:
     return found[0] if found else None
 
 
-def _parent(path: Path, meta: JSON, warnings: list[str]) -> tuple[str, int] | None:
-    """(parent id, number of the parent's messages before the fork's own). `history_base`
-    says the fork continues the parent's lines with ordinal below `end_ordinal_exclusive`."""
+def _parent(
+    path: Path, meta: JSON, warnings: list[str]
+) -> tuple[tuple[str, int], list[JSON]] | None:
+    """(parent id, number of the parent's messages before the fork's own), and those
+    messages as the parent's rollout holds them. `history_base` says the fork continues the
+    parent's lines with ordinal below `end_ordinal_exclusive`."""
     parent_id = meta.get("forked_from_id")
     base = meta.get("history_base")
     end = base.get("end_ordinal_exclusive") if isinstance(base, dict) else None
@@ -332,11 +335,11 @@ def _parent(path: Path, meta: JSON, warnings: list[str]) -> tuple[str, int] | No
             before = [(n, r) for n, r in records if r["ordinal"] < end]
         else:  # no ordinals: count lines
             before = records[:end]
-        count = len(_convert(found, before).messages)
+        inherited = _convert(found, before).messages
     except InvalidInput as error:
         warnings.append(f"{missing}; its rollout could not be read ({error.message})")
         return None
-    return (parent_id, count) if count else None
+    return ((parent_id, len(inherited)), inherited) if inherited else None
 
 
 class CodexImporter:
@@ -385,8 +388,10 @@ class CodexImporter:
             created_at=to_time(meta.get("timestamp")) or to_time(meta_record.get("timestamp")),
             metadata=metadata,
             git=_git(meta, cwd),
-            parent=_parent(path, meta, warnings),
         )
+        found = _parent(path, meta, warnings)
+        if found is not None:
+            session.parent, session.inherited = found
         if builder.lost:
             listed = ", ".join(f"{k} x{n}" for k, n in sorted(builder.lost.items()))
             warnings.append(f"{path.name}: skipped items baton does not map ({listed})")

@@ -123,7 +123,17 @@ def idempotency_cutoff(now: str) -> str:
 
 # Fields of a session that `update_session` may change.
 SESSION_FIELDS = frozenset(
-    {"title", "task", "status", "metadata", "git", "repo", "title_auto", "updated_at"}
+    {
+        "title",
+        "task",
+        "status",
+        "metadata",
+        "git",
+        "repo",
+        "title_auto",
+        "updated_at",
+        "forked_from",
+    }
 )
 
 
@@ -239,16 +249,26 @@ class Store(ABC):
         `remember`, its answer is kept for its key in the same transaction, or, when the key
         has a live answer already, nothing is written and Answered is raised."""
 
-    def find_imported(self, owner: str, key: tuple[str, str, str | None]) -> Session | None:
-        """The session of `owner` imported from the other tool's session `key` (see
-        `source_key`; a fork of it made in baton is not), the most recently updated when
-        there are several."""
+    def imported_sessions(self, owner: str, mentioning: str) -> list[Session]:
+        """The sessions of `owner` imported from other tools (platform "import"; a fork of
+        one made in baton is not) whose metadata or fork origin holds the string
+        `mentioning`, most recently updated first. Backends may look in the stored bytes."""
         found = [
             s
             for s in self.iter_sessions()
-            if s.owner == owner and s.platform == "import" and source_key(s.metadata) == key
+            if s.owner == owner
+            and s.platform == "import"
+            and mentioning in repr((s.metadata, s.forked_from))
         ]
-        return max(found, key=lambda s: s.updated_at) if found else None
+        return sorted(found, key=lambda s: (s.updated_at, s.id), reverse=True)
+
+    def find_imported(self, owner: str, key: tuple[str, str, str | None]) -> Session | None:
+        """The session of `owner` imported from the other tool's session `key` (see
+        `source_key`), the most recently updated when there are several."""
+        return next(
+            (s for s in self.imported_sessions(owner, key[1]) if source_key(s.metadata) == key),
+            None,
+        )
 
     @abstractmethod
     def update_session(
