@@ -3,6 +3,7 @@ forks stored once, re-imports that add nothing, damaged files, and `--scan`."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -15,7 +16,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "importers" / "samples"
 CLAUDE = SAMPLES / "claude-code" / "projects" / "-home-dev-runs-claude-small-project"
 CLAUDE_MAIN = CLAUDE / "ac5220f9-09d0-44bd-a060-6addc8dcc165.jsonl"
 CLAUDE_FORK = CLAUDE / "0cfc0f17-9fdd-44f1-963e-d40ee15573b3.jsonl"
-CODEX = sorted((SAMPLES / "codex" / "sessions").rglob("rollout-*.jsonl"))
+CODEX = sorted((SAMPLES / "codex" / "sessions" / "2026" / "11" / "24").glob("rollout-*.jsonl"))
+SUBAGENT_PARENT = "5b0e7c3a-2f41-4d8e-9c6a-7e1f0b2d4a93"
 OPENCODE = SAMPLES / "opencode" / "export.json"
 KILO = SAMPLES / "kilo" / "export.json"
 
@@ -117,9 +119,18 @@ def test_scan_finds_every_tool_in_its_default_place(baton_home: Path, tmp_path: 
     }
     result = run_json("sessions", "import", "--scan", home=baton_home, env=env)
     found = {f["tool"]: f["files"] for f in result["found"]}
-    assert found == {"claude-code": 2, "codex": 2}
-    assert result["sessions_created"] == 4
-    assert stored_messages(baton_home) == 52  # two sessions and two forks: 26 + 26
+    assert found == {"claude-code": 3, "codex": 3}
+    # two sessions and their forks (26 + 26 messages), a session with a sub-agent in a file
+    # of its own (4 + 4) and a Codex session with a failed command (8)
+    assert result["sessions_created"] == 7
+    assert stored_messages(baton_home) == 68
+    with_agent = [
+        s
+        for r in result["imports"]
+        for s in r["sessions"]
+        if s["source_session"] == SUBAGENT_PARENT
+    ]
+    assert len(with_agent) == 2  # the main session and its sub-agent
     again = run_json("sessions", "import", "--scan", home=baton_home, env=env)
     assert again["sessions_created"] == 0
     human = run_baton("sessions", "import", "--scan", home=baton_home, env=env)
@@ -201,3 +212,55 @@ def test_a_codex_fork_imported_alone_takes_its_history_when_the_parent_is_found(
     shown = run_json("sessions", "show", made["id"], home=baton_home)
     assert shown["forked_from"]["session"] == parent["sessions"][0]["id"]
     assert len(run_json("sessions", "list", home=baton_home)) == 2
+
+
+def test_a_claude_code_sub_agent_comes_with_its_session_linked_to_its_tool_call(
+    baton_home: Path,
+) -> None:
+    main = SAMPLES / "claude-code" / "projects" / "-home-dev-runs-claude-subagent-project"
+    result = run_json("sessions", "import", str(main / f"{SUBAGENT_PARENT}.jsonl"), home=baton_home)
+    assert [s["messages"] for s in result["sessions"]] == [4, 4]
+    agent = run_json("sessions", "show", result["sessions"][1]["id"], home=baton_home)
+    meta = agent["metadata"]
+    assert meta["source"] == {
+        "tool": "claude-code",
+        "version": "2.1.197",
+        "session_id": SUBAGENT_PARENT,
+        "agent_id": "a5f1c9d2e8b34706",
+    }
+    assert (meta["parent_session"], meta["parent_tool_call"]) == (
+        SUBAGENT_PARENT,
+        "toolu_sub000001_0",
+    )
+    assert (meta["agent_type"], meta["description"]) == (
+        "general-purpose",
+        "Count Python file lines",
+    )
+    first = agent["messages"][0]["parts"][0]["text"]
+    assert first == "Find every Python file in the project and report how many lines each has."
+    calls = [p for m in agent["messages"] for p in m["parts"] if p["type"] == "tool_call"]
+    assert [(c["name"], c["input"]["command"]) for c in calls] == [("Bash", "wc -l *.py")]
+
+
+def test_a_failed_codex_command_is_an_error_in_every_export(baton_home: Path) -> None:
+    rollout = next((SAMPLES / "codex" / "sessions" / "2026" / "11" / "25").glob("*.jsonl"))
+    [made] = run_json("sessions", "import", str(rollout), home=baton_home)["sessions"]
+    shown = run_json("sessions", "show", made["id"], home=baton_home)
+    results = [p for m in shown["messages"] for p in m["parts"] if p["type"] == "tool_result"]
+    assert [(r.get("is_error", False), r.get("exit_code")) for r in results] == [
+        (False, None),
+        (True, 2),
+    ]
+    markdown = run_baton("sessions", "export", made["id"], "--format", "markdown", home=baton_home)
+    assert "**Tool error** (`call_fake000003_0`, exit 2)" in markdown.stdout
+    page = run_baton("sessions", "export", made["id"], "--format", "html", home=baton_home)
+    assert 'class="tool-result error"' in page.stdout and ", exit 2)" in page.stdout
+    exported = run_baton("sessions", "export", made["id"], "--format", "opencode", home=baton_home)
+    opencode = json.loads(exported.stdout)
+    states = [
+        p["state"]
+        for m in opencode["messages"]
+        for p in m["parts"]
+        if p["type"] == "tool" and p["callID"] == "call_fake000003_0"
+    ]
+    assert [(s["status"], s["metadata"]) for s in states] == [("completed", {"exit": 2})]

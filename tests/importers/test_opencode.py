@@ -245,6 +245,13 @@ def test_a_fork_shares_its_parents_messages_byte_for_byte(parent: Path, fork: Pa
     assert typed_prompts(mine)[:4] == typed_prompts(theirs)
 
 
+def test_kilo_titles_are_kept_as_kilo_shows_them() -> None:
+    session, fork = only(KILO), only(KILO_FORK)
+    assert session.title == "New session - 2026-11-24T00:49:53.325Z"
+    assert fork.title == "New session - 2026-11-24T00:49:53.325Z (fork #1)"
+    assert fork.metadata["fork"]["of_title"] == "New session - 2026-11-24T00:49:53.325Z"
+
+
 @pytest.mark.parametrize("fork", [OPENCODE_FORK, KILO_FORK], ids=lambda p: p.parent.name)
 def test_a_fork_without_its_parent_beside_it_says_what_it_copied(
     tmp_path: Path, fork: Path
@@ -307,7 +314,7 @@ def test_detect_knows_its_own_formats_and_nothing_else(tmp_path: Path) -> None:
         baton_export(tmp_path),
         SAMPLES / "opencode",  # a folder
     ]
-    assert len(others) == 6
+    assert len(others) == 9
     for path in others:
         assert not IMPORTER.detect(path, head(path)), path
     other_db = tmp_path / "other.db"

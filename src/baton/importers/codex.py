@@ -52,6 +52,10 @@ class _Builder:
         self.last_total: Any = None
         self.usage_from_records = usage_from_records
         self.lost: Counter[str] = Counter()
+        # Calls Codex reported failed (`item_completed`, status "failed" or a non-zero
+        # exit code) -> the exit code, and the results already made, by call id.
+        self.failed: dict[str, int | None] = {}
+        self.results: dict[str, JSON] = {}
 
     def feed(self, n: int, record: JSON) -> None:
         kind = record["type"]
@@ -74,6 +78,8 @@ class _Builder:
                 self.reply = None
             elif payload.get("type") in ("task_started", "turn_started", "task_complete"):
                 self.reply = None
+            elif payload.get("type") == "item_completed":
+                self._completed(payload.get("item"))
         elif kind == "token_usage_record":
             if self.usage_from_records and isinstance(payload.get("usage"), dict):
                 self._usage(payload["usage"])
@@ -123,9 +129,26 @@ class _Builder:
             item.get("call_id"), str
         ):
             self.reply = None
-            self._add("tool", [_result(item)], n, record)
+            result = _result(item)
+            self.results[item["call_id"]] = result
+            if item["call_id"] in self.failed:
+                _fail(result, self.failed[item["call_id"]])
+            self._add("tool", [result], n, record)
         elif kind not in _SILENT_ITEMS:
             self.lost[str(kind)] += 1
+
+    def _completed(self, item: Any) -> None:
+        """A finished item: a command or tool call that failed marks its result an error,
+        whether the result came before this line or comes after it."""
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return
+        code = item.get("exit_code")
+        code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        if item.get("status") != "failed" and not code:
+            return
+        self.failed[item["id"]] = code
+        if item["id"] in self.results:
+            _fail(self.results[item["id"]], code)
 
     def _prompt_parts(self, item: JSON) -> list[JSON]:
         """What the person typed: blocks Codex marks as the user's (its provenance metadata),
@@ -230,6 +253,12 @@ def _result(item: JSON) -> JSON:
     else:
         part["output"] = output if output is not None else ""
     return part
+
+
+def _fail(result: JSON, code: int | None) -> None:
+    result["is_error"] = True
+    if code is not None:
+        result["exit_code"] = code
 
 
 def _image(url: str, number: int) -> JSON:

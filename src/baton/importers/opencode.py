@@ -387,7 +387,7 @@ class _Converted:
             tool=self.tool,
             source_id=info["id"],
             messages=messages,
-            title=_title(as_text(info.get("title"))),
+            title=as_text(info.get("title")),
             task=first_prompt(messages),
             created_at=ms_time(created) if created is not None else None,
             metadata=metadata,
@@ -642,7 +642,7 @@ def _fork_of(converted: _Converted, parent: tuple[str, int] | None) -> JSON | No
     fork: JSON = {"copied_messages": copied}
     match = _FORK_TITLE.match(as_text(converted.info.get("title")))
     if match:
-        fork["of_title"] = _title(match.group(1))
+        fork["of_title"] = match.group(1)
     if parent is not None:
         fork["of"] = parent[0]
     return fork
@@ -668,14 +668,3 @@ def _find_parent(item: _Converted, sessions: list[_Converted]) -> tuple[str, int
     if best is None:
         return None
     return best[3], -best[0]
-
-
-_DEFAULT_TITLE = re.compile(
-    r"^(New session|Child session) - \d{4}-\d\d-\d\dT[\d:.]+Z?( \(fork #\d+\))?$"
-)
-
-
-def _title(title: str) -> str:
-    """A tool's placeholder title ("New session - 2026-11-24T00:49:53.325Z") is no title:
-    baton then names the session after its first prompt."""
-    return "" if _DEFAULT_TITLE.match(title) else title
