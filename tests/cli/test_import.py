@@ -7,6 +7,7 @@ import json
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -264,3 +265,39 @@ def test_a_failed_codex_command_is_an_error_in_every_export(baton_home: Path) ->
         if p["type"] == "tool" and p["callID"] == "call_fake000003_0"
     ]
     assert [(s["status"], s["metadata"]) for s in states] == [("completed", {"exit": 2})]
+
+
+def _without_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _without_ids(v)
+            for k, v in value.items()
+            if k not in ("id", "sessionID", "messageID")
+        }
+    if isinstance(value, list):
+        return [_without_ids(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("original", [OPENCODE, KILO], ids=["opencode", "kilo"])
+def test_an_opencode_session_exported_back_differs_only_where_documented(
+    baton_home: Path, original: Path
+) -> None:
+    [made] = run_json("sessions", "import", str(original), home=baton_home)["sessions"]
+    exported = run_baton("sessions", "export", made["id"], "--format", "opencode", home=baton_home)
+    theirs, ours = json.loads(original.read_bytes()), json.loads(exported.stdout)
+    # documented in docs/exporters.md: new ids (and the parentID of replies, an id), baton
+    # as the version, its own metadata, the time of the export as time.updated
+    assert ours["info"].pop("version").startswith("baton ")
+    theirs["info"].pop("version")
+    head = run_json("sessions", "show", made["id"], home=baton_home)["head"]
+    assert ours["info"].pop("metadata") == {"baton": {"session": made["id"], "head": head}}
+    for doc in (theirs, ours):
+        doc["info"]["time"].pop("updated")
+        for message in doc["messages"]:
+            message["info"].pop("parentID", None)
+    assert _without_ids(ours) == _without_ids(theirs)
+    # what opencode keeps that baton has no field for came back with the rest
+    kinds = {p["type"] for m in ours["messages"] for p in m["parts"]}
+    assert kinds == {"text", "tool", "step-start", "step-finish", "patch"}
+    assert ours["info"]["model"]["variant"] == "default"

@@ -41,8 +41,8 @@ def source_key(metadata: Any) -> tuple[str, str, str | None] | None:
     if not isinstance(tool, str) or not isinstance(sid, str) or not sid:
         return None
     if not isinstance(agent, str):
-        if "parent_session" in metadata:
-            return None
+        if metadata.get("parent_session") == sid:
+            return None  # a sidechain of a transcript, under its parent's session id
         agent = None
     return tool, sid, agent
 
