@@ -21,7 +21,7 @@ from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
-from bench import events, git, imports, scaleout, secrets, server
+from bench import events, git, imports, memory, scaleout, secrets, server
 from bench.data import messages
 from bench.timing import median_time, paired_medians
 
@@ -80,6 +80,7 @@ class Bench:
         events.run(self.root, self.quick, self.record)
         git.run(self.root, self.quick, self.record)
         imports.run(self.root, self.quick, self.record)
+        memory.run(self.root, self.quick, self.record)
         scaleout.run(self.root, self.quick, self.record)
         secrets.run(self.quick, self.record)
 
