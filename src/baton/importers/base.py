@@ -91,15 +91,18 @@ def load_json(path: Path, where: Path | None = None, *, fast: bool = True) -> An
         raise fail(f"cannot be read ({exc.strerror or exc})") from None
     if not data.strip():
         raise fail("is empty")
+    if fast:
+        # orjson reads the bytes themselves (no decoded copy of a big file beside them); the
+        # slow parser below only words the refusal
+        try:
+            return orjson.loads(memoryview(data)[3:] if data[:3] == b"\xef\xbb\xbf" else data)
+        except orjson.JSONDecodeError:
+            pass
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise fail("is not UTF-8 text (a binary file?)") from None
-    if fast:
-        try:
-            return orjson.loads(text)  # fast; the slow parser below only words the refusal
-        except orjson.JSONDecodeError:
-            pass
+    del data
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
