@@ -212,3 +212,28 @@ def test_install_writes_a_systemd_user_unit(baton_home: Path, tmp_path: Path) ->
     text = unit.read_text()
     assert f"ExecStart={sys.executable} -m baton --home {baton_home} sync\n" in text
     assert "WantedBy=default.target" in text
+
+
+def test_after_login_sync_grows_the_session_on_the_server(baton_home: Path, tmp_path: Path) -> None:
+    from tests.fixtures.servers import start_serve, stop
+
+    served = start_serve(tmp_path / "server-home")
+    try:
+        login = run_baton("login", served.url, "--token", served.token, home=baton_home)
+        assert login.returncode == 0, login.stderr
+        home = tmp_path / "user-home"
+        live = home / ".claude" / "projects" / "-home-dev-project" / CLAUDE_MAIN.name
+        live.parent.mkdir(parents=True)
+        lines = CLAUDE_MAIN.read_bytes().splitlines(keepends=True)
+        live.write_bytes(b"".join(lines[:20]))
+        env = user_env(home)
+        first = run_json("sync", "--once", home=baton_home, env=env)
+        [made] = first["changes"][0]["sessions"]
+        live.write_bytes(b"".join(lines))
+        grown = run_json("sync", "--once", home=baton_home, env=env)
+        [after] = grown["changes"][0]["sessions"]
+        assert (after["id"], after["created"], after["messages"]) == (made["id"], False, 20)
+        [listed] = run_json("sessions", "list", home=baton_home)  # the server's list
+        assert (listed["id"], listed["message_count"]) == (made["id"], 20)
+    finally:
+        stop(served)
