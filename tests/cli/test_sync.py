@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -237,3 +238,23 @@ def test_after_login_sync_grows_the_session_on_the_server(baton_home: Path, tmp_
         assert (listed["id"], listed["message_count"]) == (made["id"], 20)
     finally:
         stop(served)
+
+
+def test_a_growing_sub_agent_file_grows_its_session(baton_home: Path, tmp_path: Path) -> None:
+    sample = SAMPLES / "claude-code" / "projects" / "-home-dev-runs-claude-subagent-project"
+    home = tmp_path / "user-home"
+    project = home / ".claude" / "projects" / sample.name
+    shutil.copytree(sample, project)
+    agent = next(project.rglob("agent-*.jsonl"))
+    lines = agent.read_bytes().splitlines(keepends=True)
+    agent.write_bytes(b"".join(lines[:2]))
+    env = user_env(home)
+    first = run_json("sync", "--once", home=baton_home, env=env)
+    assert first["files"] == 1  # the transcript; its sub-agent comes with it
+    main, sub = first["changes"][0]["sessions"]
+    assert (main["messages"], sub["messages"]) == (4, 2)
+    agent.write_bytes(b"".join(lines))
+    again = run_json("sync", "--once", home=baton_home, env=env)
+    grown = {s["id"]: s for s in again["changes"][0]["sessions"]}
+    assert grown[sub["id"]]["messages"] == 4 and not grown[sub["id"]]["created"]
+    assert grown[main["id"]]["messages_imported"] == 0
