@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton.core.attachments import name_of
 from baton.core.errors import InvalidInput
 from baton.core.models import JSON, Message, Session, StoredMessage
 from baton.core.redaction import mask, redact_value, strings_in
@@ -63,7 +64,8 @@ def scan(p: Ports, session: Session, code: bool = True) -> Scan:
         return result
     result.flagged = p.store.flagged(session.head)
     for sm in result.flagged:
-        secrets = p.scanner.find(result.full(p, sm.message).parts)
+        parts = result.full(p, sm.message).parts
+        secrets = p.scanner.find(parts)
         where = {
             "where": f"message {sm.depth + 1}",
             "message": sm.message.id,
@@ -81,8 +83,23 @@ def scan(p: Ports, session: Session, code: bool = True) -> Scan:
                 }
                 found.append((unlocated, {}))
         for secret, kind in secrets.items():
-            found.append(({**where, "kind": kind, "excerpt": mask(secret)}, {secret: kind}))
+            finding = {**where, "kind": kind, "excerpt": mask(secret)}
+            file_name = file_holding(parts, secret)
+            if file_name is not None:  # said without the secrets a file name can hold
+                shown: str = redact_value(file_name, secrets)
+                finding.update(file=shown, where=f"message {sm.depth + 1}, file {shown}")
+            found.append((finding, {secret: kind}))
     return result
+
+
+def file_holding(parts: list[JSON], secret: str) -> str | None:
+    """The name of the first file part that holds `secret` (in its name, its text, or what
+    its encoded bytes say), if a file holds it."""
+    for part in parts:
+        if part.get("type") == "file" or part.get("of") == "file":
+            if any(secret in text for text in strings_in(part)):
+                return name_of(part) or "(unnamed)"
+    return None
 
 
 def bundle_findings(p: Ports, git: JSON | None) -> list[Found]:
