@@ -259,3 +259,47 @@ def test_an_appended_file_moved_to_a_blob_is_scanned_as_what_it_says(live: Live)
         refused = http.post(f"/api/sessions/{session_id}/shares", json={})
     assert refused.status_code == 422
     assert [f["where"] for f in refused.json()["error"]["findings"]] == ["message 1, file big.env"]
+
+
+# the one-time rescan: messages recorded under older scanner rules
+
+
+def as_scanned_by_rules_1(live: Live) -> None:
+    """The store as baton left it before it read attachments: no message flagged."""
+    store = live.service.store
+    everything = store.messages_in_order(None, 1000)
+    store.set_findings([(sm.message.id, [], None) for sm in everything])
+    store.set_scan_rules(1)
+
+
+def test_the_first_share_rescans_what_older_rules_scanned_once(
+    live: Live, imported: dict[str, Any]
+) -> None:
+    as_scanned_by_rules_1(live)
+    store = live.service.store
+    with live.client(live.alice) as http:
+        # a message appended after the upgrade, on top of the unflagged ones
+        appended = http.post(
+            f"/api/sessions/{imported['id']}/messages",
+            json={"messages": [message("user", {"type": "text", "text": "thanks"}, second=8)]},
+        )
+        assert appended.status_code == 201, appended.text
+        assert store.flagged(imported["head"]) == []
+        refused = http.post(f"/api/sessions/{imported['id']}/shares", json={})
+        assert refused.status_code == 422
+        assert [f["where"] for f in refused.json()["error"]["findings"]] == [
+            "message 1, file deploy.env",
+            "message 3, file config.yaml",
+            "message 4, file keys/[REDACTED:OpenAI Token].txt",
+            "message 5, file note.txt",
+            "message 7",
+        ]
+        assert store.scan_rules() == 2
+        head = appended.json()["session"]["head"]
+        assert [sm.depth for sm in store.flagged(head)] == [0, 2, 3, 4, 6]
+        # done once: with the rules up to date, a share reads only flagged messages again
+        everything = store.messages_in_order(None, 1000)
+        store.set_findings([(sm.message.id, [], None) for sm in everything])
+        again = http.get(f"/api/sessions/{imported['id']}/scan").json()
+    assert again == {"findings": []}
+    assert store.scan_rules() == 2

@@ -3,13 +3,15 @@ git patch and the git bundle; and the git snapshot as a share shows it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from baton.core.attachments import name_of
-from baton.core.errors import InvalidInput
+from baton.core.errors import InvalidInput, NotFound
 from baton.core.models import JSON, Message, Session, StoredMessage
 from baton.core.redaction import mask, redact_value, strings_in
+from baton.scanning import RULES_VERSION
 from baton.service.common import Ports, hydrate
 
 GIT_PATCH = "git patch"
@@ -38,7 +40,11 @@ class Scan:
 
 def scan(p: Ports, session: Session, code: bool = True) -> Scan:
     """Every secret in what a share publishes: the header, the messages (hydrated), and
-    with `code` the git patch and every commit, file and file name of the git bundle."""
+    with `code` the git patch and every commit, file and file name of the git bundle.
+    Messages are read only where they were flagged when recorded (or rescanned: `rescan`
+    runs first, once, when the store's messages were scanned with older rules)."""
+    if stale(p):
+        rescan(p)
     result = Scan()
     found = result.found
     header = {
@@ -180,3 +186,63 @@ def public_git(
         )
     redacted: JSON = redact_value(public, secrets)
     return redacted
+
+
+RESCAN_BATCH = 500
+
+
+def stale(p: Ports) -> bool:
+    """Whether the store holds messages scanned with older rules than this process's."""
+    was = p.store.scan_rules()
+    return was is not None and was < RULES_VERSION
+
+
+def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON:
+    """Rescan, once, every message when the store's were scanned with older rules: in chain
+    order, hydrated; what the rules find now is added to what was found when each was
+    recorded (never taken away: that was found with the recording process's environment),
+    and the secret pointers of the messages after a newly flagged one follow. Then the store
+    records the rules version, and a share reads only flagged messages again."""
+    was = p.store.scan_rules()
+    report: JSON = {"rules": RULES_VERSION, "was": was, "rescanned": 0, "flagged": 0}
+    if was is None or was >= RULES_VERSION:
+        return report
+    total = p.store.count_messages()
+    pointers: dict[str, str] = {}  # message id -> its new secret pointer, in this tree
+    root: str | None = None
+    after: tuple[str, int, str] | None = None
+    done = flagged = 0
+    while batch := p.store.messages_in_order(after, RESCAN_BATCH):
+        texts: list[tuple[list[str], list[str]]] = [
+            (strings_in(_readable(p, sm.message).parts), []) for sm in batch
+        ]
+        scanned = p.scanner.findings_many(texts).get()
+        updates: list[tuple[str, list[JSON], str | None]] = []
+        for sm, found in zip(batch, scanned, strict=True):
+            if sm.root != root:  # a tree's messages come together: its parents are done
+                root, pointers = sm.root, {}
+            findings = [*sm.findings, *(f for f in found if f not in sm.findings)]
+            parent = sm.message.parent
+            pointer = sm.message.id if findings else pointers.get(parent) if parent else None
+            if pointer is not None:
+                pointers[sm.message.id] = pointer
+            if findings != sm.findings or pointer != sm.flagged:
+                updates.append((sm.message.id, findings, pointer))
+            flagged += bool(findings) and not sm.findings
+        p.store.set_findings(updates)
+        done += len(batch)
+        last = batch[-1]
+        after = (last.root, last.depth, last.message.id)
+        if progress is not None:
+            progress(done, max(total, done))
+    p.store.set_scan_rules(RULES_VERSION)
+    report.update(rescanned=done, flagged=flagged)
+    return report
+
+
+def _readable(p: Ports, message: Message) -> Message:
+    """The message hydrated; as stored (its blobs' previews) when a blob is missing."""
+    try:
+        return hydrate(p, message)
+    except NotFound:
+        return message
