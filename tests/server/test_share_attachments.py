@@ -193,6 +193,9 @@ def test_no_surface_of_a_redacted_share_holds_an_attachment_secret(
         "path": "config.yaml",
         "withheld": "its content held 1 secret(s), so it is not shared",
     }
+    withheld = "(its content held 1 secret(s), so it is not shared)"
+    assert withheld in published["page, all"].decode()
+    assert f"**File** `config.yaml` {withheld}" in published["fork export markdown"].decode()
     block = next(p for p in parts if p["type"] == "tool_result")["output"][0]
     assert base64.b64decode(block["source"]["data"]) == b"t=[REDACTED:OpenAI Token]"
 
