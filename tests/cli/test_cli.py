@@ -485,7 +485,7 @@ def test_verify_rescan_flags_what_older_rules_missed_once(
         "messages": 7,
         "problems": [],
         "ok": True,
-        "rescan": {"rules": 2, "was": 1, "rescanned": 7, "flagged": 5},
+        "rescan": {"rules": 2, "was": 1, "rescanned": 7, "flagged": 5, "exposed_shares": []},
     }
     refused = baton("share", sid, "--json")
     assert refused.code == 1

@@ -306,3 +306,28 @@ def test_the_first_share_rescans_what_older_rules_scanned_once(
         again = http.get(f"/api/sessions/{imported['id']}/scan").json()
     assert again == {"findings": []}
     assert store.scan_rules() == 2
+
+
+def test_the_rescan_names_the_shares_published_before_it(
+    live: Live, imported: dict[str, Any]
+) -> None:
+    """A share made while the rules could not read attachments published their secrets:
+    the rescan says which (revoking is the owner's call)."""
+    store = live.service.store
+    everything = store.messages_in_order(None, 1000)
+    store.set_findings([(sm.message.id, [], None) for sm in everything])
+    with live.client(live.alice) as http:
+        made = http.post(f"/api/sessions/{imported['id']}/shares", json={})
+        assert made.status_code == 201, made.text
+        gone = http.post(f"/api/sessions/{imported['id']}/shares", json={}).json()["id"]
+        assert http.delete(f"/api/shares/{gone}").status_code == 200
+    store.set_scan_rules(1)
+    report = live.service.rescan()
+    assert report == {
+        "rules": 2,
+        "was": 1,
+        "rescanned": 7,
+        "flagged": 5,
+        "exposed_shares": [made.json()["id"]],
+    }
+    assert live.service.rescan()["rescanned"] == 0

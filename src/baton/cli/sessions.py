@@ -453,6 +453,12 @@ def verify(ctx: Context, session_id: str | None, rescan: bool, as_json: bool) ->
             if rescanned["rescanned"]
             else f"secret-scan rules version {rescanned['rules']}: nothing to rescan"
         )
+        for share_id in rescanned["exposed_shares"]:
+            echo(
+                f"warning: share {share_id} publishes a secret found now; revoke it with: "
+                f"baton unshare {share_id}",
+                err=True,
+            )
     if as_json:
         print_json(report.to_dict() | ({"rescan": rescanned} if rescanned is not None else {}))
     else:

@@ -202,16 +202,24 @@ def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON
     order, hydrated; what the rules find now is added to what was found when each was
     recorded (never taken away: that was found with the recording process's environment),
     and the secret pointers of the messages after a newly flagged one follow. Then the store
-    records the rules version, and a share reads only flagged messages again."""
+    records the rules version, and a share reads only flagged messages again. The report
+    names the live shares that publish a newly flagged message (`exposed_shares`)."""
     was = p.store.scan_rules()
-    report: JSON = {"rules": RULES_VERSION, "was": was, "rescanned": 0, "flagged": 0}
+    report: JSON = {
+        "rules": RULES_VERSION,
+        "was": was,
+        "rescanned": 0,
+        "flagged": 0,
+        "exposed_shares": [],
+    }
     if was is None or was >= RULES_VERSION:
         return report
     total = p.store.count_messages()
     pointers: dict[str, str] = {}  # message id -> its new secret pointer, in this tree
     root: str | None = None
     after: tuple[str, int, str] | None = None
-    done = flagged = 0
+    done = 0
+    newly: set[str] = set()
     while batch := p.store.messages_in_order(after, RESCAN_BATCH):
         texts: list[tuple[list[str], list[str]]] = [
             (strings_in(_readable(p, sm.message).parts), []) for sm in batch
@@ -228,7 +236,8 @@ def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON
                 pointers[sm.message.id] = pointer
             if findings != sm.findings or pointer != sm.flagged:
                 updates.append((sm.message.id, findings, pointer))
-            flagged += bool(findings) and not sm.findings
+            if findings and not sm.findings:
+                newly.add(sm.message.id)
         p.store.set_findings(updates)
         done += len(batch)
         last = batch[-1]
@@ -236,7 +245,16 @@ def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON
         if progress is not None:
             progress(done, max(total, done))
     p.store.set_scan_rules(RULES_VERSION)
-    report.update(rescanned=done, flagged=flagged)
+    # Shares published before the rules could see what they hold: revoking is the owner's call.
+    now = p.now()
+    exposed = [
+        s.id
+        for s in p.store.list_shares()
+        if s.state(now) == "live"
+        and s.head is not None
+        and any(sm.message.id in newly for sm in p.store.flagged(s.head))
+    ]
+    report.update(rescanned=done, flagged=len(newly), exposed_shares=exposed)
     return report
 
 
