@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.core.models import JSON
+from baton.core.validation import MESSAGE_LIMIT
 
-# No message holds more than 16 MiB (validation.MESSAGE_LIMIT): a longer string is not decoded
-# (the scan reads it as it is).
-ENCODED_LIMIT = 16 * 1024 * 1024
+# No message holds more: a longer string is not decoded (the scan reads it as it is).
+ENCODED_LIMIT = MESSAGE_LIMIT
 _MIN_UNMARKED = 16  # an unmarked file's data shorter than this is text, not base64
 _STRICT_B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]+={0,2}")
