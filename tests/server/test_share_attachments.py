@@ -331,3 +331,15 @@ def test_the_rescan_names_the_shares_published_before_it(
         "exposed_shares": [made.json()["id"]],
     }
     assert live.service.rescan()["rescanned"] == 0
+
+
+def test_a_client_says_the_rescan_runs_where_the_data_is() -> None:
+    from baton.client import Client
+    from baton.core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as raised:
+        Client("https://baton.example.com", "baton_x").rescan()
+    assert raised.value.message == (
+        "the rescan runs where the data is: run `baton sessions verify --rescan` on the server "
+        "(https://baton.example.com), or its first share there runs it"
+    )
