@@ -203,7 +203,10 @@ def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON
     recorded (never taken away: that was found with the recording process's environment),
     and the secret pointers of the messages after a newly flagged one follow. Then the store
     records the rules version, and a share reads only flagged messages again. The report
-    names the live shares that publish a newly flagged message (`exposed_shares`)."""
+    names the live shares that publish a newly flagged message (`exposed_shares`).
+
+    Appends may go on meanwhile (they are scanned with these rules): one whose parent's
+    pointer moves between the pass reading and writing it keeps the pointer it was given."""
     was = p.store.scan_rules()
     report: JSON = {
         "rules": RULES_VERSION,
