@@ -20,7 +20,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from baton.core.errors import BatonError, InvalidInput
 from baton.core.models import JSON, Message, Session
 
 TOOLS = ("claude", "codex", "opencode", "kilo")
+KILO_AGENT = "code"
 IMPORT_TIMEOUT = 120.0  # seconds for `opencode import` / `kilo import`
 
 
@@ -159,6 +160,11 @@ def _opencode(
 ) -> Handoff:
     from baton.render.opencode import export_opencode
 
+    metadata = dict(session.metadata) if isinstance(session.metadata, dict) else {}
+    if tool == "kilo" and not any(metadata.get(k) for k in ("agent", "mode")):
+        # Kilo's default agent is `code` (opencode's is `build`): resumed under another
+        # agent, Kilo would tell the model the agent changed
+        session = replace(session, metadata={**metadata, "agent": KILO_AGENT})
     document = export_opencode(session, messages)
     sid = str(document["info"]["id"])
     path = work / "handoff" / f"{sid}.opencode.json"

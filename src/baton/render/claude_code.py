@@ -198,5 +198,6 @@ def _message(turn: Turn, seed: str) -> JSON:
         "stop_sequence": None,
     }
     usage = _usage(turn.usage)
-    message["usage"] = usage if usage is not None else {"input_tokens": 0, "output_tokens": 0}
+    if usage is not None:
+        message["usage"] = usage
     return message

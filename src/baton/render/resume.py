@@ -63,10 +63,12 @@ def turns(messages: list[Message]) -> list[Turn]:
     pending: dict[str, Turn] = {}  # call id -> the assistant turn that made it
     answered: set[str] = set()
 
-    def settle(at: str) -> None:
-        """Answer the calls still waiting, right after the turn that made them."""
+    def settle() -> None:
+        """Answer the calls still waiting, right after (and at the time of) the turn that
+        made them."""
         if not pending:
             return
+        at = list(pending.values())[-1].created_at
         results = [
             {"type": "tool_result", "tool_call_id": call, "output": NO_RESULT, "is_error": True}
             for call in pending
@@ -91,10 +93,10 @@ def turns(messages: list[Message]) -> list[Turn]:
             if results:
                 out.append(Turn("tool", results, message.created_at))
             if loose:
-                settle(message.created_at)
+                settle()
                 out.append(Turn("user", loose, message.created_at))
             continue
-        settle(message.created_at)
+        settle()
         if message.role == "assistant":
             kept: list[JSON] = []
             calls: list[str] = []
@@ -131,7 +133,7 @@ def turns(messages: list[Message]) -> list[Turn]:
                 out.append(Turn("tool", mine, message.created_at))
             rest = [p for p in after if p not in mine]
             if rest:
-                settle(message.created_at)
+                settle()
                 out.append(
                     Turn(
                         "user",
@@ -154,5 +156,5 @@ def turns(messages: list[Message]) -> list[Turn]:
         if kept:
             out.append(Turn("user", kept, message.created_at))
     if pending and out:
-        settle(out[-1].created_at)
+        settle()
     return out
