@@ -1,0 +1,1 @@
+"""Server-side agent runs (DESIGN §2): workspaces, the executor, the queue, live events."""
