@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 
 from baton.config import Settings
+from baton.core import ids
 from baton.core.runs import DONE, FAILED, RUNNING, STOPPED
 from baton.runs.execute import execute
 from baton.service import Service
@@ -51,7 +53,7 @@ def test_a_run_works_in_its_workspace_and_records_a_snapshot(
     assert texts(service, owner, session.id) == [
         ("user", "Add a hello file"),
         ("tool", "created notes/hello.txt (9 bytes)"),
-        ("tool", "hi there\nran\n[exit code 0]"),
+        ("tool", "hi there\nran\n\n[exit code 0]"),
         ("assistant", "Wrote notes/hello.txt and ran it."),
     ]
     stored = service.get(owner, session.id)
@@ -128,7 +130,7 @@ def test_a_secret_is_never_stored(
     assert ended is not None and ended.state == DONE, ended
     found = texts(service, owner, session.id)
     assert found[0] == ("system", "hello, token=[SECRET:API_TOKEN]\n")
-    assert ("tool", "agent sees [SECRET:API_TOKEN]\n[exit code 0]") in found
+    assert ("tool", "agent sees [SECRET:API_TOKEN]\n\n[exit code 0]") in found
     big = next(t for r, t in found if t.startswith("[SECRET:API_TOKEN]\n[SECRET"))
     assert len(big) > 64 * 1024
     said = "".join(t for r, t in found if r == "assistant")
@@ -178,3 +180,67 @@ def test_a_stop_kills_the_running_command_within_seconds(
     assert ("tool", "interrupted by the user before this tool call finished") in found
     assert len(fake_model.requests) == 1
     assert service.verify(owner, session.id).ok
+
+
+def test_a_cli_session_continues_on_the_server_and_comes_back(
+    service: Service,
+    settings: Settings,
+    owner: str,
+    fake_model: FakeModel,
+    dirty_repo: Path,
+    origin: Path,
+    tmp_path: Path,
+) -> None:
+    """A session started in the terminal, with unpushed commits and uncommitted changes,
+    continued on the server (cold: its snapshot restored into a new workspace), then brought
+    home again with a restore of the snapshot the run recorded."""
+    from baton import gitstate
+
+    def put(data: bytes) -> str:
+        sha = ids.sha256_hex(data)
+        service.put_blob(sha, data, owner)
+        return sha
+
+    captured = gitstate.capture(dirty_repo, put)
+    assert captured is not None and captured["ahead"] == 2
+    cli_session = service.create(owner, task="feature work", git=captured)
+    service.add_repo(owner, str(origin), name="project")
+    look = "git log --format=%s -3 && cat src/feature.py notes.txt && git status --short"
+    fake_model.reply("", call("c1", "run_command", command=look))
+    fake_model.reply("", call("c2", "write_file", path="server.txt", content="from the server\n"))
+    fake_model.reply("Continued.")
+    run, session = service.start_run(owner, "Continue the feature", session_id=cli_session.id)
+    assert session.id == cli_session.id
+    ended = execute(service, settings, run.id, "test-worker")
+    assert ended is not None and ended.state == DONE, ended
+    seen = texts(service, owner, session.id)[1][1]
+    assert seen.startswith("local two\nlocal one\nfirst\nFEATURE = 2\nuntracked notes\n")
+    assert "M  README.md" in seen and "A  notes.txt" in seen
+    back = service.get(owner, session.id).git
+    assert back is not None and back["ahead"] == 2 and back["head"] == captured["head"]
+    home = tmp_path / "home-again"
+
+    def blob(sha: str) -> bytes:
+        return service.blob(owner, sha, session_id=session.id)
+
+    gitstate.restore(back, blob, home, session_id=session.id, source=str(origin))
+    assert (home / "server.txt").read_text() == "from the server\n"
+    assert (home / "src" / "feature.py").read_text() == "FEATURE = 2\n"
+    assert (home / "notes.txt").read_text() == "untracked notes\n"
+
+
+def test_a_run_past_its_wall_time_fails(
+    service: Service, settings: Settings, owner: str, repo: Any, fake_model: FakeModel
+) -> None:
+    fake_model.reply("", call("c1", "run_command", command="sleep 600", timeout=900))
+    run, session = service.start_run(owner, "Take forever", repo=repo.id)
+    quick = dataclasses.replace(settings, run_timeout=3.0)
+    started = time.monotonic()
+    ended = execute(service, quick, run.id, "test-worker", heartbeat=0.5)
+    assert time.monotonic() - started < 15
+    assert ended is not None and ended.state == FAILED
+    assert ended.error == "the run took longer than 3s"
+    assert texts(service, owner, session.id)[-1] == (
+        "system",
+        "run failed: the run took longer than 3s",
+    )

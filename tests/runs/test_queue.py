@@ -186,3 +186,19 @@ def test_a_worker_killed_mid_run_is_reaped_and_the_session_continues(
         ("assistant", "Picked it up again."),
     ]
     assert service.verify(owner, session.id).ok
+
+
+def test_baton_worker_needs_postgresql(run_env: dict[str, str], tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "baton", "worker"],
+        env={**run_env, "PYTHONPATH": str(SRC)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: baton worker needs the PostgreSQL store (BATON_DATABASE_URL=postgresql://…); "
+        "on the embedded store `baton serve --runners N` executes the runs\n"
+    )

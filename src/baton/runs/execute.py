@@ -272,6 +272,8 @@ class _Execution:
             return self._interrupted(watch.reason)
         except BatonError as exc:
             return self._fail(exc.message)
+        except sandbox.SandboxUnavailable as exc:
+            return self._fail(f"commands cannot run on this worker: {exc}")
         except Exception as exc:
             log.exception("run %s failed", run.id)
             return self._fail(f"{type(exc).__name__}: {one_line(str(exc))}")

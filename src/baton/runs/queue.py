@@ -229,7 +229,7 @@ class Jobs:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('baton procrastinate schema'))")
             row = conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
             if row is None or row[0] is None:
-                conn.execute(SchemaManager.get_schema())  # type: ignore[arg-type]
+                conn.execute(SchemaManager.get_schema())
             conn.commit()
 
     def open(self) -> None:
