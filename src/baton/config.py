@@ -392,7 +392,6 @@ def _proxies(value: str) -> tuple[str, ...]:
 
 def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Service:
     """The local service over the configured store (imports kept out of start-up)."""
-    from baton.runs.queue import queue_for
     from baton.scanning import SecretScanner
     from baton.service import Service
     from baton.store import open_blobs, open_store
@@ -404,5 +403,4 @@ def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> S
         open_blobs(settings.blob_url),
         scanner=SecretScanner(os.environ if env is None else env),
         base_url=settings.base_url,
-        queue=queue_for(settings),
     )

@@ -19,7 +19,7 @@ import pytest
 
 from baton.config import Settings, build_service
 from baton.core.runs import DONE, FAILED, RUNNING
-from baton.runs.queue import Jobs, Reaper, Runners
+from baton.runs.queue import Jobs, Reaper, Runners, attach
 from baton.service import Service
 from tests.agent.test_sandbox import running
 from tests.fixtures.model import FakeModel, call
@@ -74,7 +74,8 @@ def pg_env(run_env: dict[str, str], postgres_url: str, tmp_path: Path) -> dict[s
 
 @pytest.fixture
 def pg_service(pg_env: dict[str, str]) -> Iterator[Service]:
-    service = build_service(Settings.load(pg_env), env={})
+    settings = Settings.load(pg_env)
+    service = attach(build_service(settings, env={}), settings)
     assert isinstance(service.queue, Jobs)
     yield service
     service.queue.close()

@@ -150,8 +150,9 @@ def serve(
     sys.stdout.flush()
     if runners:  # the runs are executed here, beside the server processes
         from baton.config import build_service
+        from baton.runs.queue import attach
 
-        with running(build_service(settings), settings, runners):
+        with running(attach(build_service(settings), settings), settings, runners):
             processes.supervise(sock, settings)
         return
     processes.supervise(sock, settings)

@@ -29,7 +29,7 @@ from baton import gitstate, sandbox
 from baton.agent import instructions
 from baton.agent import setup as setups
 from baton.agent.approvals import Approver
-from baton.agent.loop import Agent, _Draft, system_prompt
+from baton.agent.loop import Agent, system_prompt
 from baton.agent.provider import Cancel, Interrupted, ModelConfig, ModelError, Provider
 from baton.agent.tools import COMMAND_TIMEOUT, Tools
 from baton.contract import ANY_HEAD
@@ -93,7 +93,7 @@ class RunAgent(Agent):
         super().__init__(*args, **kw)
         self.mask = mask
 
-    def _flush(self, draft: _Draft, cancel: Cancel) -> None:
+    def _flush(self, draft: Any, cancel: Cancel) -> None:  # draft: the loop's _Draft
         rest = draft.rest
         held = self.mask.holdback(rest)
         if not held:

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from baton.core.errors import NotFound
 from baton.core.runs import Run
-from baton.runs.workspace import Workspaces
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the rest is imported where it is used: the CLI imports this module
     from baton.config import Settings
+    from baton.runs.workspace import Workspaces
     from baton.service import Service
 
 log = logging.getLogger("baton.runs")
@@ -115,6 +115,8 @@ class Runners:
         self.settings = settings
         self.n = n
         self.poll = poll
+        from baton.runs.workspace import Workspaces
+
         self.workspaces = Workspaces(settings.home, settings.workspace_idle)
         self.reaper = reaper or Reaper(service, self.workspaces)
         self.wake = threading.Condition()
@@ -209,7 +211,10 @@ class Jobs:
 
     def _app(self) -> tuple[Any, Any]:
         if self._made is None:
-            import procrastinate
+            from baton.store import needs_extra
+
+            with needs_extra("postgres", "server runs on PostgreSQL"):
+                import procrastinate
 
             app = procrastinate.App(
                 connector=procrastinate.PsycopgConnector(
@@ -222,8 +227,11 @@ class Jobs:
     def ensure_schema(self) -> None:
         """procrastinate's tables in the database, made once (under an advisory lock, so
         servers and workers starting together do not race)."""
-        import psycopg
-        from procrastinate.schema import SchemaManager
+        from baton.store import needs_extra
+
+        with needs_extra("postgres", "server runs on PostgreSQL"):
+            import psycopg
+            from procrastinate.schema import SchemaManager
 
         with psycopg.connect(self.database_url, autocommit=False) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('baton procrastinate schema'))")
@@ -259,6 +267,8 @@ class Jobs:
         install_signal_handlers: bool = True,
     ) -> None:
         """Run the procrastinate worker (and the reaper) until a signal stops it."""
+        from baton.runs.workspace import Workspaces
+
         self.ensure_schema()
         _Worker.service, _Worker.settings = service, settings
         _Worker.workspaces = Workspaces(settings.home, settings.workspace_idle)
@@ -277,12 +287,13 @@ class Jobs:
             reaper.stop()
 
 
-def queue_for(settings: Settings) -> Any:
-    """The queue a service built from `settings` hands its runs to: procrastinate on
-    PostgreSQL; on the embedded store None (the runners of `baton serve` poll for them)."""
-    if is_postgres(settings.database_url):
-        return Jobs(settings.database_url)
-    return None
+def attach(service: Service, settings: Settings) -> Service:
+    """Where the service hands its queued runs: on PostgreSQL to procrastinate (deferred
+    jobs); on the embedded store nowhere (the runners of `baton serve` poll for them, and
+    take this process's at once when they run in it)."""
+    if is_postgres(settings.database_url) and not isinstance(service.queue, Jobs):
+        service.queue = Jobs(settings.database_url)
+    return service
 
 
 @contextlib.contextmanager
