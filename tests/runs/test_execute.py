@@ -244,3 +244,25 @@ def test_a_run_past_its_wall_time_fails(
         "system",
         "run failed: the run took longer than 3s",
     )
+
+
+def test_an_environment_that_pushes_commits_the_work_and_pushes_the_branch(
+    service: Service, settings: Settings, owner: str, repo: Any, fake_model: FakeModel, origin: Path
+) -> None:
+    env = service.add_environment(owner, "pushing", push=True)
+    fake_model.reply("", call("c1", "write_file", path="pushed.txt", content="pushed\n"))
+    fake_model.reply("Done.")
+    run, session = service.start_run(
+        owner, "Add pushed.txt\nwith details", repo=repo.id, environment=env.id
+    )
+    ended = execute(service, settings, run.id, "test-worker")
+    assert ended is not None and ended.state == DONE, ended
+    branch = f"baton/{session.id}"
+    assert git(origin, "show", f"{branch}:pushed.txt") == "pushed"
+    assert git(origin, "log", "-1", "--format=%B", branch) == (
+        f"Add pushed.txt\n\nbaton session {session.id}, run {run.id}"
+    )
+    snapshot = service.get(owner, session.id).git
+    assert snapshot is not None
+    assert snapshot["head"] == git(origin, "rev-parse", branch)
+    assert (snapshot["ahead"], snapshot["patch"], snapshot["bundle"]) == (0, None, None)

@@ -56,6 +56,14 @@ def test_runners_execute_queued_runs(
     ended = service.run(owner, run.id)
     assert ended.worker is not None and ended.worker.startswith(f"{socket.gethostname()}/")
     assert texts(service, owner, session.id)[-1] == ("assistant", "First done.")
+    # the reaper removes the workspace of a deleted session
+    workspace = runners.workspaces.path(session.id)
+    assert workspace.is_dir()
+    Reaper(service, runners.workspaces).reap()
+    assert workspace.is_dir()
+    service.delete(owner, session.id)
+    Reaper(service, runners.workspaces).reap()
+    assert not workspace.exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,3 +211,47 @@ def test_baton_worker_needs_postgresql(run_env: dict[str, str], tmp_path: Path) 
         "error: baton worker needs the PostgreSQL store (BATON_DATABASE_URL=postgresql://…); "
         "on the embedded store `baton serve --runners N` executes the runs\n"
     )
+
+
+def serve(env: dict[str, str], folder: Path, *flags: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "baton", "serve", "--port", "0", *flags],
+        env={**env, "PYTHONPATH": str(SRC)},
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / "serve.log").open("ab"),
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_baton_serve_executes_runs_with_its_runners(
+    service: Service,
+    owner: str,
+    repo: Any,
+    fake_model: FakeModel,
+    run_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    fake_model.reply("Served.")
+    idle = serve(run_env, tmp_path, "--runners", "0")
+    try:
+        run, session = service.start_run(owner, "Say served", repo=repo.id)
+        time.sleep(3)
+        assert service.run(owner, run.id).state == "queued"  # no runner in that server
+    finally:
+        stop(idle)
+    working = serve(run_env, tmp_path, "--runners", "1")
+    try:
+        log = tmp_path / "serve.log"
+        wait_for(lambda: service.run(owner, run.id).state == DONE, 60, log.read_text())
+    finally:
+        stop(working)
+    assert texts(service, owner, session.id)[-1] == ("assistant", "Served.")

@@ -7,7 +7,8 @@ network and the environment's variables and secrets, each recorded as a setup me
 running: the same Agent as `baton run`, every action approved (the sandbox holds), the
 network as the environment says, model = the run's, else the environment's, else the
 server's. At the end a git snapshot (so `baton restore ID` brings the work home) and, when
-the environment says so, a push of `baton/<session id>`.
+the environment says so, the work committed (titled by the prompt) and `baton/<session id>`
+pushed to the repository.
 
 Every secret value is masked (`[SECRET:NAME]`) in all the run records, before it is appended:
 the agent and the setup recorder append through `Masked`, a service wrapper. A heartbeat
@@ -308,7 +309,11 @@ class _Execution:
         self.run = self._move(RUNNING)
         self._agent(ready.path, environment, variables)
         if environment is not None and environment.push:
-            self._snapshot()
+            self._snapshot()  # the work as the agent left it, before it is committed
+            title = one_line(self.mask.text(run.prompt))[:72]
+            self.spaces.commit(
+                ready.path, f"{title}\n\nbaton session {run.session_id}, run {run.id}"
+            )
             self.spaces.push(ready.path, ready.branch, repo.url, context.credentials)
 
     def _setup(self, root: Path, environment: Any, variables: dict[str, str]) -> None:
