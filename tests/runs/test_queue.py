@@ -19,6 +19,7 @@ import pytest
 
 from baton.config import Settings, build_service
 from baton.core.runs import DONE, FAILED, RUNNING
+from baton.runs.execute import SHUTDOWN
 from baton.runs.queue import Jobs, Reaper, Runners, attach
 from baton.service import Service
 from tests.agent.test_sandbox import running
@@ -255,3 +256,43 @@ def test_baton_serve_executes_runs_with_its_runners(
     finally:
         stop(working)
     assert texts(service, owner, session.id)[-1] == ("assistant", "Served.")
+
+
+def test_runners_stopping_end_their_runs_at_once(
+    service: Service, settings: Settings, owner: str, repo: Any, fake_model: FakeModel
+) -> None:
+    tag = f"baton-runner-test-{uuid.uuid4().hex[:10]}"
+    fake_model.reply("", call("c1", "run_command", command=f"exec -a {tag} sleep 600", timeout=900))
+    runners = Runners(service, settings, 1).start()
+    try:
+        run, session = service.start_run(owner, "Wait a long time", repo=repo.id)
+        wait_for(lambda: running(tag), 60, "the command started")
+    finally:
+        asked = time.monotonic()
+        runners.stop()
+    assert time.monotonic() - asked < 10
+    assert running(tag) == []
+    ended = service.run(owner, run.id)
+    assert (ended.state, ended.error) == (FAILED, SHUTDOWN)
+    assert texts(service, owner, session.id)[-1] == ("system", f"run failed: {SHUTDOWN}")
+    assert service.verify(owner, session.id).ok
+
+
+def test_a_worker_stopped_by_sigterm_ends_its_run_and_exits(
+    pg_service: Service, workers: Workers, fake_model: FakeModel, origin: Path, git_repo: Path
+) -> None:
+    service = pg_service
+    owner = service.account("alice", "Alice").id
+    repo = service.add_repo(owner, str(origin))
+    tag = f"baton-worker-test-{uuid.uuid4().hex[:10]}"
+    fake_model.reply("", call("c1", "run_command", command=f"exec -a {tag} sleep 600", timeout=900))
+    worker = workers.start(Path(workers.folder) / "machine-a")
+    run, _ = service.start_run(owner, "Wait a long time", repo=repo.id)
+    wait_for(lambda: running(tag), 90, f"the command: {workers.logs()[-2000:]}")
+    asked = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, workers.logs()
+    assert time.monotonic() - asked < 15
+    assert running(tag) == []
+    ended = service.run(owner, run.id)
+    assert (ended.state, ended.error) == (FAILED, SHUTDOWN)

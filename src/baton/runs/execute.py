@@ -50,6 +50,7 @@ log = logging.getLogger("baton.runs")
 
 HEARTBEAT = 2.0  # seconds between a run's heartbeats (and cancel checks)
 STOPPED_BY_USER = "stopped by the user"
+SHUTDOWN = "the worker was shut down before the run ended: continue the session to go on"
 ENVIRONMENT_SOURCE = "environment"
 
 
@@ -150,15 +151,22 @@ class Watch:
     the end of the wall time or a run that is no longer ours sets `cancel` (and `reason`)."""
 
     def __init__(
-        self, service: Service, run_id: str, cancel: Cancel, timeout: float, every: float
+        self,
+        service: Service,
+        run_id: str,
+        cancel: Cancel,
+        timeout: float,
+        every: float,
+        shutdown: threading.Event | None = None,
     ) -> None:
         self.service = service
+        self.shutdown = shutdown
         self.run_id = run_id
         self.cancel = cancel
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self.every = every
-        self.reason: str | None = None  # "user", "timeout" or "lost"
+        self.reason: str | None = None  # "user", "timeout", "lost" or "shutdown"
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=f"heartbeat {run_id}", daemon=True)
 
@@ -182,6 +190,8 @@ class Watch:
 
     def _loop(self) -> None:
         while not self.done.wait(min(self.every, max(self.deadline - time.monotonic(), 0.01))):
+            if self.shutdown is not None and self.shutdown.is_set():
+                self._stop("shutdown")
             if time.monotonic() >= self.deadline:
                 self._stop("timeout")
                 continue
@@ -214,9 +224,11 @@ def execute(
     *,
     workspaces: Workspaces | None = None,
     heartbeat: float = HEARTBEAT,
+    shutdown: threading.Event | None = None,
 ) -> Run | None:
     """Execute run `run_id` on this worker; the run as it ended, or None when it was not
-    ours to execute (another worker took it, or it is no longer queued)."""
+    ours to execute (another worker took it, or it is no longer queued). When `shutdown`
+    is set (the worker is stopping) the run ends failed within seconds, its work recorded."""
     run = service.heartbeat(run_id)  # as stored (a queued run's heartbeat means nothing)
     if run.state == QUEUED:
         try:
@@ -225,7 +237,7 @@ def execute(
             return None  # taken by another worker, or stopped meanwhile
     elif run.state != PREPARING or run.worker != worker:
         return None
-    return _Execution(service, settings, run, worker, workspaces, heartbeat).execute()
+    return _Execution(service, settings, run, worker, workspaces, heartbeat, shutdown).execute()
 
 
 class _Execution:
@@ -237,8 +249,10 @@ class _Execution:
         worker: str,
         workspaces: Workspaces | None,
         heartbeat: float,
+        shutdown: threading.Event | None = None,
     ) -> None:
         self.service = service
+        self.shutdown = shutdown
         self.settings = settings
         self.run = run
         self.worker = worker
@@ -252,7 +266,14 @@ class _Execution:
     # the steps
     def execute(self) -> Run:
         run = self.run
-        watch = Watch(self.service, run.id, self.cancel, self.settings.run_timeout, self.heartbeat)
+        watch = Watch(
+            self.service,
+            run.id,
+            self.cancel,
+            self.settings.run_timeout,
+            self.heartbeat,
+            self.shutdown,
+        )
         try:
             context = self.service.run_context(run.id)
             secrets = dict(context.secrets)
@@ -414,6 +435,8 @@ class _Execution:
     def _interrupted(self, reason: str | None) -> Run:
         if reason == "timeout":
             return self._fail(f"the run took longer than {self.settings.run_timeout:g}s")
+        if reason == "shutdown":
+            return self._fail(SHUTDOWN)
         if reason == "lost":
             return self.service.heartbeat(self.run.id)  # someone else ended it (the reaper)
         self._note(STOPPED_BY_USER)
