@@ -229,7 +229,10 @@ def execute(
     """Execute run `run_id` on this worker; the run as it ended, or None when it was not
     ours to execute (another worker took it, or it is no longer queued). When `shutdown`
     is set (the worker is stopping) the run ends failed within seconds, its work recorded."""
-    run = service.heartbeat(run_id)  # as stored (a queued run's heartbeat means nothing)
+    try:
+        run = service.heartbeat(run_id)  # as stored (a queued run's heartbeat means nothing)
+    except NotFound:
+        return None  # its session was deleted meanwhile
     if run.state == QUEUED:
         try:
             run = service.move_run(run_id, PREPARING, worker=worker, heartbeat_at=service.now())
@@ -262,6 +265,7 @@ class _Execution:
         self.masked: Baton = cast("Baton", Masked(service, self.mask))
         self.cancel = Cancel()
         self.workspace: Path | None = None
+        self.saved = False  # the end's snapshot is recorded
 
     # the steps
     def execute(self) -> Run:
@@ -288,8 +292,8 @@ class _Execution:
                 try:
                     self._execute(context, watch)
                 finally:
-                    if self.workspace is not None:
-                        self._snapshot()
+                    if self.workspace is not None and not self.saved:
+                        self._last_snapshot()
         except (Interrupted, KeyboardInterrupt):
             return self._interrupted(watch.reason)
         except BatonError as exc:
@@ -329,6 +333,7 @@ class _Execution:
         watch.check()
         self.run = self._move(RUNNING)
         self._agent(ready.path, environment, variables)
+        watch.check()  # stopped: no push (the snapshot still records the work)
         if environment is not None and environment.push:
             self._snapshot()  # the work as the agent left it, before it is committed
             title = one_line(self.mask.text(run.prompt))[:72]
@@ -336,6 +341,8 @@ class _Execution:
                 ready.path, f"{title}\n\nbaton session {run.session_id}, run {run.id}"
             )
             self.spaces.push(ready.path, ready.branch, repo.url, context.credentials)
+        self._snapshot()  # a failure here fails the run: the work would not come home
+        self.saved = True
 
     def _setup(self, root: Path, environment: Any, variables: dict[str, str]) -> None:
         specs = []
@@ -414,6 +421,14 @@ class _Execution:
         )
         if git is not None:
             self.service.snapshot(self.run.owner, self.run.session_id, git)
+
+    def _last_snapshot(self) -> None:
+        """The snapshot at the end, whatever ended the run (a failure here is logged: it
+        must not hide why the run ended)."""
+        try:
+            self._snapshot()
+        except Exception:
+            log.exception("run %s: no git snapshot at the end", self.run.id)
 
     def _note(self, text: str) -> None:
         message = {"role": "system", "parts": [{"type": "text", "text": text}]}
