@@ -342,19 +342,47 @@ def attach(service: Service, settings: Settings) -> Service:
     return service
 
 
+class _Terminated(BaseException):
+    """SIGTERM reached `baton serve` (uvicorn raises it again once it has stopped)."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _stopped_at_the_end(stop: Callable[[], None]) -> Iterator[None]:
+    """Call `stop` when the block ends, SIGTERM included: the signal becomes an exception
+    for the duration, and is raised again once `stop` returned (so the process still ends
+    as SIGTERM ends it)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
+    terminated = False
+    try:
+        yield
+    except _Terminated:
+        terminated = True
+    finally:
+        stop()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        if terminated:
+            signal.raise_signal(signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def running(service: Service, settings: Settings, runners: int) -> Iterator[Any]:
     """What `baton serve` runs beside the web server: `runners` Runner threads on the
-    embedded store; on PostgreSQL, when runners > 0, a procrastinate worker thread."""
+    embedded store; on PostgreSQL, when runners > 0, a procrastinate worker thread. When the
+    server stops (Ctrl-C, SIGTERM) the runs under way end at once, failed with a line that
+    says so."""
     if runners <= 0:
         yield None
         return
     if not is_postgres(settings.database_url):
         pool = Runners(service, settings, runners).start()
-        try:
+        with _stopped_at_the_end(pool.stop):
             yield pool
-        finally:
-            pool.stop()
         return
     jobs = service.queue if isinstance(service.queue, Jobs) else Jobs(settings.database_url)
     thread = threading.Thread(
@@ -365,8 +393,10 @@ def running(service: Service, settings: Settings, runners: int) -> Iterator[Any]
         daemon=True,
     )
     thread.start()
-    try:
-        yield jobs
-    finally:
+
+    def stop() -> None:
         jobs.stop()
         thread.join(timeout=30)
+
+    with _stopped_at_the_end(stop):
+        yield jobs
