@@ -267,8 +267,13 @@ class Jobs:
                 self._opened = True
 
     def submit(self, run: Run) -> None:
+        """Defer `baton.run(run_id)`, once: a run whose job still waits is not deferred
+        again (its id is the job's queueing lock)."""
+        from procrastinate.exceptions import AlreadyEnqueued
+
         self.open()
-        self._app()[1].defer(run_id=run.id)
+        with contextlib.suppress(AlreadyEnqueued):
+            self._app()[1].configure(queueing_lock=run.id).defer(run_id=run.id)
 
     def close(self) -> None:
         with self._lock:
