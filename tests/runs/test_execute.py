@@ -351,3 +351,36 @@ def test_setup_installs_from_a_wheel_folder_for_the_agent(
     ]
     assert setup == [("environment", 0), (".baton/setup.toml", 0)]
     assert ("tool", "from the wheel\n\n[exit code 0]") in texts(service, owner, session.id)
+
+
+def test_the_servers_data_and_settings_are_out_of_the_sandboxs_sight(
+    service: Service,
+    settings: Settings,
+    owner: str,
+    repo: Any,
+    fake_model: FakeModel,
+    baton_home: Path,
+    monkeypatch: Any,
+) -> None:
+    """A run's commands see their workspace, not the server's store, blobs, mirrors, other
+    sessions' workspaces or secret file, nor its BATON_* and AWS_* settings."""
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("BATON_DATABASE_URL_NOTE", "postgresql://baton:pw@db/baton")
+    env = service.add_environment(owner, "sealed", secrets={"API_TOKEN": SECRET})
+    assert (baton_home / "server-secret").is_file() and (baton_home / "baton.db").is_file()
+    (baton_home / "runs" / "workspaces" / "ses_someone_else").mkdir(parents=True)
+    look = (
+        f"ls -A {baton_home} {baton_home}/runs {baton_home}/runs/workspaces; "
+        f"cat {baton_home}/server-secret; env | grep -c -E '^(BATON_|AWS_)'; echo end"
+    )
+    fake_model.reply("", call("c1", "run_command", command=look))
+    fake_model.reply("Looked.")
+    run, session = service.start_run(owner, "Look around", repo=repo.id, environment=env.id)
+    ended = execute(service, settings, run.id, "test-worker")
+    assert ended is not None and ended.state == DONE, ended
+    seen = texts(service, owner, session.id)[1][1]
+    assert seen == (
+        f"{baton_home}:\nruns\n\n{baton_home}/runs:\nworkspaces\n\n"
+        f"{baton_home}/runs/workspaces:\n{session.id}\n"
+        f"cat: {baton_home}/server-secret: No such file or directory\n0\nend\n\n[exit code 0]"
+    )

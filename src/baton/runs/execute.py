@@ -18,6 +18,7 @@ command. Any failure ends the run failed with one line, also recorded in the ses
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -50,6 +51,7 @@ log = logging.getLogger("baton.runs")
 
 HEARTBEAT = 2.0  # seconds between a run's heartbeats (and cancel checks)
 STOPPED_BY_USER = "stopped by the user"
+SERVER_VARIABLES = ("BATON_", "AWS_")  # what a run's commands never see of the server's
 SHUTDOWN = "the worker was shut down before the run ended: continue the session to go on"
 ENVIRONMENT_SOURCE = "environment"
 
@@ -360,7 +362,7 @@ class _Execution:
             specs.append(in_tree)
         if specs:
             self._wait_context()  # the commands change the tree: the context is taken first
-        policy = sandbox.choose(self.settings.sandbox, True, self.settings.sandbox_limits)
+        policy = self._policy(network=True)
         record = setups.recorder(self.masked, self.run.owner, self.run.session_id)
         for spec in specs:
             results = setups.run(
@@ -377,7 +379,7 @@ class _Execution:
         tools = Tools(
             root,
             command_timeout=timeout,
-            policy=sandbox.choose(settings.sandbox, network, settings.sandbox_limits),
+            policy=self._policy(network),
             env=variables,
             stop=self.cancel.event,
         )
@@ -402,6 +404,17 @@ class _Execution:
             raise BatonError(f"the model failed: {exc.message}") from None
 
     # helpers
+    def _policy(self, network: bool) -> sandbox.Policy:
+        """The sandbox of the run's commands: as the settings say, and the server's own data
+        (BATON_HOME: its store, the mirrors, the other sessions' workspaces; the blob folder)
+        and settings (BATON_*, AWS_* variables) out of sight."""
+        settings = self.settings
+        hidden = [settings.home]
+        if settings.blob_url.startswith("file://"):
+            hidden.append(Path(settings.blob_url[len("file://") :]))
+        chosen = sandbox.choose(settings.sandbox, network, settings.sandbox_limits)
+        return dataclasses.replace(chosen, hidden=tuple(hidden), env_drop=SERVER_VARIABLES)
+
     def _blob(self, sha256: str) -> bytes | None:
         try:
             return self.service.blob(self.run.owner, sha256, session_id=self.run.session_id)
