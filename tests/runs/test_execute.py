@@ -384,3 +384,38 @@ def test_the_servers_data_and_settings_are_out_of_the_sandboxs_sight(
         f"{baton_home}/runs/workspaces:\n{session.id}\n"
         f"cat: {baton_home}/server-secret: No such file or directory\n0\nend\n\n[exit code 0]"
     )
+
+
+def test_a_warm_workspace_runs_setup_again_only_when_it_changed_or_failed(
+    service: Service, settings: Settings, owner: str, repo: Any, fake_model: FakeModel
+) -> None:
+    env = service.add_environment(owner, "steps", setup=["echo setup one"])
+
+    def go(prompt: str, session_id: str | None = None) -> tuple[str, list[str]]:
+        fake_model.reply("ok")
+        if session_id is None:
+            run, session = service.start_run(owner, prompt, repo=repo.id, environment=env.id)
+        else:
+            run, session = service.start_run(owner, prompt, session_id=session_id)
+        ended = execute(service, settings, run.id, "test-worker")
+        assert ended is not None
+        setup = [
+            str(p["text"])
+            for m in service.messages(owner, session.id)
+            for p in m.parts
+            if isinstance(p.get("setup"), dict)
+        ]
+        return ended.state, setup
+
+    state, setup = go("first")
+    assert (state, setup) == (DONE, ["setup one\n"])
+    session_id = service.runs(owner)[0].session_id
+    marker = settings.home / "runs" / "workspaces" / session_id / ".git" / "warm-marker"
+    marker.write_text("the same clone")
+    assert go("second", session_id) == (DONE, ["setup one\n"])  # warm: not again
+    service.change_environment(owner, env.id, {"setup": ["echo setup two; exit 5"]})
+    assert go("third", session_id) == (FAILED, ["setup one\n", "setup two\n"])
+    service.change_environment(owner, env.id, {"setup": ["echo setup three"]})
+    assert go("fourth", session_id) == (DONE, ["setup one\n", "setup two\n", "setup three\n"])
+    assert go("fifth", session_id) == (DONE, ["setup one\n", "setup two\n", "setup three\n"])
+    assert marker.exists()  # warm all along

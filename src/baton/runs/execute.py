@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
+
 from baton import gitstate, sandbox
 from baton.agent import instructions
 from baton.agent import setup as setups
@@ -213,6 +215,13 @@ class Watch:
                 self.cancel.set()  # keep it set: the agent clears its flag after a turn
 
 
+def setup_key(specs: Sequence[setups.SetupSpec], plain: JSON, names: Sequence[str]) -> str:
+    """What a workspace's setup was made with: the commands, the plain variables, the names
+    (not the values) of the secrets."""
+    made = [[spec.source, [c.to_dict() for c in spec.commands]] for spec in specs]
+    return ids.sha256_hex(orjson.dumps([made, plain, list(names)], option=orjson.OPT_SORT_KEYS))
+
+
 def one_line(text: str) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return lines[0] if lines else "unknown error"
@@ -333,8 +342,7 @@ class _Execution:
             **(environment.variables if environment else {}),
             **dict(context.secrets),
         }
-        if ready.how != WARM:
-            self._setup(ready.path, environment, variables)
+        self._setup(ready.path, ready.how == WARM, environment, variables)
         watch.check()
         self.run = self._move(RUNNING)
         self._agent(ready.path, environment, variables)
@@ -349,7 +357,9 @@ class _Execution:
         self._snapshot()  # a failure here fails the run: the work would not come home
         self.saved = True
 
-    def _setup(self, root: Path, environment: Any, variables: dict[str, str]) -> None:
+    def _setup(self, root: Path, warm: bool, environment: Any, variables: dict[str, str]) -> None:
+        """Run the setup commands, unless the workspace is warm and these very commands
+        (with these variables) succeeded in it already."""
         specs = []
         declared = tuple(
             setups.SetupCommand(str(item["command"]), float(item.get("timeout") or 600))
@@ -360,6 +370,11 @@ class _Execution:
         in_tree = setups.from_repository(root)
         if in_tree is not None and in_tree.commands:
             specs.append(in_tree)
+        plain = dict(environment.variables) if environment else {}
+        done = setup_key(specs, plain, sorted(variables))
+        if warm and self.spaces.setup_of(self.run.session_id) == done:
+            return
+        self.spaces.set_setup(self.run.session_id, None)
         if specs:
             self._wait_context()  # the commands change the tree: the context is taken first
         policy = self._policy(network=True)
@@ -369,6 +384,7 @@ class _Execution:
                 spec, root, policy, on_result=record, env=variables, stop=self.cancel.event
             )
             setups.check(results, None)
+        self.spaces.set_setup(self.run.session_id, done)
 
     def _agent(self, root: Path, environment: Any, variables: dict[str, str]) -> None:
         settings = self.settings

@@ -214,6 +214,21 @@ class Workspaces:
         info.parent.mkdir(parents=True, exist_ok=True)
         info.write_text(json.dumps({"owner": owner, "used": time.time()}))
 
+    def setup_of(self, session_id: str) -> str | None:
+        """What the workspace's setup commands were made with, when they all succeeded."""
+        try:
+            return self.path(session_id).with_name(session_id + ".setup").read_text() or None
+        except FileNotFoundError:
+            return None
+
+    def set_setup(self, session_id: str, key: str | None) -> None:
+        marker = self.path(session_id).with_name(session_id + ".setup")
+        if key is None:
+            marker.unlink(missing_ok=True)
+        else:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(key)
+
     def prepare(
         self,
         session_id: str,
@@ -234,6 +249,7 @@ class Workspaces:
         if git and dest.is_dir() and self.holds(dest, git):
             self._refresh(dest, mirror)
             return Prepared(dest, ours, WARM, [f"reused the workspace of {session_id}"])
+        self.set_setup(session_id, None)  # a new workspace: its setup is to be run
         if dest.exists():
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -324,6 +340,7 @@ class Workspaces:
             existed = dest.exists()
             shutil.rmtree(dest, ignore_errors=True)
             dest.with_name(session_id + ".json").unlink(missing_ok=True)
+            dest.with_name(session_id + ".setup").unlink(missing_ok=True)
         dest.with_name(session_id + ".lock").unlink(missing_ok=True)
         return existed
 
