@@ -186,12 +186,13 @@ def test_a_worker_killed_mid_run_is_reaped_and_the_session_continues(
         lambda: service.run(owner, again.id).state == DONE, 90, f"the next run: {workers.logs()}"
     )
     found = texts(service, owner, session.id)
-    assert found[-3:] == [
+    assert found[-4:] == [
         (
             "tool",
             "interrupted: this tool call did not finish (the session stopped before its "
             "result was recorded); check the state before trying again",
         ),
+        ("system", "run failed: the worker stopped answering"),
         ("user", "Carry on"),
         ("assistant", "Picked it up again."),
     ]
