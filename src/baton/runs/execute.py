@@ -317,7 +317,7 @@ class _Execution:
             return self._fail(f"{type(exc).__name__}: {one_line(str(exc))}")
         if watch.reason is not None:
             return self._interrupted(watch.reason)
-        return self._move(DONE)
+        return self._end(DONE)
 
     def _execute(self, context: Any, watch: Watch) -> None:
         run, session = self.run, context.session
@@ -502,13 +502,19 @@ class _Execution:
             return self._fail(f"the run took longer than {self.settings.run_timeout:g}s")
         if reason == "shutdown":
             return self._fail(SHUTDOWN)
-        if reason == "lost":
-            return self.service.heartbeat(self.run.id)  # someone else ended it (the reaper)
+        if reason == "lost":  # someone else ended it (the reaper), or deleted its session
+            try:
+                return self.service.heartbeat(self.run.id)
+            except NotFound:
+                return self.run
         self._note(STOPPED_BY_USER)
         return self._end(STOPPED)
 
     def _end(self, state: str, **changes: Any) -> Run:
         try:
             return self._move(state, **changes)
-        except BatonError:  # it ended meanwhile (reaped, or stopped while queued)
-            return self.service.heartbeat(self.run.id)
+        except BatonError:  # it ended meanwhile (reaped), or its session was deleted
+            try:
+                return self.service.heartbeat(self.run.id)
+            except NotFound:
+                return self.run
