@@ -419,3 +419,26 @@ def test_a_warm_workspace_runs_setup_again_only_when_it_changed_or_failed(
     assert go("fourth", session_id) == (DONE, ["setup one\n", "setup two\n", "setup three\n"])
     assert go("fifth", session_id) == (DONE, ["setup one\n", "setup two\n", "setup three\n"])
     assert marker.exists()  # warm all along
+
+
+def test_a_worker_whose_run_was_reaped_meanwhile_stops_working_on_it(
+    service: Service, settings: Settings, owner: str, repo: Any, fake_model: FakeModel
+) -> None:
+    """A worker cut off for a while (its run failed by another's reaper) stops at its next
+    heartbeat: it kills its command and leaves the run as the reaper ended it."""
+    tag = f"baton-run-test-{uuid.uuid4().hex[:10]}"
+    fake_model.reply("", call("c1", "run_command", command=f"exec -a {tag} sleep 600", timeout=900))
+    run, _ = service.start_run(owner, "Wait a long time", repo=repo.id)
+    ended: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: ended.append(execute(service, settings, run.id, "test-worker"))
+    )
+    worker.start()
+    wait_for(lambda: running(tag), why="the command started")
+    [reaped] = service.reap_runs(0)
+    assert reaped.id == run.id
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert running(tag) == []
+    assert (ended[0].state, ended[0].error) == (FAILED, "the worker stopped answering")
+    assert service.run(owner, run.id).times == ended[0].times
