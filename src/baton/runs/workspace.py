@@ -171,6 +171,8 @@ class Workspaces:
         with self._locked(path.with_suffix(".lock")):
             if (path / "HEAD").is_file():
                 self.git(path, "fetch", "-q", "--prune", "origin", env=env, what=f"git fetch {url}")
+                # packs, when fetches piled up (git's default threshold; nothing to do otherwise)
+                self.git(path, "-c", "gc.auto=6700", "gc", "--auto", "--quiet")
             else:
                 if path.exists():  # a clone that died half way
                     shutil.rmtree(path)
