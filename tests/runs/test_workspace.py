@@ -309,3 +309,10 @@ def test_credentials_reach_an_https_like_server_through_askpass(
     spaces.prepare(SESSION, url, credentials="alice:s3cret-pass")  # a fetch of the mirror
     stored = [p for p in spaces.root.rglob("*") if p.is_file()]
     assert not [p for p in stored if b"s3cret" in p.read_bytes()]
+
+
+def test_git_transports_that_run_commands_are_refused(spaces: Workspaces, tmp_path: Path) -> None:
+    planted = tmp_path / "planted"
+    with pytest.raises(GitFailed, match=r"^git clone ext::"):
+        spaces.prepare(SESSION, f"ext::sh -c touch% {planted}")
+    assert not planted.exists()

@@ -46,6 +46,7 @@ case "$1" in
 esac
 """
 NEW, WARM, COLD = "new", "warm", "cold"
+ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")  # what gitstate can name a branch for
 
 
@@ -109,6 +110,7 @@ class Workspaces:
             if not k.startswith("GIT_") or k in ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM")
         }
         env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C", GIT_OPTIONAL_LOCKS="0")
+        env["GIT_ALLOW_PROTOCOL"] = ALLOWED_PROTOCOLS  # never ext:: (it runs a command)
         env.setdefault("GIT_AUTHOR_NAME", "baton")
         env.setdefault("GIT_AUTHOR_EMAIL", "baton@localhost")
         env.setdefault("GIT_COMMITTER_NAME", "baton")
