@@ -397,10 +397,13 @@ def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> S
     from baton.store import open_blobs, open_store
 
     settings.home.mkdir(parents=True, exist_ok=True)
+    from baton.runs.events import open_events
+
     store = open_store(settings.database_url, synchronous=settings.synchronous)
     return Service(
         store,
         open_blobs(settings.blob_url),
         scanner=SecretScanner(os.environ if env is None else env),
         base_url=settings.base_url,
+        events=open_events(settings.database_url),
     )

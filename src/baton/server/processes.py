@@ -45,11 +45,25 @@ def config(app: Any) -> Any:
     return uvicorn.Config(app, proxy_headers=False, **LOG)  # type: ignore[arg-type]
 
 
-def serve(app: Any, sock: socket.socket) -> None:
-    """Serve `app` on `sock` in this process until SIGINT or SIGTERM."""
+def server(config: Any) -> Any:
+    """uvicorn's server, which first ends the app's open event streams when it stops: a
+    graceful shutdown waits for every response to end, and those would not."""
     import uvicorn
 
-    uvicorn.Server(config(app)).run(sockets=[sock])
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            state = getattr(self.config.app, "state", None)
+            close_streams = getattr(state, "close_streams", None)
+            if close_streams is not None:
+                close_streams()
+            await super().shutdown(sockets)
+
+    return Server(config)
+
+
+def serve(app: Any, sock: socket.socket) -> None:
+    """Serve `app` on `sock` in this process until SIGINT or SIGTERM."""
+    server(config(app)).run(sockets=[sock])
 
 
 def _worker(sock: socket.socket, settings_json: str) -> None:

@@ -136,8 +136,9 @@ class Service:
         *,
         idempotency_key: str | None = None,
     ) -> AppendResult:
-        """Append `messages` after `expected_head` (see `append.append`)."""
-        return append.append(
+        """Append `messages` after `expected_head` (see `append.append`); watchers of the
+        session are told (`self.events`) when something was appended."""
+        result = append.append(
             self,
             owner,
             session_id,
@@ -146,6 +147,11 @@ class Service:
             retries,
             idempotency_key=idempotency_key,
         )
+        if result.appended:
+            self.events.publish(
+                session_id, {"kind": "append", "count": result.session.message_count}
+            )
+        return result
 
     def update(
         self,

@@ -1,0 +1,1 @@
+"""Server-side agent runs: environments, workspaces, the queue, live events."""
