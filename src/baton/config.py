@@ -393,6 +393,7 @@ def _proxies(value: str) -> tuple[str, ...]:
 def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Service:
     """The local service over the configured store (imports kept out of start-up)."""
     from baton.scanning import SecretScanner
+    from baton.sealing import local_secret
     from baton.service import Service
     from baton.store import open_blobs, open_store
 
@@ -406,4 +407,7 @@ def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> S
         scanner=SecretScanner(os.environ if env is None else env),
         base_url=settings.base_url,
         events=open_events(settings.database_url),
+        # the server secret, read (or made, as `baton serve` does) only when a secret is sealed
+        secret=lambda: settings.secret or local_secret(settings.home),
+        max_runs=settings.max_runs,
     )

@@ -762,8 +762,9 @@ def test_migrate_lists_then_applies(postgres_url: str, tmp_path: Path) -> None:
         "m005_blob_access",
         "m006_logins",
         "m007_inherited",
+        "m008_runs",
     ]
-    numbers = [1, 2, 3, 4, 5, 6, 7]
+    numbers = [1, 2, 3, 4, 5, 6, 7, 8]
 
     listed = run_baton("migrate", "--list", home=home, env=env)
     assert listed.returncode == 0, listed.stderr
@@ -785,7 +786,7 @@ def test_migrate_lists_then_applies(postgres_url: str, tmp_path: Path) -> None:
 
     after = run_baton("migrate", "--list", home=home, env=env)
     assert after.returncode == 0, after.stderr
-    assert "0 pending" in after.stdout and after.stdout.count("applied") == 7
+    assert "0 pending" in after.stdout and after.stdout.count("applied") == 8
     data = run_json("migrate", "--list", home=home, env=env)
     assert data["pending"] == [] and data["applied_now"] == []
     assert [m["applied_at"] for m in data["migrations"]] == [

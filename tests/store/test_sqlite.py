@@ -15,8 +15,9 @@ import orjson
 import pytest
 
 from baton.core.chain import link
-from baton.core.errors import Corrupt, InvalidInput
+from baton.core.errors import Conflict, Corrupt, InvalidInput
 from baton.core.models import Message, StoredMessage, Totals
+from baton.core.runs import Run
 from baton.core.validation import validate_message
 from baton.scanning import SecretScanner
 from baton.service import BLOB_GRACE_SECONDS, Service
@@ -43,6 +44,9 @@ TABLES = {
     "share_blobs",
     "idempotency_keys",
     "logins",
+    "repos",
+    "environments",
+    "runs",
 }
 
 
@@ -121,6 +125,7 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         (5, "m005_blob_access"),
         (6, "m006_logins"),
         (7, "m007_inherited"),
+        (8, "m008_runs"),
     ]
     for _, _, applied_at in rows:
         assert time.strptime(applied_at, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -134,14 +139,15 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         "m005_blob_access",
         "m006_logins",
         "m007_inherited",
+        "m008_runs",
     ]
-    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7]
+    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7, 8]
     store.close()
     # opening again applies nothing and records nothing twice
     again = SQLiteStore(tmp_path / "baton.db")
     assert migrations.pending(again._conn()) == []
     assert migrations.migrate(again._conn()) == []
-    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 7
+    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 8
     again.close()
 
 
@@ -162,7 +168,7 @@ def test_two_processes_opening_a_new_database_migrate_it_once(tmp_path: Path) ->
         thread.join()
     assert errors == []
     numbers = stores[0]._conn().execute("SELECT number FROM migrations ORDER BY number")
-    assert [r[0] for r in numbers] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r[0] for r in numbers] == [1, 2, 3, 4, 5, 6, 7, 8]
     for store in stores:
         store.close()
 
@@ -190,6 +196,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         5,
         6,
         7,
+        8,
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
@@ -224,6 +231,7 @@ def write_m001_database(db: Path, blobs: LocalBlobStore) -> list[StoredMessage]:
         "m005_blob_access",
         "m006_logins",
         "m007_inherited",
+        "m008_runs",
     ]
     chain = chain_for_m001()
     conn.execute("INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', ?)", (NOW,))
@@ -281,6 +289,7 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
         "m005_blob_access",
         "m006_logins",
         "m007_inherited",
+        "m008_runs",
     ]
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -530,6 +539,30 @@ def test_migration_from_m006_records_what_forks_inherited(tmp_path: Path) -> Non
     store = SQLiteStore(db)
     assert [m.name for m in migrations.pending(store._conn())] == []
     check_m007(store, chain)
+    assert store.integrity_check() == "ok"
+    store.close()
+
+
+def check_m008(store: Store) -> None:
+    """After m008: a session written before it takes runs, one active at a time."""
+    sid = M006_SESSIONS[0]
+    queued = Run("run_1", "acc_1", sid, None, None, "main", "go on", "queued", NOW, NOW)
+    store.add_run(queued)
+    with pytest.raises(Conflict, match=f"session {sid} has a run in progress \\(run_1\\)"):
+        store.add_run(Run("run_2", "acc_1", sid, None, None, None, "again", "queued", NOW, NOW))
+    assert [r.id for r in store.list_runs(owner="acc_1")] == ["run_1"]
+    assert store.list_repos("acc_1") == [] and store.list_environments("acc_1") == []
+
+
+def test_migration_from_m007_adds_the_runs_tables(tmp_path: Path) -> None:
+    db = tmp_path / "baton.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    assert [m.name for m in migrations.migrate(conn, upto=7)][-1] == "m007_inherited"
+    write_m006_rows(conn.execute, "?")
+    conn.close()
+    store = SQLiteStore(db)
+    assert [m.name for m in migrations.pending(store._conn())] == []
+    check_m008(store)
     assert store.integrity_check() == "ok"
     store.close()
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-import secrets
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -14,8 +11,7 @@ import click
 from baton.cli.context import Context, pass_ctx
 from baton.cli.options import json_option
 from baton.cli.output import console, markup, print_json, printable, short_time
-
-SECRET_FILE = "server-secret"
+from baton.sealing import local_secret
 
 
 def is_loopback(host: str) -> bool:
@@ -25,23 +21,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def local_secret(home: Path) -> str:
-    """The cookie-signing secret of a loopback server, made once and kept (mode 0600)."""
-    path = home / SECRET_FILE
-    try:
-        value = path.read_text("utf-8").strip()
-        if len(value) >= 32:
-            return value
-    except FileNotFoundError:
-        pass
-    home.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value)
-    return value
 
 
 @click.command("serve")

@@ -15,9 +15,21 @@ from baton.contract import ANY_HEAD, AppendResult, ImportResult, VerifyReport
 from baton.core.durations import MAX_EXPIRY, parse_duration
 from baton.core.errors import Busy
 from baton.core.models import JSON, Account, Message, Session, Share, utcnow
+from baton.core.runs import Environment, Repo, Run
 from baton.core.shares import share_id_from
 from baton.scanning import SecretScanner
-from baton.service import accounts, append, blobs, forks, integrity, sessions, sharing, transfer
+from baton.sealing import Sealer
+from baton.service import (
+    accounts,
+    append,
+    blobs,
+    forks,
+    integrity,
+    runs,
+    sessions,
+    sharing,
+    transfer,
+)
 from baton.service.common import (
     MAX_POSITION,
     Events,
@@ -30,6 +42,7 @@ from baton.service.common import (
 )
 from baton.service.findings import GIT_BUNDLE, GIT_PATCH
 from baton.service.integrity import BLOB_GRACE_SECONDS
+from baton.service.runs import RunContext
 from baton.service.sharing import SHARE_MODES
 from baton.service.transfer import PARALLEL_SCAN
 from baton.store.base import BlobStore, Page, Store
@@ -46,7 +59,13 @@ class Service:
         clock: Callable[[], str] = utcnow,
         events: Events | None = None,
         queue: Queue | None = None,
+        secret: str | Callable[[], str] | None = None,
+        max_runs: int = 2,
     ) -> None:
+        """`secret` is the server secret that environment secrets and repository credentials
+        are sealed with (or what gives it, asked on first use); None: a key of this object's
+        own, for tests (what it seals does not open elsewhere). `max_runs`: how many runs an
+        account may have queued or running."""
         self.store = store
         self.events: Events = events or Nowhere()  # watchers of sessions (runs.events)
         self.queue: Queue = queue or Nowhere()  # where queued runs go (runs.queue)
@@ -55,6 +74,21 @@ class Service:
         self.base_url = base_url.rstrip("/")
         self.now = clock
         self.accounts = Accounts(store, lambda: self.now())
+        self.max_runs = max_runs
+        self._secret = secret
+        self._sealer: Sealer | None = None
+
+    @property
+    def sealer(self) -> Sealer:
+        """What seals secrets at rest, made on first use from the server secret."""
+        if self._sealer is None:
+            secret = self._secret() if callable(self._secret) else self._secret
+            if secret is None:
+                import secrets
+
+                secret = secrets.token_urlsafe(48)
+            self._sealer = Sealer(secret)
+        return self._sealer
 
     def close(self) -> None:
         """Let go of the store (its connections), as a server does before its workers fork."""
@@ -270,6 +304,114 @@ class Service:
         """Delete what no session or live share reaches, and blob files nothing references."""
         return integrity.gc(self)
 
+    # server runs (contract.Cloud): repositories, environments, runs
+    def repos(self, owner: str) -> list[Repo]:
+        return runs.repos(self, owner)
+
+    def add_repo(
+        self,
+        owner: str,
+        url: str,
+        *,
+        name: str | None = None,
+        credentials: str | None = None,
+        default_branch: str | None = None,
+    ) -> Repo:
+        """A clone URL the server can reach; credentials in an https URL are taken out of
+        it and sealed with `credentials`."""
+        return runs.add_repo(
+            self, owner, url, name=name, credentials=credentials, default_branch=default_branch
+        )
+
+    def remove_repo(self, owner: str, repo: str) -> None:
+        runs.remove_repo(self, owner, repo)
+
+    def environments(self, owner: str) -> list[Environment]:
+        return runs.environments(self, owner)
+
+    def add_environment(
+        self,
+        owner: str,
+        name: str,
+        *,
+        variables: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
+        setup: Sequence[JSON | str] = (),
+        network: bool = False,
+        model: str | None = None,
+        push: bool = False,
+    ) -> Environment:
+        return runs.add_environment(
+            self,
+            owner,
+            name,
+            variables=variables,
+            secrets=secrets,
+            setup=setup,
+            network=network,
+            model=model,
+            push=push,
+        )
+
+    def change_environment(self, owner: str, environment: str, changes: JSON) -> Environment:
+        return runs.change_environment(self, owner, environment, changes)
+
+    def remove_environment(self, owner: str, environment: str) -> None:
+        runs.remove_environment(self, owner, environment)
+
+    def start_run(
+        self,
+        owner: str,
+        prompt: str,
+        *,
+        repo: str | None = None,
+        branch: str | None = None,
+        environment: str | None = None,
+        model: str | None = None,
+        session_id: str | None = None,
+    ) -> tuple[Run, Session]:
+        return runs.start_run(
+            self,
+            owner,
+            prompt,
+            repo=repo,
+            branch=branch,
+            environment=environment,
+            model=model,
+            session_id=session_id,
+        )
+
+    def run(self, owner: str, run_id: str) -> Run:
+        return runs.run(self, owner, run_id)
+
+    def runs(self, owner: str, *, session_id: str | None = None, limit: int = 50) -> list[Run]:
+        return runs.runs(self, owner, session_id=session_id, limit=limit)
+
+    def cancel_run(self, owner: str, run_id: str) -> Run:
+        return runs.cancel_run(self, owner, run_id)
+
+    # what a worker asks (not in the contract: workers run beside the store)
+    def claim_run(self, worker: str) -> Run | None:
+        """The oldest queued run, now preparing for `worker`, or None."""
+        return runs.claim_run(self, worker)
+
+    def move_run(self, run_id: str, state: str, **changes: Any) -> Run:
+        """Move a run on (compare-and-set on its state); Conflict if another writer did."""
+        return runs.move_run(self, run_id, state, **changes)
+
+    def heartbeat(self, run_id: str) -> Run:
+        """Renew the run's heartbeat; the run as stored (see its cancel_requested)."""
+        return runs.heartbeat(self, run_id)
+
+    def reap_runs(self, older_than: float) -> list[Run]:
+        """Fail the runs whose heartbeat is older than `older_than` seconds."""
+        return runs.reap_runs(self, older_than)
+
+    def run_context(self, run_id: str) -> RunContext:
+        """The run, its session, repository and environment, secrets opened: the
+        executor's only."""
+        return runs.run_context(self, run_id)
+
     # for the server's event loop
     @property
     def inline_writes(self) -> bool:
@@ -326,6 +468,7 @@ __all__ = [
     "SHARE_MODES",
     "AppendResult",
     "ImportResult",
+    "RunContext",
     "Service",
     "VerifyReport",
     "canonical",

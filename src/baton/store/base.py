@@ -327,9 +327,14 @@ class Store(ABC):
         """Newest first."""
         raise NotImplementedError
 
+    def active_runs(self, owner: str) -> list[Run]:
+        """The owner's queued, preparing and running runs, oldest first."""
+        raise NotImplementedError
+
     def put_run(self, run: Run, expect_states: Sequence[str] | None = None) -> bool:
         """Replace the run's row with `run` if its stored state is one of `expect_states`
-        (any, when None); False (nothing written) when it is not."""
+        (any, when None); False (nothing written) when it is not. A stored
+        `cancel_requested` stays set (a worker's stale copy does not clear a user's Stop)."""
         raise NotImplementedError
 
     def claim_run(self, worker: str, now: str) -> Run | None:

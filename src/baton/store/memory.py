@@ -10,6 +10,7 @@ from typing import Any
 
 from baton.core.errors import Conflict, NotFound, VersionMismatch
 from baton.core.models import Account, Login, Message, Session, Share, StoredMessage, Token
+from baton.core.runs import PREPARING, QUEUED, Environment, Repo, Run
 from baton.store.base import (
     SESSION_FIELDS,
     Answered,
@@ -37,6 +38,9 @@ class MemoryStore(Store):
         self._logins: dict[str, Login] = {}
         self._grants: dict[tuple[str, str], str] = {}  # (account, sha256) -> when
         self._answers: dict[tuple[str, str], tuple[Remembered, str]] = {}  # (session, key)
+        self._repos: dict[str, Repo] = {}
+        self._environments: dict[str, Environment] = {}
+        self._runs: dict[str, Run] = {}
 
     def add_account(self, account: Account) -> None:
         with self._lock:
@@ -305,6 +309,8 @@ class MemoryStore(Store):
                 raise NotFound(f"no session {session_id}")
             for k in [k for k in self._answers if k[0] == session_id]:
                 del self._answers[k]
+            for run_id in [r.id for r in self._runs.values() if r.session_id == session_id]:
+                del self._runs[run_id]
             return self._collect(now)
 
     def _collect(self, now: str) -> list[str]:
@@ -391,6 +397,133 @@ class MemoryStore(Store):
                 del self._answers[k]
             kept = self._answers.setdefault((session_id, key), (copy.deepcopy(answer), now))
             return copy.deepcopy(kept[0])
+
+    # server runs
+    def add_repo(self, repo: Repo) -> None:
+        with self._lock:
+            if repo.owner not in self._accounts:
+                raise NotFound(
+                    f"a repository named {repo.name!r} refers to something that is not stored"
+                )
+            if repo.id in self._repos or any(
+                r.owner == repo.owner and r.name == repo.name for r in self._repos.values()
+            ):
+                raise Conflict(f"a repository named {repo.name!r} exists already", None)
+            self._repos[repo.id] = repo
+
+    def get_repo(self, repo_id: str) -> Repo | None:
+        return self._repos.get(repo_id)
+
+    def list_repos(self, owner: str) -> list[Repo]:
+        with self._lock:
+            found = [r for r in self._repos.values() if r.owner == owner]
+        return sorted(found, key=lambda r: (r.name, r.id))
+
+    def delete_repo(self, repo_id: str) -> bool:
+        with self._lock:
+            return self._repos.pop(repo_id, None) is not None
+
+    def _named(self, environment: Environment) -> bool:
+        return any(
+            e.owner == environment.owner and e.name == environment.name and e.id != environment.id
+            for e in self._environments.values()
+        )
+
+    def add_environment(self, environment: Environment) -> None:
+        with self._lock:
+            if environment.owner not in self._accounts:
+                raise NotFound(
+                    f"an environment named {environment.name!r} refers to something that is "
+                    "not stored"
+                )
+            if environment.id in self._environments or self._named(environment):
+                raise Conflict(f"an environment named {environment.name!r} exists already", None)
+            self._environments[environment.id] = environment
+
+    def get_environment(self, environment_id: str) -> Environment | None:
+        return self._environments.get(environment_id)
+
+    def list_environments(self, owner: str) -> list[Environment]:
+        with self._lock:
+            found = [e for e in self._environments.values() if e.owner == owner]
+        return sorted(found, key=lambda e: (e.name, e.id))
+
+    def put_environment(self, environment: Environment) -> None:
+        with self._lock:
+            if environment.id not in self._environments:
+                raise NotFound(f"no environment {environment.id}")
+            if self._named(environment):
+                raise Conflict(f"an environment named {environment.name!r} exists already", None)
+            self._environments[environment.id] = environment
+
+    def delete_environment(self, environment_id: str) -> bool:
+        with self._lock:
+            return self._environments.pop(environment_id, None) is not None
+
+    def add_run(self, run: Run) -> None:
+        with self._lock:
+            if run.session_id not in self._sessions:
+                raise NotFound(f"no session {run.session_id}")
+            if run.id in self._runs:
+                raise Conflict(f"run {run.id} exists already", None)
+            active = [r for r in self._runs.values() if r.session_id == run.session_id and r.active]
+            if active and run.active:
+                raise Conflict(
+                    f"session {run.session_id} has a run in progress ({active[0].id}): "
+                    "wait for it or stop it",
+                    None,
+                )
+            self._runs[run.id] = run
+
+    def get_run(self, run_id: str) -> Run | None:
+        return self._runs.get(run_id)
+
+    def list_runs(
+        self, owner: str | None = None, session_id: str | None = None, limit: int = 50
+    ) -> list[Run]:
+        with self._lock:
+            found = [
+                r
+                for r in self._runs.values()
+                if (owner is None or r.owner == owner)
+                and (session_id is None or r.session_id == session_id)
+            ]
+        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return found[:limit]
+
+    def put_run(self, run: Run, expect_states: Sequence[str] | None = None) -> bool:
+        with self._lock:
+            stored = self._runs.get(run.id)
+            if stored is None or (expect_states is not None and stored.state not in expect_states):
+                return False
+            if stored.cancel_requested and not run.cancel_requested:
+                run = dataclasses.replace(run, cancel_requested=True)
+            self._runs[run.id] = run
+            return True
+
+    def active_runs(self, owner: str) -> list[Run]:
+        with self._lock:
+            found = [r for r in self._runs.values() if r.owner == owner and r.active]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    def claim_run(self, worker: str, now: str) -> Run | None:
+        with self._lock:
+            queued = [r for r in self._runs.values() if r.state == QUEUED]
+            if not queued:
+                return None
+            oldest = min(queued, key=lambda r: (r.created_at, r.id))
+            run = oldest.moved(PREPARING, now, worker=worker, heartbeat_at=now)
+            self._runs[run.id] = run
+            return run
+
+    def stale_runs(self, before: str) -> list[Run]:
+        with self._lock:
+            found = [
+                r
+                for r in self._runs.values()
+                if r.state in ("preparing", "running") and (r.heartbeat_at or r.updated_at) < before
+            ]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
 
     def iter_sessions(self) -> Iterator[Session]:
         with self._lock:

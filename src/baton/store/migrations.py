@@ -237,6 +237,62 @@ def _m007(conn: sqlite3.Connection) -> None:
     )
 
 
+# Server runs (issue 15): repositories the server clones, environments (variables, encrypted
+# secrets, setup commands), and runs of the agent on a session. One active run per session
+# is held by a partial unique index, so two servers cannot both start one.
+M008_RUNS = """
+CREATE TABLE repos (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  url TEXT NOT NULL,
+  default_branch TEXT,
+  credentials BLOB,
+  created_at TEXT NOT NULL,
+  UNIQUE (owner, name)
+);
+CREATE TABLE environments (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  variables BLOB NOT NULL,
+  secret_names BLOB NOT NULL,
+  secrets BLOB,
+  setup BLOB NOT NULL,
+  network INTEGER NOT NULL,
+  model TEXT,
+  push INTEGER NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  UNIQUE (owner, name)
+);
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  repo_id TEXT,
+  environment_id TEXT,
+  branch TEXT,
+  prompt TEXT NOT NULL,
+  model TEXT,
+  state TEXT NOT NULL,
+  times BLOB NOT NULL,
+  error TEXT,
+  worker TEXT,
+  heartbeat_at TEXT,
+  cancel_requested INTEGER NOT NULL,
+  workspace TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX runs_one_active ON runs(session_id)
+  WHERE state IN ('queued', 'preparing', 'running');
+CREATE INDEX runs_session ON runs(session_id, created_at);
+CREATE INDEX runs_owner ON runs(owner, created_at);
+CREATE INDEX runs_queued ON runs(created_at) WHERE state = 'queued'
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
@@ -245,6 +301,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "m005_blob_access", _m005),
     Migration(6, "m006_logins", script(M006_LOGINS)),
     Migration(7, "m007_inherited", _m007),
+    Migration(8, "m008_runs", script(M008_RUNS)),
 ]
 
 

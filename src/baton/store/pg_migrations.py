@@ -245,6 +245,62 @@ def _m007(cur: psycopg.Cursor[Any]) -> None:
     )
 
 
+# Server runs (issue 15): repositories the server clones, environments (variables, encrypted
+# secrets, setup commands), and runs of the agent on a session. One active run per session
+# is held by a partial unique index, so two servers cannot both start one.
+M008_RUNS = """
+CREATE TABLE repos (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  url TEXT NOT NULL,
+  default_branch TEXT,
+  credentials BYTEA,
+  created_at TEXT NOT NULL,
+  UNIQUE (owner, name)
+);
+CREATE TABLE environments (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  variables BYTEA NOT NULL,
+  secret_names BYTEA NOT NULL,
+  secrets BYTEA,
+  setup BYTEA NOT NULL,
+  network BOOLEAN NOT NULL,
+  model TEXT,
+  push BOOLEAN NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  UNIQUE (owner, name)
+);
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  repo_id TEXT,
+  environment_id TEXT,
+  branch TEXT,
+  prompt TEXT NOT NULL,
+  model TEXT,
+  state TEXT NOT NULL,
+  times BYTEA NOT NULL,
+  error TEXT,
+  worker TEXT,
+  heartbeat_at TEXT,
+  cancel_requested BOOLEAN NOT NULL,
+  workspace TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX runs_one_active ON runs(session_id)
+  WHERE state IN ('queued', 'preparing', 'running');
+CREATE INDEX runs_session ON runs(session_id, created_at);
+CREATE INDEX runs_owner ON runs(owner, created_at);
+CREATE INDEX runs_queued ON runs(created_at) WHERE state = 'queued'
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
@@ -253,6 +309,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "m005_blob_access", _m005),
     Migration(6, "m006_logins", script(M006_LOGINS)),
     Migration(7, "m007_inherited", _m007),
+    Migration(8, "m008_runs", script(M008_RUNS)),
 ]
 
 # The indexed text of a message: its first SEARCH_CHARS characters (a tsvector holds at most

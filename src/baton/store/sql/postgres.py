@@ -36,7 +36,6 @@ from baton.store.base import (
     safe_url,
 )
 from baton.store.pg_migrations import SEARCH_VECTOR, search_text
-from baton.store.sql.common import SQLStore
 from baton.store.sql.dialect import POSTGRES
 from baton.store.sql.rows import (
     MESSAGE_COLUMNS,
@@ -46,6 +45,7 @@ from baton.store.sql.rows import (
     session_from,
     stored_from,
 )
+from baton.store.sql.runs import RunsSQLStore
 
 # Writers that add a blob reference hold this lock shared; freeing blobs holds it alone.
 BLOB_LOCK = 7_316_061_002
@@ -102,12 +102,13 @@ def ts_query(text: str) -> str | None:
 logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
 
 
-class PostgresStore(SQLStore[psycopg.Cursor[Any]]):
+class PostgresStore(RunsSQLStore[psycopg.Cursor[Any]]):
     """One pool per process; each method is one transaction (or one autocommit read)."""
 
     inline_writes = False
     dialect = POSTGRES
     missing = (NotFound,)
+    _claim_lock = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str, *, migrate: bool = True, max_size: int = 16) -> None:
         self.url = url
@@ -129,6 +130,13 @@ class PostgresStore(SQLStore[psycopg.Cursor[Any]]):
         if migrate:
             with self._connection() as conn:
                 pg_migrations.migrate(conn)
+
+    def _violation(self, exc: Exception) -> str | None:
+        if isinstance(exc, psycopg.errors.UniqueViolation):
+            return "unique"
+        if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+            return "missing"
+        return None
 
     # connections and transactions
     @contextmanager

@@ -19,9 +19,9 @@ from baton.core.validation import message_text
 from baton.store import migrations
 from baton.store.base import Answered, Remembered, Remembering, idempotency_cutoff
 from baton.store.migration import Migration
-from baton.store.sql.common import SQLStore
 from baton.store.sql.dialect import SQLITE
 from baton.store.sql.rows import MESSAGE_COLUMNS, message_from, message_values
+from baton.store.sql.runs import RunsSQLStore
 
 BRIEF_WAIT_MS = 50  # how long a thread that must not stall waits for another writer
 _CHAIN = """
@@ -45,7 +45,7 @@ def fts_query(text: str) -> str | None:
     return " ".join(terms)
 
 
-class SQLiteStore(SQLStore[sqlite3.Connection]):
+class SQLiteStore(RunsSQLStore[sqlite3.Connection]):
     """One connection per thread; writes take the database lock up front (BEGIN IMMEDIATE)."""
 
     dialect = SQLITE
@@ -67,6 +67,15 @@ class SQLiteStore(SQLStore[sqlite3.Connection]):
         return migrations.migrate(self._conn())
 
     # connections and transactions
+    def _violation(self, exc: Exception) -> str | None:
+        if isinstance(exc, sqlite3.IntegrityError):
+            text = str(exc)
+            if text.startswith("UNIQUE"):
+                return "unique"
+            if text.startswith("FOREIGN KEY"):
+                return "missing"
+        return None
+
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
