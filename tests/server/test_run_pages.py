@@ -113,7 +113,10 @@ def test_repositories_are_added_listed_and_deleted(live: Live, bare: Path) -> No
         # a refused one: the reason, the page again, what was typed kept
         refused = add_repo(http, "ftp://example.com/x.git", name="x")
         assert refused.status_code == 422
-        assert flash(refused).startswith("repository URL")
+        assert flash(refused) == (
+            "'ftp://example.com/x.git' is not a clone URL: use https://, ssh://, git://, "
+            "file:// or an absolute path on the server"
+        )
         assert 'value="ftp://example.com/x.git"' in refused.text
         assert len(live.service.repos(live.alice.id)) == 2
 
@@ -249,7 +252,7 @@ def test_new_session_runs_on_the_server_and_stops(live: Live, bare: Path) -> Non
             "/runs", data={"csrf": token, "repo": repo.id, "branch": "main", "prompt": " "}
         )
         assert empty.status_code == 422
-        assert flash(empty) == "the prompt is empty"
+        assert flash(empty) == "a run needs a task: the prompt is empty"
         assert 'name="branch" value="main"' in empty.text
 
         started = http.post(

@@ -332,9 +332,11 @@ def edit_environment(
             if key in environment.secret_names:
                 secrets[key] = None
         secrets.update(_pairs(new_secrets, "secret"))
+        plain: dict[str, str | None] = dict.fromkeys(environment.variables)  # lines removed
+        plain.update(_pairs(variables, "variable"))
         changes: JSON = {
             "name": name.strip(),
-            "variables": _pairs(variables, "variable"),
+            "variables": plain,
             "setup": _setup(setup_command, setup_timeout),
             "network": bool(network),
             "model": model.strip() or None,
