@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
@@ -16,6 +16,7 @@ from baton.contract import ANY_HEAD, AppendResult, ImportResult, VerifyReport
 from baton.core import errors
 from baton.core.errors import BatonError, InvalidInput
 from baton.core.models import JSON, Account, Message, Page, Session, Share, Totals, utcnow
+from baton.core.runs import Environment, Repo, Run
 from baton.core.shares import share_id_from
 from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 
@@ -116,6 +117,56 @@ def message_from(data: JSON) -> Message:
         created_at=data["created_at"],
         model=data.get("model"),
         usage=data.get("usage"),
+    )
+
+
+def repo_from(data: JSON, owner: str) -> Repo:
+    """A repository as the server shows it: its credentials stay there (b"" says it holds
+    some)."""
+    return Repo(
+        id=data["id"],
+        owner=owner,
+        name=data["name"],
+        url=data["url"],
+        created_at=data["created_at"],
+        default_branch=data["default_branch"],
+        credentials=b"" if data["has_credentials"] else None,
+    )
+
+
+def environment_from(data: JSON, owner: str) -> Environment:
+    """An environment as the server shows it: its secrets' names, never their values."""
+    return Environment(
+        id=data["id"],
+        owner=owner,
+        name=data["name"],
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+        variables=dict(data["variables"]),
+        secret_names=tuple(data["secrets"]),
+        setup=tuple(data["setup"]),
+        network=data["network"],
+        model=data["model"],
+        push=data["push"],
+    )
+
+
+def run_from(data: JSON, owner: str) -> Run:
+    return Run(
+        id=data["id"],
+        owner=owner,
+        session_id=data["session_id"],
+        repo_id=data["repo_id"],
+        environment_id=data["environment_id"],
+        branch=data["branch"],
+        prompt=data["prompt"],
+        state=data["state"],
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+        model=data["model"],
+        times=dict(data["times"]),
+        error=data["error"],
+        cancel_requested=data["cancel_requested"],
     )
 
 
@@ -403,6 +454,99 @@ class Client:
                 continue
             if not follow:
                 return
+
+    # server runs (contract.Cloud)
+    def repos(self, owner: str) -> list[Repo]:
+        return [repo_from(r, owner) for r in self.call("GET", "/api/repos").json()]
+
+    def add_repo(
+        self,
+        owner: str,
+        url: str,
+        *,
+        name: str | None = None,
+        credentials: str | None = None,
+        default_branch: str | None = None,
+    ) -> Repo:
+        body = {
+            "url": url,
+            "name": name,
+            "credentials": credentials,
+            "default_branch": default_branch,
+        }
+        data = self.call("POST", "/api/repos", json=body).json()
+        return repo_from(data, owner)
+
+    def remove_repo(self, owner: str, repo: str) -> None:
+        self.call("DELETE", f"/api/repos/{quote(repo, safe='')}")
+
+    def environments(self, owner: str) -> list[Environment]:
+        return [environment_from(e, owner) for e in self.call("GET", "/api/environments").json()]
+
+    def add_environment(
+        self,
+        owner: str,
+        name: str,
+        *,
+        variables: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
+        setup: Sequence[JSON | str] = (),
+        network: bool = False,
+        model: str | None = None,
+        push: bool = False,
+    ) -> Environment:
+        body = {
+            "name": name,
+            "variables": variables or {},
+            "secrets": secrets or {},
+            "setup": list(setup),
+            "network": network,
+            "model": model,
+            "push": push,
+        }
+        return environment_from(self.call("POST", "/api/environments", json=body).json(), owner)
+
+    def change_environment(self, owner: str, environment: str, changes: JSON) -> Environment:
+        path = f"/api/environments/{quote(environment, safe='')}"
+        return environment_from(self.call("PATCH", path, json=changes).json(), owner)
+
+    def remove_environment(self, owner: str, environment: str) -> None:
+        self.call("DELETE", f"/api/environments/{quote(environment, safe='')}")
+
+    def start_run(
+        self,
+        owner: str,
+        prompt: str,
+        *,
+        repo: str | None = None,
+        branch: str | None = None,
+        environment: str | None = None,
+        model: str | None = None,
+        session_id: str | None = None,
+    ) -> tuple[Run, Session]:
+        body = {
+            "prompt": prompt,
+            "repo": repo,
+            "branch": branch,
+            "environment": environment,
+            "model": model,
+            "session_id": session_id,
+        }
+        data = self.call("POST", "/api/runs", json=body).json()
+        return run_from(data["run"], owner), session_from(data["session"])
+
+    def run(self, owner: str, run_id: str) -> Run:
+        return run_from(self.call("GET", f"/api/runs/{quote(run_id, safe='')}").json(), owner)
+
+    def runs(self, owner: str, *, session_id: str | None = None, limit: int = 50) -> list[Run]:
+        params: dict[str, Any] = {"limit": limit}
+        if session_id is not None:
+            params["session"] = session_id
+        return [run_from(r, owner) for r in self.call("GET", "/api/runs", params=params).json()]
+
+    def cancel_run(self, owner: str, run_id: str) -> Run:
+        data = self.call("POST", f"/api/runs/{quote(run_id, safe='')}/cancel").json()
+        return run_from(data, owner)
 
     def list(
         self,

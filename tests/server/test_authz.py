@@ -5,6 +5,7 @@ they did not exist, and nothing about them leaks into lists, search, forks, blob
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,9 @@ class World:
     sha: str
     message: str
     title: str
+    repo: str = ""
+    environment: str = ""
+    run: str = ""
 
 
 def world(live: Live) -> World:
@@ -42,8 +46,21 @@ def world(live: Live) -> World:
     svc.revoke(me, revoked.id)
     token, _ = svc.accounts.create_token(me, "spare")
     [part] = appended[1].parts
+    svc.max_runs = 1000  # every route of the matrix starts runs of alice's
+    repo = svc.add_repo(me, f"https://git.example.com/zebras/{secrets.token_hex(4)}.git")
+    environment = svc.add_environment(me, f"zebra-{secrets.token_hex(4)}", secrets={"Z": "zebra"})
+    run, _ = svc.start_run(me, "zebra work", repo=repo.id, session_id=session.id)
     return World(
-        session.id, share.id, revoked.id, token.id, part["sha256"], appended[0].id, session.title
+        session.id,
+        share.id,
+        revoked.id,
+        token.id,
+        part["sha256"],
+        appended[0].id,
+        session.title,
+        repo.id,
+        environment.id,
+        run.id,
     )
 
 
@@ -83,6 +100,18 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/blobs/{sha}?session={session}", None, "private"),
     ("GET", "/api/blobs/{sha}?share={share}", None, "public"),
     ("POST", "/api/blobs/{upload}", UPLOAD, "mine"),
+    ("GET", "/api/repos", None, "mine"),
+    ("POST", "/api/repos", {"url": "https://git.example.com/mine/tools.git"}, "mine"),
+    ("DELETE", "/api/repos/{repo}", None, "private"),
+    ("GET", "/api/environments", None, "mine"),
+    ("POST", "/api/environments", {"name": "mine", "secrets": {"K": "value"}}, "mine"),
+    ("PATCH", "/api/environments/{environment}", {"network": True}, "private"),
+    ("DELETE", "/api/environments/{environment}", None, "private"),
+    ("POST", "/api/runs", {"prompt": "go", "repo": "{repo}"}, "private"),
+    ("GET", "/api/runs", None, "mine"),
+    ("GET", "/api/runs?session={session}", None, "private"),
+    ("GET", "/api/runs/{run}", None, "private"),
+    ("POST", "/api/runs/{run}/cancel", None, "private"),
     ("GET", "/api/health", None, "open"),
 ]
 
@@ -97,7 +126,12 @@ def call(
         token_id=w.token_id,
         sha=w.sha,
         upload=hashlib.sha256(UPLOAD).hexdigest(),
+        repo=w.repo,
+        environment=w.environment,
+        run=w.run,
     )
+    if isinstance(body, dict) and body.get("repo") == "{repo}":
+        body = {**body, "repo": w.repo}
     kwargs: dict[str, Any] = {}
     if body == "export":
         doc = live.service.export(live.alice.id, w.session)
@@ -128,6 +162,9 @@ def test_the_matrix_covers_every_api_route(live: Live) -> None:
             ("{share}", "{share_id}"),
             ("{sha}", "{sha256}"),
             ("{upload}", "{sha256}"),
+            ("{repo}", "{repo_id}"),
+            ("{environment}", "{environment_id}"),
+            ("{run}", "{run_id}"),
         ):
             template = template.replace(name, field)
         covered.add((method, template))
@@ -158,6 +195,9 @@ def test_another_account_sees_nothing_of_alices(live: Live) -> None:
                 "0" * 64,
                 "",
                 "",
+                "repo_01AAAAAAAAAAAAAAAAAAAAAAAA",
+                "env_01AAAAAAAAAAAAAAAAAAAAAAAA",
+                "run_01AAAAAAAAAAAAAAAAAAAAAAAA",
             )
             other = call(live, live.bob.headers, route, fake)
             assert other.status_code == 404

@@ -10,19 +10,20 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 
 from baton.client import Client
-from baton.contract import Baton
+from baton.contract import Baton, Cloud
 from baton.core.errors import (
     Conflict,
     Gone,
     InvalidInput,
     LiveShares,
     NotFound,
+    RateLimited,
     SecretsFound,
     VersionMismatch,
 )
@@ -419,6 +420,93 @@ def test_blobs_and_git_snapshots_go_through_the_same_calls(way: Way) -> None:
         bob_svc.create(bob, git=git)
 
 
+def cloud(way: Way) -> tuple[Cloud, str, Cloud, str]:
+    """Both accounts' ways in, as the Cloud contract."""
+    (a, alice), (b, bob) = way.alice, way.bob
+    return cast(Cloud, a), alice, cast(Cloud, b), bob
+
+
+def test_repos_and_environments_alike_both_ways(way: Way) -> None:
+    svc, me, other, bob = cloud(way)
+    tag = secrets.token_hex(3)  # the remote servers live for the module
+    repo = svc.add_repo(me, f"https://bot:{FAKE_KEY}@git.example.com/team/w{tag}.git")
+    assert (repo.name, repo.url, repo.to_dict()["has_credentials"]) == (
+        f"w{tag}",
+        f"https://git.example.com/team/w{tag}.git",
+        True,
+    )
+    assert repo.id in [r.id for r in svc.repos(me)]
+    assert repo.id not in [r.id for r in other.repos(bob)]
+    with pytest.raises(Conflict, match=f"a repository named 'w{tag}' exists already"):
+        svc.add_repo(me, f"/srv/w{tag}")
+    with pytest.raises(InvalidInput, match="is not a clone URL"):
+        svc.add_repo(me, "ftp://x/y")
+    env = svc.add_environment(
+        me, f"ci-{tag}", variables={"MODE": "test"}, secrets={"API_KEY": FAKE_KEY}, setup=["make"]
+    )
+    assert env.to_dict() == {
+        "id": env.id,
+        "name": f"ci-{tag}",
+        "variables": {"MODE": "test"},
+        "secrets": ["API_KEY"],
+        "setup": [{"command": "make", "timeout": 600.0}],
+        "network": False,
+        "model": None,
+        "push": False,
+        "created_at": env.created_at,
+        "updated_at": env.updated_at,
+    }
+    changed = svc.change_environment(me, env.id, {"secrets": {"API_KEY": None}, "push": True})
+    assert (changed.secret_names, changed.push) == ((), True)
+    with pytest.raises(NotFound, match=f"no environment {env.id}"):
+        other.change_environment(bob, env.id, {"push": False})
+    with pytest.raises(NotFound, match=f"no repository {repo.id}"):
+        other.remove_repo(bob, repo.id)
+    svc.remove_environment(me, env.id)
+    svc.remove_repo(me, repo.id)
+    assert repo.id not in [r.id for r in svc.repos(me)]
+    assert env.id not in [e.id for e in svc.environments(me)]
+    assert FAKE_KEY not in repr([svc.repos(me), svc.environments(me)])
+
+
+def test_runs_alike_both_ways(way: Way) -> None:
+    svc, me, other, bob = cloud(way)
+    tag = secrets.token_hex(3)
+    svc.add_repo(me, f"/srv/git/r{tag}", default_branch="trunk")
+    for run in svc.runs(me, limit=500):  # the module's server keeps earlier tests' runs
+        if run.active:
+            svc.cancel_run(me, run.id)
+    run, session = svc.start_run(me, "Fix the login bug", repo=f"r{tag}")
+    assert (run.state, run.branch, run.session_id, session.title, session.platform) == (
+        "queued",
+        "trunk",
+        session.id,
+        "Fix the login bug",
+        "web",
+    )
+    assert svc.run(me, run.id).to_dict() == run.to_dict()
+    assert [r.id for r in svc.runs(me, session_id=session.id)] == [run.id]
+    with pytest.raises(NotFound, match=f"no run {run.id}"):
+        other.run(bob, run.id)
+    with pytest.raises(NotFound, match=f"no session {session.id}"):
+        other.runs(bob, session_id=session.id)
+    with pytest.raises(Conflict, match=f"session {session.id} has a run in progress"):
+        svc.start_run(me, "more", session_id=session.id)
+    with pytest.raises(InvalidInput, match="a run needs a task"):
+        svc.start_run(me, "", repo=f"r{tag}")
+    second, _ = svc.start_run(me, "another", repo=f"r{tag}")
+    with pytest.raises(RateLimited, match="the limit is 2"):
+        svc.start_run(me, "a third", repo=f"r{tag}")
+    stopped = svc.cancel_run(me, run.id)
+    assert (stopped.state, stopped.active) == ("stopped", False)
+    with pytest.raises(Conflict, match="has ended"):
+        svc.cancel_run(me, run.id)
+    svc.cancel_run(me, second.id)
+    again, same = svc.start_run(me, "go on", session_id=session.id)
+    assert (same.id, again.branch) == (session.id, "trunk")
+    svc.cancel_run(me, again.id)
+
+
 def public_signature(cls: type, name: str) -> list[tuple[str, Any, Any]]:
     """A method's parameters (after self) as (name, kind, default)."""
     params = list(inspect.signature(getattr(cls, name)).parameters.values())[1:]
@@ -428,6 +516,11 @@ def public_signature(cls: type, name: str) -> list[tuple[str, Any, Any]]:
 CONTRACT = sorted(
     name
     for name, value in vars(Baton).items()
+    if not name.startswith("_") and inspect.isfunction(value)
+)
+CLOUD = sorted(
+    name
+    for name, value in vars(Cloud).items()
     if not name.startswith("_") and inspect.isfunction(value)
 )
 # What the Service takes beyond the contract (the Client has no use for it).
@@ -472,6 +565,13 @@ def test_service_and_client_take_the_contracts_parameters(name: str) -> None:
     service = [p for p in public_signature(Service, name) if p[0] not in SERVICE_ONLY.get(name, ())]
     assert client == wanted
     assert service == wanted
+
+
+@pytest.mark.parametrize("name", CLOUD)
+def test_service_and_client_take_the_cloud_contracts_parameters(name: str) -> None:
+    wanted = public_signature(Cloud, name)
+    assert public_signature(Client, name) == wanted
+    assert public_signature(Service, name) == wanted
 
 
 def test_the_service_shares_the_contracts_values_not_copies() -> None:

@@ -41,6 +41,9 @@ def test_the_api_never_fails_and_matches_its_schema(live: Live) -> None:
     session = svc.create(me, title="schema")
     svc.append(me, session.id, [text_message("user", "hello"), text_message("assistant", "hi")])
     svc.share(me, session.id)
+    svc.add_repo(me, "https://git.example.com/team/widgets.git")
+    svc.add_environment(me, "ci", secrets={"API_KEY": "a-secret-value"})
+    svc.start_run(me, "schema", repo="widgets", environment="ci")
     schema = schemathesis.openapi.from_asgi("/openapi.json", live.app)
     headers = {"Authorization": f"Bearer {live.alice.token}"}
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -13,12 +13,14 @@ import click
 if TYPE_CHECKING:
     from baton.client import Client
     from baton.config import Settings
-    from baton.contract import Baton
+    from baton.contract import Baton, Cloud
     from baton.service import Service
 
     # Both sides implement the one contract: mypy checks each against it here.
     _SERVICE_IS_A_BATON: type[Baton] = Service
     _CLIENT_IS_A_BATON: type[Baton] = Client
+    _SERVICE_IS_A_CLOUD: type[Cloud] = Service
+    _CLIENT_IS_A_CLOUD: type[Cloud] = Client
 
 LOGIN_FILE = "login.json"
 

@@ -268,3 +268,124 @@ class BlobStored(BaseModel):
 
 class Health(BaseModel):
     ok: bool
+
+
+# server runs (issue 15): repositories, environments, runs
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class RepoPublic(BaseModel):
+    id: str
+    name: str
+    url: str = Field(description="the clone URL, credentials taken out")
+    default_branch: str | None
+    has_credentials: bool
+    created_at: str
+
+
+class RepoCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(
+        max_length=2000,
+        description="https://, ssh://, git://, file:// or an absolute path on the server; "
+        "credentials in an https URL are taken out and kept sealed",
+        examples=["https://github.com/team/widgets.git"],
+    )
+    name: str | None = Field(None, max_length=100, description="default: the URL's last part")
+    credentials: str | None = Field(
+        None, max_length=4096, description="USER:PASSWORD or a token; write-only"
+    )
+    default_branch: str | None = Field(None, max_length=200)
+
+
+class SetupCommandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    command: str = Field(max_length=32768)
+    timeout: float = Field(600.0, gt=0, le=86400, description="seconds")
+
+
+class SetupCommandPublic(BaseModel):
+    command: str
+    timeout: float
+
+
+class EnvironmentPublic(BaseModel):
+    id: str
+    name: str
+    variables: dict[str, str]
+    secrets: list[str] = Field(description="the names of its secrets; their values never leave")
+    setup: list[SetupCommandPublic]
+    network: bool = Field(description="whether the agent phase has the network (setup has)")
+    model: str | None
+    push: bool = Field(description="whether the session's branch is pushed back at the end")
+    created_at: str
+    updated_at: str
+
+
+class EnvironmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=100, pattern=_NAME)
+    variables: dict[str, str] = Field(default_factory=dict, max_length=100)
+    secrets: dict[str, str] = Field(
+        default_factory=dict, max_length=100, description="write-only: sealed at rest"
+    )
+    setup: list[str | SetupCommandIn] = Field(
+        default_factory=list, max_length=20, description="ordered, at most 20"
+    )
+    network: bool = False
+    model: str | None = Field(None, max_length=200)
+    push: bool = False
+
+
+class EnvironmentUpdate(BaseModel):
+    """Only the fields given change. `variables` and `secrets` merge into what is there: a
+    name mapped to null is removed. `setup` replaces the list."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=100, pattern=_NAME)
+    variables: dict[str, str | None] | None = Field(None, max_length=100)
+    secrets: dict[str, str | None] | None = Field(None, max_length=100)
+    setup: list[str | SetupCommandIn] | None = Field(None, max_length=20)
+    network: bool | None = None
+    model: str | None = Field(None, max_length=200)
+    push: bool | None = None
+
+
+class RunPublic(BaseModel):
+    id: str
+    session_id: str
+    repo_id: str | None
+    environment_id: str | None
+    branch: str | None
+    prompt: str
+    model: str | None
+    state: Literal["queued", "preparing", "running", "done", "failed", "stopped"]
+    active: bool
+    times: dict[str, str] = Field(description="when the run entered each state it went through")
+    error: str | None
+    cancel_requested: bool
+    created_at: str
+    updated_at: str
+
+
+class RunCreate(BaseModel):
+    """A new session on `repo`; or, with `session_id`, the next run of that session (its
+    recorded repository, branch and environment unless given)."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(max_length=65536)
+    repo: str | None = Field(None, max_length=200, description="a repository's id or name")
+    branch: str | None = Field(None, max_length=200)
+    environment: str | None = Field(None, max_length=200, description="an id or a name")
+    model: str | None = Field(None, max_length=200)
+    session_id: str | None = Field(None, max_length=200)
+
+
+class Deleted(BaseModel):
+    deleted: str
+
+
+class RunStarted(BaseModel):
+    run: RunPublic
+    session: SessionPublic

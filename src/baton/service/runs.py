@@ -107,9 +107,19 @@ class RunContext:
 # checks of what a user gives
 
 
+def _unicode(value: str, what: str) -> str:
+    """`value`, if it is valid Unicode (no lone surrogate, which no database stores)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what}: text is not valid Unicode (a lone surrogate?)") from None
+    return value
+
+
 def _text(value: Any, what: str, limit: int = 200) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{what} must be a non-empty string")
+    _unicode(value, what)
     if CONTROL.search(value):
         raise InvalidInput(f"{what} must not hold control characters")
     if len(value) > limit:
@@ -118,7 +128,7 @@ def _text(value: Any, what: str, limit: int = 200) -> str:
 
 
 def _name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not NAME.match(value):
+    if not isinstance(value, str) or not NAME.fullmatch(value):
         raise InvalidInput(
             f"{what} {value!r} is not a name: use letters, digits, '.', '_' and '-' "
             "(at most 100, starting with a letter or digit)"
@@ -129,7 +139,7 @@ def _name(value: Any, what: str) -> str:
 def _branch(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not BRANCH.match(value) or ".." in value:
+    if not isinstance(value, str) or not BRANCH.fullmatch(value) or ".." in value:
         raise InvalidInput(f"branch {value!r} is not a branch name")
     return value
 
@@ -143,7 +153,7 @@ def split_url(url: Any) -> tuple[str, str | None, str]:
     token, from an http(s) URL), and the repository's default name."""
     if not isinstance(url, str) or not url.strip():
         raise InvalidInput("a repository needs a clone URL")
-    url = url.strip()
+    url = _unicode(url.strip(), "the repository URL")
     if CONTROL.search(url) or len(url) > 2000:
         raise InvalidInput("the repository URL holds control characters or is too long")
     if url.startswith("-"):
@@ -191,7 +201,7 @@ def _variables(value: Any, what: str, allow_none: bool = False) -> dict[str, Any
     if len(value) > MAX_VARIABLES:
         raise InvalidInput(f"{what}: at most {MAX_VARIABLES}")
     for key, item in value.items():
-        if not isinstance(key, str) or not VARIABLE.match(key):
+        if not isinstance(key, str) or not VARIABLE.fullmatch(key):
             raise InvalidInput(
                 f"{what}: {key!r} is not a name like API_KEY ([A-Za-z_][A-Za-z0-9_]*)"
             )
@@ -202,6 +212,7 @@ def _variables(value: Any, what: str, allow_none: bool = False) -> dict[str, Any
                 f"{what}: the value of {key} must be a string without NUL, at most "
                 f"{MAX_VALUE} characters"
             )
+        _unicode(item, f"{what}: the value of {key}")
         if what == "secrets" and not item:
             raise InvalidInput(f"secrets: the value of {key} is empty")
     return dict(value)
@@ -228,6 +239,7 @@ def _setup(value: Any) -> tuple[JSON, ...]:
             command = item
         if not isinstance(command, str) or not command.strip() or "\x00" in command:
             raise InvalidInput(f"setup command {i} needs a command (a non-empty string)")
+        _unicode(command, f"setup command {i}")
         if len(command) > MAX_VALUE:
             raise InvalidInput(f"setup command {i} is longer than {MAX_VALUE} characters")
         if (
@@ -538,6 +550,7 @@ def start_run(
         raise InvalidInput("a run needs a task: the prompt is empty")
     if len(prompt) > MAX_PROMPT or "\x00" in prompt:
         raise InvalidInput(f"the prompt must be text of at most {MAX_PROMPT} characters")
+    _unicode(prompt, "the prompt")
     branch, model = _branch(branch), _model(model)
     session = None if session_id is None else owned(p, owner, session_id)
     chosen = None if repo is None else find_repo(p, owner, repo)

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from baton.server import schemas
-from baton.server.api import accounts, blobs, events, sessions, shares
+from baton.server.api import accounts, blobs, events, runs, sessions, shares
 from baton.server.api.replies import reply
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -38,5 +38,6 @@ router.include_router(sessions.router)
 router.include_router(events.router)
 router.include_router(shares.router)
 router.include_router(blobs.router)
+router.include_router(runs.router)
 
 __all__ = ["ERRORS", "router"]
