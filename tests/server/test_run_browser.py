@@ -121,6 +121,7 @@ def test_start_watch_answer_reload_and_stop_a_session_on_the_server(
         page.click("#add-repo-button")
     expect(page.locator("#repos tbody tr")).to_have_count(1)
     expect(page.locator("#repos tbody tr td").first).to_have_text("project")
+    shot(page, "repos")
 
     # 3. an environment: a setup command the page will show, a secret it never shows
     page.goto(live.url + "/environments")
@@ -158,6 +159,10 @@ def test_start_watch_answer_reload_and_stop_a_session_on_the_server(
     expect(page.locator("#streaming")).to_be_empty()
     expect(page.locator("#run-stop")).to_be_hidden()
     expect(page.locator("#send")).to_be_enabled()
+    expect(page.locator("#run-times dt")).to_have_text(["Queued", "Preparing", "Running", "Done"])
+    count = live.service.get(live.alice.id, session_id).message_count
+    expect(page.locator("#message-count")).to_have_text(f"{count} messages")
+    expect(page.locator("#side-message-count")).to_have_text(str(count))
     assert not_reloaded(page)
     shot(page, "session-done")
 

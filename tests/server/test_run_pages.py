@@ -293,7 +293,7 @@ def test_new_session_runs_on_the_server_and_stops(live: Live, bare: Path) -> Non
             f'<script src="/static/live.js" data-events="/api/sessions/{session_id}/events'
             f'?after=0" defer></script>'
         ) in page.text
-        assert '<script src="/static/run_panel.js" defer></script>' in page.text
+        assert '<script src="/static/session.js" defer></script>' in page.text
 
         # a prompt while the run is active: 409, said on the page, the text kept
         token = csrf_of(http, f"/sessions/{session_id}")

@@ -1,11 +1,31 @@
-// The run panel of a session page, kept current. live.js sets #run-panel's data-state (and
-// data-run) when the session's run changes; this shows what goes with it: the state's label,
-// its times and error (read from GET /api/runs/ID), the Stop button while the run is active,
-// and whether the prompt box may send. Without JavaScript a reload shows the same.
+// What a session page keeps current beside live.js (which appends the messages and sets
+// #run-panel's data-state and data-run when the session's run changes): the message count,
+// and the run panel: the state's label, its times and error (read from GET /api/runs/ID),
+// the Stop button while the run is active, and whether the prompt box may send. Without
+// JavaScript a reload shows the same.
 (function () {
   "use strict";
+  if (!window.MutationObserver) return;
+
+  // the message count: the position of the last message shown ("#7", or "#3–#7" when joined)
+  var list = document.getElementById("conversation");
+  if (list) {
+    new MutationObserver(function () {
+      var anchors = list.querySelectorAll("li.message .anchor");
+      if (!anchors.length) return;
+      var text = anchors[anchors.length - 1].textContent;
+      var count = parseInt(text.slice(text.lastIndexOf("#") + 1), 10);
+      if (!(count > 0)) return;
+      var shown = count.toLocaleString("en-US");
+      var pager = document.getElementById("message-count");
+      if (pager) pager.textContent = shown + (count === 1 ? " message" : " messages");
+      var side = document.getElementById("side-message-count");
+      if (side) side.textContent = shown;
+    }).observe(list, { childList: true });
+  }
+
   var panel = document.getElementById("run-panel");
-  if (!panel || !window.MutationObserver) return;
+  if (!panel) return;
   var LABELS = {
     queued: "Queued",
     preparing: "Preparing the workspace",
