@@ -452,3 +452,20 @@ def test_an_unknown_run_is_404(live: Live) -> None:
         assert http.post("/runs/run_nope/cancel", data={"csrf": token}).status_code == 404
     with pytest.raises(NotFound):
         live.service.run(live.alice.id, "run_nope")
+
+
+def test_more_runs_than_the_account_may_have_is_said_on_the_page(live: Live, bare: Path) -> None:
+    with client(live, live.alice) as http:
+        add_repo(http, str(bare), name="widgets")
+        (repo,) = live.service.repos(live.alice.id)
+        for task in ("one", "two"):  # BATON_MAX_RUNS is 2
+            live.service.start_run(live.alice.id, task, repo=repo.id)
+        token = csrf_of(http)
+        refused = http.post("/runs", data={"csrf": token, "repo": repo.id, "prompt": "three"})
+    assert refused.status_code == 429
+    assert flash(refused) == (
+        "2 runs of this account are queued or running; the limit is 2 (BATON_MAX_RUNS): "
+        "wait for one to end or stop one"
+    )
+    assert ">three</textarea>" in refused.text
+    assert len(live.service.runs(live.alice.id)) == 2
