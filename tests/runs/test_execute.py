@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import time
 import uuid
@@ -18,8 +19,9 @@ from baton.core.runs import DONE, FAILED, RUNNING, STOPPED
 from baton.runs.execute import execute
 from baton.service import Service
 from tests.agent.test_sandbox import running
-from tests.fixtures.git import git
+from tests.fixtures.git import commit_all, git
 from tests.fixtures.model import FakeModel, Step, call
+from tests.fixtures.services import unavailable
 from tests.runs.conftest import Recorded, texts
 
 SECRET = "s3cr3t-Ab9-value-42"
@@ -244,3 +246,108 @@ def test_a_run_past_its_wall_time_fails(
         "system",
         "run failed: the run took longer than 3s",
     )
+
+
+def test_an_environment_that_pushes_commits_the_work_and_pushes_the_branch(
+    service: Service, settings: Settings, owner: str, repo: Any, fake_model: FakeModel, origin: Path
+) -> None:
+    env = service.add_environment(owner, "pushing", push=True)
+    fake_model.reply("", call("c1", "write_file", path="pushed.txt", content="pushed\n"))
+    fake_model.reply("Done.")
+    run, session = service.start_run(
+        owner, "Add pushed.txt\nwith details", repo=repo.id, environment=env.id
+    )
+    ended = execute(service, settings, run.id, "test-worker")
+    assert ended is not None and ended.state == DONE, ended
+    branch = f"baton/{session.id}"
+    assert git(origin, "show", f"{branch}:pushed.txt") == "pushed"
+    assert git(origin, "log", "-1", "--format=%B", branch) == (
+        f"Add pushed.txt\n\nbaton session {session.id}, run {run.id}"
+    )
+    snapshot = service.get(owner, session.id).git
+    assert snapshot is not None
+    assert snapshot["head"] == git(origin, "rev-parse", branch)
+    assert (snapshot["ahead"], snapshot["patch"], snapshot["bundle"]) == (0, None, None)
+
+
+def sandboxed_python() -> str:
+    """A Python with pip that the sandbox shows (not one under a home folder it hides)."""
+    import shutil
+    import subprocess
+
+    for found in (shutil.which("python3"), "/usr/bin/python3", sys.executable):
+        if not found or not Path(found).exists():
+            continue
+        real = Path(found).resolve()
+        if any(real.is_relative_to(hidden) for hidden in ("/root", "/home", "/tmp")):
+            continue
+        check = subprocess.run([str(real), "-m", "pip", "--version"], capture_output=True)
+        if check.returncode == 0:
+            return str(real)
+    unavailable("no Python with pip outside the home folders, for the sandbox to run")
+
+
+def wheel(folder: Path) -> Path:
+    """A pure-Python wheel of the package `tinypkg`, made by hand (no build, no index)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "tinypkg/__init__.py": b'VALUE = "from the wheel"\n',
+        "tinypkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n",
+        "tinypkg-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("tinypkg-1.0.dist-info/RECORD,,")
+    files["tinypkg-1.0.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tinypkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_setup_installs_from_a_wheel_folder_for_the_agent(
+    service: Service,
+    settings: Settings,
+    owner: str,
+    fake_model: FakeModel,
+    git_repo: Path,
+    origin: Path,
+) -> None:
+    """The environment's setup commands run first, then the repository's own
+    (.baton/setup.toml): here one installs a package from the repository's wheel folder, and
+    the agent's command uses it."""
+    python = sandboxed_python()
+    wheel(git_repo / "wheels")
+    install = f"{python} -m pip install -q --no-index --find-links wheels --target .deps tinypkg"
+    (git_repo / ".baton").mkdir()
+    (git_repo / ".baton" / "setup.toml").write_text(f"commands = [{install!r}]\n".replace("'", '"'))
+    (git_repo / ".gitignore").write_text("*.log\nbuild/\n.deps/\n")
+    commit_all(git_repo, "wheels and setup")
+    git(git_repo, "push", "-q", "origin", "main")
+    repo = service.add_repo(owner, str(origin))
+    env = service.add_environment(
+        owner, "py", variables={"MARK": "env"}, setup=['echo "$MARK first"']
+    )
+    use = f"PYTHONPATH=.deps {python} -c 'import tinypkg; print(tinypkg.VALUE)'"
+    fake_model.reply("", call("c1", "run_command", command=use))
+    fake_model.reply("It imports.")
+    run, session = service.start_run(owner, "Use tinypkg", repo=repo.id, environment=env.id)
+    ended = execute(service, settings, run.id, "test-worker")
+    assert ended is not None and ended.state == DONE, ended
+    setup = [
+        (p["setup"]["source"], p["setup"]["exit_code"])
+        for m in service.messages(owner, session.id)
+        for p in m.parts
+        if isinstance(p.get("setup"), dict)
+    ]
+    assert setup == [("environment", 0), (".baton/setup.toml", 0)]
+    assert ("tool", "from the wheel\n\n[exit code 0]") in texts(service, owner, session.id)

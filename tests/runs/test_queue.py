@@ -19,6 +19,7 @@ import pytest
 
 from baton.config import Settings, build_service
 from baton.core.runs import DONE, FAILED, RUNNING
+from baton.runs.execute import SHUTDOWN
 from baton.runs.queue import Jobs, Reaper, Runners, attach
 from baton.service import Service
 from tests.agent.test_sandbox import running
@@ -56,6 +57,14 @@ def test_runners_execute_queued_runs(
     ended = service.run(owner, run.id)
     assert ended.worker is not None and ended.worker.startswith(f"{socket.gethostname()}/")
     assert texts(service, owner, session.id)[-1] == ("assistant", "First done.")
+    # the reaper removes the workspace of a deleted session
+    workspace = runners.workspaces.path(session.id)
+    assert workspace.is_dir()
+    Reaper(service, runners.workspaces).reap()
+    assert workspace.is_dir()
+    service.delete(owner, session.id)
+    Reaper(service, runners.workspaces).reap()
+    assert not workspace.exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,3 +212,87 @@ def test_baton_worker_needs_postgresql(run_env: dict[str, str], tmp_path: Path) 
         "error: baton worker needs the PostgreSQL store (BATON_DATABASE_URL=postgresql://…); "
         "on the embedded store `baton serve --runners N` executes the runs\n"
     )
+
+
+def serve(env: dict[str, str], folder: Path, *flags: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "baton", "serve", "--port", "0", *flags],
+        env={**env, "PYTHONPATH": str(SRC)},
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / "serve.log").open("ab"),
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_baton_serve_executes_runs_with_its_runners(
+    service: Service,
+    owner: str,
+    repo: Any,
+    fake_model: FakeModel,
+    run_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    fake_model.reply("Served.")
+    idle = serve(run_env, tmp_path, "--runners", "0")
+    try:
+        run, session = service.start_run(owner, "Say served", repo=repo.id)
+        time.sleep(3)
+        assert service.run(owner, run.id).state == "queued"  # no runner in that server
+    finally:
+        stop(idle)
+    working = serve(run_env, tmp_path, "--runners", "1")
+    try:
+        log = tmp_path / "serve.log"
+        wait_for(lambda: service.run(owner, run.id).state == DONE, 60, log.read_text())
+    finally:
+        stop(working)
+    assert texts(service, owner, session.id)[-1] == ("assistant", "Served.")
+
+
+def test_runners_stopping_end_their_runs_at_once(
+    service: Service, settings: Settings, owner: str, repo: Any, fake_model: FakeModel
+) -> None:
+    tag = f"baton-runner-test-{uuid.uuid4().hex[:10]}"
+    fake_model.reply("", call("c1", "run_command", command=f"exec -a {tag} sleep 600", timeout=900))
+    runners = Runners(service, settings, 1).start()
+    try:
+        run, session = service.start_run(owner, "Wait a long time", repo=repo.id)
+        wait_for(lambda: running(tag), 60, "the command started")
+    finally:
+        asked = time.monotonic()
+        runners.stop()
+    assert time.monotonic() - asked < 10
+    assert running(tag) == []
+    ended = service.run(owner, run.id)
+    assert (ended.state, ended.error) == (FAILED, SHUTDOWN)
+    assert texts(service, owner, session.id)[-1] == ("system", f"run failed: {SHUTDOWN}")
+    assert service.verify(owner, session.id).ok
+
+
+def test_a_worker_stopped_by_sigterm_ends_its_run_and_exits(
+    pg_service: Service, workers: Workers, fake_model: FakeModel, origin: Path, git_repo: Path
+) -> None:
+    service = pg_service
+    owner = service.account("alice", "Alice").id
+    repo = service.add_repo(owner, str(origin))
+    tag = f"baton-worker-test-{uuid.uuid4().hex[:10]}"
+    fake_model.reply("", call("c1", "run_command", command=f"exec -a {tag} sleep 600", timeout=900))
+    worker = workers.start(Path(workers.folder) / "machine-a")
+    run, _ = service.start_run(owner, "Wait a long time", repo=repo.id)
+    wait_for(lambda: running(tag), 90, f"the command: {workers.logs()[-2000:]}")
+    asked = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, workers.logs()
+    assert time.monotonic() - asked < 15
+    assert running(tag) == []
+    ended = service.run(owner, run.id)
+    assert (ended.state, ended.error) == (FAILED, SHUTDOWN)

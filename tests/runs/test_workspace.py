@@ -5,8 +5,10 @@ changes restored, push, idle cleanup."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,48 @@ def test_a_bad_session_id_or_url_is_refused(
         spaces.prepare("../escape", str(origin))
     with pytest.raises(InvalidInput, match="one line"):
         spaces.prepare(SESSION, f"{origin}\n--upload-pack=touch /tmp/x")
+
+
+@pytest.fixture
+def git_daemon(tmp_path: Path, origin: Path, git_repo: Path) -> Iterator[str]:
+    """`git daemon` on loopback serving the bare origin: its git:// URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--export-all",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            f"--base-path={tmp_path}",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"git://127.0.0.1:{port}/{origin.name}"
+    try:
+        end = time.monotonic() + 20
+        while subprocess.run(["git", "ls-remote", url], capture_output=True).returncode != 0:
+            assert time.monotonic() < end, "git daemon did not answer"
+            time.sleep(0.1)
+        yield url
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+def test_a_workspace_from_a_git_daemon(
+    spaces: Workspaces, git_daemon: str, git_repo: Path, dirty_repo: Path
+) -> None:
+    blobs = MemoryBlobStore()
+    state = snapshot(dirty_repo, blobs)
+    ready = spaces.prepare(SESSION, git_daemon, git=state, get_blob=blobs.get)
+    assert ready.how == COLD
+    assert git(ready.path, "remote", "get-url", "origin") == git_daemon
+    assert work_tree(ready.path) == work_tree(dirty_repo)
+    fresh = spaces.prepare("ses_fresh", git_daemon)
+    assert git(fresh.path, "rev-parse", "HEAD") == git(git_repo, "rev-parse", "origin/main")

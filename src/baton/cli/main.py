@@ -60,8 +60,8 @@ for command in [
     migrate.migrate,
     *remote.COMMANDS,
     *chat.COMMANDS,
-    *worker.COMMANDS,
     *cloud.COMMANDS,
+    *worker.COMMANDS,
 ]:
     cli.add_command(command)
 

@@ -7,7 +7,8 @@ network and the environment's variables and secrets, each recorded as a setup me
 running: the same Agent as `baton run`, every action approved (the sandbox holds), the
 network as the environment says, model = the run's, else the environment's, else the
 server's. At the end a git snapshot (so `baton restore ID` brings the work home) and, when
-the environment says so, a push of `baton/<session id>`.
+the environment says so, the work committed (titled by the prompt) and `baton/<session id>`
+pushed to the repository.
 
 Every secret value is masked (`[SECRET:NAME]`) in all the run records, before it is appended:
 the agent and the setup recorder append through `Masked`, a service wrapper. A heartbeat
@@ -49,6 +50,7 @@ log = logging.getLogger("baton.runs")
 
 HEARTBEAT = 2.0  # seconds between a run's heartbeats (and cancel checks)
 STOPPED_BY_USER = "stopped by the user"
+SHUTDOWN = "the worker was shut down before the run ended: continue the session to go on"
 ENVIRONMENT_SOURCE = "environment"
 
 
@@ -149,15 +151,22 @@ class Watch:
     the end of the wall time or a run that is no longer ours sets `cancel` (and `reason`)."""
 
     def __init__(
-        self, service: Service, run_id: str, cancel: Cancel, timeout: float, every: float
+        self,
+        service: Service,
+        run_id: str,
+        cancel: Cancel,
+        timeout: float,
+        every: float,
+        shutdown: threading.Event | None = None,
     ) -> None:
         self.service = service
+        self.shutdown = shutdown
         self.run_id = run_id
         self.cancel = cancel
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self.every = every
-        self.reason: str | None = None  # "user", "timeout" or "lost"
+        self.reason: str | None = None  # "user", "timeout", "lost" or "shutdown"
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=f"heartbeat {run_id}", daemon=True)
 
@@ -181,6 +190,8 @@ class Watch:
 
     def _loop(self) -> None:
         while not self.done.wait(min(self.every, max(self.deadline - time.monotonic(), 0.01))):
+            if self.shutdown is not None and self.shutdown.is_set():
+                self._stop("shutdown")
             if time.monotonic() >= self.deadline:
                 self._stop("timeout")
                 continue
@@ -213,10 +224,15 @@ def execute(
     *,
     workspaces: Workspaces | None = None,
     heartbeat: float = HEARTBEAT,
+    shutdown: threading.Event | None = None,
 ) -> Run | None:
     """Execute run `run_id` on this worker; the run as it ended, or None when it was not
-    ours to execute (another worker took it, or it is no longer queued)."""
-    run = service.heartbeat(run_id)  # as stored (a queued run's heartbeat means nothing)
+    ours to execute (another worker took it, or it is no longer queued). When `shutdown`
+    is set (the worker is stopping) the run ends failed within seconds, its work recorded."""
+    try:
+        run = service.heartbeat(run_id)  # as stored (a queued run's heartbeat means nothing)
+    except NotFound:
+        return None  # its session was deleted meanwhile
     if run.state == QUEUED:
         try:
             run = service.move_run(run_id, PREPARING, worker=worker, heartbeat_at=service.now())
@@ -224,7 +240,7 @@ def execute(
             return None  # taken by another worker, or stopped meanwhile
     elif run.state != PREPARING or run.worker != worker:
         return None
-    return _Execution(service, settings, run, worker, workspaces, heartbeat).execute()
+    return _Execution(service, settings, run, worker, workspaces, heartbeat, shutdown).execute()
 
 
 class _Execution:
@@ -236,8 +252,10 @@ class _Execution:
         worker: str,
         workspaces: Workspaces | None,
         heartbeat: float,
+        shutdown: threading.Event | None = None,
     ) -> None:
         self.service = service
+        self.shutdown = shutdown
         self.settings = settings
         self.run = run
         self.worker = worker
@@ -247,11 +265,19 @@ class _Execution:
         self.masked: Baton = cast("Baton", Masked(service, self.mask))
         self.cancel = Cancel()
         self.workspace: Path | None = None
+        self.saved = False  # the end's snapshot is recorded
 
     # the steps
     def execute(self) -> Run:
         run = self.run
-        watch = Watch(self.service, run.id, self.cancel, self.settings.run_timeout, self.heartbeat)
+        watch = Watch(
+            self.service,
+            run.id,
+            self.cancel,
+            self.settings.run_timeout,
+            self.heartbeat,
+            self.shutdown,
+        )
         try:
             context = self.service.run_context(run.id)
             secrets = dict(context.secrets)
@@ -266,8 +292,8 @@ class _Execution:
                 try:
                     self._execute(context, watch)
                 finally:
-                    if self.workspace is not None:
-                        self._snapshot()
+                    if self.workspace is not None and not self.saved:
+                        self._last_snapshot()
         except (Interrupted, KeyboardInterrupt):
             return self._interrupted(watch.reason)
         except BatonError as exc:
@@ -307,9 +333,16 @@ class _Execution:
         watch.check()
         self.run = self._move(RUNNING)
         self._agent(ready.path, environment, variables)
+        watch.check()  # stopped: no push (the snapshot still records the work)
         if environment is not None and environment.push:
-            self._snapshot()
+            self._snapshot()  # the work as the agent left it, before it is committed
+            title = one_line(self.mask.text(run.prompt))[:72]
+            self.spaces.commit(
+                ready.path, f"{title}\n\nbaton session {run.session_id}, run {run.id}"
+            )
             self.spaces.push(ready.path, ready.branch, repo.url, context.credentials)
+        self._snapshot()  # a failure here fails the run: the work would not come home
+        self.saved = True
 
     def _setup(self, root: Path, environment: Any, variables: dict[str, str]) -> None:
         specs = []
@@ -389,6 +422,14 @@ class _Execution:
         if git is not None:
             self.service.snapshot(self.run.owner, self.run.session_id, git)
 
+    def _last_snapshot(self) -> None:
+        """The snapshot at the end, whatever ended the run (a failure here is logged: it
+        must not hide why the run ended)."""
+        try:
+            self._snapshot()
+        except Exception:
+            log.exception("run %s: no git snapshot at the end", self.run.id)
+
     def _note(self, text: str) -> None:
         message = {"role": "system", "parts": [{"type": "text", "text": text}]}
         try:
@@ -409,6 +450,8 @@ class _Execution:
     def _interrupted(self, reason: str | None) -> Run:
         if reason == "timeout":
             return self._fail(f"the run took longer than {self.settings.run_timeout:g}s")
+        if reason == "shutdown":
+            return self._fail(SHUTDOWN)
         if reason == "lost":
             return self.service.heartbeat(self.run.id)  # someone else ended it (the reaper)
         self._note(STOPPED_BY_USER)

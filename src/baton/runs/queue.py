@@ -13,12 +13,14 @@ those of deleted sessions."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from baton.core.errors import NotFound
@@ -140,7 +142,8 @@ class Runners:
             self.wake.notify()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Take no more runs; wait up to `timeout` seconds for the ones under way."""
+        """Take no more runs; the ones under way end (failed: the worker was shut down)
+        within seconds, their work recorded."""
         self.stopping.set()
         with self.wake:
             self.wake.notify_all()
@@ -161,7 +164,14 @@ class Runners:
                 run = None
             if run is not None:
                 try:
-                    execute(self.service, self.settings, run.id, name, workspaces=self.workspaces)
+                    execute(
+                        self.service,
+                        self.settings,
+                        run.id,
+                        name,
+                        workspaces=self.workspaces,
+                        shutdown=self.stopping,
+                    )
                 except Exception:
                     log.exception("runner %s: run %s", name, run.id)
                 continue
@@ -181,6 +191,7 @@ class _Worker:
     service: Service | None = None
     settings: Settings | None = None
     workspaces: Workspaces | None = None
+    stopping = threading.Event()  # the worker is shutting down: its runs end at once
 
 
 def _run_task(run_id: str) -> None:
@@ -190,7 +201,14 @@ def _run_task(run_id: str) -> None:
     if service is None or settings is None:
         raise RuntimeError("baton.run ran outside `baton worker`")
     name = worker_name(threading.current_thread().name)
-    execute(service, settings, run_id, name, workspaces=_Worker.workspaces)
+    execute(
+        service,
+        settings,
+        run_id,
+        name,
+        workspaces=_Worker.workspaces,
+        shutdown=_Worker.stopping,
+    )
 
 
 def _conninfo(database_url: str) -> str:
@@ -208,6 +226,7 @@ class Jobs:
         self._made: tuple[Any, Any] | None = None  # (the App, its task), made on first use
         self._opened = False
         self._lock = threading.Lock()
+        self._stop: Callable[[], Any] | None = None  # set while `work` runs
 
     def _app(self) -> tuple[Any, Any]:
         if self._made is None:
@@ -266,25 +285,52 @@ class Jobs:
         reaper: Reaper | None = None,
         install_signal_handlers: bool = True,
     ) -> None:
-        """Run the procrastinate worker (and the reaper) until a signal stops it."""
+        """Run the procrastinate worker (and the reaper) until SIGINT or SIGTERM (or `stop`
+        from another thread): then the runs under way end at once (failed: the worker was
+        shut down, their work recorded) and it returns."""
         from baton.runs.workspace import Workspaces
 
         self.ensure_schema()
         _Worker.service, _Worker.settings = service, settings
         _Worker.workspaces = Workspaces(settings.home, settings.workspace_idle)
+        _Worker.stopping.clear()
         reaper = reaper or Reaper(service, _Worker.workspaces)
         reaper.start()
         try:
-            self._app()[0].run_worker(
-                queues=[QUEUE_NAME],
-                concurrency=concurrency,
-                name=worker_name("worker"),
-                install_signal_handlers=install_signal_handlers,
-                delete_jobs="always",
-                fetch_job_polling_interval=POLL,
-            )
+            asyncio.run(self._work(concurrency, install_signal_handlers))
         finally:
             reaper.stop()
+
+    async def _work(self, concurrency: int, install_signal_handlers: bool) -> None:
+        app = self._app()[0]
+        async with app.open_async():
+            task = asyncio.create_task(
+                app.run_worker_async(
+                    queues=[QUEUE_NAME],
+                    concurrency=concurrency,
+                    name=worker_name("worker"),
+                    install_signal_handlers=False,
+                    delete_jobs="always",
+                    fetch_job_polling_interval=POLL,
+                )
+            )
+            loop = asyncio.get_running_loop()
+
+            def stop() -> None:
+                _Worker.stopping.set()  # the runs end within seconds
+                task.cancel()  # procrastinate takes no more jobs and waits for those
+
+            self._stop = lambda: loop.call_soon_threadsafe(stop)
+            if install_signal_handlers:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, stop)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def stop(self) -> None:
+        """Stop `work` (from another thread)."""
+        if self._stop is not None:
+            self._stop()
 
 
 def attach(service: Service, settings: Settings) -> Service:
@@ -319,4 +365,8 @@ def running(service: Service, settings: Settings, runners: int) -> Iterator[Any]
         daemon=True,
     )
     thread.start()
-    yield jobs
+    try:
+        yield jobs
+    finally:
+        jobs.stop()
+        thread.join(timeout=30)

@@ -292,6 +292,15 @@ class Workspaces:
             return False
         return now is not None and now.get("state") == git.get("state")
 
+    def commit(self, dest: Path, message: str) -> str | None:
+        """Commit every change of the work tree (untracked files too, .gitignore'd ones
+        not); the new commit, or None when there was nothing to commit."""
+        if not self.git(dest, "status", "--porcelain", "--untracked-files=all"):
+            return None
+        self.git(dest, "add", "-A")
+        self.git(dest, "commit", "-q", "--no-verify", "-m", message)
+        return self.git(dest, "rev-parse", "HEAD")
+
     def push(self, dest: Path, branch: str, url: str, credentials: str | None = None) -> None:
         """Push the workspace's branch to the repository (origin)."""
         self.git(
