@@ -392,14 +392,13 @@ def _proxies(value: str) -> tuple[str, ...]:
 
 def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Service:
     """The local service over the configured store (imports kept out of start-up)."""
+    from baton.runs.events import open_events
     from baton.scanning import SecretScanner
     from baton.sealing import local_secret
     from baton.service import Service
     from baton.store import open_blobs, open_store
 
     settings.home.mkdir(parents=True, exist_ok=True)
-    from baton.runs.events import open_events
-
     store = open_store(settings.database_url, synchronous=settings.synchronous)
     return Service(
         store,

@@ -238,12 +238,12 @@ def test_an_idle_stream_gets_heartbeats_and_the_watcher_goes_when_the_client_doe
     path = f"/api/sessions/{session.id}/events"
     with live.client(live.alice) as http, http.stream("GET", path) as response:
         lines = []
-        for line in response.iter_lines():
+        for line in response.iter_lines():  # leaving this loop closes the connection
             lines.append(line)
             if line == ": keep-alive":
+                assert hub.watchers(session.id) == 1
                 break
         assert lines[:2] == ["retry: 1000", ""]
-        assert hub.watchers(session.id) == 1
     deadline = time.monotonic() + WAIT
     while hub.watchers(session.id) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -268,3 +268,95 @@ def test_parse_events() -> None:
         ServerEvent("message", {"position": 3}, 3),
         ServerEvent("delta", {"text": "a"}, None),
     ]
+
+
+def test_two_servers_on_postgresql_an_append_through_a_reaches_a_stream_on_b(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_api, "POLL", 60.0)  # so what arrives came through NOTIFY
+    from baton.config import Settings, build_service
+    from baton.runs.events import Bus
+    from baton.server import create_app
+    from tests.fixtures.servers import SECRET, ThreadServer, person
+
+    settings = Settings.load(home=str(tmp_path)).replace(database_url=postgres_url)
+    a, b = build_service(settings), build_service(settings)
+    assert isinstance(a.events, Bus) and isinstance(b.events, Bus)
+    alice = person(a, "alice", "Alice Example")
+    session = a.create(alice.id, title="across servers")
+    a.append(alice.id, session.id, [text_message("user", "before")])
+    try:
+        with (
+            ThreadServer(create_app(a, secret=SECRET)) as url_a,
+            ThreadServer(create_app(b, secret=SECRET)) as url_b,
+            watching(url_b, alice.token, session.id) as got,
+        ):
+            assert texts([next_event(got)]) == ["before"]
+            assert b.events.listen()  # LISTEN is in effect on B
+            client = Client(url_a, alice.token)
+            client.append(alice.id, session.id, [text_message("assistant", "through A")])
+            client.close()
+            event = next_event(got)
+            assert (event.id, texts([event])) == (2, ["through A"])
+            run = {"id": "run_y", "session_id": session.id, "state": "preparing"}
+            a.events.publish(session.id, {"kind": "run", "run": run})
+            assert next_event(got, "run").data == run
+            a.events.publish(session.id, {"kind": "delta", "text": "x" * 20_000})
+            cut = next_event(got, "delta").data["text"]
+            assert 7000 < len(cut) < 7900 and set(cut) == {"x"}
+    finally:
+        for service in (a, b):
+            service.events.close()  # type: ignore[attr-defined]
+            service.close()
+
+
+def test_a_runs_states_reach_the_stream_as_the_worker_moves_it(live_server: Live) -> None:
+    live = live_server
+    svc, me = live.service, live.alice.id
+    repo = svc.add_repo(me, "/srv/git/widgets")
+    env = svc.add_environment(me, "plain")
+    run, session = svc.start_run(me, "Add a README", repo=repo.id, environment=env.id)
+    # on connect: the messages so far, then the latest run
+    with watching(live.url, live.alice.token, session.id) as got:
+        first = next_event(got, "run")
+        assert first.data == run.to_dict() and first.data["state"] == "queued"
+        claimed = svc.claim_run("worker-1")
+        assert claimed is not None and claimed.id == run.id
+        assert next_event(got, "run").data == claimed.to_dict()
+        svc.move_run(run.id, "running")
+        assert next_event(got, "run").data["state"] == "running"
+        svc.append(me, session.id, [text_message("assistant", "Done: README.md added.")])
+        assert texts([next_event(got)]) == ["Done: README.md added."]
+        done = svc.move_run(run.id, "done")
+        assert next_event(got, "run").data == done.to_dict()
+    # a stream opened later starts with the run as it ended
+    replayed = replay_from(live, session.id)
+    assert replayed[-1] == ServerEvent("run", done.to_dict())
+
+
+def replay_from(live: Live, session_id: str) -> list[ServerEvent]:
+    client = Client(live.url, live.alice.token)
+    try:
+        return list(client.events(session_id, follow=False))
+    finally:
+        client.close()
+
+
+def test_the_client_reconnects_from_the_last_message_when_a_stream_ends(live_server: Live) -> None:
+    live = live_server
+    svc, me = live.service, live.alice.id
+    session = svc.create(me, title="reconnect")
+    svc.append(me, session.id, [text_message("user", "one"), text_message("user", "two")])
+    hub = svc.events
+    assert isinstance(hub, Hub)
+    with watching(live.url, live.alice.token, session.id) as got:
+        assert [next_event(got).id, next_event(got).id] == [1, 2]
+        live.app.state.close_streams()  # what a server that stops does to open streams
+        deadline = time.monotonic() + WAIT
+        while hub.watchers(session.id) != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        svc.append(me, session.id, [text_message("user", "three")])
+        third = next_event(got)
+        assert (third.id, texts([third])) == (3, ["three"])
+        time.sleep(0.3)
+        assert [e for e in list(got.queue) if e.event == "message"] == []  # nothing twice

@@ -140,10 +140,11 @@ def payload(origin: str, session_id: str, event: JSON) -> str:
     if len(text) <= PAYLOAD_LIMIT:
         return text.decode()
     if event.get("kind") == "delta" and isinstance(event.get("text"), str):
-        cut = event["text"]
-        while cut:
+        cut = event["text"].encode()
+        while cut:  # the UTF-8 bytes over the limit (more, once escaped) come off the end
             cut = cut[: len(cut) - (len(text) - PAYLOAD_LIMIT) - 1]
-            text = orjson.dumps({**data, "e": {**event, "text": cut}})
+            shorter = cut.decode("utf-8", "ignore")
+            text = orjson.dumps({**data, "e": {**event, "text": shorter}})
             if len(text) <= PAYLOAD_LIMIT:
                 return text.decode()
     small: JSON = {"kind": event.get("kind")}
@@ -196,7 +197,7 @@ class Bus(Hub):
 
     def subscribe(self, session_id: str) -> Subscription:
         watcher = super().subscribe(session_id)
-        self.listen()
+        self.listen(timeout=0)  # never waits on the event loop (the 1 s poll covers a gap)
         return watcher
 
     def listen(self, timeout: float = 5.0) -> bool:

@@ -182,8 +182,9 @@ class Service:
             idempotency_key=idempotency_key,
         )
         if result.appended:
+            session = result.session
             self.events.publish(
-                session_id, {"kind": "append", "count": result.session.message_count}
+                session_id, {"kind": "append", "count": session.message_count, "head": session.head}
             )
         return result
 
