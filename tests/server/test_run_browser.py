@@ -232,3 +232,54 @@ def test_start_watch_answer_reload_and_stop_a_session_on_the_server(
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390, name
         shot(phone, name)
     context.close()
+
+
+def test_a_terminal_session_continues_on_the_server_from_its_page(
+    cloud: Live, browser: Browser, fake_model: FakeModel, dirty_repo: Path, origin: Path
+) -> None:
+    """A session started in the terminal (two unpushed commits, uncommitted changes, synced to
+    the server) offers "Continue on the server": the repository it names is chosen, the run
+    restores its code and the agent answers on the same page."""
+    from baton import gitstate
+    from baton.core import ids
+
+    live = cloud
+    expect.set_options(timeout=WAIT_MS)
+
+    def put(data: bytes) -> str:
+        sha = ids.sha256_hex(data)
+        live.service.put_blob(sha, data, live.alice.id)
+        return sha
+
+    captured = gitstate.capture(dirty_repo, put)
+    assert captured is not None and captured["ahead"] == 2
+    session = live.service.create(live.alice.id, title="Feature from the terminal", git=captured)
+    live.service.add_repo(live.alice.id, "https://git.example.com/unrelated.git")
+    live.service.add_repo(live.alice.id, captured["remote"], name="project")
+    fake_model.add(Step(text="Continued on the server.", delay=0.02, chunk=4))
+
+    for width, height in ((1280, 800), (390, 844)):
+        page = new_context(browser, width, height).new_page()
+        log_in(page, live, f"/sessions/{session.id}")
+        expect(page.locator("#continue-server-what")).to_have_text(
+            "The agent picks up this session on the server, from its recorded code "
+            "(branch main, 2 unpushed commits, uncommitted changes)."
+        )
+        expect(page.locator("#continue-server-form select[name=repo] option:checked")).to_have_text(
+            "project"
+        )
+        expect(page.locator("#prompt-form")).to_have_count(0)
+        shot(page, "session-cli")
+    page.fill("#continue-server-form textarea[name=prompt]", "Go on with the feature")
+    with page.expect_navigation():
+        page.click("#continue-on-server")
+    mark(page)
+    expect(page.locator("#conversation li.role-assistant .body").last).to_have_text(
+        "Continued on the server."
+    )
+    expect(page.locator("#run-state")).to_have_text("Done")
+    expect(page.locator("#continue-server")).to_have_count(0)
+    expect(page.locator("#send")).to_be_enabled()
+    assert not_reloaded(page)
+    (run,) = live.service.runs(live.alice.id, session_id=session.id)
+    assert run.state == "done"
