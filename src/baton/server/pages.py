@@ -281,6 +281,7 @@ def index_page(
     start: dict[str, str] | None = None,
     error: str | None = None,
     code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """Recent sessions with the state of their server runs, and the "New session" form
     (`start`: the values a refused form is shown again with, `error`: why)."""
@@ -299,6 +300,7 @@ def index_page(
          "more": more, "statuses": ["active", "paused", "done", "archived"], "runs": runs,
          "start": start or {}, "error": error, **start_choices(service, account.id)},
         code,
+        headers,
     )  # fmt: skip
 
 

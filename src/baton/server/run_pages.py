@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
-from baton.core.errors import BatonError, InvalidInput, NotFound
+from baton.core.errors import BatonError, InvalidInput, NotFound, RateLimited
 from baton.core.models import JSON
 from baton.core.runs import MAX_SETUP_COMMANDS, Environment, Repo
 from baton.server.deps import ServiceDep
@@ -66,9 +66,11 @@ def start(
     except BatonError as exc:
         typed = {"repo": repo, "branch": branch, "environment": environment, "model": model,
                  "prompt": prompt}  # fmt: skip
+        wait = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
         return index_page(
-            request, service, account, start=typed, error=exc.message, code=exc.status
-        )
+            request, service, account, start=typed, error=exc.message, code=exc.status,
+            headers=wait,
+        )  # fmt: skip
     return go(f"/sessions/{session.id}")
 
 
