@@ -517,3 +517,44 @@ def test_the_cli_and_baton_serve_seal_with_one_server_secret(baton_home: Path) -
     with pytest.raises(Unsealable, match="was BATON_SECRET changed"):
         other.run_context(run.id)
     other.close()
+
+
+def test_a_repository_cannot_be_inside_batons_data(
+    service: Service, owner: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "baton-data"
+    workspace = home / "runs" / "workspaces" / "ses_someone_elses"
+    workspace.mkdir(parents=True)
+    (tmp_path / "innocent").symlink_to(workspace)
+    service.private_roots = (home,)
+    for url in (str(workspace), f"file://{workspace}", str(tmp_path / "innocent")):
+        with pytest.raises(InvalidInput, match="is inside baton's data folder"):
+            service.add_repo(owner, url, name="x")
+    assert service.repos(owner) == []
+    assert service.add_repo(owner, str(tmp_path / "elsewhere")).name == "elsewhere"
+
+
+def test_secrets_that_no_longer_open_can_be_set_again(service: Service, owner: str) -> None:
+    from baton.sealing import Sealer
+
+    env = service.add_environment(owner, "ci", secrets={"A": "first", "B": "second"})
+    service._sealer = Sealer("another server secret " * 2)  # BATON_SECRET was changed
+    with pytest.raises(Unsealable):
+        service.change_environment(owner, env.id, {"secrets": {"A": "new"}})
+    changed = service.change_environment(owner, env.id, {"secrets": {"A": "new", "B": None}})
+    assert changed.secret_names == ("A",)
+    run, _ = service.start_run(owner, "x", repo=repo_of(service, owner), environment="ci")
+    assert service.run_context(run.id).secrets == {"A": "new"}
+
+
+def test_a_session_with_a_run_in_progress_is_not_deleted(service: Service, owner: str) -> None:
+    repo_of(service, owner)
+    run, session = service.start_run(owner, "a", repo="widgets")
+    with pytest.raises(Conflict) as raised:
+        service.delete(owner, session.id)
+    assert str(raised.value) == (
+        f"session {session.id} has a run in progress ({run.id}): stop it first"
+    )
+    service.cancel_run(owner, run.id)
+    service.delete(owner, session.id)
+    assert service.runs(owner) == []

@@ -409,4 +409,5 @@ def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> S
         # the server secret, read (or made, as `baton serve` does) only when a secret is sealed
         secret=lambda: settings.secret or local_secret(settings.home),
         max_runs=settings.max_runs,
+        private_roots=(settings.home,),
     )

@@ -11,7 +11,6 @@ import click
 from baton.cli.context import Context, pass_ctx
 from baton.cli.options import json_option
 from baton.cli.output import console, markup, print_json, printable, short_time
-from baton.sealing import local_secret
 
 
 def is_loopback(host: str) -> bool:
@@ -68,6 +67,8 @@ def serve(
         )
     if settings.secret and len(settings.secret) < 32:
         raise InvalidInput("BATON_SECRET is too short: use 32+ random characters")
+    from baton.sealing import local_secret
+
     # what the workers are given too: the secret (made once if none), the address people use
     secret = settings.secret or local_secret(settings.home)
     settings = ctx.configure(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from baton.accounts import Accounts
@@ -61,11 +62,13 @@ class Service:
         queue: Queue | None = None,
         secret: str | Callable[[], str] | None = None,
         max_runs: int = 2,
+        private_roots: Sequence[Path] = (),
     ) -> None:
         """`secret` is the server secret that environment secrets and repository credentials
         are sealed with (or what gives it, asked on first use); None: a key of this object's
         own, for tests (what it seals does not open elsewhere). `max_runs`: how many runs an
-        account may have queued or running."""
+        account may have queued or running. `private_roots`: folders of the server that no
+        repository may be in (baton's data: other accounts' workspaces, the store)."""
         self.store = store
         self.events: Events = events or Nowhere()  # watchers of sessions (runs.events)
         self.queue: Queue = queue or Nowhere()  # where queued runs go (runs.queue)
@@ -75,6 +78,7 @@ class Service:
         self.now = clock
         self.accounts = Accounts(store, lambda: self.now())
         self.max_runs = max_runs
+        self.private_roots = tuple(private_roots)
         self._secret = secret
         self._sealer: Sealer | None = None
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -62,6 +63,7 @@ class RunPorts(Ports, Protocol):
     events: Events
     queue: Queue
     max_runs: int
+    private_roots: tuple[Path, ...]
 
     @property
     def sealer(self) -> Sealer: ...
@@ -287,6 +289,27 @@ def find_repo(p: RunPorts, owner: str, key: str) -> Repo:
     return result
 
 
+def local_path(url: str) -> str | None:
+    """The folder on the server a clone URL names (a path or file://), else None."""
+    if url.startswith("/"):
+        return url
+    if url.startswith("file:"):
+        return unquote(urlsplit(url).path)
+    return None
+
+
+def _not_private(p: RunPorts, url: str) -> None:
+    """A repository on the server must not be inside baton's own data (the workspaces of
+    other accounts' runs, the store)."""
+    path = local_path(url)
+    if path is None:
+        return
+    resolved = Path(path).resolve()
+    for root in p.private_roots:
+        if resolved.is_relative_to(root.resolve()):
+            raise InvalidInput(f"{url!r} is inside baton's data folder: runs cannot clone it")
+
+
 def add_repo(
     p: RunPorts,
     owner: str,
@@ -297,6 +320,7 @@ def add_repo(
     default_branch: str | None = None,
 ) -> Repo:
     clean, found, default_name = split_url(url)
+    _not_private(p, clean)
     if credentials is not None:
         found = _text(credentials, "credentials", 4096)
     name = _name(default_name if name is None else name, "repository name")
@@ -425,7 +449,8 @@ def change_environment(p: RunPorts, owner: str, key: str, changes: JSON) -> Envi
     hidden_names = set(current.secret_names)
     if "secrets" in changes:
         given = _variables(changes["secrets"], "secrets", allow_none=True)
-        hidden = _open_secrets(p, current)
+        # every secret named again: what is there need not open (a changed server secret)
+        hidden = {} if hidden_names <= set(given) else _open_secrets(p, current)
         for k, v in given.items():
             if v is None:
                 hidden.pop(k, None)

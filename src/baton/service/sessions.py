@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from baton.core import ids
-from baton.core.errors import InvalidInput, LiveShares
+from baton.core.errors import Conflict, InvalidInput, LiveShares
 from baton.core.models import JSON, PLATFORMS, STATUSES, Message, Session
 from baton.core.validation import check_header
 from baton.service import blobs
@@ -122,6 +122,11 @@ def snapshot(p: Ports, owner: str, session_id: str, git: JSON) -> tuple[Session,
 def delete(p: Ports, owner: str, session_id: str, *, revoke_shares: bool = False) -> list[str]:
     """Delete a session and everything nothing else reaches. Returns revoked share ids."""
     owned(p, owner, session_id)
+    for run in p.store.list_runs(session_id=session_id, limit=5):
+        if run.active:  # its worker is writing to it
+            raise Conflict(
+                f"session {session_id} has a run in progress ({run.id}): stop it first", None
+            )
     now = p.now()
     live = [s for s in p.store.list_shares(session_id=session_id) if s.state(now) == "live"]
     if live and not revoke_shares:
