@@ -266,6 +266,7 @@ class _Execution:
         self.cancel = Cancel()
         self.workspace: Path | None = None
         self.saved = False  # the end's snapshot is recorded
+        self._context: threading.Thread | None = None  # records the workspace's first state
 
     # the steps
     def execute(self) -> Run:
@@ -323,7 +324,9 @@ class _Execution:
         )
         self.workspace = ready.path
         watch.check()
-        self._snapshot()
+        if ready.how != WARM:  # a warm workspace holds the session's snapshot already
+            self._context = threading.Thread(target=self._first_snapshot, daemon=True)
+            self._context.start()  # beside the setup and the agent's first request
         variables = {
             **(environment.variables if environment else {}),
             **dict(context.secrets),
@@ -355,6 +358,8 @@ class _Execution:
         in_tree = setups.from_repository(root)
         if in_tree is not None and in_tree.commands:
             specs.append(in_tree)
+        if specs:
+            self._wait_context()  # the commands change the tree: the context is taken first
         policy = sandbox.choose(self.settings.sandbox, True, self.settings.sandbox_limits)
         record = setups.recorder(self.masked, self.run.owner, self.run.session_id)
         for spec in specs:
@@ -408,8 +413,24 @@ class _Execution:
         self.service.put_blob(sha, data, self.run.owner)
         return sha
 
-    def _snapshot(self) -> None:
-        """Record the workspace's git state in the session (nothing when it is unchanged)."""
+    def _first_snapshot(self) -> None:
+        """The session's git context as the run starts (in a thread, beside the agent's
+        first request: a failure is logged, the snapshot at the end is the one that counts)."""
+        try:
+            self._snapshot(first=True)
+        except Exception:
+            log.exception("run %s: no git snapshot at the start", self.run.id)
+
+    def _wait_context(self) -> None:
+        if self._context is not None:
+            self._context.join()
+            self._context = None
+
+    def _snapshot(self, first: bool = False) -> None:
+        """Record the workspace's git state in the session (nothing when it is unchanged);
+        after the first one, which records the session's git context as the run starts."""
+        if not first:
+            self._wait_context()
         assert self.workspace is not None
         settings = self.settings
         git = gitstate.capture(
