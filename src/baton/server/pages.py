@@ -36,6 +36,7 @@ from baton.server.deps import (
     cookies_of,
     service_of,
 )
+from baton.server.run_panel import latest_runs, session_panel, start_choices
 
 if TYPE_CHECKING:
     from baton.service import Service
@@ -58,6 +59,7 @@ _env = Environment(
 _env.filters["when"] = lambda value: (value or "")[:16].replace("T", " ")
 _env.filters["money"] = lambda value: f"${value:,.4f}" if value else "$0"
 _env.filters["num"] = lambda value: f"{value:,}"
+_env.filters["stamp"] = lambda value: (value or "")[:19].replace("T", " ")
 
 
 def _conversation(
@@ -264,6 +266,25 @@ def index(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
     account = need(request)
+    return index_page(request, service, account, q=q, status=status, repo=repo, cursor=cursor)
+
+
+def index_page(
+    request: Request,
+    service: Service,
+    account: Account,
+    *,
+    q: str | None = None,
+    status: str | None = None,
+    repo: str | None = None,
+    cursor: str | None = None,
+    start: dict[str, str] | None = None,
+    error: str | None = None,
+    code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Recent sessions with the state of their server runs, and the "New session" form
+    (`start`: the values a refused form is shown again with, `error`: why)."""
     page = service.list(
         account.id, limit=50, cursor=cursor, status=status or None, repo=repo or None, query=q
     )
@@ -271,11 +292,15 @@ def index(
     if page.next_cursor:
         args = {k: v for k, v in {"q": q, "status": status, "repo": repo}.items() if v}
         more = "/?" + urlencode({**args, "cursor": page.next_cursor})
+    runs = latest_runs(service, account.id, (s.id for s in page.sessions))
     return render(
         request,
         "index.html",
         {"sessions": page.sessions, "q": q or "", "status": status or "", "repo": repo or "",
-         "more": more, "statuses": ["active", "paused", "done", "archived"]},
+         "more": more, "statuses": ["active", "paused", "done", "archived"], "runs": runs,
+         "start": start or {}, "error": error, **start_choices(service, account.id)},
+        code,
+        headers,
     )  # fmt: skip
 
 
@@ -288,6 +313,23 @@ def session_page(
     shared: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
     account = need(request)
+    return conversation_page(request, service, account, session_id, start=start, shared=shared)
+
+
+def conversation_page(
+    request: Request,
+    service: Service,
+    account: Account,
+    session_id: str,
+    *,
+    start: int = 0,
+    shared: str | None = None,
+    prompt: str = "",
+    error: str | None = None,
+    code: int = 200,
+) -> Response:
+    """A session page: the conversation, its run panel and the ways to continue it
+    (`prompt`: the text a refused prompt is shown again with, `error`: why)."""
     session = service.get(account.id, session_id)
     around = service.messages(account.id, session_id, start=max(start - 1, 0), limit=PAGE + 2)
     messages, before, after = _page(around, start, PAGE)
@@ -304,7 +346,12 @@ def session_page(
             "shares": live,
             "new_share": new_share,
             "share_url": service.share_url,
+            "server": service.base_url,
+            "prompt": prompt,
+            "error": error,
+            **session_panel(service, account.id, session),
         },
+        code,
     )
 
 
