@@ -21,7 +21,7 @@ from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
-from bench import git, imports, scaleout, secrets, server
+from bench import events, git, imports, runs, scaleout, secrets, server
 from bench.data import messages
 from bench.timing import median_time, paired_medians
 
@@ -77,7 +77,9 @@ class Bench:
         self.listing()
         self.startup()
         server.run(self.root, self.quick, self.record)
+        events.run(self.root, self.quick, self.record)
         git.run(self.root, self.quick, self.record)
+        runs.run(self.root, self.quick, self.record)
         imports.run(self.root, self.quick, self.record)
         scaleout.run(self.root, self.quick, self.record)
         secrets.run(self.quick, self.record)

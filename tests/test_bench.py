@@ -37,6 +37,11 @@ def test_quick_bench_reports_every_figure() -> None:
         "`baton sessions list`",
         "share page (GET /share/ID)",
         "git capture",
+        "server run: Start to the first model request",
+        "cold resume (100 unpushed commits",
+        "runs per minute, two runners vs one",
+        "event latency, append → 50 SSE watchers on one server, p50",
+        "event latency, append → 50 SSE watchers on one server, p99",
     ):
         assert any(n.startswith(prefix) for n in names), prefix
     from bench import load

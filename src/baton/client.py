@@ -3,11 +3,14 @@ baton server (remote mode)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+import orjson
 
 from baton.contract import ANY_HEAD, AppendResult, ImportResult, VerifyReport
 from baton.core import errors
@@ -30,6 +33,8 @@ _ERRORS: dict[str, type[BatonError]] = {
 }
 
 
+EVENTS_READ_TIMEOUT = 60.0  # the server sends a comment every 15 s on an idle stream
+EVENTS_RECONNECTS = 5  # failed connections in a row before `events` gives up
 APPEND_ATTEMPTS = 3  # an append whose connection drops is sent again (same Idempotency-Key)
 
 
@@ -414,6 +419,42 @@ class Client:
     def gc(self) -> JSON:
         raise InvalidInput(f"gc runs where the data is: run `baton gc` on the server ({self.url})")
 
+    # live
+    def events(
+        self, session_id: str, after: int = 0, *, follow: bool = True
+    ) -> Iterator[ServerEvent]:
+        """The session's events (GET /api/sessions/{id}/events): its messages after position
+        `after`, then, with `follow`, new messages, its run's states and streamed text as they
+        happen. A dropped connection is opened again from the last message received (the
+        server replays what was missed); an error (404, 401) is raised."""
+        last = after
+        failures = 0
+        timeout = httpx.Timeout(10.0, read=EVENTS_READ_TIMEOUT)
+        while True:
+            headers = {"Last-Event-ID": str(last)}
+            params = {"follow": "true" if follow else "false"}
+            path = f"/api/sessions/{session_id}/events"
+            try:
+                with self.http.stream(
+                    "GET", path, params=params, headers=headers, timeout=timeout
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise_for(response)
+                    for event in parse_events(response.iter_lines()):
+                        failures = 0
+                        if event.id is not None:
+                            last = event.id
+                        yield event
+            except httpx.HTTPError as exc:
+                failures += 1
+                if failures > EVENTS_RECONNECTS:
+                    raise BatonError(f"cannot reach {self.url}: {exc}") from None
+                time.sleep(min(0.5 * failures, 5.0))
+                continue
+            if not follow:
+                return
+
     # server runs (contract.Cloud)
     def repos(self, owner: str) -> list[Repo]:
         return [repo_from(r, owner) for r in self.call("GET", "/api/repos").json()]
@@ -521,6 +562,39 @@ class Client:
         params = {k: v for k, v in params.items() if v is not None}
         data = self.call("GET", "/api/sessions", params=params).json()
         return Page([session_from(s) for s in data["sessions"]], data["next_cursor"])
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One Server-Sent Event: its name (message, run, delta, reset), its JSON data, and for a
+    message its position (the event id)."""
+
+    event: str
+    data: Any
+    id: int | None = None
+
+
+def parse_events(lines: Iterable[str]) -> Iterator[ServerEvent]:
+    """Server-Sent Events from the lines of a stream (comments and retry hints skipped)."""
+    name, event_id = "message", None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                value = orjson.loads("\n".join(data))
+                yield ServerEvent(name, value, event_id)
+            name, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id" and value.isdigit():
+            event_id = int(value)
 
 
 def anonymous(url: str, timeout: float = 60.0) -> Client:

@@ -392,6 +392,7 @@ def _proxies(value: str) -> tuple[str, ...]:
 
 def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Service:
     """The local service over the configured store (imports kept out of start-up)."""
+    from baton.runs.events import open_events
     from baton.scanning import SecretScanner
     from baton.sealing import local_secret
     from baton.service import Service
@@ -404,6 +405,7 @@ def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> S
         open_blobs(settings.blob_url),
         scanner=SecretScanner(os.environ if env is None else env),
         base_url=settings.base_url,
+        events=open_events(settings.database_url),
         # the server secret, read (or made, as `baton serve` does) only when a secret is sealed
         secret=lambda: settings.secret or local_secret(settings.home),
         max_runs=settings.max_runs,

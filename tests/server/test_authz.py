@@ -80,6 +80,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("PATCH", "/api/sessions/{session}", {"title": "renamed"}, "private"),
     ("DELETE", "/api/sessions/{session}?revoke_shares=true", None, "private"),
     ("GET", "/api/sessions/{session}/messages", None, "private"),
+    ("GET", "/api/sessions/{session}/events?follow=false", None, "private"),
     (
         "POST",
         "/api/sessions/{session}/messages",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import threading
 import time
 import tomllib
 import uuid
@@ -234,11 +235,16 @@ def run(
     policy: sandbox.Policy,
     on_result: Callable[[SetupResult], None] | None = None,
     on_start: Callable[[SetupCommand], None] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[SetupResult]:
     """Run the commands in order under `policy` with the network allowed and each command's
     timeout, until one fails; `on_result` is called with each (to record it) as it ends.
     Ctrl-C (sandbox.Stopped) is recorded like a failed command (exit code None, interrupted,
-    the output so far), then raised again."""
+    the output so far), then raised again; so is `stop` set by another thread. `env`: more
+    variables every command gets, through its environment (a server run's variables and
+    secrets), never written into the command."""
     results = []
     for command in spec.commands:
         if on_start is not None:
@@ -247,14 +253,14 @@ def run(
         exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in command.env.items())
         started = time.monotonic()
         try:
-            done = sandbox.run(exports + command.command, root, confined)
-        except sandbox.Stopped as stop:
+            done = sandbox.run(exports + command.command, root, confined, env=env, stop=stop)
+        except sandbox.Stopped as stopped:
             if on_result is not None:
                 on_result(
                     SetupResult(
                         command=command,
                         exit_code=None,
-                        output=stop.output,
+                        output=stopped.output,
                         duration=time.monotonic() - started,
                         policy=confined.describe(),
                         source=spec.source,

@@ -115,6 +115,7 @@ _PAGE_HEADERS = [
     (
         b"content-security-policy",
         b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; "
         b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     (b"x-frame-options", b"DENY"),
@@ -250,7 +251,14 @@ def create_app(
     cookies = Cookies(secret, secure_cookies)
     share_limit = RateLimiter(share_rate, 60.0)
     login_limit = RateLimiter(login_rate, 60.0)
+    from baton.runs.events import Hub
+
+    # The app's event streams watch the service's events (one that publishes nowhere is
+    # given a hub of this process); a stopping server ends them (processes.server).
+    hub = service.events if isinstance(service.events, Hub) else Hub()
+    service.events = hub
     app.state.service = service
+    app.state.close_streams = hub.close
     app.state.cookies = cookies
     app.state.share_limit = share_limit
     app.state.login_limit = login_limit

@@ -45,21 +45,36 @@ def config(app: Any) -> Any:
     return uvicorn.Config(app, proxy_headers=False, **LOG)  # type: ignore[arg-type]
 
 
-def serve(app: Any, sock: socket.socket) -> None:
-    """Serve `app` on `sock` in this process until SIGINT or SIGTERM."""
+def server(config: Any) -> Any:
+    """uvicorn's server, which first ends the app's open event streams when it stops: a
+    graceful shutdown waits for every response to end, and those would not."""
     import uvicorn
 
-    uvicorn.Server(config(app)).run(sockets=[sock])
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            state = getattr(self.config.app, "state", None)
+            close_streams = getattr(state, "close_streams", None)
+            if close_streams is not None:
+                close_streams()
+            await super().shutdown(sockets)
+
+    return Server(config)
+
+
+def serve(app: Any, sock: socket.socket) -> None:
+    """Serve `app` on `sock` in this process until SIGINT or SIGTERM."""
+    server(config(app)).run(sockets=[sock])
 
 
 def _worker(sock: socket.socket, settings_json: str) -> None:
     from baton.config import Settings, build_service
+    from baton.runs.queue import attach
     from baton.server import create_app
 
     settings = Settings.from_json(settings_json)
     if settings.secret is None:  # the parent settles on one before it starts any worker
         raise ValueError("a worker needs the cookie-signing secret")
-    service = build_service(settings)
+    service = attach(build_service(settings), settings)
     app = create_app(
         service,
         secret=settings.secret,

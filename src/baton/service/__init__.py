@@ -174,8 +174,9 @@ class Service:
         *,
         idempotency_key: str | None = None,
     ) -> AppendResult:
-        """Append `messages` after `expected_head` (see `append.append`)."""
-        return append.append(
+        """Append `messages` after `expected_head` (see `append.append`); watchers of the
+        session are told (`self.events`) when something was appended."""
+        result = append.append(
             self,
             owner,
             session_id,
@@ -184,6 +185,12 @@ class Service:
             retries,
             idempotency_key=idempotency_key,
         )
+        if result.appended:
+            session = result.session
+            self.events.publish(
+                session_id, {"kind": "append", "count": session.message_count, "head": session.head}
+            )
+        return result
 
     def update(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from baton.server import schemas
-from baton.server.api import accounts, blobs, runs, sessions, shares
+from baton.server.api import accounts, blobs, events, runs, sessions, shares
 from baton.server.api.replies import reply
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -35,6 +35,7 @@ def health() -> Response:
 # In this order: it is the order of the OpenAPI document's paths.
 router.include_router(accounts.router)
 router.include_router(sessions.router)
+router.include_router(events.router)
 router.include_router(shares.router)
 router.include_router(blobs.router)
 router.include_router(runs.router)
