@@ -83,11 +83,18 @@ def first_event_and_request(root: Path, quick: bool, record: Record) -> None:
         return Step(text="ok")
 
     fake.responder = answer
+    load = os.getloadavg()[0]
     served = Served(root / "runs-first-home", env={**model_env(fake), "BATON_MAX_RUNS": "1000"})
     firsts: list[float] = []
     kinds: list[str] = []
     runnings: list[float] = []
     requests: list[float] = []
+    clones: list[float] = []
+
+    def clone() -> None:
+        _git(base, "clone", "-q", str(origin), str(base / "clone"))
+        shutil.rmtree(base / "clone")
+
     try:
         auth = {"Authorization": f"Bearer {served.token}"}
         with httpx.Client(base_url=served.url, headers=auth, timeout=60) as http:
@@ -104,16 +111,19 @@ def first_event_and_request(root: Path, quick: bool, record: Record) -> None:
                 kinds.append(kind)
                 runnings.append(running)
                 requests.append(asked[0] - start)
+                clones.append(_timed(clone))  # in alternation: the same load on the machine
     finally:
         served.stop()
         fake.close()
+    plain = statistics.median(clones)
     first = statistics.median(firsts)
     request = statistics.median(requests)
     running = statistics.median(runnings)
     note = (
         f"`baton serve` (SQLite, --runners 1) in its own process, the fake model in the bench "
         f"process; a warm mirror, a new session each time (workspace cloned from the mirror "
-        f"and checked out: {files} files), no setup commands; medians of {len(firsts)} runs"
+        f"and checked out: {files} files), no setup commands; medians of {len(firsts)} runs; "
+        f"load average {load:.1f} at the start (the machine is shared)"
     )
     record(
         f"server run: Start to the first event on the session's stream, warm mirror, {files} files",
@@ -133,8 +143,16 @@ def first_event_and_request(root: Path, quick: bool, record: Record) -> None:
         request <= 1.0,
         f"{note}; timed from sending POST /api/runs to the request reaching the fake model "
         f"(the runner claimed the run, fetched the mirror, cloned and checked out the "
-        f"workspace, recorded the git context, started the agent)",
+        f"workspace, recorded the git context, started the agent); a plain `git clone` of "
+        f"the repository (after each run, in alternation) took {plain * 1e3:.0f} ms: "
+        f"{request / plain:.2f}× of it",
     )
+
+
+def _timed(action: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
 
 
 def _watch(http: httpx.Client, session: str, start: float) -> tuple[float, str, float]:
@@ -271,6 +289,9 @@ def two_workers(root: Path, url: str, quick: bool, record: Record) -> None:
         "BATON_USER": "bench",
     }
 
+    cpu: dict[int, float] = {}
+    load = os.getloadavg()[0]
+
     def go(n: int) -> float:
         home = base / f"home-{n}"
         home.mkdir()
@@ -296,6 +317,7 @@ def two_workers(root: Path, url: str, quick: bool, record: Record) -> None:
                     raise RuntimeError("baton worker did not start: " + _tails(logs))
                 time.sleep(0.1)
             time.sleep(1)  # past their start: waiting for jobs
+            cpu_before = _cpu_with_children([w.pid for w in workers])
             start = time.perf_counter()
             queued = [service.start_run(owner, f"run {i}", repo=added.id)[0] for i in range(count)]
             while not all(service.run(owner, r.id).state in FINAL_STATES for r in queued):
@@ -303,6 +325,7 @@ def two_workers(root: Path, url: str, quick: bool, record: Record) -> None:
                     raise RuntimeError("the runs did not end: " + _tails(logs))
                 time.sleep(0.05)
             took = time.perf_counter() - start
+            cpu[n] = (_cpu_with_children([w.pid for w in workers]) - cpu_before) / count
             states = [service.run(owner, r.id).state for r in queued]
             if states != ["done"] * count:
                 raise RuntimeError(f"runs ended {states}: " + _tails(logs))
@@ -333,8 +356,22 @@ def two_workers(root: Path, url: str, quick: bool, record: Record) -> None:
         f"`baton worker --concurrency 1` processes (procrastinate) on one machine of "
         f"{os.cpu_count()} cores, sharing its mirror; {count} runs queued at once, each a new "
         f"session of a 200-file repository whose model answer streams for 2 s; timed from "
-        f"queueing to the last run done",
+        f"queueing to the last run done; CPU per run (workers and their git and sandbox "
+        f"processes): {cpu[1]:.2f} s with one worker, {cpu[2]:.2f} s with two; load average "
+        f"{load:.1f} at the start (the machine is shared)",
     )
+
+
+def _cpu_with_children(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and of their children they waited for."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _tails(logs: list[Path]) -> str:

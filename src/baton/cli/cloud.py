@@ -17,6 +17,7 @@ from baton.cli.options import json_option
 from baton.cli.output import console, echo, markup, part_summary, plain, print_json, short_time
 
 POLL_SECONDS = 1.0  # how often --follow asks for new messages and the run's state
+QUIET_SECONDS = 5.0  # against a server: --follow asks for the run after this long without events
 
 
 def _line(value: Any) -> None:
@@ -184,6 +185,11 @@ def _follow(ctx: Context, run: Any, start: int, as_json: bool) -> None:
     """Print the session's messages from `start` as they come, and the run's changes of
     state, until it ends; exit 1 unless it ended done."""
     service = _cloud(ctx)
+    from baton.client import Client
+
+    if isinstance(service, Client) and run.active:
+        _follow_events(ctx, service, run, start, as_json)
+        return
     position, state = start, None
     while True:
         current = service.run(ctx.owner, run.id)
@@ -205,6 +211,60 @@ def _follow(ctx: Context, run: Any, start: int, as_json: bool) -> None:
                 raise SystemExit(1)
             return
         time.sleep(POLL_SECONDS)
+
+
+def _follow_events(ctx: Context, client: Any, run: Any, start: int, as_json: bool) -> None:
+    """`_follow` against a server: its event stream of the session (messages as they are
+    recorded, the run's changes of state) instead of asking every POLL_SECONDS. When no event
+    came for QUIET_SECONDS it asks for the run (a server whose runs are executed by another
+    process of the same SQLite store hears of their states only from its store)."""
+    import queue
+    import threading
+
+    from baton.client import message_from, run_from
+
+    events: queue.Queue[Any] = queue.Queue()
+
+    def read() -> None:  # a daemon: it ends with the command (the stream with it)
+        try:
+            for event in client.events(run.session_id, after=start):
+                events.put(event)
+        except BaseException as exc:  # the stream's error (401, unreachable): raised below
+            events.put(exc)
+
+    threading.Thread(target=read, name="baton cloud logs", daemon=True).start()
+    position, state, current = start, None, run
+
+    def show(latest: Any) -> None:
+        nonlocal state, current
+        current = latest
+        if latest.state == state:
+            return
+        state = latest.state
+        if as_json:
+            _line({"run": latest.to_dict()})
+        else:
+            echo(f"-- {latest.id} {state}" + (f": {latest.error}" if latest.error else ""))
+
+    while current.active:
+        try:
+            event = events.get(timeout=QUIET_SECONDS)
+        except queue.Empty:
+            show(client.run(ctx.owner, run.id))
+            continue
+        if isinstance(event, BaseException):
+            raise event
+        if event.event == "message" and event.id is not None and event.id > position:
+            position = event.id
+            _emit(position, message_from(event.data["message"]), as_json)
+        elif event.event == "run" and event.data.get("id") == run.id:
+            show(run_from(event.data, ctx.owner))
+    # what was recorded before it ended and not read yet
+    for message in client.messages(ctx.owner, run.session_id, start=position):
+        position += 1
+        _emit(position, message, as_json)
+    if current.state != "done":
+        raise SystemExit(1)
 
 
 @cloud.command("logs")
