@@ -321,7 +321,7 @@ def test_every_command_has_help_with_an_example_and_json(baton: Any) -> None:
     for command in _commands(cli):
         result = ok(baton(*command, "--help"))
         assert "Example" in result.out, command
-        if command not in (("sessions", "export"), ("serve",), ("users", "passwd")):
+        if command not in (("sessions", "export"), ("serve",), ("worker",), ("users", "passwd")):
             assert "--json" in result.out, command
 
 

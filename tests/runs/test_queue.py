@@ -186,12 +186,13 @@ def test_a_worker_killed_mid_run_is_reaped_and_the_session_continues(
         lambda: service.run(owner, again.id).state == DONE, 90, f"the next run: {workers.logs()}"
     )
     found = texts(service, owner, session.id)
-    assert found[-3:] == [
+    assert found[-4:] == [
         (
             "tool",
             "interrupted: this tool call did not finish (the session stopped before its "
             "result was recorded); check the state before trying again",
         ),
+        ("system", "run failed: the worker stopped answering"),
         ("user", "Carry on"),
         ("assistant", "Picked it up again."),
     ]
@@ -330,3 +331,20 @@ def test_baton_serve_on_postgresql_executes_runs_with_runners_given(
         stop(server)
     assert server.returncode == -signal.SIGTERM  # as uvicorn ends on SIGTERM
     assert texts(service, owner, session.id)[-1] == ("assistant", "Served on PostgreSQL.")
+
+
+def test_a_run_is_deferred_once_while_its_job_waits(pg_service: Service, postgres_url: str) -> None:
+    import psycopg
+
+    from baton.runs.queue import QUEUE_NAME, TASK_NAME
+
+    owner = pg_service.account("alice", "Alice").id
+    repo = pg_service.add_repo(owner, "file:///srv/nowhere.git")
+    run, _ = pg_service.start_run(owner, "Queued only", repo=repo.id)
+    assert isinstance(pg_service.queue, Jobs)
+    pg_service.queue.submit(run)  # again: nothing more
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute(
+            "SELECT task_name, queue_name, args, status FROM procrastinate_jobs"
+        ).fetchall()
+    assert rows == [(TASK_NAME, QUEUE_NAME, {"run_id": run.id}, "todo")]

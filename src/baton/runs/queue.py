@@ -37,6 +37,7 @@ POLL = 1.0  # seconds between looks for queued runs
 REAP_EVERY = 10.0  # seconds between rounds of the reaper
 REAP_AFTER = 30.0  # a run whose heartbeat (every 2 s) is this old (seconds) lost its worker
 QUEUE_NAME = "baton-runs"
+TAIL = 200  # messages of a reaped run's session read back to find its unanswered tool calls
 TASK_NAME = "baton.run"
 
 
@@ -81,9 +82,42 @@ class Reaper:
         reaped = self.service.reap_runs(self.after)
         for run in reaped:
             log.warning("run %s failed: its worker stopped answering", run.id)
+            try:
+                self._close(run)
+            except Exception:  # the run is failed; the note is a nicety
+                log.exception("could not record the end of run %s", run.id)
         if self.workspaces is not None:
             self.workspaces.clean(gone=self._gone)
         return reaped
+
+    def _close(self, run: Run) -> None:
+        """The session of a reaped run as the dead worker would have left it: each tool call
+        it was running answered "interrupted", then why the run ended."""
+        from baton.agent.loop import INTERRUPTED_TOOL, dangling
+
+        session = self.service.get(run.owner, run.session_id)
+        tail = self.service.messages(
+            run.owner, run.session_id, start=max(session.message_count - TAIL, 0)
+        )
+        notes: list[Any] = [
+            {
+                "role": "tool",
+                "parts": [
+                    {
+                        "type": "tool_result",
+                        "tool_call_id": call["id"],
+                        "name": call["name"],
+                        "output": INTERRUPTED_TOOL,
+                        "is_error": True,
+                    }
+                ],
+            }
+            for call in dangling(tail)
+        ]
+        notes.append(
+            {"role": "system", "parts": [{"type": "text", "text": f"run failed: {run.error}"}]}
+        )
+        self.service.append(run.owner, run.session_id, notes, idempotency_key=f"reaped-{run.id}")
 
     def _gone(self, owner: str, session_id: str) -> bool:
         try:
@@ -267,8 +301,13 @@ class Jobs:
                 self._opened = True
 
     def submit(self, run: Run) -> None:
+        """Defer `baton.run(run_id)`, once: a run whose job still waits is not deferred
+        again (its id is the job's queueing lock)."""
+        from procrastinate.exceptions import AlreadyEnqueued
+
         self.open()
-        self._app()[1].defer(run_id=run.id)
+        with contextlib.suppress(AlreadyEnqueued):
+            self._app()[1].configure(queueing_lock=run.id).defer(run_id=run.id)
 
     def close(self) -> None:
         with self._lock:
