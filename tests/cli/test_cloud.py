@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -293,72 +292,3 @@ def test_cloud_commands_against_a_server(served: Served, tmp_path: Path) -> None
         "error: no run run_01AAAAAAAAAAAAAAAAAAAAAAAA\n",
     )
 
-
-@pytest.fixture
-def idle_server(tmp_path: Path) -> Iterator[Served]:
-    """`baton serve` that executes no runs (--runners 0): the tests move them."""
-    running = start_serve(tmp_path / "idle-server", "--runners", "0")
-    yield running
-    stop(running)
-
-
-def test_logs_follow_against_a_server_reads_its_event_stream(
-    baton: Any, idle_server: Served, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(cloud, "QUIET_SECONDS", 60.0)  # only the stream can end it in time
-    assert baton("login", idle_server.url, "--token", idle_server.token).code == 0
-    baton("cloud", "repos", "add", "/srv/git/widgets")
-    run = baton("cloud", "start", "--repo", "widgets", "Fix it", "--json").json()["run"]
-    auth = {"Authorization": f"Bearer {idle_server.token}"}
-    errors: list[BaseException] = []
-
-    def elsewhere() -> None:  # a browser tab: a message through the API, then Stop
-        try:
-            time.sleep(0.5)
-            with httpx.Client(base_url=idle_server.url, headers=auth, timeout=30) as http:
-                message = text_message("user", "and the docs")
-                path = f"/api/sessions/{run['session_id']}/messages"
-                assert http.post(path, json={"messages": [message]}).status_code == 201
-                time.sleep(0.3)
-                assert http.post(f"/api/runs/{run['id']}/cancel").status_code == 200
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=elsewhere)
-    began = time.monotonic()
-    thread.start()
-    followed = baton("cloud", "logs", run["id"], "--follow", "--json")
-    took = time.monotonic() - began
-    thread.join()
-    assert errors == []
-    assert followed.code == 1, followed.err  # it ended stopped
-    events = [orjson.loads(line) for line in followed.out.splitlines()]
-    assert [("run", e["run"]["state"]) if "run" in e else e["position"] for e in events] == [
-        ("run", "queued"),
-        1,
-        ("run", "stopped"),
-    ]
-    assert events[1]["message"]["parts"] == [{"type": "text", "text": "and the docs"}]
-    assert took < 20  # the stream told it (asking would have waited 60 s)
-
-
-def test_logs_follow_against_a_server_asks_when_the_stream_is_quiet(
-    baton: Any, idle_server: Served, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A run moved by another process of the server's SQLite store: its messages reach the
-    stream (the server's poll of the session), its states are asked for."""
-    monkeypatch.setattr(cloud, "QUIET_SECONDS", 0.2)
-    assert baton("login", idle_server.url, "--token", idle_server.token).code == 0
-    baton("cloud", "repos", "add", "/srv/git/widgets")
-    run = baton("cloud", "start", "--repo", "widgets", "Fix it", "--json").json()["run"]
-    done, errors = threading.Event(), []  # type: ignore[var-annotated]
-    thread = threading.Thread(target=worker, args=(idle_server.home, done, errors))
-    thread.start()
-    followed = baton("cloud", "logs", run["id"], "--follow")
-    thread.join()
-    assert errors == [] and followed.code == 0, followed.err
-    lines = [line for line in followed.out.splitlines() if line.strip()]
-    states = [line.split()[-1] for line in lines if line.startswith(f"-- {run['id']} ")]
-    assert states[-1] == "done" and states == sorted(set(states), key=states.index)
-    texts = [line for line in lines if not line.startswith(("#", "-- "))]
-    assert texts == ["$ make setup", "ok", "Fix it", "Fixed it."]

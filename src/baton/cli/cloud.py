@@ -17,7 +17,6 @@ from baton.cli.options import json_option
 from baton.cli.output import console, echo, markup, part_summary, plain, print_json, short_time
 
 POLL_SECONDS = 1.0  # how often --follow asks for new messages and the run's state
-QUIET_SECONDS = 5.0  # against a server: --follow asks for the run after this long without events
 
 
 def _line(value: Any) -> None:
@@ -183,11 +182,12 @@ def _emit(position: int, message: Any, as_json: bool) -> None:
 
 def _follow(ctx: Context, run: Any, start: int, as_json: bool) -> None:
     """Print the session's messages from `start` as they come, and the run's changes of
-    state, until it ends; exit 1 unless it ended done."""
+    state, until it ends; exit 1 unless it ended done. Against a server, from the session's
+    live events; in local mode (the store `baton serve` executes from), by polling it."""
     service = _cloud(ctx)
     from baton.client import Client
 
-    if isinstance(service, Client) and run.active:
+    if isinstance(service, Client):
         _follow_events(ctx, service, run, start, as_json)
         return
     position, state = start, None
@@ -214,55 +214,39 @@ def _follow(ctx: Context, run: Any, start: int, as_json: bool) -> None:
 
 
 def _follow_events(ctx: Context, client: Any, run: Any, start: int, as_json: bool) -> None:
-    """`_follow` against a server: its event stream of the session (messages as they are
-    recorded, the run's changes of state) instead of asking every POLL_SECONDS. When no event
-    came for QUIET_SECONDS it asks for the run (a server whose runs are executed by another
-    process of the same SQLite store hears of their states only from its store)."""
-    import queue
-    import threading
+    """`_follow` over the server's Server-Sent Events of the run's session: each message as
+    it is recorded, each change of the run's state (the client reconnects by itself, from
+    the last message it received)."""
+    from baton.client import message_from
 
-    from baton.client import message_from, run_from
-
-    events: queue.Queue[Any] = queue.Queue()
-
-    def read() -> None:  # a daemon: it ends with the command (the stream with it)
-        try:
-            for event in client.events(run.session_id, after=start):
-                events.put(event)
-        except BaseException as exc:  # the stream's error (401, unreachable): raised below
-            events.put(exc)
-
-    threading.Thread(target=read, name="baton cloud logs", daemon=True).start()
-    position, state, current = start, None, run
-
-    def show(latest: Any) -> None:
-        nonlocal state, current
-        current = latest
-        if latest.state == state:
-            return
-        state = latest.state
-        if as_json:
-            _line({"run": latest.to_dict()})
-        else:
-            echo(f"-- {latest.id} {state}" + (f": {latest.error}" if latest.error else ""))
-
-    while current.active:
-        try:
-            event = events.get(timeout=QUIET_SECONDS)
-        except queue.Empty:
-            show(client.run(ctx.owner, run.id))
-            continue
-        if isinstance(event, BaseException):
-            raise event
-        if event.event == "message" and event.id is not None and event.id > position:
-            position = event.id
-            _emit(position, message_from(event.data["message"]), as_json)
-        elif event.event == "run" and event.data.get("id") == run.id:
-            show(run_from(event.data, ctx.owner))
-    # what was recorded before it ended and not read yet
+    position, state, error = start, None, None
+    current = client.run(ctx.owner, run.id)
+    if current.active:
+        for event in client.events(run.session_id, after=start):
+            if event.event == "message" and event.id is not None and event.id > position:
+                position = event.id
+                _emit(position, message_from(event.data["message"]), as_json)
+            elif event.event == "run" and event.data.get("id") == run.id:
+                if event.data["state"] != state:
+                    state, error = event.data["state"], event.data.get("error")
+                    if as_json:
+                        _line({"run": event.data})
+                    else:
+                        echo(f"-- {run.id} {state}" + (f": {error}" if error else ""))
+                if not event.data.get("active", True):
+                    break
+        current = client.run(ctx.owner, run.id)
+    # what was recorded before it ended (all of it, when it had ended already)
     for message in client.messages(ctx.owner, run.session_id, start=position):
         position += 1
         _emit(position, message, as_json)
+    if current.state != state:
+        if as_json:
+            _line({"run": current.to_dict()})
+        else:
+            echo(
+                f"-- {current.id} {current.state}" + (f": {current.error}" if current.error else "")
+            )
     if current.state != "done":
         raise SystemExit(1)
 
@@ -413,12 +397,17 @@ def _pairs(values: tuple[str, ...], what: str, from_env: bool = False) -> dict[s
         if not sep:
             if not from_env:
                 raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint=what)
-            if key not in os.environ:
+            if key.startswith("BATON_"):  # baton's own settings are read by config alone
+                raise click.BadParameter(
+                    f"{key} is one of baton's settings: give {key}=VALUE", param_hint=what
+                )
+            shell = dict(os.environ)
+            if key not in shell:
                 raise click.BadParameter(
                     f"{key} is not set in this shell: give {key}=VALUE or export {key}",
                     param_hint=what,
                 )
-            value = os.environ[key]
+            value = shell[key]
         out[key] = value
     return out
 
