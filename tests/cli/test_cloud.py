@@ -291,4 +291,3 @@ def test_cloud_commands_against_a_server(served: Served, tmp_path: Path) -> None
         1,
         "error: no run run_01AAAAAAAAAAAAAAAAAAAAAAAA\n",
     )
-
