@@ -1,12 +1,16 @@
 """Figures of server runs (issue 15), with the fake model of the tests (a local HTTP server,
-no hosted model) and a service as `baton serve` builds it:
+no hosted model):
 
-- from Start (the run queued) to the first model request, setup commands excluded, with a
-  warm mirror, for a repository of 10,000 files (2,000 with --quick): ≤ 1 s;
+- from Start (POST /api/runs to `baton serve`, embedded store, its runner thread) to the first
+  event on the session's event stream, and to the first model request, setup commands
+  excluded, with a warm mirror, for a repository of 10,000 files (2,000 with --quick): ≤ 1 s;
 - cold resume of a session whose snapshot has 100 unpushed commits (and a patch) into a new
   workspace, against a plain `git clone` of the same repository: ≤ 2×;
-- runs per minute with two runner threads against one, with a scripted model whose answer
-  streams for about two seconds: ≥ 1.8×."""
+- runs per minute with two `baton worker` processes against one on PostgreSQL (two runner
+  threads against one on the embedded store when PostgreSQL does not answer), with a scripted
+  model whose answer streams for about two seconds: ≥ 1.8×.
+
+`python -m bench --only runs` runs these alone."""
 
 from __future__ import annotations
 
