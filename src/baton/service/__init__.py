@@ -417,6 +417,10 @@ class Service:
         """Fail the runs whose heartbeat is older than `older_than` seconds."""
         return runs.reap_runs(self, older_than)
 
+    def resubmit_runs(self, older_than: float) -> list[Run]:
+        """Hand the queue again the runs queued more than `older_than` seconds ago."""
+        return runs.resubmit_runs(self, older_than)
+
     def run_context(self, run_id: str) -> RunContext:
         """The run, its session, repository and environment, secrets opened: the
         executor's only."""

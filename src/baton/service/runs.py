@@ -10,6 +10,7 @@ Every change of a run's state is published to the session's watchers as
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from baton.core.runs import (
 )
 from baton.sealing import Sealer
 from baton.service.common import Events, Ports, Queue, owned
+
+log = logging.getLogger("baton.runs")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -637,7 +640,10 @@ def start_run(
     )
     p.store.add_run(queued)
     _published(p, queued)
-    p.queue.submit(queued)
+    try:
+        p.queue.submit(queued)
+    except Exception:  # stored queued: the reaper submits it again (resubmit_runs)
+        log.exception("run %s is queued but could not be submitted", queued.id)
     return queued, session
 
 
@@ -712,6 +718,17 @@ def reap_runs(p: RunPorts, older_than: float) -> list[Run]:
         if p.store.put_run(moved, expect_states=[stale.state]):
             failed.append(_published(p, moved))
     return failed
+
+
+def resubmit_runs(p: RunPorts, older_than: float) -> list[Run]:
+    """Hand the queue again every run queued more than `older_than` seconds ago (a submit
+    that failed, a job lost): the queue takes a run once (procrastinate: its id is the job's
+    queueing lock; a duplicate delivery claims nothing), so this may run any number of times."""
+    before = format_time(parse_time(p.now()) - timedelta(seconds=older_than))
+    waiting = p.store.waiting_runs(before)
+    for run in waiting:
+        p.queue.submit(run)
+    return waiting
 
 
 def run_context(p: RunPorts, run_id: str) -> RunContext:
