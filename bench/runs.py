@@ -76,7 +76,7 @@ def first_request(root: Path, quick: bool, record: Record) -> None:
     try:
         added = service.add_repo(owner, str(origin))
         Workspaces(settings.home).mirror(added.url)  # a warm mirror
-        times = []
+        times, whole = [], []
         for _ in range(3 if quick else 5):
             asked.clear()
             start = time.perf_counter()
@@ -84,6 +84,7 @@ def first_request(root: Path, quick: bool, record: Record) -> None:
             ended = execute(service, settings, run.id, "bench")
             assert ended is not None and ended.state == "done", ended
             times.append(asked[0] - start)
+            whole.append(time.perf_counter() - start)
         took = statistics.median(times)
     finally:
         service.close()
@@ -91,12 +92,14 @@ def first_request(root: Path, quick: bool, record: Record) -> None:
     del repo
     record(
         f"server run: Start to the first model request, warm mirror, {files} files",
-        f"{took * 1e3:.0f} ms (target 1 s)",
+        f"{took * 1e3:.0f} ms (target 1 s; the run done, its files checked out and its "
+        f"snapshot taken, at {statistics.median(whole) * 1e3:.0f} ms)",
         took / 1.0,
         "≤ 1 s",
         took <= 1.0,
-        "a new session: mirror fetched, workspace cloned and checked out, git context "
-        "recorded; no setup commands",
+        "a new session: mirror fetched, workspace cloned, the instructions and setup files "
+        "read from the start commit; the files are checked out (then the git context "
+        "recorded) beside the first request, the tools wait for them; no setup commands",
     )
 
 
@@ -197,8 +200,16 @@ def run(root: Path, quick: bool, record: Record) -> None:
     two_runners(root, quick, record)
 
 
-if __name__ == "__main__":  # python -m bench.runs [--quick]: these figures alone
+FIGURES = {"first": first_request, "cold": cold_resume, "pool": two_runners}
+
+if __name__ == "__main__":  # python -m bench.runs [--quick] [first|cold|pool …]: these alone
     import tempfile
 
+    chosen = [a for a in sys.argv[1:] if not a.startswith("--")] or list(FIGURES)
     with tempfile.TemporaryDirectory(prefix="baton-bench-runs-") as folder:
-        run(Path(folder), "--quick" in sys.argv, lambda *figure: print(*figure[:4], sep=" | "))
+        for name in chosen:
+            FIGURES[name](
+                Path(folder),
+                "--quick" in sys.argv,
+                lambda *figure: print(*figure[:4], sep=" | "),
+            )
