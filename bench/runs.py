@@ -429,8 +429,16 @@ def _drop(url: str) -> None:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-if __name__ == "__main__":  # python -m bench.runs [--quick]: these figures alone
+FIGURES = {"first": first_event_and_request, "cold": cold_resume, "pool": two_runners}
+
+if __name__ == "__main__":  # python -m bench.runs [--quick] [first|cold|pool …]: these alone
     import tempfile
 
+    chosen = [a for a in sys.argv[1:] if not a.startswith("--")] or list(FIGURES)
     with tempfile.TemporaryDirectory(prefix="baton-bench-runs-") as folder:
-        run(Path(folder), "--quick" in sys.argv, lambda *figure: print(*figure[:4], sep=" | "))
+        for name in chosen:
+            FIGURES[name](
+                Path(folder),
+                "--quick" in sys.argv,
+                lambda *figure: print(*figure[:4], sep=" | "),
+            )

@@ -371,6 +371,10 @@ class Store(ABC):
         """Active runs (preparing, running) whose heartbeat is older than `before`."""
         raise NotImplementedError
 
+    def waiting_runs(self, before: str) -> list[Run]:
+        """Queued runs created before `before`, oldest first (of every owner)."""
+        raise NotImplementedError
+
     # maintenance
     @abstractmethod
     def iter_sessions(self) -> Iterator[Session]: ...
