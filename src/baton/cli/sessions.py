@@ -85,7 +85,7 @@ def list_(
     Example: baton sessions list -q "login bug" --limit 20
     """
     if repo is not None and Path(repo).is_dir():  # a folder of a work tree: its key
-        from baton.cli.chat import repository_key
+        from baton.cli.snapshots import repository_key
 
         repo = repository_key(Path(repo).resolve())[0] or repo
     found: list[Any] = []
