@@ -100,7 +100,7 @@ export async function forkFromLink(deps: Deps, uri: vscode.Uri): Promise<void> {
     const by = share.shared_by?.display_name || share.shared_by?.handle || "someone";
     const where = server ? `your account on ${server}` : "your local baton store";
     const steps = [
-      `Shared by ${by} on ${link.host}: ${share.message_count} message(s)${share.published ? `, ${share.published}` : ""}.`,
+      `Shared by ${by} on ${link.host}: ${share.published || `${share.message_count} message(s)`}.`,
       `baton will fork it into ${where}${share.git ? ", restore its code into a new folder" : ""}, and open a terminal running baton chat in it.`,
       "Nothing from the share runs on this machine until you ask the agent to.",
     ];

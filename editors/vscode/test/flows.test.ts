@@ -82,7 +82,7 @@ test("a link asks first, then forks into a new folder, opens it and starts the c
   assert.deepEqual(warning[1], {
     modal: true,
     detail:
-      "Shared by Ada on baton.example.com: 3 message(s), 3 messages, uncommitted changes (1 file).\n" +
+      "Shared by Ada on baton.example.com: 3 messages, uncommitted changes (1 file).\n" +
       "baton will fork it into your local baton store, restore its code into a new folder, and open a terminal running baton chat in it.\n" +
       "Nothing from the share runs on this machine until you ask the agent to.",
   });
