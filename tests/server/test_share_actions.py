@@ -16,7 +16,7 @@ import orjson
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.fixtures.browser import chromium
+from tests.fixtures.browser import artifacts, chromium
 from tests.fixtures.servers import Live
 
 pytestmark = pytest.mark.slow
@@ -111,6 +111,7 @@ def test_open_in_editor_offers_each_editor_and_remembers_the_choice(
     ]
     # the click would leave for the editor; keep the page here to look at it
     page.evaluate("window.addEventListener('click', e => e.preventDefault())")
+    page.screenshot(path=str(artifacts() / "05b-share-open-in-editor.png"), full_page=True)
     page.click("a.editor-link[data-editor=cursor]")
     expect(main).to_have_text("Open in Cursor")
     expect(main).to_have_attribute("href", f"cursor{link}")
