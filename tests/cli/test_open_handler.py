@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+import orjson
 import pytest
 
 from tests.fixtures.servers import start_serve, stop
@@ -94,6 +95,9 @@ def test_xdg_open_of_a_link_opens_a_terminal_that_will_ask(
     assert recorded(desktop) == [
         sys.executable, "-m", "baton", "open-handler", "open", "--here", link(SHARE),
     ]  # fmt: skip
+    Path(desktop["RECORD"]).unlink()
+    launched = run_json("open-handler", "open", link(SHARE), home=baton_home, env=desktop)
+    assert launched == {"url": SHARE, "terminal": [desktop["BATON_TERMINAL"], *recorded(desktop)]}
 
 
 def test_bad_links_are_refused_before_a_terminal_opens(
@@ -159,6 +163,12 @@ def test_the_terminal_asks_then_forks_with_the_code(
         assert [s["forked_from"]["share"] for s in forked] == [share["id"]]
         folder = next(forks.iterdir())
         assert (folder / "notes.txt").read_text() == "untracked notes\n"
+        again = run_baton(*command, "--json", home=visitor, input=b"y\n")
+        assert again.returncode == 0, again.stderr
+        second = orjson.loads(again.stdout)
+        assert second["url"] == url and second["forked"].startswith("ses_")
+        assert (Path(second["path"]) / "notes.txt").read_text() == "untracked notes\n"
+        assert "Fork it? [y/N]: " in again.stderr
         assert said_yes.stdout.endswith(
             f"forked into {forked[0]['id']}; the code is in {folder}\n"
             f"continue it with: cd {folder} && baton chat -s {forked[0]['id']}\n"

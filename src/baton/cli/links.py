@@ -216,8 +216,11 @@ def terminal_argv(terminal: str | None) -> list[str]:
     metavar="DIR",
     help="Where the fork's code goes: a new folder under DIR (default: ~/baton-forks).",
 )
+@json_option
 @pass_ctx
-def open_link(ctx: Context, link: str, terminal: str | None, here: bool, into: str | None) -> None:
+def open_link(
+    ctx: Context, link: str, terminal: str | None, here: bool, into: str | None, as_json: bool
+) -> None:
     """Open a baton://fork?url=SHARE_URL link: a terminal that says what will happen, asks,
     then runs `baton fork URL --restore` and `baton chat` in the fork's folder.
 
@@ -232,13 +235,14 @@ def open_link(ctx: Context, link: str, terminal: str | None, here: bool, into: s
             subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL)
         except OSError as exc:
             raise InvalidInput(f"cannot open the terminal {argv[0]}: {exc.strerror}") from None
+        if as_json:
+            print_json({"url": url, "terminal": argv})
         return
     from baton.core.errors import BatonError
 
     try:
-        _confirm_and_fork(
-            ctx, url, Path(into).expanduser() if into else Path.home() / "baton-forks"
-        )
+        parent = Path(into).expanduser() if into else Path.home() / "baton-forks"
+        _confirm_and_fork(ctx, url, parent, as_json)
     except BatonError as exc:
         if sys.stdin.isatty():  # a terminal opened for this closes when we exit: keep it
             click.echo(f"error: {exc.message}", err=True)
@@ -247,7 +251,9 @@ def open_link(ctx: Context, link: str, terminal: str | None, here: bool, into: s
         raise
 
 
-def _confirm_and_fork(ctx: Context, url: str, parent: Path) -> None:
+def _confirm_and_fork(ctx: Context, url: str, parent: Path, as_json: bool) -> None:
+    """Say what will happen, ask, fork and restore, then chat (on a terminal) or say how.
+    With --json the talk goes to stderr and stdout gets one object: what was done."""
     from baton.cli.forks import fork_into_mine
     from baton.cli.snapshots import restore_into
     from baton.client import Client
@@ -261,31 +267,36 @@ def _confirm_and_fork(ctx: Context, url: str, parent: Path) -> None:
         reader.close()
     where = f"your account on {ctx.remote['url']}" if ctx.remote else "your local baton store"
     who = share.shared_by.get("display_name") or share.shared_by.get("handle") or "someone"
-    echo(f"A link asks to fork {url}")
-    echo(f"  “{share.title or share_id}”, shared by {who}: {share.published}")
+    talk = as_json  # with --json, everything but the result goes to stderr
+    echo(f"A link asks to fork {url}", err=talk)
+    echo(f"  “{share.title or share_id}”, shared by {who}: {share.published}", err=talk)
     steps = f"It will be forked into {where}"
     if share.git:
         steps += f", its code restored into a new folder under {parent}"
-    echo(steps + ", and baton chat started there. Nothing runs before you say yes.")
-    echo(f"  baton fork {url}" + (" --restore" if share.git else ""))
-    if not click.confirm("Fork it?", default=False):
-        echo("nothing done")
+    echo(steps + ", and baton chat started there. Nothing runs before you say yes.", err=talk)
+    echo(f"  baton fork {url}" + (" --restore" if share.git else ""), err=talk)
+    if not click.confirm("Fork it?", default=False, err=talk):
+        echo("nothing done", err=talk)
+        if as_json:
+            print_json({"url": url, "forked": None, "path": None})
         return
     session = fork_into_mine(ctx, url)
     folder = None
     if session.git:
         parent.mkdir(parents=True, exist_ok=True)
         os.chdir(parent)
-        folder = restore_into(ctx, session.id, None, None, False)["path"]
+        folder = restore_into(ctx, session.id, None, None, as_json)["path"]
+    if as_json:
+        print_json({"url": url, "forked": session.id, "path": folder})
+        return
     echo(f"forked into {session.id}" + (f"; the code is in {folder}" if folder else ""))
     chat = [*baton_argv(), "chat", "-s", session.id]
     if sys.stdin.isatty() and sys.stdout.isatty():
         if folder:
             os.chdir(folder)
         os.execv(chat[0], chat)
-    echo(
-        f"continue it with: {'cd ' + shlex.quote(folder) + ' && ' if folder else ''}baton chat -s {session.id}"
-    )
+    cd = f"cd {shlex.quote(folder)} && " if folder else ""
+    echo(f"continue it with: {cd}baton chat -s {session.id}")
 
 
 COMMANDS = [open_handler]
