@@ -64,7 +64,11 @@ def new(
 @click.option("--cursor", help="Continue after the page that printed this cursor.")
 @click.option("--all", "all_pages", is_flag=True, help="Page through every session.")
 @status_option
-@click.option("--repo", help="Only sessions of this repository.")
+@click.option(
+    "--repo",
+    help="Only sessions of this repository: its key (as `sessions show` prints it) or a folder "
+    "of it (`--repo .`).",
+)
 @json_option
 @pass_ctx
 def list_(
@@ -81,6 +85,10 @@ def list_(
 
     Example: baton sessions list -q "login bug" --limit 20
     """
+    if repo is not None and Path(repo).is_dir():  # a folder of a work tree: its key
+        from baton.cli.snapshots import repository_key
+
+        repo = repository_key(Path(repo).resolve())[0] or repo
     found: list[Any] = []
     while True:
         page = ctx.service.list(
