@@ -8,7 +8,19 @@ import sys
 import click
 
 from baton import __version__
-from baton.cli import chat, cloud, git, links, migrate, remote, server, sessions, shares, worker
+from baton.cli import (
+    chat,
+    cloud,
+    git,
+    handoff,
+    links,
+    migrate,
+    remote,
+    server,
+    sessions,
+    shares,
+    worker,
+)
 from baton.cli.context import Context
 from baton.cli.copy import copy_command
 from baton.cli.forks import fork_into_mine
@@ -63,6 +75,7 @@ for command in [
     *cloud.COMMANDS,
     *worker.COMMANDS,
     *links.COMMANDS,
+    *handoff.COMMANDS,
 ]:
     cli.add_command(command)
 
