@@ -21,7 +21,7 @@ from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
-from bench import events, git, imports, runs, scaleout, secrets, server
+from bench import events, git, imports, memory, runs, scaleout, secrets, server
 from bench.data import messages
 from bench.timing import median_time, paired_medians
 
@@ -31,6 +31,7 @@ GROUPS: dict[str, Callable[[Path, bool, Callable[..., None]], None]] = {
     "git": git.run,
     "runs": runs.run,
     "imports": imports.run,
+    "memory": memory.run,
     "scaleout": scaleout.run,
     "secrets": lambda root, quick, record: secrets.run(quick, record),
 }

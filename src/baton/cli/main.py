@@ -19,6 +19,7 @@ from baton.cli import (
     server,
     sessions,
     shares,
+    sync,
     worker,
 )
 from baton.cli.context import Context
@@ -76,6 +77,7 @@ for command in [
     *worker.COMMANDS,
     *links.COMMANDS,
     *handoff.COMMANDS,
+    *sync.COMMANDS,
 ]:
     cli.add_command(command)
 
