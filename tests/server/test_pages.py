@@ -222,7 +222,7 @@ def test_pages_show_a_forks_own_and_inherited_costs_apart(service: Service, owne
     items = re.findall(r'<li id="row-(\w+)">', index.text)
     assert items == [session.id, fork.id]
     assert f'<ul class="forks" aria-label="Forks of Costly">\n  <li id="row-{fork.id}">' in index.text
-    assert "· forked at #2, +0 messages</span>" in index.text
+    assert "forked at #2</a>, +0 messages</span>" in index.text
     costs = re.findall(r"· (\$[^<]*?)\s*(?:·|</span>)", index.text)
     assert costs == ["$0.0010", "$0 own, $0.0010 inherited"]
     more = {"input_tokens": 30, "output_tokens": 3, "cost_usd": 0.002}

@@ -32,8 +32,11 @@ class ForkPoint:
 
     @property
     def text(self) -> str:
-        added = f"+{self.added:,} message{'' if self.added == 1 else 's'}"
-        return f"forked at #{self.at:,}, {added}" if self.at else f"forked empty, {added}"
+        return f"forked at #{self.at:,}" if self.at else "forked empty"
+
+    @property
+    def added_text(self) -> str:
+        return f"+{self.added:,} message{'' if self.added == 1 else 's'}"
 
 
 def fork_point(service: Service, session: Session) -> ForkPoint | None:
@@ -60,6 +63,7 @@ class Row:
     fork: ForkPoint | None = None
     forks: list[Row] = field(default_factory=list)
     snippet: Markup | None = None
+    title: Markup | None = None  # the title with the words searched for highlighted
 
 
 def rows(service: Service, owner: str, sessions: list[Session], query: str | None) -> list[Row]:
@@ -78,6 +82,7 @@ def rows(service: Service, owner: str, sessions: list[Session], query: str | Non
     if query:
         for row in every:
             row.snippet = snippet(service, owner, row.session, query)
+            row.title = highlight(row.session.title, query, width=10_000)
     return top
 
 
@@ -114,12 +119,11 @@ def highlight(text: str, query: str, width: int = SNIPPET_CHARS) -> Markup | Non
 
 
 def snippet(service: Service, owner: str, session: Session, query: str) -> Markup | None:
-    """Where `query` matched `session`: its title, its task, or the newest of its last
-    SCAN_MESSAGES messages that holds a word of it."""
-    for header in (session.title, session.task):
-        found = highlight(header or "", query)
-        if found is not None:
-            return found
+    """Where `query` matched `session` beyond its title (which the listing highlights in
+    place): its task, or the newest of its last SCAN_MESSAGES messages holding a word of it."""
+    found = highlight(session.task or "", query)
+    if found is not None:
+        return found
     count = session.message_count
     start = max(count - SCAN_MESSAGES, 0)
     try:

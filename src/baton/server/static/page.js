@@ -85,6 +85,7 @@
     for (var i = 0; i < blocks.length; i++) {
       var pre = blocks[i];
       pre.setAttribute("data-copyable", "");
+      pre.tabIndex = 0;  // a block that scrolls sideways scrolls with the keyboard too
       var holder = document.createElement("div");
       holder.className = "copyable";
       pre.parentNode.insertBefore(holder, pre);
@@ -159,7 +160,7 @@
         for (var j = 0; j < items.length; j++) list.appendChild(items[j]);
       }
       if (next) {
-        link.href = next.href;
+        link.setAttribute("href", next.getAttribute("href"));
         link.textContent = next.textContent;
       } else {
         link.parentNode.remove();
@@ -178,7 +179,10 @@
   if (target) {
     target.scrollIntoView({ block: "start" });
   } else if (main.getAttribute("data-open") === "latest" && list.lastElementChild) {
-    list.lastElementChild.scrollIntoView({ block: "start" });
+    // the latest message at the bottom of the screen, the turn before it above; a message
+    // taller than the screen from its start
+    var last = list.lastElementChild;
+    last.scrollIntoView({ block: last.offsetHeight < window.innerHeight * 0.8 ? "end" : "start" });
   }
 
   if (window.IntersectionObserver) {
