@@ -21,7 +21,7 @@ from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
-from bench import events, git, imports, runs, scaleout, secrets, server
+from bench import events, git, imports, pages, runs, scaleout, secrets, server
 from bench.data import messages
 from bench.timing import median_time, paired_medians
 
@@ -77,6 +77,7 @@ class Bench:
         self.listing()
         self.startup()
         server.run(self.root, self.quick, self.record)
+        pages.run(self.root, self.quick, self.record)
         events.run(self.root, self.quick, self.record)
         git.run(self.root, self.quick, self.record)
         runs.run(self.root, self.quick, self.record)

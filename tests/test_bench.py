@@ -36,6 +36,8 @@ def test_quick_bench_reports_every_figure() -> None:
         "`baton --version`",
         "`baton sessions list`",
         "share page (GET /share/ID)",
+        "session page of 2,000 messages vs of 10: time to interactive, Chromium",
+        "session page of 2,000 messages vs of 10: first contentful paint, Chromium",
         "git capture",
         "event latency, append → 50 SSE watchers on one server, p50",
         "event latency, append → 50 SSE watchers on one server, p99",

@@ -551,7 +551,9 @@ def test_it_renders_offline_in_a_browser(
     # the long output shows its first lines, the rest folded; the error is shown and marked
     results = page.locator("li.role-tool .tool-result")
     expect(results).to_have_count(3)
-    expect(results.nth(0).locator(".tool-head")).to_have_text("bashpytest -q tests/80 lines · 4.0 s")
+    expect(results.nth(0).locator(".tool-head")).to_have_text(
+        "bashpytest -q tests/80 lines · 4.0 s"
+    )
     expect(results.nth(0).locator(".preview pre")).to_be_visible()
     expect(results.nth(0).locator("details.more pre")).to_be_hidden()
     results.nth(0).locator("details.more summary").click()

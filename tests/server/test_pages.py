@@ -221,7 +221,9 @@ def test_pages_show_a_forks_own_and_inherited_costs_apart(service: Service, owne
     # the fork is listed under its origin, saying where it left it
     items = re.findall(r'<li id="row-(\w+)">', index.text)
     assert items == [session.id, fork.id]
-    assert f'<ul class="forks" aria-label="Forks of Costly">\n  <li id="row-{fork.id}">' in index.text
+    assert (
+        f'<ul class="forks" aria-label="Forks of Costly">\n  <li id="row-{fork.id}">' in index.text
+    )
     assert "forked at #2</a>, +0 messages</span>" in index.text
     costs = re.findall(r"· (\$[^<]*?)\s*(?:·|</span>)", index.text)
     assert costs == ["$0.0010", "$0 own, $0.0010 inherited"]

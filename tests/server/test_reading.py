@@ -235,7 +235,7 @@ def test_a_long_session_opens_at_its_latest_turn_and_loads_earlier_ones(
     last = world.stored[-1].id
     expect(page.locator(f"[id='{last}'] .anchor")).to_have_text("#300")
     page.wait_for_function(
-        f"document.getElementById('{last}').getBoundingClientRect().top < innerHeight"
+        f"() => document.getElementById('{last}').getBoundingClientRect().top < innerHeight"
     )
     assert in_view(page, f"[id='{last}']")
     assert page.evaluate("window.scrollY") > 0
@@ -260,7 +260,7 @@ def test_a_permalink_opens_its_message_on_its_page(world: World, browser: Browse
     page.goto(f"{world.pages['permalink']}#{target}")
     expect(page.locator(f"[id='{target}'] .anchor")).to_have_text("#40")
     page.wait_for_function(
-        f"Math.abs(document.getElementById('{target}').getBoundingClientRect().top) < 40"
+        f"() => Math.abs(document.getElementById('{target}').getBoundingClientRect().top) < 40"
     )
     assert in_view(page, f"[id='{target}']")
     assert page.evaluate("location.hash") == f"#{target}"
