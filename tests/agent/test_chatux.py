@@ -11,7 +11,7 @@ import pytest
 
 from baton.agent.loop import COMPACT_REQUEST, SUMMARY_PREFIX
 from baton.agent.mentions import ATTACH_BYTES, complete, mentioned
-from tests.fixtures.git import commit_all, git
+from tests.fixtures.git import BIN, commit_all, git
 from tests.fixtures.model import FakeModel, Step, call
 
 
@@ -52,7 +52,7 @@ def test_undo_restores_exactly_the_files_the_last_turn_wrote_and_records_it(
     assert "error: no session yet: send a prompt first (or /session resume ID)" in lines
     undone = "undo of the last turn: restored b.txt; deleted new.txt (created by the turn)"
     assert undone in lines
-    assert "nothing to undo: the last turn of this chat wrote no file" in lines
+    assert "nothing to undo: the last turn was undone already" in lines
     # the last turn's files are back; the first turn's write and the others are untouched
     assert (repo / "a.txt").read_text() == "a1\n"
     assert (repo / "b.txt").read_text() == "b0\n"
@@ -68,7 +68,12 @@ def test_undo_restores_exactly_the_files_the_last_turn_wrote_and_records_it(
         {
             "type": "text",
             "text": f"[{undone}]",
-            "undo": {"restored": ["b.txt"], "deleted": ["new.txt"], "skipped": []},
+            "undo": {
+                "restored": ["b.txt"],
+                "deleted": ["new.txt"],
+                "skipped": [],
+                "not_kept": [],
+            },
         }
     ]
     # the model is told, and the session's state of the code is the one after the undo
@@ -81,25 +86,113 @@ def test_undo_restores_exactly_the_files_the_last_turn_wrote_and_records_it(
     assert shown["git"]["patch"]["files"] == 2
 
 
-def test_undo_leaves_a_file_changed_since_the_turn(tmp_path: Path) -> None:
-    from baton.agent.tools import Tools
-    from baton.agent.undo import Checkpoint, TrackedTools
+def test_undo_in_a_fork_leaves_the_turn_it_inherited_alone(
+    baton: Any, model_settings: FakeModel, repo: Path
+) -> None:
+    model_settings.reply("", call("c1", "write_file", path="a.txt", content="a1\n"))
+    model_settings.reply("done")
+    assert baton("chat", "--yes", stdin="change a\n").code == 0
+    sid = baton("sessions", "list", "--json").json()[0]["id"]
+    fork = baton("fork", sid, "--json").json()["id"]
+    result = baton("chat", "-s", fork, stdin="/undo\n")
+    assert result.code == 0, result.err
+    assert (
+        "nothing to undo: the last turn came with the fork (it wrote files in another workspace)"
+        in result.out.splitlines()
+    )
+    assert (repo / "a.txt").read_text() == "a1\n"
+    assert baton("sessions", "show", fork, "--json").json()["message_count"] == 4
+    result = baton("chat", "-s", sid, stdin="/undo\n")  # in the session that ran it
+    assert "undo of the last turn: restored a.txt" in result.out.splitlines()
+    assert (repo / "a.txt").read_text() == "a0\n"
 
-    (tmp_path / "x.txt").write_text("x0\n")
-    (tmp_path / "y.txt").write_text("y0\n")
-    checkpoint = Checkpoint(tmp_path.resolve())
-    tools = TrackedTools(Tools(tmp_path), checkpoint)
-    checkpoint.start()
-    assert not tools.run("write_file", {"path": "x.txt", "content": "x1\n"}).is_error
-    assert not tools.run("write_file", {"path": "y.txt", "content": "y1\n"}).is_error
-    assert tools.run("write_file", {"path": "../out.txt", "content": "no\n"}).is_error
-    assert tools.run("edit_file", {"path": "x.txt", "old_text": "zz", "new_text": ""}).is_error
-    checkpoint.finish(commands=0)
-    (tmp_path / "y.txt").write_text("edited by hand\n")
-    assert checkpoint.undo() == {"restored": ["x.txt"], "deleted": [], "skipped": ["y.txt"]}
-    assert (tmp_path / "x.txt").read_text() == "x0\n"
-    assert (tmp_path / "y.txt").read_text() == "edited by hand\n"
-    assert not (tmp_path.parent / "out.txt").exists()
+
+def test_undo_from_the_records_leaves_a_file_changed_since_the_turn(
+    tmp_path: Path, memory_service: Any, me: str
+) -> None:
+    """What the tool results record, stored and read back (hydrated): text, bytes that are not
+    UTF-8 and a file over 64 KiB (kept as a blob) come back exactly; a file changed since the
+    turn and a recorded path outside the root are left alone."""
+    from baton.agent.tools import Tools
+    from baton.agent.undo import KEEP_LIMIT, TrackedTools, last_turn, undo_text
+
+    root = tmp_path / "root"
+    root.mkdir()
+    big = "top\n" + "line\n" * 20_000
+    (root / "x.txt").write_text("x0\n")
+    (root / "y.txt").write_text("y0\n")
+    (root / "blob.bin").write_bytes(BIN)
+    (root / "big.txt").write_text(big)
+    (root / "huge.txt").write_bytes(b"h" * (KEEP_LIMIT + 1))
+    tools = TrackedTools(Tools(root))
+    sid = memory_service.create(me).id
+    memory_service.append(me, sid, [{"role": "user", "parts": [{"type": "text", "text": "go"}]}])
+    tools.start_turn()
+    calls = [
+        ("write_file", {"path": "x.txt", "content": "x1\n"}),
+        ("edit_file", {"path": "x.txt", "old_text": "x1", "new_text": "x2"}),  # kept once
+        ("write_file", {"path": "y.txt", "content": "y1\n"}),
+        ("write_file", {"path": "blob.bin", "content": "text now\n"}),
+        ("edit_file", {"path": "big.txt", "old_text": "top", "new_text": "TOP"}),
+        ("write_file", {"path": "huge.txt", "content": "small now\n"}),
+        ("write_file", {"path": "new/made.txt", "content": "n\n"}),
+        ("write_file", {"path": "../out.txt", "content": "no\n"}),  # refused: nothing kept
+    ]
+    for i, (name, args) in enumerate(calls):
+        outcome = tools.run(name, args)
+        result = {"type": "tool_result", "tool_call_id": f"c{i}", "name": name}
+        result.update(output=outcome.output, metadata=outcome.metadata or {})
+        message = {"role": "tool", "parts": [result, *outcome.parts]}
+        memory_service.append(me, sid, [message])
+    kept = [p for m in memory_service.messages(me, sid) for p in m.parts if p.get("before_turn")]
+    assert [(p["type"], p["path"]) for p in kept] == [
+        ("file", "x.txt"),
+        ("file", "y.txt"),
+        ("file", "blob.bin"),
+        ("blob_ref", "big.txt"),  # over 64 KiB: a blob of the session
+        ("file", "huge.txt"),
+        ("file", "new/made.txt"),
+    ]
+    assert kept[4] == {
+        "type": "file",
+        "path": "huge.txt",
+        "before_turn": True,
+        "kept": False,
+        "size": KEEP_LIMIT + 1,
+    }
+    assert kept[2]["bytes"] == "latin-1" and kept[5] == {
+        "type": "file",
+        "path": "new/made.txt",
+        "before_turn": True,
+        "existed": False,
+    }
+    # a record naming a path outside the root (an imported or forged session) is not followed
+    outside = {"type": "file", "path": "../out.txt", "before_turn": True, "data": "o\n"}
+    memory_service.append(me, sid, [{"role": "tool", "parts": [outside]}])
+    (root / "y.txt").write_text("edited by hand\n")
+    chain = memory_service.messages(me, sid)
+    turn = last_turn(chain)
+    assert turn is not None and (turn.start, turn.files, turn.commands) == (1, 7, 0)
+    done = tools.undo(memory_service.messages(me, sid, start=turn.start, hydrate=True))
+    assert done == {
+        "restored": ["x.txt", "blob.bin", "big.txt"],
+        "deleted": ["new/made.txt"],
+        "skipped": ["y.txt"],
+        "not_kept": ["huge.txt", "../out.txt"],
+    }
+    assert undo_text(done, 1) == (
+        "undo of the last turn: restored x.txt, blob.bin, big.txt; deleted new/made.txt "
+        "(created by the turn); left y.txt as is (changed since the turn wrote it); left "
+        "huge.txt, ../out.txt as is (its content before the turn was not kept); what its 1 "
+        "command(s) changed is not undone"
+    )
+    assert (root / "x.txt").read_text() == "x0\n"
+    assert (root / "y.txt").read_text() == "edited by hand\n"
+    assert (root / "blob.bin").read_bytes() == BIN
+    assert (root / "big.txt").read_text() == big
+    assert not (root / "new" / "made.txt").exists()
+    assert (root / "huge.txt").read_text() == "small now\n"
+    assert not (tmp_path / "out.txt").exists()
 
 
 def test_compact_on_demand_records_a_summary_the_next_turn_starts_from(
@@ -195,3 +288,39 @@ def test_at_path_completion_and_mentions(repo: Path) -> None:
     assert complete(".gi", root) == []  # .git is never offered
     assert complete("../", root) == []
     assert mentioned("see @a.txt, @b.txt and @a.txt; mail x@y.z") == ["a.txt", "b.txt"]
+
+
+def test_the_last_turn_counts_its_commands_and_goes_on_past_an_interruption(
+    memory_service: Any, me: str
+) -> None:
+    from baton.agent.loop import INTERRUPTED_TURN, NOT_RUN
+    from baton.agent.undo import last_turn
+
+    def result(call_id: str, output: str, **metadata: Any) -> dict[str, Any]:
+        part = {"type": "tool_result", "tool_call_id": call_id, "name": "run_command"}
+        part.update(output=output, metadata=metadata)
+        return {"role": "tool", "parts": [part]}
+
+    def text(role: str, words: str, **extra: Any) -> dict[str, Any]:
+        return {"role": role, "parts": [{"type": "text", "text": words, **extra}]}
+
+    sid = memory_service.create(me).id
+    assert last_turn(memory_service.messages(me, sid)) is None
+    kept = {"type": "file", "path": "a.txt", "before_turn": True, "existed": False}
+    turn = [
+        text("user", "first"),
+        text("user", "second"),
+        result("c1", "ok"),
+        {"role": "tool", "parts": [result("c2", "refused", refused=True)["parts"][0], kept]},
+        result("c3", NOT_RUN),
+        text("user", INTERRUPTED_TURN),
+    ]
+    memory_service.append(me, sid, turn)
+    chain = memory_service.messages(me, sid)
+    assert last_turn(chain) == last_turn(chain[:-1])
+    found = last_turn(chain)
+    assert found is not None
+    assert (found.start, found.files, found.commands, found.undone) == (2, 1, 1, False)
+    memory_service.append(me, sid, [text("system", "[undo …]", undo={"restored": []})])
+    found = last_turn(memory_service.messages(me, sid))
+    assert found is not None and found.undone

@@ -154,3 +154,23 @@ def test_bad_run_requests_are_422(live: Live, body: dict[str, object]) -> None:
     with live.client(live.alice) as http:
         assert http.post("/api/runs", json=body).status_code == 422
         assert http.get("/api/runs").json() == []
+
+
+def test_patch_null_leaves_a_field_but_the_model(live: Live) -> None:
+    env = live.service.add_environment(
+        live.alice.id, "ci", variables={"A": "1"}, setup=["make"], network=True, model="m"
+    )
+    with live.client(live.alice) as http:
+        patched = http.patch(
+            f"/api/environments/{env.id}",
+            json={"name": None, "variables": None, "setup": None, "network": None, "model": None},
+        )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert (body["name"], body["variables"], body["network"], body["model"]) == (
+        "ci",
+        {"A": "1"},
+        True,
+        None,
+    )
+    assert body["setup"] == [{"command": "make", "timeout": 600.0}]

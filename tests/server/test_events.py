@@ -361,3 +361,23 @@ def test_the_client_reconnects_from_the_last_message_when_a_stream_ends(live_ser
         assert (third.id, texts([third])) == (3, ["three"])
         time.sleep(0.3)
         assert [e for e in list(got.queue) if e.event == "message"] == []  # nothing twice
+
+
+def test_a_run_moved_by_another_process_is_seen_through_the_poll(
+    live_server: Live, tmp_path: Path
+) -> None:
+    live = live_server
+    svc, me = live.service, live.alice.id
+    repo = svc.add_repo(me, "/srv/git/widgets")
+    _, session = svc.start_run(me, "Add a README", repo=repo.id)
+    other = make_service(tmp_path / "server")  # a worker beside the store, without the hub
+    try:
+        with watching(live.url, live.alice.token, session.id) as got:
+            assert next_event(got, "run").data["state"] == "queued"
+            claimed = other.claim_run("worker-elsewhere")
+            assert claimed is not None
+            assert next_event(got, "run").data == claimed.to_dict()
+            time.sleep(1.5)  # polls that find nothing new send nothing
+            assert [e for e in list(got.queue) if e.event == "run"] == []
+    finally:
+        other.store.close()

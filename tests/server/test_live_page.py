@@ -87,3 +87,60 @@ def test_new_messages_and_streamed_text_appear_without_a_reload(
     )
     assert errors == []  # no CSP refusal, no script error
     context.close()
+
+
+PANEL = """
+<section id="run-panel" data-run="{run}" data-state="queued">
+  <span id="run-state" class="status run-state run-queued">Queued</span>
+  <span id="run-stopping" hidden>stopping…</span>
+  <dl id="run-times"><dt>Queued</dt><dd id="run-time-queued">{queued}</dd></dl>
+  <p id="run-error" hidden></p>
+  <form id="run-stop"><button>Stop</button></form>
+</section>
+"""
+
+
+def test_the_run_panel_follows_the_runs_states(live_server: Live, browser: Browser) -> None:
+    """The elements the session page's run panel has (ids agreed with the page), kept current
+    by live.js as the worker moves the run."""
+    live = live_server
+    svc, me = live.service, live.alice.id
+    repo = svc.add_repo(me, "/srv/git/widgets")
+    run, session = svc.start_run(me, "Add a README", repo=repo.id)
+    context = browser.new_context()
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    page.goto(f"{live.url}/login?next=/sessions/{session.id}")
+    page.fill("input[name=token]", live.alice.token)
+    with page.expect_navigation():
+        page.click("#login")
+    queued = run.times["queued"][:19].replace("T", " ")
+    panel = PANEL.format(run=run.id, queued=queued)
+    page.evaluate(
+        "html => document.querySelector('aside').insertAdjacentHTML('afterbegin', html)", panel
+    )
+    state = page.locator("#run-state")
+    claimed = svc.claim_run("worker-1")
+    assert claimed is not None
+    expect(state).to_have_text("Preparing the workspace")
+    expect(page.locator("#run-time-preparing")).to_have_text(
+        claimed.times["preparing"][:19].replace("T", " ")
+    )
+    svc.move_run(run.id, "running")
+    expect(state).to_have_text("Running")
+    expect(state).to_have_class("status run-state run-running")
+    svc.cancel_run(me, run.id)
+    expect(page.locator("#run-stopping")).to_be_visible()
+    svc.move_run(run.id, "stopped", error="stopped by the user")
+    expect(state).to_have_text("Stopped")
+    expect(page.locator("#run-stop")).to_be_hidden()
+    expect(page.locator("#run-stopping")).to_be_hidden()
+    expect(page.locator("#run-error")).to_have_text("stopped by the user")
+    assert page.locator("#run-times dt").all_inner_texts() == [
+        "Queued",
+        "Preparing",
+        "Running",
+        "Stopped",
+    ]
+    page.screenshot(path=str(artifacts() / "live-run-panel.png"), full_page=True)
+    context.close()

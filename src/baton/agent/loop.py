@@ -32,7 +32,7 @@ from baton.agent.approvals import preview
 from baton.agent.provider import Cancel, Interrupted, ModelError, Provider, Reply, ToolCall
 from baton.agent.setup import note as setup_note
 from baton.agent.tools import CONFIRM, Outcome, Tools
-from baton.core.models import JSON, Message
+from baton.core.models import JSON, Message, kept_before
 from baton.core.partials import join_partials
 from baton.sandbox import Stopped
 
@@ -153,6 +153,8 @@ def _result_text(part: JSON) -> str:
 
 
 def _text_of(part: JSON) -> str | None:
+    if kept_before(part) is not None:  # a file's content before a turn wrote it, for /undo
+        return None
     if isinstance(part.get("setup"), dict):  # a setup command's record: a line, not its log
         return setup_note(part)
     kind = part.get("type")
@@ -566,6 +568,7 @@ class Agent:
             metadata["files_written"] = outcome.written
         if metadata:
             message["parts"][0]["metadata"] = metadata
+        message["parts"].extend(outcome.parts)  # e.g. a written file's content before (/undo)
         self.record(message, cancel)
 
     def _record_cut(self, draft: _Draft, result: TurnResult, cancel: Cancel) -> None:

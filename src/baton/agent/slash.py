@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from baton.agent.loop import INTERRUPTED_TURN
 from baton.core.errors import BatonError, InvalidInput, SecretsFound
-from baton.core.models import Message
+from baton.core.models import Message, kept_before
 from baton.core.partials import join_partials
 
 if TYPE_CHECKING:
@@ -373,6 +373,8 @@ def show_message(out: Any, message: Message) -> None:
                 out.print(Markdown(text))
         elif kind == "text":
             out.print(f"[dim]{_escape(str(part.get('text', '')))}[/dim]")
+        elif kept_before(part) is not None:  # a file's content before a turn, for /undo
+            continue
         elif kind == "file" or (kind == "blob_ref" and part.get("of") == "file"):
             out.print(f"[dim]  @{_escape(str(part.get('path', part.get('name', ''))))}[/dim]")
         elif kind == "tool_call":

@@ -39,6 +39,7 @@ class Outcome:
     read: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     metadata: dict[str, Any] | None = None  # kept with the result, e.g. the sandbox policy
+    parts: list[dict[str, Any]] = field(default_factory=list)  # recorded after the result
 
     @property
     def for_model(self) -> str:

@@ -399,7 +399,7 @@ class Chat:
     ) -> None:
         from baton.agent.approvals import mode_of
         from baton.agent.slash import ChatState
-        from baton.agent.undo import Checkpoint, TrackedTools
+        from baton.agent.undo import TrackedTools
 
         self.ctx = ctx
         self.config = config
@@ -407,8 +407,7 @@ class Chat:
         self.console = console
         self.as_json = as_json  # one JSON line per turn on stdout; everything else on stderr
         tools = tools if tools is not None else make_tools(ctx)
-        self.checkpoint = Checkpoint(tools.root)
-        self.tools = TrackedTools(tools, self.checkpoint)
+        self.tools = TrackedTools(tools)
         self.state = ChatState(
             ctx.service,
             ctx.owner,
@@ -518,23 +517,36 @@ class Chat:
             self.console.print("nothing to compact yet", highlight=False)
 
     def undo(self) -> None:
-        """`/undo`: the files the last turn wrote put back, an `undo` message recorded and the
-        state of the code snapshotted again."""
+        """`/undo`: the files the last turn of the session wrote put back from what its tool
+        results recorded (whichever process ran it), an `undo` message recorded and the state
+        of the code snapshotted again."""
         import uuid
 
         from rich.markup import escape
 
-        from baton.agent.undo import undo_text
+        from baton.agent.undo import last_turn, undo_text
 
         sid = self.state.need_session()
-        if not self.checkpoint.before:
+        service, owner = self.ctx.service, self.ctx.owner
+        forked_at = (service.get(owner, sid).forked_from or {}).get("message")
+        turn = last_turn(service.messages(owner, sid), forked_at)
+        if turn is not None and turn.undone:
+            self.console.print("nothing to undo: the last turn was undone already", highlight=False)
+            return
+        if turn is not None and turn.inherited:
             self.console.print(
-                "nothing to undo: the last turn of this chat wrote no file", highlight=False
+                "nothing to undo: the last turn came with the fork (it wrote files in another "
+                "workspace)",
+                highlight=False,
             )
             return
-        commands = self.checkpoint.commands
-        done = self.checkpoint.undo()
-        text = undo_text(done, commands)
+        if turn is None or not turn.files:
+            self.console.print(
+                "nothing to undo: the last turn of this session wrote no file", highlight=False
+            )
+            return
+        done = self.tools.undo(service.messages(owner, sid, start=turn.start, hydrate=True))
+        text = undo_text(done, turn.commands)
         part = {"type": "text", "text": f"[{text}]", "undo": done}
         self.ctx.service.append(
             self.ctx.owner,
@@ -569,7 +581,7 @@ class Chat:
         cancel = Cancel()
         error = None
         result = None
-        self.checkpoint.start()
+        self.tools.start_turn()
         try:
             with cancel.installed():
                 result = agent.turn(prompt, cancel, attachments)
@@ -582,7 +594,6 @@ class Chat:
             self.console.print("[yellow]interrupted[/yellow]")
         finally:
             self.display.end_text()
-            self.checkpoint.finish(result.commands if result is not None else 0)
         if self.as_json:
             line: dict[str, Any] = {"session_id": self.state.session_id, "error": error}
             if result is not None:

@@ -182,8 +182,14 @@ def _emit(position: int, message: Any, as_json: bool) -> None:
 
 def _follow(ctx: Context, run: Any, start: int, as_json: bool) -> None:
     """Print the session's messages from `start` as they come, and the run's changes of
-    state, until it ends; exit 1 unless it ended done."""
+    state, until it ends; exit 1 unless it ended done. Against a server, from the session's
+    live events; in local mode (the store `baton serve` executes from), by polling it."""
     service = _cloud(ctx)
+    from baton.client import Client
+
+    if isinstance(service, Client):
+        _follow_events(ctx, service, run, start, as_json)
+        return
     position, state = start, None
     while True:
         current = service.run(ctx.owner, run.id)
@@ -205,6 +211,44 @@ def _follow(ctx: Context, run: Any, start: int, as_json: bool) -> None:
                 raise SystemExit(1)
             return
         time.sleep(POLL_SECONDS)
+
+
+def _follow_events(ctx: Context, client: Any, run: Any, start: int, as_json: bool) -> None:
+    """`_follow` over the server's Server-Sent Events of the run's session: each message as
+    it is recorded, each change of the run's state (the client reconnects by itself, from
+    the last message it received)."""
+    from baton.client import message_from
+
+    position, state, error = start, None, None
+    current = client.run(ctx.owner, run.id)
+    if current.active:
+        for event in client.events(run.session_id, after=start):
+            if event.event == "message" and event.id is not None and event.id > position:
+                position = event.id
+                _emit(position, message_from(event.data["message"]), as_json)
+            elif event.event == "run" and event.data.get("id") == run.id:
+                if event.data["state"] != state:
+                    state, error = event.data["state"], event.data.get("error")
+                    if as_json:
+                        _line({"run": event.data})
+                    else:
+                        echo(f"-- {run.id} {state}" + (f": {error}" if error else ""))
+                if not event.data.get("active", True):
+                    break
+        current = client.run(ctx.owner, run.id)
+    # what was recorded before it ended (all of it, when it had ended already)
+    for message in client.messages(ctx.owner, run.session_id, start=position):
+        position += 1
+        _emit(position, message, as_json)
+    if current.state != state:
+        if as_json:
+            _line({"run": current.to_dict()})
+        else:
+            echo(
+                f"-- {current.id} {current.state}" + (f": {current.error}" if current.error else "")
+            )
+    if current.state != "done":
+        raise SystemExit(1)
 
 
 @cloud.command("logs")
@@ -353,12 +397,17 @@ def _pairs(values: tuple[str, ...], what: str, from_env: bool = False) -> dict[s
         if not sep:
             if not from_env:
                 raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint=what)
-            if key not in os.environ:
+            if key.startswith("BATON_"):  # baton's own settings are read by config alone
+                raise click.BadParameter(
+                    f"{key} is one of baton's settings: give {key}=VALUE", param_hint=what
+                )
+            shell = dict(os.environ)
+            if key not in shell:
                 raise click.BadParameter(
                     f"{key} is not set in this shell: give {key}=VALUE or export {key}",
                     param_hint=what,
                 )
-            value = os.environ[key]
+            value = shell[key]
         out[key] = value
     return out
 

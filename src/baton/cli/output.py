@@ -144,9 +144,13 @@ def shares_table(shares: list[Any], now: str) -> Any:
 
 
 def part_summary(part: dict[str, Any]) -> str:
+    from baton.core.models import kept_before
     from baton.core.validation import part_text
 
     kind = part.get("type")
+    kept = kept_before(part)
+    if kept is not None:
+        return f"[{part.get('path')} {kept}]"
     text = part_text(part)
     if kind == "tool_call":
         return f"→ {part.get('name')}({plain(text[len(str(part.get('name'))) + 1 :], 100)})"

@@ -22,6 +22,20 @@ TOTAL_COST_MAX = 1e15
 
 JSON = dict[str, Any]
 
+# A `file` part (or the blob_ref it becomes over 64 KiB) marked so keeps a file's content
+# before an agent's turn wrote it, for /undo (baton.agent.undo): not the conversation.
+BEFORE_TURN = "before_turn"
+
+
+def kept_before(part: JSON) -> str | None:
+    """For a part that keeps a file's content before a turn, what to show instead of that
+    content; None for any other part."""
+    if part.get(BEFORE_TURN) is not True:
+        return None
+    if part.get("existed") is False:
+        return "did not exist before the turn (kept for /undo)"
+    return "before the turn (kept for /undo)"
+
 
 def utcnow() -> str:
     """Timestamps are ISO 8601 UTC with microseconds: fixed width, so they sort as text."""

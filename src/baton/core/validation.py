@@ -19,6 +19,7 @@ from baton.core.models import (
     TOKENS_MAX,
     USAGE_KEYS,
     format_time,
+    kept_before,
 )
 
 INLINE_LIMIT = 64 * 1024  # a text part or tool output larger than this becomes a blob_ref
@@ -288,7 +289,7 @@ def part_text(part: JSON) -> str:
     if kind == "tool_result":
         output = part.get("output", "")
         return output if isinstance(output, str) else canonical_json(output).decode()
-    if kind == "file":
+    if kind == "file" or kept_before(part) is not None:  # (a file's earlier content: its path)
         return str(part.get("path", part.get("name", "")))
     if kind == "blob_ref":
         return str(part.get("preview", ""))

@@ -42,7 +42,7 @@ from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from baton.core.models import JSON, Message, Session, parse_time
+from baton.core.models import JSON, Message, Session, kept_before, parse_time
 from baton.core.partials import join_runs
 
 COLLAPSE_LINES = 12  # tool output (or arguments) longer than this is folded
@@ -227,6 +227,10 @@ def part_html(
         return _tool_call(part, cut)
     if kind == "tool_result":
         return _tool_result(part, tools or {}, cut, when)
+    kept = kept_before(part)
+    if kept is not None:  # a file's content before a turn, for /undo: said, not shown
+        path = html.escape(str(part.get("path", "")))
+        return f'<p class="file muted"><code>{path}</code> {html.escape(kept)}</p>'
     if kind == "file":
         return _file(part, cut)
     if kind == "blob_ref":

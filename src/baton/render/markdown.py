@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from baton.core.models import JSON, Message, Session
+from baton.core.models import JSON, Message, Session, kept_before
 from baton.core.partials import join_partials
 
 
@@ -17,6 +17,9 @@ def _fence(text: str, lang: str = "") -> str:
 
 
 def _part_markdown(part: JSON) -> str:
+    kept = kept_before(part)
+    if kept is not None:  # a file's content before a turn, for /undo: said, not shown
+        return f"*`{part.get('path')}` {kept}*"
     kind = part.get("type")
     if kind == "text":
         return str(part.get("text", ""))

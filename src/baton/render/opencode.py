@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from baton import __version__
-from baton.core.models import JSON, Message, Session, parse_time
+from baton.core.models import JSON, Message, Session, kept_before, parse_time
 from baton.core.partials import join_partials
 
 DEFAULT_AGENT = "build"  # opencode's default agent; a session's metadata may name another
@@ -248,7 +248,7 @@ class _Writer:
         """Results go into the tool parts they answer; anything else (a result whose call
         is unknown, other parts) becomes an assistant message of its own."""
         ms = self._clock(message.created_at)
-        leftovers = [p for p in message.parts if not self._fold(p, ms)]
+        leftovers = [p for p in message.parts if kept_before(p) is None and not self._fold(p, ms)]
         if not leftovers:
             return
         turn = self._assistant_turn(ms, f"{message.id}/rest", None, None)

@@ -339,8 +339,9 @@ class EnvironmentCreate(BaseModel):
 
 
 class EnvironmentUpdate(BaseModel):
-    """Only the fields given change. `variables` and `secrets` merge into what is there: a
-    name mapped to null is removed. `setup` replaces the list."""
+    """Only the fields given change (null leaves one as it is, but `model`: null is the
+    server's default). `variables` and `secrets` merge into what is there: a name mapped to
+    null is removed. `setup` replaces the list."""
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, max_length=100, pattern=_NAME)

@@ -10,7 +10,8 @@ appending to the same SQLite file). Events:
 - `message` (id N): `{"position", "message": <the API's message JSON>, "html": <the card the
   session page shows for it>}`; for a streamed answer stored in chunks the card is the joined
   answer so far, and `"replaces"` names the id of the card it supersedes (as a reload shows);
-- `run`: the session's latest run (once on connect, then on each change);
+- `run`: the session's latest run (once on connect, then on each change; read again after a
+  second without events, should a change have gone unannounced);
 - `delta`: `{"text"}`, assistant text while it is generated (not stored; no id);
 - `reset`: `{"count"}`, the chain is shorter than what was sent (it was rewound): reload.
 
@@ -73,6 +74,7 @@ class Watcher:
         self.sent = after  # the last position sent
         self.tools: Calls = {}
         self.carry: list[Message] = []  # the streamed chunks of an answer not yet complete
+        self.run: JSON | None = None  # the run as last sent
 
     def open(self) -> None:
         """Check the session is the caller's (404 otherwise) and read what comes before the
@@ -140,6 +142,13 @@ class Watcher:
         first = position - count + 1
         data["html"] = message_html(shown, position, self.tools, PAGE_PART_CHARS, first=first)
         return sse("message", data, position)
+
+    def run_event(self, run: JSON | None) -> list[bytes]:
+        """The event for the session's run as it is now: nothing when that was sent last."""
+        if run is None or run == self.run:
+            return []
+        self.run = run
+        return [sse("run", run)]
 
     def latest_run(self) -> JSON | None:
         """The session's latest run, if the service keeps runs."""
@@ -225,9 +234,8 @@ async def _stream(
             chunks, more = await call(watcher.catch_up)
             if chunks:
                 yield b"".join(chunks)
-        run = await call(watcher.latest_run)
-        if run is not None:
-            yield sse("run", run)
+        for chunk in watcher.run_event(await call(watcher.latest_run)):
+            yield chunk
         if subscription is None:
             return
         quiet_since = time.monotonic()
@@ -243,8 +251,7 @@ async def _stream(
                 run = event.get("run")
                 if not isinstance(run, dict):  # cut from a notification: read it
                     run = await call(watcher.latest_run)
-                if run is not None:
-                    out.append(sse("run", run))
+                out += watcher.run_event(run)
             elif (
                 kind == "append"
                 and event is not None
@@ -257,6 +264,8 @@ async def _stream(
                 while more:
                     chunks, more = await call(watcher.catch_up)
                     out += chunks
+                if event is None:  # and the run's state, should an event of it have been lost
+                    out += watcher.run_event(await call(watcher.latest_run))
             if out:
                 yield b"".join(out)
                 quiet_since = time.monotonic()

@@ -83,12 +83,14 @@ def add_environment(account: Me, service: ServiceDep, body: schemas.EnvironmentC
 def change_environment(
     account: Me, service: ServiceDep, environment_id: str, body: schemas.EnvironmentUpdate
 ) -> Response:
-    changes = body.model_dump(exclude_unset=True)
+    # null leaves a field as it is, but the model (null: the server's default)
+    changes = {
+        k: v
+        for k, v in body.model_dump(exclude_unset=True).items()
+        if v is not None or k == "model"
+    }
     if body.setup is not None:
         changes["setup"] = _setup(body.setup)
-    for key in ("network", "push", "name"):
-        if key in changes and changes[key] is None:
-            del changes[key]  # null: unchanged (they have no "none")
     environment = service.change_environment(account.id, environment_id, changes)
     return reply(environment.to_dict())
 

@@ -49,24 +49,82 @@
     } else {
       list.appendChild(item);
     }
-    var empty = document.querySelector("p.empty");
+    var empty = document.getElementById("no-messages") || document.querySelector("p.empty");
     if (empty) empty.remove();
+    showCount(data.position);
     clearStreaming();
   }
 
+  var LABELS = {
+    queued: "Queued",
+    preparing: "Preparing the workspace",
+    running: "Running",
+    done: "Done",
+    failed: "Failed",
+    stopped: "Stopped"
+  };
+  var STATES = ["queued", "preparing", "running", "done", "failed", "stopped"];
+
+  function show(id, visible) {
+    var element = document.getElementById(id);
+    if (element) element.hidden = !visible;
+  }
+
+  function showCount(count) {
+    var text = count.toLocaleString("en-US");
+    var below = document.getElementById("message-count");
+    if (below) below.textContent = text + (count === 1 ? " message" : " messages");
+    var side = document.getElementById("side-message-count");
+    if (side) side.textContent = text;
+  }
+
+  function showTimes(run) {
+    var list = document.getElementById("run-times");
+    if (!list || !run.times) return;
+    STATES.forEach(function (state) {
+      var when = run.times[state];
+      if (!when) return;
+      var stamp = when.slice(0, 19).replace("T", " ");
+      var value = document.getElementById("run-time-" + state);
+      if (!value) {
+        var term = document.createElement("dt");
+        term.textContent = state === "preparing" ? "Preparing" : LABELS[state];
+        value = document.createElement("dd");
+        value.id = "run-time-" + state;
+        list.appendChild(term);
+        list.appendChild(value);
+      }
+      value.textContent = stamp;
+    });
+  }
+
   function showRun(run) {
-    var state = document.getElementById("run-state");
-    if (state) {
-      state.textContent = run.state;
-      state.className = "run-state state-" + run.state;
-    }
     var panel = document.getElementById("run-panel");
     if (panel) {
+      var shown = panel.getAttribute("data-run");
+      if (shown && shown !== run.id) {
+        // another run of this session began: the page shows its own panel for it
+        source.close();
+        window.location.reload();
+        return;
+      }
       panel.setAttribute("data-state", run.state);
-      panel.setAttribute("data-run", run.id);
       panel.hidden = false;
     }
-    if (run.state !== "running" && run.state !== "preparing") clearStreaming();
+    var state = document.getElementById("run-state");
+    if (state) {
+      state.textContent = LABELS[run.state] || run.state;
+      state.className = "status run-state run-" + run.state;
+    }
+    showTimes(run);
+    show("run-stopping", run.active && run.cancel_requested);
+    show("run-stop", run.active);
+    var error = document.getElementById("run-error");
+    if (error) {
+      error.textContent = run.error || "";
+      error.hidden = !run.error;
+    }
+    if (!run.active) clearStreaming();
   }
 
   var source = new EventSource(url);
