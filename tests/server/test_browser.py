@@ -260,7 +260,11 @@ def test_log_in_share_redacted_fork_and_revoke(live: Live, browser: Browser) -> 
     expect(meta.locator("dt")).to_contain_text(["Forked from"])
     forked_from = meta.locator("dt:has-text('Forked from') + dd")
     expect(forked_from).to_have_text(f"share {share.id} forked at #5, +0 messages")
-    expect(forked_from.locator("a")).to_have_attribute("href", f"/share/{share.id}")
+    expect(forked_from.locator("a").first).to_have_attribute("href", f"/share/{share.id}")
+    at = live.service.messages(live.bob.id, forked.id)[-1].id
+    expect(forked_from.locator("#fork-point a")).to_have_attribute(
+        "href", f"/share/{share.id}?at={at}#{at}"
+    )
     assert KEY not in other.content()
     shot(other, "07-forked")
 

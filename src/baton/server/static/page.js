@@ -175,7 +175,9 @@
   }
 
   // open at the message the address names, else (a session page) at the latest turn
-  var target = location.hash ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
+  var named = location.hash ? decodeURIComponent(location.hash.slice(1))
+    : (location.search.match(/[?&]at=([^&#]+)/) || [])[1];
+  var target = named ? document.getElementById(named) : null;
   if (target) {
     target.scrollIntoView({ block: "start" });
   } else if (main.getAttribute("data-open") === "latest" && list.lastElementChild) {
