@@ -178,14 +178,21 @@
   var named = location.hash ? decodeURIComponent(location.hash.slice(1))
     : (location.search.match(/[?&]at=([^&#]+)/) || [])[1];
   var target = named ? document.getElementById(named) : null;
-  if (target) {
-    target.scrollIntoView({ block: "start" });
-  } else if (main.getAttribute("data-open") === "latest" && list.lastElementChild) {
-    // the latest message at the bottom of the screen, the turn before it above; a message
-    // taller than the screen from its start
-    var last = list.lastElementChild;
-    last.scrollIntoView({ block: last.offsetHeight < window.innerHeight * 0.8 ? "end" : "start" });
+  function open() {
+    if (target) {
+      target.scrollIntoView({ block: "start" });
+    } else if (main.getAttribute("data-open") === "latest" && list.lastElementChild) {
+      // the latest message at the bottom of the screen, the turn before it above; a message
+      // taller than the screen from its start
+      var last = list.lastElementChild;
+      last.scrollIntoView({ block: last.offsetHeight < window.innerHeight * 0.8 ? "end" : "start" });
+    }
   }
+  open();
+  var opened = window.scrollY;
+  window.addEventListener("load", function () {
+    if (window.scrollY === opened) open();  // again once laid out, unless the reader moved
+  });
 
   if (window.IntersectionObserver) {
     var seen = new IntersectionObserver(function (entries) {
