@@ -548,6 +548,12 @@ class Client:
         data = self.call("POST", f"/api/runs/{quote(run_id, safe='')}/cancel").json()
         return run_from(data, owner)
 
+    def rescan(self, progress: Callable[[int, int], None] | None = None) -> JSON:
+        raise InvalidInput(
+            "the rescan runs where the data is: run `baton sessions verify --rescan` on the "
+            f"server ({self.url}), or its first share there runs it"
+        )
+
     def list(
         self,
         owner: str,

@@ -311,6 +311,10 @@ def copy_store(
     """Copy everything in `source` into `target`: accounts and tokens, then every session,
     then every share, each with the blobs and messages it needs. `progress(done, total)` is
     called after each session and share."""
+    # The copies are no better scanned for secrets than the originals (service.findings.rescan).
+    was, now = source.scan_rules(), target.scan_rules()
+    if was is not None and (now is None or was < now):
+        target.set_scan_rules(was)
     copier = _Copier(source, source_blobs, target, target_blobs)
     copier.accounts()
     sessions = list(source.iter_sessions())

@@ -468,6 +468,17 @@ def test_an_interrupted_copy_in_process_leaves_whole_objects(tmp_path: Path) -> 
     assert contents(dst) == expected_copy(src, built)
 
 
+def test_a_copy_is_no_better_scanned_for_secrets_than_its_source(tmp_path: Path) -> None:
+    """A store whose messages older rules scanned gives a copy that a rescan still reads."""
+    src, dst = folder(tmp_path / "a"), folder(tmp_path / "b")
+    build_source(src)
+    with src.open() as (a, a_blobs), dst.open() as (b, b_blobs):
+        assert b.scan_rules() == 2
+        a.set_scan_rules(1)
+        copying.copy_store(a, a_blobs, b, b_blobs)
+        assert b.scan_rules() == 1
+
+
 def test_a_store_is_not_copied_onto_itself(tmp_path: Path) -> None:
     src = folder(tmp_path / "a")
     build_source(src)

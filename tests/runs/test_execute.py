@@ -351,3 +351,94 @@ def test_setup_installs_from_a_wheel_folder_for_the_agent(
     ]
     assert setup == [("environment", 0), (".baton/setup.toml", 0)]
     assert ("tool", "from the wheel\n\n[exit code 0]") in texts(service, owner, session.id)
+
+
+def test_the_servers_data_and_settings_are_out_of_the_sandboxs_sight(
+    service: Service,
+    settings: Settings,
+    owner: str,
+    repo: Any,
+    fake_model: FakeModel,
+    baton_home: Path,
+    monkeypatch: Any,
+) -> None:
+    """A run's commands see their workspace, not the server's store, blobs, mirrors, other
+    sessions' workspaces or secret file, nor its BATON_* and AWS_* settings."""
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("BATON_DATABASE_URL_NOTE", "postgresql://baton:pw@db/baton")
+    env = service.add_environment(owner, "sealed", secrets={"API_TOKEN": SECRET})
+    assert (baton_home / "server-secret").is_file() and (baton_home / "baton.db").is_file()
+    (baton_home / "runs" / "workspaces" / "ses_someone_else").mkdir(parents=True)
+    look = (
+        f"ls -A {baton_home} {baton_home}/runs {baton_home}/runs/workspaces; "
+        f"cat {baton_home}/server-secret; env | grep -c -E '^(BATON_|AWS_)'; echo end"
+    )
+    fake_model.reply("", call("c1", "run_command", command=look))
+    fake_model.reply("Looked.")
+    run, session = service.start_run(owner, "Look around", repo=repo.id, environment=env.id)
+    ended = execute(service, settings, run.id, "test-worker")
+    assert ended is not None and ended.state == DONE, ended
+    seen = texts(service, owner, session.id)[1][1]
+    assert seen == (
+        f"{baton_home}:\nruns\n\n{baton_home}/runs:\nworkspaces\n\n"
+        f"{baton_home}/runs/workspaces:\n{session.id}\n"
+        f"cat: {baton_home}/server-secret: No such file or directory\n0\nend\n\n[exit code 0]"
+    )
+
+
+def test_a_warm_workspace_runs_setup_again_only_when_it_changed_or_failed(
+    service: Service, settings: Settings, owner: str, repo: Any, fake_model: FakeModel
+) -> None:
+    env = service.add_environment(owner, "steps", setup=["echo setup one"])
+
+    def go(prompt: str, session_id: str | None = None) -> tuple[str, list[str]]:
+        fake_model.reply("ok")
+        if session_id is None:
+            run, session = service.start_run(owner, prompt, repo=repo.id, environment=env.id)
+        else:
+            run, session = service.start_run(owner, prompt, session_id=session_id)
+        ended = execute(service, settings, run.id, "test-worker")
+        assert ended is not None
+        setup = [
+            str(p["text"])
+            for m in service.messages(owner, session.id)
+            for p in m.parts
+            if isinstance(p.get("setup"), dict)
+        ]
+        return ended.state, setup
+
+    state, setup = go("first")
+    assert (state, setup) == (DONE, ["setup one\n"])
+    session_id = service.runs(owner)[0].session_id
+    marker = settings.home / "runs" / "workspaces" / session_id / ".git" / "warm-marker"
+    marker.write_text("the same clone")
+    assert go("second", session_id) == (DONE, ["setup one\n"])  # warm: not again
+    service.change_environment(owner, env.id, {"setup": ["echo setup two; exit 5"]})
+    assert go("third", session_id) == (FAILED, ["setup one\n", "setup two\n"])
+    service.change_environment(owner, env.id, {"setup": ["echo setup three"]})
+    assert go("fourth", session_id) == (DONE, ["setup one\n", "setup two\n", "setup three\n"])
+    assert go("fifth", session_id) == (DONE, ["setup one\n", "setup two\n", "setup three\n"])
+    assert marker.exists()  # warm all along
+
+
+def test_a_worker_whose_run_was_reaped_meanwhile_stops_working_on_it(
+    service: Service, settings: Settings, owner: str, repo: Any, fake_model: FakeModel
+) -> None:
+    """A worker cut off for a while (its run failed by another's reaper) stops at its next
+    heartbeat: it kills its command and leaves the run as the reaper ended it."""
+    tag = f"baton-run-test-{uuid.uuid4().hex[:10]}"
+    fake_model.reply("", call("c1", "run_command", command=f"exec -a {tag} sleep 600", timeout=900))
+    run, _ = service.start_run(owner, "Wait a long time", repo=repo.id)
+    ended: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: ended.append(execute(service, settings, run.id, "test-worker"))
+    )
+    worker.start()
+    wait_for(lambda: running(tag), why="the command started")
+    [reaped] = service.reap_runs(0)
+    assert reaped.id == run.id
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert running(tag) == []
+    assert (ended[0].state, ended[0].error) == (FAILED, "the worker stopped answering")
+    assert service.run(owner, run.id).times == ended[0].times

@@ -186,12 +186,13 @@ def test_a_worker_killed_mid_run_is_reaped_and_the_session_continues(
         lambda: service.run(owner, again.id).state == DONE, 90, f"the next run: {workers.logs()}"
     )
     found = texts(service, owner, session.id)
-    assert found[-3:] == [
+    assert found[-4:] == [
         (
             "tool",
             "interrupted: this tool call did not finish (the session stopped before its "
             "result was recorded); check the state before trying again",
         ),
+        ("system", "run failed: the worker stopped answering"),
         ("user", "Carry on"),
         ("assistant", "Picked it up again."),
     ]
@@ -249,13 +250,24 @@ def test_baton_serve_executes_runs_with_its_runners(
         assert service.run(owner, run.id).state == "queued"  # no runner in that server
     finally:
         stop(idle)
+    tag = f"baton-serve-test-{uuid.uuid4().hex[:10]}"
+    fake_model.reply("", call("c1", "run_command", command=f"exec -a {tag} sleep 600", timeout=900))
     working = serve(run_env, tmp_path, "--runners", "1")
+    log = tmp_path / "serve.log"
     try:
-        log = tmp_path / "serve.log"
         wait_for(lambda: service.run(owner, run.id).state == DONE, 60, log.read_text())
+        assert texts(service, owner, session.id)[-1] == ("assistant", "Served.")
+        # stopping the server ends the run under way, at once
+        long, _ = service.start_run(owner, "Wait a long time", repo=repo.id)
+        wait_for(lambda: running(tag), 60, f"the command: {log.read_text()}")
     finally:
+        asked = time.monotonic()
         stop(working)
-    assert texts(service, owner, session.id)[-1] == ("assistant", "Served.")
+    assert time.monotonic() - asked < 15
+    assert working.returncode == -signal.SIGTERM
+    assert running(tag) == []
+    ended = service.run(owner, long.id)
+    assert (ended.state, ended.error) == (FAILED, SHUTDOWN)
 
 
 def test_runners_stopping_end_their_runs_at_once(
@@ -296,3 +308,43 @@ def test_a_worker_stopped_by_sigterm_ends_its_run_and_exits(
     assert running(tag) == []
     ended = service.run(owner, run.id)
     assert (ended.state, ended.error) == (FAILED, SHUTDOWN)
+
+
+def test_baton_serve_on_postgresql_executes_runs_with_runners_given(
+    pg_service: Service,
+    pg_env: dict[str, str],
+    fake_model: FakeModel,
+    origin: Path,
+    git_repo: Path,
+    tmp_path: Path,
+) -> None:
+    service = pg_service
+    owner = service.account("alice", "Alice").id
+    repo = service.add_repo(owner, str(origin))
+    fake_model.reply("Served on PostgreSQL.")
+    server = serve(pg_env, tmp_path, "--runners", "1")
+    try:
+        run, session = service.start_run(owner, "Say it", repo=repo.id)
+        log = tmp_path / "serve.log"
+        wait_for(lambda: service.run(owner, run.id).state == DONE, 90, log.read_text())
+    finally:
+        stop(server)
+    assert server.returncode == -signal.SIGTERM  # as uvicorn ends on SIGTERM
+    assert texts(service, owner, session.id)[-1] == ("assistant", "Served on PostgreSQL.")
+
+
+def test_a_run_is_deferred_once_while_its_job_waits(pg_service: Service, postgres_url: str) -> None:
+    import psycopg
+
+    from baton.runs.queue import QUEUE_NAME, TASK_NAME
+
+    owner = pg_service.account("alice", "Alice").id
+    repo = pg_service.add_repo(owner, "file:///srv/nowhere.git")
+    run, _ = pg_service.start_run(owner, "Queued only", repo=repo.id)
+    assert isinstance(pg_service.queue, Jobs)
+    pg_service.queue.submit(run)  # again: nothing more
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute(
+            "SELECT task_name, queue_name, args, status FROM procrastinate_jobs"
+        ).fetchall()
+    assert rows == [(TASK_NAME, QUEUE_NAME, {"run_id": run.id}, "todo")]

@@ -15,7 +15,7 @@ import pytest
 
 from baton import gitstate
 from baton.core.errors import InvalidInput
-from baton.runs.workspace import COLD, NEW, WARM, Workspaces, url_key
+from baton.runs.workspace import COLD, NEW, WARM, GitFailed, Workspaces, url_key
 from baton.store.blobs import MemoryBlobStore
 from tests.fixtures.git import commit_all, git, tree
 
@@ -215,3 +215,104 @@ def test_a_workspace_from_a_git_daemon(
     assert work_tree(ready.path) == work_tree(dirty_repo)
     fresh = spaces.prepare("ses_fresh", git_daemon)
     assert git(fresh.path, "rev-parse", "HEAD") == git(git_repo, "rev-parse", "origin/main")
+
+
+@pytest.fixture
+def git_http(tmp_path: Path, origin: Path, git_repo: Path) -> Iterator[tuple[str, list[str]]]:
+    """`git http-backend` behind HTTP basic authentication (alice / s3cret-pass) on loopback:
+    the URL of the bare origin, and the Authorization headers that came."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    wanted = "Basic " + base64.b64encode(b"alice:s3cret-pass").decode()
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.backend()
+
+        def do_POST(self) -> None:
+            self.backend()
+
+        def backend(self) -> None:
+            given = self.headers.get("Authorization") or ""
+            seen.append(given)
+            if given != wanted:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            path, _, query = self.path.partition("?")
+            length = int(self.headers.get("Content-Length") or 0)
+            env = {
+                **os.environ,
+                "GIT_PROJECT_ROOT": str(tmp_path),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "PATH_INFO": path,
+                "QUERY_STRING": query,
+                "REQUEST_METHOD": self.command,
+                "CONTENT_TYPE": self.headers.get("Content-Type") or "",
+                "CONTENT_LENGTH": str(length),
+                "REMOTE_USER": "alice",
+                "REMOTE_ADDR": "127.0.0.1",
+            }
+            body = self.rfile.read(length) if length else b""
+            out = subprocess.run(
+                ["git", "http-backend"], input=body, env=env, capture_output=True
+            ).stdout
+            head, _, content = out.partition(b"\r\n\r\n")
+            status = 200
+            headers = []
+            for line in head.decode().split("\r\n"):
+                name, _, value = line.partition(": ")
+                if name.lower() == "status":
+                    status = int(value.split()[0])
+                elif name:
+                    headers.append((name, value))
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{origin.name}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_credentials_reach_an_https_like_server_through_askpass(
+    spaces: Workspaces, git_http: tuple[str, list[str]], origin: Path, git_repo: Path
+) -> None:
+    url, seen = git_http
+    with pytest.raises(GitFailed) as refused:
+        spaces.prepare("ses_nocreds", url)
+    assert refused.value.message.startswith(f"git clone {url} failed: ")
+    assert not spaces.path("ses_nocreds").exists()
+    ready = spaces.prepare(SESSION, url, credentials="alice:s3cret-pass")
+    assert git(ready.path, "rev-parse", "HEAD") == git(git_repo, "rev-parse", "HEAD")
+    assert any(h.startswith("Basic ") for h in seen)
+    (ready.path / "pushed.txt").write_text("over http\n")
+    head = commit_all(ready.path, "work")
+    spaces.push(ready.path, ready.branch, url, "alice:s3cret-pass")
+    assert git(origin, "rev-parse", f"refs/heads/baton/{SESSION}") == head
+    spaces.prepare(SESSION, url, credentials="alice:s3cret-pass")  # a fetch of the mirror
+    stored = [p for p in spaces.root.rglob("*") if p.is_file()]
+    assert not [p for p in stored if b"s3cret" in p.read_bytes()]
+
+
+def test_git_transports_that_run_commands_are_refused(spaces: Workspaces, tmp_path: Path) -> None:
+    planted = tmp_path / "planted"
+    with pytest.raises(GitFailed, match=r"^git clone ext::"):
+        spaces.prepare(SESSION, f"ext::sh -c touch% {planted}")
+    assert not planted.exists()

@@ -23,7 +23,9 @@ def worker(ctx: Context, concurrency: int) -> None:
     runs whose worker stopped answering. On the embedded store `baton serve --runners N`
     executes the runs itself.
 
-    Example: BATON_DATABASE_URL=postgresql://db/baton baton worker --concurrency 2
+    \b
+    Example:
+      BATON_DATABASE_URL=postgresql://db/baton baton worker --concurrency 2
     """
     from baton.core.errors import InvalidInput
     from baton.runs.queue import Jobs, is_postgres

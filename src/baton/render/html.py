@@ -450,6 +450,9 @@ def _file(part: JSON, cut: int | None) -> str:
     mime = part.get("mime")
     if isinstance(mime, str) and mime:
         label += f' <span class="muted">{html.escape(mime)}</span>'
+    withheld = part.get("withheld")  # a share's copy of a file that held secrets
+    if isinstance(withheld, str):
+        label += f' <span class="muted">({html.escape(withheld)})</span>'
     data = part.get("data")
     if isinstance(data, str) and data and part.get("encoding") in (None, "utf-8", "text"):
         return _details(label, code_html(data, cut=cut), open_=not _is_long(data), kind="file")

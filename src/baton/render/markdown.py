@@ -35,7 +35,9 @@ def _part_markdown(part: JSON) -> str:
         label = "Tool error" if part.get("is_error") else "Tool result"
         return f"**{label}** (`{part.get('tool_call_id')}`)\n\n{_fence(output)}"
     if kind == "file":
-        return f"**File** `{part.get('path', part.get('name'))}`"
+        withheld = part.get("withheld")
+        note = f" ({withheld})" if isinstance(withheld, str) else ""
+        return f"**File** `{part.get('path', part.get('name'))}`{note}"
     if kind == "blob_ref":
         return (
             f"**{part.get('of', 'blob')}** stored as blob `{part.get('sha256')}` "

@@ -18,6 +18,7 @@ command. Any failure ends the run failed with one line, also recorded in the ses
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -25,6 +26,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+
+import orjson
 
 from baton import gitstate, sandbox
 from baton.agent import instructions
@@ -50,6 +53,7 @@ log = logging.getLogger("baton.runs")
 
 HEARTBEAT = 2.0  # seconds between a run's heartbeats (and cancel checks)
 STOPPED_BY_USER = "stopped by the user"
+SERVER_VARIABLES = ("BATON_", "AWS_")  # what a run's commands never see of the server's
 SHUTDOWN = "the worker was shut down before the run ended: continue the session to go on"
 ENVIRONMENT_SOURCE = "environment"
 
@@ -211,6 +215,13 @@ class Watch:
                 self.cancel.set()  # keep it set: the agent clears its flag after a turn
 
 
+def setup_key(specs: Sequence[setups.SetupSpec], plain: JSON, names: Sequence[str]) -> str:
+    """What a workspace's setup was made with: the commands, the plain variables, the names
+    (not the values) of the secrets."""
+    made = [[spec.source, [c.to_dict() for c in spec.commands]] for spec in specs]
+    return ids.sha256_hex(orjson.dumps([made, plain, list(names)], option=orjson.OPT_SORT_KEYS))
+
+
 def one_line(text: str) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return lines[0] if lines else "unknown error"
@@ -306,7 +317,7 @@ class _Execution:
             return self._fail(f"{type(exc).__name__}: {one_line(str(exc))}")
         if watch.reason is not None:
             return self._interrupted(watch.reason)
-        return self._move(DONE)
+        return self._end(DONE)
 
     def _execute(self, context: Any, watch: Watch) -> None:
         run, session = self.run, context.session
@@ -331,8 +342,7 @@ class _Execution:
             **(environment.variables if environment else {}),
             **dict(context.secrets),
         }
-        if ready.how != WARM:
-            self._setup(ready.path, environment, variables)
+        self._setup(ready.path, ready.how == WARM, environment, variables)
         watch.check()
         self.run = self._move(RUNNING)
         self._agent(ready.path, environment, variables)
@@ -347,7 +357,9 @@ class _Execution:
         self._snapshot()  # a failure here fails the run: the work would not come home
         self.saved = True
 
-    def _setup(self, root: Path, environment: Any, variables: dict[str, str]) -> None:
+    def _setup(self, root: Path, warm: bool, environment: Any, variables: dict[str, str]) -> None:
+        """Run the setup commands, unless the workspace is warm and these very commands
+        (with these variables) succeeded in it already."""
         specs = []
         declared = tuple(
             setups.SetupCommand(str(item["command"]), float(item.get("timeout") or 600))
@@ -358,15 +370,21 @@ class _Execution:
         in_tree = setups.from_repository(root)
         if in_tree is not None and in_tree.commands:
             specs.append(in_tree)
+        plain = dict(environment.variables) if environment else {}
+        done = setup_key(specs, plain, sorted(variables))
+        if warm and self.spaces.setup_of(self.run.session_id) == done:
+            return
+        self.spaces.set_setup(self.run.session_id, None)
         if specs:
             self._wait_context()  # the commands change the tree: the context is taken first
-        policy = sandbox.choose(self.settings.sandbox, True, self.settings.sandbox_limits)
+        policy = self._policy(network=True)
         record = setups.recorder(self.masked, self.run.owner, self.run.session_id)
         for spec in specs:
             results = setups.run(
                 spec, root, policy, on_result=record, env=variables, stop=self.cancel.event
             )
             setups.check(results, None)
+        self.spaces.set_setup(self.run.session_id, done)
 
     def _agent(self, root: Path, environment: Any, variables: dict[str, str]) -> None:
         settings = self.settings
@@ -377,7 +395,7 @@ class _Execution:
         tools = Tools(
             root,
             command_timeout=timeout,
-            policy=sandbox.choose(settings.sandbox, network, settings.sandbox_limits),
+            policy=self._policy(network),
             env=variables,
             stop=self.cancel.event,
         )
@@ -402,6 +420,17 @@ class _Execution:
             raise BatonError(f"the model failed: {exc.message}") from None
 
     # helpers
+    def _policy(self, network: bool) -> sandbox.Policy:
+        """The sandbox of the run's commands: as the settings say, and the server's own data
+        (BATON_HOME: its store, the mirrors, the other sessions' workspaces; the blob folder)
+        and settings (BATON_*, AWS_* variables) out of sight."""
+        settings = self.settings
+        hidden = [settings.home]
+        if settings.blob_url.startswith("file://"):
+            hidden.append(Path(settings.blob_url[len("file://") :]))
+        chosen = sandbox.choose(settings.sandbox, network, settings.sandbox_limits)
+        return dataclasses.replace(chosen, hidden=tuple(hidden), env_drop=SERVER_VARIABLES)
+
     def _blob(self, sha256: str) -> bytes | None:
         try:
             return self.service.blob(self.run.owner, sha256, session_id=self.run.session_id)
@@ -473,13 +502,19 @@ class _Execution:
             return self._fail(f"the run took longer than {self.settings.run_timeout:g}s")
         if reason == "shutdown":
             return self._fail(SHUTDOWN)
-        if reason == "lost":
-            return self.service.heartbeat(self.run.id)  # someone else ended it (the reaper)
+        if reason == "lost":  # someone else ended it (the reaper), or deleted its session
+            try:
+                return self.service.heartbeat(self.run.id)
+            except NotFound:
+                return self.run
         self._note(STOPPED_BY_USER)
         return self._end(STOPPED)
 
     def _end(self, state: str, **changes: Any) -> Run:
         try:
             return self._move(state, **changes)
-        except BatonError:  # it ended meanwhile (reaped, or stopped while queued)
-            return self.service.heartbeat(self.run.id)
+        except BatonError:  # it ended meanwhile (reaped), or its session was deleted
+            try:
+                return self.service.heartbeat(self.run.id)
+            except NotFound:
+                return self.run

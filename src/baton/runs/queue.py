@@ -37,6 +37,7 @@ POLL = 1.0  # seconds between looks for queued runs
 REAP_EVERY = 10.0  # seconds between rounds of the reaper
 REAP_AFTER = 30.0  # a run whose heartbeat (every 2 s) is this old (seconds) lost its worker
 QUEUE_NAME = "baton-runs"
+TAIL = 200  # messages of a reaped run's session read back to find its unanswered tool calls
 TASK_NAME = "baton.run"
 
 
@@ -81,9 +82,42 @@ class Reaper:
         reaped = self.service.reap_runs(self.after)
         for run in reaped:
             log.warning("run %s failed: its worker stopped answering", run.id)
+            try:
+                self._close(run)
+            except Exception:  # the run is failed; the note is a nicety
+                log.exception("could not record the end of run %s", run.id)
         if self.workspaces is not None:
             self.workspaces.clean(gone=self._gone)
         return reaped
+
+    def _close(self, run: Run) -> None:
+        """The session of a reaped run as the dead worker would have left it: each tool call
+        it was running answered "interrupted", then why the run ended."""
+        from baton.agent.loop import INTERRUPTED_TOOL, dangling
+
+        session = self.service.get(run.owner, run.session_id)
+        tail = self.service.messages(
+            run.owner, run.session_id, start=max(session.message_count - TAIL, 0)
+        )
+        notes: list[Any] = [
+            {
+                "role": "tool",
+                "parts": [
+                    {
+                        "type": "tool_result",
+                        "tool_call_id": call["id"],
+                        "name": call["name"],
+                        "output": INTERRUPTED_TOOL,
+                        "is_error": True,
+                    }
+                ],
+            }
+            for call in dangling(tail)
+        ]
+        notes.append(
+            {"role": "system", "parts": [{"type": "text", "text": f"run failed: {run.error}"}]}
+        )
+        self.service.append(run.owner, run.session_id, notes, idempotency_key=f"reaped-{run.id}")
 
     def _gone(self, owner: str, session_id: str) -> bool:
         try:
@@ -267,8 +301,13 @@ class Jobs:
                 self._opened = True
 
     def submit(self, run: Run) -> None:
+        """Defer `baton.run(run_id)`, once: a run whose job still waits is not deferred
+        again (its id is the job's queueing lock)."""
+        from procrastinate.exceptions import AlreadyEnqueued
+
         self.open()
-        self._app()[1].defer(run_id=run.id)
+        with contextlib.suppress(AlreadyEnqueued):
+            self._app()[1].configure(queueing_lock=run.id).defer(run_id=run.id)
 
     def close(self) -> None:
         with self._lock:
@@ -342,19 +381,47 @@ def attach(service: Service, settings: Settings) -> Service:
     return service
 
 
+class _Terminated(BaseException):
+    """SIGTERM reached `baton serve` (uvicorn raises it again once it has stopped)."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _stopped_at_the_end(stop: Callable[[], None]) -> Iterator[None]:
+    """Call `stop` when the block ends, SIGTERM included: the signal becomes an exception
+    for the duration, and is raised again once `stop` returned (so the process still ends
+    as SIGTERM ends it)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
+    terminated = False
+    try:
+        yield
+    except _Terminated:
+        terminated = True
+    finally:
+        stop()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        if terminated:
+            signal.raise_signal(signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def running(service: Service, settings: Settings, runners: int) -> Iterator[Any]:
     """What `baton serve` runs beside the web server: `runners` Runner threads on the
-    embedded store; on PostgreSQL, when runners > 0, a procrastinate worker thread."""
+    embedded store; on PostgreSQL, when runners > 0, a procrastinate worker thread. When the
+    server stops (Ctrl-C, SIGTERM) the runs under way end at once, failed with a line that
+    says so."""
     if runners <= 0:
         yield None
         return
     if not is_postgres(settings.database_url):
         pool = Runners(service, settings, runners).start()
-        try:
+        with _stopped_at_the_end(pool.stop):
             yield pool
-        finally:
-            pool.stop()
         return
     jobs = service.queue if isinstance(service.queue, Jobs) else Jobs(settings.database_url)
     thread = threading.Thread(
@@ -365,8 +432,10 @@ def running(service: Service, settings: Settings, runners: int) -> Iterator[Any]
         daemon=True,
     )
     thread.start()
-    try:
-        yield jobs
-    finally:
+
+    def stop() -> None:
         jobs.stop()
         thread.join(timeout=30)
+
+    with _stopped_at_the_end(stop):
+        yield jobs

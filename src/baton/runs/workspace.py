@@ -46,6 +46,7 @@ case "$1" in
 esac
 """
 NEW, WARM, COLD = "new", "warm", "cold"
+ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")  # what gitstate can name a branch for
 
 
@@ -109,6 +110,7 @@ class Workspaces:
             if not k.startswith("GIT_") or k in ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM")
         }
         env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C", GIT_OPTIONAL_LOCKS="0")
+        env["GIT_ALLOW_PROTOCOL"] = ALLOWED_PROTOCOLS  # never ext:: (it runs a command)
         env.setdefault("GIT_AUTHOR_NAME", "baton")
         env.setdefault("GIT_AUTHOR_EMAIL", "baton@localhost")
         env.setdefault("GIT_COMMITTER_NAME", "baton")
@@ -171,6 +173,8 @@ class Workspaces:
         with self._locked(path.with_suffix(".lock")):
             if (path / "HEAD").is_file():
                 self.git(path, "fetch", "-q", "--prune", "origin", env=env, what=f"git fetch {url}")
+                # packs, when fetches piled up (git's default threshold; nothing to do otherwise)
+                self.git(path, "-c", "gc.auto=6700", "gc", "--auto", "--quiet")
             else:
                 if path.exists():  # a clone that died half way
                     shutil.rmtree(path)
@@ -214,6 +218,21 @@ class Workspaces:
         info.parent.mkdir(parents=True, exist_ok=True)
         info.write_text(json.dumps({"owner": owner, "used": time.time()}))
 
+    def setup_of(self, session_id: str) -> str | None:
+        """What the workspace's setup commands were made with, when they all succeeded."""
+        try:
+            return self.path(session_id).with_name(session_id + ".setup").read_text() or None
+        except FileNotFoundError:
+            return None
+
+    def set_setup(self, session_id: str, key: str | None) -> None:
+        marker = self.path(session_id).with_name(session_id + ".setup")
+        if key is None:
+            marker.unlink(missing_ok=True)
+        else:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(key)
+
     def prepare(
         self,
         session_id: str,
@@ -234,6 +253,7 @@ class Workspaces:
         if git and dest.is_dir() and self.holds(dest, git):
             self._refresh(dest, mirror)
             return Prepared(dest, ours, WARM, [f"reused the workspace of {session_id}"])
+        self.set_setup(session_id, None)  # a new workspace: its setup is to be run
         if dest.exists():
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -324,6 +344,7 @@ class Workspaces:
             existed = dest.exists()
             shutil.rmtree(dest, ignore_errors=True)
             dest.with_name(session_id + ".json").unlink(missing_ok=True)
+            dest.with_name(session_id + ".setup").unlink(missing_ok=True)
         dest.with_name(session_id + ".lock").unlink(missing_ok=True)
         return existed
 

@@ -64,6 +64,10 @@ class Policy:
     max_processes: int | None = 512  # live processes in the sandbox
     max_output_bytes: int = 10 * MiB  # output kept; the rest is read and dropped
     timeout: float = 120.0  # wall-clock seconds, then the whole sandbox is killed
+    # more folders replaced by empty ones (a server's data: its store, its other workspaces)
+    hidden: tuple[Path, ...] = ()
+    # variables whose name starts with one of these are not passed on (a server's settings)
+    env_drop: tuple[str, ...] = ()
 
     @classmethod
     def unconfined(cls, **limits: Any) -> Policy:
@@ -216,7 +220,8 @@ def bwrap_arguments(cwd: Path, policy: Policy, env: dict[str, str]) -> list[str]
     writable = [cwd, *(Path(p).resolve() for p in policy.writable)]
     home = Path(env.get("HOME") or "/root")
     args = [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    hidden = sorted({*HIDDEN, str(home)}, key=lambda p: p.count("/"))
+    more = (str(Path(p).resolve()) for p in policy.hidden)
+    hidden = sorted({*HIDDEN, str(home), *more}, key=lambda p: p.count("/"))
     for path in hidden:
         where = Path(path)
         if path == "/" or not where.is_dir() or any(where.is_relative_to(w) for w in writable):
@@ -261,7 +266,7 @@ def run(
     never in an argv; given on purpose, so kept even when named like a secret). `stop`: when
     another thread sets it, the sandbox is killed within POLL seconds and Stopped is raised
     with the output so far, as for Ctrl-C."""
-    inherited = dict(os.environ)
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(policy.env_drop)}
     if policy.confined:
         inherited = {k: v for k, v in inherited.items() if not SECRET_NAMES.search(k)}
     env = {**inherited, **(env or {})}

@@ -24,6 +24,7 @@ from baton.service import (
     accounts,
     append,
     blobs,
+    findings,
     forks,
     integrity,
     runs,
@@ -304,6 +305,10 @@ class Service:
     def verify(self, owner: str | None = None, session_id: str | None = None) -> VerifyReport:
         """Re-hash every chain (of one session, one owner, or the whole store)."""
         return integrity.verify(self, owner, session_id)
+
+    def rescan(self, progress: Callable[[int, int], None] | None = None) -> JSON:
+        """Rescan, once, the messages scanned with older secret-scan rules than these."""
+        return findings.rescan(self, progress)
 
     def gc(self) -> JSON:
         """Delete what no session or live share reaches, and blob files nothing references."""

@@ -3,12 +3,15 @@ git patch and the git bundle; and the git snapshot as a share shows it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.core.errors import InvalidInput
+from baton.core.attachments import name_of
+from baton.core.errors import InvalidInput, NotFound
 from baton.core.models import JSON, Message, Session, StoredMessage
 from baton.core.redaction import mask, redact_value, strings_in
+from baton.scanning import RULES_VERSION
 from baton.service.common import Ports, hydrate
 
 GIT_PATCH = "git patch"
@@ -37,7 +40,11 @@ class Scan:
 
 def scan(p: Ports, session: Session, code: bool = True) -> Scan:
     """Every secret in what a share publishes: the header, the messages (hydrated), and
-    with `code` the git patch and every commit, file and file name of the git bundle."""
+    with `code` the git patch and every commit, file and file name of the git bundle.
+    Messages are read only where they were flagged when recorded (or rescanned: `rescan`
+    runs first, once, when the store's messages were scanned with older rules)."""
+    if stale(p):
+        rescan(p)
     result = Scan()
     found = result.found
     header = {
@@ -63,7 +70,8 @@ def scan(p: Ports, session: Session, code: bool = True) -> Scan:
         return result
     result.flagged = p.store.flagged(session.head)
     for sm in result.flagged:
-        secrets = p.scanner.find(result.full(p, sm.message).parts)
+        parts = result.full(p, sm.message).parts
+        secrets = p.scanner.find(parts)
         where = {
             "where": f"message {sm.depth + 1}",
             "message": sm.message.id,
@@ -81,8 +89,23 @@ def scan(p: Ports, session: Session, code: bool = True) -> Scan:
                 }
                 found.append((unlocated, {}))
         for secret, kind in secrets.items():
-            found.append(({**where, "kind": kind, "excerpt": mask(secret)}, {secret: kind}))
+            finding = {**where, "kind": kind, "excerpt": mask(secret)}
+            file_name = file_holding(parts, secret)
+            if file_name is not None:  # said without the secrets a file name can hold
+                shown: str = redact_value(file_name, secrets)
+                finding.update(file=shown, where=f"message {sm.depth + 1}, file {shown}")
+            found.append((finding, {secret: kind}))
     return result
+
+
+def file_holding(parts: list[JSON], secret: str) -> str | None:
+    """The name of the first file part that holds `secret` (in its name, its text, or what
+    its encoded bytes say), if a file holds it."""
+    for part in parts:
+        if part.get("type") == "file" or part.get("of") == "file":
+            if any(secret in text for text in strings_in(part)):
+                return name_of(part) or "(unnamed)"
+    return None
 
 
 def bundle_findings(p: Ports, git: JSON | None) -> list[Found]:
@@ -163,3 +186,84 @@ def public_git(
         )
     redacted: JSON = redact_value(public, secrets)
     return redacted
+
+
+RESCAN_BATCH = 500
+
+
+def stale(p: Ports) -> bool:
+    """Whether the store holds messages scanned with older rules than this process's."""
+    was = p.store.scan_rules()
+    return was is not None and was < RULES_VERSION
+
+
+def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON:
+    """Rescan, once, every message when the store's were scanned with older rules: in chain
+    order, hydrated; what the rules find now is added to what was found when each was
+    recorded (never taken away: that was found with the recording process's environment),
+    and the secret pointers of the messages after a newly flagged one follow. Then the store
+    records the rules version, and a share reads only flagged messages again. The report
+    names the live shares that publish a newly flagged message (`exposed_shares`).
+
+    Appends may go on meanwhile (they are scanned with these rules): one whose parent's
+    pointer moves between the pass reading and writing it keeps the pointer it was given."""
+    was = p.store.scan_rules()
+    report: JSON = {
+        "rules": RULES_VERSION,
+        "was": was,
+        "rescanned": 0,
+        "flagged": 0,
+        "exposed_shares": [],
+    }
+    if was is None or was >= RULES_VERSION:
+        return report
+    total = p.store.count_messages()
+    pointers: dict[str, str] = {}  # message id -> its new secret pointer, in this tree
+    root: str | None = None
+    after: tuple[str, int, str] | None = None
+    done = 0
+    newly: set[str] = set()
+    while batch := p.store.messages_in_order(after, RESCAN_BATCH):
+        texts: list[tuple[list[str], list[str]]] = [
+            (strings_in(_readable(p, sm.message).parts), []) for sm in batch
+        ]
+        scanned = p.scanner.findings_many(texts).get()
+        updates: list[tuple[str, list[JSON], str | None]] = []
+        for sm, found in zip(batch, scanned, strict=True):
+            if sm.root != root:  # a tree's messages come together: its parents are done
+                root, pointers = sm.root, {}
+            findings = [*sm.findings, *(f for f in found if f not in sm.findings)]
+            parent = sm.message.parent
+            pointer = sm.message.id if findings else pointers.get(parent) if parent else None
+            if pointer is not None:
+                pointers[sm.message.id] = pointer
+            if findings != sm.findings or pointer != sm.flagged:
+                updates.append((sm.message.id, findings, pointer))
+            if findings and not sm.findings:
+                newly.add(sm.message.id)
+        p.store.set_findings(updates)
+        done += len(batch)
+        last = batch[-1]
+        after = (last.root, last.depth, last.message.id)
+        if progress is not None:
+            progress(done, max(total, done))
+    p.store.set_scan_rules(RULES_VERSION)
+    # Shares published before the rules could see what they hold: revoking is the owner's call.
+    now = p.now()
+    exposed = [
+        s.id
+        for s in p.store.list_shares()
+        if s.state(now) == "live"
+        and s.head is not None
+        and any(sm.message.id in newly for sm in p.store.flagged(s.head))
+    ]
+    report.update(rescanned=done, flagged=len(newly), exposed_shares=exposed)
+    return report
+
+
+def _readable(p: Ports, message: Message) -> Message:
+    """The message hydrated; as stored (its blobs' previews) when a blob is missing."""
+    try:
+        return hydrate(p, message)
+    except NotFound:
+        return message
