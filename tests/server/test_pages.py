@@ -241,3 +241,33 @@ def test_pages_show_a_forks_own_and_inherited_costs_apart(service: Service, owne
     assert isinstance(exported, str)
     assert "<dt>Cost</dt><dd>$0.0020</dd>" in exported
     assert "<dt>Inherited</dt><dd>900 in · 12 out · $0.0010</dd>" in exported
+
+
+def test_a_session_opens_at_its_latest_page_and_a_permalink_at_its_message(
+    service: Service, owner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "PAGE", 4)
+    _, token = service.accounts.create_token(owner, "pages")
+    session = service.create(owner, title="Ten")
+    service.append(owner, session.id, [text_message("user", f"m{i}") for i in range(1, 11)])
+    stored = service.messages(owner, session.id)
+    latest, linked, unknown, shared = get(
+        service,
+        token,
+        f"/sessions/{session.id}",
+        f"/sessions/{session.id}?at={stored[4].id}",
+        f"/sessions/{session.id}?at=m_{'0' * 64}",
+        f"/share/{service.share(owner, session.id).id}?at={stored[8].id}",
+    )
+    # the last four messages, the reader's script told to open at the latest turn
+    assert [c[2] for c in cards(latest.text)] == ["#7 m7", "#8 m8", "#9 m9", "#10 m10"]
+    assert 'data-open="latest"' in latest.text
+    assert '<a id="load-earlier" href="?start=2">← 6 earlier messages</a>' in latest.text
+    assert 'id="load-later"' not in latest.text
+    # message #5 with the page around it (two before it)
+    assert [c[2] for c in cards(linked.text)] == ["#3 m3", "#4 m4", "#5 m5", "#6 m6"]
+    assert 'data-open="latest"' not in linked.text
+    assert '<a id="load-later" href="?start=6">4 later messages →</a>' in linked.text
+    assert f'href="?at={stored[4].id}#{stored[4].id}"' in linked.text
+    assert unknown.status_code == 404
+    assert [c[2] for c in cards(shared.text)] == ["#7 m7", "#8 m8", "#9 m9", "#10 m10"]

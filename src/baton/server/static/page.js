@@ -18,7 +18,6 @@
     if (!toggle) return;
     var dark = currentTheme() === "dark";
     toggle.textContent = dark ? "Light theme" : "Dark theme";
-    toggle.setAttribute("aria-pressed", dark ? "true" : "false");
   }
   if (toggle) {
     toggle.hidden = false;
