@@ -330,6 +330,23 @@ def test_edits_writes_and_patches_read_as_diffs_and_code() -> None:
         '<span class="d-del">-old</span><span class="d-add">+new</span>'
         '<span class="d-meta">*** End Patch</span></code></pre></div>'
     )
+    assert part_html(call).startswith(
+        '<div class="tool-call tool-patch"><div class="tool-head"><span class="tool-name">'
+        'apply_patch</span><code class="hint">a.txt</code></div>'
+    )
+    # Codex's shell takes an argv: the script is the command
+    argv = {"command": ["bash", "-lc", "pytest -q"], "workdir": "/repo"}
+    shell = {"type": "tool_call", "id": "s", "name": "shell", "input": argv}
+    assert '<pre class="code command"><code>pytest -q</code></pre>' in part_html(shell)
+    # Claude Code's MultiEdit: one diff per edit
+    edits = [{"old_string": "a", "new_string": "b"}, {"old_string": "c", "new_string": "d"}]
+    multi = {
+        "type": "tool_call",
+        "id": "m",
+        "name": "MultiEdit",
+        "input": {"file_path": "x.py", "edits": edits},
+    }
+    assert part_html(multi).count('<span class="d-hunk">@@ -1 +1 @@</span>') == 2
     # a command's exit status, read from the output the sandbox wrote
     calls = {"r": ToolCall("run_command", "make test", "2026-11-24T10:00:00.000000Z")}
     result = {"type": "tool_result", "tool_call_id": "r", "output": "boom\n[exit code 2]"}

@@ -181,12 +181,30 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
+_PATCHED = re.compile(r"^(?:\*\*\* (?:Add|Update|Delete) File: |\+\+\+ b/)(.+)$", re.MULTILINE)
+
+
+def _call_hint(name: str, arguments: Any) -> str:
+    """A call's key argument; for a patch, the files it touches."""
+    hint = _hint(arguments)
+    if hint or _kind_of(name) != "patch":
+        return hint
+    text = arguments if isinstance(arguments, str) else None
+    if isinstance(arguments, dict):
+        text = _first_str(arguments, "patch", "input", "diff")
+    files = list(dict.fromkeys(_PATCHED.findall(text or "")))
+    line = ", ".join(f.strip() for f in files)
+    return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
+
+
 def _hint(arguments: Any) -> str:
     """What a tool call was about, in one short line: its command, path or pattern."""
     if not isinstance(arguments, dict):
         return ""
     for key in _HINT_KEYS:
         value = arguments.get(key)
+        if key == "command" and isinstance(value, list):
+            value = _argv(value)
         if isinstance(value, str) and value.strip():
             line = value.strip().splitlines()[0]
             return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
@@ -244,7 +262,7 @@ def _tool_call(part: JSON, cut: int | None) -> str:
     other arguments as JSON."""
     name = str(part.get("name", "tool"))
     arguments = part.get("input")
-    hint = _hint(arguments)
+    hint = _call_hint(name, arguments)
     body = _tool_body(name, arguments, cut)
     if body is not None and _kind_of(name) == "shell":  # the command is the body: say what for
         described = arguments.get("description") if isinstance(arguments, dict) else None
@@ -302,18 +320,23 @@ def _tool_body(name: str, arguments: Any, cut: int | None) -> str | None:
         return None
     path = _first_str(arguments, "path", "file_path", "filePath", "file") or ""
     if kind == "shell":
-        command = _first_str(arguments, "command", "cmd")
-        if command is None and isinstance(arguments.get("command"), list):
-            command = " ".join(str(a) for a in arguments["command"])
+        command = _first_str(arguments, "command", "cmd") or _argv(arguments.get("command"))
         if command is None:
             return None
         return f'<pre class="code command"><code>{html.escape(_cut(command, cut))}</code></pre>'
     if kind == "edit":
-        old = _first_str(arguments, "old_text", "old_string", "oldString", "old_str")
-        new = _first_str(arguments, "new_text", "new_string", "newString", "new_str")
-        if old is None or new is None:
-            return None
-        return diff_html(_unified(path, old, new), cut)
+        edits = arguments.get("edits")  # several at once (Claude Code's MultiEdit)
+        pairs = (
+            [e for e in edits if isinstance(e, dict)] if isinstance(edits, list) else [arguments]
+        )
+        diffs = []
+        for edit in pairs:
+            old = _first_str(edit, "old_text", "old_string", "oldString", "old_str")
+            new = _first_str(edit, "new_text", "new_string", "newString", "new_str")
+            if old is None or new is None:
+                return None
+            diffs.append(_unified(path, old, new))
+        return diff_html("\n".join(diffs), cut) if diffs else None
     if kind == "write":
         content = _first_str(arguments, "content", "file_text", "text", "contents")
         if content is None:
@@ -323,6 +346,16 @@ def _tool_body(name: str, arguments: Any, cut: int | None) -> str | None:
         patch = _first_str(arguments, "patch", "input", "diff")
         return diff_html(patch, cut) if patch is not None else None
     return None
+
+
+def _argv(value: Any) -> str | None:
+    """A command given as a list ("bash", "-lc", "pytest -q"): the script, or the words."""
+    if not isinstance(value, list) or not value:
+        return None
+    words = [str(v) for v in value]
+    if len(words) == 3 and words[1] in ("-c", "-lc") and words[0].endswith(("sh", "bash", "zsh")):
+        return words[2]
+    return " ".join(words)
 
 
 def _unified(path: str, old: str, new: str) -> str:
@@ -576,7 +609,7 @@ def tool_names(messages: Iterable[Message], into: Calls | None = None) -> Calls:
             if part.get("type") == "tool_call":
                 name = str(part.get("name", "tool"))
                 names[str(part.get("id"))] = ToolCall(
-                    name, _hint(part.get("input")), message.created_at
+                    name, _call_hint(name, part.get("input")), message.created_at
                 )
     return names
 
