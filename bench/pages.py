@@ -66,7 +66,7 @@ def run(root: Path, quick: bool, record: Record) -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
-                measured = _measure(browser, served, ids, 5 if quick else 15)
+                measured = _measure(browser, served, ids, 3 if quick else 15, 1 if quick else 2)
             finally:
                 browser.close()
     finally:
@@ -100,7 +100,7 @@ def run(root: Path, quick: bool, record: Record) -> None:
 
 
 def _measure(
-    browser: Any, served: Served, ids: dict[int, str], rounds: int
+    browser: Any, served: Served, ids: dict[int, str], rounds: int, warmup: int
 ) -> dict[int, list[dict[str, float]]]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
@@ -109,14 +109,14 @@ def _measure(
     with page.expect_navigation():
         page.click("#login")
     out: dict[int, list[dict[str, float]]] = {count: [] for count in ids}
-    for i in range(rounds + 2):  # two rounds of warm-up
+    for i in range(rounds + warmup):
         for count, sid in ids.items():
             page.goto(f"{served.url}/sessions/{sid}", wait_until="load")
             timings = page.evaluate(TIMINGS)
             while timings["paint"] is None:  # painted after load: rare, but wait for it
                 page.wait_for_timeout(20)
                 timings = page.evaluate(TIMINGS)
-            if i >= 2:
+            if i >= warmup:
                 out[count].append(timings)
     context.close()
     return out
