@@ -21,12 +21,13 @@ from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
-from bench import events, git, imports, memory, runs, scaleout, secrets, server
+from bench import events, git, imports, memory, pages, runs, scaleout, secrets, server
 from bench.data import messages
 from bench.timing import median_time, paired_medians
 
 GROUPS: dict[str, Callable[[Path, bool, Callable[..., None]], None]] = {
     "server": server.run,
+    "pages": pages.run,
     "events": events.run,
     "git": git.run,
     "runs": runs.run,

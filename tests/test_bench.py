@@ -36,6 +36,8 @@ def test_quick_bench_reports_every_figure() -> None:
         "`baton --version`",
         "`baton sessions list`",
         "share page (GET /share/ID)",
+        "session page of 2,000 messages vs of 10: time to interactive, Chromium",
+        "session page of 2,000 messages vs of 10: first contentful paint, Chromium",
         "git capture",
         "server run: Start to the first event on the session's stream",
         "server run: Start to the first model request",
