@@ -202,7 +202,7 @@ def test_share_json_and_refusal(baton: Any) -> None:
     share = ok(baton("share", sid, "--expires", "7d", "--json")).json()
     assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{22}", share["id"])
     assert share["url"].endswith(f"/share/{share['id']}")
-    assert share["expires_at"] and share["command"] == f"baton --fork {share['id']}"
+    assert share["expires_at"] and share["command"] == f"baton --fork {share['url']}"
     ok(baton("sessions", "append", sid, "--role", "user", "--text", f"key={FAKE_KEY}"))
     refused = baton("share", sid, "--json")
     assert refused.code == 1
@@ -323,7 +323,7 @@ def test_every_command_has_help_with_an_example_and_json(baton: Any) -> None:
     for command in _commands(cli):
         result = ok(baton(*command, "--help"))
         assert "Example" in result.out, command
-        if command not in (("sessions", "export"), ("serve",), ("users", "passwd")):
+        if command not in (("sessions", "export"), ("serve",), ("worker",), ("users", "passwd")):
             assert "--json" in result.out, command
 
 

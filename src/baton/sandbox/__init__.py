@@ -19,6 +19,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,10 @@ class Policy:
     max_processes: int | None = 512  # live processes in the sandbox
     max_output_bytes: int = 10 * MiB  # output kept; the rest is read and dropped
     timeout: float = 120.0  # wall-clock seconds, then the whole sandbox is killed
+    # more folders replaced by empty ones (a server's data: its store, its other workspaces)
+    hidden: tuple[Path, ...] = ()
+    # variables whose name starts with one of these are not passed on (a server's settings)
+    env_drop: tuple[str, ...] = ()
 
     @classmethod
     def unconfined(cls, **limits: Any) -> Policy:
@@ -215,7 +220,8 @@ def bwrap_arguments(cwd: Path, policy: Policy, env: dict[str, str]) -> list[str]
     writable = [cwd, *(Path(p).resolve() for p in policy.writable)]
     home = Path(env.get("HOME") or "/root")
     args = [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    hidden = sorted({*HIDDEN, str(home)}, key=lambda p: p.count("/"))
+    more = (str(Path(p).resolve()) for p in policy.hidden)
+    hidden = sorted({*HIDDEN, str(home), *more}, key=lambda p: p.count("/"))
     for path in hidden:
         where = Path(path)
         if path == "/" or not where.is_dir() or any(where.is_relative_to(w) for w in writable):
@@ -245,13 +251,25 @@ def _ulimits(policy: Policy) -> str:
     return "".join(f"{line} || exit 126; " for line in lines)
 
 
-def run(command: str, cwd: Path, policy: Policy) -> Result:
+def run(
+    command: str,
+    cwd: Path,
+    policy: Policy,
+    *,
+    env: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
+) -> Result:
     """Run `command` with bash in `cwd` under `policy`; everything it started is gone when
     this returns (or raises: an interrupt kills the sandbox, then propagates). Call it from a
-    thread that lives until it returns: die-with-parent follows the thread that started it."""
-    env = dict(os.environ)
+    thread that lives until it returns: die-with-parent follows the thread that started it.
+    `env`: variables the command gets besides this process's (passed in its environment,
+    never in an argv; given on purpose, so kept even when named like a secret). `stop`: when
+    another thread sets it, the sandbox is killed within POLL seconds and Stopped is raised
+    with the output so far, as for Ctrl-C."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(policy.env_drop)}
     if policy.confined:
-        env = {k: v for k, v in env.items() if not SECRET_NAMES.search(k)}
+        inherited = {k: v for k, v in inherited.items() if not SECRET_NAMES.search(k)}
+    env = {**inherited, **(env or {})}
     life_read, life_write = os.pipe()  # the lifeline: only this process holds its write end
     shell = [
         "bash",
@@ -299,7 +317,7 @@ def run(command: str, cwd: Path, policy: Policy) -> Result:
         for fd in (info_write, life_read):
             if fd >= 0:
                 os.close(fd)
-    watch = _Watch(process, policy, info_read)
+    watch = _Watch(process, policy, info_read, stop)
     try:
         return watch.wait()
     except Stopped:
@@ -322,8 +340,15 @@ def _lifeline(fd: int, confined: bool) -> str:
 class _Watch:
     """Reads a running command's output, and stops it at its deadline or limits."""
 
-    def __init__(self, process: subprocess.Popen[bytes], policy: Policy, info: int) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        policy: Policy,
+        info: int,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.process = process
+        self.stop = stop
         self.policy = policy
         self.info = info
         self.info_text = b""
@@ -360,6 +385,8 @@ class _Watch:
                 if self._too_many_processes():
                     stopped = "processes"
                     break
+                if self.stop is not None and self.stop.is_set():
+                    raise Stopped(self.kept.decode("utf-8", "replace"))
                 if self.process.poll() is not None and not policy.confined:
                     self.kill()  # what it left running in the background goes with it
         except BaseException:
