@@ -422,6 +422,15 @@ class SecretScanner:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.env_secrets = secret_env_values(env or {})
 
+    def including(self, known: Mapping[str, str]) -> SecretScanner:
+        """This scanner, also finding the values of `known` (value -> kind) wherever they
+        are: the secrets of a server's environments, say."""
+        if not known:
+            return self
+        more = SecretScanner()
+        more.env_secrets = {**self.env_secrets, **known}
+        return more
+
     def find(self, value: Any, extra: Iterable[str] = ()) -> dict[str, str]:
         """secret value -> kind, for every secret in the strings inside `value`."""
         found: dict[str, str] = {}

@@ -353,6 +353,39 @@ def test_setup_installs_from_a_wheel_folder_for_the_agent(
     assert ("tool", "from the wheel\n\n[exit code 0]") in texts(service, owner, session.id)
 
 
+def test_a_new_workspace_gives_the_first_request_its_instructions_and_the_tools_its_files(
+    service: Service,
+    settings: Settings,
+    owner: str,
+    fake_model: FakeModel,
+    git_repo: Path,
+    origin: Path,
+) -> None:
+    """A new workspace's files are checked out beside the first model request: the
+    request has the repository's AGENTS.md (read from the start commit), and the first
+    tool call sees the whole tree."""
+    (git_repo / "AGENTS.md").write_text("Always answer in haiku.\n")
+    for i in range(300):
+        (git_repo / "many" / f"f{i}.txt").parent.mkdir(exist_ok=True)
+        (git_repo / "many" / f"f{i}.txt").write_text(f"{i}\n")
+    commit_all(git_repo, "instructions and files")
+    git(git_repo, "push", "-q", "origin", "main")
+    repo = service.add_repo(owner, str(origin))
+    fake_model.reply("", call("c1", "run_command", command="ls many | wc -l; cat many/f299.txt"))
+    fake_model.reply("Counted.")
+    run, session = service.start_run(owner, "Count the files", repo=repo.id)
+    ended = execute(service, settings, run.id, "test-worker")
+    assert ended is not None and ended.state == DONE, ended
+    system = fake_model.requests[0]["messages"][0]
+    assert system["role"] == "system"
+    assert (
+        '<instructions file="AGENTS.md">\nAlways answer in haiku.\n</instructions>'
+        in (system["content"])
+    )
+    assert ("tool", "300\n299\n\n[exit code 0]") in texts(service, owner, session.id)
+    assert service.get(owner, session.id).git["patch"] is None  # type: ignore[index]
+
+
 def test_the_servers_data_and_settings_are_out_of_the_sandboxs_sight(
     service: Service,
     settings: Settings,

@@ -348,3 +348,37 @@ def test_a_run_is_deferred_once_while_its_job_waits(pg_service: Service, postgre
             "SELECT task_name, queue_name, args, status FROM procrastinate_jobs"
         ).fetchall()
     assert rows == [(TASK_NAME, QUEUE_NAME, {"run_id": run.id}, "todo")]
+
+
+def test_a_run_whose_defer_failed_is_deferred_by_the_reaper_once(
+    pg_service: Service, postgres_url: str
+) -> None:
+    import psycopg
+
+    from baton.runs.queue import QUEUE_NAME, TASK_NAME
+
+    owner = pg_service.account("alice", "Alice").id
+    repo = pg_service.add_repo(owner, "file:///srv/nowhere.git")
+    jobs = pg_service.queue
+    pg_service.queue = Jobs("postgresql://postgres@127.0.0.1:1/nowhere")  # the defer fails
+    run, _ = pg_service.start_run(owner, "Queued without a job", repo=repo.id)
+    assert pg_service.run(owner, run.id).state == "queued"  # stored, and said so (201)
+
+    def jobs_in_db() -> list[Any]:
+        with psycopg.connect(postgres_url) as conn:
+            return conn.execute(
+                "SELECT task_name, queue_name, args, status FROM procrastinate_jobs"
+            ).fetchall()
+
+    pg_service.queue.close()
+    pg_service.queue = jobs
+    assert isinstance(jobs, Jobs)
+    jobs.ensure_schema()
+    assert jobs_in_db() == []
+    reaper = Reaper(pg_service, resubmit_after=60)
+    assert reaper.reap() == [] and jobs_in_db() == []  # queued just now: not yet
+    reaper = Reaper(pg_service, resubmit_after=0)
+    reaper.reap()
+    reaper.reap()  # again, and at a worker's start: still one job
+    assert reaper.resubmit() == [pg_service.run(owner, run.id)]
+    assert jobs_in_db() == [(TASK_NAME, QUEUE_NAME, {"run_id": run.id}, "todo")]

@@ -61,6 +61,34 @@ def test_a_new_workspace_is_a_clone_on_the_sessions_branch(
     assert git_state["remote_url"] == url and git_state["ahead"] == 0
 
 
+def test_an_early_workspace_reads_its_first_files_while_it_checks_out(
+    spaces: Workspaces, git_repo: Path, origin: Path, tmp_path: Path
+) -> None:
+    """Prepared early, a new workspace comes back cloned, with the instructions and setup
+    files read from the start commit (a symlink in the tree followed, one out of it not);
+    `wait()` gives the same work tree as a plain prepare."""
+    outside = tmp_path / "server-file.txt"
+    outside.write_text("not for the prompt\n")
+    (git_repo / "AGENTS.md").write_text("# Rules\nRun the tests.\n")
+    (git_repo / "CLAUDE.md").symlink_to(outside)
+    (git_repo / ".baton").mkdir()
+    (git_repo / ".baton" / "setup.toml").write_text('commands = ["echo hi"]\n')
+    (git_repo / ".baton" / "config.toml").symlink_to("../AGENTS.md")
+    commit_all(git_repo, "instructions")
+    git(git_repo, "push", "-q", "origin", "main")
+    ready = spaces.prepare(SESSION, str(origin), early=True)
+    assert ready.how == NEW
+    assert ready.files == {
+        "AGENTS.md": b"# Rules\nRun the tests.\n",
+        ".baton/setup.toml": b'commands = ["echo hi"]\n',
+        ".baton/config.toml": b"# Rules\nRun the tests.\n",
+    }
+    ready.wait()
+    assert git(ready.path, "branch", "--show-current") == f"baton/{SESSION}"
+    assert git(ready.path, "status", "--porcelain") == ""
+    assert (ready.path / "AGENTS.md").read_text() == "# Rules\nRun the tests.\n"
+
+
 def test_a_branch_is_started_from_and_an_unknown_one_is_refused(
     spaces: Workspaces, git_repo: Path, origin: Path
 ) -> None:

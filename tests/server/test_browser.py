@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -217,8 +218,10 @@ def test_log_in_share_redacted_fork_and_revoke(live: Live, browser: Browser) -> 
         "List the files. My key is [REDACTED:OpenAI Token] for later."
     )
     assert KEY not in other.content()
-    expect(other.locator("#fork-command")).to_have_value(f"baton --fork {share.id}")
-    expect(other.locator("#open-in-editor")).to_have_attribute("href", f"baton://fork/{share.id}")
+    expect(other.locator("#fork-command")).to_have_value(f"baton --fork {share_url}")
+    expect(other.locator("#open-in-editor")).to_have_attribute(
+        "href", "vscode://baton.baton/fork?url=" + quote(share_url, safe="")
+    )
     shot(other, "05-share-public")
 
     phone = new_context(

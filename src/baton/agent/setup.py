@@ -203,12 +203,18 @@ def _env(value: Any, where: str) -> dict[str, str]:
 
 def from_repository(root: Path) -> SetupSpec | None:
     """The repository's declaration, or None when it declares none."""
+    return from_files(
+        {name: (root / name).read_bytes() for name in REPO_FILES if (root / name).is_file()}
+    )
+
+
+def from_files(files: Mapping[str, bytes]) -> SetupSpec | None:
+    """The declaration of a repository whose REPO_FILES (those it has) are `files`."""
     for name in REPO_FILES:
-        path = root / name
-        if not path.is_file():
+        if name not in files:
             continue
         try:
-            data = tomllib.loads(path.read_text("utf-8"))
+            data = tomllib.loads(files[name].decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{name} is not valid TOML: {exc}") from None
         if name.endswith("setup.toml"):

@@ -18,6 +18,7 @@ command. Any failure ends the run failed with one line, also recorded in the ses
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -35,14 +36,14 @@ from baton.agent import setup as setups
 from baton.agent.approvals import Approver
 from baton.agent.loop import Agent, system_prompt
 from baton.agent.provider import Cancel, Interrupted, ModelConfig, ModelError, Provider
-from baton.agent.tools import COMMAND_TIMEOUT, Tools
+from baton.agent.tools import COMMAND_TIMEOUT, Outcome, Tools
 from baton.contract import ANY_HEAD
 from baton.core import ids
 from baton.core.errors import BatonError, NotFound
 from baton.core.models import JSON
 from baton.core.runs import DONE, FAILED, PREPARING, QUEUED, RUNNING, STOPPED, Run
 from baton.runs.masking import Mask, MaskedStream
-from baton.runs.workspace import WARM, Workspaces
+from baton.runs.workspace import WARM, Prepared, Workspaces
 
 if TYPE_CHECKING:
     from baton.config import Settings
@@ -88,6 +89,27 @@ class Masked:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._service, name)
+
+
+class CheckedOut(Tools):
+    """The run's tools: each waits until the workspace's files are checked out (a new
+    workspace's checkout goes on beside the agent's first model request)."""
+
+    def __init__(self, ready: Prepared, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.ready = ready
+
+    def path(self, value: Any, *, must_exist: bool = True) -> Path:
+        self.ready.wait()
+        return super().path(value, must_exist=must_exist)
+
+    def run(self, name: str, args: dict[str, Any]) -> Outcome:
+        self.ready.wait()
+        return super().run(name, args)
+
+    def describe(self, name: str, args: dict[str, Any]) -> str:
+        self.ready.wait()
+        return super().describe(name, args)
 
 
 class RunAgent(Agent):
@@ -276,6 +298,8 @@ class _Execution:
         self.masked: Baton = cast("Baton", Masked(service, self.mask))
         self.cancel = Cancel()
         self.workspace: Path | None = None
+        self.ready: Prepared | None = None  # the workspace (its files may be checking out)
+        self.set_up = False  # setup commands ran in the workspace (they may change its files)
         self.saved = False  # the end's snapshot is recorded
         self._context: threading.Thread | None = None  # records the workspace's first state
 
@@ -304,6 +328,9 @@ class _Execution:
                 try:
                     self._execute(context, watch)
                 finally:
+                    if self.ready is not None:  # the checkout ends before the workspace is let go
+                        with contextlib.suppress(Exception):
+                            self.ready.wait()
                     if self.workspace is not None and not self.saved:
                         self._last_snapshot()
         except (Interrupted, KeyboardInterrupt):
@@ -325,13 +352,14 @@ class _Execution:
         if repo is None:
             raise BatonError(f"run {run.id} has no repository to work in")
         git = session.git if isinstance(session.git, dict) and session.git.get("head") else None
-        ready = self.spaces.prepare(
+        ready = self.ready = self.spaces.prepare(
             run.session_id,
             repo.url,
             credentials=context.credentials,
             branch=run.branch or repo.default_branch,
             git=git,
             get_blob=self._blob,
+            early=True,  # a new workspace's files are checked out beside the first request
         )
         self.workspace = ready.path
         watch.check()
@@ -342,10 +370,11 @@ class _Execution:
             **(environment.variables if environment else {}),
             **dict(context.secrets),
         }
-        self._setup(ready.path, ready.how == WARM, environment, variables)
+        self._setup(ready, environment, variables)
         watch.check()
         self.run = self._move(RUNNING)
-        self._agent(ready.path, environment, variables)
+        self._agent(ready, environment, variables)
+        ready.wait()  # a checkout that failed fails the run
         watch.check()  # stopped: no push (the snapshot still records the work)
         if environment is not None and environment.push:
             self._snapshot()  # the work as the agent left it, before it is committed
@@ -357,9 +386,10 @@ class _Execution:
         self._snapshot()  # a failure here fails the run: the work would not come home
         self.saved = True
 
-    def _setup(self, root: Path, warm: bool, environment: Any, variables: dict[str, str]) -> None:
+    def _setup(self, ready: Prepared, environment: Any, variables: dict[str, str]) -> None:
         """Run the setup commands, unless the workspace is warm and these very commands
         (with these variables) succeeded in it already."""
+        root, warm = ready.path, ready.how == WARM
         specs = []
         declared = tuple(
             setups.SetupCommand(str(item["command"]), float(item.get("timeout") or 600))
@@ -367,7 +397,9 @@ class _Execution:
         )
         if declared:
             specs.append(setups.SetupSpec(declared, ENVIRONMENT_SOURCE))
-        in_tree = setups.from_repository(root)
+        in_tree = (
+            setups.from_repository(root) if ready.files is None else setups.from_files(ready.files)
+        )
         if in_tree is not None and in_tree.commands:
             specs.append(in_tree)
         plain = dict(environment.variables) if environment else {}
@@ -376,6 +408,8 @@ class _Execution:
             return
         self.spaces.set_setup(self.run.session_id, None)
         if specs:
+            ready.wait()  # the commands work on the checked-out tree
+            self.set_up = True
             self._wait_context()  # the commands change the tree: the context is taken first
         policy = self._policy(network=True)
         record = setups.recorder(self.masked, self.run.owner, self.run.session_id)
@@ -386,13 +420,14 @@ class _Execution:
             setups.check(results, None)
         self.spaces.set_setup(self.run.session_id, done)
 
-    def _agent(self, root: Path, environment: Any, variables: dict[str, str]) -> None:
-        settings = self.settings
+    def _agent(self, ready: Prepared, environment: Any, variables: dict[str, str]) -> None:
+        settings, root = self.settings, ready.path
         model = self.run.model or (environment.model if environment else None)
         config = ModelConfig.from_settings(settings, model)
         network = bool(environment.network) if environment else False
         timeout = COMMAND_TIMEOUT if settings.command_timeout is None else settings.command_timeout
-        tools = Tools(
+        tools = CheckedOut(
+            ready,
             root,
             command_timeout=timeout,
             policy=self._policy(network),
@@ -400,7 +435,10 @@ class _Execution:
             stop=self.cancel.event,
         )
         display = Deltas(self.service, self.run.session_id, self.mask)
-        found = instructions.find(root, root)
+        if ready.files is not None and not self.set_up:  # the tree is the start commit's
+            found = instructions.from_files(ready.files)
+        else:
+            found = instructions.find(root, root)
         agent = RunAgent(
             self.masked,
             self.run.owner,
@@ -444,8 +482,11 @@ class _Execution:
 
     def _first_snapshot(self) -> None:
         """The session's git context as the run starts (in a thread, beside the agent's
-        first request: a failure is logged, the snapshot at the end is the one that counts)."""
+        first request, once the files are checked out: a failure is logged, the snapshot at
+        the end is the one that counts)."""
         try:
+            if self.ready is not None:
+                self.ready.wait()
             self._snapshot(first=True)
         except Exception:
             log.exception("run %s: no git snapshot at the start", self.run.id)

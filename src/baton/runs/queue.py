@@ -8,8 +8,11 @@ machines run it (the task claims the run by compare-and-set queued → preparing
 duplicate delivery does nothing).
 
 The `Reaper` (in every runner process and worker) fails active runs whose heartbeat is older
-than REAP_AFTER seconds ("the worker stopped answering"), and removes idle workspaces and
-those of deleted sessions."""
+than REAP_AFTER seconds ("the worker stopped answering"), hands the queue again the runs
+queued more than RESUBMIT_AFTER seconds ago (a defer that failed when the run was started
+leaves a queued run without a job: it is deferred now; deferring is idempotent), and removes
+idle workspaces and those of deleted sessions. A worker's reaper does its first round as the
+worker starts."""
 
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ log = logging.getLogger("baton.runs")
 POLL = 1.0  # seconds between looks for queued runs
 REAP_EVERY = 10.0  # seconds between rounds of the reaper
 REAP_AFTER = 30.0  # a run whose heartbeat (every 2 s) is this old (seconds) lost its worker
+RESUBMIT_AFTER = 5.0  # a run queued this long ago (seconds) is handed to the queue again
 QUEUE_NAME = "baton-runs"
 TAIL = 200  # messages of a reaped run's session read back to find its unanswered tool calls
 TASK_NAME = "baton.run"
@@ -61,11 +65,13 @@ class Reaper:
         *,
         every: float = REAP_EVERY,
         after: float = REAP_AFTER,
+        resubmit_after: float = RESUBMIT_AFTER,
     ) -> None:
         self.service = service
         self.workspaces = workspaces
         self.every = every
         self.after = after
+        self.resubmit_after = resubmit_after
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="baton reaper", daemon=True)
 
@@ -78,7 +84,16 @@ class Reaper:
         if self.thread.is_alive():
             self.thread.join(timeout=30)
 
+    def resubmit(self) -> list[Run]:
+        """Hand the queue again the runs that wait longer than they should (no job)."""
+        try:
+            return self.service.resubmit_runs(self.resubmit_after)
+        except Exception:  # the queue is away for a moment: next round
+            log.exception("could not submit the waiting runs again")
+            return []
+
     def reap(self) -> list[Run]:
+        self.resubmit()
         reaped = self.service.reap_runs(self.after)
         for run in reaped:
             log.warning("run %s failed: its worker stopped answering", run.id)
@@ -127,6 +142,7 @@ class Reaper:
         return False
 
     def _loop(self) -> None:
+        self.resubmit()  # at the start: runs left without a job while no worker ran
         while not self.stopping.wait(self.every):
             try:
                 self.reap()

@@ -27,6 +27,7 @@ import re
 import shutil
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ case "$1" in
 esac
 """
 NEW, WARM, COLD = "new", "warm", "cold"
+# What a run reads of a new workspace before its first model request: the project's
+# instructions (agent.instructions) and setup declaration (agent.setup): read from the start
+# commit while the tree is checked out beside the request.
+FIRST_FILES = ("AGENTS.md", "CLAUDE.md", ".baton/setup.toml", ".baton/config.toml")
 ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")  # what gitstate can name a branch for
 
@@ -73,12 +78,25 @@ def credential_env(credentials: str | None) -> dict[str, str]:
 
 @dataclass
 class Prepared:
-    """A workspace ready for a run."""
+    """A workspace ready for a run, or, for a NEW one prepared with `early`, cloned with its
+    files still being checked out in a thread: `files` then holds what the run reads before
+    it works on the tree (FIRST_FILES, as the start commit has them), and `wait()` waits
+    for the checkout (raising its failure)."""
 
     path: Path
     branch: str
     how: str  # NEW, WARM or COLD
     steps: list[str] = field(default_factory=list)
+    files: dict[str, bytes] | None = None  # FIRST_FILES in the start commit, while checking out
+    _checkout: threading.Thread | None = field(default=None, repr=False)
+    _failed: list[BaseException] = field(default_factory=list, repr=False)
+
+    def wait(self) -> None:
+        """Wait until the work tree is checked out; GitFailed when the checkout failed."""
+        if self._checkout is not None:
+            self._checkout.join()
+        if self._failed:
+            raise self._failed[0]
 
 
 class Workspaces:
@@ -242,11 +260,16 @@ class Workspaces:
         branch: str | None = None,
         git: JSON | None = None,
         get_blob: Callable[[str], bytes | None] | None = None,
+        early: bool = False,
     ) -> Prepared:
         """The session's workspace, ready: warm when it still holds the snapshot `git`,
         else made again from the mirror (the snapshot restored into it when there is one,
         else on a new branch from `branch` or the default branch). The mirror is fetched
-        first either way, so the workspace sees the remote as it is now."""
+        first either way, so the workspace sees the remote as it is now.
+
+        With `early`, a new workspace is returned as soon as it is cloned: its files are
+        checked out in a thread (`Prepared.wait`), FIRST_FILES read from the start commit
+        meanwhile (`Prepared.files`)."""
         mirror = self.mirror(url, credentials)
         dest = self.path(session_id)
         ours = f"baton/{session_id}"
@@ -271,11 +294,57 @@ class Workspaces:
             self.git(dest.parent, "clone", "-q", "--no-checkout", "--", str(mirror), str(dest))
             self._as_origin(dest, url)
             start = self._start(dest, url, branch)
-            self.git(dest, "checkout", "-q", "--no-track", "-b", ours, start)
+            steps = [f"cloned {url} on the new branch {ours} from {start}"]
+            if not early:
+                self.git(dest, "checkout", "-q", "--no-track", "-b", ours, start)
+                return Prepared(dest, ours, NEW, steps)
+            files = self.read_files(dest, start, FIRST_FILES)
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)
             raise
-        return Prepared(dest, ours, NEW, [f"cloned {url} on the new branch {ours} from {start}"])
+        ready = Prepared(dest, ours, NEW, steps, files)
+
+        def checkout() -> None:
+            try:
+                self.git(dest, "checkout", "-q", "--no-track", "-b", ours, start)
+            except BaseException as exc:
+                ready._failed.append(exc)
+
+        ready._checkout = threading.Thread(target=checkout, name=f"checkout {session_id}")
+        ready._checkout.start()
+        return ready
+
+    def read_files(self, dest: Path, commit: str, names: tuple[str, ...]) -> dict[str, bytes]:
+        """The files `names` (paths from the root) of `commit` that are there, read from
+        the object store in one git process (not from the work tree); a symlink within the
+        tree is followed, one that leads out of it is left out."""
+        asked = "".join(f"{commit}:{name}\n" for name in names).encode()
+        try:
+            done = subprocess.run(
+                ["git", "cat-file", "--batch", "--follow-symlinks"],
+                cwd=dest,
+                env=self.env(),
+                input=asked,
+                capture_output=True,
+                timeout=GIT_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise GitFailed("git cat-file took too long") from None
+        if done.returncode != 0:
+            raise GitFailed(f"git cat-file failed: {done.stderr.decode(errors='replace')}")
+        out, at, found = done.stdout, 0, {}
+        for name in names:
+            end = out.index(b"\n", at)
+            header = out[at:end].split()
+            at = end + 1
+            if len(header) == 3 and header[1] == b"blob":
+                size = int(header[2])
+                found[name] = out[at : at + size]
+                at += size + 1
+            elif header and header[-1].isdigit():  # a tree, or a symlink out: content skipped
+                at += int(header[-1]) + 1
+        return found
 
     def _start(self, dest: Path, url: str, branch: str | None) -> str:
         if branch:

@@ -3,7 +3,7 @@ git patch and the git bundle; and the git snapshot as a share shows it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,11 +11,13 @@ from baton.core.attachments import name_of
 from baton.core.errors import InvalidInput, NotFound
 from baton.core.models import JSON, Message, Session, StoredMessage
 from baton.core.redaction import mask, redact_value, strings_in
-from baton.scanning import RULES_VERSION
+from baton.scanning import RULES_VERSION, SecretScanner
 from baton.service.common import Ports, hydrate
 
 GIT_PATCH = "git patch"
 GIT_BUNDLE = "git bundle"
+ENVIRONMENT_SECRET = "environment secret"  # a finding's kind: `environment secret API_TOKEN`
+UNOPENED = "unscanned environment secrets"
 
 Found = tuple[JSON, dict[str, str]]  # a finding, and the secrets behind it (kind by secret)
 
@@ -38,15 +40,55 @@ class Scan:
         return done
 
 
-def scan(p: Ports, session: Session, code: bool = True) -> Scan:
+def scan(
+    p: Ports,
+    session: Session,
+    code: bool = True,
+    known: Mapping[str, str] | None = None,
+    unopened: tuple[str, ...] = (),
+) -> Scan:
     """Every secret in what a share publishes: the header, the messages (hydrated), and
     with `code` the git patch and every commit, file and file name of the git bundle.
     Messages are read only where they were flagged when recorded (or rescanned: `rescan`
-    runs first, once, when the store's messages were scanned with older rules)."""
+    runs first, once, when the store's messages were scanned with older rules).
+
+    `known` (value -> `environment secret NAME`): the secrets of the environments the
+    session's runs used, found wherever they are (a run's agent may have written one into a
+    file: the patch or bundle holds it); such a finding names the secret, never a piece of
+    it. `unopened`: environments whose secrets cannot be opened: the code, unscanned for
+    them, is a finding (what is not scanned is not published)."""
     if stale(p):
         rescan(p)
     result = Scan()
-    found = result.found
+    scanner = p.scanner.including(known or {})
+    result.found = found = [(named(f), s) for f, s in _scan(p, scanner, session, code, result)]
+    git = session.git or {}
+    for name in unopened if code else ():
+        for where, entry in ((GIT_PATCH, "patch"), (GIT_BUNDLE, "bundle")):
+            if isinstance(git.get(entry), dict):
+                excerpt = f"the secrets of environment {name} cannot be opened on this server"
+                unread: JSON = {
+                    "where": where,
+                    "kind": UNOPENED,
+                    "excerpt": excerpt,
+                    "redactable": False,
+                }
+                found.append((unread, {}))
+    return result
+
+
+def named(finding: JSON) -> JSON:
+    """A finding of an environment's secret says its name only (no piece of the value)."""
+    kind = str(finding.get("kind", ""))
+    if kind.startswith(ENVIRONMENT_SECRET + " "):
+        return {**finding, "excerpt": f"[SECRET:{kind[len(ENVIRONMENT_SECRET) + 1 :]}]"}
+    return finding
+
+
+def _scan(
+    p: Ports, scanner: SecretScanner, session: Session, code: bool, result: Scan
+) -> list[Found]:
+    found: list[Found] = []
     header = {
         "title": session.title,
         "task": session.task,
@@ -54,24 +96,24 @@ def scan(p: Ports, session: Session, code: bool = True) -> Scan:
         "git": session.git,
     }
     for name, value in header.items():
-        for secret, kind in p.scanner.find(value).items():
+        for secret, kind in scanner.find(value).items():
             found.append(({"where": name, "kind": kind, "excerpt": mask(secret)}, {secret: kind}))
     patch = (session.git or {}).get("patch") if code else None
     if isinstance(patch, dict) and isinstance(patch.get("sha256"), str):
         data = p.blobs.get(patch["sha256"])
         text = data.decode("utf-8", "replace") if data else ""
-        for secret, kind in p.scanner.find(text).items():
+        for secret, kind in scanner.find(text).items():
             found.append(
                 ({"where": GIT_PATCH, "kind": kind, "excerpt": mask(secret)}, {secret: kind})
             )
     if code:
-        found.extend(bundle_findings(p, session.git))
+        found.extend(bundle_findings(p, session.git, scanner))
     if session.head is None:
-        return result
+        return found
     result.flagged = p.store.flagged(session.head)
     for sm in result.flagged:
         parts = result.full(p, sm.message).parts
-        secrets = p.scanner.find(parts)
+        secrets = scanner.find(parts)
         where = {
             "where": f"message {sm.depth + 1}",
             "message": sm.message.id,
@@ -95,7 +137,7 @@ def scan(p: Ports, session: Session, code: bool = True) -> Scan:
                 shown: str = redact_value(file_name, secrets)
                 finding.update(file=shown, where=f"message {sm.depth + 1}, file {shown}")
             found.append((finding, {secret: kind}))
-    return result
+    return found
 
 
 def file_holding(parts: list[JSON], secret: str) -> str | None:
@@ -108,7 +150,9 @@ def file_holding(parts: list[JSON], secret: str) -> str | None:
     return None
 
 
-def bundle_findings(p: Ports, git: JSON | None) -> list[Found]:
+def bundle_findings(
+    p: Ports, git: JSON | None, scanner: SecretScanner | None = None
+) -> list[Found]:
     """The secrets in the commits of the session's git bundle, each once, where it first
     appears (`git bundle: commit abc1234 (config.py)`). A bundle that cannot be read is
     a finding too: what is not scanned is not published."""
@@ -131,7 +175,7 @@ def bundle_findings(p: Ports, git: JSON | None) -> list[Found]:
     found: list[Found] = []
     seen: set[str] = set()
     for where, text in texts:
-        for secret, kind in p.scanner.find(text).items():
+        for secret, kind in (scanner or p.scanner).find(text).items():
             if secret not in seen:
                 seen.add(secret)
                 finding = {
@@ -147,6 +191,12 @@ def bundle_findings(p: Ports, git: JSON | None) -> list[Found]:
 
 def holds(value: Any, secrets: dict[str, str]) -> bool:
     return any(secret in text for text in strings_in(value) for secret in secrets)
+
+
+def of_environment(finding: JSON) -> bool:
+    """Whether a finding is an environment's secret (or code unscanned for one)."""
+    kind = str(finding.get("kind", ""))
+    return kind.startswith(ENVIRONMENT_SECRET + " ") or kind == UNOPENED
 
 
 def in_code(finding: JSON) -> bool:

@@ -552,6 +552,13 @@ class MemoryStore(Store):
             ]
         return sorted(found, key=lambda r: (r.created_at, r.id))
 
+    def waiting_runs(self, before: str) -> list[Run]:
+        with self._lock:
+            found = [
+                r for r in self._runs.values() if r.state == "queued" and r.created_at < before
+            ]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
     def iter_sessions(self) -> Iterator[Session]:
         with self._lock:
             sessions = [copy.deepcopy(s) for s in self._sessions.values()]
