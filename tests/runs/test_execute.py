@@ -18,6 +18,7 @@ from baton.config import Settings
 from baton.core import ids
 from baton.core.runs import DONE, FAILED, RUNNING, STOPPED
 from baton.runs.execute import execute
+from baton.runs.masking import Mask
 from baton.service import Service
 from tests.agent.test_sandbox import running
 from tests.fixtures.git import commit_all, git
@@ -455,6 +456,24 @@ def test_the_commands_see_the_workspace_at_a_neutral_path(
     assert stored.git is not None and stored.git["root"] == str(shown)
     exported = orjson.dumps(service.export(owner, session.id, "json")).decode()
     assert str(settings.home) not in exported and str(shown) in exported
+
+
+def test_what_the_worker_words_shows_the_folders_as_the_commands_see_them() -> None:
+    """The worker's own messages (an error, a file tool's) name the workspace as the
+    commands see it and the rest of BATON_HOME as [BATON_HOME]; secrets are masked too."""
+    workspace = "/srv/baton/runs/workspaces/ses_X"
+    mask = Mask(
+        {"API_TOKEN": "tok-123456"},
+        {workspace: "/home/user/project", "/srv/baton": "[BATON_HOME]"},
+    )
+    said = f"in {workspace}/src: tok-123456; /srv/baton/runs/mirrors/ab: locked"
+    assert mask.text(said) == (
+        "in /home/user/project/src: [SECRET:API_TOKEN]; [BATON_HOME]/runs/mirrors/ab: locked"
+    )
+    assert mask.value({"root": workspace, "parts": [workspace]}) == {
+        "root": "/home/user/project",
+        "parts": ["/home/user/project"],
+    }
 
 
 def test_a_warm_workspace_runs_setup_again_only_when_it_changed_or_failed(
