@@ -13,10 +13,12 @@ from typing import Any
 
 import orjson
 
+from baton import sandbox
 from baton.config import Settings
 from baton.core import ids
 from baton.core.runs import DONE, FAILED, RUNNING, STOPPED
 from baton.runs.execute import execute
+from baton.runs.masking import Mask
 from baton.service import Service
 from tests.agent.test_sandbox import running
 from tests.fixtures.git import commit_all, git
@@ -412,11 +414,66 @@ def test_the_servers_data_and_settings_are_out_of_the_sandboxs_sight(
     ended = execute(service, settings, run.id, "test-worker")
     assert ended is not None and ended.state == DONE, ended
     seen = texts(service, owner, session.id)[1][1]
+    # the workspace is shown at /home/user/project: BATON_HOME is an empty folder (and
+    # its path is [BATON_HOME] in what the run records)
+    missing = "ls: cannot access '[BATON_HOME]/runs{}': No such file or directory\n"
     assert seen == (
-        f"{baton_home}:\nruns\n\n{baton_home}/runs:\nworkspaces\n\n"
-        f"{baton_home}/runs/workspaces:\n{session.id}\n"
-        f"cat: {baton_home}/server-secret: No such file or directory\n0\nend\n\n[exit code 0]"
+        missing.format("")
+        + missing.format("/workspaces")
+        + "[BATON_HOME]:\n"
+        + "cat: [BATON_HOME]/server-secret: No such file or directory\n0\nend\n\n[exit code 0]"
     )
+
+
+def test_the_commands_see_the_workspace_at_a_neutral_path(
+    service: Service, settings: Settings, owner: str, repo: Any, fake_model: FakeModel
+) -> None:
+    """Setup and the agent's commands see the workspace at /home/user/<repo name> (HOME
+    /home/user), as the agent's prompt and the snapshot say: a virtualenv the setup made
+    works in the agent's commands, and no record holds the server's folders."""
+    python = sandboxed_python()
+    env = service.add_environment(
+        owner, "venv", setup=[f"{python} -m venv --without-pip .venv && pwd"]
+    )
+    look = "pwd; echo $HOME; . .venv/bin/activate && python -c 'import sys; print(sys.prefix)'"
+    fake_model.reply("", call("c1", "run_command", command=look))
+    fake_model.reply("Looked.")
+    run, session = service.start_run(owner, "Where am I?", repo=repo.id, environment=env.id)
+    ended = execute(service, settings, run.id, "test-worker")
+    assert ended is not None and ended.state == DONE, ended
+    shown = sandbox.shown_path("project")
+    assert str(shown) == "/home/user/project" or not Path("/home").is_dir()
+    assert texts(service, owner, session.id) == [
+        ("system", f"{shown}\n"),
+        ("user", "Where am I?"),
+        ("tool", f"{shown}\n{shown.parent}\n{shown}/.venv\n\n[exit code 0]"),
+        ("assistant", "Looked."),
+    ]
+    system = fake_model.requests[0]["messages"][0]["content"]
+    assert f"working in the repository at {shown} (" in system
+    assert str(settings.home) not in system
+    stored = service.get(owner, session.id)
+    assert stored.git is not None and stored.git["root"] == str(shown)
+    exported = orjson.dumps(service.export(owner, session.id, "json")).decode()
+    assert str(settings.home) not in exported and str(shown) in exported
+
+
+def test_what_the_worker_words_shows_the_folders_as_the_commands_see_them() -> None:
+    """The worker's own messages (an error, a file tool's) name the workspace as the
+    commands see it and the rest of BATON_HOME as [BATON_HOME]; secrets are masked too."""
+    workspace = "/srv/baton/runs/workspaces/ses_X"
+    mask = Mask(
+        {"API_TOKEN": "tok-123456"},
+        {workspace: "/home/user/project", "/srv/baton": "[BATON_HOME]"},
+    )
+    said = f"in {workspace}/src: tok-123456; /srv/baton/runs/mirrors/ab: locked"
+    assert mask.text(said) == (
+        "in /home/user/project/src: [SECRET:API_TOKEN]; [BATON_HOME]/runs/mirrors/ab: locked"
+    )
+    assert mask.value({"root": workspace, "parts": [workspace]}) == {
+        "root": "/home/user/project",
+        "parts": ["/home/user/project"],
+    }
 
 
 def test_a_warm_workspace_runs_setup_again_only_when_it_changed_or_failed(

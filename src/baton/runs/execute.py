@@ -10,6 +10,9 @@ server's. At the end a git snapshot (so `baton restore ID` brings the work home)
 the environment says so, the work committed (titled by the prompt) and `baton/<session id>`
 pushed to the repository.
 
+The commands (setup and the agent's) see the workspace at a fixed path, /home/user/<repo>
+(sandbox.shown_path), which the agent's prompt and the git snapshot name too: nothing a run
+records holds the server's folders (what the worker words itself has them replaced).
 Every secret value is masked (`[SECRET:NAME]`) in all the run records, before it is appended:
 the agent and the setup recorder append through `Masked`, a service wrapper. A heartbeat
 thread renews the run every HEARTBEAT seconds; when it sees a cancel request (or the wall
@@ -298,6 +301,7 @@ class _Execution:
         self.masked: Baton = cast("Baton", Masked(service, self.mask))
         self.cancel = Cancel()
         self.workspace: Path | None = None
+        self.shown = sandbox.shown_path("repo")  # where the commands see the workspace
         self.ready: Prepared | None = None  # the workspace (its files may be checking out)
         self.set_up = False  # setup commands ran in the workspace (they may change its files)
         self.saved = False  # the end's snapshot is recorded
@@ -322,7 +326,8 @@ class _Execution:
                 password = context.credentials.partition(":")[2]
                 if password:
                     secrets["REPOSITORY_PASSWORD"] = password
-            self.mask = Mask(secrets)
+            self.shown = self._shown(context.repo.name if context.repo else "repo")
+            self.mask = Mask(secrets, self._paths())
             self.masked = cast("Baton", Masked(self.service, self.mask))
             with watch, self.spaces.using(run.session_id, run.owner) as _:
                 try:
@@ -449,7 +454,7 @@ class _Execution:
             confirm=Approver(tools, "yolo", None, diffs=False),
             mode="run",
             snapshot=None,  # taken once at the end of the run
-            system=instructions.prompt(system_prompt(root), found),
+            system=instructions.prompt(system_prompt(self.shown), found),
             mask=self.mask,
         )
         try:
@@ -467,7 +472,29 @@ class _Execution:
         if settings.blob_url.startswith("file://"):
             hidden.append(Path(settings.blob_url[len("file://") :]))
         chosen = sandbox.choose(settings.sandbox, network, settings.sandbox_limits)
-        return dataclasses.replace(chosen, hidden=tuple(hidden), env_drop=SERVER_VARIABLES)
+        mount = self.shown if chosen.confined else None
+        return dataclasses.replace(
+            chosen, hidden=tuple(hidden), env_drop=SERVER_VARIABLES, mount=mount
+        )
+
+    def _shown(self, name: str) -> Path:
+        """Where the run's commands see the workspace: the neutral path in the sandbox, the
+        workspace itself without one."""
+        if self.settings.sandbox:
+            return sandbox.shown_path(name)
+        return self.spaces.path(self.run.session_id)
+
+    def _paths(self) -> dict[str, str]:
+        """The server's folders as the run's records show them: the workspace as the
+        commands see it, the rest of BATON_HOME as `[BATON_HOME]`."""
+        paths: dict[str, str] = {}
+        workspace, home = self.spaces.path(self.run.session_id), self.settings.home
+        for real in {workspace, workspace.resolve()}:
+            if self.settings.sandbox:
+                paths[str(real)] = str(self.shown)
+        for real in {home, home.resolve()}:
+            paths[str(real)] = "[BATON_HOME]"
+        return paths
 
     def _blob(self, sha256: str) -> bytes | None:
         try:
@@ -510,7 +537,8 @@ class _Execution:
             file_cap=settings.file_cap,
             bundle_cap=settings.bundle_cap,
         )
-        if git is not None:
+        if git is not None:  # the root as the run's commands saw it
+            git = self.mask.value({**git, "root": str(self.shown)})
             self.service.snapshot(self.run.owner, self.run.session_id, git)
 
     def _last_snapshot(self) -> None:

@@ -3,7 +3,10 @@
 error, before any of it is appended (or published to watchers).
 
 A value shorter than MIN_LENGTH is not masked (it would turn every occurrence of a common
-word into a mask); the service keeps secrets at least that long."""
+word into a mask); the service keeps secrets at least that long. The same way, the server's
+own folders (the run's workspace, BATON_HOME) become what the run's commands see instead
+(/home/user/<repo>, `[BATON_HOME]`), for what the worker itself words (its errors, a file
+tool's message)."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ MIN_LENGTH = 4
 
 
 class Mask:
-    def __init__(self, secrets: Mapping[str, str]) -> None:
-        pairs = [(str(v), str(k)) for k, v in secrets.items() if len(str(v)) >= MIN_LENGTH]
+    def __init__(self, secrets: Mapping[str, str], paths: Mapping[str, str] | None = None) -> None:
+        pairs = [(str(v), f"[SECRET:{k}]") for k, v in secrets.items() if len(str(v)) >= MIN_LENGTH]
+        pairs += [(str(k), str(v)) for k, v in (paths or {}).items() if len(str(k)) >= MIN_LENGTH]
         pairs.sort(key=lambda pair: -len(pair[0]))  # a value inside another: the longer first
         self.pairs = pairs
 
@@ -23,9 +27,9 @@ class Mask:
         return bool(self.pairs)
 
     def text(self, text: str) -> str:
-        for value, name in self.pairs:
+        for value, instead in self.pairs:
             if value in text:
-                text = text.replace(value, f"[SECRET:{name}]")
+                text = text.replace(value, instead)
         return text
 
     def value(self, value: Any) -> Any:

@@ -1,8 +1,10 @@
 """How a command runs confined (DESIGN §2), shared by the CLI agent and server runs.
 
 On Linux a command runs in a fresh bubblewrap sandbox: the whole system read-only, the
-repository (and any extra writable folder) read-write at the same path, home folders hidden
-behind empty ones, a private /tmp, no network unless allowed, no environment variable named
+repository (and any extra writable folder) read-write at the same path (a server run's
+repository at a fixed neutral path instead, `shown_path`: /home/user/<repo>, so nothing the
+commands print holds the server's folders), home folders hidden behind empty ones, a
+private /tmp, no network unless allowed, no environment variable named
 like a secret (API keys, tokens, passwords), its own PID namespace (the sandbox and
 everything in it die together, also when the agent is killed), and bounded CPU time,
 memory, processes and output. `Policy.unconfined()` runs the command as it is, with the same
@@ -36,6 +38,19 @@ CPU_EXIT = 128 + signal.SIGXCPU  # what bash answers for a command killed at RLI
 GiB, MiB = 1024**3, 1024**2
 # environment variables a sandboxed command does not get (Codex CLI's default excludes too)
 SECRET_NAMES = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+# where a server run's repository is shown in the sandbox (as hosted agents do), under the
+# tmpfs that hides /home; on a host without /home, under the sandbox's private /tmp
+SHOWN_HOME = Path("/home/user")
+SHOWN_HOME_NO_HOME = Path("/tmp/user")
+
+
+def shown_path(name: str) -> Path:
+    """Where the sandbox shows a repository named `name` (a server run's workspace): a
+    fixed path the server's own folders are not in, e.g. /home/user/project. HOME is its
+    parent folder."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "repo"
+    home = SHOWN_HOME if Path("/home").is_dir() else SHOWN_HOME_NO_HOME
+    return home / safe
 
 
 class SandboxUnavailable(Exception):
@@ -68,6 +83,9 @@ class Policy:
     hidden: tuple[Path, ...] = ()
     # variables whose name starts with one of these are not passed on (a server's settings)
     env_drop: tuple[str, ...] = ()
+    # where the sandbox shows the working folder (HOME: its parent); None: at its own path.
+    # A server run's commands see `shown_path(repo)`, never the workspace's folder
+    mount: Path | None = None
 
     @classmethod
     def unconfined(cls, **limits: Any) -> Policy:
@@ -215,10 +233,13 @@ def _first_line(data: bytes) -> str:
 
 
 def bwrap_arguments(cwd: Path, policy: Policy, env: dict[str, str]) -> list[str]:
-    """bwrap's arguments for a sandbox over `cwd` (the command follows them)."""
+    """bwrap's arguments for a sandbox over `cwd` (the command follows them): `cwd` is
+    shown at its own path, or at `policy.mount` (then HOME is the mount's parent)."""
     cwd = cwd.resolve()
     writable = [cwd, *(Path(p).resolve() for p in policy.writable)]
     home = Path(env.get("HOME") or "/root")
+    inside = cwd if policy.mount is None else policy.mount
+    shown_home = home if policy.mount is None else policy.mount.parent
     args = [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     more = (str(Path(p).resolve()) for p in policy.hidden)
     hidden = sorted({*HIDDEN, str(home), *more}, key=lambda p: p.count("/"))
@@ -227,15 +248,19 @@ def bwrap_arguments(cwd: Path, policy: Policy, env: dict[str, str]) -> list[str]
         if path == "/" or not where.is_dir() or any(where.is_relative_to(w) for w in writable):
             continue  # missing, or inside a writable folder (which the user chose to expose)
         args += ["--tmpfs", path]
-    for config in (home / ".gitconfig", home / ".config" / "git" / "config"):
-        if config.is_file():  # git keeps the user's name and settings, nothing else of home
-            args += ["--ro-bind", str(config), str(config)]
-    for folder in writable:
+    for config in (Path(".gitconfig"), Path(".config", "git", "config")):
+        if (home / config).is_file():  # git keeps the user's name and settings, nothing else
+            args += ["--ro-bind", str(home / config), str(shown_home / config)]
+    args += ["--bind", str(cwd), str(inside)]
+    for folder in writable[1:]:
         args += ["--bind", str(folder), str(folder)]
     args += ["--unshare-all", "--die-with-parent", "--new-session"]
     if policy.network:
         args.append("--share-net")
-    args += ["--setenv", "HOME", str(home), "--setenv", "TMPDIR", "/tmp", "--chdir", str(cwd)]
+    args += ["--setenv", "HOME", str(shown_home), "--setenv", "TMPDIR", "/tmp"]
+    if policy.mount is not None:
+        args += ["--setenv", "PWD", str(inside), "--unsetenv", "OLDPWD"]
+    args += ["--chdir", str(inside)]
     return args
 
 
