@@ -190,6 +190,8 @@ class Baton(Protocol):
 
     def gc(self) -> JSON: ...
 
+    def rescan(self, progress: Callable[[int, int], None] | None = None) -> JSON: ...
+
     # listing comes last: a method named `list` shadows the builtin in later annotations
     def list(
         self,

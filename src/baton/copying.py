@@ -1,5 +1,13 @@
 """Copying a whole store into another (`baton copy`): accounts with their password hashes,
-tokens, sessions, shares, messages and blobs, exactly as they are stored.
+tokens, repositories, environments, sessions with their server runs, shares, messages and
+blobs, exactly as they are stored.
+
+Repositories and environments keep their ids, so their sealed parts (repository credentials,
+environment secrets: AES-GCM bound to the id, under a key derived from the server secret)
+open in the target only for servers with the same BATON_SECRET; otherwise they are to be set
+again there. Runs are a server's history: they are copied as they ended; a run still queued
+or under way in the source is copied as failed (COPIED_ACTIVE), so that the target neither
+executes it a second time nor holds its session busy.
 
 Everything goes through the Store and BlobStore interfaces, so any pair of backends works
 (SQLite to PostgreSQL + S3 and back). Each session and each share is one create in the
@@ -19,12 +27,18 @@ from urllib.parse import urlparse
 from baton.contract import VerifyReport
 from baton.core.errors import Conflict, Corrupt, InvalidInput
 from baton.core.models import JSON, Session, Share, StoredMessage, utcnow
+from baton.core.runs import FAILED, Environment, Repo
 from baton.store import open_blobs, open_store
 from baton.store.base import BlobStore, Store, git_blobs, safe_url
 
 Progress = Callable[[int, int], None]
 DB_FILE = "baton.db"
 BLOB_FOLDER = "blobs"
+COPIED_ACTIVE = (
+    "the store was copied while this run was {state}: it did not run here (continue the "
+    "session to go on)"
+)
+ALL_RUNS = 1_000_000  # a session's runs, all of them
 
 
 def _quiet(done: int, total: int) -> None:
@@ -126,8 +140,11 @@ def opened(
         src.close()
 
 
+SKIPPABLE = ("accounts", "tokens", "repos", "environments", "sessions", "runs", "shares", "blobs")
+
+
 def _skips() -> dict[str, int]:
-    return dict.fromkeys(("accounts", "tokens", "sessions", "shares", "blobs"), 0)
+    return dict.fromkeys(SKIPPABLE, 0)
 
 
 @dataclass
@@ -137,7 +154,10 @@ class CopyReport:
 
     accounts: int = 0
     tokens: int = 0
+    repos: int = 0
+    environments: int = 0
     sessions: int = 0
+    runs: int = 0
     shares: int = 0
     messages: int = 0
     blobs: int = 0
@@ -163,6 +183,7 @@ class _Copier:
         self.target, self.target_blobs = target, target_blobs
         self.report = CopyReport()
         self.now = utcnow()
+        self.sealed = 0  # repositories and environments copied with sealed credentials/secrets
         self._blobs_done: set[str] = set()  # in the target now (written or found there)
 
     def warn(self, line: str) -> None:
@@ -204,6 +225,63 @@ class _Copier:
                     continue
                 self.target.add_token(token)
                 report.tokens += 1
+            self.repos_and_environments(account.id)
+        if self.sealed:
+            self.warn(
+                f"{self.sealed} repositories and environments hold sealed credentials or "
+                "secrets: they open only where BATON_SECRET is the source's (else set them "
+                "again in the target)"
+            )
+
+    def repos_and_environments(self, owner: str) -> None:
+        """The owner's repositories and environments, with the same ids (their sealed
+        credentials and secrets open where BATON_SECRET is the same). One whose name the
+        owner has for another one in the target is left out, with a warning."""
+        source, target = self.source, self.target
+        names = {r.name: r.id for r in target.list_repos(owner)}
+        for repo in source.list_repos(owner):
+            if self._new("repos", repo, target.get_repo(repo.id), names):
+                target.add_repo(repo)
+                self.sealed += repo.credentials is not None
+        names = {e.name: e.id for e in target.list_environments(owner)}
+        for env in source.list_environments(owner):
+            if self._new("environments", env, target.get_environment(env.id), names):
+                target.add_environment(env)
+                self.sealed += env.secrets is not None
+
+    def _new(
+        self, kind: str, item: Repo | Environment, present: object, names: dict[str, str]
+    ) -> bool:
+        """Whether `item` is to be added to the target (counted as copied), else why not."""
+        what = "repository" if kind == "repos" else "environment"
+        if present is not None:
+            self.report.skipped[kind] += 1
+            if present != item:
+                self.warn(f"{what} {item.id} differs in the target; left as it is there")
+            return False
+        if item.name in names:
+            self.warn(
+                f"{what} {item.name} ({item.id}) was not copied: the target has another one "
+                f"of that name ({names[item.name]})"
+            )
+            return False
+        setattr(self.report, kind, getattr(self.report, kind) + 1)
+        return True
+
+    def runs(self, session: Session) -> None:
+        """The session's runs, oldest first, as they ended; one still active in the source
+        as failed (it did not run here). Copied for a session the target had already too:
+        a copy interrupted between a session and its runs carries on."""
+        runs = self.source.list_runs(session_id=session.id, limit=ALL_RUNS)
+        for run in reversed(runs):
+            if self.target.get_run(run.id) is not None:
+                self.report.skipped["runs"] += 1
+                continue
+            if run.active:
+                error = COPIED_ACTIVE.format(state=run.state)
+                run = run.moved(FAILED, self.now, error=error)
+            self.target.add_run(run)
+            self.report.runs += 1
 
     def blobs(self, shas: Iterable[str], *, required: bool = True) -> None:
         """Put every blob in `shas` into the target unless it is there already (the source
@@ -308,9 +386,14 @@ def copy_store(
     *,
     progress: Progress = _quiet,
 ) -> CopyReport:
-    """Copy everything in `source` into `target`: accounts and tokens, then every session,
-    then every share, each with the blobs and messages it needs. `progress(done, total)` is
+    """Copy everything in `source` into `target`: accounts and tokens, their repositories
+    and environments, then every session (and its runs), then every share, each with the
+    blobs and messages it needs. `progress(done, total)` is
     called after each session and share."""
+    # The copies are no better scanned for secrets than the originals (service.findings.rescan).
+    was, now = source.scan_rules(), target.scan_rules()
+    if was is not None and (now is None or was < now):
+        target.set_scan_rules(was)
     copier = _Copier(source, source_blobs, target, target_blobs)
     copier.accounts()
     sessions = list(source.iter_sessions())
@@ -319,6 +402,7 @@ def copy_store(
     progress(0, total)
     for done, session in enumerate(sessions, 1):
         copier.session(session)
+        copier.runs(session)
         progress(done, total)
     for done, share in enumerate(shares, len(sessions) + 1):
         copier.share(share)

@@ -29,6 +29,13 @@ from typing import Any
 from baton.core.models import JSON
 from baton.core.redaction import mask, strings_in
 
+# The version of these rules (and of what they read). A store remembers the version its
+# messages were scanned with; messages scanned with an older one are rescanned once
+# (service.findings.rescan). Raise it when a change finds secrets the rules before missed.
+#   1: the rules above, on every string of a message
+#   2: also what attached files say (base64 and percent-encoded data: core.attachments)
+RULES_VERSION = 2
+
 _MIN_ENV_SECRET = 8
 # A variable is secret-looking when one of these is a whole word of its name (so AUTHOR and
 # TOKENIZERS are not), unless the name ends in a word for something else (SSH_AUTH_SOCK,
@@ -414,6 +421,15 @@ def secret_env_values(env: Mapping[str, str]) -> dict[str, str]:
 class SecretScanner:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.env_secrets = secret_env_values(env or {})
+
+    def including(self, known: Mapping[str, str]) -> SecretScanner:
+        """This scanner, also finding the values of `known` (value -> kind) wherever they
+        are: the secrets of a server's environments, say."""
+        if not known:
+            return self
+        more = SecretScanner()
+        more.env_secrets = {**self.env_secrets, **known}
+        return more
 
     def find(self, value: Any, extra: Iterable[str] = ()) -> dict[str, str]:
         """secret value -> kind, for every secret in the strings inside `value`."""

@@ -165,6 +165,30 @@ def test_git_and_the_python_of_the_system_work_inside(git_repo: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("mount", ["/home/user/project", "/tmp/user/project"])
+def test_a_mount_shows_the_folder_at_a_neutral_path_only(workdir: Path, mount: str) -> None:
+    """A server run's policy shows the workspace at a fixed path (under the tmpfs that hides
+    /home, or the private /tmp of a host without /home), HOME its parent: its real path is
+    nowhere to be seen, and what is written at the mount lands in the folder."""
+    policy = Policy(mount=Path(mount), timeout=60)
+    look = f"pwd; echo $PWD $HOME; ls -A; echo made > made.txt; ls {workdir} || echo hidden"
+    done = sandbox.run(look, workdir, policy)
+    home = str(Path(mount).parent)
+    assert done.output == (
+        f"{mount}\n{mount} {home}\nhello.py\n"
+        f"ls: cannot access '{workdir}': No such file or directory\nhidden\n"
+    )
+    assert done.exit_code == 0
+    assert (workdir / "made.txt").read_text() == "made\n"
+
+
+def test_the_shown_path_is_under_home_and_named_after_the_repository() -> None:
+    under = Path("/home/user") if Path("/home").is_dir() else Path("/tmp/user")
+    assert sandbox.shown_path("project") == under / "project"
+    assert sandbox.shown_path("my repo/..") == under / "my-repo"
+    assert sandbox.shown_path("..") == under / "repo"
+
+
 FORKER = """python3 -c '
 import os, time  # {marker}
 n = 0

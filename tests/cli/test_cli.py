@@ -12,7 +12,9 @@ import orjson
 import pytest
 
 from baton.cli.main import cli, main
+from baton.store.sqlite import SQLiteStore
 from tests.helpers import run_baton, streamed_turns
+from tests.server.test_share_attachments import document
 
 FAKE_KEY = "sk-proj-" + "Zx8Yw7Vu6Ts5Rq4Po3Nm2Lk1Jh0Gf9Ed8Cb7A"
 
@@ -200,7 +202,7 @@ def test_share_json_and_refusal(baton: Any) -> None:
     share = ok(baton("share", sid, "--expires", "7d", "--json")).json()
     assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{22}", share["id"])
     assert share["url"].endswith(f"/share/{share['id']}")
-    assert share["expires_at"] and share["command"] == f"baton --fork {share['id']}"
+    assert share["expires_at"] and share["command"] == f"baton --fork {share['url']}"
     ok(baton("sessions", "append", sid, "--role", "user", "--text", f"key={FAKE_KEY}"))
     refused = baton("share", sid, "--json")
     assert refused.code == 1
@@ -321,7 +323,7 @@ def test_every_command_has_help_with_an_example_and_json(baton: Any) -> None:
     for command in _commands(cli):
         result = ok(baton(*command, "--help"))
         assert "Example" in result.out, command
-        if command not in (("sessions", "export"), ("serve",), ("users", "passwd")):
+        if command not in (("sessions", "export"), ("serve",), ("worker",), ("users", "passwd")):
             assert "--json" in result.out, command
 
 
@@ -460,3 +462,36 @@ def test_a_team_backend_without_its_extra_installed_is_one_line(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, env=full_env
     )
     assert (done.returncode, done.stderr, done.stdout) == (2, message + "\n", "")
+
+
+# `baton sessions verify --rescan`: messages scanned for secrets with older rules (before baton
+# read attached files) are rescanned once.
+
+
+def test_verify_rescan_flags_what_older_rules_missed_once(
+    baton: Any, baton_home: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "attachments.json"
+    path.write_bytes(orjson.dumps(document()))
+    sid = ok(baton("sessions", "import", str(path), "--json")).json()["id"]
+    store = SQLiteStore(baton_home / "baton.db")
+    store.set_findings([(sm.message.id, [], None) for sm in store.messages_in_order(None, 100)])
+    store.set_scan_rules(1)
+    store.close()
+    done = ok(baton("sessions", "verify", "--rescan", "--json")).json()
+    assert done == {
+        "sessions": 1,
+        "shares": 0,
+        "messages": 7,
+        "problems": [],
+        "ok": True,
+        "rescan": {"rules": 2, "was": 1, "rescanned": 7, "flagged": 5, "exposed_shares": []},
+    }
+    refused = baton("share", sid, "--json")
+    assert refused.code == 1
+    assert "this session holds 5 secret(s); nothing was shared" in refused.err
+    again = ok(baton("sessions", "verify", "--rescan"))
+    assert again.out == (
+        "secret-scan rules version 2: nothing to rescan\n"
+        "ok: 1 session(s), 0 share(s), 7 message(s) verified\n"
+    )

@@ -330,9 +330,7 @@ def test_a_folder_copies_into_another_exactly(tmp_path: Path) -> None:
         "blobs": 3,
     }
     assert summary["messages"] == len(want["messages"]) == stored_messages(src)
-    assert summary["skipped"] == dict.fromkeys(
-        ("accounts", "tokens", "sessions", "shares", "blobs"), 0
-    )
+    assert summary["skipped"] == dict.fromkeys(copying.SKIPPABLE, 0)
     assert summary["headless_shares"] == built.headless and summary["missing_blobs"] == []
     assert summary["warnings"] == [
         f"share {built.headless[0]} is revoked and its messages are gone from the source; "
@@ -357,6 +355,7 @@ def test_a_folder_copies_into_another_exactly(tmp_path: Path) -> None:
         dict.fromkeys(("accounts", "tokens", "sessions", "shares", "messages"), 0)
     )
     assert again["skipped"] == {
+        **dict.fromkeys(copying.SKIPPABLE, 0),
         "accounts": 2,
         "tokens": 4,
         "sessions": 5,
@@ -466,6 +465,17 @@ def test_an_interrupted_copy_in_process_leaves_whole_objects(tmp_path: Path) -> 
         assert report.skipped["sessions"] == 5 and report.skipped["shares"] == 1
         assert copying.verify_store(b, b_blobs).ok
     assert contents(dst) == expected_copy(src, built)
+
+
+def test_a_copy_is_no_better_scanned_for_secrets_than_its_source(tmp_path: Path) -> None:
+    """A store whose messages older rules scanned gives a copy that a rescan still reads."""
+    src, dst = folder(tmp_path / "a"), folder(tmp_path / "b")
+    build_source(src)
+    with src.open() as (a, a_blobs), dst.open() as (b, b_blobs):
+        assert b.scan_rules() == 2
+        a.set_scan_rules(1)
+        copying.copy_store(a, a_blobs, b, b_blobs)
+        assert b.scan_rules() == 1
 
 
 def test_a_store_is_not_copied_onto_itself(tmp_path: Path) -> None:
@@ -605,3 +615,66 @@ def test_sqlite_to_postgres_and_s3_and_back_gives_identical_exports(
     again = copy(a, b, cli_home)
     assert (again["sessions"], again["messages"], again["blobs"]) == (0, 0, 0)
     assert again["skipped"]["sessions"] == 5
+
+
+def test_repositories_environments_and_runs_are_copied(tmp_path: Path) -> None:
+    """Repositories and environments keep their ids and sealed parts (they open with the
+    same BATON_SECRET); runs are copied as they ended, one still queued as failed."""
+    from baton.core.runs import DONE, FAILED, PREPARING, RUNNING
+    from baton.sealing import Unsealable
+
+    src, dst = folder(tmp_path / "a"), folder(tmp_path / "b")
+    with src.open() as (store, blobs):
+        service = Service(store, blobs, scanner=SecretScanner({}), secret="the-server-secret")
+        alice = service.account("alice", "Alice Example").id
+        repo = service.add_repo(alice, "https://ci:hunter2-token@example.com/team/app.git")
+        env = service.add_environment(
+            alice, "deploy", variables={"MODE": "test"}, secrets={"API_TOKEN": "tok-123456789"}
+        )
+        finished, ended_session = service.start_run(alice, "first", repo=repo.id)
+        service.move_run(finished.id, PREPARING, worker="w1")
+        service.move_run(finished.id, RUNNING)
+        finished = service.move_run(finished.id, DONE)
+        waiting, waiting_session = service.start_run(
+            alice, "second", repo=repo.id, environment=env.id
+        )
+    cli_home = tmp_path / "cli-home"
+    summary = copy(src, dst, cli_home)
+    assert {k: summary[k] for k in ("repos", "environments", "sessions", "runs")} == {
+        "repos": 1,
+        "environments": 1,
+        "sessions": 2,
+        "runs": 2,
+    }
+    assert summary["warnings"] == [
+        "2 repositories and environments hold sealed credentials or secrets: they open only "
+        "where BATON_SECRET is the source's (else set them again in the target)"
+    ]
+    with dst.open() as (store, blobs):
+        same = Service(store, blobs, scanner=SecretScanner({}), secret="the-server-secret")
+        assert same.repos(alice) == [repo]
+        assert same.environments(alice) == [env]
+        assert same.run(alice, finished.id) == finished  # as it ended
+        copied = same.run(alice, waiting.id)
+        assert (copied.state, copied.error) == (
+            FAILED,
+            "the store was copied while this run was queued: it did not run here "
+            "(continue the session to go on)",
+        )
+        context = same.run_context(waiting.id)  # what a worker opens: the same secrets
+        assert context.secrets == {"API_TOKEN": "tok-123456789"}
+        assert context.credentials == "ci:hunter2-token"
+        assert same.resubmit_runs(0) == []  # nothing queued: the target does not run it
+        again, _ = same.start_run(alice, "go on", session_id=waiting_session.id)
+        assert again.state == "queued"  # the session is not held busy
+        other = Service(store, blobs, scanner=SecretScanner({}), secret="another-secret")
+        with pytest.raises(Unsealable, match="do not open with this server's secret"):
+            other.run_context(waiting.id)
+    assert ended_session.id != waiting_session.id
+    second = copy(src, dst, cli_home)
+    assert {k: second["skipped"][k] for k in ("repos", "environments", "runs")} == {
+        "repos": 1,
+        "environments": 1,
+        "runs": 2,
+    }
+    assert (second["repos"], second["environments"], second["runs"]) == (0, 0, 0)

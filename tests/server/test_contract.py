@@ -544,6 +544,7 @@ def test_the_contract_names_every_shared_call() -> None:
         "public_share",
         "put_blob",
         "rename",
+        "rescan",
         "revoke",
         "scan_session",
         "share",

@@ -172,7 +172,7 @@ def surfaces(world: World) -> dict[str, bytes]:
         get("messages full", f"/api/shares/{share_id}/messages", full="true")
         refs = {p["sha256"] for m in messages for p in m["parts"] if p["type"] == "blob_ref"}
         for entry in ("patch", "bundle"):
-            if isinstance(public["git"].get(entry), dict):
+            if isinstance((public["git"] or {}).get(entry), dict):
                 refs.add(public["git"][entry]["sha256"])
         for sha in sorted(refs | world.session_blobs):
             response = get(f"blob {sha[:12]}", f"/api/blobs/{sha}", share=share_id)

@@ -499,6 +499,42 @@ def test_flagged_lists_messages_with_findings_oldest_first(store: Store) -> None
     assert store.flagged("m_" + "0" * 64) == []
 
 
+def test_the_rescan_reads_every_message_parents_first_and_sets_findings(store: Store) -> None:
+    """What the one-time rescan of the secret scan needs (service.findings.rescan)."""
+    from baton.store.memory import MemoryStore
+
+    assert store.scan_rules() == (None if isinstance(store, MemoryStore) else 2)
+    owner = account(store)
+    chain = messages(None, *[f"m{i}" for i in range(5)])
+    new_session(store, owner, messages=chain)
+    new_session(store, owner, messages=messages(chain[2], "f0", "f1"))
+    new_session(store, owner, messages=messages(None, "o0", "o1"))
+    assert store.count_messages() == 9
+    seen: list[StoredMessage] = []
+    after = None
+    while batch := store.messages_in_order(after, 2):
+        assert len(batch) <= 2
+        seen += batch
+        after = (batch[-1].root, batch[-1].depth, batch[-1].message.id)
+    order = [sm.message.id for sm in seen]
+    assert len(set(order)) == 9
+    keys = [(sm.root, sm.depth, sm.message.id) for sm in seen]
+    assert keys == sorted(keys)
+    for sm in seen:
+        if sm.message.parent is not None:
+            assert order.index(sm.message.parent) < order.index(sm.message.id)
+    flagged = chain[1].message.id
+    store.set_findings(
+        [(flagged, FINDING, flagged), *[(sm.message.id, [], flagged) for sm in chain[2:]]]
+    )
+    assert [sm.message.id for sm in store.flagged(chain[-1].message.id)] == [flagged]
+    assert store.get_messages([flagged])[flagged].findings == FINDING
+    assert store.get_messages([chain[0].message.id])[chain[0].message.id].findings == []
+    store.set_findings([])
+    store.set_scan_rules(3)
+    assert store.scan_rules() == 3
+
+
 def test_get_messages_leaves_out_unknown_ids_in_any_number(store: Store) -> None:
     owner = account(store)
     chain = messages(None, *[f"m{i}" for i in range(600)])

@@ -310,6 +310,18 @@ def test_stale_runs_are_the_busy_ones_whose_heartbeat_is_old(store: Store) -> No
     assert store.stale_runs(at(2)) == []
 
 
+def test_waiting_runs_are_the_queued_ones_created_before_a_time(store: Store) -> None:
+    alice, bob = account(store), account(store, "bob")
+    old = run(alice, new_session(store, alice).id, created_at=at(1))
+    older = run(bob, new_session(store, bob).id, created_at=at(0))
+    new = run(alice, new_session(store, alice).id, created_at=at(20))
+    busy = run(alice, new_session(store, alice).id, state=RUNNING, created_at=at(0))
+    for r in (old, older, new, busy):
+        store.add_run(r)
+    assert [r.id for r in store.waiting_runs(at(10))] == [older.id, old.id]
+    assert store.waiting_runs(at(0)) == []
+
+
 def test_deleting_a_session_deletes_its_runs(store: Store) -> None:
     alice = account(store)
     session, kept = new_session(store, alice), new_session(store, alice)

@@ -49,6 +49,7 @@ TABLES = {
     "repos",
     "environments",
     "runs",
+    "scan_rules",
 }
 
 
@@ -79,7 +80,7 @@ def test_migrations_from_an_empty_database(postgres_url: str, pg: psycopg.Connec
     again = PostgresStore(postgres_url)
     with psycopg.connect(postgres_url) as conn, conn.cursor() as cur:
         assert pg_migrations.pending(cur) == []
-    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (8,)
+    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (9,)
     again.close()
 
 
@@ -99,7 +100,7 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert [s.number for s in status.status(postgres_url)] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [s.number for s in status.status(postgres_url)] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert all(s.applied_at for s in status.status(postgres_url))
     for store in stores:
         store.close()
@@ -128,6 +129,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         6,
         7,
         8,
+        9,
     ]
     assert "half_done" not in tables(pg)
 
@@ -169,7 +171,7 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
              t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
         )  # fmt: skip
         pending = [s.number for s in status.status(postgres_url) if s.applied_at is None]
-        assert pending == [2, 3, 4, 5, 6, 7, 8]
+        assert pending == [2, 3, 4, 5, 6, 7, 8, 9]
     store = open_store(postgres_url)
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -218,6 +220,7 @@ def test_migration_from_m006_records_what_forks_inherited(postgres_url: str) -> 
         chain = write_m006_rows(conn.execute, "%s")
     store = open_store(postgres_url)
     check_m007(store, chain)
+    assert store.scan_rules() == 1  # its messages were scanned by the rules before m009
     store.close()
 
 
@@ -323,7 +326,7 @@ def test_migrate_list_writes_nothing(
     home = tmp_path / "home"
     listed = run_baton("migrate", "--list", env=env, home=home)
     assert listed.returncode == 0, listed.stderr
-    assert "8 pending" in listed.stdout and "m005_blob_access" in listed.stdout
+    assert "9 pending" in listed.stdout and "m005_blob_access" in listed.stdout
     assert "m006_logins" in listed.stdout and "m007_inherited" in listed.stdout
     assert tables(pg) == set()
     applied = run_baton("migrate", env=env, home=home)
@@ -332,4 +335,4 @@ def test_migrate_list_writes_nothing(
     again = run_baton("migrate", "--list", "--json", env=env, home=home)
     data = orjson.loads(again.stdout)
     numbers = [m["number"] for m in data["migrations"]]
-    assert data["pending"] == [] and numbers == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert data["pending"] == [] and numbers == [1, 2, 3, 4, 5, 6, 7, 8, 9]

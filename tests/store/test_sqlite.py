@@ -47,6 +47,7 @@ TABLES = {
     "repos",
     "environments",
     "runs",
+    "scan_rules",
 }
 
 
@@ -126,6 +127,7 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         (6, "m006_logins"),
         (7, "m007_inherited"),
         (8, "m008_runs"),
+        (9, "m009_scan_rules"),
     ]
     for _, _, applied_at in rows:
         assert time.strptime(applied_at, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -140,14 +142,15 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         "m006_logins",
         "m007_inherited",
         "m008_runs",
+        "m009_scan_rules",
     ]
-    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     store.close()
     # opening again applies nothing and records nothing twice
     again = SQLiteStore(tmp_path / "baton.db")
     assert migrations.pending(again._conn()) == []
     assert migrations.migrate(again._conn()) == []
-    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 8
+    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 9
     again.close()
 
 
@@ -168,7 +171,7 @@ def test_two_processes_opening_a_new_database_migrate_it_once(tmp_path: Path) ->
         thread.join()
     assert errors == []
     numbers = stores[0]._conn().execute("SELECT number FROM migrations ORDER BY number")
-    assert [r[0] for r in numbers] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [r[0] for r in numbers] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     for store in stores:
         store.close()
 
@@ -197,6 +200,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         6,
         7,
         8,
+        9,
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
@@ -232,6 +236,7 @@ def write_m001_database(db: Path, blobs: LocalBlobStore) -> list[StoredMessage]:
         "m006_logins",
         "m007_inherited",
         "m008_runs",
+        "m009_scan_rules",
     ]
     chain = chain_for_m001()
     conn.execute("INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', ?)", (NOW,))
@@ -290,6 +295,7 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
         "m006_logins",
         "m007_inherited",
         "m008_runs",
+        "m009_scan_rules",
     ]
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -539,6 +545,7 @@ def test_migration_from_m006_records_what_forks_inherited(tmp_path: Path) -> Non
     store = SQLiteStore(db)
     assert [m.name for m in migrations.pending(store._conn())] == []
     check_m007(store, chain)
+    assert store.scan_rules() == 1  # its messages were scanned by the rules before m009
     assert store.integrity_check() == "ok"
     store.close()
 

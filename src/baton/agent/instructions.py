@@ -5,6 +5,7 @@ agent's system prompt; the session records which files and their hashes."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,16 @@ def _in(folder: Path, root: Path) -> Instructions | None:
                 sha256=hashlib.sha256(data).hexdigest(),
             )
     return None
+
+
+def from_files(files: Mapping[str, bytes]) -> list[Instructions]:
+    """The root's instructions of a repository whose root files (some of NAMES) are `files`."""
+    for name in NAMES:
+        if name in files:
+            data = files[name]
+            text = data[:MAX_BYTES].decode("utf-8", "replace")
+            return [Instructions(path=name, text=text, sha256=hashlib.sha256(data).hexdigest())]
+    return []
 
 
 def find(root: Path, cwd: Path) -> list[Instructions]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import threading
 import time
 import tomllib
 import uuid
@@ -202,12 +203,18 @@ def _env(value: Any, where: str) -> dict[str, str]:
 
 def from_repository(root: Path) -> SetupSpec | None:
     """The repository's declaration, or None when it declares none."""
+    return from_files(
+        {name: (root / name).read_bytes() for name in REPO_FILES if (root / name).is_file()}
+    )
+
+
+def from_files(files: Mapping[str, bytes]) -> SetupSpec | None:
+    """The declaration of a repository whose REPO_FILES (those it has) are `files`."""
     for name in REPO_FILES:
-        path = root / name
-        if not path.is_file():
+        if name not in files:
             continue
         try:
-            data = tomllib.loads(path.read_text("utf-8"))
+            data = tomllib.loads(files[name].decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{name} is not valid TOML: {exc}") from None
         if name.endswith("setup.toml"):
@@ -234,11 +241,16 @@ def run(
     policy: sandbox.Policy,
     on_result: Callable[[SetupResult], None] | None = None,
     on_start: Callable[[SetupCommand], None] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[SetupResult]:
     """Run the commands in order under `policy` with the network allowed and each command's
     timeout, until one fails; `on_result` is called with each (to record it) as it ends.
     Ctrl-C (sandbox.Stopped) is recorded like a failed command (exit code None, interrupted,
-    the output so far), then raised again."""
+    the output so far), then raised again; so is `stop` set by another thread. `env`: more
+    variables every command gets, through its environment (a server run's variables and
+    secrets), never written into the command."""
     results = []
     for command in spec.commands:
         if on_start is not None:
@@ -247,14 +259,14 @@ def run(
         exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in command.env.items())
         started = time.monotonic()
         try:
-            done = sandbox.run(exports + command.command, root, confined)
-        except sandbox.Stopped as stop:
+            done = sandbox.run(exports + command.command, root, confined, env=env, stop=stop)
+        except sandbox.Stopped as stopped:
             if on_result is not None:
                 on_result(
                     SetupResult(
                         command=command,
                         exit_code=None,
-                        output=stop.output,
+                        output=stopped.output,
                         duration=time.monotonic() - started,
                         policy=confined.describe(),
                         source=spec.source,

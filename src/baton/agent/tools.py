@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -141,11 +142,15 @@ class Tools:
         command_timeout: float = COMMAND_TIMEOUT,
         output_cap: int = OUTPUT_CAP,
         policy: Policy | None = None,
+        env: Mapping[str, str] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.command_timeout = command_timeout
         self.output_cap = output_cap
         self.policy = policy if policy is not None else Policy()  # sandboxed by default
+        self.env = dict(env or {})  # variables commands get (a server run's environment)
+        self.stop = stop  # set by another thread: the running command is killed (Stopped)
 
     specs = SPECS
 
@@ -324,7 +329,7 @@ class Tools:
             limit = min(float(timeout), max(self.command_timeout, 600.0))
         policy = replace(self.policy, timeout=limit)
         try:
-            result = sandbox.run(command, self.root, policy)
+            result = sandbox.run(command, self.root, policy, env=self.env, stop=self.stop)
         except SandboxUnavailable as exc:
             return Outcome(f"run_command refused: {exc}", True, metadata={"sandbox": "missing"})
         notes = []

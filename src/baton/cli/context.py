@@ -94,8 +94,9 @@ class Context:
         the local store has (its accounts and tokens, its raw store, `baton serve`)."""
         if self._local is None:
             from baton.config import build_service
+            from baton.runs.queue import attach
 
-            self._local = build_service(self.settings)
+            self._local = attach(build_service(self.settings), self.settings)
         return self._local
 
     @property

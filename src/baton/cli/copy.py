@@ -44,8 +44,14 @@ def copy_command(
     source: str, target: str, from_blobs: str | None, to_blobs: str | None, as_json: bool
 ) -> None:
     """Copy a whole store into another: accounts (with password hashes), API tokens,
-    sessions, shares (revoked and expired ones too), messages and blobs, exactly as they
-    are, then verify every chain in the target.
+    repositories, environments, sessions with their server runs, shares (revoked and
+    expired ones too), messages and blobs, exactly as they are, then verify every chain in
+    the target.
+
+    Environment secrets and repository credentials stay sealed with the server secret: the
+    target's servers need the source's BATON_SECRET to open them (or set them again). Runs
+    are copied as they ended; one still queued or running in the source is copied failed
+    (it does not run again in the target).
 
     Each session and share is written whole, so an interrupted copy can simply be run
     again: what the target already holds is skipped. Stop whatever writes to the source
@@ -94,7 +100,8 @@ def _side(location: Location) -> dict[str, str | None]:
 def _say(report: CopyReport, check: VerifyReport, target: str) -> None:
     click.echo(
         f"copied {report.accounts} account(s), {report.tokens} token(s), "
-        f"{report.sessions} session(s), {report.shares} share(s), "
+        f"{report.sessions} session(s), {report.shares} share(s), {report.repos} repo(s), "
+        f"{report.environments} environment(s), {report.runs} run(s), "
         f"{report.messages} message(s) and {report.blobs} blob(s) into {target}"
     )
     skipped = {k: v for k, v in report.skipped.items() if v}

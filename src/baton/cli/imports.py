@@ -148,7 +148,7 @@ def _size(path: Path) -> int:
 
 def scan(ctx: Context, as_json: bool) -> None:
     from baton.core.errors import BatonError
-    from baton.importers.places import locations
+    from baton.importers.places import locations  # the importers load only when used
 
     found = locations()
     totals: dict[str, list[int]] = {}

@@ -34,14 +34,25 @@ def is_loopback(host: str) -> bool:
     type=click.IntRange(1, 64),
     help="Server processes sharing the port (default: $BATON_WORKERS or 1).",
 )
+@click.option(
+    "--runners",
+    type=click.IntRange(0, 64),
+    help="Server runs executed at once by this server (default: $BATON_RUNNERS or 1 on the "
+    "embedded store; 0 on PostgreSQL, where `baton worker` executes them).",
+)
 @pass_ctx
-def serve(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
+def serve(
+    ctx: Context, host: str | None, port: int | None, workers: int | None, runners: int | None
+) -> None:
     """Serve the web pages and the JSON API over the store: the embedded one in BATON_HOME,
     or PostgreSQL and S3 (BATON_DATABASE_URL, BATON_BLOB_URL; see docs/deployment.md).
 
     On the first start it prints a one-time login link and an API token for the owner.
     Listening beyond loopback needs BATON_SECRET (32+ random characters) to sign cookies.
     Servers hold no state: run several (--workers N, or on several machines) over one store.
+
+    Server runs are executed by this process on the embedded store (--runners N threads,
+    default 1), by `baton worker` processes on PostgreSQL (or here too with --runners N).
 
     Example: baton serve --port 8765 --workers 2
     """
@@ -91,8 +102,11 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
         if settings.database_url.startswith("sqlite:")
         else f"store {safe_url(settings.database_url)}"
     )
+    from baton.runs.queue import is_postgres, running
     from baton.server import processes
 
+    if runners is None:
+        runners = 0 if is_postgres(settings.database_url) else settings.runners
     sock = processes.listen(host, port)  # listening before it says so
     if settings.workers == 1:
         from baton.server import create_app
@@ -105,7 +119,8 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
         )
         click.echo(f"baton serving {service.base_url} ({where}); Ctrl-C stops it")
         sys.stdout.flush()
-        processes.serve(app, sock)
+        with running(service, settings, runners):
+            processes.serve(app, sock)
         return
     # Each worker process builds its own app from these settings (given to it, not read again).
     service.close()
@@ -113,6 +128,13 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
         f"baton serving {service.base_url} ({where}, {settings.workers} workers); Ctrl-C stops it"
     )
     sys.stdout.flush()
+    if runners:  # the runs are executed here, beside the server processes
+        from baton.config import build_service
+        from baton.runs.queue import attach
+
+        with running(attach(build_service(settings), settings), settings, runners):
+            processes.supervise(sock, settings)
+        return
     processes.supervise(sock, settings)
 
 

@@ -20,6 +20,7 @@ from baton.cli.output import (
     money,
     part_summary,
     print_json,
+    progress_bar,
     sessions_table,
     short_time,
     usage,
@@ -63,7 +64,11 @@ def new(
 @click.option("--cursor", help="Continue after the page that printed this cursor.")
 @click.option("--all", "all_pages", is_flag=True, help="Page through every session.")
 @status_option
-@click.option("--repo", help="Only sessions of this repository.")
+@click.option(
+    "--repo",
+    help="Only sessions of this repository: its key (as `sessions show` prints it) or a folder "
+    "of it (`--repo .`).",
+)
 @json_option
 @pass_ctx
 def list_(
@@ -80,6 +85,10 @@ def list_(
 
     Example: baton sessions list -q "login bug" --limit 20
     """
+    if repo is not None and Path(repo).is_dir():  # a folder of a work tree: its key
+        from baton.cli.snapshots import repository_key
+
+        repo = repository_key(Path(repo).resolve())[0] or repo
     found: list[Any] = []
     while True:
         page = ctx.service.list(
@@ -459,16 +468,43 @@ def import_(ctx: Context, path: str | None, fmt: str, scan: bool, as_json: bool)
 
 @sessions.command("verify")
 @click.argument("session_id", required=False)
+@click.option(
+    "--rescan",
+    is_flag=True,
+    help="First rescan, once, the messages scanned for secrets with older rules.",
+)
 @json_option
 @pass_ctx
-def verify(ctx: Context, session_id: str | None, as_json: bool) -> None:
-    """Re-hash every chain (or one session's) and check every blob.
+def verify(ctx: Context, session_id: str | None, rescan: bool, as_json: bool) -> None:
+    """Re-hash every chain (or one session's) and check every blob. With --rescan, first
+    scan for secrets again every message of the store scanned with older rules than this
+    baton's (after an upgrade; the first share runs it too), flagging what they find.
 
-    Example: baton sessions verify
+    \b
+    Examples:
+      baton sessions verify
+      baton sessions verify --rescan --json
     """
+    rescanned = None
+    if rescan:
+        with progress_bar("rescanning messages", enabled=not as_json) as advance:
+            rescanned = ctx.service.rescan(advance)
     report = ctx.service.verify(ctx.owner, session_id)
+    if rescanned is not None and not as_json:
+        click.echo(
+            f"rescanned {rescanned['rescanned']} message(s) with the secret-scan rules "
+            f"version {rescanned['rules']}: {rescanned['flagged']} newly flagged"
+            if rescanned["rescanned"]
+            else f"secret-scan rules version {rescanned['rules']}: nothing to rescan"
+        )
+        for share_id in rescanned["exposed_shares"]:
+            echo(
+                f"warning: share {share_id} publishes a secret found now; revoke it with: "
+                f"baton unshare {share_id}",
+                err=True,
+            )
     if as_json:
-        print_json(report.to_dict())
+        print_json(report.to_dict() | ({"rescan": rescanned} if rescanned is not None else {}))
     else:
         for problem in report.problems:
             echo(f"problem: {problem}", err=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from baton.core.attachments import decode, redact_encoded
 from baton.core.models import JSON
 
 
@@ -16,10 +17,13 @@ def mask(value: str) -> str:
 
 def redact_value(value: Any, secrets: dict[str, str]) -> Any:
     """Replace every secret (value -> kind) in every string inside `value`, object keys
-    included (the scan reads keys too, so a secret used as a key is one)."""
+    included (the scan reads keys too, so a secret used as a key is one), and in what every
+    encoded attachment says (re-encoded, or withheld: core.attachments)."""
     if not secrets:
         return value
-    return _redact(value, sorted(secrets.items(), key=lambda kv: -len(kv[0])))
+    ordered = sorted(secrets.items(), key=lambda kv: -len(kv[0]))
+    value = redact_encoded(value, secrets, lambda text: _redact(text, ordered))
+    return _redact(value, ordered)
 
 
 def _redact(value: Any, secrets: list[tuple[str, str]]) -> Any:
@@ -50,7 +54,8 @@ def redact_parts(parts: list[JSON], secrets: dict[str, str]) -> list[JSON]:
 
 
 def strings_in(value: Any) -> list[str]:
-    """Every string inside a JSON value (keys included), for scanning."""
+    """Every string inside a JSON value (keys included), and the text of every encoded
+    attachment in it (a base64 file part that holds text), for scanning."""
     found: list[str] = []
     stack = [value]
     while stack:
@@ -62,4 +67,8 @@ def strings_in(value: Any) -> list[str]:
         elif isinstance(item, dict):
             found.extend(k for k in item if isinstance(k, str))
             stack.extend(item.values())
+            if "data" in item:
+                decoded = decode(item)
+                if decoded is not None:
+                    found.append(decoded.text)
     return found

@@ -37,7 +37,9 @@ def _part_markdown(part: JSON) -> str:
         exit_note = f", exit {code}" if isinstance(code, int) and not isinstance(code, bool) else ""
         return f"**{label}** (`{part.get('tool_call_id')}`{exit_note})\n\n{_fence(output)}"
     if kind == "file":
-        return f"**File** `{part.get('path', part.get('name'))}`"
+        withheld = part.get("withheld")
+        note = f" ({withheld})" if isinstance(withheld, str) else ""
+        return f"**File** `{part.get('path', part.get('name'))}`{note}"
     if kind == "blob_ref":
         return (
             f"**{part.get('of', 'blob')}** stored as blob `{part.get('sha256')}` "

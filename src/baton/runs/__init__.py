@@ -1,1 +1,1 @@
-"""Server-side agent runs: environments, workspaces, the queue, live events."""
+"""Server-side agent runs (DESIGN §2): workspaces, the executor, the queue, live events."""

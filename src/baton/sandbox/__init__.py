@@ -1,8 +1,10 @@
 """How a command runs confined (DESIGN §2), shared by the CLI agent and server runs.
 
 On Linux a command runs in a fresh bubblewrap sandbox: the whole system read-only, the
-repository (and any extra writable folder) read-write at the same path, home folders hidden
-behind empty ones, a private /tmp, no network unless allowed, no environment variable named
+repository (and any extra writable folder) read-write at the same path (a server run's
+repository at a fixed neutral path instead, `shown_path`: /home/user/<repo>, so nothing the
+commands print holds the server's folders), home folders hidden behind empty ones, a
+private /tmp, no network unless allowed, no environment variable named
 like a secret (API keys, tokens, passwords), its own PID namespace (the sandbox and
 everything in it die together, also when the agent is killed), and bounded CPU time,
 memory, processes and output. `Policy.unconfined()` runs the command as it is, with the same
@@ -19,6 +21,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +38,19 @@ CPU_EXIT = 128 + signal.SIGXCPU  # what bash answers for a command killed at RLI
 GiB, MiB = 1024**3, 1024**2
 # environment variables a sandboxed command does not get (Codex CLI's default excludes too)
 SECRET_NAMES = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+# where a server run's repository is shown in the sandbox (as hosted agents do), under the
+# tmpfs that hides /home; on a host without /home, under the sandbox's private /tmp
+SHOWN_HOME = Path("/home/user")
+SHOWN_HOME_NO_HOME = Path("/tmp/user")
+
+
+def shown_path(name: str) -> Path:
+    """Where the sandbox shows a repository named `name` (a server run's workspace): a
+    fixed path the server's own folders are not in, e.g. /home/user/project. HOME is its
+    parent folder."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "repo"
+    home = SHOWN_HOME if Path("/home").is_dir() else SHOWN_HOME_NO_HOME
+    return home / safe
 
 
 class SandboxUnavailable(Exception):
@@ -63,6 +79,13 @@ class Policy:
     max_processes: int | None = 512  # live processes in the sandbox
     max_output_bytes: int = 10 * MiB  # output kept; the rest is read and dropped
     timeout: float = 120.0  # wall-clock seconds, then the whole sandbox is killed
+    # more folders replaced by empty ones (a server's data: its store, its other workspaces)
+    hidden: tuple[Path, ...] = ()
+    # variables whose name starts with one of these are not passed on (a server's settings)
+    env_drop: tuple[str, ...] = ()
+    # where the sandbox shows the working folder (HOME: its parent); None: at its own path.
+    # A server run's commands see `shown_path(repo)`, never the workspace's folder
+    mount: Path | None = None
 
     @classmethod
     def unconfined(cls, **limits: Any) -> Policy:
@@ -210,26 +233,34 @@ def _first_line(data: bytes) -> str:
 
 
 def bwrap_arguments(cwd: Path, policy: Policy, env: dict[str, str]) -> list[str]:
-    """bwrap's arguments for a sandbox over `cwd` (the command follows them)."""
+    """bwrap's arguments for a sandbox over `cwd` (the command follows them): `cwd` is
+    shown at its own path, or at `policy.mount` (then HOME is the mount's parent)."""
     cwd = cwd.resolve()
     writable = [cwd, *(Path(p).resolve() for p in policy.writable)]
     home = Path(env.get("HOME") or "/root")
+    inside = cwd if policy.mount is None else policy.mount
+    shown_home = home if policy.mount is None else policy.mount.parent
     args = [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    hidden = sorted({*HIDDEN, str(home)}, key=lambda p: p.count("/"))
+    more = (str(Path(p).resolve()) for p in policy.hidden)
+    hidden = sorted({*HIDDEN, str(home), *more}, key=lambda p: p.count("/"))
     for path in hidden:
         where = Path(path)
         if path == "/" or not where.is_dir() or any(where.is_relative_to(w) for w in writable):
             continue  # missing, or inside a writable folder (which the user chose to expose)
         args += ["--tmpfs", path]
-    for config in (home / ".gitconfig", home / ".config" / "git" / "config"):
-        if config.is_file():  # git keeps the user's name and settings, nothing else of home
-            args += ["--ro-bind", str(config), str(config)]
-    for folder in writable:
+    for config in (Path(".gitconfig"), Path(".config", "git", "config")):
+        if (home / config).is_file():  # git keeps the user's name and settings, nothing else
+            args += ["--ro-bind", str(home / config), str(shown_home / config)]
+    args += ["--bind", str(cwd), str(inside)]
+    for folder in writable[1:]:
         args += ["--bind", str(folder), str(folder)]
     args += ["--unshare-all", "--die-with-parent", "--new-session"]
     if policy.network:
         args.append("--share-net")
-    args += ["--setenv", "HOME", str(home), "--setenv", "TMPDIR", "/tmp", "--chdir", str(cwd)]
+    args += ["--setenv", "HOME", str(shown_home), "--setenv", "TMPDIR", "/tmp"]
+    if policy.mount is not None:
+        args += ["--setenv", "PWD", str(inside), "--unsetenv", "OLDPWD"]
+    args += ["--chdir", str(inside)]
     return args
 
 
@@ -245,13 +276,25 @@ def _ulimits(policy: Policy) -> str:
     return "".join(f"{line} || exit 126; " for line in lines)
 
 
-def run(command: str, cwd: Path, policy: Policy) -> Result:
+def run(
+    command: str,
+    cwd: Path,
+    policy: Policy,
+    *,
+    env: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
+) -> Result:
     """Run `command` with bash in `cwd` under `policy`; everything it started is gone when
     this returns (or raises: an interrupt kills the sandbox, then propagates). Call it from a
-    thread that lives until it returns: die-with-parent follows the thread that started it."""
-    env = dict(os.environ)
+    thread that lives until it returns: die-with-parent follows the thread that started it.
+    `env`: variables the command gets besides this process's (passed in its environment,
+    never in an argv; given on purpose, so kept even when named like a secret). `stop`: when
+    another thread sets it, the sandbox is killed within POLL seconds and Stopped is raised
+    with the output so far, as for Ctrl-C."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(policy.env_drop)}
     if policy.confined:
-        env = {k: v for k, v in env.items() if not SECRET_NAMES.search(k)}
+        inherited = {k: v for k, v in inherited.items() if not SECRET_NAMES.search(k)}
+    env = {**inherited, **(env or {})}
     life_read, life_write = os.pipe()  # the lifeline: only this process holds its write end
     shell = [
         "bash",
@@ -299,7 +342,7 @@ def run(command: str, cwd: Path, policy: Policy) -> Result:
         for fd in (info_write, life_read):
             if fd >= 0:
                 os.close(fd)
-    watch = _Watch(process, policy, info_read)
+    watch = _Watch(process, policy, info_read, stop)
     try:
         return watch.wait()
     except Stopped:
@@ -322,8 +365,15 @@ def _lifeline(fd: int, confined: bool) -> str:
 class _Watch:
     """Reads a running command's output, and stops it at its deadline or limits."""
 
-    def __init__(self, process: subprocess.Popen[bytes], policy: Policy, info: int) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        policy: Policy,
+        info: int,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.process = process
+        self.stop = stop
         self.policy = policy
         self.info = info
         self.info_text = b""
@@ -360,6 +410,8 @@ class _Watch:
                 if self._too_many_processes():
                     stopped = "processes"
                     break
+                if self.stop is not None and self.stop.is_set():
+                    raise Stopped(self.kept.decode("utf-8", "replace"))
                 if self.process.poll() is not None and not policy.confined:
                     self.kill()  # what it left running in the background goes with it
         except BaseException:

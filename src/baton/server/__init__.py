@@ -240,6 +240,7 @@ def create_app(
     `trusted_proxies` (IPs or CIDRs) are the peers whose X-Forwarded-For names the client."""
     from baton.server.api import router as api
     from baton.server.pages import router as pages
+    from baton.server.run_pages import router as run_pages
 
     app = FastAPI(
         title="baton",
@@ -323,6 +324,7 @@ def create_app(
 
     app.include_router(api)
     app.include_router(pages)
+    app.include_router(run_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit)
     app.add_middleware(NoNul)

@@ -68,12 +68,13 @@ def serve(app: Any, sock: socket.socket) -> None:
 
 def _worker(sock: socket.socket, settings_json: str) -> None:
     from baton.config import Settings, build_service
+    from baton.runs.queue import attach
     from baton.server import create_app
 
     settings = Settings.from_json(settings_json)
     if settings.secret is None:  # the parent settles on one before it starts any worker
         raise ValueError("a worker needs the cookie-signing secret")
-    service = build_service(settings)
+    service = attach(build_service(settings), settings)
     app = create_app(
         service,
         secret=settings.secret,

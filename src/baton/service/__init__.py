@@ -24,6 +24,7 @@ from baton.service import (
     accounts,
     append,
     blobs,
+    findings,
     forks,
     integrity,
     runs,
@@ -234,7 +235,10 @@ class Service:
 
     def scan_session(self, owner: str, session_id: str, *, code: bool = True) -> list[JSON]:
         """What a share of this session would be refused for: each finding with where it is."""
-        return sharing.scan_session(self, owner, session_id, code=code)
+        known, unopened = runs.session_secrets(self, session_id)
+        return sharing.scan_session(
+            self, owner, session_id, code=code, known=known, unopened=unopened
+        )
 
     def share(
         self,
@@ -246,7 +250,17 @@ class Service:
         code: bool = True,
     ) -> Share:
         """Freeze the session's head as a public, read-only share (see `sharing.share`)."""
-        return sharing.share(self, owner, session_id, expires=expires, mode=mode, code=code)
+        known, unopened = runs.session_secrets(self, session_id)
+        return sharing.share(
+            self,
+            owner,
+            session_id,
+            expires=expires,
+            mode=mode,
+            code=code,
+            known=known,
+            unopened=unopened,
+        )
 
     def revoke(self, owner: str, share_id: str) -> Share:
         return sharing.revoke(self, owner, share_id)
@@ -304,6 +318,10 @@ class Service:
     def verify(self, owner: str | None = None, session_id: str | None = None) -> VerifyReport:
         """Re-hash every chain (of one session, one owner, or the whole store)."""
         return integrity.verify(self, owner, session_id)
+
+    def rescan(self, progress: Callable[[int, int], None] | None = None) -> JSON:
+        """Rescan, once, the messages scanned with older secret-scan rules than these."""
+        return findings.rescan(self, progress)
 
     def gc(self) -> JSON:
         """Delete what no session or live share reaches, and blob files nothing references."""
@@ -411,6 +429,10 @@ class Service:
     def reap_runs(self, older_than: float) -> list[Run]:
         """Fail the runs whose heartbeat is older than `older_than` seconds."""
         return runs.reap_runs(self, older_than)
+
+    def resubmit_runs(self, older_than: float) -> list[Run]:
+        """Hand the queue again the runs queued more than `older_than` seconds ago."""
+        return runs.resubmit_runs(self, older_than)
 
     def run_context(self, run_id: str) -> RunContext:
         """The run, its session, repository and environment, secrets opened: the

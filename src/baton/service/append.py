@@ -9,6 +9,7 @@ from typing import Any
 
 from baton.contract import ANY_HEAD, AppendResult
 from baton.core import ids
+from baton.core.attachments import decode
 from baton.core.chain import link
 from baton.core.errors import Conflict, InvalidInput
 from baton.core.models import JSON, Message, Session, StoredMessage, Totals
@@ -178,7 +179,14 @@ def _append_at(
 
 
 def _scan(p: Ports, item: MessageInput) -> list[JSON]:
+    """The findings of a message and of the payloads it moved to blobs (a file's, as the
+    text its base64 says when it says text)."""
     extra = [data.decode("utf-8", "replace") for data in item.blobs.values()]
+    files = {part.get("sha256") for part in item.parts if part.get("of") == "file"}
+    for sha, text in zip(item.blobs, list(extra), strict=True):
+        said = decode({"type": "file", "data": text}) if sha in files else None
+        if said is not None:
+            extra.append(said.text)
     return p.scanner.findings(item.parts, extra)
 
 

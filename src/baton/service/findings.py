@@ -3,16 +3,21 @@ git patch and the git bundle; and the git snapshot as a share shows it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.core.errors import InvalidInput
+from baton.core.attachments import name_of
+from baton.core.errors import InvalidInput, NotFound
 from baton.core.models import JSON, Message, Session, StoredMessage
 from baton.core.redaction import mask, redact_value, strings_in
+from baton.scanning import RULES_VERSION, SecretScanner
 from baton.service.common import Ports, hydrate
 
 GIT_PATCH = "git patch"
 GIT_BUNDLE = "git bundle"
+ENVIRONMENT_SECRET = "environment secret"  # a finding's kind: `environment secret API_TOKEN`
+UNOPENED = "unscanned environment secrets"
 
 Found = tuple[JSON, dict[str, str]]  # a finding, and the secrets behind it (kind by secret)
 
@@ -35,11 +40,55 @@ class Scan:
         return done
 
 
-def scan(p: Ports, session: Session, code: bool = True) -> Scan:
+def scan(
+    p: Ports,
+    session: Session,
+    code: bool = True,
+    known: Mapping[str, str] | None = None,
+    unopened: tuple[str, ...] = (),
+) -> Scan:
     """Every secret in what a share publishes: the header, the messages (hydrated), and
-    with `code` the git patch and every commit, file and file name of the git bundle."""
+    with `code` the git patch and every commit, file and file name of the git bundle.
+    Messages are read only where they were flagged when recorded (or rescanned: `rescan`
+    runs first, once, when the store's messages were scanned with older rules).
+
+    `known` (value -> `environment secret NAME`): the secrets of the environments the
+    session's runs used, found wherever they are (a run's agent may have written one into a
+    file: the patch or bundle holds it); such a finding names the secret, never a piece of
+    it. `unopened`: environments whose secrets cannot be opened: the code, unscanned for
+    them, is a finding (what is not scanned is not published)."""
+    if stale(p):
+        rescan(p)
     result = Scan()
-    found = result.found
+    scanner = p.scanner.including(known or {})
+    result.found = found = [(named(f), s) for f, s in _scan(p, scanner, session, code, result)]
+    git = session.git or {}
+    for name in unopened if code else ():
+        for where, entry in ((GIT_PATCH, "patch"), (GIT_BUNDLE, "bundle")):
+            if isinstance(git.get(entry), dict):
+                excerpt = f"the secrets of environment {name} cannot be opened on this server"
+                unread: JSON = {
+                    "where": where,
+                    "kind": UNOPENED,
+                    "excerpt": excerpt,
+                    "redactable": False,
+                }
+                found.append((unread, {}))
+    return result
+
+
+def named(finding: JSON) -> JSON:
+    """A finding of an environment's secret says its name only (no piece of the value)."""
+    kind = str(finding.get("kind", ""))
+    if kind.startswith(ENVIRONMENT_SECRET + " "):
+        return {**finding, "excerpt": f"[SECRET:{kind[len(ENVIRONMENT_SECRET) + 1 :]}]"}
+    return finding
+
+
+def _scan(
+    p: Ports, scanner: SecretScanner, session: Session, code: bool, result: Scan
+) -> list[Found]:
+    found: list[Found] = []
     header = {
         "title": session.title,
         "task": session.task,
@@ -47,23 +96,24 @@ def scan(p: Ports, session: Session, code: bool = True) -> Scan:
         "git": session.git,
     }
     for name, value in header.items():
-        for secret, kind in p.scanner.find(value).items():
+        for secret, kind in scanner.find(value).items():
             found.append(({"where": name, "kind": kind, "excerpt": mask(secret)}, {secret: kind}))
     patch = (session.git or {}).get("patch") if code else None
     if isinstance(patch, dict) and isinstance(patch.get("sha256"), str):
         data = p.blobs.get(patch["sha256"])
         text = data.decode("utf-8", "replace") if data else ""
-        for secret, kind in p.scanner.find(text).items():
+        for secret, kind in scanner.find(text).items():
             found.append(
                 ({"where": GIT_PATCH, "kind": kind, "excerpt": mask(secret)}, {secret: kind})
             )
     if code:
-        found.extend(bundle_findings(p, session.git))
+        found.extend(bundle_findings(p, session.git, scanner))
     if session.head is None:
-        return result
+        return found
     result.flagged = p.store.flagged(session.head)
     for sm in result.flagged:
-        secrets = p.scanner.find(result.full(p, sm.message).parts)
+        parts = result.full(p, sm.message).parts
+        secrets = scanner.find(parts)
         where = {
             "where": f"message {sm.depth + 1}",
             "message": sm.message.id,
@@ -81,11 +131,28 @@ def scan(p: Ports, session: Session, code: bool = True) -> Scan:
                 }
                 found.append((unlocated, {}))
         for secret, kind in secrets.items():
-            found.append(({**where, "kind": kind, "excerpt": mask(secret)}, {secret: kind}))
-    return result
+            finding = {**where, "kind": kind, "excerpt": mask(secret)}
+            file_name = file_holding(parts, secret)
+            if file_name is not None:  # said without the secrets a file name can hold
+                shown: str = redact_value(file_name, secrets)
+                finding.update(file=shown, where=f"message {sm.depth + 1}, file {shown}")
+            found.append((finding, {secret: kind}))
+    return found
 
 
-def bundle_findings(p: Ports, git: JSON | None) -> list[Found]:
+def file_holding(parts: list[JSON], secret: str) -> str | None:
+    """The name of the first file part that holds `secret` (in its name, its text, or what
+    its encoded bytes say), if a file holds it."""
+    for part in parts:
+        if part.get("type") == "file" or part.get("of") == "file":
+            if any(secret in text for text in strings_in(part)):
+                return name_of(part) or "(unnamed)"
+    return None
+
+
+def bundle_findings(
+    p: Ports, git: JSON | None, scanner: SecretScanner | None = None
+) -> list[Found]:
     """The secrets in the commits of the session's git bundle, each once, where it first
     appears (`git bundle: commit abc1234 (config.py)`). A bundle that cannot be read is
     a finding too: what is not scanned is not published."""
@@ -108,7 +175,7 @@ def bundle_findings(p: Ports, git: JSON | None) -> list[Found]:
     found: list[Found] = []
     seen: set[str] = set()
     for where, text in texts:
-        for secret, kind in p.scanner.find(text).items():
+        for secret, kind in (scanner or p.scanner).find(text).items():
             if secret not in seen:
                 seen.add(secret)
                 finding = {
@@ -124,6 +191,12 @@ def bundle_findings(p: Ports, git: JSON | None) -> list[Found]:
 
 def holds(value: Any, secrets: dict[str, str]) -> bool:
     return any(secret in text for text in strings_in(value) for secret in secrets)
+
+
+def of_environment(finding: JSON) -> bool:
+    """Whether a finding is an environment's secret (or code unscanned for one)."""
+    kind = str(finding.get("kind", ""))
+    return kind.startswith(ENVIRONMENT_SECRET + " ") or kind == UNOPENED
 
 
 def in_code(finding: JSON) -> bool:
@@ -163,3 +236,84 @@ def public_git(
         )
     redacted: JSON = redact_value(public, secrets)
     return redacted
+
+
+RESCAN_BATCH = 500
+
+
+def stale(p: Ports) -> bool:
+    """Whether the store holds messages scanned with older rules than this process's."""
+    was = p.store.scan_rules()
+    return was is not None and was < RULES_VERSION
+
+
+def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON:
+    """Rescan, once, every message when the store's were scanned with older rules: in chain
+    order, hydrated; what the rules find now is added to what was found when each was
+    recorded (never taken away: that was found with the recording process's environment),
+    and the secret pointers of the messages after a newly flagged one follow. Then the store
+    records the rules version, and a share reads only flagged messages again. The report
+    names the live shares that publish a newly flagged message (`exposed_shares`).
+
+    Appends may go on meanwhile (they are scanned with these rules): one whose parent's
+    pointer moves between the pass reading and writing it keeps the pointer it was given."""
+    was = p.store.scan_rules()
+    report: JSON = {
+        "rules": RULES_VERSION,
+        "was": was,
+        "rescanned": 0,
+        "flagged": 0,
+        "exposed_shares": [],
+    }
+    if was is None or was >= RULES_VERSION:
+        return report
+    total = p.store.count_messages()
+    pointers: dict[str, str] = {}  # message id -> its new secret pointer, in this tree
+    root: str | None = None
+    after: tuple[str, int, str] | None = None
+    done = 0
+    newly: set[str] = set()
+    while batch := p.store.messages_in_order(after, RESCAN_BATCH):
+        texts: list[tuple[list[str], list[str]]] = [
+            (strings_in(_readable(p, sm.message).parts), []) for sm in batch
+        ]
+        scanned = p.scanner.findings_many(texts).get()
+        updates: list[tuple[str, list[JSON], str | None]] = []
+        for sm, found in zip(batch, scanned, strict=True):
+            if sm.root != root:  # a tree's messages come together: its parents are done
+                root, pointers = sm.root, {}
+            findings = [*sm.findings, *(f for f in found if f not in sm.findings)]
+            parent = sm.message.parent
+            pointer = sm.message.id if findings else pointers.get(parent) if parent else None
+            if pointer is not None:
+                pointers[sm.message.id] = pointer
+            if findings != sm.findings or pointer != sm.flagged:
+                updates.append((sm.message.id, findings, pointer))
+            if findings and not sm.findings:
+                newly.add(sm.message.id)
+        p.store.set_findings(updates)
+        done += len(batch)
+        last = batch[-1]
+        after = (last.root, last.depth, last.message.id)
+        if progress is not None:
+            progress(done, max(total, done))
+    p.store.set_scan_rules(RULES_VERSION)
+    # Shares published before the rules could see what they hold: revoking is the owner's call.
+    now = p.now()
+    exposed = [
+        s.id
+        for s in p.store.list_shares()
+        if s.state(now) == "live"
+        and s.head is not None
+        and any(sm.message.id in newly for sm in p.store.flagged(s.head))
+    ]
+    report.update(rescanned=done, flagged=len(newly), exposed_shares=exposed)
+    return report
+
+
+def _readable(p: Ports, message: Message) -> Message:
+    """The message hydrated; as stored (its blobs' previews) when a blob is missing."""
+    try:
+        return hydrate(p, message)
+    except NotFound:
+        return message

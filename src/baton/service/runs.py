@@ -10,6 +10,7 @@ Every change of a run's state is published to the session's watchers as
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,8 +37,10 @@ from baton.core.runs import (
     new_repo_id,
     new_run_id,
 )
-from baton.sealing import Sealer
+from baton.sealing import Sealer, Unsealable
 from baton.service.common import Events, Ports, Queue, owned
+
+log = logging.getLogger("baton.runs")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -46,6 +49,7 @@ SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/\s].*$")  # git@host:
 URL_SCHEMES = ("https", "http", "ssh", "git", "file")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_VARIABLES = 100
+MASKED_FROM = 4  # characters: shorter secret values are not masked (runs.masking.MIN_LENGTH)
 MAX_VALUE = 32 * 1024  # characters of a variable's or a secret's value
 MAX_PROMPT = 64 * 1024
 DEFAULT_SETUP_TIMEOUT = 600.0
@@ -373,6 +377,33 @@ def _open_secrets(p: RunPorts, environment: Environment) -> dict[str, str]:
     return opened
 
 
+def session_secrets(p: RunPorts, session_id: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The secrets of the environments the session's runs used, opened (value ->
+    `environment secret NAME`, for the share scan: never shown, never stored), and the names
+    of those whose secrets do not open with this server's secret. Values shorter than the
+    runs mask (runs.masking.MIN_LENGTH) are left out, as the runs leave them. An environment
+    removed since is not known any more; a secret changed since is scanned for as it is now."""
+    known: dict[str, str] = {}
+    unopened: list[str] = []
+    seen: set[str] = set()
+    for run in p.store.list_runs(session_id=session_id, limit=100_000):
+        if run.environment_id is None or run.environment_id in seen:
+            continue
+        seen.add(run.environment_id)
+        env = p.store.get_environment(run.environment_id)
+        if env is None or env.secrets is None:
+            continue
+        try:
+            opened = _open_secrets(p, env)
+        except Unsealable:
+            unopened.append(env.name)
+            continue
+        for name, value in sorted(opened.items()):
+            if len(value) >= MASKED_FROM:
+                known.setdefault(value, f"environment secret {name}")
+    return known, tuple(unopened)
+
+
 def _no_overlap(variables: dict[str, Any], secrets: dict[str, Any]) -> None:
     both = sorted(set(variables) & set(secrets))
     if both:
@@ -637,7 +668,10 @@ def start_run(
     )
     p.store.add_run(queued)
     _published(p, queued)
-    p.queue.submit(queued)
+    try:
+        p.queue.submit(queued)
+    except Exception:  # stored queued: the reaper submits it again (resubmit_runs)
+        log.exception("run %s is queued but could not be submitted", queued.id)
     return queued, session
 
 
@@ -712,6 +746,17 @@ def reap_runs(p: RunPorts, older_than: float) -> list[Run]:
         if p.store.put_run(moved, expect_states=[stale.state]):
             failed.append(_published(p, moved))
     return failed
+
+
+def resubmit_runs(p: RunPorts, older_than: float) -> list[Run]:
+    """Hand the queue again every run queued more than `older_than` seconds ago (a submit
+    that failed, a job lost): the queue takes a run once (procrastinate: its id is the job's
+    queueing lock; a duplicate delivery claims nothing), so this may run any number of times."""
+    before = format_time(parse_time(p.now()) - timedelta(seconds=older_than))
+    waiting = p.store.waiting_runs(before)
+    for run in waiting:
+        p.queue.submit(run)
+    return waiting
 
 
 def run_context(p: RunPorts, run_id: str) -> RunContext:

@@ -3,6 +3,7 @@ allowed when it holds secrets), list, revoke and read them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from baton.core import ids
@@ -24,10 +25,29 @@ from baton.service.common import (
 SHARE_MODES = ("block", "redact", "allow")
 
 
-def scan_session(p: Ports, owner: str, session_id: str, *, code: bool = True) -> list[JSON]:
-    """What a share of this session would be refused for: each finding with where it is."""
+# What a session's metadata says that is its owner's alone: the server run's repository,
+# environment and branch (the environment's name and id are not for the public).
+PRIVATE_METADATA = frozenset({"run"})
+
+
+def public_metadata(metadata: JSON) -> JSON:
+    """A session's metadata as a share freezes it: without what is its owner's alone."""
+    return {k: v for k, v in metadata.items() if k not in PRIVATE_METADATA}
+
+
+def scan_session(
+    p: Ports,
+    owner: str,
+    session_id: str,
+    *,
+    code: bool = True,
+    known: Mapping[str, str] | None = None,
+    unopened: tuple[str, ...] = (),
+) -> list[JSON]:
+    """What a share of this session would be refused for: each finding with where it is
+    (`known`, `unopened`: the secrets of its runs' environments, as `findings.scan` says)."""
     session = owned(p, owner, session_id)
-    return [f for f, _ in findings.scan(p, session, code).found]
+    return [f for f, _ in findings.scan(p, session, code, known, unopened).found]
 
 
 def share(
@@ -38,10 +58,16 @@ def share(
     expires: str | timedelta | None = None,
     mode: str = "block",
     code: bool = True,
+    known: Mapping[str, str] | None = None,
+    unopened: tuple[str, ...] = (),
 ) -> Share:
     """Freeze the session's head as a public, read-only share (DESIGN §1, §7). With
     `code` false the git patch and bundle are not published (nor scanned); under
-    `redact` a patch or bundle with secrets is left out and the share says so."""
+    `redact` a patch or bundle with secrets is left out and the share says so.
+
+    `known`, `unopened`: the secrets of the environments the session's runs used (see
+    `findings.scan`). They are never published: `allow` (the owner's word for the secrets
+    the rules find) is `redact` for them."""
     if mode not in SHARE_MODES:
         raise InvalidInput(f"mode must be one of {', '.join(SHARE_MODES)}")
     session = owned(p, owner, session_id)
@@ -52,7 +78,15 @@ def share(
         expires = parse_duration(expires)
     now = p.now()
     expires_at = format_time(parse_time(now) + expires) if expires else None
-    scanned = findings.Scan() if mode == "allow" else findings.scan(p, session, code)
+    if mode == "allow":
+        scanned = findings.Scan()
+        if known or unopened:
+            scanned = findings.scan(p, session, code, known, unopened)
+            scanned.found = [(f, s) for f, s in scanned.found if findings.of_environment(f)]
+            if scanned.found:
+                mode = "redact"
+    else:
+        scanned = findings.scan(p, session, code, known, unopened)
     found = scanned.found
     if found and mode == "block":
         in_code = all(findings.in_code(f) for f, _ in found)
@@ -89,7 +123,7 @@ def share(
         message_count=session.message_count,
         title=redact_value(session.title, secrets) or "Untitled session",
         task=redact_value(session.task, secrets),
-        metadata=redact_value(session.metadata, secrets),
+        metadata=redact_value(public_metadata(session.metadata), secrets),
         git=findings.public_git(session.git, secrets, found, mode, code),
         created_at=now,
         expires_at=expires_at,

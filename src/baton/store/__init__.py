@@ -11,7 +11,7 @@ from baton.core.errors import InvalidInput
 from baton.store.base import BlobStore, Store
 
 # The optional dependencies (pyproject's extras) of the team backends, by extra.
-EXTRAS = {"postgres": ("psycopg", "psycopg_pool"), "s3": ("obstore",)}
+EXTRAS = {"postgres": ("psycopg", "psycopg_pool", "procrastinate"), "s3": ("obstore",)}
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from typing import Any
 
 from baton.core.errors import InvalidInput
 from baton.core.models import (
+    JSON,
     Account,
     Login,
     Message,
@@ -223,6 +224,30 @@ class Store(ABC):
     def flagged(self, head: str) -> list[StoredMessage]:
         """Every message with secret-scan findings on the chain ending at `head`, oldest first."""
 
+    # the secret scan's rules version (scanning.RULES_VERSION): a pass rescans messages
+    # recorded under older rules once. Implemented by every backend.
+    def scan_rules(self) -> int | None:
+        """The rules version every stored message was scanned with, at least; None when no
+        message was stored under rules older than this process's (a new memory store)."""
+        raise NotImplementedError
+
+    def set_scan_rules(self, version: int) -> None:
+        raise NotImplementedError
+
+    def count_messages(self) -> int:
+        raise NotImplementedError
+
+    def messages_in_order(
+        self, after: tuple[str, int, str] | None, limit: int
+    ) -> list[StoredMessage]:
+        """Up to `limit` messages ordered by (root, depth, id), after that key: every parent
+        before its children."""
+        raise NotImplementedError
+
+    def set_findings(self, updates: Sequence[tuple[str, list[JSON], str | None]]) -> None:
+        """Set (message id, findings, flagged pointer) of stored messages."""
+        raise NotImplementedError
+
     # sessions
     @abstractmethod
     def create_session(self, session: Session, messages: Sequence[StoredMessage] = ()) -> None:
@@ -394,6 +419,10 @@ class Store(ABC):
 
     def stale_runs(self, before: str) -> list[Run]:
         """Active runs (preparing, running) whose heartbeat is older than `before`."""
+        raise NotImplementedError
+
+    def waiting_runs(self, before: str) -> list[Run]:
+        """Queued runs created before `before`, oldest first (of every owner)."""
         raise NotImplementedError
 
     # maintenance

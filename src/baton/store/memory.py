@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from baton.core.errors import Conflict, NotFound, VersionMismatch
-from baton.core.models import Account, Login, Message, Session, Share, StoredMessage, Token
+from baton.core.models import JSON, Account, Login, Message, Session, Share, StoredMessage, Token
 from baton.core.runs import PREPARING, QUEUED, Environment, Repo, Run
 from baton.store.base import (
     SESSION_FIELDS,
@@ -31,6 +31,7 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._accounts: dict[str, Account] = {}
         self._messages: dict[str, StoredMessage] = {}
+        self._scan_rules: int | None = None
         self._sessions: dict[str, Session] = {}
         self._shares: dict[str, Share] = {}
         self._passwords: dict[str, str] = {}
@@ -177,6 +178,32 @@ class MemoryStore(Store):
                 pointer = self._messages[parent].flagged if parent else None
         found.reverse()
         return found
+
+    def scan_rules(self) -> int | None:
+        return self._scan_rules
+
+    def set_scan_rules(self, version: int) -> None:
+        self._scan_rules = version
+
+    def count_messages(self) -> int:
+        return len(self._messages)
+
+    def messages_in_order(
+        self, after: tuple[str, int, str] | None, limit: int
+    ) -> list[StoredMessage]:
+        with self._lock:
+            keyed = sorted((sm.root, sm.depth, sm.message.id) for sm in self._messages.values())
+        keys = [k for k in keyed if after is None or k > after][:limit]
+        return [self._messages[k[2]] for k in keys]
+
+    def set_findings(self, updates: Sequence[tuple[str, list[JSON], str | None]]) -> None:
+        with self._lock:
+            for mid, findings, flagged in updates:
+                if mid in self._messages:
+                    sm = self._messages[mid]
+                    self._messages[mid] = dataclasses.replace(
+                        sm, findings=list(findings), flagged=flagged
+                    )
 
     def _insert(self, messages: Sequence[StoredMessage]) -> None:
         """All or nothing: every parent is checked before anything is stored."""
@@ -522,6 +549,13 @@ class MemoryStore(Store):
                 r
                 for r in self._runs.values()
                 if r.state in ("preparing", "running") and (r.heartbeat_at or r.updated_at) < before
+            ]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    def waiting_runs(self, before: str) -> list[Run]:
+        with self._lock:
+            found = [
+                r for r in self._runs.values() if r.state == "queued" and r.created_at < before
             ]
         return sorted(found, key=lambda r: (r.created_at, r.id))
 

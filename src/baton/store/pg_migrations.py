@@ -301,6 +301,17 @@ CREATE INDEX runs_queued ON runs(created_at) WHERE state = 'queued'
 """
 
 
+# The secret scan's rules version (scanning.RULES_VERSION) that every stored message was
+# scanned with, at least. Messages stored before it was kept were scanned by version 1 (which
+# did not read attached files); a database without messages starts at version 2, the rules
+# when this migration was written. A pass rescans older messages once (service.rescan).
+M009_SCAN_RULES = """
+CREATE TABLE scan_rules (version INTEGER NOT NULL);
+INSERT INTO scan_rules(version)
+  SELECT CASE WHEN EXISTS (SELECT 1 FROM messages) THEN 1 ELSE 2 END
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
@@ -310,6 +321,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "m006_logins", script(M006_LOGINS)),
     Migration(7, "m007_inherited", _m007),
     Migration(8, "m008_runs", script(M008_RUNS)),
+    Migration(9, "m009_scan_rules", script(M009_SCAN_RULES)),
 ]
 
 # The indexed text of a message: its first SEARCH_CHARS characters (a tsvector holds at most

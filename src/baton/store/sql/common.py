@@ -14,15 +14,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import orjson
 
 from baton.core.errors import Conflict, NotFound, VersionMismatch
-from baton.core.models import Account, Login, Session, Share, StoredMessage, Token
-from baton.store.base import (
-    SESSION_FIELDS,
-    ListQuery,
-    Page,
-    Remembered,
-    Store,
-    git_blobs,
-)
+from baton.core.models import JSON, Account, Login, Session, Share, StoredMessage, Token
+from baton.store.base import SESSION_FIELDS, ListQuery, Page, Remembered, Store, git_blobs
 from baton.store.sql.dialect import Dialect
 from baton.store.sql.rows import (
     LOGIN_COLUMNS,
@@ -315,6 +308,49 @@ WITH RECURSIVE heads(id) AS (
             return out
 
         return self._reading(work)
+
+    # the secret scan's rules version, and the one-time rescan
+    def scan_rules(self) -> int | None:
+        def work(c: C) -> int | None:
+            row = c.execute("SELECT version FROM scan_rules").fetchone()
+            return int(row[0]) if row else None
+
+        return self._reading(work)
+
+    def set_scan_rules(self, version: int) -> None:
+        def work(c: C) -> None:
+            c.execute("DELETE FROM scan_rules")
+            c.execute(self._sql("INSERT INTO scan_rules(version) VALUES (?)"), (version,))
+
+        self._writing(work)
+
+    def count_messages(self) -> int:
+        return int(
+            self._reading(lambda c: c.execute("SELECT count(*) FROM messages").fetchone()[0])
+        )
+
+    def messages_in_order(
+        self, after: tuple[str, int, str] | None, limit: int
+    ) -> list[StoredMessage]:
+        def work(c: C) -> list[StoredMessage]:
+            where = "WHERE (root, depth, id) > (?, ?, ?) " if after is not None else ""
+            query = (
+                f"SELECT {MESSAGE_COLUMNS} FROM messages {where}ORDER BY root, depth, id LIMIT ?"
+            )
+            args = (*after, limit) if after is not None else (limit,)
+            return [stored_from(row) for row in c.execute(self._sql(query), args).fetchall()]
+
+        return self._reading(work)
+
+    def set_findings(self, updates: Sequence[tuple[str, list[JSON], str | None]]) -> None:
+        def work(c: C) -> None:
+            c.executemany(
+                self._sql("UPDATE messages SET findings = ?, flagged = ? WHERE id = ?"),
+                [(dump(findings or None), flagged, mid) for mid, findings, flagged in updates],
+            )
+
+        if updates:
+            self._writing(work)
 
     def _root_of(self, c: C, head: str) -> str:
         row = c.execute(self._sql("SELECT root FROM messages WHERE id = ?"), (head,)).fetchone()

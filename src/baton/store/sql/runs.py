@@ -342,3 +342,15 @@ class RunsSQLStore(SQLStore[C]):
             ).fetchall()
         )
         return [run_from(r) for r in rows]
+
+    def waiting_runs(self, before: str) -> list[Run]:
+        rows = self._reading(
+            lambda c: c.execute(
+                self._sql(
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE state = ? AND created_at < ? "
+                    "ORDER BY created_at, id"
+                ),
+                (QUEUED, before),
+            ).fetchall()
+        )
+        return [run_from(r) for r in rows]
