@@ -255,7 +255,8 @@ def test_a_failed_codex_command_is_an_error_in_every_export(baton_home: Path) ->
     markdown = run_baton("sessions", "export", made["id"], "--format", "markdown", home=baton_home)
     assert "**Tool error** (`call_fake000003_0`, exit 2)" in markdown.stdout
     page = run_baton("sessions", "export", made["id"], "--format", "html", home=baton_home)
-    assert 'class="tool-result error"' in page.stdout and ", exit 2)" in page.stdout
+    assert 'class="tool-result error"' in page.stdout
+    assert '<span class="facts">6 lines · exit 2 · 65 ms</span>' in page.stdout
     exported = run_baton("sessions", "export", made["id"], "--format", "opencode", home=baton_home)
     opencode = json.loads(exported.stdout)
     states = [
