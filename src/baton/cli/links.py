@@ -228,7 +228,14 @@ def open_link(
     """
     url = fork_link_target(link)  # a bad link is refused before anything opens
     if not here:
-        argv = [*terminal_argv(terminal or ctx.settings.terminal), *baton_argv(), "open-handler", "open", "--here", link]
+        argv = [
+            *terminal_argv(terminal or ctx.settings.terminal),
+            *baton_argv(),
+            "open-handler",
+            "open",
+            "--here",
+            link,
+        ]
         if into:
             argv[-1:-1] = ["--into", into]
         try:
