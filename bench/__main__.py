@@ -21,9 +21,21 @@ from baton.scanning import SecretScanner
 from baton.service import Service
 from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
-from bench import events, git, imports, runs, scaleout, secrets, server
+from bench import events, git, imports, memory, pages, runs, scaleout, secrets, server
 from bench.data import messages
 from bench.timing import median_time, paired_medians
+
+GROUPS: dict[str, Callable[[Path, bool, Callable[..., None]], None]] = {
+    "server": server.run,
+    "pages": pages.run,
+    "events": events.run,
+    "git": git.run,
+    "runs": runs.run,
+    "imports": imports.run,
+    "memory": memory.run,
+    "scaleout": scaleout.run,
+    "secrets": lambda root, quick, record: secrets.run(quick, record),
+}
 
 
 class Bench:
@@ -67,22 +79,19 @@ class Bench:
             self.service.append(self.owner, session.id, batch[start : start + 500])
         return session.id
 
-    def run(self) -> None:
-        print(f"building sessions of {self.small} and {self.big} messages…", file=sys.stderr)
-        small = self.session_with(self.small)
-        big = self.session_with(self.big)
-        self.append(small, big)
-        self.load(big)
-        self.fork_and_share(small, big)
-        self.listing()
-        self.startup()
-        server.run(self.root, self.quick, self.record)
-        events.run(self.root, self.quick, self.record)
-        git.run(self.root, self.quick, self.record)
-        runs.run(self.root, self.quick, self.record)
-        imports.run(self.root, self.quick, self.record)
-        scaleout.run(self.root, self.quick, self.record)
-        secrets.run(self.quick, self.record)
+    def run(self, only: set[str] | None = None) -> None:
+        if only is None or "sessions" in only:
+            print(f"building sessions of {self.small} and {self.big} messages…", file=sys.stderr)
+            small = self.session_with(self.small)
+            big = self.session_with(self.big)
+            self.append(small, big)
+            self.load(big)
+            self.fork_and_share(small, big)
+            self.listing()
+            self.startup()
+        for name, group in GROUPS.items():
+            if only is None or name in only:
+                group(self.root, self.quick, self.record)
 
     def append(self, small: str, big: str) -> None:
         prompt = [{"role": "user", "parts": [{"type": "text", "text": "x" * 200}]}]
@@ -260,11 +269,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a short check")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--only",
+        metavar="GROUP,…",
+        help="run only these groups of figures: sessions (the store's), " + ", ".join(GROUPS),
+    )
     args = parser.parse_args()
+    only = None if args.only is None else set(args.only.split(","))
+    if only is not None and only - {"sessions", *GROUPS}:
+        parser.error(f"unknown group: {', '.join(sorted(only - {'sessions', *GROUPS}))}")
     root = Path(tempfile.mkdtemp(prefix="baton-bench-"))
     try:
         bench = Bench(root, args.quick)
-        bench.run()
+        bench.run(only)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result = {"quick": args.quick, "python": sys.version.split()[0], "figures": bench.figures}

@@ -235,7 +235,7 @@ def share_page(served: Served, quick: bool, record: Record) -> None:
         ratio,
         "≤ 2×",
         ratio <= 2,
-        f"the page previews the first 20 messages, so it shows 20 vs {small} "
+        f"the page holds the first 100 messages (its script loads the rest), so 100 vs {small} "
         f"({sizes[big] / 1e3:.0f} KB vs {sizes[small] / 1e3:.0f} KB of HTML); messages are "
         "prompts, Markdown replies with a Python block, tool outputs of 2-6 KB; "
         f"{repeat} alternating pairs, medians",

@@ -21,7 +21,7 @@ def test_quick_bench_reports_every_figure() -> None:
         cwd=root,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     report = orjson.loads(result.stdout)
@@ -36,12 +36,15 @@ def test_quick_bench_reports_every_figure() -> None:
         "`baton --version`",
         "`baton sessions list`",
         "share page (GET /share/ID)",
+        "session page of 2,000 messages vs of 10: time to interactive, Chromium",
+        "session page of 2,000 messages vs of 10: first contentful paint, Chromium",
         "git capture",
-        "event latency, append → 50 SSE watchers on one server, p50",
-        "event latency, append → 50 SSE watchers on one server, p99",
+        "server run: Start to the first event on the session's stream",
         "server run: Start to the first model request",
         "cold resume (100 unpushed commits",
-        "runs per minute, two runners vs one",
+        "runs per minute, two ",  # workers on PostgreSQL, else runner threads
+        "event latency, append → 50 SSE watchers on one server, p50",
+        "event latency, append → 50 SSE watchers on one server, p99",
     ):
         assert any(n.startswith(prefix) for n in names), prefix
     from bench import load
@@ -56,6 +59,7 @@ def test_quick_bench_reports_every_figure() -> None:
         for prefix in (
             "load a 2,000-message session from PostgreSQL vs from SQLite",
             "appends per second over HTTP on PostgreSQL, two server processes vs one",
+            "runs per minute, two workers vs one on PostgreSQL",
         ):
             [figure] = [f for f in report["figures"] if f["figure"].startswith(prefix)]
             if prefix.startswith("appends"):

@@ -14,9 +14,9 @@ from tests.test_layers import SRC, imports
 PYPROJECT = tomllib.loads((SRC.parent.parent / "pyproject.toml").read_text("utf-8"))
 EXTRAS = {"postgres": {"psycopg", "psycopg-pool", "procrastinate"}, "s3": {"obstore"}}
 # Where the extras' libraries may be imported: modules that open_store/open_blobs and
-# store/status.py load inside baton.store.needs_extra, the events bus, which
-# runs.events.open_events makes only for a postgresql:// store (opened first, so checked), and
-# the queue of server runs on PostgreSQL (runs/queue.py, inside needs_extra too).
+# store/status.py load inside baton.store.needs_extra, the queue of server runs on PostgreSQL
+# (runs/queue.py, inside needs_extra too), and the events bus, which runs.events.open_events
+# makes only for a postgresql:// store (opened first, so checked).
 EXTRA_MODULES = {
     "runs/events.py",
     "store/sql/postgres.py",

@@ -1454,3 +1454,49 @@ def test_redact_replaces_a_secret_in_every_message_it_is_in_not_only_flagged_one
         .parts[0]["output"]
         .endswith("y[REDACTED:environment variable MY_SERVICE_TOKEN]")
     )
+
+
+def _from_source(messages: list[dict[str, Any]], sid: str = "s-1") -> dict[str, Any]:
+    return {
+        "format": "baton-session",
+        "version": 1,
+        "session": {"title": "", "metadata": {"source": {"tool": "codex", "session_id": sid}}},
+        "messages": messages,
+    }
+
+
+def _said(n: int, text: str = "") -> dict[str, Any]:
+    return text_message(
+        "user" if n % 2 == 0 else "assistant",
+        text or f"message {n}",
+        created_at=format_time(parse_time("2026-01-01T00:00:00.000000Z") + timedelta(seconds=n)),
+    )
+
+
+def test_a_source_session_imported_again_grows_the_same_session(
+    service: Service, owner: str
+) -> None:
+    first = service.import_document(owner, _from_source([_said(n) for n in range(3)]))
+    assert (first.created, first.messages, first.session.message_count) == (True, 3, 3)
+    grown = service.import_document(owner, _from_source([_said(n) for n in range(5)]))
+    assert (grown.session.id, grown.created, grown.messages) == (first.session.id, False, 2)
+    assert grown.session.message_count == 5
+    # the source rewrote its last message (a reply still being written): it is replaced
+    rewritten = [*[_said(n) for n in range(4)], _said(4, "message 4, whole"), _said(5)]
+    again = service.import_document(owner, _from_source(rewritten))
+    assert (again.session.id, again.messages, again.session.message_count) == (
+        first.session.id,
+        2,
+        6,
+    )
+    shown = service.messages(owner, first.session.id)
+    assert [m.parts[0]["text"] for m in shown][-2:] == ["message 4, whole", "message 5"]
+    # the same messages again add nothing; another source session is a session of its own
+    same = service.import_document(owner, _from_source(rewritten))
+    assert (same.session.id, same.created, same.messages) == (first.session.id, False, 0)
+    other = service.import_document(owner, _from_source([_said(0, "other")], sid="s-2"))
+    assert other.created and other.session.id != first.session.id
+    # a source that parted long before (rewritten from its start) is imported on its own
+    parted = [_said(n, f"new {n}") for n in range(6)]
+    apart = service.import_document(owner, _from_source(parted))
+    assert apart.created and apart.session.id != first.session.id

@@ -611,9 +611,11 @@ def anonymous(url: str, timeout: float = 60.0) -> Client:
     return Client(f"{parts.scheme}://{parts.netloc}", None, timeout=timeout)
 
 
-def share_document(url: str, timeout: float = 60.0) -> JSON:
+def share_document(url: str, timeout: float = 60.0) -> tuple[JSON, dict[str, bytes]]:
     """A public share on any baton server, as a baton export document (for a fork into
-    another store). Message ids are re-checked when it is imported."""
+    another store), and the blobs it references that the document does not carry in full:
+    the git patch and bundle, and any `blob_ref` that is not a moved-out payload. Message ids
+    are re-checked when it is imported."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInput(f"{url!r} is not a share URL (https://host/share/ID)")
@@ -624,6 +626,16 @@ def share_document(url: str, timeout: float = 60.0) -> JSON:
         remote.http = http
         share = remote.public_share(share_id)
         messages = remote.share_messages(share_id, hydrate=True)
+        shas = [
+            entry["sha256"]
+            for entry in ((share.git or {}).get(key) for key in ("patch", "bundle"))
+            if isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+        ]
+        for message in messages:
+            for part in message.parts:
+                if part.get("type") == "blob_ref" and isinstance(part.get("sha256"), str):
+                    shas.append(part["sha256"])
+        blobs = {sha: remote.blob(None, sha, share_id=share_id) for sha in dict.fromkeys(shas)}
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -635,4 +647,4 @@ def share_document(url: str, timeout: float = 60.0) -> JSON:
             "forked_from": {"share": share_id, "url": url, "message": share.head},
         },
         "messages": [m.to_dict() for m in messages],
-    }
+    }, blobs

@@ -68,6 +68,7 @@ ENV = {
     "max_runs": "BATON_MAX_RUNS",
     "run_timeout": "BATON_RUN_TIMEOUT",
     "workspace_idle": "BATON_WORKSPACE_IDLE",
+    "sync_paths": "BATON_SYNC_PATHS",
 }
 FILE_KEYS = {name: name for name in ENV} | {
     "home": None,
@@ -163,6 +164,8 @@ class Settings:
     max_runs: int = 2
     run_timeout: float = 3600.0
     workspace_idle: float = 3600.0
+    # `baton sync`: session files or folders followed besides the tools' own places
+    sync_paths: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -268,6 +271,7 @@ class Settings:
             max_runs=number("max_runs", 2, _integer),
             run_timeout=number("run_timeout", 3600.0),
             workspace_idle=number("workspace_idle", 3600.0),
+            sync_paths=_paths(raw("sync_paths")),
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -285,6 +289,7 @@ class Settings:
         data = json.loads(text)
         data["home"] = Path(data["home"])
         data["trusted_proxies"] = tuple(data["trusted_proxies"])
+        data["sync_paths"] = tuple(data.get("sync_paths", ()))
         data["prices"] = {k: Price(**v) for k, v in data["prices"].items()}
         if data.get("setup"):
             from baton.agent.setup import SetupCommand
@@ -372,6 +377,18 @@ def parse_prices(value: Any) -> dict[str, Price]:
             row[key] = float(number)
         prices[str(model)] = Price(**row)
     return prices
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    """BATON_SYNC_PATHS: paths separated by the platform's separator (`:`), or a list in
+    the config file."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(v for v in value if v)
+    if isinstance(value, str):
+        return tuple(v for v in value.split(os.pathsep) if v)
+    raise InvalidInput("sync_paths must be a list of paths (BATON_SYNC_PATHS: separated by :)")
 
 
 def _proxies(value: str) -> tuple[str, ...]:

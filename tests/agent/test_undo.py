@@ -149,8 +149,8 @@ def test_a_share_never_publishes_the_secret_of_a_file_the_agent_changed(
     error = orjson.loads(blocked.stdout)["error"]
     assert error["code"] == "secrets_found"
     assert sorted((f["where"], f["kind"]) for f in error["findings"]) == [
-        ("message 3", "OpenAI Token"),
-        ("message 4", "OpenAI Token"),
+        ("message 3, file settings.txt", "OpenAI Token"),
+        ("message 4, file .env", "OpenAI Token"),
     ]
     assert run_json("shares", home=home) == []
 

@@ -202,7 +202,7 @@ def test_share_json_and_refusal(baton: Any) -> None:
     share = ok(baton("share", sid, "--expires", "7d", "--json")).json()
     assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{22}", share["id"])
     assert share["url"].endswith(f"/share/{share['id']}")
-    assert share["expires_at"] and share["command"] == f"baton --fork {share['id']}"
+    assert share["expires_at"] and share["command"] == f"baton --fork {share['url']}"
     ok(baton("sessions", "append", sid, "--role", "user", "--text", f"key={FAKE_KEY}"))
     refused = baton("share", sid, "--json")
     assert refused.code == 1

@@ -47,7 +47,7 @@ def test_logs_follow_against_a_server_reads_its_events(served: Served, tmp_path:
     # a worker beside the server's store (another process, as `baton worker` is)
     worker = build_service(Settings.load(env={"BATON_HOME": str(served.home)}))
     try:
-        time.sleep(1.0)  # the follower is watching
+        first = followed.stdout.readline() if followed.stdout else ""  # it is watching
         claimed = worker.claim_run("test-worker")
         assert claimed is not None and claimed.id == run["id"]
         owner, session = claimed.owner, claimed.session_id
@@ -63,7 +63,7 @@ def test_logs_follow_against_a_server_reads_its_events(served: Served, tmp_path:
             followed.kill()
         worker.close()
     assert followed.returncode == 0, err
-    events = [orjson.loads(line) for line in out.splitlines()]
+    events = [orjson.loads(line) for line in [first, *out.splitlines()]]
     messages = [(e["position"], e["message"]["role"]) for e in events if "position" in e]
     assert messages == [(1, "system"), (2, "user"), (3, "assistant")]
     states = [e["run"]["state"] for e in events if "run" in e]

@@ -242,3 +242,17 @@ def test_share_says_what_it_publishes(dirty_repo: Path, baton_home: Path) -> Non
     assert done.stderr.splitlines() == [
         f"  published: 0 messages, 2 commits not on origin/main, uncommitted changes ({files} files)"
     ]
+
+
+def test_sessions_of_a_repository_by_a_folder_of_it(
+    dirty_repo: Path, baton_home: Path, tmp_path: Path
+) -> None:
+    mine = run_json("sessions", "new", "--repo", str(dirty_repo), home=baton_home)
+    run_json("sessions", "new", "--no-git", "--title", "elsewhere", home=baton_home)
+    listed = run_json("sessions", "list", "--repo", str(dirty_repo / "src"), home=baton_home)
+    assert [s["id"] for s in listed] == [mine["id"]]
+    by_key = run_json("sessions", "list", "--repo", mine["repo"], home=baton_home)
+    assert [s["id"] for s in by_key] == [mine["id"]]
+    outside = tmp_path / "plain"  # not a repository: nothing of it
+    outside.mkdir()
+    assert run_json("sessions", "list", "--repo", str(outside), home=baton_home) == []

@@ -3,9 +3,11 @@ forks stored once, re-imports that add nothing, damaged files, and `--scan`."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "importers" / "samples"
 CLAUDE = SAMPLES / "claude-code" / "projects" / "-home-dev-runs-claude-small-project"
 CLAUDE_MAIN = CLAUDE / "ac5220f9-09d0-44bd-a060-6addc8dcc165.jsonl"
 CLAUDE_FORK = CLAUDE / "0cfc0f17-9fdd-44f1-963e-d40ee15573b3.jsonl"
-CODEX = sorted((SAMPLES / "codex" / "sessions").rglob("rollout-*.jsonl"))
+CODEX = sorted((SAMPLES / "codex" / "sessions" / "2026" / "11" / "24").glob("rollout-*.jsonl"))
+SUBAGENT_PARENT = "5b0e7c3a-2f41-4d8e-9c6a-7e1f0b2d4a93"
 OPENCODE = SAMPLES / "opencode" / "export.json"
 KILO = SAMPLES / "kilo" / "export.json"
 
@@ -117,10 +120,184 @@ def test_scan_finds_every_tool_in_its_default_place(baton_home: Path, tmp_path: 
     }
     result = run_json("sessions", "import", "--scan", home=baton_home, env=env)
     found = {f["tool"]: f["files"] for f in result["found"]}
-    assert found == {"claude-code": 2, "codex": 2}
-    assert result["sessions_created"] == 4
-    assert stored_messages(baton_home) == 52  # two sessions and two forks: 26 + 26
+    assert found == {"claude-code": 3, "codex": 3}
+    # two sessions and their forks (26 + 26 messages), a session with a sub-agent in a file
+    # of its own (4 + 4) and a Codex session with a failed command (8)
+    assert result["sessions_created"] == 7
+    assert stored_messages(baton_home) == 68
+    with_agent = [
+        s
+        for r in result["imports"]
+        for s in r["sessions"]
+        if s["source_session"] == SUBAGENT_PARENT
+    ]
+    assert len(with_agent) == 2  # the main session and its sub-agent
     again = run_json("sessions", "import", "--scan", home=baton_home, env=env)
     assert again["sessions_created"] == 0
     human = run_baton("sessions", "import", "--scan", home=baton_home, env=env)
     assert "claude-code" in human.stdout and "imported 0 session(s)" in human.stdout
+
+
+@pytest.mark.parametrize("source", [CLAUDE_MAIN, CODEX[0]], ids=["claude-code", "codex"])
+def test_a_grown_file_imported_again_grows_the_same_session(
+    baton_home: Path, tmp_path: Path, source: Path
+) -> None:
+    lines = source.read_bytes().splitlines(keepends=True)
+    live = tmp_path / source.name
+    live.write_bytes(b"".join(lines[: len(lines) // 2]))
+    first = run_json("sessions", "import", str(live), home=baton_home)["sessions"][0]
+    assert first["created"] and 0 < first["messages"] < 20
+    live.write_bytes(b"".join(lines))
+    again = run_json("sessions", "import", str(live), home=baton_home)
+    assert again["sessions_created"] == 0
+    [grown] = again["sessions"]
+    assert (grown["id"], grown["messages"]) == (first["id"], 20)
+    # the new messages, and the last one stored before when the file had only begun it
+    assert 20 - first["messages"] <= grown["messages_imported"] <= 21 - first["messages"]
+    listed = run_json("sessions", "list", home=baton_home)
+    assert [s["id"] for s in listed] == [first["id"]]
+    whole = run_json("sessions", "import", str(source), home=baton_home)
+    assert (whole["sessions_created"], whole["messages_imported"]) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("parent", "fork"),
+    [(CLAUDE_MAIN, CLAUDE_FORK), (CODEX[0], CODEX[1])],
+    ids=["claude-code", "codex"],
+)
+def test_a_fork_imported_before_its_parent_is_linked_when_the_parent_comes(
+    baton_home: Path, parent: Path, fork: Path
+) -> None:
+    first = run_json("sessions", "import", str(fork), home=baton_home)
+    assert first["warnings"] == []
+    [made] = first["sessions"]
+    assert made["messages"] == 26 and stored_messages(baton_home) == 26
+    shown = run_json("sessions", "show", made["id"], home=baton_home)
+    assert shown["forked_from"] == {"source_session": parent_id(parent), "messages": 20}
+    second = run_json("sessions", "import", str(parent), home=baton_home)
+    [origin] = second["sessions"]
+    assert (origin["created"], origin["messages"]) == (True, 20)
+    assert stored_messages(baton_home) == 26  # the parent's messages were stored with the fork
+    shown = run_json("sessions", "show", made["id"], home=baton_home)
+    assert shown["forked_from"] == {
+        "source_session": parent_id(parent),
+        "messages": 20,
+        "session": origin["id"],
+    }
+    again = run_json("sessions", "import", str(fork), home=baton_home)
+    assert (again["sessions_created"], again["messages_imported"]) == (0, 0)
+    assert again["sessions"][0]["id"] == made["id"]
+    assert len(run_json("sessions", "list", home=baton_home)) == 2
+
+
+def parent_id(path: Path) -> str:
+    return path.stem.split("rollout-")[-1][20:] if path.stem.startswith("rollout-") else path.stem
+
+
+def test_a_codex_fork_imported_alone_takes_its_history_when_the_parent_is_found(
+    baton_home: Path, tmp_path: Path
+) -> None:
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(CODEX[1], alone)
+    first = run_json("sessions", "import", str(alone / CODEX[1].name), home=baton_home)
+    [made] = first["sessions"]
+    assert made["messages"] == 6
+    assert "whose rollout was not found" in first["warnings"][0]
+    shutil.copy(CODEX[0], alone)
+    again = run_json("sessions", "import", str(alone / CODEX[1].name), home=baton_home)
+    assert again["warnings"] == [] and again["sessions_created"] == 0
+    [grown] = again["sessions"]
+    assert (grown["id"], grown["messages"]) == (made["id"], 26)
+    parent = run_json("sessions", "import", str(alone / CODEX[0].name), home=baton_home)
+    shown = run_json("sessions", "show", made["id"], home=baton_home)
+    assert shown["forked_from"]["session"] == parent["sessions"][0]["id"]
+    assert len(run_json("sessions", "list", home=baton_home)) == 2
+
+
+def test_a_claude_code_sub_agent_comes_with_its_session_linked_to_its_tool_call(
+    baton_home: Path,
+) -> None:
+    main = SAMPLES / "claude-code" / "projects" / "-home-dev-runs-claude-subagent-project"
+    result = run_json("sessions", "import", str(main / f"{SUBAGENT_PARENT}.jsonl"), home=baton_home)
+    assert [s["messages"] for s in result["sessions"]] == [4, 4]
+    agent = run_json("sessions", "show", result["sessions"][1]["id"], home=baton_home)
+    meta = agent["metadata"]
+    assert meta["source"] == {
+        "tool": "claude-code",
+        "version": "2.1.197",
+        "session_id": SUBAGENT_PARENT,
+        "agent_id": "a5f1c9d2e8b34706",
+    }
+    assert (meta["parent_session"], meta["parent_tool_call"]) == (
+        SUBAGENT_PARENT,
+        "toolu_sub000001_0",
+    )
+    assert (meta["agent_type"], meta["description"]) == (
+        "general-purpose",
+        "Count Python file lines",
+    )
+    first = agent["messages"][0]["parts"][0]["text"]
+    assert first == "Find every Python file in the project and report how many lines each has."
+    calls = [p for m in agent["messages"] for p in m["parts"] if p["type"] == "tool_call"]
+    assert [(c["name"], c["input"]["command"]) for c in calls] == [("Bash", "wc -l *.py")]
+
+
+def test_a_failed_codex_command_is_an_error_in_every_export(baton_home: Path) -> None:
+    rollout = next((SAMPLES / "codex" / "sessions" / "2026" / "11" / "25").glob("*.jsonl"))
+    [made] = run_json("sessions", "import", str(rollout), home=baton_home)["sessions"]
+    shown = run_json("sessions", "show", made["id"], home=baton_home)
+    results = [p for m in shown["messages"] for p in m["parts"] if p["type"] == "tool_result"]
+    assert [(r.get("is_error", False), r.get("exit_code")) for r in results] == [
+        (False, None),
+        (True, 2),
+    ]
+    markdown = run_baton("sessions", "export", made["id"], "--format", "markdown", home=baton_home)
+    assert "**Tool error** (`call_fake000003_0`, exit 2)" in markdown.stdout
+    page = run_baton("sessions", "export", made["id"], "--format", "html", home=baton_home)
+    assert 'class="tool-result error"' in page.stdout and ", exit 2)" in page.stdout
+    exported = run_baton("sessions", "export", made["id"], "--format", "opencode", home=baton_home)
+    opencode = json.loads(exported.stdout)
+    states = [
+        p["state"]
+        for m in opencode["messages"]
+        for p in m["parts"]
+        if p["type"] == "tool" and p["callID"] == "call_fake000003_0"
+    ]
+    assert [(s["status"], s["metadata"]) for s in states] == [("completed", {"exit": 2})]
+
+
+def _without_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _without_ids(v)
+            for k, v in value.items()
+            if k not in ("id", "sessionID", "messageID")
+        }
+    if isinstance(value, list):
+        return [_without_ids(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("original", [OPENCODE, KILO], ids=["opencode", "kilo"])
+def test_an_opencode_session_exported_back_differs_only_where_documented(
+    baton_home: Path, original: Path
+) -> None:
+    [made] = run_json("sessions", "import", str(original), home=baton_home)["sessions"]
+    exported = run_baton("sessions", "export", made["id"], "--format", "opencode", home=baton_home)
+    theirs, ours = json.loads(original.read_bytes()), json.loads(exported.stdout)
+    # documented in docs/exporters.md: new ids (and the parentID of replies, an id), baton
+    # as the version, its own metadata, the time of the export as time.updated
+    assert ours["info"].pop("version").startswith("baton ")
+    theirs["info"].pop("version")
+    head = run_json("sessions", "show", made["id"], home=baton_home)["head"]
+    assert ours["info"].pop("metadata") == {"baton": {"session": made["id"], "head": head}}
+    for doc in (theirs, ours):
+        doc["info"]["time"].pop("updated")
+        for message in doc["messages"]:
+            message["info"].pop("parentID", None)
+    assert _without_ids(ours) == _without_ids(theirs)
+    # what opencode keeps that baton has no field for came back with the rest
+    kinds = {p["type"] for m in ours["messages"] for p in m["parts"]}
+    assert kinds == {"text", "tool", "step-start", "step-finish", "patch"}
+    assert ours["info"]["model"]["variant"] == "default"

@@ -35,7 +35,12 @@ SAMPLES = next(
 
 def samples(*tools: str) -> list[Path]:
     """The sample sessions (JSON and JSON-lines files) of these tools, sorted, tool by tool."""
-    return [p for tool in tools for p in sorted((SAMPLES / tool).rglob("*.json*"))]
+    return [
+        p
+        for tool in tools
+        for p in sorted((SAMPLES / tool).rglob("*.json*"))
+        if not p.name.endswith(".meta.json")  # a Claude Code sub-agent's, not a session
+    ]
 
 
 def sample_names(*tools: str) -> list[str]:

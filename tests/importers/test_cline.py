@@ -666,7 +666,7 @@ def test_detect_knows_task_folders_and_nothing_else(tmp_path: Path) -> None:
     baton = tmp_path / "baton.json"
     baton.write_text(json.dumps({"format": "baton-session", "version": 1, "messages": []}))
     others.append(baton)
-    assert len(others) == 12
+    assert len(others) == 15
     for path in others:
         assert not IMPORTER.detect(path, head(path)), path
 

@@ -19,6 +19,8 @@ from baton.render import export
 from baton.render.html import (
     COLLAPSE_CHARS,
     COLLAPSE_LINES,
+    PREVIEW_LINES,
+    ToolCall,
     export_html,
     markdown_html,
     part_html,
@@ -246,7 +248,7 @@ def test_each_message_has_its_role_time_model_and_usage(
         '<span class="when"><time datetime="2026-11-24T10:00:05.000000Z">'
         "2026-11-24 10:00:05 UTC</time></span> "
         '<span class="usage">1,200 in · 80 out · $0.0042</span> '
-        f'<a class="anchor" href="#{messages[1].id}">#2</a>'
+        f'<a class="anchor" href="#{messages[1].id}" title="Link to this message">#2</a>'
     )
 
 
@@ -261,24 +263,98 @@ def test_markdown_is_rendered_and_code_highlighted(
 
 
 def test_tool_calls_and_results(exported: tuple[Session, list[Message], str]) -> None:
+    """Cards as the agents show them: a command ready to copy (what it is for in the head), a
+    call whose only argument is its path as one line, and each result headed by its tool and
+    command, its line count and how long the call took."""
     _, _, page = exported
     assert (
-        '<details class="tool-call" open><summary>Tool call <code class="tool-name">bash</code> '
-        '<span class="hint">pytest -q tests/</span></summary>'
-    ) in page
-    # the 80-line output is folded; the short error is open and marked
-    assert (
-        '<details class="tool-result"><summary>Output of <code class="tool-name">bash</code> '
-        "(80 lines)</summary>"
-        f'<pre class="code"><code>{LONG_OUTPUT}</code></pre></details>'
+        '<div class="tool-call tool-shell"><div class="tool-head"><span class="tool-name">bash'
+        '</span><code class="hint">Run tests</code></div><pre class="code command"><code>'
+        "pytest -q tests/</code></pre></div>"
     ) in page
     assert (
-        '<details class="tool-result error" open><summary>Error from <code class="tool-name">read'
-        '</code> (1 line)</summary><pre class="code"><code>ENOENT: no such file '
-        "&lt;b&gt;tests/conftest.py&lt;/b&gt;</code></pre></details>"
+        '<div class="tool-call tool-other"><div class="tool-head"><span class="tool-name">read'
+        '</span><code class="hint">tests/conftest.py&lt;/code&gt;&lt;script&gt;x()&lt;/script&gt;'
+        "</code></div></div>"
     ) in page
-    # the reasoning is folded too
+    # the 80-line output shows its first lines, and all of them behind "Show all"
+    preview = "\n".join(LONG_OUTPUT.splitlines()[:PREVIEW_LINES])
+    assert (
+        '<div class="tool-result"><div class="tool-head"><span class="tool-name">bash</span>'
+        '<code class="hint">pytest -q tests/</code><span class="facts">80 lines · 4.0 s</span>'
+        f'</div><div class="preview"><pre class="code"><code>{preview}</code></pre></div>'
+        '<details class="more"><summary>Show all 80 lines</summary><pre class="code"><code>'
+        f"{LONG_OUTPUT}</code></pre></details></div>"
+    ) in page
+    assert (
+        '<div class="tool-result error"><div class="tool-head"><span class="tool-name">read'
+        '</span><code class="hint">tests/conftest.py&lt;/code&gt;&lt;script&gt;x()&lt;/script&gt;'
+        '</code><span class="facts">error · 1 line · 4.0 s</span></div><pre class="code"><code>'
+        "ENOENT: no such file &lt;b&gt;tests/conftest.py&lt;/b&gt;</code></pre></div>"
+    ) in page
+    # the reasoning is folded
     assert '<details class="reasoning"><summary>Reasoning</summary>' in page
+
+
+def test_edits_writes_and_patches_read_as_diffs_and_code() -> None:
+    edit = {
+        "type": "tool_call",
+        "id": "e",
+        "name": "edit_file",
+        "input": {"path": "app.py", "old_text": "a = 1\nb = 2", "new_text": "a = 1\nb = 3"},
+    }
+    assert part_html(edit) == (
+        '<div class="tool-call tool-edit"><div class="tool-head"><span class="tool-name">'
+        'edit_file</span><code class="hint">app.py</code></div><pre class="code diff"><code>'
+        '<span class="d-meta">--- a/app.py</span><span class="d-meta">+++ b/app.py</span>'
+        '<span class="d-hunk">@@ -1,2 +1,2 @@</span><span class="d-ctx"> a = 1</span>'
+        '<span class="d-del">-b = 2</span><span class="d-add">+b = 3</span></code></pre></div>'
+    )
+    write = {
+        "type": "tool_call",
+        "id": "w",
+        "name": "write_file",
+        "input": {"path": "src/hello.py", "content": "print('hi')\n"},
+    }
+    assert part_html(write) == (
+        '<div class="tool-call tool-write"><div class="tool-head"><span class="tool-name">'
+        'write_file</span><code class="hint">src/hello.py</code></div><pre class="code"><code>'
+        '<span class="nb">print</span><span class="p">(</span><span class="s1">'
+        "'hi'</span><span class=\"p\">)</span>\n</code></pre></div>"
+    )
+    patch = "*** Begin Patch\n*** Update File: a.txt\n@@\n-old\n+new\n*** End Patch"
+    call = {"type": "tool_call", "id": "p", "name": "apply_patch", "input": {"input": patch}}
+    assert part_html(call).endswith(
+        '<pre class="code diff"><code><span class="d-meta">*** Begin Patch</span>'
+        '<span class="d-meta">*** Update File: a.txt</span><span class="d-hunk">@@</span>'
+        '<span class="d-del">-old</span><span class="d-add">+new</span>'
+        '<span class="d-meta">*** End Patch</span></code></pre></div>'
+    )
+    assert part_html(call).startswith(
+        '<div class="tool-call tool-patch"><div class="tool-head"><span class="tool-name">'
+        'apply_patch</span><code class="hint">a.txt</code></div>'
+    )
+    # Codex's shell takes an argv: the script is the command
+    argv = {"command": ["bash", "-lc", "pytest -q"], "workdir": "/repo"}
+    shell = {"type": "tool_call", "id": "s", "name": "shell", "input": argv}
+    assert '<pre class="code command"><code>pytest -q</code></pre>' in part_html(shell)
+    # Claude Code's MultiEdit: one diff per edit
+    edits = [{"old_string": "a", "new_string": "b"}, {"old_string": "c", "new_string": "d"}]
+    multi = {
+        "type": "tool_call",
+        "id": "m",
+        "name": "MultiEdit",
+        "input": {"file_path": "x.py", "edits": edits},
+    }
+    assert part_html(multi).count('<span class="d-hunk">@@ -1 +1 @@</span>') == 2
+    # a command's exit status, read from the output the sandbox wrote
+    calls = {"r": ToolCall("run_command", "make test", "2026-11-24T10:00:00.000000Z")}
+    result = {"type": "tool_result", "tool_call_id": "r", "output": "boom\n[exit code 2]"}
+    assert part_html(result, calls, when="2026-11-24T10:01:30.000000Z").startswith(
+        '<div class="tool-result"><div class="tool-head"><span class="tool-name">run_command'
+        '</span><code class="hint">make test</code><span class="facts">2 lines · exit 2 · '
+        "1 min 30 s</span></div>"
+    )
 
 
 def test_nothing_is_cut(exported: tuple[Session, list[Message], str]) -> None:
@@ -291,8 +367,8 @@ def test_nothing_is_cut(exported: tuple[Session, list[Message], str]) -> None:
         "output": HUGE_OUTPUT,
     }
     assert (
-        '<details class="tool-result"><summary>Output of <code class="tool-name">bash</code> '
-        f'(1,200 lines)</summary><pre class="code"><code>{HUGE_OUTPUT}</code></pre></details>'
+        '<details class="more"><summary>Show all 1,200 lines</summary>'
+        f'<pre class="code"><code>{HUGE_OUTPUT}</code></pre></details>'
     ) in page
 
 
@@ -349,25 +425,26 @@ def test_parts_of_every_kind() -> None:
         "</span></p>"
     )
     assert part_html({"type": "tool_result", "tool_call_id": "c", "output": {"ok": True}}) == (
-        '<details class="tool-result" open><summary>Output of tool (3 lines)</summary>'
+        '<div class="tool-result"><div class="tool-head"><span class="tool-name">tool</span>'
+        '<span class="facts">3 lines</span></div>'
         '<pre class="code"><code><span class="p">{</span>\n<span class="w">  </span>'
         '<span class="nt">"ok"</span><span class="p">:</span><span class="w"> </span>'
-        '<span class="kc">true</span>\n<span class="p">}</span>\n</code></pre></details>'
+        '<span class="kc">true</span>\n<span class="p">}</span>\n</code></pre></div>'
     )
     ending = {"type": "tool_result", "tool_call_id": "c", "output": "a\n" * COLLAPSE_LINES}
-    assert part_html(ending).startswith(
-        f'<details class="tool-result" open><summary>Output of tool ({COLLAPSE_LINES} lines)'
-    )
+    assert "Show all" not in part_html(ending)
+    assert "Show all 13 lines" in part_html({**ending, "output": "a\n" * 13})
     exit_code = {"type": "tool_result", "tool_call_id": "c", "output": "x", "is_error": True}
-    assert "(1 line, exit 2)" in part_html({**exit_code, "exit_code": 2})
+    assert '<span class="facts">1 line · exit 2</span>' in part_html({**exit_code, "exit_code": 2})
     short = {"type": "tool_call", "id": "c", "name": "write", "input": {"content": "a"}}
-    assert part_html(short).startswith('<details class="tool-call" open><summary>')
-    # twelve lines are shown, thirteen folded: "{", eleven keys, "}" is thirteen
-    shown = {**short, "input": {f"k{i}": i for i in range(COLLAPSE_LINES - 2)}}
+    assert part_html(short).startswith('<div class="tool-call tool-write">')
+    # other tools' arguments as JSON: twelve lines are shown, thirteen folded
+    other = {"type": "tool_call", "id": "c", "name": "todo", "input": {"content": "a"}}
+    shown = {**other, "input": {f"k{i}": i for i in range(COLLAPSE_LINES - 2)}}
     assert part_html(shown).startswith('<details class="tool-call" open><summary>')
-    many = {**short, "input": {f"k{i}": i for i in range(COLLAPSE_LINES - 1)}}
+    many = {**other, "input": {f"k{i}": i for i in range(COLLAPSE_LINES - 1)}}
     assert part_html(many).startswith('<details class="tool-call"><summary>')
-    big = {**short, "input": {"content": "a" * COLLAPSE_CHARS}}
+    big = {**other, "input": {"content": "a" * COLLAPSE_CHARS}}
     assert part_html(big).startswith('<details class="tool-call"><summary>')
     blob = {"type": "blob_ref", "sha256": "ab" * 32, "size": 70000, "preview": "head"}
     assert part_html(blob).startswith(
@@ -394,7 +471,7 @@ def test_a_stored_tool_output_names_its_tool() -> None:
         "size": 90_000,
         "preview": "row 1",
     }
-    assert part_html(blob, {"c1": "bash"}) == (
+    assert part_html(blob, {"c1": ToolCall("bash")}) == (
         '<details class="blob"><summary>Output of <code class="tool-name">bash</code>, stored as '
         'blob <code>cdcdcdcdcdcd</code> (90,000 bytes)</summary><pre class="code"><code>row 1'
         "</code></pre></details>"
@@ -488,13 +565,21 @@ def test_it_renders_offline_in_a_browser(
     expect(page.locator("a", has_text="the docs")).to_have_attribute(
         "rel", "nofollow noopener noreferrer"
     )
-    # the long output is folded and hidden, the error is open and shown
-    results = page.locator("li.role-tool details.tool-result")
+    # the long output shows its first lines, the rest folded; the error is shown and marked
+    results = page.locator("li.role-tool .tool-result")
     expect(results).to_have_count(3)
-    assert results.nth(0).evaluate("d => d.open") is False
-    expect(results.nth(0).locator("pre")).to_be_hidden()
+    expect(results.nth(0).locator(".tool-head")).to_have_text(
+        "bashpytest -q tests/80 lines · 4.0 s"
+    )
+    expect(results.nth(0).locator(".preview pre")).to_be_visible()
+    expect(results.nth(0).locator("details.more pre")).to_be_hidden()
+    results.nth(0).locator("details.more summary").click()
+    expect(results.nth(0).locator("details.more pre")).to_be_visible()
+    expect(results.nth(0).locator(".preview pre")).to_be_hidden()
     expect(results.nth(1).locator("pre")).to_be_visible()
-    expect(results.nth(1).locator("summary")).to_have_text("Error from read (1 line)")
+    expect(results.nth(1).locator(".tool-head")).to_have_text(
+        "readtests/conftest.py</code><script>x()</script>error · 1 line · 4.0 s"
+    )
     # Pygments' inline colours apply to the highlighted Markdown code
     keyword = page.locator("li.message").nth(3).locator("pre code span.k").first
     expect(keyword).to_have_text("def")

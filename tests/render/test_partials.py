@@ -49,7 +49,9 @@ def test_html_export_shows_one_card_per_answer(service: Service, owner: str) -> 
     assert '<div class="text"><p>one two three four</p>\n</div>' in exported
     assert '<div class="text"><p>five six</p>\n</div>' in exported
     assert "<p>one tw</p>" not in exported and "<p>e four</p>" not in exported
-    anchors = re.findall(r'<a class="anchor" href="#\w+">([^<]+)</a>', exported)
+    anchors = re.findall(
+        r'<a class="anchor" href="#\w+" title="Link to this message">([^<]+)</a>', exported
+    )
     assert anchors == ["#1", "#2–#5", "#6", "#7–#8", "#9"]
     assert "<dt>Messages</dt><dd>9</dd>" in exported  # the stored count
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -260,8 +261,13 @@ def test_the_share_page(live: Live, alice: httpx.Client) -> None:
     assert "Alice Example" in html and "Fix &lt;b&gt;the&lt;/b&gt; parser" in html
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'href="javascript' not in html
-    assert f'value="baton --fork {share.id}"' in html
-    assert f'href="baton://fork/{share.id}"' in html
+    url = svc.share_url(share.id)
+    assert f'value="baton --fork {url}"' in html  # the URL works on any machine
+    link = "://baton.baton/fork?url=" + quote(url, safe="")
+    assert f'id="open-in-editor" href="vscode{link}"' in html
+    for scheme in ("vscode", "vscode-insiders", "cursor", "windsurf", "vscodium"):
+        assert f'href="{scheme}{link}"' in html
+    assert '<script src="/static/editor.js"' in html and "<script>" not in html
     assert "github.com/acme/app" in html and "aaaaaaaaaaaa" in html
     assert '<span class="k">def</span>' in html  # highlighted
     assert (  # collapsed, as in the export

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -109,15 +110,17 @@ def check_conversation(page: Page) -> None:
     background = "el => getComputedStyle(el).backgroundColor"
     assert messages.nth(1).locator(".body").evaluate(background) == "rgba(0, 0, 0, 0)"
     assert code.locator("xpath=..").evaluate(background) == "rgb(246, 248, 250)"
-    # the short tool call is open; the 60-line output is collapsed, not rendered visible
-    call = messages.nth(2).locator("details")
-    expect(call.locator("summary")).to_have_text("Tool call bash ls")
-    assert call.evaluate("d => d.open") is True
-    output = messages.nth(3).locator("details")
+    # the tool call shows its command; the 60-line output its first lines, the rest folded
+    call = messages.nth(2).locator(".tool-call")
+    expect(call.locator(".tool-head")).to_have_text("bash")
+    expect(call.locator("pre.command")).to_have_text("ls")
+    output = messages.nth(3).locator(".tool-result")
     expect(output).to_have_count(1)
-    expect(output.locator("summary")).to_have_text("Output of bash (60 lines)")
-    assert output.evaluate("d => d.open") is False
-    expect(output.locator("pre")).to_be_hidden()
+    expect(output.locator(".tool-head")).to_have_text(re.compile(r"^bashls60 lines · \d+ ms$"))
+    expect(output.locator(".preview pre")).to_have_text("\n".join(LISTING.splitlines()[:8]))
+    expect(output.locator("details.more > summary")).to_have_text("Show all 60 lines")
+    assert output.locator("details.more").evaluate("d => d.open") is False
+    expect(output.locator("details.more pre")).to_be_hidden()
     expect(messages.nth(4).locator(".body")).to_have_text("There are 60 files.")
 
 
@@ -151,8 +154,8 @@ def test_log_in_share_redacted_fork_and_revoke(live: Live, browser: Browser) -> 
     check_conversation(page)
     expect(page.locator("ol.conversation > li.message").first).to_contain_text(KEY)
     shot(page, "02-session")
-    # a click on the summary shows all 60 lines of the tool output
-    output = page.locator("ol.conversation > li.message").nth(3).locator("details")
+    # a click on "Show all" shows all 60 lines of the tool output
+    output = page.locator("ol.conversation > li.message").nth(3).locator("details.more")
     output.locator("summary").click()
     assert output.evaluate("d => d.open") is True
     expect(output.locator("pre")).to_be_visible()
@@ -215,8 +218,10 @@ def test_log_in_share_redacted_fork_and_revoke(live: Live, browser: Browser) -> 
         "List the files. My key is [REDACTED:OpenAI Token] for later."
     )
     assert KEY not in other.content()
-    expect(other.locator("#fork-command")).to_have_value(f"baton --fork {share.id}")
-    expect(other.locator("#open-in-editor")).to_have_attribute("href", f"baton://fork/{share.id}")
+    expect(other.locator("#fork-command")).to_have_value(f"baton --fork {share_url}")
+    expect(other.locator("#open-in-editor")).to_have_attribute(
+        "href", "vscode://baton.baton/fork?url=" + quote(share_url, safe="")
+    )
     shot(other, "05-share-public")
 
     phone = new_context(
@@ -256,7 +261,13 @@ def test_log_in_share_redacted_fork_and_revoke(live: Live, browser: Browser) -> 
     check_conversation(other)
     meta = other.locator("dl.meta-list")
     expect(meta.locator("dt")).to_contain_text(["Forked from"])
-    expect(meta.locator("dt:has-text('Forked from') + dd")).to_have_text(f"share {share.id}")
+    forked_from = meta.locator("dt:has-text('Forked from') + dd")
+    expect(forked_from).to_have_text(f"share {share.id} forked at #5, +0 messages")
+    expect(forked_from.locator("a").first).to_have_attribute("href", f"/share/{share.id}")
+    at = live.service.messages(live.bob.id, forked.id)[-1].id
+    expect(forked_from.locator("#fork-point a")).to_have_attribute(
+        "href", f"/share/{share.id}?at={at}#{at}"
+    )
     assert KEY not in other.content()
     shot(other, "07-forked")
 
@@ -265,8 +276,9 @@ def test_log_in_share_redacted_fork_and_revoke(live: Live, browser: Browser) -> 
     row = page.locator("table.shares tbody tr")
     expect(row).to_have_count(1)
     expect(row.locator("td").nth(2)).to_have_text("live")
+    row.locator("summary", has_text="Revoke…").click()  # it asks first
     with page.expect_navigation():
-        row.locator("button", has_text="Revoke").click()
+        row.locator("button", has_text="Revoke the link").click()
     assert page.url == live.url + "/shares"
     expect(row.locator("td").nth(2)).to_have_text("revoked")
     expect(row.locator("button")).to_have_count(0)

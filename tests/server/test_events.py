@@ -123,7 +123,8 @@ def test_a_message_event_carries_the_card_the_session_page_shows(live: Live) -> 
         )
         assert event.data["html"] in page
     assert "<strong>ls</strong>" in events[0].data["html"]
-    assert '<code class="tool-name">bash</code> (2 lines)' in events[2].data["html"]
+    assert '<span class="tool-name">bash</span>' in events[2].data["html"]
+    assert '<span class="facts">2 lines · 0 ms</span>' in events[2].data["html"]
     # resumed after the call, the result still names its tool (read back from the chain)
     [result] = replay(live, session.id, after=2)[:1]
     assert result.data["html"] == events[2].data["html"]

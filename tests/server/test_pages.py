@@ -45,9 +45,11 @@ def get(
 
 
 def conversation(page: str) -> str:
+    """The messages of a page or an export, but for their permalinks: a page's name the
+    message for the server too (?at=ID#ID), which opens the page it is on."""
     found = re.search(r'<ol class="conversation"[^>]*>\s*(.*?)\s*</ol>', page, re.S)
     assert found is not None, page
-    return re.sub(r">\s+<li ", "><li ", found.group(1))
+    return re.sub(r'href="\?at=\w+#', 'href="#', re.sub(r">\s+<li ", "><li ", found.group(1)))
 
 
 def test_pages_and_the_export_render_a_message_alike(service: Service, owner: str) -> None:
@@ -74,7 +76,7 @@ def test_pages_and_the_export_render_a_message_alike(service: Service, owner: st
     assert conversation(session_page.text) == items
     assert conversation(share_page.text) == items
     # what that one fragment holds: highlighted code, a table, the image as a link that loads
-    # nothing, the script as text, the 30-line output folded under its tool's name
+    # nothing, the script as text, the 30-line output folded under its tool and command
     assert '<pre><code class="language-python"><span class="k">def</span>' in items
     assert '<th>file</th>\n<th align="right">lines</th>' in items
     assert (
@@ -83,8 +85,12 @@ def test_pages_and_the_export_render_a_message_alike(service: Service, owner: st
     ) in items
     assert "<script" not in items and "<img" not in items
     assert (
-        '<details class="tool-result"><summary>Output of <code class="tool-name">bash</code> '
-        f'(30 lines)</summary><pre class="code"><code>{OUTPUT}</code></pre></details>'
+        '<div class="tool-head"><span class="tool-name">bash</span><code class="hint">pytest -q'
+        '</code><span class="facts">30 lines · 0 ms</span></div>'
+    ) in items
+    assert (
+        '<details class="more"><summary>Show all 30 lines</summary><pre class="code"><code>'
+        f"{OUTPUT}</code></pre></details>"
     ) in items
     assert items.count('<li class="message role-') == 4
 
@@ -121,7 +127,7 @@ def cards(page: str) -> list[tuple[str, str, str]]:
     """Each message card of a page: its role, the note and number in its head, its text."""
     found = re.findall(
         r'<li class="message role-(\w+)" id="\w+"><div class="head">.*?'
-        r'(?:<span class="note">([^<]*)</span> )?<a class="anchor" href="#\w+">([^<]+)</a></div>'
+        r'(?:<span class="note">([^<]*)</span> )?<a class="anchor" href="(?:\?at=\w+)?#\w+" title="Link to this message">([^<]+)</a></div>'
         r'<div class="body"><div class="text"><p>([^<]*)</p>',
         page,
     )
@@ -161,7 +167,6 @@ def test_a_run_cut_by_the_page_boundary_says_so(
     service: Service, owner: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pages, "PAGE", 3)
-    monkeypatch.setattr(pages, "PREVIEW", 3)
     _, token = service.accounts.create_token(owner, "pages")
     session = service.create(owner, title="Counting")
     service.append(owner, session.id, streamed_turns())
@@ -169,11 +174,11 @@ def test_a_run_cut_by_the_page_boundary_says_so(
     first, second, third, preview, shared = get(
         service,
         token,
-        f"/sessions/{session.id}",
+        f"/sessions/{session.id}?start=0",
         f"/sessions/{session.id}?start=3",
-        f"/sessions/{session.id}?start=6",
-        f"/share/{share.id}",
-        f"/share/{share.id}?all=1&start=3",
+        f"/sessions/{session.id}",  # opens at the latest turn
+        f"/share/{share.id}",  # from the start
+        f"/share/{share.id}?start=3",
     )
     assert cards(first.text) == [
         ("user", "", "#1 Count to four"),
@@ -189,7 +194,9 @@ def test_a_run_cut_by_the_page_boundary_says_so(
         ("user", "", "#9 Stop"),
     ]
     assert cards(preview.text) == cards(first.text)
-    assert 'id="show-all"' in preview.text
+    # the next page's link, which the page's script follows in the background
+    assert '<a id="load-later" href="?start=3">6 later messages →</a>' in preview.text
+    assert '<a id="load-earlier" href="?start=0">← 3 earlier messages</a>' in shared.text
     assert cards(shared.text) == cards(second.text)
 
 
@@ -211,10 +218,15 @@ def test_pages_show_a_forks_own_and_inherited_costs_apart(service: Service, owne
     assert "<dt>Tokens</dt><dd>0 in · 0 out</dd>" in fork_page.text
     assert "<dt>Cost</dt><dd>$0 own</dd>" in fork_page.text
     assert "<dt>Inherited</dt><dd>900 in · 12 out · $0.0010</dd>" in fork_page.text
-    items = re.findall(r'<li>\s*<a class="title" href="/sessions/(\w+)".*?</li>', index.text, re.S)
-    assert items == [fork.id, session.id]
+    # the fork is listed under its origin, saying where it left it
+    items = re.findall(r'<li id="row-(\w+)">', index.text)
+    assert items == [session.id, fork.id]
+    assert (
+        f'<ul class="forks" aria-label="Forks of Costly">\n  <li id="row-{fork.id}">' in index.text
+    )
+    assert "forked at #2</a>, +0 messages</span>" in index.text
     costs = re.findall(r"· (\$[^<]*?)\s*(?:·|</span>)", index.text)
-    assert costs == ["$0 own, $0.0010 inherited", "$0.0010"]
+    assert costs == ["$0.0010", "$0 own, $0.0010 inherited"]
     more = {"input_tokens": 30, "output_tokens": 3, "cost_usd": 0.002}
     service.append(owner, fork.id, [text_message("assistant", "b", usage=more)])
     share_page, original_share_page = get(
@@ -229,3 +241,33 @@ def test_pages_show_a_forks_own_and_inherited_costs_apart(service: Service, owne
     assert isinstance(exported, str)
     assert "<dt>Cost</dt><dd>$0.0020</dd>" in exported
     assert "<dt>Inherited</dt><dd>900 in · 12 out · $0.0010</dd>" in exported
+
+
+def test_a_session_opens_at_its_latest_page_and_a_permalink_at_its_message(
+    service: Service, owner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "PAGE", 4)
+    _, token = service.accounts.create_token(owner, "pages")
+    session = service.create(owner, title="Ten")
+    service.append(owner, session.id, [text_message("user", f"m{i}") for i in range(1, 11)])
+    stored = service.messages(owner, session.id)
+    latest, linked, unknown, shared = get(
+        service,
+        token,
+        f"/sessions/{session.id}",
+        f"/sessions/{session.id}?at={stored[4].id}",
+        f"/sessions/{session.id}?at=m_{'0' * 64}",
+        f"/share/{service.share(owner, session.id).id}?at={stored[8].id}",
+    )
+    # the last four messages, the reader's script told to open at the latest turn
+    assert [c[2] for c in cards(latest.text)] == ["#7 m7", "#8 m8", "#9 m9", "#10 m10"]
+    assert 'data-open="latest"' in latest.text
+    assert '<a id="load-earlier" href="?start=2">← 6 earlier messages</a>' in latest.text
+    assert 'id="load-later"' not in latest.text
+    # message #5 with the page around it (two before it)
+    assert [c[2] for c in cards(linked.text)] == ["#3 m3", "#4 m4", "#5 m5", "#6 m6"]
+    assert 'data-open="latest"' not in linked.text
+    assert '<a id="load-later" href="?start=6">4 later messages →</a>' in linked.text
+    assert f'href="?at={stored[4].id}#{stored[4].id}"' in linked.text
+    assert unknown.status_code == 404
+    assert [c[2] for c in cards(shared.text)] == ["#7 m7", "#8 m8", "#9 m9", "#10 m10"]

@@ -216,8 +216,9 @@ def _session(state: ChatState, args: list[str]) -> None:
         sid = state.need_session()
         expires, mode = _share_options(rest)
         share = service.share(owner, sid, expires=expires, mode=mode)
-        out.print(service.share_url(share.id), highlight=False, soft_wrap=True)
-        out.print(f"  share id {share.id}; fork it with: baton --fork {share.id}", highlight=False)
+        url = service.share_url(share.id)
+        out.print(url, highlight=False, soft_wrap=True)
+        out.print(f"  share id {share.id}; fork it with: baton --fork {url}", highlight=False)
         out.print(f"  published: {share.published}", highlight=False, markup=False)
         for note in share.withheld:
             out.print(f"  not published: {note}", highlight=False, markup=False)

@@ -4,7 +4,6 @@ session."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from baton.cli.options import (
 )
 from baton.cli.output import echo, markup, print_json, printable, safe_console
 from baton.cli.setup import run_setup, setup_option, workspace_spec
-from baton.cli.snapshots import capture
+from baton.cli.snapshots import capture, repository_key
 
 HISTORY_FILE = "chat-history"
 REFUSED_EXIT = 3  # `baton run`: an action the agent needed was refused
@@ -134,40 +133,6 @@ def folder_key(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:32]
-
-
-def _git(cwd: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def repository_key(cwd: Path) -> tuple[str | None, str | None]:
-    """(the repo key sessions are listed by, the work tree root) of `cwd`, as a capture
-    records them: the normalised remote URL, else the root commit."""
-    from baton import gitstate
-
-    root = _git(cwd, "rev-parse", "--show-toplevel")
-    if root is None:
-        return None, None
-    remote_name = None
-    upstream = _git(cwd, "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}")
-    remotes = (_git(cwd, "remote") or "").split()
-    if upstream and "/" in upstream and upstream.split("/", 1)[0] in remotes:
-        remote_name = upstream.split("/", 1)[0]
-    elif remotes:
-        remote_name = "origin" if "origin" in remotes else remotes[0]
-    url = _git(cwd, "config", "--get", f"remote.{remote_name}.url") if remote_name else None
-    if url:
-        if "://" not in url and gitstate.scp_like(url) is None:
-            url = os.path.normpath(Path(root) / url)
-        return gitstate.normalize_remote(url), root
-    roots = (_git(cwd, "rev-list", "--max-parents=0", "HEAD") or "").split()
-    return (roots[-1] if roots else None), root
 
 
 def latest_here(ctx: Context) -> Any:

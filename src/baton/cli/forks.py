@@ -34,7 +34,9 @@ def fork_url(ctx: Context, source: str, at: str | None) -> Any:
         return None
     from baton.client import share_document
 
-    doc = share_document(source)
+    doc, blobs = share_document(source)
+    for sha, data in blobs.items():  # the code and attachments travel with the fork
+        ctx.service.put_blob(sha, data, ctx.owner)
     if at is not None:
         ids = [m["id"] for m in doc["messages"]]
         if at not in ids:

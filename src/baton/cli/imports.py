@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import click
 
 from baton.cli.context import Context
 from baton.cli.output import console, echo, print_json, progress_bar
+from baton.importers.places import locations
 
 
 def _baton_export(ctx: Context, path: str, as_json: bool) -> None:
@@ -102,18 +102,27 @@ def import_parsed(ctx: Context, path: Path, fmt: str) -> dict[str, Any]:
 
 def _say(summary: dict[str, Any]) -> None:
     made = summary["sessions_created"]
-    known = len(summary["sessions"]) - made
+    grown = sum(not s["created"] and s["messages_imported"] > 0 for s in summary["sessions"])
+    known = len(summary["sessions"]) - made - grown
     line = (
         f"imported {made} session(s) from {summary['format']} "
         f"({summary['messages_imported']} messages)"
     )
+    if grown:
+        line += f"; {grown} imported before grew"
     if known:
         line += f"; {known} already imported, nothing added"
     if summary["skipped_lines"]:
         line += f"; skipped {summary['skipped_lines']} line(s)"
     click.echo(line)
     for s in summary["sessions"]:
-        state = "new" if s["created"] else "already there"
+        state = (
+            "new"
+            if s["created"]
+            else f"+{s['messages_imported']}"
+            if s["messages_imported"]
+            else "already there"
+        )
         echo(f"  {s['id']}  {s['messages']:>6} messages  {state}  {s['title']}")
     for warning in summary["warnings"]:
         echo(f"warning: {warning}", err=True)
@@ -130,34 +139,6 @@ def one(ctx: Context, path: str, fmt: str, as_json: bool) -> None:
         print_json(summary)
     else:
         _say(summary)
-
-
-def locations(home: Path | None = None) -> list[tuple[str, Path]]:
-    """Where each tool keeps its sessions by default, as (tool, path) that exist here."""
-    home = home or Path.home()
-    found: list[tuple[str, Path]] = []
-    claude = Path(os.environ.get("CLAUDE_CONFIG_DIR") or home / ".claude") / "projects"
-    found += [("claude-code", p) for p in sorted(claude.glob("*/*.jsonl"))]
-    codex = Path(os.environ.get("CODEX_HOME") or home / ".codex") / "sessions"
-    found += [("codex", p) for p in sorted(codex.rglob("rollout-*.jsonl"))]
-    data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
-    for tool in ("opencode", "kilo"):
-        found += [("opencode", p) for p in sorted((data / tool).glob("*.db"))]
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    for editor in ("Code", "Code - Insiders", "VSCodium", "Cursor", "Windsurf"):
-        storage = config / editor / "User" / "globalStorage"
-        for extension in (
-            "saoudrizwan.claude-dev",
-            "rooveterinaryinc.roo-cline",
-            "kilocode.kilo-code",
-        ):
-            tasks = storage / extension / "tasks"
-            found += (
-                [("cline", p) for p in sorted(tasks.iterdir()) if p.is_dir()]
-                if tasks.is_dir()
-                else []
-            )
-    return [(tool, p) for tool, p in found if p.exists()]
 
 
 def _size(path: Path) -> int:

@@ -8,7 +8,20 @@ import sys
 import click
 
 from baton import __version__
-from baton.cli import chat, cloud, git, migrate, remote, server, sessions, shares, worker
+from baton.cli import (
+    chat,
+    cloud,
+    git,
+    handoff,
+    links,
+    migrate,
+    remote,
+    server,
+    sessions,
+    shares,
+    sync,
+    worker,
+)
 from baton.cli.context import Context
 from baton.cli.copy import copy_command
 from baton.cli.forks import fork_into_mine
@@ -62,6 +75,9 @@ for command in [
     *chat.COMMANDS,
     *cloud.COMMANDS,
     *worker.COMMANDS,
+    *links.COMMANDS,
+    *handoff.COMMANDS,
+    *sync.COMMANDS,
 ]:
     cli.add_command(command)
 

@@ -23,6 +23,44 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+def write_json_list(
+    out: Any, head: dict[str, Any], key: str, items: Iterable[Any], *, visible: bool = False
+) -> None:
+    """Write `{**head, key: [*items]}` to the binary stream `out` exactly as print_json
+    would (two-space indents, `key` last), one item at a time: a long list (a session's
+    messages) is never held whole. `visible`: controls escaped as print_json does."""
+    import orjson
+
+    from baton.core.terminal import json_printable
+
+    def put(data: bytes) -> None:
+        if visible and not data.isascii():
+            data = json_printable(data.decode()).encode()
+        out.write(data)
+
+    opening = orjson.dumps({**head, key: []}, option=orjson.OPT_INDENT_2)
+    assert opening.endswith(b"[]\n}")  # `key` is the last member
+    put(opening[: -len(b"[]\n}")] + b"[")
+    first = True
+    for item in items:
+        body = orjson.dumps(item, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n    ")
+        put((b"\n    " if first else b",\n    ") + body)
+        first = False
+    out.write(b"]\n}\n" if first else b"\n  ]\n}\n")
+    out.flush()
+
+
+def pages(read: Callable[[int, int], list[Any]], total: int, size: int = 500) -> Iterator[Any]:
+    """The items `read(start, limit)` gives, `size` at a time, up to `total`."""
+    start = 0
+    while start < total:
+        page = read(start, min(size, total - start))
+        if not page:
+            return
+        yield from page
+        start += len(page)
+
+
 def console() -> Any:
     """Rich output; when piped, lines are not cut at 80 columns but at $COLUMNS or 160."""
     import os

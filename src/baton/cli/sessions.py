@@ -64,7 +64,11 @@ def new(
 @click.option("--cursor", help="Continue after the page that printed this cursor.")
 @click.option("--all", "all_pages", is_flag=True, help="Page through every session.")
 @status_option
-@click.option("--repo", help="Only sessions of this repository.")
+@click.option(
+    "--repo",
+    help="Only sessions of this repository: its key (as `sessions show` prints it) or a folder "
+    "of it (`--repo .`).",
+)
 @json_option
 @pass_ctx
 def list_(
@@ -81,6 +85,10 @@ def list_(
 
     Example: baton sessions list -q "login bug" --limit 20
     """
+    if repo is not None and Path(repo).is_dir():  # a folder of a work tree: its key
+        from baton.cli.snapshots import repository_key
+
+        repo = repository_key(Path(repo).resolve())[0] or repo
     found: list[Any] = []
     while True:
         page = ctx.service.list(
@@ -121,10 +129,19 @@ def show(ctx: Context, session_id: str, last: int | None, full: bool, as_json: b
     """
     session = ctx.service.get(ctx.owner, session_id)
     start = max(0, session.message_count - last) if last is not None else 0
-    messages = ctx.service.messages(ctx.owner, session_id, start=start, hydrate=full)
-    if as_json:
-        print_json({**session.to_dict(), "messages": [m.to_dict() for m in messages]})
+    if as_json:  # written a page at a time: a long session is never held whole
+        from baton.cli.output import pages, write_json_list
+
+        def read(at: int, limit: int) -> list[dict[str, Any]]:
+            found = ctx.service.messages(
+                ctx.owner, session_id, start=start + at, limit=limit, hydrate=full
+            )
+            return [m.to_dict() for m in found]
+
+        items = pages(read, session.message_count - start)
+        write_json_list(sys.stdout.buffer, session.to_dict(), "messages", items, visible=True)
         return
+    messages = ctx.service.messages(ctx.owner, session_id, start=start, hydrate=full)
     from baton.core.partials import is_partial, join_runs
 
     # --last N that starts inside a streamed answer shows that answer whole
@@ -370,6 +387,9 @@ def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
 
     from baton.core.terminal import json_printable, printable
 
+    if fmt == "json":
+        _export_json(ctx, session_id, output)
+        return
     doc = ctx.service.export(ctx.owner, session_id, fmt)
     data = (
         orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
@@ -385,6 +405,30 @@ def export(ctx: Context, session_id: str, fmt: str, output: str | None) -> None:
         sys.stdout.buffer.write(safe.encode())
     else:
         sys.stdout.buffer.write(data)
+
+
+def _export_json(ctx: Context, session_id: str, output: str | None) -> None:
+    """The JSON export written a page of messages at a time (hydrated), as `export` makes it
+    whole: a long session is never held whole."""
+    from baton.cli.output import pages, write_json_list
+    from baton.core.models import utcnow
+    from baton.render.document import export_document
+
+    session = ctx.service.get(ctx.owner, session_id)
+    doc = export_document(session, [], utcnow())
+    del doc["messages"]
+
+    def read(at: int, limit: int) -> list[dict[str, Any]]:
+        found = ctx.service.messages(ctx.owner, session_id, start=at, limit=limit, hydrate=True)
+        return [m.to_dict() for m in found]
+
+    items = pages(read, session.message_count)
+    if output:
+        with Path(output).open("wb") as out:
+            write_json_list(out, doc, "messages", items)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        write_json_list(sys.stdout.buffer, doc, "messages", items, visible=sys.stdout.isatty())
 
 
 @sessions.command("import")

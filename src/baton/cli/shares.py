@@ -13,10 +13,11 @@ from baton.cli.snapshots import restore_into
 
 def _share_json(ctx: Context, share: object) -> dict[str, object]:
     data = share.to_dict()  # type: ignore[attr-defined]
+    url = ctx.service.share_url(data["id"])
     return {
         **data,
-        "url": ctx.service.share_url(data["id"]),
-        "command": f"baton --fork {data['id']}",
+        "url": url,
+        "command": f"baton --fork {url}",  # the URL works on any machine; the id only here
         "published": share.published,  # type: ignore[attr-defined]
         "withheld": share.withheld,  # type: ignore[attr-defined]
     }

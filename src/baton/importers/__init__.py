@@ -106,6 +106,8 @@ def documents(
                 prefix = messages_of(by_id[parent_id], (*seen, session.source_id))[:count]
             elif earlier is not None:
                 prefix = earlier(parent_id, count)
+            if prefix is None and session.inherited is not None:
+                prefix = session.inherited[:count]
             if prefix is None:
                 warnings.append(
                     f"{session.tool} session {session.source_id}: its parent {parent_id} is "

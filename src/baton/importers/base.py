@@ -39,6 +39,9 @@ class ImportedSession:
     # A fork that names its parent instead of copying it (Codex): the parent's source id and
     # how many of the parent's messages come before this session's own.
     parent: tuple[str, int] | None = None
+    # Those leading messages of the parent as its own file holds them (found beside the
+    # fork), for when the parent is not imported yet.
+    inherited: list[dict[str, Any]] | None = None
     # A fork that copies its parent's history (Claude Code, opencode): the parent's source id
     # and the number of leading messages it shares with it (stored once, by content).
     forked_from: tuple[str, int] | None = None

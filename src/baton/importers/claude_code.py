@@ -29,7 +29,7 @@ from baton.importers.base import (
     shared_prefix,
     to_time,
 )
-from baton.importers.jsonl import head_records, read_jsonl, stream_records
+from baton.importers.jsonl import Records, head_records, read_jsonl, stream_records
 
 TOOL = "claude-code"
 KIND = "a Claude Code transcript (JSON lines)"
@@ -523,11 +523,23 @@ class _Transcript:
             agent = tip.raw.get("agentId")
             if isinstance(agent, str):
                 session.metadata["source"]["agent_id"] = agent
-            call = _calling(main_messages, messages)
+            call = self._started_by(agent) or _calling(main_messages, messages)
             if call is not None:
                 session.metadata["parent_tool_call"] = call
             out.append(session)
         return out
+
+    def _started_by(self, agent: Any) -> str | None:
+        """The tool call whose result names the sub-agent (`toolUseResult.agentId`)."""
+        if not isinstance(agent, str):
+            return None
+        for line in self.talk:
+            result = line.raw.get("toolUseResult")
+            if not line.sidechain and isinstance(result, dict) and result.get("agentId") == agent:
+                ids = sorted(_result_ids(line))
+                if len(ids) == 1:
+                    return ids[0]
+        return None
 
     def _sibling_parent(self, messages: list[JSON], lines: list[_Line]) -> tuple[str, int] | None:
         """`claude --resume ID --fork-session` copies the parent's lines into the new file with
@@ -759,6 +771,43 @@ def _calling(main: list[JSON], sidechain: list[JSON]) -> str | None:
     return None
 
 
+def _subagents(path: Path, records: Records) -> dict[str, JSON]:
+    """The sub-agents of a transcript, in files of their own beside it
+    (`<session>/subagents/agent-<id>.jsonl`, with `agent-<id>.meta.json`): their lines are
+    added to `records` as the sidechains they are (numbered after the transcript's), and
+    what their meta files say (`agentType`, `description`) is returned by agent id."""
+    folder = path.with_suffix("") / "subagents"
+    if not folder.is_dir():
+        return {}
+    found: dict[str, JSON] = {}
+    number = max((n for n, _ in records.lines), default=0)
+    for file in sorted(folder.glob("agent-*.jsonl")):
+        agent = file.stem[len("agent-") :]
+        try:
+            lines = read_jsonl(file, KIND)
+        except InvalidInput as error:
+            records.warnings.append(f"{path.name}: sub-agent {agent} skipped ({error.message})")
+            continue
+        records.warnings.extend(lines.warnings)
+        records.skipped += lines.skipped
+        for _, raw in lines.lines:
+            number += 1
+            raw.setdefault("isSidechain", True)
+            raw.setdefault("agentId", agent)
+            records.lines.append((number, raw))
+        meta: JSON = {}
+        try:
+            given = orjson.loads(file.with_name(f"agent-{agent}.meta.json").read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            given = None
+        if isinstance(given, dict):
+            for key, name in (("agentType", "agent_type"), ("description", "description")):
+                if isinstance(given.get(key), str):
+                    meta[name] = given[key]
+        found[agent] = meta
+    return found
+
+
 def _looks_like_claude_code(records: list[JSON]) -> bool:
     if any(not isinstance(r.get("type"), str) or "payload" in r for r in records):
         return False
@@ -787,8 +836,13 @@ class ClaudeCodeImporter:
 
     def read(self, path: Path) -> Parsed:
         records = read_jsonl(path, KIND)
+        agents = _subagents(path, records)
         transcript = _Transcript(path, records.lines)
         sessions = transcript.sessions()
+        for session in sessions:
+            agent = session.metadata["source"].get("agent_id")
+            if agent in agents:
+                session.metadata.update(agents[agent])
         parsed = Parsed(TOOL, None, sessions, records.warnings, records.skipped)
         if sessions:
             version = sessions[0].metadata["source"].get("version")

@@ -52,6 +52,10 @@ class _Builder:
         self.last_total: Any = None
         self.usage_from_records = usage_from_records
         self.lost: Counter[str] = Counter()
+        # Calls Codex reported failed (`item_completed`, status "failed" or a non-zero
+        # exit code) -> the exit code, and the results already made, by call id.
+        self.failed: dict[str, int | None] = {}
+        self.results: dict[str, JSON] = {}
 
     def feed(self, n: int, record: JSON) -> None:
         kind = record["type"]
@@ -74,6 +78,8 @@ class _Builder:
                 self.reply = None
             elif payload.get("type") in ("task_started", "turn_started", "task_complete"):
                 self.reply = None
+            elif payload.get("type") == "item_completed":
+                self._completed(payload.get("item"))
         elif kind == "token_usage_record":
             if self.usage_from_records and isinstance(payload.get("usage"), dict):
                 self._usage(payload["usage"])
@@ -123,9 +129,26 @@ class _Builder:
             item.get("call_id"), str
         ):
             self.reply = None
-            self._add("tool", [_result(item)], n, record)
+            result = _result(item)
+            self.results[item["call_id"]] = result
+            if item["call_id"] in self.failed:
+                _fail(result, self.failed[item["call_id"]])
+            self._add("tool", [result], n, record)
         elif kind not in _SILENT_ITEMS:
             self.lost[str(kind)] += 1
+
+    def _completed(self, item: Any) -> None:
+        """A finished item: a command or tool call that failed marks its result an error,
+        whether the result came before this line or comes after it."""
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return
+        code = item.get("exit_code")
+        code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        if item.get("status") != "failed" and not code:
+            return
+        self.failed[item["id"]] = code
+        if item["id"] in self.results:
+            _fail(self.results[item["id"]], code)
 
     def _prompt_parts(self, item: JSON) -> list[JSON]:
         """What the person typed: blocks Codex marks as the user's (its provenance metadata),
@@ -232,6 +255,12 @@ def _result(item: JSON) -> JSON:
     return part
 
 
+def _fail(result: JSON, code: int | None) -> None:
+    result["is_error"] = True
+    if code is not None:
+        result["exit_code"] = code
+
+
 def _image(url: str, number: int) -> JSON:
     if not url.startswith("data:"):
         return {"type": "file", "path": url}
@@ -308,9 +337,12 @@ def _find_rollout(path: Path, session_id: str) -> Path | None:
     return found[0] if found else None
 
 
-def _parent(path: Path, meta: JSON, warnings: list[str]) -> tuple[str, int] | None:
-    """(parent id, number of the parent's messages before the fork's own). `history_base`
-    says the fork continues the parent's lines with ordinal below `end_ordinal_exclusive`."""
+def _parent(
+    path: Path, meta: JSON, warnings: list[str]
+) -> tuple[tuple[str, int], list[JSON]] | None:
+    """(parent id, number of the parent's messages before the fork's own), and those
+    messages as the parent's rollout holds them. `history_base` says the fork continues the
+    parent's lines with ordinal below `end_ordinal_exclusive`."""
     parent_id = meta.get("forked_from_id")
     base = meta.get("history_base")
     end = base.get("end_ordinal_exclusive") if isinstance(base, dict) else None
@@ -332,11 +364,11 @@ def _parent(path: Path, meta: JSON, warnings: list[str]) -> tuple[str, int] | No
             before = [(n, r) for n, r in records if r["ordinal"] < end]
         else:  # no ordinals: count lines
             before = records[:end]
-        count = len(_convert(found, before).messages)
+        inherited = _convert(found, before).messages
     except InvalidInput as error:
         warnings.append(f"{missing}; its rollout could not be read ({error.message})")
         return None
-    return (parent_id, count) if count else None
+    return ((parent_id, len(inherited)), inherited) if inherited else None
 
 
 class CodexImporter:
@@ -385,8 +417,10 @@ class CodexImporter:
             created_at=to_time(meta.get("timestamp")) or to_time(meta_record.get("timestamp")),
             metadata=metadata,
             git=_git(meta, cwd),
-            parent=_parent(path, meta, warnings),
         )
+        found = _parent(path, meta, warnings)
+        if found is not None:
+            session.parent, session.inherited = found
         if builder.lost:
             listed = ", ".join(f"{k} x{n}" for k, n in sorted(builder.lost.items()))
             warnings.append(f"{path.name}: skipped items baton does not map ({listed})")

@@ -381,13 +381,21 @@ class _Converted:
             metadata["model"] = f"{provider}/{model['id']}" if provider else model["id"]
         if self.files:
             metadata["files_touched"] = self.files
+        extra: JSON = {}  # for the opencode export
+        if isinstance(model, dict) and "variant" in model:
+            extra["model_variant"] = model["variant"]
+        for key in ("summary", "slug", "permission"):
+            if key in info:
+                extra[key] = info[key]
+        if extra:
+            metadata["opencode"] = extra
         messages = self.messages
         created = epoch_ms(_obj(info.get("time")).get("created"))
         return ImportedSession(
             tool=self.tool,
             source_id=info["id"],
             messages=messages,
-            title=_title(as_text(info.get("title"))),
+            title=as_text(info.get("title")),
             task=first_prompt(messages),
             created_at=ms_time(created) if created is not None else None,
             metadata=metadata,
@@ -442,15 +450,16 @@ def _convert_message(info: JSON, parts: list[JSON], state: _State) -> list[JSON]
         created = state.last
     state.last = created
     if role == "user":
-        return _user(parts, created, state)
+        return _user(info, parts, created, state)
     if role == "assistant":
         return _assistant(info, parts, created, state)
     state.warn(f"skipped a message with role {role!r}")
     return []
 
 
-def _user(parts: list[JSON], created: int, state: _State) -> list[JSON]:
+def _user(info: JSON, parts: list[JSON], created: int, state: _State) -> list[JSON]:
     out: list[JSON] = []
+    kept = _Kept()
     for part in parts:
         kind = as_text(part.get("type")) or repr(part.get("type"))
         if kind == "text":
@@ -459,44 +468,93 @@ def _user(parts: list[JSON], created: int, state: _State) -> list[JSON]:
                 item: JSON = {"type": "text", "text": text}
                 if part.get("synthetic") is True:
                     item["synthetic"] = True
-                out.append(item)
+                out.append(kept.content(item, part))
         elif kind == "file":
-            out.append(_file(part))
+            out.append(kept.content(_file(part), part))
         elif kind == "subtask":
             prompt = part.get("prompt")
             if isinstance(prompt, str) and prompt.strip():
-                out.append({"type": "text", "text": prompt, "agent": str(part.get("agent", ""))})
+                subtask = {"type": "text", "text": prompt, "agent": str(part.get("agent", ""))}
+                out.append(kept.content(subtask, part))
         elif kind == "patch":
             state.touched(part.get("files"))
-        elif kind not in _BOOKKEEPING:
+            kept.other(part)
+        elif kind in _BOOKKEEPING:
+            kept.other(part)
+        else:
             state.skipped[str(kind)] += 1
     if not out:
         return []
+    kept.close(out, info, ("summary", "model"))
     return [{"role": "user", "parts": out, "created_at": ms_time(created)}]
+
+
+# Keys of a part or message that are its place in opencode's database, not its content: left
+# out of what is kept, so that a fork's copies (new ids, same content) stay the same messages.
+_PLACE = frozenset({"id", "sessionID", "messageID", "parentID"})
+
+
+class _Kept:
+    """What baton has no field for, kept on the parts under `opencode` so that the opencode
+    export gives it back: a part's own extras (a text's `time`), the parts around the
+    content (`step-start` and `step-finish` with their snapshot hashes, `patch` parts) as
+    `before` the next content part or `after` the last, and the message's extras
+    (`summary.diffs`, `finish`, `time.completed`, `model.variant`) on its first part."""
+
+    def __init__(self) -> None:
+        self.pending: list[JSON] = []
+
+    def content(self, item: JSON, part: JSON) -> JSON:
+        extra: JSON = {}
+        if isinstance(part.get("time"), dict):
+            extra["time"] = part["time"]
+        if self.pending:
+            extra["before"], self.pending = self.pending, []
+        if extra:
+            item["opencode"] = extra
+        return item
+
+    def other(self, part: JSON) -> None:
+        self.pending.append({k: v for k, v in part.items() if k not in _PLACE})
+
+    def close(self, out: list[JSON], info: JSON, keys: tuple[str, ...]) -> None:
+        if self.pending:
+            out[-1].setdefault("opencode", {})["after"] = self.pending
+            self.pending = []
+        message = {k: info[k] for k in keys if k in info}
+        if not isinstance(message.get("model"), dict) or "variant" not in message["model"]:
+            message.pop("model", None)  # the model of a prompt: only its variant is news
+        if message:
+            out[0].setdefault("opencode", {})["message"] = message
 
 
 def _assistant(info: JSON, parts: list[JSON], created: int, state: _State) -> list[JSON]:
     content: list[JSON] = []
     results: list[JSON] = []
     steps: list[JSON] = []
+    kept = _Kept()
     for part in parts:
         kind = as_text(part.get("type")) or repr(part.get("type"))
         if kind in ("text", "reasoning"):
             text = part.get("text")
             if isinstance(text, str) and text.strip():
-                content.append({"type": kind, "text": text})
+                content.append(kept.content({"type": kind, "text": text}, part))
         elif kind == "tool":
             call, result = _tool(part, created, state)
-            content.append(call)
+            content.append(kept.content(call, {}))
             if result is not None:
                 results.append(result)
         elif kind == "file":
-            content.append(_file(part))
+            content.append(kept.content(_file(part), part))
         elif kind == "step-finish":
             steps.append(part)
+            kept.other(part)
         elif kind == "patch":
             state.touched(part.get("files"))
-        elif kind not in _BOOKKEEPING:
+            kept.other(part)
+        elif kind in _BOOKKEEPING:
+            kept.other(part)
+        else:
             state.skipped[str(kind)] += 1
     if not content:
         error = info.get("error")
@@ -505,6 +563,7 @@ def _assistant(info: JSON, parts: list[JSON], created: int, state: _State) -> li
             reason = data.get("message") or error.get("name") or "an error"
             state.warn(f"skipped an assistant message with no content (it ended in {reason})")
         return []
+    kept.close(content, info, ("finish", "summary", "error", "time"))
     message: JSON = {"role": "assistant", "parts": content, "created_at": ms_time(created)}
     model = _model(info)
     if model:
@@ -550,6 +609,11 @@ def _tool(part: JSON, created: int, state: _State) -> tuple[JSON, JSON | None]:
     else:
         state.warn(f"tool call {call_id} ({name}) has no result: it was {status or 'unfinished'}")
         return call, None
+    # the tool's title, metadata (diagnostics, filediff, truncated, a task's child sessionId)
+    # and times, for the opencode export
+    extra = {k: tool_state[k] for k in ("title", "metadata", "time") if k in tool_state}
+    if extra:
+        result["opencode"] = extra
     parts = [result]
     attachments = tool_state.get("attachments")
     for attachment in attachments if isinstance(attachments, list) else []:
@@ -642,7 +706,7 @@ def _fork_of(converted: _Converted, parent: tuple[str, int] | None) -> JSON | No
     fork: JSON = {"copied_messages": copied}
     match = _FORK_TITLE.match(as_text(converted.info.get("title")))
     if match:
-        fork["of_title"] = _title(match.group(1))
+        fork["of_title"] = match.group(1)
     if parent is not None:
         fork["of"] = parent[0]
     return fork
@@ -668,14 +732,3 @@ def _find_parent(item: _Converted, sessions: list[_Converted]) -> tuple[str, int
     if best is None:
         return None
     return best[3], -best[0]
-
-
-_DEFAULT_TITLE = re.compile(
-    r"^(New session|Child session) - \d{4}-\d\d-\d\dT[\d:.]+Z?( \(fork #\d+\))?$"
-)
-
-
-def _title(title: str) -> str:
-    """A tool's placeholder title ("New session - 2026-11-24T00:49:53.325Z") is no title:
-    baton then names the session after its first prompt."""
-    return "" if _DEFAULT_TITLE.match(title) else title

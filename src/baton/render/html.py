@@ -20,9 +20,12 @@ forbids loading anything should a browser ever find a reason to.
 
 from __future__ import annotations
 
+import difflib
 import html
 import json
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ from markdown_it.utils import EnvType, OptionsDict
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name
+from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
 from baton.core.models import JSON, Message, Session, kept_before, parse_time
@@ -46,6 +49,7 @@ COLLAPSE_LINES = 12  # tool output (or arguments) longer than this is folded
 COLLAPSE_CHARS = 1500
 PAGE_PART_CHARS = 20_000  # a page shows this much of a part; the export shows all of it
 HIGHLIGHT_LIMIT = 100_000  # code longer than this is shown plain: Pygments is slow on it
+PREVIEW_LINES = 8  # a long output shows this many lines before "Show all"
 SUMMARY_CHARS = 80  # the hint after a tool's name ("bash: python3 greet.py")
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -177,12 +181,30 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
+_PATCHED = re.compile(r"^(?:\*\*\* (?:Add|Update|Delete) File: |\+\+\+ b/)(.+)$", re.MULTILINE)
+
+
+def _call_hint(name: str, arguments: Any) -> str:
+    """A call's key argument; for a patch, the files it touches."""
+    hint = _hint(arguments)
+    if hint or _kind_of(name) != "patch":
+        return hint
+    text = arguments if isinstance(arguments, str) else None
+    if isinstance(arguments, dict):
+        text = _first_str(arguments, "patch", "input", "diff")
+    files = list(dict.fromkeys(_PATCHED.findall(text or "")))
+    line = ", ".join(f.strip() for f in files)
+    return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
+
+
 def _hint(arguments: Any) -> str:
     """What a tool call was about, in one short line: its command, path or pattern."""
     if not isinstance(arguments, dict):
         return ""
     for key in _HINT_KEYS:
         value = arguments.get(key)
+        if key == "command" and isinstance(value, list):
+            value = _argv(value)
         if isinstance(value, str) and value.strip():
             line = value.strip().splitlines()[0]
             return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
@@ -192,9 +214,25 @@ def _hint(arguments: Any) -> str:
 # --- parts ------------------------------------------------------------------------------------
 
 
-def part_html(part: JSON, tools: dict[str, str] | None = None, cut: int | None = None) -> str:
-    """One part of a message as safe HTML. `tools` maps tool call ids to tool names, so a
-    result can say which tool it came from; `cut` shortens long parts (on a page)."""
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """What a tool result's card says of the call it answers: the tool, its key argument and
+    when it was called (for the duration)."""
+
+    name: str
+    hint: str = ""
+    at: str | None = None
+
+
+Calls = dict[str, ToolCall]
+
+
+def part_html(
+    part: JSON, tools: Calls | None = None, cut: int | None = None, when: str | None = None
+) -> str:
+    """One part of a message as safe HTML. `tools` maps tool call ids to the calls, so a
+    result can say which tool and command it came from; `cut` shortens long parts (on a page);
+    `when` is the message's time (a result's duration is measured from its call's)."""
     kind = part.get("type")
     if kind == "text":
         return f'<div class="text">{markdown_html(str(part.get("text", "")), cut)}</div>'
@@ -206,7 +244,7 @@ def part_html(part: JSON, tools: dict[str, str] | None = None, cut: int | None =
     if kind == "tool_call":
         return _tool_call(part, cut)
     if kind == "tool_result":
-        return _tool_result(part, tools or {}, cut)
+        return _tool_result(part, tools or {}, cut, when)
     kept = kept_before(part)
     if kept is not None:  # a file's content before a turn, for /undo: said, not shown
         path = html.escape(str(part.get("path", "")))
@@ -219,36 +257,224 @@ def part_html(part: JSON, tools: dict[str, str] | None = None, cut: int | None =
 
 
 def _tool_call(part: JSON, cut: int | None) -> str:
-    name = html.escape(str(part.get("name", "tool")))
+    """A tool call as the agents show it: its name and key argument on the card, a command
+    ready to copy, an edit as a diff, a written file as highlighted code, a patch as a diff;
+    other arguments as JSON."""
+    name = str(part.get("name", "tool"))
     arguments = part.get("input")
-    hint = _hint(arguments)
-    summary = f'Tool call <code class="tool-name">{name}</code>'
+    hint = _call_hint(name, arguments)
+    body = _tool_body(name, arguments, cut)
+    if body is not None and _kind_of(name) == "shell":  # the command is the body: say what for
+        described = arguments.get("description") if isinstance(arguments, dict) else None
+        hint = described.strip() if isinstance(described, str) else ""
+    head = _tool_head(name, hint)
+    if body is None and isinstance(arguments, dict) and len(arguments) == 1 and hint:
+        body = ""  # the key argument was all there was: the head says it
+    if body is None:
+        text = _json_text(arguments if arguments is not None else {})
+        body = code_html(text, "json", cut)
+        return _details(head, body, open_=not _is_long(text), kind="tool-call")
+    return f'<div class="tool-call tool-{_kind_of(name)}"><div class="tool-head">{head}</div>{body}</div>'
+
+
+def _tool_head(name: str, hint: str, extra: str = "") -> str:
+    out = f'<span class="tool-name">{html.escape(name)}</span>'
     if hint:
-        summary += f' <span class="hint">{html.escape(hint)}</span>'
-    text = _json_text(arguments if arguments is not None else {})
-    body = code_html(text, "json", cut)
-    return _details(summary, body, open_=not _is_long(text), kind="tool-call")
+        out += f'<code class="hint">{html.escape(hint)}</code>'
+    return out + extra
 
 
-def _tool_result(part: JSON, tools: dict[str, str], cut: int | None) -> str:
+_SHELL = {"bash", "shell", "run_command", "exec_command", "local_shell", "execute_command", "run"}
+_EDIT = {"edit", "edit_file", "str_replace", "str_replace_editor", "replace", "multiedit"}
+_WRITE = {"write", "write_file", "create_file", "write_to_file", "create"}
+_PATCH = {"apply_patch", "patch", "apply_diff"}
+
+
+def _kind_of(name: str) -> str:
+    key = name.lower()
+    if key in _SHELL:
+        return "shell"
+    if key in _EDIT:
+        return "edit"
+    if key in _WRITE:
+        return "write"
+    if key in _PATCH:
+        return "patch"
+    return "other"
+
+
+def _first_str(arguments: JSON, *keys: str) -> str | None:
+    for key in keys:
+        value = arguments.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _tool_body(name: str, arguments: Any, cut: int | None) -> str | None:
+    """The body of a tool call the agents' UIs show specially, or None (shown as JSON)."""
+    kind = _kind_of(name)
+    if kind == "patch" and isinstance(arguments, str):
+        return diff_html(arguments, cut)
+    if not isinstance(arguments, dict):
+        return None
+    path = _first_str(arguments, "path", "file_path", "filePath", "file") or ""
+    if kind == "shell":
+        command = _first_str(arguments, "command", "cmd") or _argv(arguments.get("command"))
+        if command is None:
+            return None
+        return f'<pre class="code command"><code>{html.escape(_cut(command, cut))}</code></pre>'
+    if kind == "edit":
+        edits = arguments.get("edits")  # several at once (Claude Code's MultiEdit)
+        pairs = (
+            [e for e in edits if isinstance(e, dict)] if isinstance(edits, list) else [arguments]
+        )
+        diffs = []
+        for edit in pairs:
+            old = _first_str(edit, "old_text", "old_string", "oldString", "old_str")
+            new = _first_str(edit, "new_text", "new_string", "newString", "new_str")
+            if old is None or new is None:
+                return None
+            diffs.append(_unified(path, old, new))
+        return diff_html("\n".join(diffs), cut) if diffs else None
+    if kind == "write":
+        content = _first_str(arguments, "content", "file_text", "text", "contents")
+        if content is None:
+            return None
+        return code_html(content, _language(path), cut)
+    if kind == "patch":
+        patch = _first_str(arguments, "patch", "input", "diff")
+        return diff_html(patch, cut) if patch is not None else None
+    return None
+
+
+def _argv(value: Any) -> str | None:
+    """A command given as a list ("bash", "-lc", "pytest -q"): the script, or the words."""
+    if not isinstance(value, list) or not value:
+        return None
+    words = [str(v) for v in value]
+    if len(words) == 3 and words[1] in ("-c", "-lc") and words[0].endswith(("sh", "bash", "zsh")):
+        return words[2]
+    return " ".join(words)
+
+
+def _unified(path: str, old: str, new: str) -> str:
+    lines = difflib.unified_diff(
+        old.splitlines(), new.splitlines(), f"a/{path}", f"b/{path}", lineterm="", n=3
+    )
+    return "\n".join(lines)
+
+
+def _language(path: str) -> str:
+    """A Pygments lexer name for a file's name ("" when none fits)."""
+    if not path:
+        return ""
+    try:
+        return str(get_lexer_for_filename(path.rsplit("/", 1)[-1]).aliases[0])
+    except (ClassNotFound, IndexError):
+        return ""
+
+
+def diff_html(text: str, cut: int | None = None) -> str:
+    """A unified diff (or an apply_patch envelope) with each line coloured by its kind."""
+    text = _cut(text, cut)
+    rows = []
+    for line in text.splitlines():
+        if line.startswith(("+++", "---", "*** ")):
+            kind = "meta"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "ctx"
+        rows.append(f'<span class="d-{kind}">{html.escape(line) or " "}</span>')
+    return f'<pre class="code diff"><code>{"".join(rows)}</code></pre>'
+
+
+def _looks_like_diff(text: str) -> bool:
+    head = text.lstrip()[:400]
+    return head.startswith(("diff --git", "--- ", "*** Begin Patch")) or (
+        "\n@@ " in head and "\n+++ " in head
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+_EXIT = re.compile(r"\[exit code (-?\d+)[\]:]")
+
+
+def _exit_code(part: JSON, output: str) -> int | None:
+    code = part.get("exit_code")
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    meta = part.get("metadata")
+    if isinstance(meta, dict):
+        code = meta.get("exit_code", meta.get("exit"))
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code
+    found = _EXIT.findall(output[-300:])
+    return int(found[-1]) if found else None
+
+
+def _output_html(text: str, lang: str, cut: int | None) -> str:
+    """A tool's output: in full when short; else its first PREVIEW_LINES lines, and the rest
+    behind "Show all N lines"."""
+    if not _is_long(text):
+        return code_html(text, lang, cut)
+    preview = "\n".join(text.splitlines()[:PREVIEW_LINES])
+    return (
+        f'<div class="preview">{code_html(preview, lang)}</div>'
+        f'<details class="more"><summary>Show all {_lines(text)}</summary>'
+        f"{code_html(text, lang, cut)}</details>"
+    )
+
+
+def _tool_result(part: JSON, tools: Calls, cut: int | None, when: str | None = None) -> str:
     output = part.get("output")
+    lang = ""
     if isinstance(output, str):
-        body = code_html(output, cut=cut)
         text = output
     else:
         text = _json_text(output)
-        body = code_html(text, "json", cut)
+        lang = "json"
     error = bool(part.get("is_error"))
-    name = tools.get(str(part.get("tool_call_id")))
-    summary = "Error from" if error else "Output of"
-    summary += f' <code class="tool-name">{html.escape(name)}</code>' if name else " tool"
-    summary += f" ({_lines(text)}"
-    exit_code = part.get("exit_code")
-    if isinstance(exit_code, int) and not isinstance(exit_code, bool):
-        summary += f", exit {exit_code}"
-    summary += ")"
+    call = tools.get(str(part.get("tool_call_id")))
+    name = call.name if call else str(part.get("name") or "tool")
+    facts = [_lines(text)]
+    exit_code = _exit_code(part, text)
+    if exit_code is not None:
+        facts.append(f"exit {exit_code}")
+    if call is not None and call.at and when:
+        try:
+            seconds = (parse_time(when) - parse_time(call.at)).total_seconds()
+        except ValueError:
+            seconds = -1
+        if seconds >= 0:
+            facts.append(_duration(seconds))
+    if error and exit_code is None:
+        facts.insert(0, "error")
+    extra = f'<span class="facts">{html.escape(" · ".join(facts))}</span>'
+    head = _tool_head(name, call.hint if call else "", extra)
+    meta = part.get("metadata")
+    diff = meta.get("diff") if isinstance(meta, dict) else None
+    if isinstance(diff, str) and diff.strip():
+        body = diff_html(diff, cut) + _output_html(text, lang, cut)
+    elif lang == "" and _looks_like_diff(text):
+        body = diff_html(text, cut)
+    else:
+        body = _output_html(text, lang, cut)
     kind = "tool-result error" if error else "tool-result"
-    return _details(summary, body, open_=not _is_long(text), kind=kind)
+    return f'<div class="{kind}"><div class="tool-head">{head}</div>{body}</div>'
 
 
 def _file(part: JSON, cut: int | None) -> str:
@@ -266,7 +492,7 @@ def _file(part: JSON, cut: int | None) -> str:
     return f'<p class="file">{label}</p>'
 
 
-def _blob(part: JSON, tools: dict[str, str]) -> str:
+def _blob(part: JSON, tools: Calls) -> str:
     """A payload too big to keep inline (a page reads messages as stored; the export has
     them hydrated): its size, and the preview stored with it, folded."""
     size = part.get("size")
@@ -275,8 +501,8 @@ def _blob(part: JSON, tools: dict[str, str]) -> str:
     if isinstance(size, int):
         label += f" ({size:,} bytes)"
     if part.get("of") == "tool_result":
-        name = tools.get(str(part.get("tool_call_id")))
-        origin = f'<code class="tool-name">{html.escape(name)}</code>' if name else "tool"
+        call = tools.get(str(part.get("tool_call_id")))
+        origin = f'<code class="tool-name">{html.escape(call.name)}</code>' if call else "tool"
         label = f"Output of {origin}, stored as {label}"
     else:
         label = f"Stored {label}"
@@ -289,7 +515,7 @@ def _blob(part: JSON, tools: dict[str, str]) -> str:
 # --- the page ---------------------------------------------------------------------------------
 
 
-def _when(value: str | None) -> str:
+def time_html(value: str | None) -> str:
     if not value:
         return ""
     try:
@@ -351,8 +577,8 @@ def _summary(session: Session, messages: list[Message], exported_at: str) -> str
         _row("Tokens", tokens),
         _row("Cost", _money(t.cost_usd)),
         _row("Inherited", inherited if session.forked_from else ""),
-        _row("Created", _when(session.created_at)),
-        _row("Updated", _when(session.updated_at)),
+        _row("Created", time_html(session.created_at)),
+        _row("Updated", time_html(session.updated_at)),
     ]
     source = meta.get("source")
     if isinstance(source, dict) and source.get("tool"):
@@ -370,24 +596,28 @@ def _summary(session: Session, messages: list[Message], exported_at: str) -> str
     ]
     if "dirty" in git:
         rows.append(_row("Working tree", "uncommitted changes" if git["dirty"] else "clean"))
-    rows += [_row("Session", _code(session.id)), _row("Exported", _when(exported_at))]
+    rows += [_row("Session", _code(session.id)), _row("Exported", time_html(exported_at))]
     return '<dl class="meta">' + "".join(rows) + "</dl>"
 
 
-def tool_names(messages: Iterable[Message], into: dict[str, str] | None = None) -> dict[str, str]:
-    """The name of each tool call in `messages`, by call id (added to `into` if given)."""
+def tool_names(messages: Iterable[Message], into: Calls | None = None) -> Calls:
+    """Each tool call in `messages` (its name, key argument and time), by call id (added to
+    `into` if given)."""
     names = {} if into is None else into
     for message in messages:
         for part in message.parts:
             if part.get("type") == "tool_call":
-                names[str(part.get("id"))] = str(part.get("name", "tool"))
+                name = str(part.get("name", "tool"))
+                names[str(part.get("id"))] = ToolCall(
+                    name, _call_hint(name, part.get("input")), message.created_at
+                )
     return names
 
 
 def message_html(
     message: Message,
     position: int,
-    tools: dict[str, str],
+    tools: Calls,
     cut: int | None = None,
     *,
     first: int | None = None,
@@ -399,7 +629,7 @@ def message_html(
     message and shows the range of positions it stands for, "#first–#position"; `note` is a
     short remark in its head (e.g. that the answer continues on the next page)."""
     used = tuple(
-        tools.get(str(p.get("tool_call_id")), "")
+        tools.get(str(p.get("tool_call_id"))) or ToolCall("")
         for p in message.parts
         if p.get("type") in ("tool_result", "blob_ref")
     )
@@ -414,13 +644,13 @@ def message_html(
 
 
 # Messages are immutable and named by their content: a page renders each one once per process.
-_rendered: dict[tuple[str, int, tuple[str, ...], int | None, int | None, str], str] = {}
+_rendered: dict[tuple[str, int, tuple[ToolCall, ...], int | None, int | None, str], str] = {}
 
 
 def _message(
     message: Message,
     position: int,
-    tools: dict[str, str],
+    tools: Calls,
     cut: int | None,
     first: int | None,
     note: str,
@@ -430,15 +660,19 @@ def _message(
     head = [f'<span class="role">{html.escape(label)}</span>']
     if message.model:
         head.append(f'<span class="model">{html.escape(message.model)}</span>')
-    head.append(f'<span class="when">{_when(message.created_at)}</span>')
+    head.append(f'<span class="when">{time_html(message.created_at)}</span>')
     usage = _usage(message.usage)
     if usage:
         head.append(f'<span class="usage">{usage}</span>')
     if note:
         head.append(f'<span class="note">{html.escape(note)}</span>')
     number = f"#{first}–#{position}" if first is not None and first < position else f"#{position}"
-    head.append(f'<a class="anchor" href="#{html.escape(message.id)}">{number}</a>')
-    body = "".join(part_html(p, tools, cut) for p in message.parts)
+    mid = html.escape(message.id)
+    # on a page (cut is set) a permalink names the message for the server too, which opens
+    # the page it is on; in the export every message is in the file
+    href = f"?at={mid}#{mid}" if cut is not None else f"#{mid}"
+    head.append(f'<a class="anchor" href="{href}" title="Link to this message">{number}</a>')
+    body = "".join(part_html(p, tools, cut, message.created_at) for p in message.parts)
     return (
         f'<li class="message role-{role}" id="{html.escape(message.id)}">'
         f'<div class="head">{" ".join(head)}</div><div class="body">{body}</div></li>'
@@ -473,7 +707,7 @@ def export_html(session: Session, messages: list[Message], *, exported_at: str) 
         f'<header><p class="brand">baton session</p><h1 id="title">{html.escape(title)}</h1>'
         f"{task}{_summary(session, messages, exported_at)}</header>\n"
         f"{conversation}\n"
-        f"<footer>Exported by baton {_when(exported_at)} · session <code>"
+        f"<footer>Exported by baton {time_html(exported_at)} · session <code>"
         f"{html.escape(session.id)}</code></footer>\n"
         "</main>\n</body>\n</html>\n"
     )
@@ -482,11 +716,27 @@ def export_html(session: Session, messages: list[Message], *, exported_at: str) 
 # --- style ------------------------------------------------------------------------------------
 
 
+_DARK = ":root[data-theme=dark]"
+
+
 @lru_cache(maxsize=1)
 def stylesheet() -> str:
-    """The one stylesheet of the pages and the export: style.css and Pygments' colours for
-    light and dark schemes (scoped to a message's body)."""
-    light = HtmlFormatter(style="default", nobackground=True).get_style_defs(".body")  # type: ignore[no-untyped-call]
-    dark = HtmlFormatter(style="github-dark", nobackground=True).get_style_defs(".body")  # type: ignore[no-untyped-call]
+    """The one stylesheet of the pages and the export: style.css, its dark theme again for
+    `prefers-color-scheme: dark` (unless a page's toggle chose light), and Pygments' colours
+    for both themes (scoped to a message's body)."""
     css = STYLESHEET.read_text("utf-8")
-    return f"{css}{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+    begin = css.index(_DARK + " {")
+    block = css[begin + len(_DARK) : css.index("}", begin) + 1]
+    system = ":root:not([data-theme=light])"
+    light = _pygments("default", ".body")
+    dark = _pygments("github-dark", f"{_DARK} .body")
+    dark_system = _pygments("github-dark", f"{system} .body")
+    return (
+        f"{css}@media (prefers-color-scheme: dark) {{\n{system} {block}\n}}\n"
+        f"{light}\n{dark}\n@media (prefers-color-scheme: dark) {{\n{dark_system}\n}}\n"
+    )
+
+
+def _pygments(style: str, scope: str) -> str:
+    formatter = HtmlFormatter(style=style, nobackground=True)
+    return str(formatter.get_style_defs(scope))  # type: ignore[no-untyped-call]

@@ -33,7 +33,9 @@ def _part_markdown(part: JSON) -> str:
         if not isinstance(output, str):
             output = json.dumps(output, indent=2, ensure_ascii=False)
         label = "Tool error" if part.get("is_error") else "Tool result"
-        return f"**{label}** (`{part.get('tool_call_id')}`)\n\n{_fence(output)}"
+        code = part.get("exit_code")
+        exit_note = f", exit {code}" if isinstance(code, int) and not isinstance(code, bool) else ""
+        return f"**{label}** (`{part.get('tool_call_id')}`{exit_note})\n\n{_fence(output)}"
     if kind == "file":
         withheld = part.get("withheld")
         note = f" ({withheld})" if isinstance(withheld, str) else ""

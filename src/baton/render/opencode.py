@@ -207,32 +207,46 @@ class _Writer:
         )
         self.turns.append(turn)
         self.last_user = turn.info["id"]
+        _restore_info(turn.info, message.parts)
         for part in message.parts:
             kind = part.get("type")
+            self._kept(turn, part, "before")
             if kind == "file":
                 self._part(turn, _file(part))
             elif kind in ("text", "reasoning"):
                 body: JSON = {"type": "text", "text": str(part.get("text", ""))}
                 if synthetic or part.get("synthetic") is True:
                     body["synthetic"] = True
-                self._part(turn, body)
+                self._part(turn, _timed(body, part))
             else:
                 self._part(turn, {"type": "text", "text": _describe(part), "synthetic": True})
+            self._kept(turn, part, "after")
+
+    def _kept(self, turn: _Turn, part: JSON, where: str) -> None:
+        """The parts opencode wrote around this one (steps, patches), kept at import."""
+        extra = part.get("opencode")
+        found = extra.get(where) if isinstance(extra, dict) else None
+        for kept in found if isinstance(found, list) else []:
+            if isinstance(kept, dict) and isinstance(kept.get("type"), str):
+                self._part(turn, dict(kept))
 
     def assistant(self, message: Message) -> None:
         ms = self._clock(message.created_at)
         if message.model:
             self.model = _split_model(message.model)
-        turn = self._assistant_turn(ms, message.id, message.model, message.usage)
+        # an opencode message imported whole brings its own steps (with their snapshots)
+        kept = any(isinstance(p.get("opencode"), dict) for p in message.parts)
+        turn = self._assistant_turn(ms, message.id, message.model, message.usage, steps=not kept)
+        _restore_info(turn.info, message.parts)
         for part in message.parts:
             kind = part.get("type")
+            self._kept(turn, part, "before")
             if kind == "text":
-                self._part(turn, {"type": "text", "text": str(part.get("text", ""))})
+                self._part(turn, _timed({"type": "text", "text": str(part.get("text", ""))}, part))
             elif kind == "reasoning":
                 text = str(part.get("text", ""))
-                self._part(
-                    turn, {"type": "reasoning", "text": text, "time": {"start": ms, "end": ms}}
-                )
+                body = {"type": "reasoning", "text": text, "time": {"start": ms, "end": ms}}
+                self._part(turn, _timed(body, part))
             elif kind == "tool_call":
                 self._tool_call(turn, part)
             elif kind == "tool_result":
@@ -242,7 +256,8 @@ class _Writer:
                 self._part(turn, _file(part))
             else:
                 self._part(turn, {"type": "text", "text": _describe(part)})
-        self._finish(turn)
+            self._kept(turn, part, "after")
+        self._finish(turn, steps=not kept)
 
     def tool(self, message: Message) -> None:
         """Results go into the tool parts they answer; anything else (a result whose call
@@ -263,7 +278,9 @@ class _Writer:
                 self._part(turn, {"type": "text", "text": _describe(part)})
         self._finish(turn)
 
-    def _assistant_turn(self, ms: int, seed: str, model: str | None, usage: JSON | None) -> _Turn:
+    def _assistant_turn(
+        self, ms: int, seed: str, model: str | None, usage: JSON | None, *, steps: bool = True
+    ) -> _Turn:
         provider, model_id = _split_model(model) if model else self.model
         if (provider, model_id) == ("", ""):
             provider, model_id = self.fallback_model
@@ -286,14 +303,17 @@ class _Writer:
         }
         turn = _Turn(info, [], ms)
         self.turns.append(turn)
-        self._part(turn, {"type": "step-start"})
+        if steps:
+            self._part(turn, {"type": "step-start"})
         return turn
 
-    def _finish(self, turn: _Turn) -> None:
+    def _finish(self, turn: _Turn, *, steps: bool = True) -> None:
         tools = any(p["type"] == "tool" for p in turn.parts)
         reason = "tool-calls" if tools else "stop"
-        turn.info["finish"] = reason
+        turn.info.setdefault("finish", reason)
         info = turn.info
+        if not steps:
+            return
         self._part(
             turn,
             {
@@ -341,6 +361,10 @@ class _Writer:
         times = {"start": state["time"]["start"], "end": max(ms, state["time"]["start"])}
         exit_code = part.get("exit_code")
         has_exit = isinstance(exit_code, int) and not isinstance(exit_code, bool)
+        found = part.get("opencode")
+        extra: JSON = found if isinstance(found, dict) else {}
+        if isinstance(extra.get("time"), dict):
+            times = extra["time"]  # when the tool ran, as opencode recorded it
         if part.get("is_error") and not has_exit:
             tool["state"] = {
                 "status": "error",
@@ -348,19 +372,27 @@ class _Writer:
                 "error": output,
                 "time": times,
             }
+            if isinstance(extra.get("metadata"), dict):
+                tool["state"]["metadata"] = extra["metadata"]
         else:
             # A command that ran and failed is `completed` with its exit status, as opencode
             # records its own shell commands.
             metadata: JSON = {"exit": exit_code} if has_exit else {}
+            if isinstance(extra.get("metadata"), dict):
+                metadata = {**extra["metadata"], **metadata}
+            title = extra.get("title")
+            if not isinstance(title, str):
+                title = _title(str(tool["tool"]), state["input"])
             tool["state"] = {
                 "status": "completed",
                 "input": state["input"],
                 "output": output,
-                "title": _title(str(tool["tool"]), state["input"]),
+                "title": title,
                 "metadata": metadata,
                 "time": times,
             }
-        owner.info["time"]["completed"] = max(owner.info["time"]["completed"], times["end"])
+        end = times.get("end") if isinstance(times.get("end"), int) else times.get("start", 0)
+        owner.info["time"]["completed"] = max(owner.info["time"]["completed"], end)
         return True
 
 
@@ -386,6 +418,32 @@ def _file(part: JSON) -> JSON:
         "url": url,
         "source": {"type": "file", "path": path, "text": {"value": "", "start": 0, "end": 0}},
     }
+
+
+def _timed(body: JSON, part: JSON) -> JSON:
+    """A text or reasoning part with the times opencode recorded for it, when kept."""
+    extra = part.get("opencode")
+    if isinstance(extra, dict) and isinstance(extra.get("time"), dict):
+        body["time"] = extra["time"]
+    return body
+
+
+def _restore_info(info: JSON, parts: list[JSON]) -> None:
+    """An opencode message's own fields kept at import (on its first part): `summary`
+    (with its diffs), `finish`, `error`, `time.completed`, the model's `variant`."""
+    extra = parts[0].get("opencode") if parts else None
+    kept = extra.get("message") if isinstance(extra, dict) else None
+    if not isinstance(kept, dict):
+        return
+    for key in ("summary", "finish", "error"):
+        if key in kept:
+            info[key] = kept[key]
+    time = kept.get("time")
+    if isinstance(time, dict) and isinstance(time.get("completed"), int):
+        info["time"]["completed"] = max(time["completed"], info["time"]["created"])
+    model = kept.get("model")
+    if isinstance(model, dict) and "variant" in model and isinstance(info.get("model"), dict):
+        info["model"]["variant"] = model["variant"]
 
 
 def _describe(part: JSON) -> str:
@@ -455,6 +513,17 @@ def export_opencode(session: Session, messages: list[Message]) -> JSON:
     }
     if fallback != ("", ""):
         info["model"] = {"id": fallback[1], "providerID": fallback[0]}
+    given = metadata.get("opencode")
+    kept: JSON = given if isinstance(given, dict) else {}
+    if "model_variant" in kept and "model" in info:
+        info["model"]["variant"] = kept["model_variant"]
+    for key in ("summary", "slug", "permission"):
+        if key in kept:
+            info[key] = kept[key]
+    if isinstance(metadata.get("project_id"), str) and kept:
+        info["projectID"] = metadata["project_id"]
+    if isinstance(metadata.get("parent_session"), str) and kept:
+        info["parentID"] = metadata["parent_session"]  # a sub-agent's, as opencode named it
     return {
         "info": info,
         "messages": [{"info": t.info, "parts": t.parts} for t in writer.turns],

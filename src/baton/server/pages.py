@@ -17,7 +17,13 @@ from markupsafe import Markup
 from baton.core.errors import BatonError, InvalidInput, NotFound, SecretsFound
 from baton.core.models import Account, Message, published
 from baton.core.partials import is_partial, join_runs
-from baton.render.html import PAGE_PART_CHARS, message_html, stylesheet, tool_names
+from baton.render.html import (
+    PAGE_PART_CHARS,
+    message_html,
+    stylesheet,
+    time_html,
+    tool_names,
+)
 from baton.server.api.replies import export_download
 from baton.server.auth import (
     COOKIE,
@@ -36,13 +42,13 @@ from baton.server.deps import (
     cookies_of,
     service_of,
 )
+from baton.server.lineage import fork_point, rows
 from baton.server.run_panel import latest_runs, session_panel, start_choices
 
 if TYPE_CHECKING:
     from baton.service import Service
 
 PAGE = 100  # messages per page of a conversation
-PREVIEW = 20  # messages on a share page before "show all"
 EXPIRIES = [("", "never"), ("1h", "1 hour"), ("1d", "1 day"), ("7d", "7 days"), ("30d", "30 days")]
 SHARE_HEADERS = {
     "Referrer-Policy": "no-referrer",
@@ -60,6 +66,8 @@ _env.filters["when"] = lambda value: (value or "")[:16].replace("T", " ")
 _env.filters["money"] = lambda value: f"${value:,.4f}" if value else "$0"
 _env.filters["num"] = lambda value: f"{value:,}"
 _env.filters["stamp"] = lambda value: (value or "")[:19].replace("T", " ")
+_env.filters["ago"] = lambda value: Markup(time_html(value))  # relative, with JavaScript
+_env.filters["repo_name"] = lambda url: str(url).split("://", 1)[-1].removesuffix(".git")
 
 
 def _conversation(
@@ -296,7 +304,8 @@ def index_page(
     return render(
         request,
         "index.html",
-        {"sessions": page.sessions, "q": q or "", "status": status or "", "repo": repo or "",
+        {"sessions": page.sessions, "rows": rows(service, account.id, page.sessions, q),
+         "q": q or "", "status": status or "", "repo": repo or "",
          "more": more, "statuses": ["active", "paused", "done", "archived"], "runs": runs,
          "start": start or {}, "error": error, **start_choices(service, account.id)},
         code,
@@ -309,11 +318,27 @@ def session_page(
     request: Request,
     service: ServiceDep,
     session_id: str,
-    start: Annotated[int, Query(ge=0)] = 0,
+    start: Annotated[int | None, Query(ge=0)] = None,
+    at: Annotated[str | None, Query(max_length=200)] = None,
     shared: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
     account = need(request)
-    return conversation_page(request, service, account, session_id, start=start, shared=shared)
+    return conversation_page(
+        request, service, account, session_id, start=start, at=at, shared=shared
+    )
+
+
+def _opening(
+    service: Service, head: str | None, count: int, start: int | None, at: str | None, name: str
+) -> tuple[int, bool]:
+    """Where a conversation page starts, and whether it opens at the latest turn: at `start`
+    when given, on the page around message `at` (a permalink), else on the last page."""
+    if start is not None:
+        return min(start, max(count - 1, 0)), False
+    if at:
+        position = service.after(head, at, name) - 1
+        return max(position - PAGE // 2, 0), False
+    return max(count - PAGE, 0), True
 
 
 def conversation_page(
@@ -322,7 +347,8 @@ def conversation_page(
     account: Account,
     session_id: str,
     *,
-    start: int = 0,
+    start: int | None = None,
+    at: str | None = None,
     shared: str | None = None,
     prompt: str = "",
     error: str | None = None,
@@ -331,6 +357,9 @@ def conversation_page(
     """A session page: the conversation, its run panel and the ways to continue it
     (`prompt`: the text a refused prompt is shown again with, `error`: why)."""
     session = service.get(account.id, session_id)
+    start, latest = _opening(
+        service, session.head, session.message_count, start, at, f"session {session_id}"
+    )
     around = service.messages(account.id, session_id, start=max(start - 1, 0), limit=PAGE + 2)
     messages, before, after = _page(around, start, PAGE)
     live = service.live_shares(account.id, session_id)
@@ -343,6 +372,8 @@ def conversation_page(
             "messages": _conversation(messages, start, before, after),
             "start": start,
             "page": PAGE,
+            "latest": latest,
+            "fork_point": fork_point(service, session),
             "shares": live,
             "new_share": new_share,
             "share_url": service.share_url,
@@ -536,8 +567,8 @@ def public_share(
     share_limit: ShareLimit,
     service: ServiceDep,
     share_id: str,
-    all: bool = False,
-    start: Annotated[int, Query(ge=0)] = 0,
+    start: Annotated[int | None, Query(ge=0)] = None,
+    at: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     share_limit.hit("share", client_address(request))
     viewer(request)
@@ -545,10 +576,12 @@ def public_share(
         share = service.public_share(share_id)
     except BatonError as exc:
         return error_page(request, exc.status, exc.message)
-    limit = PAGE if all else PREVIEW
-    begin = start if all else 0
-    around = service.share_messages(share_id, start=max(begin - 1, 0), limit=limit + 2)
-    messages, before, after = _page(around, begin, limit)
+    if start is None and at is None:
+        begin = 0  # a shared conversation reads from its start, the rest streamed in after
+    else:
+        begin, _ = _opening(service, share.head, share.message_count, start, at, "this share")
+    around = service.share_messages(share_id, start=max(begin - 1, 0), limit=PAGE + 2)
+    messages, before, after = _page(around, begin, PAGE)
     return render(
         request,
         "share.html",
@@ -556,9 +589,8 @@ def public_share(
             "share": share,
             "messages": _conversation(messages, begin, before, after),
             "shown": len(messages),
-            "all": all,
             "start": begin,
-            "page": limit,
+            "page": PAGE,
             "url": service.share_url(share.id),
         },
         headers=SHARE_HEADERS,

@@ -19,8 +19,11 @@ from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.scanning import Pending
 from baton.service import blobs
 from baton.service.common import Ports, canonical, owned, read_chain, repo_of, time_or
+from baton.store.base import source_key
 
 PARALLEL_SCAN = 4 * 1024 * 1024  # an import this big is scanned on every core
+# A source session imported again may have rewritten this many of its last messages.
+REWRITTEN = 4
 
 
 def export(p: Ports, owner: str, session_id: str, fmt: str = "json") -> str | JSON:
@@ -100,10 +103,19 @@ def import_document(
             found.append(stored(sm.message, found[-1] if found else None, f))
         chain = found
     head = chain[-1] if chain else None
+    key = source_key(metadata)
+    origin = header.get("forked_from") if isinstance(header.get("forked_from"), dict) else None
+    if origin is not None and key is not None and "session" not in origin:
+        origin = _parent_of(p, owner, key[0], origin)
     if head is not None and not fresh:
         existing = p.store.find_session(owner, head.message.id)
         if existing is not None:  # the same conversation is already yours
             return ImportResult(existing, False, 0)
+        earlier = p.store.find_imported(owner, key) if key is not None else None
+        if earlier is not None:
+            followed = _follow(p, owner, earlier, chain, items, title, metadata, origin)
+            if followed is not None:
+                return followed
     blobs.keep(p, items)
     blobs.grant(p, owner, items)
     given_id = header.get("id")
@@ -112,7 +124,6 @@ def import_document(
         if p.store.get_session(given_id) is None:
             session_id = given_id
     status = header.get("status") if header.get("status") in STATUSES else "active"
-    origin = header.get("forked_from") if isinstance(header.get("forked_from"), dict) else None
     point = (origin or {}).get("message")
     # A fork keeps what it inherited: the totals of its fork point, when the file holds it.
     inherited = next((sm.totals for sm in chain if sm.message.id == point), Totals())
@@ -139,7 +150,119 @@ def import_document(
     )
     p.store.create_session(session, chain)
     blobs.keep(p, items)
+    if key is not None and key[2] is None:
+        _link_forks(p, owner, key, session.id)
     return ImportResult(session, True, len(chain))
+
+
+def _parent_of(p: Ports, owner: str, tool: str, origin: JSON) -> JSON:
+    """A fork's origin naming the source session it came from, with the baton session
+    imported from that one when there is one."""
+    parent = origin.get("source_session")
+    if not isinstance(parent, str):
+        return origin
+    found = p.store.find_imported(owner, (tool, parent, None))
+    return {**origin, "session": found.id} if found is not None else origin
+
+
+def _link_forks(p: Ports, owner: str, key: tuple[str, str, str | None], session_id: str) -> None:
+    """Forks of this source session imported before it (a Codex or Claude Code fork
+    imported first) now name the baton session they came from."""
+    for fork in p.store.imported_sessions(owner, key[1]):
+        origin, its = fork.forked_from, source_key(fork.metadata)
+        if (
+            isinstance(origin, dict)
+            and origin.get("source_session") == key[1]
+            and "session" not in origin
+            and its is not None
+            and its[0] == key[0]
+        ):
+            p.store.update_session(
+                fork.id, None, {"forked_from": {**origin, "session": session_id}}
+            )
+
+
+def _follow(
+    p: Ports,
+    owner: str,
+    earlier: Session,
+    chain: list[StoredMessage],
+    items: list[MessageInput],
+    title: str,
+    metadata: JSON,
+    origin: JSON | None,
+) -> ImportResult | None:
+    """The session imported before from the same source session, grown to `chain`: the
+    messages after what it has in common with `chain` are appended. The source may have
+    rewritten its last few messages since (a reply still being written, its token counts
+    added on a later line): those are replaced. None when the two part earlier than that
+    (the source was rewritten, or the session was continued in baton): the caller imports
+    `chain` as a session of its own. A fork imported before from its own messages alone
+    takes the history of its parent in front of them, once that is found."""
+    shared = _shared(p, earlier, chain)
+    if earlier.message_count - shared > REWRITTEN:
+        if not _gained_history(p, earlier, chain, origin):
+            return None
+        shared = 0  # the whole chain: what it has in common with the stored one is stored
+    tail = chain[shared:]
+    if not tail:
+        return ImportResult(earlier, False, 0)
+    blobs.keep(p, items[shared:])
+    blobs.grant(p, owner, items[shared:])
+    changes: JSON = {"updated_at": p.now(), "metadata": metadata}
+    if origin is not None and origin != earlier.forked_from:
+        changes["forked_from"] = origin
+    if title and title != earlier.title and not earlier.title_auto:
+        changes["title"] = title  # the source's name for it changed (Claude Code /rename)
+    elif title and earlier.title_auto:
+        changes["title"], changes["title_auto"] = title, False
+    session = p.store.append(earlier.id, earlier.head, tail, changes)
+    blobs.keep(p, items[shared:])
+    return ImportResult(session, False, len(tail))
+
+
+def _gained_history(
+    p: Ports, earlier: Session, chain: list[StoredMessage], origin: JSON | None
+) -> bool:
+    """Is `chain` the stored session's messages with its parent's history in front (the
+    fork's `origin.messages`), and perhaps more after?"""
+    start = (origin or {}).get("messages")
+    if earlier.head is None or not isinstance(start, int) or isinstance(start, bool):
+        return False
+    if start <= 0 or start + earlier.message_count > len(chain):
+        return False
+    stored = p.store.chain(earlier.head)
+
+    def content(message: Any) -> JSON:
+        return {k: v for k, v in message.to_dict().items() if k not in ("id", "parent")}
+
+    return all(
+        content(m) == content(sm.message)
+        for m, sm in zip(stored, chain[start : start + len(stored)], strict=True)
+    )
+
+
+def _shared(p: Ports, session: Session, chain: list[StoredMessage]) -> int:
+    """How many leading messages of `chain` the session's chain has. Ids are content
+    addressed over the whole history before them, so one id at the same depth on both says
+    everything before it is the same: a binary search over depths."""
+    if session.head is None:
+        return 0
+    count = min(session.message_count, len(chain))
+
+    def same(n: int) -> bool:  # are the first n the same?
+        return p.store.ancestor(session.head or "", n - 1) == chain[n - 1].message.id
+
+    if count and same(count):
+        return count
+    low, high = 0, count  # same(low) holds, same(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if same(middle):
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _scan_raw(p: Ports, raws: Sequence[Any], size: int) -> Pending:

@@ -29,6 +29,25 @@ from baton.core.models import (
 from baton.core.runs import Environment, Repo, Run
 
 
+def source_key(metadata: Any) -> tuple[str, str, str | None] | None:
+    """Which session of another tool an imported session follows: (tool, its session id, its
+    sub-agent id), from `metadata.source`. None for what has no identity of its own that
+    lasts as the source grows: a branch of a transcript, a sidechain without an agent id."""
+    if not isinstance(metadata, dict) or "branch_of" in metadata:
+        return None
+    source = metadata.get("source")
+    if not isinstance(source, dict):
+        return None
+    tool, sid, agent = source.get("tool"), source.get("session_id"), source.get("agent_id")
+    if not isinstance(tool, str) or not isinstance(sid, str) or not sid:
+        return None
+    if not isinstance(agent, str):
+        if metadata.get("parent_session") == sid:
+            return None  # a sidechain of a transcript, under its parent's session id
+        agent = None
+    return tool, sid, agent
+
+
 @dataclass(frozen=True, slots=True)
 class ListQuery:
     owner: str
@@ -105,7 +124,17 @@ def idempotency_cutoff(now: str) -> str:
 
 # Fields of a session that `update_session` may change.
 SESSION_FIELDS = frozenset(
-    {"title", "task", "status", "metadata", "git", "repo", "title_auto", "updated_at"}
+    {
+        "title",
+        "task",
+        "status",
+        "metadata",
+        "git",
+        "repo",
+        "title_auto",
+        "updated_at",
+        "forked_from",
+    }
 )
 
 
@@ -244,6 +273,27 @@ class Store(ABC):
         `changes` to the header, in one transaction. Raises Conflict if the head moved. With
         `remember`, its answer is kept for its key in the same transaction, or, when the key
         has a live answer already, nothing is written and Answered is raised."""
+
+    def imported_sessions(self, owner: str, mentioning: str) -> list[Session]:
+        """The sessions of `owner` imported from other tools (platform "import"; a fork of
+        one made in baton is not) whose metadata or fork origin holds the string
+        `mentioning`, most recently updated first. Backends may look in the stored bytes."""
+        found = [
+            s
+            for s in self.iter_sessions()
+            if s.owner == owner
+            and s.platform == "import"
+            and mentioning in repr((s.metadata, s.forked_from))
+        ]
+        return sorted(found, key=lambda s: (s.updated_at, s.id), reverse=True)
+
+    def find_imported(self, owner: str, key: tuple[str, str, str | None]) -> Session | None:
+        """The session of `owner` imported from the other tool's session `key` (see
+        `source_key`), the most recently updated when there are several."""
+        return next(
+            (s for s in self.imported_sessions(owner, key[1]) if source_key(s.metadata) == key),
+            None,
+        )
 
     @abstractmethod
     def update_session(

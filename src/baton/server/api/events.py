@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from baton.core.errors import BatonError, InvalidInput
 from baton.core.models import JSON, Message
 from baton.core.partials import is_partial, join_runs
-from baton.render.html import PAGE_PART_CHARS, message_html, tool_names
+from baton.render.html import PAGE_PART_CHARS, Calls, message_html, tool_names
 from baton.runs.events import Hub, Subscription
 from baton.server.deps import Me, ServiceDep
 from baton.service import Service
@@ -72,7 +72,7 @@ class Watcher:
         self.owner = owner
         self.session_id = session_id
         self.sent = after  # the last position sent
-        self.tools: dict[str, str] = {}
+        self.tools: Calls = {}
         self.carry: list[Message] = []  # the streamed chunks of an answer not yet complete
         self.run: JSON | None = None  # the run as last sent
 

@@ -24,10 +24,11 @@ def session_json(session: Session) -> dict[str, Any]:
 
 
 def share_public(service: Service, share: Share) -> dict[str, Any]:
+    url = service.share_url(share.id)
     return {
         "id": share.id,
-        "url": service.share_url(share.id),
-        "command": f"baton --fork {share.id}",
+        "url": url,
+        "command": f"baton --fork {url}",
         "shared_by": {
             "handle": share.shared_by.get("handle", ""),
             "display_name": share.shared_by.get("display_name", ""),

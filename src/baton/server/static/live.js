@@ -104,8 +104,7 @@
       var shown = panel.getAttribute("data-run");
       if (shown && shown !== run.id) {
         // another run of this session began: the page shows its own panel for it
-        source.close();
-        window.location.reload();
+        reload();
         return;
       }
       panel.setAttribute("data-state", run.state);
@@ -128,6 +127,23 @@
   }
 
   var source = new EventSource(url);
+  // A form sent from this page (a prompt, Stop) navigates to the page it answers with: the
+  // stream of the page being left must not reload it meanwhile.
+  var leaving = false;
+  document.addEventListener(
+    "submit",
+    function () {
+      leaving = true;
+      setTimeout(function () {
+        leaving = false; // the form did not leave (its sending was cancelled)
+      }, 5000);
+    },
+    true
+  );
+  function reload() {
+    source.close();
+    if (!leaving) window.location.reload();
+  }
   source.addEventListener("message", function (event) {
     showMessage(JSON.parse(event.data));
   });
@@ -140,8 +156,5 @@
     box.textContent += JSON.parse(event.data).text;
     box.hidden = false;
   });
-  source.addEventListener("reset", function () {
-    source.close();
-    window.location.reload();
-  });
+  source.addEventListener("reset", reload);
 })();

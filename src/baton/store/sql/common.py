@@ -407,7 +407,7 @@ WITH RECURSIVE heads(id) AS (
         sets, values = "", list[Any]()
         for key, value in changes.items():
             sets += f", {key} = {self.dialect.mark}"
-            if key in ("metadata", "git"):
+            if key in ("metadata", "git", "forked_from"):
                 values.append(dump(value))
             elif key == "title_auto":
                 values.append(self.dialect.flag(value))
@@ -502,6 +502,27 @@ WITH RECURSIVE heads(id) AS (
             ).fetchone()
         )
         return session_from(row) if row else None
+
+    def imported_sessions(self, owner: str, mentioning: str) -> list[Session]:
+        # The owner's imported headers (no index on metadata): the string is looked for in
+        # the raw bytes (JSON-encoded, as stored) before a header is read whole.
+        needle = orjson.dumps(mentioning)[1:-1]
+        rows = self._reading(
+            lambda c: c.execute(
+                self._sql(
+                    "SELECT id, metadata, forked_from FROM sessions "
+                    "WHERE owner = ? AND platform = 'import' ORDER BY updated_at DESC, id DESC"
+                ),
+                (owner,),
+            ).fetchall()
+        )
+        found = []
+        for session_id, metadata, origin in rows:
+            if needle in bytes(metadata) or (origin is not None and needle in bytes(origin)):
+                session = self.get_session(session_id)
+                if session is not None:
+                    found.append(session)
+        return found
 
     def list_sessions(self, query: ListQuery) -> Page:
         d = self.dialect

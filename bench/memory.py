@@ -1,0 +1,170 @@
+"""Peak memory and time of importing, exporting and showing one big session, each as a process
+of its own, beside the floor of the import (what the machine needs at least to read, store and
+hash the same bytes) and beside opencode importing the same file.
+
+Peak RSS is the process's `ru_maxrss`, read by a small parent that runs it alone
+(`resource.getrusage(RUSAGE_CHILDREN)` counts only the children it waited for). Run it alone:
+`python -m bench.memory [--quick] [--json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from bench.imports import OFFLINE, export_file, opencode_binary
+
+Record = Callable[..., None]
+PEAK_MB = 150  # issue 18: import, export and show of 10,000 messages within this
+
+_PEAK = (
+    "import resource, subprocess, sys, time\n"
+    "start = time.perf_counter()\n"
+    "done = subprocess.run(sys.argv[2:], cwd=sys.argv[1], stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.PIPE)\n"
+    "took = time.perf_counter() - start\n"
+    "if done.returncode: sys.exit(done.stderr.decode()[-800:])\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, took)\n"
+)
+
+
+def peak(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(peak RSS in MB, wall seconds) of `command` run as a process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(cwd), *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode:
+        raise RuntimeError(f"{command[:4]} failed: {done.stderr.strip()[-800:]}")
+    kilobytes, seconds = done.stdout.split()
+    return int(kilobytes) / 1024, float(seconds)
+
+
+def floor(path: Path, root: Path) -> float:
+    """Seconds to parse the file with orjson, store its messages with one executemany into an
+    empty SQLite table, and hash the same bytes."""
+    database = root / "floor.db"
+    database.unlink(missing_ok=True)
+    start = time.perf_counter()
+    data = path.read_bytes()
+    doc = orjson.loads(data)
+    rows = [(i, orjson.dumps(m)) for i, m in enumerate(doc["messages"])]
+    conn = sqlite3.connect(database)
+    conn.execute("CREATE TABLE messages (n INTEGER PRIMARY KEY, body BLOB)")
+    with conn:
+        conn.executemany("INSERT INTO messages VALUES (?, ?)", rows)
+    conn.close()
+    hashlib.sha256(data).hexdigest()
+    return time.perf_counter() - start
+
+
+def run(root: Path, quick: bool, record: Record) -> None:
+    count = 1_000 if quick else 10_000
+    work = root / "memory"
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"exporting a {count}-message session for the memory figures…", file=sys.stderr)
+    path = export_file(work, count)
+    size = path.stat().st_size / 1e6
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    baton = [sys.executable, "-m", "baton"]
+    with tempfile.TemporaryDirectory(dir=work) as home:
+        env = {**base, "BATON_HOME": home}
+        floor_s = min(floor(path, work) for _ in range(1 if quick else 3))
+        rss, took = peak([*baton, "sessions", "import", str(path), "--json"], env, work)
+        imported = orjson.loads(
+            subprocess.run(
+                [*baton, "sessions", "list", "--json"], env=env, capture_output=True, check=True
+            ).stdout
+        )[0]["id"]
+        record(
+            f"import a {count:,}-message opencode export ({size:.1f} MB): peak RSS",
+            f"{rss:.0f} MB",
+            rss / PEAK_MB,
+            f"≤ {PEAK_MB} MB",
+            rss <= PEAK_MB,
+            "the `baton sessions import` process, from start to exit",
+        )
+        record(
+            f"import a {count:,}-message opencode export: time vs its floor",
+            f"{took:.2f} s vs {floor_s:.2f} s",
+            took / floor_s,
+            "≤ 2× the floor",
+            took <= 2 * floor_s,
+            "floor: orjson parse + one executemany into an empty SQLite table + sha256 of the "
+            "bytes, in this run; the import also starts Python, checks every id and scans "
+            "for secrets",
+        )
+        for what, args in (
+            ("export --format json", ["sessions", "export", imported, "--format", "json"]),
+            ("show --json", ["sessions", "show", imported, "--json"]),
+        ):
+            rss, took = peak([*baton, *args], env, work)
+            record(
+                f"`baton sessions {what}` of {count:,} messages: peak RSS",
+                f"{rss:.0f} MB ({took:.2f} s)",
+                rss / PEAK_MB,
+                f"≤ {PEAK_MB} MB",
+                rss <= PEAK_MB,
+            )
+    binary = opencode_binary()
+    if binary is None:
+        print("  (no opencode CLI: its memory figure is skipped)", file=sys.stderr)
+        return
+    with tempfile.TemporaryDirectory(dir=work) as home:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": home,
+            "XDG_CONFIG_HOME": f"{home}/.config",
+            "XDG_DATA_HOME": f"{home}/.local/share",
+            "XDG_CACHE_HOME": f"{home}/.cache",
+            "XDG_STATE_HOME": f"{home}/.local/state",
+            **OFFLINE,
+        }
+        Path(home, "project").mkdir()
+        rss, took = peak([str(binary), "import", str(path)], env, Path(home, "project"))
+        record(
+            f"`opencode import` of the same {count:,}-message file: peak RSS (for comparison)",
+            f"{rss:.0f} MB ({took:.2f} s)",
+            rss / PEAK_MB,
+            "none (opencode's figure)",
+            True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.memory")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    figures: list[dict[str, object]] = []
+
+    def record(
+        name: str, measured: str, ratio: float, target: str, ok: bool, note: str = ""
+    ) -> None:
+        figures.append(
+            {"figure": name, "measured": measured, "ratio": round(ratio, 3), "target": target}
+            | {"pass": ok, "note": note}
+        )
+        print(f"  {name}: {measured} ({'ok' if ok else 'over'})", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory() as root:
+        run(Path(root), args.quick, record)
+    if args.json:
+        print(orjson.dumps({"figures": figures}, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()
