@@ -629,3 +629,30 @@ def test_mistakes_are_one_line(world: World) -> None:
     )
     tool = world.baton("handoff", world.session, "--to", "cursor")
     assert tool.returncode == 2 and "'cursor' is not one of" in tool.stderr
+
+
+def test_a_session_on_the_server_is_handed_off_the_same(world: World, tmp_path: Path) -> None:
+    """After `baton login` the session comes from the server (its 76 KB output read back in
+    full) and the file is written here, as from the local store."""
+    from tests.fixtures.servers import start_serve, stop
+
+    served = start_serve(tmp_path / "server-home")
+    try:
+        client = tmp_path / "client-home"
+        login = run_baton("login", served.url, "--token", served.token, home=client)
+        assert login.returncode == 0, login.stderr
+        remote = run_json("sessions", "import", str(world.root / "session.json"), home=client)
+        result = run_baton(
+            "handoff", remote["id"], "--to", "claude", "--json",
+            home=client, env=world.env(), cwd=world.root,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        done = orjson.loads(result.stdout)
+    finally:
+        stop(served)
+    assert (done["session"], done["directory"], done["written"]) == (
+        remote["id"],
+        str(world.project),
+        True,
+    )
+    assert world.reimport(done["path"]) == expected_back(world.messages)

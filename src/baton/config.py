@@ -68,6 +68,7 @@ ENV = {
     "max_runs": "BATON_MAX_RUNS",
     "run_timeout": "BATON_RUN_TIMEOUT",
     "workspace_idle": "BATON_WORKSPACE_IDLE",
+    "terminal": "BATON_TERMINAL",
     "sync_paths": "BATON_SYNC_PATHS",
 }
 FILE_KEYS = {name: name for name in ENV} | {
@@ -164,6 +165,8 @@ class Settings:
     max_runs: int = 2
     run_timeout: float = 3600.0
     workspace_idle: float = 3600.0
+    # the terminal `baton open-handler` asks in (a command line, e.g. "gnome-terminal --")
+    terminal: str | None = None
     # `baton sync`: session files or folders followed besides the tools' own places
     sync_paths: tuple[str, ...] = ()
 
@@ -271,6 +274,7 @@ class Settings:
             max_runs=number("max_runs", 2, _integer),
             run_timeout=number("run_timeout", 3600.0),
             workspace_idle=number("workspace_idle", 3600.0),
+            terminal=optional("terminal"),
             sync_paths=_paths(raw("sync_paths")),
         )
 

@@ -573,3 +573,35 @@ def test_a_turn_that_changes_files_records_a_git_snapshot(
     agent.turn("anything else?")
     after = memory_service.get(me, sid)
     assert after.git == session.git and after.version == version + 2  # the two appends only
+
+
+def test_a_turn_stops_rather_than_interleave_with_another_writer(
+    memory_service: Service, me: str, fake_model: FakeModel, workdir: Path
+) -> None:
+    """One session, one chain: when another writer (a server run, another terminal) records
+    in the session while a turn waits for the model, the turn's answer is not appended after
+    it; the turn stops with a one-line error, and the next turn starts from the new head."""
+    agent = make_agent(memory_service, me, fake_model, workdir)
+    elsewhere = {"role": "user", "parts": [{"type": "text", "text": "from the server"}]}
+
+    def meanwhile(body: dict[str, Any]) -> Step:
+        memory_service.append(me, agent.session_id, [elsewhere])
+        return Step(text="my answer")
+
+    fake_model.responder = meanwhile
+    with pytest.raises(loop.Moved) as moved:
+        agent.turn("Do it")
+    assert moved.value.status == 409
+    assert moved.value.message == (
+        f"session {agent.session_id} moved on elsewhere while this turn ran (1 message(s) "
+        "recorded by another writer: a server run or another terminal); this turn stopped so "
+        "the two do not interleave. The new messages are loaded: send your prompt again"
+    )
+    assert [(role, parts[0]["text"]) for role, parts in stored(agent)] == [
+        ("user", "Do it"),
+        ("user", "from the server"),
+    ]
+    fake_model.responder = None
+    fake_model.reply("next answer")
+    assert agent.turn("Again").answer == "next answer"
+    assert [parts[0]["text"] for _, parts in stored(agent)][-2:] == ["Again", "next answer"]

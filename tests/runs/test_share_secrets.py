@@ -164,3 +164,40 @@ def test_a_fork_of_the_session_is_scanned_for_the_secret_too(
     ]
     assert again.status_code == 201 and again.json()["git"]["patch"] is None
     assert TOKEN not in again.text
+
+
+def test_a_share_of_a_server_session_carries_no_environment_or_workspace(
+    live: Live, settings: Settings, origin: Path, fake_model: FakeModel
+) -> None:
+    """What a run leaves in its session (the environment it used, the worker's workspace
+    folder, the repository's credentials) is the owner's: no surface of a share shows it."""
+    service, owner = live.service, live.alice.id
+    repo = service.add_repo(owner, f"file://{origin}", name="project")
+    env = service.add_environment(owner, "deploy-env", variables={"STAGE": "blue-stage-7"})
+    fake_model.reply("", call("c1", "run_command", command="pwd && echo $STAGE"))
+    fake_model.reply("The folder and the stage are printed.")
+    run, session = service.start_run(owner, "Where am I?", repo=repo.id, environment=env.id)
+    ended = execute(service, settings, run.id, "test-worker")
+    assert ended is not None and ended.state == DONE, ended
+    workspace = str(settings.home / "runs" / "workspaces")
+    own = service.export(owner, session.id, "json")
+    assert env.id in str(own)  # the owner's session knows its environment
+    with live.client(live.alice) as alice:
+        made = alice.post(f"/api/sessions/{session.id}/shares", json={})
+    assert made.status_code == 201, made.text
+    share = made.json()
+    surfaces: dict[str, Any] = {"made": made}
+    with live.client() as anyone:
+        surfaces["share"] = anyone.get(f"/api/shares/{share['id']}")
+        surfaces["messages"] = anyone.get(
+            f"/api/shares/{share['id']}/messages", params={"full": "true"}
+        )
+        surfaces["page"] = anyone.get(f"/share/{share['id']}")
+    with live.client(live.bob) as bob:
+        forked = bob.post(f"/api/shares/{share['id']}/fork", json={}).json()
+        surfaces["fork"] = bob.get(f"/api/sessions/{forked['id']}/export")
+        surfaces["fork-header"] = bob.get(f"/api/sessions/{forked['id']}")
+    for name, reply in surfaces.items():
+        assert reply.status_code in (200, 201), name
+        for private in (env.id, "deploy-env", workspace, str(settings.home), repo.id):
+            assert private not in reply.text, (name, private)

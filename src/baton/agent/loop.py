@@ -32,6 +32,7 @@ from baton.agent.approvals import preview
 from baton.agent.provider import Cancel, Interrupted, ModelError, Provider, Reply, ToolCall
 from baton.agent.setup import note as setup_note
 from baton.agent.tools import CONFIRM, Outcome, Tools
+from baton.core.errors import Conflict
 from baton.core.models import JSON, Message, kept_before
 from baton.core.partials import join_partials
 from baton.sandbox import Stopped
@@ -325,6 +326,19 @@ def _merge(old: Any, new: list[str]) -> list[str]:
 # The loop
 
 
+class Moved(Conflict):
+    """Another writer recorded in the session while this agent worked on it: one chain, so
+    the turn stops rather than interleave with it."""
+
+    def __init__(self, session_id: str, added: int, current_head: str | None) -> None:
+        super().__init__(
+            f"session {session_id} moved on elsewhere while this turn ran ({added} message(s) "
+            "recorded by another writer: a server run or another terminal); this turn stopped "
+            "so the two do not interleave. The new messages are loaded: send your prompt again",
+            current_head,
+        )
+
+
 class Agent:
     """One session's agent. `turn(prompt)` runs the model and its tools until it answers."""
 
@@ -372,12 +386,24 @@ class Agent:
         return self.chain
 
     def record(self, message: JSON, cancel: Cancel | None = None) -> None:
-        """Append one message to the session now (a write Ctrl-C does not cut in two)."""
+        """Append one message to the session now (a write Ctrl-C does not cut in two), after
+        the last message this agent knows: when another writer (a server run, another
+        terminal) recorded something meanwhile, nothing is appended and `Moved` says so."""
         guard = cancel or Cancel()
         with guard.critical():
-            result = self.service.append(
-                self.owner, self.session_id, [message], idempotency_key=str(uuid.uuid4())
-            )
+            expected = self.chain[-1].id if self.chain else None
+            try:
+                result = self.service.append(
+                    self.owner,
+                    self.session_id,
+                    [message],
+                    expected_head=expected,
+                    idempotency_key=str(uuid.uuid4()),
+                )
+            except Conflict as exc:
+                known = len(self.chain)
+                self.load()
+                raise Moved(self.session_id, len(self.chain) - known, exc.current_head) from None
             if result.appended:
                 self.chain.extend(result.appended)
             else:

@@ -527,6 +527,7 @@ class Chat:
     def turn(self, prompt: str) -> None:
         from rich.markup import escape
 
+        from baton.agent.loop import Moved
         from baton.agent.mentions import attach
         from baton.agent.provider import Cancel, ModelError
         from baton.core.errors import InvalidInput
@@ -550,7 +551,7 @@ class Chat:
         try:
             with cancel.installed():
                 result = agent.turn(prompt, cancel, attachments)
-        except ModelError as exc:
+        except (ModelError, Moved) as exc:
             self.display.end_text()
             error = exc.message
             self.console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)

@@ -10,7 +10,6 @@ import click
 
 from baton.cli.context import Context
 from baton.cli.output import console, echo, print_json, progress_bar
-from baton.importers.places import locations
 
 
 def _baton_export(ctx: Context, path: str, as_json: bool) -> None:
@@ -149,6 +148,7 @@ def _size(path: Path) -> int:
 
 def scan(ctx: Context, as_json: bool) -> None:
     from baton.core.errors import BatonError
+    from baton.importers.places import locations  # the importers load only when used
 
     found = locations()
     totals: dict[str, list[int]] = {}

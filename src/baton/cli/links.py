@@ -191,7 +191,7 @@ def remove(as_json: bool) -> None:
 
 def terminal_argv(terminal: str | None) -> list[str]:
     """The terminal's command line, up to the command it should run."""
-    chosen = terminal or os.environ.get("BATON_TERMINAL")
+    chosen = terminal
     if chosen:
         return shlex.split(chosen)
     for name, flags in TERMINALS:
@@ -228,7 +228,7 @@ def open_link(
     """
     url = fork_link_target(link)  # a bad link is refused before anything opens
     if not here:
-        argv = [*terminal_argv(terminal), *baton_argv(), "open-handler", "open", "--here", link]
+        argv = [*terminal_argv(terminal or ctx.settings.terminal), *baton_argv(), "open-handler", "open", "--here", link]
         if into:
             argv[-1:-1] = ["--into", into]
         try:

@@ -25,6 +25,16 @@ from baton.service.common import (
 SHARE_MODES = ("block", "redact", "allow")
 
 
+# What a session's metadata says that is its owner's alone: the server run's repository,
+# environment and branch (the environment's name and id are not for the public).
+PRIVATE_METADATA = frozenset({"run"})
+
+
+def public_metadata(metadata: JSON) -> JSON:
+    """A session's metadata as a share freezes it: without what is its owner's alone."""
+    return {k: v for k, v in metadata.items() if k not in PRIVATE_METADATA}
+
+
 def scan_session(
     p: Ports,
     owner: str,
@@ -113,7 +123,7 @@ def share(
         message_count=session.message_count,
         title=redact_value(session.title, secrets) or "Untitled session",
         task=redact_value(session.task, secrets),
-        metadata=redact_value(session.metadata, secrets),
+        metadata=redact_value(public_metadata(session.metadata), secrets),
         git=findings.public_git(session.git, secrets, found, mode, code),
         created_at=now,
         expires_at=expires_at,
