@@ -73,7 +73,8 @@ def first_event_and_request(root: Path, quick: bool, record: Record) -> None:
     in this one: POST /api/runs of a new session, then GET /api/sessions/ID/events as the
     session page opens it. Timed from sending the POST: the first event read on the stream,
     and the first request reaching the model. A first run warms the mirror; each measured run
-    is a new session, so its workspace is cloned and checked out."""
+    is a new session, so its workspace is cloned and checked out (beside the first request:
+    runs.execute)."""
     files = 2_000 if quick else 10_000
     print(f"server runs: Start → first event / model request, {files} files…", file=sys.stderr)
     base = root / "runs-first"
@@ -146,8 +147,10 @@ def first_event_and_request(root: Path, quick: bool, record: Record) -> None:
         "≤ 1 s",
         request <= 1.0,
         f"{note}; timed from sending POST /api/runs to the request reaching the fake model "
-        f"(the runner claimed the run, fetched the mirror, cloned and checked out the "
-        f"workspace, recorded the git context, started the agent); a plain `git clone` of "
+        f"(the runner claimed the run, fetched the mirror, cloned the workspace without "
+        f"its files, read AGENTS.md and .baton/setup.toml from the commit, started the agent; "
+        f"the files are checked out and the git context recorded beside the request, the "
+        f"tools wait for them); a plain `git clone` of "
         f"the repository (after each run, in alternation) took {plain * 1e3:.0f} ms: "
         f"{request / plain:.2f}× of it",
     )

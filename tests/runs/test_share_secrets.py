@@ -147,6 +147,25 @@ def test_a_committed_environment_secret_withholds_the_bundle(
     assert TOKEN not in made.text
 
 
+def test_a_fork_of_the_session_is_scanned_for_the_secret_too(
+    live: Live, settings: Settings, origin: Path, fake_model: FakeModel
+) -> None:
+    """A fork keeps the git snapshot: the environments of the runs it was forked from count."""
+    session_id = run_writing_the_secret(live, settings, origin, fake_model)
+    fork = live.service.fork(live.alice.id, session_id)
+    live.service.update(live.alice.id, fork.id, metadata={})  # what named the environment
+    with live.client(live.alice) as alice:
+        refused = alice.post(f"/api/sessions/{fork.id}/shares", json={})
+        fork_of_fork = live.service.fork(live.alice.id, fork.id)
+        again = alice.post(f"/api/sessions/{fork_of_fork.id}/shares", json={"mode": "allow"})
+    assert refused.status_code == 422
+    assert [f["kind"] for f in refused.json()["error"]["findings"]] == [
+        "environment secret API_TOKEN"
+    ]
+    assert again.status_code == 201 and again.json()["git"]["patch"] is None
+    assert TOKEN not in again.text
+
+
 def test_a_share_of_a_server_session_carries_no_environment_or_workspace(
     live: Live, settings: Settings, origin: Path, fake_model: FakeModel
 ) -> None:

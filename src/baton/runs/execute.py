@@ -1,7 +1,10 @@
 """The executor of one server run: from queued to done, failed or stopped.
 
 preparing: the session's workspace (runs.workspace: warm, or cloned from the mirror with the
-session's snapshot restored), the session's git context recorded, then the setup commands
+session's snapshot restored; a new one's files are checked out in a thread, beside the first
+model request, which has the instructions read from the start commit: the tools, the setup
+commands and the git context wait for the files), the session's git context recorded (beside
+the setup and the agent), then the setup commands
 (the environment's, then the repository's `.baton/setup.toml`), each in the sandbox with the
 network and the environment's variables and secrets, each recorded as a setup message.
 running: the same Agent as `baton run`, every action approved (the sandbox holds), the

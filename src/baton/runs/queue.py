@@ -45,6 +45,24 @@ TAIL = 200  # messages of a reaped run's session read back to find its unanswere
 TASK_NAME = "baton.run"
 
 
+def preload() -> threading.Thread:
+    """Import what executing a run needs (the executor, the agent, the model SDK: 1.5–2 s on
+    a loaded machine) in a thread as runners start, so a server's first run does not wait
+    for it."""
+
+    def load() -> None:
+        try:
+            import openai  # noqa: F401
+
+            import baton.runs.execute  # noqa: F401
+        except Exception:  # the run that needs it says why
+            log.debug("preloading the executor failed", exc_info=True)
+
+    thread = threading.Thread(target=load, name="baton preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def worker_name(index: int | str = 0) -> str:
     """Who executes a run, as recorded on it: host, process, runner."""
     return f"{socket.gethostname()}/{os.getpid()}/{index}"
@@ -181,6 +199,8 @@ class Runners:
 
     def start(self) -> Runners:
         self.service.queue = self
+        if self.n > 0:
+            preload()
         for thread in self.threads:
             thread.start()
         self.reaper.start()
@@ -351,6 +371,7 @@ class Jobs:
         _Worker.stopping.clear()
         reaper = reaper or Reaper(service, _Worker.workspaces)
         reaper.start()
+        preload()
         try:
             asyncio.run(self._work(concurrency, install_signal_handlers))
         finally:

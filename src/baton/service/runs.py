@@ -49,6 +49,7 @@ SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/\s].*$")  # git@host:
 URL_SCHEMES = ("https", "http", "ssh", "git", "file")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_VARIABLES = 100
+FORK_DEPTH = 100  # sessions followed up a chain of forks for the environments they ran with
 MASKED_FROM = 4  # characters: shorter secret values are not masked (runs.masking.MIN_LENGTH)
 MAX_VALUE = 32 * 1024  # characters of a variable's or a secret's value
 MAX_PROMPT = 64 * 1024
@@ -377,6 +378,31 @@ def _open_secrets(p: RunPorts, environment: Environment) -> dict[str, str]:
     return opened
 
 
+def _environments_of(p: RunPorts, session_id: str) -> list[str]:
+    """The environments of the session's runs, and of the runs of the sessions it was forked
+    from (a fork keeps their git snapshot), newest first; and the one its metadata names."""
+    found: list[str] = []
+    visited: set[str] = set()
+    current: str | None = session_id
+    while current is not None and current not in visited and len(visited) < FORK_DEPTH:
+        visited.add(current)
+        session = p.store.get_session(current)
+        if session is None:
+            break
+        found.extend(
+            r.environment_id
+            for r in p.store.list_runs(session_id=current, limit=100_000)
+            if r.environment_id is not None
+        )
+        where = session.metadata.get("run") if isinstance(session.metadata, dict) else None
+        if isinstance(where, dict) and isinstance(where.get("environment"), str):
+            found.append(where["environment"])
+        origin = session.forked_from or {}
+        parent = origin.get("session")
+        current = parent if isinstance(parent, str) else None
+    return found
+
+
 def session_secrets(p: RunPorts, session_id: str) -> tuple[dict[str, str], tuple[str, ...]]:
     """The secrets of the environments the session's runs used, opened (value ->
     `environment secret NAME`, for the share scan: never shown, never stored), and the names
@@ -386,11 +412,11 @@ def session_secrets(p: RunPorts, session_id: str) -> tuple[dict[str, str], tuple
     known: dict[str, str] = {}
     unopened: list[str] = []
     seen: set[str] = set()
-    for run in p.store.list_runs(session_id=session_id, limit=100_000):
-        if run.environment_id is None or run.environment_id in seen:
+    for environment_id in _environments_of(p, session_id):
+        if environment_id in seen:
             continue
-        seen.add(run.environment_id)
-        env = p.store.get_environment(run.environment_id)
+        seen.add(environment_id)
+        env = p.store.get_environment(environment_id)
         if env is None or env.secrets is None:
             continue
         try:
