@@ -185,6 +185,7 @@ class Client:
         self.url = url.rstrip("/")
         self.base_url = self.url
         self.http = _connect(self.url, token, timeout)
+        self._install: str | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -202,6 +203,19 @@ class Client:
 
     def share_url(self, share_id: str) -> str:
         return f"{self.url}/share/{share_id}"
+
+    def install_url(self) -> str:
+        """The server's own wheel: its version may not be this client's."""
+        from baton import wheel
+
+        if self._install is None:
+            try:
+                where = self.http.request("HEAD", "/install").headers.get("location", "")
+            except httpx.HTTPError:
+                where = ""
+            ours = where.startswith("/install/")
+            self._install = f"{self.url}{where}" if ours else wheel.install_url(self.url)
+        return self._install
 
     # accounts
     def me(self) -> Account:

@@ -81,6 +81,8 @@ class Baton(Protocol):
 
     def share_url(self, share_id: str) -> str: ...
 
+    def install_url(self) -> str: ...
+
     # sessions
     def create(
         self,

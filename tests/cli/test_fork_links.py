@@ -4,6 +4,7 @@ and brings the code along (`baton fork URL --restore DIR`)."""
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,8 @@ def test_a_share_url_forks_with_its_code_anywhere(dirty_repo: Path, tmp_path: Pa
         public = run_json("share", sid, home=tmp_path / "sharer")  # through the server
         assert public["command"] == f"baton --fork {public['url']}"
         assert public["url"] == f"{served.url}/share/{public['id']}"
+        wheel = f"baton-{version('baton')}-py3-none-any.whl"  # the server's own, not PyPI's
+        assert public["install"] == f"pipx install {served.url}/install/{wheel}"
 
         # a fresh machine: no store, not logged in
         fresh = tmp_path / "fresh"

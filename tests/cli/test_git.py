@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 from tests.fixtures.git import git, repository_state, tree
@@ -199,6 +200,7 @@ def test_a_key_committed_then_deleted_blocks_the_share_until_redacted_or_left_ou
     assert redacted.returncode == 0, redacted.stderr
     dropped = "the bundle of 2 commit(s) held 1 secret(s), so it is not shared"
     assert redacted.stderr.splitlines() == [
+        installs(redacted.stdout),
         f"  published: 0 messages, commit {head[:7]} only, no code changes",
         f"  not published: {dropped}",
         f"  redacted {where}: {excerpt}",
@@ -225,12 +227,23 @@ def test_a_key_committed_then_deleted_blocks_the_share_until_redacted_or_left_ou
 
     no_code = run_baton("share", sid, "--no-code", home=baton_home)
     assert no_code.returncode == 0, no_code.stderr
-    assert no_code.stderr.splitlines() == ["  published: 0 messages, no code"]
+    assert no_code.stderr.splitlines() == [
+        installs(no_code.stdout),
+        "  published: 0 messages, no code",
+    ]
     shown = run_json("share", sid, "--no-code", home=baton_home)
     assert (shown["git"]["bundle"], shown["git"]["patch"], shown["published"]) == (
         None,
         None,
         "0 messages, no code",
+    )
+
+
+def installs(share_url: str) -> str:
+    """The line under a share's link that installs this baton from the server that shared it."""
+    server = share_url.strip().split("/share/")[0]
+    return (
+        f"  no baton there? pipx install {server}/install/baton-{version('baton')}-py3-none-any.whl"
     )
 
 
@@ -240,7 +253,8 @@ def test_share_says_what_it_publishes(dirty_repo: Path, baton_home: Path) -> Non
     assert done.returncode == 0, done.stderr
     files = run_json("sessions", "show", sid, home=baton_home)["git"]["patch"]["files"]
     assert done.stderr.splitlines() == [
-        f"  published: 0 messages, 2 commits not on origin/main, uncommitted changes ({files} files)"
+        installs(done.stdout),
+        f"  published: 0 messages, 2 commits not on origin/main, uncommitted changes ({files} files)",
     ]
 
 

@@ -538,6 +538,7 @@ def test_the_contract_names_every_shared_call() -> None:
         "gc",
         "get",
         "import_document",
+        "install_url",
         "list",
         "messages",
         "now",

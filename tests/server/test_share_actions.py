@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import quote
 
@@ -56,8 +57,14 @@ def test_the_copied_command_forks_the_share_on_a_fresh_machine(
     page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
     page.goto(url)
     expect(page.locator("#install-hint")).to_have_text(
-        "No baton yet? pipx install baton installs it; then run the command above."
+        "No baton yet? This line installs it from this server; then run the command above."
     )
+    wheel = f"baton-{version('baton')}-py3-none-any.whl"  # PyPI's `baton` is another project
+    install = f"pipx install {live_server.url}/install/{wheel}"
+    expect(page.locator("#install-command")).to_have_value(install)
+    page.click("button[data-copy=install-command]")
+    expect(page.locator("button[data-copy=install-command]")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == install
     page.click("button[data-copy=fork-command]")
     expect(page.locator("button[data-copy=fork-command]")).to_have_text("Copied")
     command = page.evaluate("navigator.clipboard.readText()")

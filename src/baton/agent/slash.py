@@ -219,6 +219,7 @@ def _session(state: ChatState, args: list[str]) -> None:
         url = service.share_url(share.id)
         out.print(url, highlight=False, soft_wrap=True)
         out.print(f"  share id {share.id}; fork it with: baton --fork {url}", highlight=False)
+        out.print(f"  no baton there? pipx install {service.install_url()}", highlight=False)
         out.print(f"  published: {share.published}", highlight=False, markup=False)
         for note in share.withheld:
             out.print(f"  not published: {note}", highlight=False, markup=False)

@@ -18,6 +18,7 @@ def _share_json(ctx: Context, share: object) -> dict[str, object]:
         **data,
         "url": url,
         "command": f"baton --fork {url}",  # the URL works on any machine; the id only here
+        "install": f"pipx install {ctx.service.install_url()}",  # not PyPI's `baton`
         "published": share.published,  # type: ignore[attr-defined]
         "withheld": share.withheld,  # type: ignore[attr-defined]
     }
@@ -75,6 +76,7 @@ def share(
         print_json(data)
         return
     click.echo(data["url"])
+    click.echo(f"  no baton there? {data['install']}", err=True)
     click.echo(f"  published: {created.published}", err=True)
     for note in created.withheld:
         echo(f"  not published: {note}", err=True)

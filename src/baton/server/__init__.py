@@ -239,6 +239,7 @@ def create_app(
     """Everything the app uses is passed in: no globals, so tests build as many as they like.
     `trusted_proxies` (IPs or CIDRs) are the peers whose X-Forwarded-For names the client."""
     from baton.server.api import router as api
+    from baton.server.install import router as install
     from baton.server.pages import router as pages
     from baton.server.run_pages import router as run_pages
 
@@ -323,6 +324,7 @@ def create_app(
         )
 
     app.include_router(api)
+    app.include_router(install)
     app.include_router(pages)
     app.include_router(run_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

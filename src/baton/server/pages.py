@@ -592,6 +592,7 @@ def public_share(
             "start": begin,
             "page": PAGE,
             "url": service.share_url(share.id),
+            "install": service.install_url(),
         },
         headers=SHARE_HEADERS,
     )

@@ -187,6 +187,7 @@ class SharePublic(BaseModel):
     id: str
     url: str
     command: str
+    install: str
     shared_by: ShareBy
     head: str | None
     message_count: int

@@ -233,6 +233,12 @@ class Service:
     def share_url(self, share_id: str) -> str:
         return f"{self.base_url}/share/{share_id}"
 
+    def install_url(self) -> str:
+        """This baton as a wheel from its server: the PyPI name `baton` is another project's."""
+        from baton import wheel
+
+        return wheel.install_url(self.base_url)
+
     def scan_session(self, owner: str, session_id: str, *, code: bool = True) -> list[JSON]:
         """What a share of this session would be refused for: each finding with where it is."""
         known, unopened = runs.session_secrets(self, session_id)

@@ -29,6 +29,7 @@ def share_public(service: Service, share: Share) -> dict[str, Any]:
         "id": share.id,
         "url": url,
         "command": f"baton --fork {url}",
+        "install": f"pipx install {service.install_url()}",
         "shared_by": {
             "handle": share.shared_by.get("handle", ""),
             "display_name": share.shared_by.get("display_name", ""),
