@@ -412,3 +412,22 @@ def test_without_bubblewrap_setup_is_refused_in_one_line(
     assert off.code == 0, off.err
     assert (repo / "made").exists()
     assert "--sandbox off" in off.err
+
+
+def test_instructions_linked_out_of_the_repository_are_not_read(tmp_path: Path) -> None:
+    """A repository's AGENTS.md that is a symbolic link out of it (to a server's secret, on
+    a server run) is not read; CLAUDE.md inside the repository is taken instead."""
+    from baton.agent.instructions import find
+
+    outside = tmp_path / "server-secret"
+    outside.write_text("the server's secret\n")
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    (repo / "AGENTS.md").symlink_to(outside)
+    (repo / "CLAUDE.md").write_text("Use make.\n")
+    (repo / "sub" / "AGENTS.md").symlink_to(repo / "CLAUDE.md")  # inside: read
+    found = find(repo, repo / "sub")
+    assert [(i.path, i.text) for i in found] == [
+        ("CLAUDE.md", "Use make.\n"),
+        ("sub/AGENTS.md", "Use make.\n"),
+    ]

@@ -29,6 +29,8 @@ def _in(folder: Path, root: Path) -> Instructions | None:
     for name in NAMES:
         path = folder / name
         if path.is_file():
+            if not path.resolve().is_relative_to(root):
+                continue  # a link out of the repository (to a server's file): not read
             data = path.read_bytes()
             return Instructions(
                 path=path.relative_to(root).as_posix(),
