@@ -171,7 +171,12 @@ def test_it_is_one_file_that_loads_nothing(exported: tuple[Session, list[Message
     parsed = Elements(page)
     tags = {tag for tag, _ in parsed.elements}
     assert not tags & {"script", "link", "img", "iframe", "object", "embed", "base", "form"}
-    assert not tags & {"video", "audio", "source", "picture", "svg", "input", "button"}
+    assert not tags & {"video", "audio", "source", "picture", "svg", "button", "select", "textarea"}
+    # its one control: the theme switch, a checkbox that CSS alone acts on (no form, no name)
+    assert [e for e in parsed.elements if e[0] == "input"] == [
+        ("input", {"type": "checkbox", "id": "theme-toggle", "role": "switch"})
+    ]
+    assert [e for e in parsed.elements if e[0] == "label"] == [("label", {"class": "theme-switch"})]
     assert [tag for tag, _ in parsed.elements].count("style") == 1
     attributes = {name for _, attrs in parsed.elements for name in attrs}
     assert not {a for a in attributes if a.startswith("on") or a in ("src", "srcset", "style")}
@@ -595,3 +600,54 @@ def test_it_renders_offline_in_a_browser(
     assert requested == [url]
     assert aborted == []
     assert problems == []
+
+
+@pytest.mark.parametrize(
+    ("scheme", "before", "after", "label"),
+    [
+        ("light", "rgb(255, 255, 255)", "rgb(13, 17, 23)", "Dark theme"),
+        ("dark", "rgb(13, 17, 23)", "rgb(255, 255, 255)", "Light theme"),
+    ],
+)
+def test_the_theme_switch_flips_the_system_theme_without_a_script(
+    exported: tuple[Session, list[Message], str],
+    browser: Browser,
+    tmp_path: Path,
+    scheme: str,
+    before: str,
+    after: str,
+    label: str,
+) -> None:
+    path = tmp_path / "session.html"
+    path.write_text(exported[2], "utf-8")
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        color_scheme=scheme,  # type: ignore[arg-type]
+        java_script_enabled=False,  # the switch needs none
+    )
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto(path.as_uri())
+    background = "() => getComputedStyle(document.body).backgroundColor"
+    code = "() => getComputedStyle(document.querySelector('.body pre')).backgroundColor"
+    keyword = "() => getComputedStyle(document.querySelector('.body pre span.k')).color"
+    switch = page.get_by_role("switch", name=label)
+    expect(switch).to_be_visible()
+    expect(switch).not_to_be_checked()
+    assert page.locator("label.theme-switch").inner_text() == label  # what is shown
+    assert page.evaluate(background) == before
+    colours = (page.evaluate(code), page.evaluate(keyword))
+    # from the keyboard: the switch is the page's first stop, and Space turns it
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "theme-toggle"
+    page.keyboard.press("Space")
+    expect(switch).to_be_checked()
+    assert page.evaluate(background) == after
+    assert (page.evaluate(code), page.evaluate(keyword)) != colours  # the code's colours too
+    page.screenshot(path=str(artifacts() / f"export-html-switched-from-{scheme}.png"))
+    # a click on its label turns it back
+    page.locator("label.theme-switch").click()
+    expect(switch).not_to_be_checked()
+    assert page.evaluate(background) == before
+    assert (page.evaluate(code), page.evaluate(keyword)) == colours
+    context.close()

@@ -14,7 +14,8 @@ The export holds every part in full. A page may pass `cut=PAGE_PART_CHARS`: a pa
 that shows its beginning and says how much more the export has. Nothing else differs.
 
 The export file reaches nothing on the network: the CSS (Pygments' colours included) is
-inline, there is no script, no font and no remote image, and a Content-Security-Policy meta tag
+inline, there is no script, no font and no remote image (its one control, the theme switch, is
+a checkbox styled by CSS), and a Content-Security-Policy meta tag
 forbids loading anything should a browser ever find a reason to.
 """
 
@@ -52,6 +53,12 @@ HIGHLIGHT_LIMIT = 100_000  # code longer than this is shown plain: Pygments is s
 PREVIEW_LINES = 8  # a long output shows this many lines before "Show all"
 SUMMARY_CHARS = 80  # the hint after a tool's name ("bash: python3 greet.py")
 
+# The export's one control: a switch that flips the system's theme with CSS alone (`:has()`),
+# named by the theme it turns on (the label follows the system's scheme).
+THEME_SWITCH = (
+    '<label class="theme-switch"><input type="checkbox" id="theme-toggle" role="switch">'
+    '<span class="to-dark">Dark theme</span><span class="to-light">Light theme</span></label>'
+)
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 LINK_REL = "nofollow noopener noreferrer"
 ROLE_LABELS = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
@@ -704,7 +711,8 @@ def export_html(session: Session, messages: list[Message], *, exported_at: str) 
         f'<meta name="baton-session" content="{html.escape(session.id)}">\n'
         f"<title>{html.escape(title)} · baton</title>\n"
         f'<style>\n{stylesheet()}</style>\n</head>\n<body>\n<main class="export">\n'
-        f'<header><p class="brand">baton session</p><h1 id="title">{html.escape(title)}</h1>'
+        f'<header><div class="export-top"><p class="brand">baton session</p>{THEME_SWITCH}</div>'
+        f'<h1 id="title">{html.escape(title)}</h1>'
         f"{task}{_summary(session, messages, exported_at)}</header>\n"
         f"{conversation}\n"
         f"<footer>Exported by baton {time_html(exported_at)} · session <code>"
@@ -717,24 +725,39 @@ def export_html(session: Session, messages: list[Message], *, exported_at: str) 
 
 
 _DARK = ":root[data-theme=dark]"
+# The export's switch (a checkbox, no script) flips the system's theme while it is checked.
+_FLIPPED = ":root:has(#theme-toggle:checked)"
 
 
 @lru_cache(maxsize=1)
 def stylesheet() -> str:
     """The one stylesheet of the pages and the export: style.css, its dark theme again for
-    `prefers-color-scheme: dark` (unless a page's toggle chose light), and Pygments' colours
-    for both themes (scoped to a message's body)."""
+    `prefers-color-scheme: dark` (unless a page's toggle chose light), the flip of the export's
+    theme switch (dark on a light system, light on a dark one), and Pygments' colours for
+    both themes (scoped to a message's body). The flip is rules of its own: a browser without
+    `:has()` drops them and keeps the rest (and hides the switch)."""
     css = STYLESHEET.read_text("utf-8")
-    begin = css.index(_DARK + " {")
-    block = css[begin + len(_DARK) : css.index("}", begin) + 1]
+    light_block = _block(css, ":root")
+    dark_block = _block(css, _DARK)
     system = ":root:not([data-theme=light])"
     light = _pygments("default", ".body")
     dark = _pygments("github-dark", f"{_DARK} .body")
     dark_system = _pygments("github-dark", f"{system} .body")
+    dark_flipped = _pygments("github-dark", f"{_FLIPPED} .body")
+    light_flipped = _pygments("default", f"{_FLIPPED} .body")
     return (
-        f"{css}@media (prefers-color-scheme: dark) {{\n{system} {block}\n}}\n"
-        f"{light}\n{dark}\n@media (prefers-color-scheme: dark) {{\n{dark_system}\n}}\n"
+        f"{css}@media (prefers-color-scheme: dark) {{\n{system} {dark_block}\n"
+        f"{_FLIPPED} {light_block}\n}}\n"
+        f"@media (prefers-color-scheme: light) {{\n{_FLIPPED} {dark_block}\n}}\n"
+        f"{light}\n{dark}\n@media (prefers-color-scheme: dark) {{\n{dark_system}\n"
+        f"{light_flipped}\n}}\n@media (prefers-color-scheme: light) {{\n{dark_flipped}\n}}\n"
     )
+
+
+def _block(css: str, selector: str) -> str:
+    """The declarations `{...}` of the rule that starts with `selector {` in style.css."""
+    begin = css.index(selector + " {")
+    return css[begin + len(selector) + 1 : css.index("}", begin) + 1]
 
 
 def _pygments(style: str, scope: str) -> str:
