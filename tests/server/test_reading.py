@@ -281,7 +281,7 @@ def test_tool_cards_show_the_command_the_diff_and_the_exit_status(
     expect(call.locator("pre.command")).to_have_text("pytest -q tests/test_login.py")
     expect(call.locator(".copy-code")).to_have_attribute("aria-label", "Copy the command")
     edit = page.locator("#conversation .tool-call.tool-edit").last
-    expect(edit.locator(".tool-head")).to_have_text("edit_filesrc/auth/cookies.py")
+    expect(edit.locator(".tool-head")).to_have_text("edit_filesrc/auth/cookies.pyCopy")
     expect(edit.locator(".d-del")).to_have_text(["-SameSite=None", "-Secure=False"])
     expect(edit.locator(".d-add")).to_have_text(["+SameSite=Lax", "+Secure=True  # step 60"])
     assert (
@@ -290,7 +290,7 @@ def test_tool_cards_show_the_command_the_diff_and_the_exit_status(
     )
     result = page.locator("#conversation .tool-result.error").last
     expect(result.locator(".tool-head")).to_have_text(
-        "run_commandpytest -q tests/test_login.py41 lines · exit 1 · 0 ms"
+        "run_commandpytest -q tests/test_login.py41 lines · exit 1 · 0 msCopy"
     )
     expect(result.locator(".preview pre")).to_be_visible()
     expect(result.locator("details.more > summary")).to_have_text("Show all 41 lines")
@@ -303,6 +303,56 @@ def test_tool_cards_show_the_command_the_diff_and_the_exit_status(
     expect(when).to_have_text("just now")
     assert (when.get_attribute("title") or "").endswith(" UTC")
     shot(page, "reading-tool-cards")
+    page.context.close()
+
+
+FIRST_LINE = """(holder) => {
+  // the first line of a code block (a Range over its text up to the first newline), scrolled
+  // to its end too, against the block's copy button: where they meet, if anywhere
+  const pre = holder.querySelector("pre"), button = holder.querySelector(".copy-code");
+  const walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+  const range = document.createRange();
+  let node, started = false;
+  while ((node = walker.nextNode())) {
+    if (!started) { range.setStart(node, 0); started = true; }
+    const end = node.data.indexOf("\\n");
+    if (end >= 0) { range.setEnd(node, end); break; }
+    range.setEnd(node, node.data.length);
+  }
+  const meets = () => {
+    const b = button.getBoundingClientRect();
+    return [...range.getClientRects()].filter(r => r.width > 0 && r.left < b.right
+      && r.right > b.left && r.top < b.bottom && r.bottom > b.top).length;
+  };
+  const before = meets();
+  const long = range.getBoundingClientRect().width > pre.clientWidth;
+  pre.scrollLeft = pre.scrollWidth;
+  const after = meets();
+  pre.scrollLeft = 0;
+  return {long: long, meets: before + after};
+}"""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_no_code_is_under_its_copy_button(world: World, browser: Browser, width: int) -> None:
+    page = signed_in(browser, world.live, width, 844)
+    page.goto(world.pages["session"])
+    # a tool card's button is in its head; any other block's in a bar above its code
+    blocks = page.locator("#conversation :is(.copyable, .tool-call, .tool-result):has(.copy-code)")
+    expect(blocks.first.locator(".copy-code")).to_have_text("Copy")
+    found = [blocks.nth(i).evaluate(FIRST_LINE) for i in range(min(blocks.count(), 60))]
+    assert [f for f in found if f["meets"]] == []
+    card = page.locator("#conversation .tool-result.error").last
+    expect(card.locator(".tool-head .copy-code")).to_have_count(1)  # one for the card
+    expect(card.locator(".copyable")).to_have_count(0)
+    # the blocks checked include ones whose first line is wider than the block (it scrolls)
+    assert any(f["long"] for f in found)
+    # the Python answer's one long line: its block scrolls, and copies the code alone
+    answer = page.locator("#conversation > li.role-assistant .text .copyable").last
+    assert answer.evaluate(FIRST_LINE) == {"long": True, "meets": 0}
+    turn = page.locator("#conversation > li.message").nth(-4)
+    turn.scroll_into_view_if_needed()
+    turn.screenshot(path=str(artifacts() / f"reading-copy-buttons-{width}.png"))
     page.context.close()
 
 

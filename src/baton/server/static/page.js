@@ -85,22 +85,34 @@
       var pre = blocks[i];
       pre.setAttribute("data-copyable", "");
       pre.tabIndex = 0;  // a block that scrolls sideways scrolls with the keyboard too
-      var holder = document.createElement("div");
-      holder.className = "copyable";
-      pre.parentNode.insertBefore(holder, pre);
-      holder.appendChild(pre);
+      // a tool card's button sits in its head (one per card: it copies the card's last block,
+      // a long output in full); any other block gets a bar of its own above the code, so no
+      // line ever runs under the button
+      var card = pre.closest(".tool-call, .tool-result");
+      var head = card && card.querySelector(":scope > .tool-head");
+      if (head && head.querySelector(".copy-code")) continue;
       var button = document.createElement("button");
       button.type = "button";
       button.className = "copy-code";
       button.textContent = "Copy";
       button.setAttribute("aria-label", pre.classList.contains("command") ? "Copy the command" : "Copy the code");
+      if (head) {
+        head.appendChild(button);
+        continue;
+      }
+      var holder = document.createElement("div");
+      holder.className = "copyable";
+      pre.parentNode.insertBefore(holder, pre);
+      holder.appendChild(pre);
       holder.appendChild(button);
     }
   }
   document.addEventListener("click", function (event) {
     if (!event.target.closest) return;
     var button = event.target.closest(".copy-code");
-    var pre = button && button.parentNode.querySelector("pre");
+    var scope = button && button.closest(".copyable, .tool-call, .tool-result");
+    var blocks = scope ? scope.querySelectorAll("pre") : [];
+    var pre = blocks.length ? blocks[blocks.length - 1] : null;
     if (pre) copyText(pre.textContent, button);
     var named = event.target.closest("[data-copy]");  // the value of a named field
     var field = named && document.getElementById(named.getAttribute("data-copy"));
