@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from baton.core.ids import Encoder, message_id
 from baton.core.models import JSON, Message, StoredMessage, Totals, message_content
-from baton.core.validation import MessageInput, message_text
+from baton.core.validation import MessageInput
 
 
 def link(
@@ -37,7 +37,6 @@ def stored(message: Message, parent: StoredMessage | None, findings: list[JSON])
         depth=parent.depth + 1 if parent else 0,
         root=parent.root if parent else message.id,
         totals=base.add(message.usage),
-        text=message_text(message.parts),
         findings=findings,
         flagged=flagged,
         blobs=blob_refs(message.parts),

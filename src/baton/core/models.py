@@ -148,10 +148,17 @@ class StoredMessage:
     depth: int  # position in its chain, 0 for the first message
     root: str  # id of the first message of the chain
     totals: Totals  # usage summed from the root up to and including this message
-    text: str  # searchable text of this message
     findings: list[JSON]  # secret-scan findings in this message (not hashed)
     flagged: str | None  # nearest message at or before this one that has findings
     blobs: tuple[str, ...] = ()  # sha256 of every blob the message references
+
+    @property
+    def text(self) -> str:
+        """The searchable text of this message, made when asked (when it is stored), not
+        held beside the parts of every message of a big import."""
+        from baton.core.validation import message_text
+
+        return message_text(self.message.parts)
 
 
 @dataclass(slots=True)

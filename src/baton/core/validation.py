@@ -125,6 +125,8 @@ def _check_json(value: Any, where: str) -> tuple[int, bool]:
 
 
 def _utf8_size(text: str, where: str) -> int:
+    if text.isascii():  # most text: its length is its size, and it is valid
+        return len(text)
     try:
         return len(text.encode("utf-8"))
     except UnicodeEncodeError:

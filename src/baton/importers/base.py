@@ -11,7 +11,9 @@ times (ISO 8601, epoch milliseconds) in baton's format, and checks of loose JSON
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -113,6 +115,115 @@ def load_json(path: Path, where: Path | None = None, *, fast: bool = True) -> An
         ) from None
     except RecursionError:
         raise fail("is nested too deeply", "the JSON") from None
+
+
+_CHUNK = 1 << 20
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_INT64 = (-(2**63), 2**64 - 1)
+
+
+def _int(text: str) -> int | float:
+    """An integer as orjson reads it: beyond 64 bits, a float."""
+    value = int(text)
+    return value if _INT64[0] <= value <= _INT64[1] else float(text)
+
+
+_DECODER = json.JSONDecoder(parse_int=_int)
+
+
+class _Unstreamable(Exception):
+    """The file is not an object of plain values and arrays, or not valid JSON."""
+
+
+class _Reader:
+    """A JSON text read in pieces: the values of a top-level object, and the elements of its
+    arrays one at a time, each parsed alone, so no more than one element's text is held."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.decode = codecs.getincrementaldecoder("utf-8-sig")().decode
+        self.buf, self.pos, self.eof = "", 0, False
+
+    def more(self) -> bool:
+        if self.eof:
+            return False
+        left = len(self.buf) - self.pos
+        chunk = self.handle.read(max(_CHUNK, left))  # a long value: read as much again
+        self.eof = not chunk
+        try:
+            text = self.decode(chunk, self.eof)
+        except UnicodeDecodeError:
+            raise _Unstreamable from None
+        self.buf, self.pos = self.buf[self.pos :] + text, 0
+        return True
+
+    def peek(self) -> str:
+        while True:
+            match = _WHITESPACE.match(self.buf, self.pos)
+            self.pos = match.end() if match else self.pos
+            if self.pos < len(self.buf) or not self.more():
+                return self.buf[self.pos : self.pos + 1]
+
+    def take(self, char: str) -> None:
+        if self.peek() != char:
+            raise _Unstreamable
+        self.pos += 1
+
+    def value(self) -> Any:
+        self.peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                if self.more():  # perhaps the value goes on in the next piece
+                    continue
+                raise _Unstreamable from None
+            except RecursionError:
+                raise _Unstreamable from None
+            if end == len(self.buf) and self.more():  # a number may go on
+                continue
+            self.pos = end
+            return value
+
+    def array(self) -> list[Any]:
+        self.take("[")
+        out: list[Any] = []
+        if self.peek() == "]":
+            self.pos += 1
+            return out
+        while True:
+            out.append(self.value())
+            if self.peek() == "]":
+                self.pos += 1
+                return out
+            self.take(",")
+
+
+def load_json_object(path: Path) -> Any:
+    """`load_json` of a file holding one JSON object, read in pieces: its arrays' elements are
+    parsed one at a time, so the whole text (and a parser's copy of it) is never held beside
+    what it parses to. A file it cannot read so (not an object, a key twice, not valid JSON)
+    is read by `load_json`, which words the refusal."""
+    try:
+        with path.open("rb") as handle:
+            reader = _Reader(handle)
+            reader.take("{")
+            out: dict[str, Any] = {}
+            while reader.peek() != "}":
+                if out:
+                    reader.take(",")
+                key = reader.value()
+                if not isinstance(key, str) or key in out:
+                    raise _Unstreamable
+                reader.take(":")
+                out[key] = reader.array() if reader.peek() == "[" else reader.value()
+            reader.pos += 1
+            if reader.peek() != "":
+                raise _Unstreamable
+            return out
+    except (_Unstreamable, OSError):
+        pass
+    return load_json(path)
 
 
 def bounded_usage(usage: JSON | None) -> JSON | None:

@@ -36,7 +36,7 @@ from baton.importers.base import (
     epoch_ms,
     finite,
     first_prompt,
-    load_json,
+    load_json_object,
     ms_time,
     refuse,
     shared_prefix,
@@ -150,7 +150,7 @@ def _read_export(path: Path) -> Parsed:
 
 
 def _export(path: Path, warnings: list[str]) -> _Converted:
-    doc = load_json(path)
+    doc = load_json_object(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("info"), dict):
         raise refuse(path, "not an opencode or Kilo export (expected {info, messages})")
     info, raw_messages = doc["info"], doc.get("messages")

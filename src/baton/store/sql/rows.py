@@ -10,7 +10,6 @@ import orjson
 
 from baton.core.chain import blob_refs
 from baton.core.models import Message, Session, Share, StoredMessage, Totals
-from baton.core.validation import message_text
 from baton.store.base import ListQuery, Page, decode_cursor, encode_cursor
 
 SESSION_COLUMNS = (
@@ -100,7 +99,6 @@ def stored_from(row: Sequence[Any]) -> StoredMessage:
         depth=row[2],
         root=row[3],
         totals=Totals(row[5], row[6], row[7], row[8], row[9]),
-        text=message_text(message.parts),
         findings=load(row[10]) or [],
         flagged=row[11],
         blobs=blob_refs(message.parts),
