@@ -251,7 +251,7 @@ class Bench:
                 [sys.executable, "-m", "baton", *args], env=env, capture_output=True, check=True
             )
 
-        repeat = 3 if self.quick else 5
+        repeat = 1 if self.quick else 5
         base = median_time(
             lambda: subprocess.run([sys.executable, "-c", "pass"], capture_output=True), repeat
         )
@@ -291,7 +291,9 @@ def main() -> None:
         bench = Bench(root, args.quick)
         bench.run(only)
     finally:
+        began = time.perf_counter()
         shutil.rmtree(root, ignore_errors=True)
+        print(f"  (cleaning up: {time.perf_counter() - began:.1f} s)", file=sys.stderr)
     result = {"quick": args.quick, "python": sys.version.split()[0], "figures": bench.figures}
     if args.json:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -26,7 +26,7 @@ def run(root: Path, quick: bool, record: Record) -> None:
     print(f"event latency: {watchers} watchers of one session…", file=sys.stderr)
     served = Served(root / "events")
     try:
-        appends = 10 if quick else 100
+        appends = 5 if quick else 100
         samples, count = asyncio.run(_measure(served, appends, watchers))
     finally:
         served.stop()

@@ -66,7 +66,7 @@ def run(root: Path, quick: bool, record: Record) -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
-                measured = _measure(browser, served, ids, 2 if quick else 15, 1 if quick else 2)
+                measured = _measure(browser, served, ids, 1 if quick else 15, 1 if quick else 2)
             finally:
                 browser.close()
     finally:

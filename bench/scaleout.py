@@ -142,7 +142,7 @@ def appends_two_vs_one(root: Path, url: str, quick: bool, record: Record) -> Non
             ]
         seconds = 1.0 if quick else 4.0
         rounds = 1 if quick else 7
-        for server in (one, two):  # warm up
+        for server in (one, two) if not quick else ():  # warm up
             _wrk(server, token, paths, 1.0, root)
         rates: dict[int, list[float]] = {1: [], 2: []}
         cpu: dict[str, list[float]] = collections.defaultdict(list)
@@ -155,7 +155,7 @@ def appends_two_vs_one(root: Path, url: str, quick: bool, record: Record) -> Non
                 rates[workers].append(rate)
                 cpu[f"server{workers}"].append((_cpu_of(server.pids()) - before[0]) / elapsed)
                 cpu[f"pg{workers}"].append((_cpu_of(pg_pids) - before[1]) / elapsed)
-        profile = _profile(one, token, paths, root, 2 if quick else 4)
+        profile = _profile(one, token, paths, root, 1 if quick else 4)
     finally:
         one.stop()
         if two is not None:
