@@ -229,6 +229,7 @@ def test_a_background_process_is_gone_when_the_command_ends(workdir: Path, confi
     gone(tag)
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_a_ctrl_c_while_the_command_starts_is_stopped_with_its_output(workdir: Path) -> None:
     # the command interrupts this process at once: the signal often lands while Popen is
     # still starting it, before its output is watched (it did, 127 times in 200, under load)
