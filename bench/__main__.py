@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,10 @@ class Bench:
     def __init__(self, root: Path, quick: bool) -> None:
         self.root = root
         self.quick = quick
-        self.big = 2_000 if quick else 10_000
+        self.big = 500 if quick else 10_000
         self.small = 10
-        self.many = 10_000 if quick else 100_000
+        self.many = 1_000 if quick else 100_000
+        self.forks = 50 if quick else 200  # forks measured for the bytes one adds
         self.service = self._service("main")
         self.owner = self.service.account("bench").id
         self.figures: list[dict[str, Any]] = []
@@ -81,6 +83,7 @@ class Bench:
 
     def run(self, only: set[str] | None = None) -> None:
         if only is None or "sessions" in only:
+            began = time.perf_counter()
             print(f"building sessions of {self.small} and {self.big} messages…", file=sys.stderr)
             small = self.session_with(self.small)
             big = self.session_with(self.big)
@@ -89,9 +92,13 @@ class Bench:
             self.fork_and_share(small, big)
             self.listing()
             self.startup()
+            print(f"  (sessions: {time.perf_counter() - began:.1f} s)", file=sys.stderr)
         for name, group in GROUPS.items():
             if only is None or name in only:
+                began = time.perf_counter()
                 group(self.root, self.quick, self.record)
+                took = time.perf_counter() - began
+                print(f"  ({name}: {took:.1f} s)", file=sys.stderr)
 
     def append(self, small: str, big: str) -> None:
         prompt = [{"role": "user", "parts": [{"type": "text", "text": "x" * 200}]}]
@@ -103,7 +110,7 @@ class Bench:
 
             return go
 
-        repeat = 30 if self.quick else 100
+        repeat = 10 if self.quick else 100
         t_small, t_big = paired_medians(one(small), one(big), repeat, 3)
         self.record(
             f"append at {self.big} vs {self.small} messages",
@@ -130,7 +137,7 @@ class Bench:
         )
 
     def fork_and_share(self, small: str, big: str) -> None:
-        repeat = 30 if self.quick else 200
+        repeat = 10 if self.quick else 200
         forks = dict(
             zip(
                 (small, big),
@@ -176,7 +183,7 @@ class Bench:
             per_fork / 4096,
             "< 4 KiB (ratio < 1)",
             per_fork < 4096,
-            "growth of page_count × page_size over 200 forks, after a WAL checkpoint",
+            f"growth of page_count × page_size over {self.forks} forks, after a WAL checkpoint",
         )
 
     def _bytes_per_fork(self, big: str) -> float:
@@ -192,9 +199,9 @@ class Bench:
             return int((pages - free) * page)
 
         before = size()
-        for _ in range(200):
+        for _ in range(self.forks):
             self.service.fork(self.owner, big)
-        return (size() - before) / 200
+        return (size() - before) / self.forks
 
     def listing(self) -> None:
         few = self._service("list-few")
@@ -218,7 +225,7 @@ class Bench:
                         version=1,
                     )
                 )
-        repeat = 50 if self.quick else 200
+        repeat = 20 if self.quick else 200
         few_owner, many_owner = few.account("bench").id, many.account("bench").id
         t_few, t_many = paired_medians(
             lambda: few.list(few_owner, limit=50),
@@ -244,11 +251,12 @@ class Bench:
                 [sys.executable, "-m", "baton", *args], env=env, capture_output=True, check=True
             )
 
+        repeat = 1 if self.quick else 5
         base = median_time(
-            lambda: subprocess.run([sys.executable, "-c", "pass"], capture_output=True), 5
+            lambda: subprocess.run([sys.executable, "-c", "pass"], capture_output=True), repeat
         )
-        version = median_time(run("--version"), 5)
-        listing = median_time(run("sessions", "list"), 5)
+        version = median_time(run("--version"), repeat)
+        listing = median_time(run("sessions", "list"), repeat)
         self.record(
             "`baton --version` vs a bare `python -c pass`",
             f"{version * 1e3:.0f} ms vs {base * 1e3:.0f} ms (opencode: 630 ms)",
@@ -283,7 +291,9 @@ def main() -> None:
         bench = Bench(root, args.quick)
         bench.run(only)
     finally:
+        began = time.perf_counter()
         shutil.rmtree(root, ignore_errors=True)
+        print(f"  (cleaning up: {time.perf_counter() - began:.1f} s)", file=sys.stderr)
     result = {"quick": args.quick, "python": sys.version.split()[0], "figures": bench.figures}
     if args.json:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")

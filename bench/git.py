@@ -56,7 +56,7 @@ def build(root: Path, files: int) -> Path:
 
 
 def run(root: Path, quick: bool, record: Record) -> None:
-    files = 2_000 if quick else 10_000
+    files = 500 if quick else 10_000
     repo = build(root, files)
     blobs: dict[str, bytes] = {}
 
@@ -73,8 +73,8 @@ def run(root: Path, quick: bool, record: Record) -> None:
         assert snapshot is not None and snapshot["patch"] is not None
         assert snapshot["bundle"] is None
 
-    repeat = 7 if quick else 15
-    t_status, t_capture = paired_medians(status, capture, repeat, warmup=2)
+    repeat = 3 if quick else 15
+    t_status, t_capture = paired_medians(status, capture, repeat, warmup=1 if quick else 2)
     ratio = t_capture / t_status
     record(
         f"git capture vs git status, {files} files with a small change",

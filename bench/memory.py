@@ -72,7 +72,7 @@ def floor(path: Path, root: Path) -> float:
 
 
 def run(root: Path, quick: bool, record: Record) -> None:
-    count = 1_000 if quick else 10_000
+    count = 200 if quick else 10_000
     work = root / "memory"
     work.mkdir(parents=True, exist_ok=True)
     print(f"exporting a {count}-message session for the memory figures…", file=sys.stderr)

@@ -56,7 +56,7 @@ def run(root: Path, quick: bool, record: Record) -> None:
         return
     from playwright.sync_api import sync_playwright
 
-    big, small = (2_000 if quick else 10_000), 10
+    big, small = (500 if quick else 10_000), 10
     print(f"page timings: building sessions of {small} and {big:,} messages…", file=sys.stderr)
     served = Served(root / "pages")
     try:
@@ -66,7 +66,7 @@ def run(root: Path, quick: bool, record: Record) -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
-                measured = _measure(browser, served, ids, 3 if quick else 15, 1 if quick else 2)
+                measured = _measure(browser, served, ids, 1 if quick else 15, 1 if quick else 2)
             finally:
                 browser.close()
     finally:

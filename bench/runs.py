@@ -3,7 +3,7 @@ no hosted model):
 
 - from Start (POST /api/runs to `baton serve`, embedded store, its runner thread) to the first
   event on the session's event stream, and to the first model request, setup commands
-  excluded, with a warm mirror, for a repository of 10,000 files (2,000 with --quick): ≤ 1 s;
+  excluded, with a warm mirror, for a repository of 10,000 files (300 with --quick): ≤ 1 s;
 - cold resume of a session whose snapshot has 100 unpushed commits (and a patch) into a new
   workspace, against a plain `git clone` of the same repository: ≤ 2×;
 - runs per minute with two `baton worker` processes against one on PostgreSQL (two runner
@@ -75,7 +75,7 @@ def first_event_and_request(root: Path, quick: bool, record: Record) -> None:
     and the first request reaching the model. A first run warms the mirror; each measured run
     is a new session, so its workspace is cloned and checked out (beside the first request:
     runs.execute)."""
-    files = 2_000 if quick else 10_000
+    files = 300 if quick else 10_000
     print(f"server runs: Start → first event / model request, {files} files…", file=sys.stderr)
     base = root / "runs-first"
     build(base, files)
@@ -104,7 +104,7 @@ def first_event_and_request(root: Path, quick: bool, record: Record) -> None:
         auth = {"Authorization": f"Bearer {served.token}"}
         with httpx.Client(base_url=served.url, headers=auth, timeout=60) as http:
             repo = _check(http.post("/api/repos", json={"url": str(origin)}), 201).json()["id"]
-            for i in range(1 + (3 if quick else 7)):  # the first warms the mirror
+            for i in range(1 + (1 if quick else 7)):  # the first warms the mirror
                 asked.clear()
                 start = time.perf_counter()
                 started = http.post("/api/runs", json={"repo": repo, "prompt": f"say ok {i}"})
@@ -194,7 +194,7 @@ def _watch(http: httpx.Client, session: str, start: float) -> tuple[float, str, 
 
 
 def cold_resume(root: Path, quick: bool, record: Record) -> None:
-    files = 1_000 if quick else 10_000
+    files = 300 if quick else 10_000
     base = root / "runs-cold"
     repo = build(base, files)
     origin = base / f"git-{files}-origin.git"
@@ -229,7 +229,7 @@ def cold_resume(root: Path, quick: bool, record: Record) -> None:
         _git(base, "clone", "-q", str(origin), str(dest))
         shutil.rmtree(dest)
 
-    t_clone, t_resume = paired_medians(clone, resume, 3 if quick else 5, 1)
+    t_clone, t_resume = paired_medians(clone, resume, 1 if quick else 5, 0 if quick else 1)
     record(
         f"cold resume (100 unpushed commits, {files} files) vs git clone",
         f"{t_resume * 1e3:.0f} ms vs {t_clone * 1e3:.0f} ms",
@@ -241,14 +241,15 @@ def cold_resume(root: Path, quick: bool, record: Record) -> None:
 
 
 def two_runners(root: Path, quick: bool, record: Record) -> None:
-    runs = 4 if quick else 8
+    runs = 2 if quick else 8
+    delay = 0.02 if quick else 0.1  # 20 chunks: the answer streams for 0.4 s or 2 s
     base = root / "runs-pool"
     build(base, 200)
     origin = base / "git-200-origin.git"
 
     def go(n: int) -> float:
         fake = FakeModel()
-        fake.responder = lambda body: Step(text="done " * 8, chunk=2, delay=0.1)
+        fake.responder = lambda body: Step(text="done " * 8, chunk=2, delay=delay)
         service, settings, owner = _service(base / f"home-{n}", fake)
         try:
             added = service.add_repo(owner, str(origin))
@@ -281,12 +282,13 @@ def two_workers(root: Path, url: str, quick: bool, record: Record) -> None:
     """`baton worker` processes on PostgreSQL (procrastinate), one then two, each executing
     one run at a time; the runs queued by a service in this process at once, timed until
     every one is done. The scripted model streams its answer for about two seconds."""
-    count = 4 if quick else 12
+    count = 2 if quick else 12
+    delay = 0.02 if quick else 0.1  # 20 chunks: the answer streams for 0.4 s or 2 s
     base = root / "runs-workers"
     build(base, 200)
     origin = base / "git-200-origin.git"
     fake = FakeModel()
-    fake.responder = lambda body: Step(text="done " * 8, chunk=2, delay=0.1)
+    fake.responder = lambda body: Step(text="done " * 8, chunk=2, delay=delay)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
         **model_env(fake),
@@ -323,7 +325,7 @@ def two_workers(root: Path, url: str, quick: bool, record: Record) -> None:
                 if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
                     raise RuntimeError("baton worker did not start: " + _tails(logs))
                 time.sleep(0.1)
-            time.sleep(1)  # past their start: waiting for jobs
+            time.sleep(0.2 if quick else 1)  # past their start: waiting for jobs
             cpu_before = _cpu_with_children([w.pid for w in workers])
             start = time.perf_counter()
             queued = [service.start_run(owner, f"run {i}", repo=added.id)[0] for i in range(count)]
@@ -362,7 +364,8 @@ def two_workers(root: Path, url: str, quick: bool, record: Record) -> None:
         one / two >= 1.8,
         f"`baton worker --concurrency 1` processes (procrastinate) on one machine of "
         f"{os.cpu_count()} cores, sharing its mirror; {count} runs queued at once, each a new "
-        f"session of a 200-file repository whose model answer streams for 2 s; timed from "
+        f"session of a 200-file repository whose model answer streams for {20 * delay:g} s; "
+        f"timed from "
         f"queueing to the last run done; CPU per run (workers and their git and sandbox "
         f"processes): {cpu[1]:.2f} s with one worker, {cpu[2]:.2f} s with two; load average "
         f"{load:.1f} at the start (the machine is shared)",

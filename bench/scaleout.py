@@ -64,7 +64,7 @@ def load_vs_sqlite(root: Path, url: str, quick: bool, record: Record) -> None:
     from baton.store.postgres import PostgresStore
     from baton.store.sqlite import SQLiteStore
 
-    count = 2_000 if quick else 10_000
+    count = 500 if quick else 10_000
     print(f"loading {count} messages into PostgreSQL and SQLite…", file=sys.stderr)
     batch = messages(count, seed=count)
     services = {
@@ -89,7 +89,7 @@ def load_vs_sqlite(root: Path, url: str, quick: bool, record: Record) -> None:
         service, (owner, sid) = services[name], sessions[name]
         return lambda: service.messages(owner, sid)
 
-    t_sqlite, t_pg = paired_medians(load("sqlite"), load("postgres"), 5 if quick else 15)
+    t_sqlite, t_pg = paired_medians(load("sqlite"), load("postgres"), 3 if quick else 15)
     # the same conversation (ids differ: each store stamped its own arrival times)
     assert [m.parts for m in load("sqlite")()] == [m.parts for m in load("postgres")()]
     for service in services.values():
@@ -140,9 +140,9 @@ def appends_two_vs_one(root: Path, url: str, quick: bool, record: Record) -> Non
                 + "/messages"
                 for i in range(CONNECTIONS)
             ]
-        seconds = 2.0 if quick else 4.0
-        rounds = 3 if quick else 7
-        for server in (one, two):  # warm up
+        seconds = 1.0 if quick else 4.0
+        rounds = 1 if quick else 7
+        for server in (one, two) if not quick else ():  # warm up
             _wrk(server, token, paths, 1.0, root)
         rates: dict[int, list[float]] = {1: [], 2: []}
         cpu: dict[str, list[float]] = collections.defaultdict(list)
@@ -155,7 +155,7 @@ def appends_two_vs_one(root: Path, url: str, quick: bool, record: Record) -> Non
                 rates[workers].append(rate)
                 cpu[f"server{workers}"].append((_cpu_of(server.pids()) - before[0]) / elapsed)
                 cpu[f"pg{workers}"].append((_cpu_of(pg_pids) - before[1]) / elapsed)
-        profile = _profile(one, token, paths, root)
+        profile = _profile(one, token, paths, root, 1 if quick else 4)
     finally:
         one.stop()
         if two is not None:
@@ -196,12 +196,11 @@ CATEGORIES = [
 ]
 
 
-def _profile(server: Served, token: str, paths: list[str], root: Path) -> str:
+def _profile(server: Served, token: str, paths: list[str], root: Path, seconds: int) -> str:
     spy = shutil.which("py-spy")
     if spy is None:
         return "not measured (pip install py-spy)"
     raw = root / "profile.txt"
-    seconds = 4
     record = subprocess.Popen(
         [spy, "record", "-p", str(server.pids()[0]), "-d", str(seconds), "-r", "200",
          "-f", "raw", "-o", str(raw), "--nonblocking"],

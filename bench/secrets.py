@@ -78,7 +78,7 @@ def run(quick: bool, record: Record) -> None:
     )
     sessions = [s.messages for s in corpus.planted() + corpus.clean()]
     megabytes = sum(len(t) for m in sessions for t in strings_in(m)) / 1e6
-    repeat = 5 if quick else 15
+    repeat = 1 if quick else 15
 
     def scan(finder: Finder) -> Callable[[], None]:
         def go() -> None:

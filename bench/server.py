@@ -158,8 +158,10 @@ def appends_vs_noop(served: Served, quick: bool, record: Record) -> None:
         "noop": (served.url + "/api/health", load.get_script(root)),
     }
     seconds = 1 if quick else 2
-    rounds = 3 if quick else 7
-    for url, script in scripts.values():  # warm up connections, threads and caches
+    rounds = 1 if quick else 7
+    for url, script in (
+        scripts.values() if not quick else ()
+    ):  # warm up connections, threads, caches
         load.wrk(url, 1, script, CONNECTIONS)
     rates: dict[str, list[float]] = {"noop": [], "append": []}
     cpu: dict[str, list[float]] = {"noop": [], "append": []}
@@ -226,7 +228,7 @@ def share_page(served: Served, quick: bool, record: Record) -> None:
             return go
 
         # The server allows 300 share-page requests a minute from one address: stay under.
-        repeat = 10 if quick else 40
+        repeat = 3 if quick else 40
         t_small, t_big = paired_medians(page(small), page(big), repeat, 2)
     ratio = t_big / t_small
     record(

@@ -253,6 +253,22 @@ def test_a_background_process_is_gone_when_the_command_ends(workdir: Path, confi
     gone(tag)
 
 
+@pytest.mark.usefixtures("ctrl_c")
+def test_a_ctrl_c_while_the_command_starts_is_stopped_with_its_output(workdir: Path) -> None:
+    # the command interrupts this process at once: the signal often lands while Popen is
+    # still starting it, before its output is watched (it did, 127 times in 200, under load)
+    tag = marker()
+    for _ in range(20):
+        with pytest.raises(sandbox.Stopped) as stopped:
+            sandbox.run(
+                f"echo started; kill -INT {os.getpid()}; exec -a {tag} sleep 600",
+                workdir,
+                Policy.unconfined(),
+            )
+        assert stopped.value.output == "started\n"
+    gone(tag)
+
+
 def test_each_command_result_records_its_policy_in_the_session(
     memory_service: Any, me: str, fake_model: FakeModel, workdir: Path
 ) -> None:

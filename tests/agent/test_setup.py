@@ -136,6 +136,7 @@ def test_a_setup_command_past_its_timeout_fails_cleanly(
     assert found["duration"] < 30
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_during_a_setup_command_is_recorded_with_its_output_and_exits_130(
     baton: Any, model_settings: FakeModel, repo: Path
 ) -> None:

@@ -112,11 +112,13 @@ def check_conversation(page: Page) -> None:
     assert code.locator("xpath=..").evaluate(background) == "rgb(246, 248, 250)"
     # the tool call shows its command; the 60-line output its first lines, the rest folded
     call = messages.nth(2).locator(".tool-call")
-    expect(call.locator(".tool-head")).to_have_text("bash")
+    expect(call.locator(".tool-head .tool-name")).to_have_text("bash")
     expect(call.locator("pre.command")).to_have_text("ls")
     output = messages.nth(3).locator(".tool-result")
     expect(output).to_have_count(1)
-    expect(output.locator(".tool-head")).to_have_text(re.compile(r"^bashls60 lines · \d+ ms$"))
+    expect(output.locator(".tool-head")).to_have_text(
+        re.compile(r"^bashls60 lines · \d+ ms(Copy)?$")
+    )
     expect(output.locator(".preview pre")).to_have_text("\n".join(LISTING.splitlines()[:8]))
     expect(output.locator("details.more > summary")).to_have_text("Show all 60 lines")
     assert output.locator("details.more").evaluate("d => d.open") is False

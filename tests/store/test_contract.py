@@ -307,8 +307,7 @@ def test_a_session_stores_the_messages_it_brings(store: Store) -> None:
             expected.root,
             expected.totals,
         )
-        assert (stored.text, stored.findings, stored.flagged) == (
-            expected.text,
+        assert (stored.findings, stored.flagged) == (
             expected.findings,
             expected.flagged,
         )

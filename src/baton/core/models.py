@@ -152,13 +152,8 @@ class StoredMessage:
     flagged: str | None  # nearest message at or before this one that has findings
     blobs: tuple[str, ...] = ()  # sha256 of every blob the message references
 
-    @property
-    def text(self) -> str:
-        """The searchable text of this message, made when asked (when it is stored), not
-        held beside the parts of every message of a big import."""
-        from baton.core.validation import message_text
-
-        return message_text(self.message.parts)
+    # Its searchable text is `core.validation.message_text(message.parts)`, made by the
+    # store when it inserts it, not held beside the parts of every message of a big import.
 
 
 @dataclass(slots=True)

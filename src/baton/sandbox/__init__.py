@@ -23,7 +23,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,6 +321,7 @@ def run(
         ]
     else:
         argv = shell
+    held = _HeldInterrupt()  # a Ctrl-C while the command starts waits until it is watched
     try:
         process = subprocess.Popen(
             argv,
@@ -337,6 +338,7 @@ def run(
         for fd in (info_read, life_write):
             if fd >= 0:
                 os.close(fd)
+        held.release()
         raise
     finally:
         for fd in (info_write, life_read):
@@ -344,13 +346,43 @@ def run(
                 os.close(fd)
     watch = _Watch(process, policy, info_read, stop)
     try:
-        return watch.wait()
+        return watch.wait(ready=held.release)
     except Stopped:
         raise
     except KeyboardInterrupt as exc:  # Ctrl-C: the output so far goes with the interrupt
         raise Stopped(watch.kept.decode("utf-8", "replace")) from exc
     finally:
+        held.release()  # already done unless it failed before watching
         os.close(life_write)
+
+
+class _HeldInterrupt:
+    """Holds back Ctrl-C (SIGINT) from its creation until `release`, which delivers one
+    that came meanwhile to the handler it held back. A command that interrupts this process
+    at once (or a Ctrl-C while it starts, on a loaded machine) could otherwise land inside
+    Popen or before the output is watched: a bare KeyboardInterrupt, the output lost, the
+    command left running. Only in the main thread, the one where Python runs handlers."""
+
+    def __init__(self) -> None:
+        self.previous: Callable[[int, Any], Any] | None = None
+        self.came: tuple[int, Any] | None = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if callable(previous):
+            self.previous = previous
+            signal.signal(signal.SIGINT, self._hold)
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.came = (signum, frame)
+
+    def release(self) -> None:
+        previous, self.previous = self.previous, None
+        if previous is None:
+            return
+        signal.signal(signal.SIGINT, previous)
+        if self.came is not None:
+            previous(*self.came)
 
 
 def _lifeline(fd: int, confined: bool) -> str:
@@ -382,7 +414,9 @@ class _Watch:
         self.kept = bytearray()
         self.truncated = False
 
-    def wait(self) -> Result:
+    def wait(self, ready: Callable[[], None] | None = None) -> Result:
+        """`ready` is called once the output is watched: an interrupt it raises kills the
+        command, and the output it had written goes with the interrupt."""
         policy = self.policy
         deadline = time.monotonic() + policy.timeout
         stopped: str | None = None
@@ -392,6 +426,8 @@ class _Watch:
         if self.info >= 0:
             selector.register(self.info, selectors.EVENT_READ, "info")
         try:
+            if ready is not None:
+                ready()
             open_streams = len(selector.get_map())
             while open_streams:
                 left = deadline - time.monotonic()

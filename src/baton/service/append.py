@@ -13,7 +13,7 @@ from baton.core.attachments import decode
 from baton.core.chain import link
 from baton.core.errors import Conflict, InvalidInput
 from baton.core.models import JSON, Message, Session, StoredMessage, Totals
-from baton.core.validation import MessageInput, derive_title, validate_message
+from baton.core.validation import MessageInput, derive_title, message_text, validate_message
 from baton.service import blobs
 from baton.service.common import Ports, canonical, owned
 from baton.store.base import Answered, Remembered, Remembering, idempotency_cutoff
@@ -164,8 +164,9 @@ def _append_at(
     changes: JSON = {"updated_at": p.now()}
     if session.title_auto and not session.title:
         for sm in chain:
-            if sm.message.role == "user" and sm.text.strip():
-                changes["title"] = derive_title(sm.text)
+            text = message_text(sm.message.parts) if sm.message.role == "user" else ""
+            if text.strip():
+                changes["title"] = derive_title(text)
                 break
     appended = [sm.message for sm in chain]
     remember = None

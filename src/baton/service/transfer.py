@@ -14,7 +14,13 @@ from baton.core.chain import link, stored
 from baton.core.errors import InvalidInput
 from baton.core.models import JSON, STATUSES, Session, StoredMessage, Totals
 from baton.core.redaction import strings_in
-from baton.core.validation import MessageInput, check_header, derive_title, validate_message
+from baton.core.validation import (
+    MessageInput,
+    check_header,
+    derive_title,
+    message_text,
+    validate_message,
+)
 from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.scanning import Pending
 from baton.service import blobs
@@ -131,7 +137,11 @@ def import_document(
         id=session_id,
         owner=owner,
         title=title
-        or (derive_title(next((s.text for s in chain if s.message.role == "user"), ""))),
+        or (
+            derive_title(
+                next((message_text(s.message.parts) for s in chain if s.message.role == "user"), "")
+            )
+        ),
         task=task,
         status=status,
         head=head.message.id if head else None,

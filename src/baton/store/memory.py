@@ -11,6 +11,7 @@ from typing import Any
 from baton.core.errors import Conflict, NotFound, VersionMismatch
 from baton.core.models import JSON, Account, Login, Message, Session, Share, StoredMessage, Token
 from baton.core.runs import PREPARING, QUEUED, Environment, Repo, Run
+from baton.core.validation import message_text
 from baton.store.base import (
     SESSION_FIELDS,
     Answered,
@@ -308,7 +309,10 @@ class MemoryStore(Store):
         haystack = f"{session.title}\n{session.task}".lower()
         if all(w in haystack for w in words):
             return True
-        return any(all(w in sm.text.lower() for w in words) for sm in self._walk(session.head))
+        return any(
+            all(w in message_text(sm.message.parts).lower() for w in words)
+            for sm in self._walk(session.head)
+        )
 
     def list_sessions(self, query: ListQuery) -> Page:
         with self._lock:

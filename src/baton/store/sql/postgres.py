@@ -26,6 +26,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from baton.core.errors import Busy, Conflict, NotFound
 from baton.core.models import Message, Session, StoredMessage
+from baton.core.validation import message_text
 from baton.store import pg_migrations
 from baton.store.base import (
     Answered,
@@ -502,7 +503,7 @@ def _insert_messages(when: str) -> str:
 
 
 def _message_arrays(messages: Sequence[StoredMessage]) -> list[list[Any]]:
-    rows = [(*message_values(sm), search_text(sm.text)) for sm in messages]
+    rows = [(*message_values(sm), search_text(message_text(sm.message.parts))) for sm in messages]
     return [list(column) for column in zip(*rows, strict=True)]
 
 

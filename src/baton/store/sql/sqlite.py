@@ -198,7 +198,10 @@ class SQLiteStore(RunsSQLStore[sqlite3.Connection]):
             )
             if cur.rowcount:
                 rowid = cur.lastrowid
-                c.execute("INSERT INTO message_search(rowid, text) VALUES (?, ?)", (rowid, sm.text))
+                c.execute(
+                    "INSERT INTO message_search(rowid, text) VALUES (?, ?)",
+                    (rowid, message_text(sm.message.parts)),
+                )
                 c.executemany(
                     "INSERT OR IGNORE INTO message_blobs(sha256, message) VALUES (?, ?)",
                     [(sha, rowid) for sha in sm.blobs],
