@@ -30,6 +30,7 @@ import orjson
 from baton import __version__
 from baton.core.errors import BatonError, InvalidInput
 from baton.core.models import JSON, Message, Session
+from baton.importers.places import claude_home, codex_home
 
 TOOLS = ("claude", "codex", "opencode", "kilo")
 KILO_AGENT = "code"
@@ -49,14 +50,6 @@ class Handoff:
 
     def to_dict(self) -> JSON:
         return asdict(self)
-
-
-def claude_home() -> Path:
-    return Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
-
-
-def codex_home() -> Path:
-    return Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
 
 
 def directory_of(session: Session, fallback: Path) -> Path:

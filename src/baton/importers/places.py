@@ -7,13 +7,23 @@ import os
 from pathlib import Path
 
 
+def claude_home(home: Path | None = None) -> Path:
+    """Where Claude Code keeps its data: $CLAUDE_CONFIG_DIR, else ~/.claude."""
+    return Path(os.environ.get("CLAUDE_CONFIG_DIR") or (home or Path.home()) / ".claude")
+
+
+def codex_home(home: Path | None = None) -> Path:
+    """Where Codex keeps its data: $CODEX_HOME, else ~/.codex."""
+    return Path(os.environ.get("CODEX_HOME") or (home or Path.home()) / ".codex")
+
+
 def locations(home: Path | None = None) -> list[tuple[str, Path]]:
     """Where each tool keeps its sessions by default, as (tool, path) that exist here."""
     home = home or Path.home()
     found: list[tuple[str, Path]] = []
-    claude = Path(os.environ.get("CLAUDE_CONFIG_DIR") or home / ".claude") / "projects"
+    claude = claude_home(home) / "projects"
     found += [("claude-code", p) for p in sorted(claude.glob("*/*.jsonl"))]
-    codex = Path(os.environ.get("CODEX_HOME") or home / ".codex") / "sessions"
+    codex = codex_home(home) / "sessions"
     found += [("codex", p) for p in sorted(codex.rglob("rollout-*.jsonl"))]
     data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
     for tool in ("opencode", "kilo"):
