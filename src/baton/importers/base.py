@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -224,6 +225,78 @@ def load_json_object(path: Path) -> Any:
     except (_Unstreamable, OSError):
         pass
     return load_json(path)
+
+
+class Streamed:
+    """A JSON object read as it is used: `head` holds its members before the big array,
+    `items` yields that array's elements one at a time, and `tail` holds the members after
+    it once `items` is exhausted. A file that goes wrong part way (truncated, not JSON)
+    raises InvalidInput from `items`, worded as `load_json` words it."""
+
+    def __init__(self, path: Path, reader: _Reader, head: dict[str, Any], key: str) -> None:
+        self.path, self.head, self.tail = path, head, dict[str, Any]()
+        self._reader, self._key = reader, key
+        self.items: Iterator[Any] = self._elements()
+
+    def _elements(self) -> Iterator[Any]:
+        reader = self._reader
+        try:
+            reader.take("[")
+            if reader.peek() == "]":
+                reader.pos += 1
+            else:
+                while True:
+                    yield reader.value()
+                    if reader.peek() == "]":
+                        reader.pos += 1
+                        break
+                    reader.take(",")
+            while reader.peek() != "}":
+                reader.take(",")
+                key = reader.value()
+                if not isinstance(key, str) or key in self.head or key in self.tail:
+                    raise _Unstreamable
+                if key == self._key:
+                    raise _Unstreamable
+                reader.take(":")
+                self.tail[key] = reader.value()
+            reader.pos += 1
+            if reader.peek() != "":
+                raise _Unstreamable
+        except (_Unstreamable, OSError):
+            reader.handle.close()
+            load_json(self.path)  # words the refusal
+            raise refuse(self.path, "changed while it was read") from None
+        reader.handle.close()
+
+
+def stream_json_object(path: Path, key: str) -> Streamed | None:
+    """`path`'s JSON object with its array `key` read one element at a time (see `Streamed`),
+    so a big file is never held whole. None when it cannot be read so: not an object, no
+    such array, or something before it that is not JSON; the caller then reads the file
+    whole, which words any refusal."""
+    try:
+        handle = path.open("rb")
+    except OSError:
+        return None
+    try:
+        reader = _Reader(handle)
+        reader.take("{")
+        head: dict[str, Any] = {}
+        while reader.peek() != "}":
+            if head:
+                reader.take(",")
+            name = reader.value()
+            if not isinstance(name, str) or name in head:
+                raise _Unstreamable
+            reader.take(":")
+            if name == key and reader.peek() == "[":
+                return Streamed(path, reader, head, key)
+            head[name] = reader.value()
+    except (_Unstreamable, OSError):
+        pass
+    handle.close()
+    return None
 
 
 def bounded_usage(usage: JSON | None) -> JSON | None:
