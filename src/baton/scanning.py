@@ -21,7 +21,8 @@ listed there, not of every credential format.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -510,6 +511,40 @@ class SecretScanner:
 
         return Pending(wait, cancel)
 
+    @contextmanager
+    def batches(self) -> Iterator[Callable[[list[list[str]]], Pending]]:
+        """`start(texts)` scans one batch of messages' strings in worker processes that
+        live as long as this block (forked once, while the caller is still small), leaving
+        this process a core for its own work; each batch's texts are sent to them.
+        On one core, `start` scans in this process when its `get()` is called."""
+        import multiprocessing
+        import os
+
+        cores = os.cpu_count() or 1
+        if cores < 2:
+            yield lambda texts: Pending(lambda: [self.findings(strings) for strings in texts])
+            return
+        workers = max(1, min(cores, 8))
+        global _WORKER_SCANNER
+        _WORKER_SCANNER = self
+        try:
+            pool = multiprocessing.get_context("fork").Pool(workers)
+        finally:
+            _WORKER_SCANNER = None
+
+        def start(texts: list[list[str]]) -> Pending:
+            step = max(1, -(-len(texts) // workers))
+            pending = pool.map_async(
+                _scan_texts, [texts[i : i + step] for i in range(0, len(texts), step)]
+            )
+            return Pending(lambda: [found for part in pending.get() for found in part])
+
+        try:
+            yield start
+        finally:
+            pool.terminate()
+            pool.join()
+
 
 class Pending:
     """Findings being computed: `get()` waits for them, `cancel()` gives them up."""
@@ -536,3 +571,9 @@ def _scan_range(bounds: tuple[int, int]) -> list[list[JSON]]:
     scanner = _WORKER_SCANNER
     assert scanner is not None  # set before the pool forks
     return [scanner.findings(strings, extra) for strings, extra in _WORKER_TEXTS[slice(*bounds)]]
+
+
+def _scan_texts(texts: list[list[str]]) -> list[list[JSON]]:
+    scanner = _WORKER_SCANNER
+    assert scanner is not None  # set before the pool forks
+    return [scanner.findings(strings) for strings in texts]

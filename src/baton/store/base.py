@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -136,6 +136,17 @@ SESSION_FIELDS = frozenset(
         "forked_from",
     }
 )
+
+
+@dataclass
+class ImportPlan:
+    """What an import does once its messages are in (`Store.import_chain`): create a
+    session, or move an earlier one's head to `last` with `changes`; nothing when neither.
+    `grant` gives the account the blobs the import carried."""
+
+    create: Session | None = None
+    append: tuple[str, str | None, StoredMessage, dict[str, Any]] | None = None
+    grant: tuple[str, Sequence[str], str] | None = None
 
 
 class Store(ABC):
@@ -273,6 +284,27 @@ class Store(ABC):
         `changes` to the header, in one transaction. Raises Conflict if the head moved. With
         `remember`, its answer is kept for its key in the same transaction, or, when the key
         has a live answer already, nothing is written and Answered is raised."""
+
+    def import_chain(
+        self, messages: Iterable[StoredMessage], finish: Callable[[], ImportPlan]
+    ) -> Session | None:
+        """Store `messages` as they come (each after its parent; a message stored already is
+        kept as it is), then what `finish()` plans, all in one transaction: an import that
+        fails part way, or plans nothing, leaves the store as it was. Returns the session
+        created or moved. A backend that can, holds no more than a batch of the messages."""
+        held = list(messages)
+        plan = finish()
+        if plan.create is None and plan.append is None:
+            return None
+        if plan.grant is not None:
+            self.grant_blobs(*plan.grant)
+        if plan.create is not None:
+            self.create_session(plan.create, held)
+            return plan.create
+        assert plan.append is not None
+        session_id, expected, last, changes = plan.append
+        kept = [sm for sm in held if sm.message.id != last.message.id]
+        return self.append(session_id, expected, [*kept, last], changes)
 
     def imported_sessions(self, owner: str, mentioning: str) -> list[Session]:
         """The sessions of `owner` imported from other tools (platform "import"; a fork of

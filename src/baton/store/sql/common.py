@@ -13,9 +13,17 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
 
-from baton.core.errors import Conflict, NotFound, VersionMismatch
+from baton.core.errors import Busy, Conflict, NotFound, VersionMismatch
 from baton.core.models import JSON, Account, Login, Session, Share, StoredMessage, Token
-from baton.store.base import SESSION_FIELDS, ListQuery, Page, Remembered, Store, git_blobs
+from baton.store.base import (
+    SESSION_FIELDS,
+    ImportPlan,
+    ListQuery,
+    Page,
+    Remembered,
+    Store,
+    git_blobs,
+)
 from baton.store.sql.dialect import Dialect
 from baton.store.sql.rows import (
     LOGIN_COLUMNS,
@@ -32,6 +40,11 @@ from baton.store.sql.rows import (
     stored_from,
     totals_values,
 )
+
+
+class _Nothing(Exception):
+    """An import that plans nothing: its transaction is rolled back."""
+
 
 _ACCOUNT = "SELECT id, handle, display_name, created_at FROM accounts"
 _LIVE_SHARE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
@@ -375,6 +388,61 @@ WITH RECURSIVE heads(id) AS (
             self._sync_git(c, session.id, {"git": session.git})
 
         self._writing(work)
+
+    _IMPORT_BATCH = 256
+
+    def import_chain(
+        self, messages: Iterable[StoredMessage], finish: Callable[[], ImportPlan]
+    ) -> Session | None:
+        began = False
+
+        def work(c: C) -> Session:
+            nonlocal began
+            if began:  # a retried transaction: the messages were taken already
+                raise Busy("the database is busy with other writers; try again")
+            began = True
+            self._lock_blobs(c, shared=True)  # blob files written meanwhile stay referenced
+            batch: list[StoredMessage] = []
+            for sm in messages:
+                batch.append(sm)
+                if len(batch) == self._IMPORT_BATCH:
+                    self._insert_messages(c, batch)
+                    batch = []
+            self._insert_messages(c, batch)
+            plan = finish()
+            if plan.grant is not None and plan.grant[1]:
+                account, shas, now = plan.grant
+                c.executemany(
+                    self.dialect.insert("blob_grants", "account, sha256, created_at", True),
+                    [(account, sha, now) for sha in shas],
+                )
+            if plan.create is not None:
+                session = plan.create
+                root = self._root_of(c, session.head) if session.head is not None else None
+                c.execute(
+                    self.dialect.insert("sessions", f"{SESSION_COLUMNS}, root"),
+                    (*self._session_values(session), root),
+                )
+                self._created(c, session)
+                self._sync_git(c, session.id, {"git": session.git})
+                return session
+            if plan.append is None:
+                raise _Nothing
+            session_id, expected, last, changes = plan.append
+            move, args = self._move(session_id, expected, [last], changes)
+            if c.execute(move, args).rowcount == 0:
+                raise self._not_moved(c, session_id, expected)
+            self._sync_search(c, session_id, changes)
+            self._sync_git(c, session_id, changes)
+            return self._fetch_session(c, session_id)
+
+        try:
+            return self._writing(work)
+        except _Nothing:
+            return None
+
+    def _sync_search(self, c: C, session_id: str, changes: dict[str, Any]) -> None:
+        """After a session's title or task changed (SQLite re-indexes them)."""
 
     def _session_values(self, s: Session) -> tuple[Any, ...]:
         d = self.dialect

@@ -394,8 +394,13 @@ class _Transaction:
     def __init__(self, conn: sqlite3.Connection, begin: str) -> None:
         self.conn = conn
         self.begin = begin
+        # A read inside this thread's write (an import deciding how it ends) reads what
+        # that write sees, in its transaction.
+        self.within = begin == "BEGIN" and conn.in_transaction
 
     def __enter__(self) -> sqlite3.Connection:
+        if self.within:
+            return self.conn
         try:
             self.conn.execute(self.begin)
         except sqlite3.OperationalError as exc:
@@ -405,6 +410,8 @@ class _Transaction:
         return self.conn
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
+        if self.within:
+            return
         if kind is not None:
             self.conn.execute("ROLLBACK")
             return
