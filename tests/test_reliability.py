@@ -168,7 +168,7 @@ def test_bad_input_changes_nothing(baton_home: Path, tmp_path: Path) -> None:
     )
     cases = [
         (["sessions", "import", str(tmp_path / "truncated.json")], 2, "not valid JSON"),
-        (["sessions", "import", str(tmp_path / "torn-last-line.json")], 2, "not valid JSON"),
+        (["sessions", "import", str(tmp_path / "torn-last-line.json")], 2, "the JSON ends early"),
         (["sessions", "import", str(tmp_path / "empty.json")], 2, "empty"),
         (["sessions", "import", str(tmp_path / "garbage.json")], 2, "not valid JSON"),
         (["sessions", "import", str(tmp_path / "wrong.json")], 2, "created_at is missing"),

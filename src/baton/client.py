@@ -417,6 +417,11 @@ class Client:
     ) -> ImportResult:
         import orjson
 
+        if not isinstance(data, bytes | str):
+            # messages read one at a time (a big file) are all sent; their header is
+            # complete once they are read
+            messages = list(data["messages"])
+            data = {**data, "messages": messages}
         body = data if isinstance(data, bytes | str) else orjson.dumps(data)
         headers = {"Content-Type": "application/json"}
         params = {"fresh": "true"} if fresh else {}

@@ -14,13 +14,29 @@ from baton.cli.output import console, echo, print_json, progress_bar
 
 def _baton_export(ctx: Context, path: str, as_json: bool) -> None:
     from baton.core.errors import InvalidInput
+    from baton.importers.base import stream_json_object
 
-    try:
-        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    data: bytes | dict[str, Any]
+    streamed = None if path == "-" else stream_json_object(Path(path), "messages")
+    if streamed is not None and isinstance(streamed.head.get("session"), dict):
+        # read a message at a time: a big export is never held whole
+        data = {**streamed.head, "messages": streamed.items}
+    else:
+        if streamed is not None:
+            streamed.close()
+        try:
+            data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
     with progress_bar("checking messages", enabled=not as_json) as advance:
-        result = ctx.service.import_document(ctx.owner, data, progress=advance)
+        progress = advance
+        if streamed is not None and not isinstance(data, bytes):
+            size, read = Path(path).stat().st_size, streamed
+
+            def progress(done: int, total: int) -> None:  # in MB of the file, read so far
+                advance(max(1, read.position()) // 1_000_000, max(1, size // 1_000_000))
+
+        result = ctx.service.import_document(ctx.owner, data, progress=progress)
     if as_json:
         print_json(
             {
@@ -61,7 +77,7 @@ def import_parsed(ctx: Context, path: Path, fmt: str) -> dict[str, Any]:
     """Import every session at `path` (not a baton export); a summary of what happened."""
     from baton import importers
 
-    parsed = importers.read(path, fmt)
+    parsed = importers.read(path, fmt, stream=True)
     docs, warnings = importers.documents(parsed, _earlier(ctx))
     sessions: list[dict[str, Any]] = []
     made: dict[str, str] = {}  # source session id -> baton session id

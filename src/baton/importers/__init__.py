@@ -8,7 +8,7 @@ imports like any baton export, so both modes store exactly the same thing.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +74,16 @@ def detect(path: Path) -> str:
     )
 
 
-def read(path: Path, fmt: str = "auto") -> Parsed:
+def read(path: Path, fmt: str = "auto", *, stream: bool = False) -> Parsed:
+    """The sessions at `path`. With `stream`, a big session may come as a `stream` of
+    messages read as they are used (see `ImportedSession.stream`); without, every session
+    holds its messages."""
     if fmt not in FORMATS or fmt == "baton":
         raise InvalidInput(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     name = detect(path) if fmt == "auto" else fmt
     if name == "baton":
         raise InvalidInput(f"{path.name} is a baton export: import it with --format baton")
-    return importer(name).read(path)
+    return importer(name).read(path, stream=stream)
 
 
 def documents(
@@ -120,21 +123,16 @@ def documents(
 
     docs = []
     for session in sorted(parsed.sessions, key=lambda s: s.parent is not None):
-        messages = messages_of(session)
+        header = _header(session)
+        messages: Iterable[dict[str, Any]]
+        if session.stream is not None:
+            first = next(session.stream, None)
+            messages = [] if first is None else _streamed(session, first, header)
+        else:
+            messages = messages_of(session)
         if not messages:
             warnings.append(f"{session.tool} session {session.source_id}: no messages, skipped")
             continue
-        header: dict[str, Any] = {
-            "title": session.title,
-            "task": session.task,
-            "metadata": session.metadata,
-            "git": session.git,
-        }
-        if session.created_at:
-            header["created_at"] = session.created_at
-        origin = session.parent or session.forked_from
-        if origin is not None:
-            header["forked_from"] = {"source_session": origin[0], "messages": origin[1]}
         docs.append(
             {
                 "format": EXPORT_FORMAT,
@@ -144,6 +142,32 @@ def documents(
             }
         )
     return docs, warnings
+
+
+def _header(session: ImportedSession) -> dict[str, Any]:
+    header: dict[str, Any] = {
+        "title": session.title,
+        "task": session.task,
+        "metadata": session.metadata,
+        "git": session.git,
+    }
+    if session.created_at:
+        header["created_at"] = session.created_at
+    origin = session.parent or session.forked_from
+    if origin is not None:
+        header["forked_from"] = {"source_session": origin[0], "messages": origin[1]}
+    return header
+
+
+def _streamed(
+    session: ImportedSession, first: dict[str, Any], header: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """A streamed session's messages; once they end, `header` holds what the session
+    learned from them (its task, its metadata)."""
+    yield first
+    assert session.stream is not None
+    yield from session.stream
+    header.update(_header(session))
 
 
 __all__ = ["FORMATS", "ImportedSession", "Parsed", "detect", "documents", "read"]

@@ -48,6 +48,10 @@ class ImportedSession:
     # A fork that copies its parent's history (Claude Code, opencode): the parent's source id
     # and the number of leading messages it shares with it (stored once, by content).
     forked_from: tuple[str, int] | None = None
+    # A session too big to hold: its messages one at a time, read as they are stored
+    # (`messages` is then empty); what depends on all of them (task, metadata, the tool)
+    # is filled in when it ends.
+    stream: Iterator[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -66,9 +70,10 @@ class Importer(Protocol):
         """Is this path in this importer's format? `head` is the first 64 KiB of a file (empty
         for a folder). Decide by content, never by the file name alone."""
 
-    def read(self, path: Path) -> Parsed:
+    def read(self, path: Path, *, stream: bool = False) -> Parsed:
         """The sessions at `path`. A path that is not valid in this format raises InvalidInput
-        with one line; a torn last line is skipped with a warning."""
+        with one line; a torn last line is skipped with a warning. With `stream`, a big
+        session may come as a `stream` of its messages (see `ImportedSession.stream`)."""
 
 
 def refuse(path: Path, why: str) -> InvalidInput:
@@ -237,6 +242,14 @@ class Streamed:
         self.path, self.head, self.tail = path, head, dict[str, Any]()
         self._reader, self._key = reader, key
         self.items: Iterator[Any] = self._elements()
+
+    def close(self) -> None:
+        self._reader.handle.close()
+
+    def position(self) -> int:
+        """About how many bytes of the file are read (for a progress bar)."""
+        handle = self._reader.handle
+        return 0 if handle.closed else int(handle.tell())
 
     def _elements(self) -> Iterator[Any]:
         reader = self._reader

@@ -834,7 +834,7 @@ class ClaudeCodeImporter:
             and (b'"isSidechain":' in start or b'"sessionId":"' in start)
         )
 
-    def read(self, path: Path) -> Parsed:
+    def read(self, path: Path, *, stream: bool = False) -> Parsed:
         records = read_jsonl(path, KIND)
         agents = _subagents(path, records)
         transcript = _Transcript(path, records.lines)

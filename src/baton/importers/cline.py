@@ -148,7 +148,7 @@ class ClineImporter:
             or any((path.parent / name).is_file() for name in UI_MESSAGES)
         )
 
-    def read(self, path: Path) -> Parsed:
+    def read(self, path: Path, *, stream: bool = False) -> Parsed:
         if not path.exists():
             raise refuse(path, "does not exist")
         if path.is_file():

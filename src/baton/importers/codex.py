@@ -390,7 +390,7 @@ class CodexImporter:
             and b'"payload":{' in head
         )
 
-    def read(self, path: Path) -> Parsed:
+    def read(self, path: Path, *, stream: bool = False) -> Parsed:
         records = read_jsonl(path, KIND)
         meta_record = _checked(path, records.lines)
         meta = meta_record["payload"]

@@ -16,11 +16,12 @@ its parent's and is stored once.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from baton.importers.base import (
     ms_time,
     refuse,
     shared_prefix,
+    stream_json_object,
 )
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -81,7 +83,7 @@ class OpencodeImporter:
                 return False
         return _looks_like_export(head)
 
-    def read(self, path: Path) -> Parsed:
+    def read(self, path: Path, *, stream: bool = False) -> Parsed:
         if path.is_dir():
             raise refuse(path, "is a folder; give an opencode or Kilo export file or database")
         try:
@@ -91,7 +93,7 @@ class OpencodeImporter:
             raise refuse(path, f"cannot be read ({exc.strerror or exc})") from None
         if magic == SQLITE_HEADER:
             return _read_database(path)
-        return _read_export(path)
+        return _read_export(path, stream)
 
 
 IMPORTER = OpencodeImporter()
@@ -133,7 +135,10 @@ def _tables(path: Path) -> set[str]:
 # --- exports ---------------------------------------------------------------------------------
 
 
-def _read_export(path: Path) -> Parsed:
+def _read_export(path: Path, stream: bool) -> Parsed:
+    streamed = _stream_export(path) if stream else None
+    if streamed is not None:
+        return streamed
     warnings: list[str] = []
     converted = _export(path, warnings)
     session = converted.imported()
@@ -149,6 +154,77 @@ def _read_export(path: Path) -> Parsed:
     )
 
 
+def _stream_export(path: Path) -> Parsed | None:
+    """An export that is not a fork, converted as it is read: its session's `stream` yields
+    the baton messages one source message at a time, and fills in what depends on all of
+    them (the tool, the first prompt, the files touched, warnings) when it ends. None when
+    it cannot be read so (a fork, whose parent is looked for among whole files, or a file
+    that is not an export: reading it whole words the refusal)."""
+    found = stream_json_object(path, "messages")
+    if found is None:
+        return None
+    info = found.head.get("info")
+    first = next(found.items, None) if isinstance(info, dict) else None
+    created = epoch_ms(_obj(info.get("time")).get("created")) if isinstance(info, dict) else None
+    if (
+        not isinstance(info, dict)
+        or not isinstance(info.get("id"), str)
+        or "messages" in found.tail
+        or _older(first, created)
+    ):
+        found.close()
+        return None
+    warnings: list[str] = []
+    version = info.get("version")
+    parsed = Parsed("opencode", version if isinstance(version, str) else None, [], warnings)
+    session = _Converted("opencode", info, path).imported([])
+    parsed.sessions.append(session)
+    items = found.items if first is None else itertools.chain([first], found.items)
+    session.stream = _streamed(path, info, items, parsed, session)
+    return parsed
+
+
+def _older(item: Any, created: int | None) -> bool:
+    """Is this first message older than its session (the history a fork copied)?"""
+    if created is None or not isinstance(item, dict) or not isinstance(item.get("info"), dict):
+        return False
+    when = epoch_ms(_obj(item["info"].get("time")).get("created"))
+    return when is not None and when < created
+
+
+def _streamed(
+    path: Path, info: JSON, items: Iterator[Any], parsed: Parsed, session: ImportedSession
+) -> Iterator[JSON]:
+    state = _State(f"session {info['id']}", epoch_ms(_obj(info.get("time")).get("created")))
+    kilo = _is_kilo(info, ())
+    task: str | None = None
+    for i, item in enumerate(items):
+        message, parts = _checked(path, i, item)
+        kilo = kilo or _is_kilo({}, ((message, parts),))
+        converted = _convert_message(message, parts, state)
+        if task is None:
+            task = first_prompt(converted) or None
+        yield from converted
+    for kind, count in sorted(state.skipped.items()):
+        state.warn(f"skipped {count} part(s) of type {kind!r}")
+    parsed.warnings.extend(state.warnings)
+    converted_session = _Converted("kilo" if kilo else "opencode", info, path)
+    converted_session.files = state.files
+    done = converted_session.imported([], task or "")
+    parsed.tool = session.tool = done.tool
+    session.task, session.metadata = done.task, done.metadata
+
+
+def _checked(path: Path, i: int, item: Any) -> tuple[JSON, list[JSON]]:
+    """One element of an export's messages: its info and parts, or a one-line refusal."""
+    if not isinstance(item, dict) or not isinstance(item.get("info"), dict):
+        raise refuse(path, f"message {i + 1} must be an object with info and parts")
+    parts = item.get("parts", [])
+    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+        raise refuse(path, f"message {i + 1}: parts must be a list of objects")
+    return item["info"], parts
+
+
 def _export(path: Path, warnings: list[str]) -> _Converted:
     doc = load_json_object(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("info"), dict):
@@ -159,14 +235,7 @@ def _export(path: Path, warnings: list[str]) -> _Converted:
         raise refuse(path, f"messages must be a list, got {got}")
     if not isinstance(info.get("id"), str):
         raise refuse(path, "info.id (the session id) must be a string")
-    messages: list[tuple[JSON, list[JSON]]] = []
-    for i, item in enumerate(raw_messages):
-        if not isinstance(item, dict) or not isinstance(item.get("info"), dict):
-            raise refuse(path, f"message {i + 1} must be an object with info and parts")
-        parts = item.get("parts", [])
-        if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
-            raise refuse(path, f"message {i + 1}: parts must be a list of objects")
-        messages.append((item["info"], parts))
+    messages = [_checked(path, i, item) for i, item in enumerate(raw_messages)]
     tool = "kilo" if _is_kilo(info, messages) else "opencode"
     return _convert_session(tool, info, messages, path, warnings)
 
@@ -357,7 +426,11 @@ class _Converted:
             count += len(group)
         return count
 
-    def imported(self) -> ImportedSession:
+    def imported(
+        self, messages: list[JSON] | None = None, task: str | None = None
+    ) -> ImportedSession:
+        """The session to import: with `messages` (all of them when None), and `task` (the
+        first prompt among them when None)."""
         info = self.info
         metadata: JSON = {
             "source": {
@@ -389,14 +462,14 @@ class _Converted:
                 extra[key] = info[key]
         if extra:
             metadata["opencode"] = extra
-        messages = self.messages
+        messages = self.messages if messages is None else messages
         created = epoch_ms(_obj(info.get("time")).get("created"))
         return ImportedSession(
             tool=self.tool,
             source_id=info["id"],
             messages=messages,
             title=as_text(info.get("title")),
-            task=first_prompt(messages),
+            task=first_prompt(messages) if task is None else task,
             created_at=ms_time(created) if created is not None else None,
             metadata=metadata,
         )

@@ -424,6 +424,8 @@ def _parse_document(data: bytes | str | JSON) -> JSON:
             f"export version {doc.get('version')!r} is not supported (this baton reads "
             f"version {EXPORT_VERSION})"
         )
-    if not isinstance(doc.get("session"), dict) or not isinstance(doc.get("messages"), list):
+    if not isinstance(doc.get("session"), dict) or not isinstance(
+        doc.get("messages"), list | Iterator
+    ):
         raise InvalidInput("a baton export needs a session object and a messages list")
     return doc
