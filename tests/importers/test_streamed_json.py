@@ -110,9 +110,9 @@ _TRICKY = [
     _message(0, 'say "hi" \\ and \\"quoted\\" \\\\'),
     _message(1, '}]},{"info":{"id":"msg_9"}} ] [ { \\', n=[1, 22, 333]),
     _message(2, "é ü — 漢字 🎉 " * 3, n=-0.5e-3),
-    _message(3, "nested", parts2=[{"info": {"id": "msg_x", "role": "user"}, "parts": []}]),
-    {"parts": [{"text": "starts otherwise"}], "info": {"id": "msg_0004"}},
-    _message(5, "long " + 'ab"c\\d{e}f' * 300),
+    {"parts": [{"text": "starts otherwise"}], "info": {"id": "msg_0003"}},
+    _message(4, "long " + 'ab"c\\d{e}f' * 300),
+    _message(5, "nested", parts2=[1, {"info": {"id": "msg_x", "role": "user"}, "parts": []}]),
     _message(6, "", n=18446744073709551616),
     _message(7, "last", n=12345),
 ]
