@@ -124,8 +124,11 @@ def load_json(path: Path, where: Path | None = None, *, fast: bool = True) -> An
 
 
 _CHUNK = 1 << 20
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_WHITESPACE = re.compile(rb"[ \t\n\r]*")
+_NUMBER_GOES_ON = re.compile(r"[-+.eE0-9]*\Z")  # "1." or "2e" at a piece's end: wait for the rest
 _INT64 = (-(2**63), 2**64 - 1)
+_HEAD = 64  # how much of an element's start is compared with the next one's
+_MISSING = object()
 
 
 def _int(text: str) -> int | float:
@@ -137,38 +140,64 @@ def _int(text: str) -> int | float:
 _DECODER = json.JSONDecoder(parse_int=_int)
 
 
+def _whole(data: bytes) -> int:
+    """How much of `data` is whole UTF-8: all of it but a character cut short at its end,
+    whose rest is still to be read."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte >= 0xC0:  # the first byte of a character of 2, 3 or 4 bytes
+            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) - back if back < length else len(data)
+        if byte < 0x80:
+            break
+    return len(data)
+
+
 class _Unstreamable(Exception):
     """The file is not an object of plain values and arrays, or not valid JSON."""
 
 
 class _Reader:
     """A JSON text read in pieces: the values of a top-level object, and the elements of its
-    arrays one at a time, each parsed alone, so no more than one element's text is held."""
+    arrays one at a time, each parsed alone, so no more than one element's text is held.
+
+    The text is kept as bytes. An array element that starts as the one before it did is
+    found by where the next such start is (after the same separator) and parsed by orjson
+    alone; orjson reading exactly that stretch proves it is the whole element. Anything
+    else, and an element orjson refuses (NaN, a lone surrogate, …), is parsed by the
+    standard library from the decoded text, so the values are the same either way."""
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
-        self.decode = codecs.getincrementaldecoder("utf-8-sig")().decode
-        self.buf, self.pos, self.eof = "", 0, False
+        self.buf, self.pos, self.eof = b"", 0, False
+        self.text: str | None = None  # the standard library's view of the buffer
+        self.synced = (0, 0)  # a place in `buf` and the same place in `text`
+        self.last_end, self.last_head, self.longest = -1, b"", 0
+        self.pattern: bytes | None = None  # how the next array element starts
+        while len(self.buf) < len(codecs.BOM_UTF8) and self.more():
+            pass
+        if self.buf.startswith(codecs.BOM_UTF8):
+            self.pos = len(codecs.BOM_UTF8)
 
     def more(self) -> bool:
         if self.eof:
             return False
-        left = len(self.buf) - self.pos
-        chunk = self.handle.read(max(_CHUNK, left))  # a long value: read as much again
+        done = self.pos
+        chunk = self.handle.read(max(_CHUNK, len(self.buf) - done))  # a long value: as much again
         self.eof = not chunk
-        try:
-            text = self.decode(chunk, self.eof)
-        except UnicodeDecodeError:
-            raise _Unstreamable from None
-        self.buf, self.pos = self.buf[self.pos :] + text, 0
+        self.buf, self.pos, self.text = self.buf[done:] + chunk, 0, None
+        self.last_end -= done
         return True
 
     def peek(self) -> str:
+        if self.pos < len(self.buf) and self.buf[self.pos] > 32:  # whitespace is below "!"
+            return chr(self.buf[self.pos])
         while True:
-            match = _WHITESPACE.match(self.buf, self.pos)
-            self.pos = match.end() if match else self.pos
-            if self.pos < len(self.buf) or not self.more():
-                return self.buf[self.pos : self.pos + 1]
+            self.pos = _WHITESPACE.match(self.buf, self.pos).end()  # type: ignore[union-attr]
+            if self.pos < len(self.buf):
+                return chr(self.buf[self.pos])
+            if not self.more():
+                return ""
 
     def take(self, char: str) -> None:
         if self.peek() != char:
@@ -176,20 +205,91 @@ class _Reader:
         self.pos += 1
 
     def value(self) -> Any:
-        self.peek()
+        first = self.peek()
+        head = self.buf[self.pos : self.pos + _HEAD]
+        value = _MISSING
+        if first == "{" or first == "[":
+            if not (
+                self.pattern
+                and self.last_end >= 0
+                and self.buf.startswith(self.pattern, self.last_end)
+            ):
+                self.pattern = self._next_start(head)
+            if self.pattern:
+                value = self._parsed_before(self.pattern)
+        if value is _MISSING:
+            value = self._parsed()
+        self.last_end, self.last_head = self.pos, head
+        return value
+
+    def _next_start(self, head: bytes) -> bytes | None:
+        """How the next element will start if it is like this one and the one before: the
+        same separator, then their shared start up to its last quote, holding a whole key.
+        A string cannot hold such a run (its first quote would end the string), so the
+        first one found is nearly always where the element ends."""
+        if self.last_end < 0:
+            return None
+        separator = self.buf[self.last_end : self.pos]
+        if separator.strip() != b",":
+            return None
+        quote = head.rfind(b'"')
+        while quote > 0 and not self.last_head.startswith(head[: quote + 1]):
+            quote = head.rfind(b'"', 0, quote)
+        shared = head[: quote + 1]
+        return separator + shared if b'":' in shared else None
+
+    def _parsed_before(self, pattern: bytes) -> Any:
+        """The element at `pos` if `pattern` follows it and orjson reads it; else _MISSING.
+        Looks no further ahead than a piece beyond the longest element yet."""
+        after = self.pos + 1
+        while (end := self.buf.find(pattern, after)) < 0:
+            span = len(self.buf) - self.pos
+            if span > self.longest + _CHUNK or not self.more():
+                return _MISSING
+            after = max(1, span - len(pattern) + 1)
+        try:
+            value = orjson.loads(memoryview(self.buf)[self.pos : end])
+        except orjson.JSONDecodeError:
+            return _MISSING
+        self.longest = max(self.longest, end - self.pos)
+        self.pos = end
+        return value
+
+    def _parsed(self) -> Any:
+        """The value at `pos` as the standard library reads it (on the decoded text)."""
         while True:
+            text, at = self._decoded()
             try:
-                value, end = _DECODER.raw_decode(self.buf, self.pos)
+                value, end = _DECODER.raw_decode(text, at)
             except json.JSONDecodeError:
                 if self.more():  # perhaps the value goes on in the next piece
                     continue
                 raise _Unstreamable from None
             except RecursionError:
                 raise _Unstreamable from None
-            if end == len(self.buf) and self.more():  # a number may go on
+            if _NUMBER_GOES_ON.match(text, end) and self.more():
                 continue
-            self.pos = end
+            size = end - at if text.isascii() else len(text[at:end].encode())
+            self.longest = max(self.longest, size)
+            self.pos += size
+            self.synced = (self.pos, end)
             return value
+
+    def _decoded(self) -> tuple[str, int]:
+        """The buffer as text from before `pos`, and where `pos` is in it."""
+        if self.text is None:
+            cut = len(self.buf) if self.eof else _whole(self.buf)
+            try:
+                self.text = str(memoryview(self.buf)[self.pos : cut], "utf-8")
+            except UnicodeDecodeError:
+                raise _Unstreamable from None
+            self.synced = (self.pos, 0)
+        byte, char = self.synced
+        if byte != self.pos:
+            gap = self.buf[byte : self.pos]
+            char += len(gap) if self.text.isascii() else len(gap.decode())
+            self.synced = (self.pos, char)
+        return self.text, char
 
     def array(self) -> list[Any]:
         self.take("[")
