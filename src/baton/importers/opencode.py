@@ -155,11 +155,12 @@ def _read_export(path: Path, stream: bool) -> Parsed:
 
 
 def _stream_export(path: Path) -> Parsed | None:
-    """An export that is not a fork, converted as it is read: its session's `stream` yields
-    the baton messages one source message at a time, and fills in what depends on all of
-    them (the tool, the first prompt, the files touched, warnings) when it ends. None when
-    it cannot be read so (a fork, whose parent is looked for among whole files, or a file
-    that is not an export: reading it whole words the refusal)."""
+    """An export converted as it is read: its session's `stream` yields the baton messages
+    one source message at a time, and fills in what depends on all of them (the tool, the
+    first prompt, the files touched, what a fork copied, warnings) when it ends. None when
+    it cannot be read so (a fork with other exports beside it, one of which may be its
+    parent, compared whole; a file that is not an export: reading it whole words the
+    refusal)."""
     found = stream_json_object(path, "messages")
     if found is None:
         return None
@@ -169,8 +170,7 @@ def _stream_export(path: Path) -> Parsed | None:
     if (
         not isinstance(info, dict)
         or not isinstance(info.get("id"), str)
-        or "messages" in found.tail
-        or _older(first, created)
+        or (_older(first, created) and _exports_beside(path))
     ):
         found.close()
         return None
@@ -195,15 +195,21 @@ def _older(item: Any, created: int | None) -> bool:
 def _streamed(
     path: Path, info: JSON, items: Iterator[Any], parsed: Parsed, session: ImportedSession
 ) -> Iterator[JSON]:
-    state = _State(f"session {info['id']}", epoch_ms(_obj(info.get("time")).get("created")))
+    created = epoch_ms(_obj(info.get("time")).get("created"))
+    state = _State(f"session {info['id']}", created)
     kilo = _is_kilo(info, ())
     task: str | None = None
+    copying, copied = created is not None, 0
     for i, item in enumerate(items):
         message, parts = _checked(path, i, item)
         kilo = kilo or _is_kilo({}, ((message, parts),))
         converted = _convert_message(message, parts, state)
         if task is None:
             task = first_prompt(converted) or None
+        if copying:  # (as `_Converted.copied` counts)
+            when = epoch_ms(_obj(message.get("time")).get("created"))
+            copying = when is not None and created is not None and when < created
+            copied += len(converted) if copying else 0
         yield from converted
     for kind, count in sorted(state.skipped.items()):
         state.warn(f"skipped {count} part(s) of type {kind!r}")
@@ -211,6 +217,9 @@ def _streamed(
     converted_session = _Converted("kilo" if kilo else "opencode", info, path)
     converted_session.files = state.files
     done = converted_session.imported([], task or "")
+    fork = _fork_of(converted_session, None, copied)
+    if fork:
+        done.metadata["fork"] = fork
     parsed.tool = session.tool = done.tool
     session.task, session.metadata = done.task, done.metadata
 
@@ -243,22 +252,30 @@ def _export(path: Path, warnings: list[str]) -> _Converted:
 def _parent_beside(path: Path, fork: _Converted) -> tuple[str, int] | None:
     """A fork's export does not name its parent, but the parent's export may lie beside it
     (`opencode export` of both): the one in the same folder that shares the longest run of
-    leading messages. Only files that look like exports are read, at most _SIBLINGS of them."""
+    leading messages."""
+    candidates = [fork]
+    for sibling in _exports_beside(path):
+        with contextlib.suppress(OSError, InvalidInput):
+            candidates.append(_export(sibling, []))
+    return _find_parent(fork, candidates)
+
+
+def _exports_beside(path: Path) -> list[Path]:
+    """The other files in `path`'s folder that look like exports, at most _SIBLINGS looked at."""
     here = path.resolve()
     try:
         siblings = sorted(p for p in here.parent.iterdir() if p != here and p.is_file())
     except OSError:
-        return None
-    candidates = [fork]
+        return []
+    found = []
     for sibling in siblings[:_SIBLINGS]:
         try:
             with sibling.open("rb") as handle:
-                if not _looks_like_export(handle.read(65536)):
-                    continue
-            candidates.append(_export(sibling, []))
-        except (OSError, InvalidInput):
+                if _looks_like_export(handle.read(65536)):
+                    found.append(sibling)
+        except OSError:
             continue
-    return _find_parent(fork, candidates)
+    return found
 
 
 def _is_kilo(info: JSON, messages: Iterable[tuple[JSON, list[JSON]]]) -> bool:
@@ -770,10 +787,13 @@ def _count(value: Any) -> int:
 # --- forks -----------------------------------------------------------------------------------
 
 
-def _fork_of(converted: _Converted, parent: tuple[str, int] | None) -> JSON | None:
-    """What is known of a fork: how much history it copied, the title it was forked from
-    (opencode names a fork "<title> (fork #N)"), and the parent's id when it was found."""
-    copied = converted.copied()
+def _fork_of(
+    converted: _Converted, parent: tuple[str, int] | None, copied: int | None = None
+) -> JSON | None:
+    """What is known of a fork: how much history it copied (counted when None), the title
+    it was forked from (opencode names a fork "<title> (fork #N)"), and the parent's id
+    when it was found."""
+    copied = converted.copied() if copied is None else copied
     if not copied:
         return None
     fork: JSON = {"copied_messages": copied}
