@@ -130,12 +130,12 @@ def _scan(items: Any, depth: int, floats: list[float], dicts: list[dict[str, Any
             if not _INT_MIN <= item <= _INT_MAX:
                 raise _Unsure
         elif kind is dict:
-            if item and depth >= _MAX_DEPTH:
+            if depth >= _MAX_DEPTH and item:
                 raise _Unsure
             dicts.append(item)
             size += _scan(item.values(), depth + 1, floats, dicts)
         elif kind is list or kind is tuple:
-            if item and depth >= _MAX_DEPTH:
+            if depth >= _MAX_DEPTH and item:
                 raise _Unsure
             size += _scan(item, depth + 1, floats, dicts)
         elif kind is float:
@@ -219,10 +219,10 @@ def _encode(value: Any, where: str) -> bytes:
 def _normalise_time(value: str, where: str) -> str:
     if _BATON_TIME.fullmatch(value):
         try:
-            datetime.fromisoformat(value[:-1])  # only the date and time are checked
+            datetime.fromisoformat(value[:-1])  # a real date and time: kept as it is
             return value
         except ValueError:
-            pass  # (the message comes from the general path)
+            pass  # refused below, with the general message
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
