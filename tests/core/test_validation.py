@@ -4,9 +4,12 @@ checks, and the masking and redaction rules used when publishing."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from baton.core.errors import InvalidInput, TooLarge
 from baton.core.ids import canonical_json
@@ -14,6 +17,8 @@ from baton.core.redaction import mask, redact_parts, redact_value, strings_in
 from baton.core.validation import (
     INLINE_LIMIT,
     MESSAGE_LIMIT,
+    _check_json,
+    _walk,
     check_header,
     derive_title,
     hydrate_part,
@@ -70,8 +75,16 @@ def test_every_known_part_type_is_accepted_unchanged(part: dict[str, Any]) -> No
 
 
 def test_times_are_normalised_to_utc_with_microseconds() -> None:
-    for given in ("2026-11-24T02:00:00+02:00", "2026-11-24T00:00:00Z", "2026-11-24T00:00:00.000Z"):
-        assert validate_message(text("user", "x", created_at=given), NOW).created_at == NOW
+    for sent in ("2026-11-24T02:00:00+02:00", "2026-11-24T00:00:00Z", "2026-11-24T00:00:00.000Z"):
+        assert validate_message(text("user", "x", created_at=sent), NOW).created_at == NOW
+
+
+@pytest.mark.parametrize("sent", ["2026-13-01T00:00:00.000000Z", "2026-02-30T00:00:00.000000Z"])
+def test_a_time_in_batons_own_form_is_kept_and_still_checked(sent: str) -> None:
+    assert validate_message(text("user", "x", created_at=NOW), NOW).created_at == NOW
+    with pytest.raises(InvalidInput) as caught:
+        validate_message(text("user", "x", created_at=sent), NOW)
+    assert caught.value.message == f"message 1: created_at {sent!r} is not an ISO 8601 time"
 
 
 @pytest.mark.parametrize(
@@ -171,6 +184,121 @@ def test_deep_nesting_is_refused() -> None:
     tool = {"type": "tool_call", "id": "c", "name": "n", "input": value}
     with pytest.raises(InvalidInput, match="nested more than 200 levels"):
         validate_message({"role": "assistant", "parts": [tool]}, NOW)
+
+
+def tool_input(value: Any) -> dict[str, Any]:
+    """A message whose tool_call input is `value`, three levels below the message itself."""
+    return {
+        "role": "assistant",
+        "parts": [{"type": "tool_call", "id": "c", "name": "n", "input": value}],
+    }
+
+
+def at_depth(depth: int, leaf: Any = "x") -> dict[str, Any]:
+    """A message with `leaf` at `depth` levels below the message object."""
+    value = leaf
+    for _ in range(depth - 3):
+        value = [value]
+    return tool_input(value)
+
+
+@pytest.mark.parametrize("leaf", ["x", [], {}, 1.5])
+def test_nesting_of_exactly_200_levels_is_accepted(leaf: Any) -> None:
+    message = at_depth(200, leaf)
+    assert validate_message(message, NOW).parts == message["parts"]
+
+
+@pytest.mark.parametrize("depth", [201, 254, 255, 5000])
+@pytest.mark.parametrize("leaf", ["x", [], {"k": 1}])
+def test_nesting_beyond_200_levels_is_refused(depth: int, leaf: Any) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        validate_message(at_depth(depth, leaf), NOW)
+    assert caught.value.message == "message 1: nested more than 200 levels deep"
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ({"a": [1, "s", [2.5, float("nan")]]}, "numbers must be finite (no NaN or Infinity)"),
+        ([["text", {"x": -float("inf")}]], "numbers must be finite (no NaN or Infinity)"),
+        ({"a": {"b": {"n": 2**64}}}, "integer 18446744073709551616 is out of the 64-bit range"),
+        ({"a": [-(2**63) - 1]}, "integer -9223372036854775809 is out of the 64-bit range"),
+        ({"a": [{"b": ["ok", "bad \udfff"]}]}, "text is not valid Unicode (a lone surrogate?)"),
+        ({"a": [{"bad \ud800": 1}]}, "text is not valid Unicode (a lone surrogate?)"),
+        ({"a": [{"b": {2: "two"}}]}, "object keys must be strings, got 2"),
+        ({"a": [{None: 1}]}, "object keys must be strings, got None"),
+        ([1, {"b": b"bytes"}], "bytes is not a JSON value"),
+    ],
+)
+def test_a_bad_value_deep_inside_is_refused_with_its_reason(value: Any, error: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        validate_message(tool_input(value), NOW)
+    assert caught.value.message == f"message 1: {error}"
+
+
+def test_the_edges_of_the_64_bit_range_are_accepted() -> None:
+    value = {"n": [2**64 - 1, -(2**63), {"m": 2**63}]}
+    assert validate_message(tool_input(value), NOW).parts[0]["input"] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "plain"),
+    [
+        (["a", 0.5, {"b": "c", "d": 1e15}], True),
+        (["a", 1e-5, {"b": "c"}], False),
+        ({"b": "c", "d": [0.0001, "e", {"f": 1e16}]}, False),
+        ([0.0, -0.0, "x", 1], True),
+    ],
+)
+def test_numbers_are_called_plain_only_when_every_float_is(value: Any, plain: bool) -> None:
+    assert validate_message(tool_input(value), NOW).plain_numbers is plain
+
+
+def test_values_that_are_not_plain_json_types_are_judged_as_before() -> None:
+    class Text(str):
+        pass
+
+    class Number(int):
+        pass
+
+    value = {"t": Text("é"), "n": Number(3), "tuple": (1, "two"), "flag": True, "none": None}
+    assert validate_message(tool_input(value), NOW).parts[0]["input"] == value
+    with pytest.raises(InvalidInput, match="integer 18446744073709551616 is out of the 64-bit"):
+        validate_message(tool_input({"n": Number(2**64)}), NOW)
+
+
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.floats()
+    | st.text(st.characters(exclude_categories=()), max_size=5)
+)
+keys = st.text(st.characters(exclude_categories=()), max_size=3) | st.integers(0, 3) | st.none()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        leaves,
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.lists(children, max_size=3).map(tuple)
+            | st.dictionaries(keys, children, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
+def test_the_quick_check_answers_as_the_walk_does(value: Any) -> None:
+    """The same size, plainness and refusal (with the same reason) for any value."""
+
+    def outcome(check: Callable[[Any, str], tuple[int, bool]]) -> tuple[int, bool] | str:
+        try:
+            return check(value, "v")
+        except InvalidInput as error:
+            return error.message
+
+    assert outcome(_check_json) == outcome(_walk)
 
 
 def test_a_text_part_of_exactly_64_kib_stays_inline() -> None:

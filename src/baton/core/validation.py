@@ -7,6 +7,8 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
+from math import isfinite
 from typing import Any
 
 from baton.core.errors import InvalidInput, TooLarge
@@ -30,6 +32,9 @@ TITLE_CHARS = 80
 # part type -> the field that holds its (possibly large) payload
 _PAYLOAD = {"text": "text", "reasoning": "text", "tool_result": "output", "file": "data"}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FIELDS = frozenset({"role", "parts", "created_at", "model", "usage", "id", "parent"})
+# the form `format_time` writes, which most callers send back
+_BATON_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +57,8 @@ def validate_message(raw: Any, now: str, index: int = 0) -> MessageInput:
     where = f"message {index + 1}"
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where}: expected a JSON object, got {type(raw).__name__}")
-    unknown = set(raw) - {"role", "parts", "created_at", "model", "usage", "id", "parent"}
-    if unknown:
+    if not raw.keys() <= _FIELDS:
+        unknown = raw.keys() - _FIELDS
         raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     text_bytes, plain = _check_json(raw, where)
     # JSON escapes make a string at most 6 bytes per byte: only a message that could be near
@@ -89,10 +94,60 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _MAX_DEPTH = 200
 
 
+class _Unsure(Exception):
+    """Raised by the quick scan at anything but plain JSON types within the rules."""
+
+
 def _check_json(value: Any, where: str) -> tuple[int, bool]:
     """Only what every store can keep exactly: string keys, 64-bit integers, finite numbers,
-    valid Unicode. Returns the UTF-8 size of its strings (keys included), and whether every
-    float is one that orjson writes as Python's json does (`ids.plain_float`)."""
+    valid Unicode, at most 200 levels deep. Returns the UTF-8 size of its strings (keys
+    included), and whether every float is one that orjson writes as Python's json does
+    (`ids.plain_float`). A quick scan answers for a value that passes; anything else is
+    walked again node by node, so that a refusal gives the reason the walk meets first."""
+    floats: list[float] = []
+    dicts: list[dict[str, Any]] = []
+    try:
+        size = _scan((value,), 0, floats, dicts)
+        keys = "".join(chain.from_iterable(dicts))  # TypeError at a key that is no string
+        size += len(keys) if keys.isascii() else len(keys.encode("utf-8"))
+        if all(map(isfinite, floats)):
+            return size, all(map(plain_float, floats))
+    except (_Unsure, TypeError, UnicodeEncodeError, RecursionError):
+        pass
+    return _walk(value, where)
+
+
+def _scan(items: Any, depth: int, floats: list[float], dicts: list[dict[str, Any]]) -> int:
+    """The UTF-8 size of the strings among `items` (at `depth`) and below them, collecting
+    the floats and the objects (whose keys are checked at once). Only exact types: a
+    subclass, or anything out of the rules, raises _Unsure (or an encoding error)."""
+    size = 0
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            size += len(item) if item.isascii() else len(item.encode("utf-8"))
+        elif kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                raise _Unsure
+        elif kind is dict:
+            if depth >= _MAX_DEPTH and item:
+                raise _Unsure
+            dicts.append(item)
+            size += _scan(item.values(), depth + 1, floats, dicts)
+        elif kind is list or kind is tuple:
+            if depth >= _MAX_DEPTH and item:
+                raise _Unsure
+            size += _scan(item, depth + 1, floats, dicts)
+        elif kind is float:
+            floats.append(item)
+        elif item is not None and kind is not bool:
+            raise _Unsure
+    return size
+
+
+def _walk(value: Any, where: str) -> tuple[int, bool]:
+    """`_check_json` node by node, for any value: raises InvalidInput at the first node
+    out of the rules."""
     size = 0
     plain = True
     stack: list[tuple[Any, int]] = [(value, 0)]
@@ -162,6 +217,12 @@ def _encode(value: Any, where: str) -> bytes:
 
 
 def _normalise_time(value: str, where: str) -> str:
+    if _BATON_TIME.fullmatch(value):
+        try:
+            datetime.fromisoformat(value[:-1])  # a real date and time: kept as it is
+            return value
+        except ValueError:
+            pass  # refused below, with the general message
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -237,6 +298,8 @@ def _offload(part: JSON, kind: str, where: str, blobs: dict[str, bytes]) -> JSON
         return part
     value = part[field]
     if isinstance(value, str):
+        if len(value) <= INLINE_LIMIT and value.isascii():  # its length is its size
+            return part
         data, encoding = value.encode("utf-8"), "utf-8"
     elif kind == "tool_result":
         data, encoding = canonical_json(value), "json"
