@@ -42,6 +42,17 @@ from baton.store.sql.rows import (
 )
 
 
+def _batches(items: Iterable[StoredMessage], size: int) -> Iterator[list[StoredMessage]]:
+    batch: list[StoredMessage] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class _Nothing(Exception):
     """An import that plans nothing: its transaction is rolled back."""
 
@@ -402,13 +413,8 @@ WITH RECURSIVE heads(id) AS (
                 raise Busy("the database is busy with other writers; try again")
             began = True
             self._lock_blobs(c, shared=True)  # blob files written meanwhile stay referenced
-            batch: list[StoredMessage] = []
-            for sm in messages:
-                batch.append(sm)
-                if len(batch) == self._IMPORT_BATCH:
-                    self._insert_messages(c, batch)
-                    batch = []
-            self._insert_messages(c, batch)
+            for batch in _batches(messages, self._IMPORT_BATCH):
+                self._insert_messages(c, batch)
             plan = finish()
             if plan.grant is not None and plan.grant[1]:
                 account, shas, now = plan.grant
