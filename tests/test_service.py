@@ -21,7 +21,7 @@ from baton.core.errors import (
     VersionMismatch,
 )
 from baton.core.ids import message_id
-from baton.core.models import Totals, format_time, message_content, parse_time
+from baton.core.models import JSON, Totals, format_time, message_content, parse_time
 from baton.service import Service, parse_duration, share_id_from
 from tests.helpers import stored_ids, text_message, tool_turn
 
@@ -1500,3 +1500,50 @@ def test_a_source_session_imported_again_grows_the_same_session(
     parted = [_said(n, f"new {n}") for n in range(6)]
     apart = service.import_document(owner, _from_source(parted))
     assert apart.created and apart.session.id != first.session.id
+
+
+def _export_of(service: Service, owner: str, n: int, big: int | None = None) -> JSON:
+    """A baton export of a session of `n` messages; message `big` (1-based) carries a
+    payload large enough to be kept as a blob."""
+    session = service.create(owner, task="a long session")
+    batch = []
+    for i in range(n):
+        text = ("x" * 70_000 + str(i)) if i + 1 == big else f"message number {i}"
+        batch.append(text_message("user" if i % 2 == 0 else "assistant", text))
+    service.append(owner, session.id, batch)
+    doc = service.export(owner, session.id)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_an_import_read_a_message_at_a_time_stores_what_a_whole_one_does(
+    service: Service, owner: str, other: str
+) -> None:
+    doc = _export_of(service, owner, 700, big=5)
+    whole = service.import_document(other, orjson.dumps(doc))
+    service.delete(other, whole.session.id)
+    streamed = service.import_document(
+        other, {**doc, "messages": iter(doc["messages"])}, fresh=True
+    )
+    assert streamed.messages == whole.messages == 700
+    assert streamed.session.head == whole.session.head == doc["messages"][-1]["id"]
+    assert streamed.session.title == whole.session.title
+    assert ids_of(service, other, streamed.session.id) == [m["id"] for m in doc["messages"]]
+
+
+def test_an_import_refused_part_way_changes_nothing(
+    service: Service, owner: str, other: str
+) -> None:
+    doc = _export_of(service, owner, 700, big=3)
+    doc["messages"] = [
+        {k: v for k, v in m.items() if k not in ("id", "parent")} for m in doc["messages"]
+    ]
+    # a payload of its own, written as a blob before the refusal, and one the owner has
+    doc["messages"][1]["parts"][0]["text"] = "y" * 70_000
+    doc["messages"][599]["created_at"] = "yesterday"
+    before = snapshot(service)
+    for data in (orjson.dumps(doc), {**doc, "messages": iter(doc["messages"])}):
+        with pytest.raises(InvalidInput, match="message 600: created_at 'yesterday'"):
+            service.import_document(other, data)
+        assert snapshot(service) == before
+    assert service.list(other).sessions == []

@@ -302,3 +302,72 @@ def test_an_opencode_session_exported_back_differs_only_where_documented(
     kinds = {p["type"] for m in ours["messages"] for p in m["parts"]}
     assert kinds == {"text", "tool", "step-start", "step-finish", "patch"}
     assert ours["info"]["model"]["variant"] == "default"
+
+
+def _long_session(tmp_path: Path) -> tuple[Any, str, str]:
+    """A baton service with a session (and its owner) to export in opencode's format."""
+    from baton.scanning import SecretScanner
+    from baton.service import Service
+    from baton.store.blobs import LocalBlobStore
+    from baton.store.sqlite import SQLiteStore
+
+    service = Service(
+        SQLiteStore(tmp_path / "source" / "baton.db"),
+        LocalBlobStore(tmp_path / "source" / "blobs"),
+        scanner=SecretScanner({}),
+    )
+    owner = service.account("source").id
+    return service, owner, service.create(owner, title="a long session").id
+
+
+def _grow(service: Any, owner: str, sid: str, start: int, stop: int) -> None:
+    batch = [
+        {
+            "role": "user" if i % 2 == 0 else "assistant",
+            "parts": [{"type": "text", "text": f"message number {i} " + "word " * 200}],
+            "created_at": f"2026-11-01T{9 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        }
+        for i in range(start, stop)
+    ]
+    service.append(owner, sid, batch)
+
+
+def _opencode_export(service: Any, owner: str, sid: str, path: Path) -> Path:
+    from baton.render.opencode import export_opencode
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    messages = service.messages(owner, sid, hydrate=True)
+    path.write_bytes(json.dumps(export_opencode(service.get(owner, sid), messages)).encode())
+    return path
+
+
+def test_a_big_opencode_export_is_imported_as_it_is_read_and_grows_the_same_session(
+    baton_home: Path, tmp_path: Path
+) -> None:
+    service, owner, sid = _long_session(tmp_path)
+    _grow(service, owner, sid, 0, 300)
+    short = _opencode_export(service, owner, sid, tmp_path / "a" / "export.json")
+    _grow(service, owner, sid, 300, 700)
+    long = _opencode_export(service, owner, sid, tmp_path / "b" / "export.json")
+    torn = tmp_path / "c" / "export.json"
+    torn.parent.mkdir()
+    torn.write_bytes(long.read_bytes()[:-300])
+
+    refused = run_baton("sessions", "import", str(torn), home=baton_home)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "error: export.json: the JSON ends early (a truncated or half-written file?)"
+    ]
+    assert run_json("sessions", "list", home=baton_home) == []
+
+    first = run_json("sessions", "import", str(short), home=baton_home)["sessions"][0]
+    assert first["created"] and first["messages"] == 300
+    grown = run_json("sessions", "import", str(long), home=baton_home)["sessions"][0]
+    assert (grown["id"], grown["created"]) == (first["id"], False)
+    assert (grown["messages"], grown["messages_imported"]) == (700, 400)
+    assert stored_messages(baton_home) == 700
+    shown = run_json("sessions", "show", grown["id"], home=baton_home)
+    assert shown["task"].startswith("message number 0 word")
+    assert shown["metadata"]["source"]["tool"] == "opencode"
+    texts = [m["parts"][0]["text"].split(" word")[0] for m in shown["messages"]]
+    assert texts == [f"message number {i}" for i in range(700)]

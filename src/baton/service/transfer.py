@@ -84,8 +84,14 @@ def import_document(
         outcome.append(result)
         return plan
 
-    with reading:
-        moved = p.store.import_chain(reading.messages(), finish)
+    try:
+        with reading:
+            moved = p.store.import_chain(reading.messages(), finish)
+    except BaseException:
+        blobs.free(
+            p, sorted(reading.carried)
+        )  # the payloads written for it, if nothing else has them
+        raise
     result = outcome[0]
     if moved is not None:
         result = ImportResult(moved, result.created, result.messages)
