@@ -13,7 +13,8 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -411,6 +412,54 @@ def _proxies(value: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+SERVING = "serving.json"  # in BATON_HOME while `baton serve` runs: its address and process
+
+
+@contextmanager
+def serving(home: Path, url: str) -> Iterator[None]:
+    """Say, while this block runs, that this process serves `home` at `url`: links the CLI
+    prints (`baton share`) then name that address, whatever port the server chose."""
+    import signal
+    import threading
+
+    marker = home / SERVING
+    part = home / f".{SERVING}.{os.getpid()}"
+    part.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    os.replace(part, marker)
+    before = None
+    if threading.current_thread() is threading.main_thread():
+        # the server re-raises the SIGTERM that stopped it: end here, through `finally`
+        before = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+        with suppress(OSError, ValueError):
+            if json.loads(marker.read_text()).get("pid") == os.getpid():
+                marker.unlink()
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def serving_url(home: Path) -> str | None:
+    """The address of the `baton serve` running on `home`, if one is."""
+    try:
+        found = json.loads((home / SERVING).read_text())
+        pid, url = int(found["pid"]), str(found["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # it stopped without saying so (kill -9)
+    except PermissionError:
+        pass  # alive, another user's
+    return url
+
+
 def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> Service:
     """The local service over the configured store (imports kept out of start-up)."""
     from baton.runs.events import open_events
@@ -425,7 +474,9 @@ def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> S
         store,
         open_blobs(settings.blob_url),
         scanner=SecretScanner(os.environ if env is None else env),
-        base_url=settings.base_url,
+        base_url=settings.base_url
+        if settings.url_given
+        else serving_url(settings.home) or settings.base_url,
         events=open_events(settings.database_url),
         # the server secret, read (or made, as `baton serve` does) only when a secret is sealed
         secret=lambda: settings.secret or local_secret(settings.home),

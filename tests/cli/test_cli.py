@@ -495,3 +495,35 @@ def test_verify_rescan_flags_what_older_rules_missed_once(
         "secret-scan rules version 2: nothing to rescan\n"
         "ok: 1 session(s), 0 share(s), 7 message(s) verified\n"
     )
+
+
+def test_links_printed_beside_a_running_server_name_the_address_it_serves(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.fixtures.servers import start_serve, stop
+    from tests.helpers import run_json
+
+    home = tmp_path / "home"
+    served = start_serve(home, "--runners", "0")
+    try:
+        sid = run_json("sessions", "new", "--task", "fix login", home=home)["id"]
+        run_json("sessions", "append", sid, "--role", "user", "--text", "hi", home=home)
+        shared = run_json("share", sid, home=home)
+        assert shared["url"].startswith(f"{served.url}/share/"), shared["url"]
+        assert served.url != "http://127.0.0.1:8765"
+    finally:
+        stop(served)
+    assert not (home / "serving.json").exists()
+    # one killed with kill -9 cannot say it stopped: its address is not used any more
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
+    (home / "serving.json").write_text(f'{{"url": "{served.url}", "pid": {gone}}}')
+    again = run_json("share", sid, home=home)
+    assert again["url"].startswith("http://127.0.0.1:8765/share/"), again["url"]

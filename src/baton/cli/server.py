@@ -102,12 +102,22 @@ def serve(
         if settings.database_url.startswith("sqlite:")
         else f"store {safe_url(settings.database_url)}"
     )
-    from baton.runs.queue import is_postgres, running
+    from baton.runs.queue import is_postgres
     from baton.server import processes
 
     if runners is None:
         runners = 0 if is_postgres(settings.database_url) else settings.runners
     sock = processes.listen(host, port)  # listening before it says so
+    from baton.config import serving
+
+    with serving(settings.home, service.base_url):
+        _serve(settings, service, sock, secret, where, runners)
+
+
+def _serve(settings: Any, service: Any, sock: Any, secret: str, where: str, runners: int) -> None:
+    from baton.runs.queue import running
+    from baton.server import processes
+
     if settings.workers == 1:
         from baton.server import create_app
 
