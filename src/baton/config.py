@@ -432,16 +432,25 @@ def serving(home: Path, url: str) -> Iterator[None]:
         before = signal.signal(signal.SIGTERM, _terminated)
     try:
         yield
+    except _Terminated:
+        pass
+    else:
+        return
     finally:
         if before is not None:
             signal.signal(signal.SIGTERM, before)
         with suppress(OSError, ValueError):
             if json.loads(marker.read_text()).get("pid") == os.getpid():
                 marker.unlink()
+    signal.raise_signal(signal.SIGTERM)  # ended by it, as a supervisor expects
+
+
+class _Terminated(BaseException):
+    pass
 
 
 def _terminated(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    raise _Terminated
 
 
 def serving_url(home: Path) -> str | None:
