@@ -33,6 +33,41 @@ OFFLINE = {
 }
 
 
+KILO_OFFLINE = {
+    **{k.replace("OPENCODE_", "KILO_"): v for k, v in OFFLINE.items()},
+    "KILO_DISABLE_SESSION_INGEST": "1",
+    "KILO_DISABLE_PRESENCE": "1",
+    "KILO_DISABLE_CODEBASE_INDEXING": "1",
+    "KILO_TELEMETRY_LEVEL": "off",
+}
+
+
+def tool_env(home: str, offline: dict[str, str]) -> dict[str, str]:
+    """What opencode or Kilo runs with: a fresh home of its own, offline."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": home,
+        "XDG_CONFIG_HOME": f"{home}/.config",
+        "XDG_DATA_HOME": f"{home}/.local/share",
+        "XDG_CACHE_HOME": f"{home}/.cache",
+        "XDG_STATE_HOME": f"{home}/.local/state",
+        **offline,
+    }
+
+
+def kilo_binary() -> Path | None:
+    """The real Kilo CLI: $BATON_KILO, under $BATON_NPM_PREFIX (.ci/run), or on PATH."""
+    prefix = os.environ.get("BATON_NPM_PREFIX") or str(Path(".ci/node").resolve())
+    for candidate in (
+        os.environ.get("BATON_KILO"),
+        str(Path(prefix) / "node_modules/@kilocode/cli-linux-x64/bin/kilo"),
+        shutil.which("kilo"),
+    ):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
 def opencode_binary() -> Path | None:
     """The real opencode: $BATON_OPENCODE, under $BATON_NPM_PREFIX (.ci/run), or on PATH."""
     candidates = [os.environ.get("BATON_OPENCODE")]
@@ -95,15 +130,7 @@ def run(root: Path, quick: bool, record: Record) -> None:
 
     def opencode() -> None:
         with tempfile.TemporaryDirectory(dir=root) as home:
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "HOME": home,
-                "XDG_CONFIG_HOME": f"{home}/.config",
-                "XDG_DATA_HOME": f"{home}/.local/share",
-                "XDG_CACHE_HOME": f"{home}/.cache",
-                "XDG_STATE_HOME": f"{home}/.local/state",
-                **OFFLINE,
-            }
+            env = tool_env(home, OFFLINE)
             Path(home, "project").mkdir()
             done = subprocess.run(
                 [str(binary), "import", str(path)],

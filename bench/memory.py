@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.imports import OFFLINE, export_file, opencode_binary
+from bench.imports import KILO_OFFLINE, OFFLINE, export_file, kilo_binary, opencode_binary, tool_env
 
 Record = Callable[..., None]
 PEAK_MB = 150  # issue 18: import, export and show of 10,000 messages within this
@@ -164,29 +164,24 @@ def run(root: Path, quick: bool, record: Record) -> None:
                 f"≤ {PEAK_MB} MB",
                 rss <= PEAK_MB,
             )
-    binary = opencode_binary()
-    if binary is None:
-        print("  (no opencode CLI: its memory figure is skipped)", file=sys.stderr)
-        return
-    with tempfile.TemporaryDirectory(dir=work) as home:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": home,
-            "XDG_CONFIG_HOME": f"{home}/.config",
-            "XDG_DATA_HOME": f"{home}/.local/share",
-            "XDG_CACHE_HOME": f"{home}/.cache",
-            "XDG_STATE_HOME": f"{home}/.local/state",
-            **OFFLINE,
-        }
-        Path(home, "project").mkdir()
-        rss, took = peak([str(binary), "import", str(path)], env, Path(home, "project"))
-        record(
-            f"`opencode import` of the same {count:,}-message file: peak RSS (for comparison)",
-            f"{rss:.0f} MB ({took:.2f} s)",
-            rss / PEAK_MB,
-            "none (opencode's figure)",
-            True,
-        )
+    for tool, binary, offline in (
+        ("opencode", opencode_binary(), OFFLINE),
+        ("kilo", kilo_binary(), KILO_OFFLINE),
+    ):
+        if binary is None:
+            print(f"  (no {tool} CLI: its memory figure is skipped)", file=sys.stderr)
+            continue
+        with tempfile.TemporaryDirectory(dir=work) as home:
+            env = tool_env(home, offline)
+            Path(home, "project").mkdir()
+            rss, took = peak([str(binary), "import", str(path)], env, Path(home, "project"))
+            record(
+                f"`{tool} import` of the same {count:,}-message file: peak RSS (for comparison)",
+                f"{rss:.0f} MB ({took:.2f} s)",
+                rss / PEAK_MB,
+                f"none ({tool}'s figure)",
+                True,
+            )
 
 
 def main() -> None:

@@ -197,7 +197,8 @@ CATEGORIES = [
 
 
 def _profile(server: Served, token: str, paths: list[str], root: Path, seconds: int) -> str:
-    spy = shutil.which("py-spy")
+    beside = Path(sys.executable).with_name("py-spy")  # in the venv, when it is not on PATH
+    spy = shutil.which("py-spy") or (str(beside) if beside.is_file() else None)
     if spy is None:
         return "not measured (pip install py-spy)"
     raw = root / "profile.txt"

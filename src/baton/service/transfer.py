@@ -27,7 +27,7 @@ from baton.render.document import EXPORT_FORMAT, EXPORT_VERSION
 from baton.scanning import Pending
 from baton.service import blobs
 from baton.service.common import Ports, canonical, owned, read_chain, repo_of, time_or
-from baton.store.base import ImportPlan, source_key
+from baton.store.base import ImportPlan, batches, source_key
 
 PARALLEL_SCAN = 4 * 1024 * 1024  # an import this big is scanned on every core
 # A source session imported again may have rewritten this many of its last messages.
@@ -165,7 +165,7 @@ class _Reading:
     def messages(self) -> Iterator[StoredMessage]:
         """The stored messages, each batch's yielded while the next one's are scanned."""
         waiting: tuple[list[StoredMessage], Pending] | None = None
-        for batch in _batches(self.raws, self.BATCH):
+        for batch in batches(self.raws, self.BATCH):
             linked = self._link(batch)
             pending = self._scan([strings_in(raw.get("parts")) for raw in batch])
             if waiting is not None:
@@ -228,17 +228,6 @@ class _Reading:
                 self.inherited = sm.totals
         self.last = linked[-1]
         yield from linked
-
-
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _plan(

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from baton.core.errors import InvalidInput
 from baton.core.models import (
@@ -27,6 +27,8 @@ from baton.core.models import (
     Page as Page,  # defined in core; listings return it
 )
 from baton.core.runs import Environment, Repo, Run
+
+T = TypeVar("T")
 
 
 def source_key(metadata: Any) -> tuple[str, str, str | None] | None:
@@ -136,6 +138,18 @@ SESSION_FIELDS = frozenset(
         "forked_from",
     }
 )
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last may be shorter), taken as they come."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @dataclass

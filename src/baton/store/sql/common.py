@@ -22,6 +22,7 @@ from baton.store.base import (
     Page,
     Remembered,
     Store,
+    batches,
     git_blobs,
 )
 from baton.store.sql.dialect import Dialect
@@ -40,17 +41,6 @@ from baton.store.sql.rows import (
     stored_from,
     totals_values,
 )
-
-
-def _batches(items: Iterable[StoredMessage], size: int) -> Iterator[list[StoredMessage]]:
-    batch: list[StoredMessage] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 class _Nothing(Exception):
@@ -413,7 +403,7 @@ WITH RECURSIVE heads(id) AS (
                 raise Busy("the database is busy with other writers; try again")
             began = True
             self._lock_blobs(c, shared=True)  # blob files written meanwhile stay referenced
-            for batch in _batches(messages, self._IMPORT_BATCH):
+            for batch in batches(messages, self._IMPORT_BATCH):
                 self._insert_messages(c, batch)
             plan = finish()
             if plan.grant is not None and plan.grant[1]:
