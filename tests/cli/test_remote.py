@@ -238,3 +238,29 @@ def test_the_context_hands_out_the_local_service_or_the_client_by_mode(
     assert remote.owner == remote.client.me().id
     remote.client.close()
     local.local.store.close()
+
+
+def test_imports_read_as_they_go_land_on_the_server(served: Served, tmp_path: Path) -> None:
+    """An opencode export and a baton export, both read a message at a time, imported
+    after `baton login`: on the server, whole."""
+    samples = Path(__file__).resolve().parent.parent / "importers" / "samples"
+    local = tmp_path / "local"
+    sid = run_json("sessions", "new", "--title", "Exported here", home=local)["id"]
+    for i in range(3):
+        run_json("sessions", "append", sid, "--role", "user", "--text", f"note {i}", home=local)
+    export = tmp_path / "export.json"
+    done = run_baton("sessions", "export", sid, "--format", "json", "-o", str(export), home=local)
+    assert done.returncode == 0, done.stderr
+    client = tmp_path / "client"
+    assert run_baton("login", served.url, "--token", served.token, home=client).returncode == 0
+    opencode = run_json(
+        "sessions", "import", str(samples / "opencode" / "export.json"), home=client
+    )
+    [made] = opencode["sessions"]
+    assert made["created"] and made["messages"] == 20
+    baton = run_json("sessions", "import", str(export), home=client)
+    assert (baton["created"], baton["messages_imported"]) == (True, 3)
+    on_server = run_json("sessions", "list", home=served.home, env={"BATON_USER": "owner"})
+    assert {s["title"] for s in on_server} >= {"Exported here", made["title"]}
+    shown = run_json("sessions", "show", made["id"], home=client)
+    assert shown["metadata"]["source"]["tool"] == "opencode" and len(shown["messages"]) == 20
