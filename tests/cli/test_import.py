@@ -371,3 +371,39 @@ def test_a_big_opencode_export_is_imported_as_it_is_read_and_grows_the_same_sess
     assert shown["metadata"]["source"]["tool"] == "opencode"
     texts = [m["parts"][0]["text"].split(" word")[0] for m in shown["messages"]]
     assert texts == [f"message number {i}" for i in range(700)]
+
+
+def test_an_import_killed_part_way_leaves_nothing_and_can_be_run_again(
+    baton_home: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    service, owner, sid = _long_session(tmp_path)
+    _grow(service, owner, sid, 0, 4000)
+    export = _opencode_export(service, owner, sid, tmp_path / "a" / "export.json")
+    wal = baton_home / "baton.db-wal"
+    run_json("sessions", "list", home=baton_home)  # the store exists, its WAL is empty
+    process = subprocess.Popen(
+        [sys.executable, "-m", "baton", "sessions", "import", str(export)],
+        env={**os.environ, "BATON_HOME": str(baton_home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # killed once its one transaction has written a good part of the messages
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if wal.exists() and wal.stat().st_size > 2_000_000:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert process.wait() == -signal.SIGKILL, "the import ended before it could be killed"
+    assert run_json("sessions", "list", home=baton_home) == []
+    assert stored_messages(baton_home) == 0
+    verified = run_baton("sessions", "verify", home=baton_home)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    again = run_json("sessions", "import", str(export), home=baton_home)["sessions"][0]
+    assert again["created"] and again["messages"] == 4000
