@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,23 @@ def _earlier(ctx: Context) -> Any:
     return find
 
 
-def import_parsed(ctx: Context, path: Path, fmt: str) -> dict[str, Any]:
-    """Import every session at `path` (not a baton export); a summary of what happened."""
+def import_parsed(
+    ctx: Context, path: Path, fmt: str, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Import every session at `path` (not a baton export); a summary of what happened.
+    `progress(done, total)` follows a big file in MB as it is read."""
     from baton import importers
 
     parsed = importers.read(path, fmt, stream=True)
     docs, warnings = importers.documents(parsed, _earlier(ctx))
+    track = None
+    if progress is not None and parsed.read_so_far is not None:
+        measure, advance = parsed.read_so_far, progress
+        size = max(1, path.stat().st_size // 1_000_000)
+
+        def track(done: int, total: int) -> None:
+            advance(min(size, measure() // 1_000_000), size)
+
     sessions: list[dict[str, Any]] = []
     made: dict[str, str] = {}  # source session id -> baton session id
     for doc in docs:
@@ -89,7 +101,7 @@ def import_parsed(ctx: Context, path: Path, fmt: str) -> dict[str, Any]:
             parent = _imported(ctx, origin["source_session"])
             if parent is not None:
                 origin["session"] = parent.id
-        result = ctx.service.import_document(ctx.owner, doc)
+        result = ctx.service.import_document(ctx.owner, doc, progress=track)
         source = doc["session"]["metadata"].get("source", {}).get("session_id")
         if source:
             made[source] = result.session.id
@@ -149,7 +161,8 @@ def one(ctx: Context, path: str, fmt: str, as_json: bool) -> None:
     if path == "-" or fmt == "baton" or (fmt == "auto" and importers.detect(Path(path)) == "baton"):
         _baton_export(ctx, path, as_json)
         return
-    summary = import_parsed(ctx, Path(path).expanduser(), fmt)
+    with progress_bar("importing (MB read)", enabled=not as_json) as advance:
+        summary = import_parsed(ctx, Path(path).expanduser(), fmt, advance)
     if as_json:
         print_json(summary)
     else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,6 +61,9 @@ class Parsed:
     sessions: list[ImportedSession]
     warnings: list[str] = field(default_factory=list)  # one line each: torn lines, skips
     skipped_lines: int = 0
+    # For sessions that come as a stream: about how many bytes of the file are read so far
+    # (a progress bar's measure).
+    read_so_far: Callable[[], int] | None = None
 
 
 class Importer(Protocol):

@@ -177,6 +177,7 @@ def _stream_export(path: Path) -> Parsed | None:
     warnings: list[str] = []
     version = info.get("version")
     parsed = Parsed("opencode", version if isinstance(version, str) else None, [], warnings)
+    parsed.read_so_far = found.position
     session = _Converted("opencode", info, path).imported([])
     parsed.sessions.append(session)
     items = found.items if first is None else itertools.chain([first], found.items)
