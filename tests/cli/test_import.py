@@ -407,3 +407,40 @@ def test_an_import_killed_part_way_leaves_nothing_and_can_be_run_again(
     assert verified.returncode == 0, verified.stdout + verified.stderr
     again = run_json("sessions", "import", str(export), home=baton_home)["sessions"][0]
     assert again["created"] and again["messages"] == 4000
+
+
+def test_a_big_import_shows_its_progress_on_a_terminal(baton_home: Path, tmp_path: Path) -> None:
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    service, owner, sid = _long_session(tmp_path)
+    _grow(service, owner, sid, 0, 4000)
+    export = _opencode_export(service, owner, sid, tmp_path / "a" / "export.json")
+    size = export.stat().st_size // 1_000_000
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "baton", "sessions", "import", str(export)],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "BATON_HOME": str(baton_home), "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert process.wait() == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+    assert "importing (MB read)" in text
+    assert re.search(rf"\b\d+/{size}\b", text), text
+    assert "imported 1 session(s) from opencode (4000 messages)" in text
