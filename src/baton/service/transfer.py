@@ -4,7 +4,7 @@ export read back a batch at a time, stored all or nothing, once per conversation
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sized
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from typing import Any
 
 import orjson
@@ -63,8 +63,8 @@ def import_document(
     fresh: bool = False,
 ) -> ImportResult:
     """Import a baton JSON export. Nothing is stored unless the whole file is valid.
-    `progress(done, total)` is called as messages are checked (total 0 when the messages
-    come one at a time). The same conversation imported twice is one session, unless
+    `progress(done, total)` is called as messages are checked (total is the count so far
+    when the messages come one at a time). The same conversation imported twice is one session, unless
     `fresh` (a fork) asks for a new one.
 
     The messages are checked, hashed, scanned and stored a batch at a time, in one
@@ -88,9 +88,9 @@ def import_document(
         with reading:
             moved = p.store.import_chain(reading.messages(), finish)
     except BaseException:
-        blobs.free(
-            p, sorted(reading.carried)
-        )  # the payloads written for it, if nothing else has them
+        # the payloads written for it, unless something else has them; the failure is told
+        with suppress(Exception):
+            blobs.free(p, sorted(reading.carried))
         raise
     result = outcome[0]
     if moved is not None:
