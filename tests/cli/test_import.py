@@ -4,8 +4,15 @@ forks stored once, re-imports that add nothing, damaged files, and `--scan`."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -341,6 +348,13 @@ def _opencode_export(service: Any, owner: str, sid: str, path: Path) -> Path:
     return path
 
 
+def _exported(tmp_path: Path, count: int) -> Path:
+    """An opencode export of a session of `count` messages."""
+    service, owner, sid = _long_session(tmp_path)
+    _grow(service, owner, sid, 0, count)
+    return _opencode_export(service, owner, sid, tmp_path / "a" / "export.json")
+
+
 def test_a_big_opencode_export_is_imported_as_it_is_read_and_grows_the_same_session(
     baton_home: Path, tmp_path: Path
 ) -> None:
@@ -376,15 +390,7 @@ def test_a_big_opencode_export_is_imported_as_it_is_read_and_grows_the_same_sess
 def test_an_import_killed_part_way_leaves_nothing_and_can_be_run_again(
     baton_home: Path, tmp_path: Path
 ) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    service, owner, sid = _long_session(tmp_path)
-    _grow(service, owner, sid, 0, 4000)
-    export = _opencode_export(service, owner, sid, tmp_path / "a" / "export.json")
+    export = _exported(tmp_path, 4000)
     wal = baton_home / "baton.db-wal"
     run_json("sessions", "list", home=baton_home)  # the store exists, its WAL is empty
     process = subprocess.Popen(
@@ -410,15 +416,7 @@ def test_an_import_killed_part_way_leaves_nothing_and_can_be_run_again(
 
 
 def test_a_big_import_shows_its_progress_on_a_terminal(baton_home: Path, tmp_path: Path) -> None:
-    import os
-    import pty
-    import re
-    import subprocess
-    import sys
-
-    service, owner, sid = _long_session(tmp_path)
-    _grow(service, owner, sid, 0, 4000)
-    export = _opencode_export(service, owner, sid, tmp_path / "a" / "export.json")
+    export = _exported(tmp_path, 4000)
     size = export.stat().st_size // 1_000_000
     leader, follower = pty.openpty()
     process = subprocess.Popen(
