@@ -32,11 +32,7 @@ def _baton_export(ctx: Context, path: str, as_json: bool) -> None:
     with progress_bar("checking messages", enabled=not as_json) as advance:
         progress = advance
         if streamed is not None and not isinstance(data, bytes):
-            size, read = Path(path).stat().st_size, streamed
-
-            def progress(done: int, total: int) -> None:  # in MB of the file, read so far
-                advance(max(1, read.position()) // 1_000_000, max(1, size // 1_000_000))
-
+            progress = _megabytes_read(advance, streamed.position, Path(path))
         result = ctx.service.import_document(ctx.owner, data, progress=progress)
     if as_json:
         print_json(
@@ -50,6 +46,18 @@ def _baton_export(ctx: Context, path: str, as_json: bool) -> None:
         click.echo(f"imported {result.session.id}: {result.messages} messages")
     else:
         click.echo(f"already imported as {result.session.id}; nothing added")
+
+
+def _megabytes_read(
+    advance: Callable[[int, int], None], read: Callable[[], int], path: Path
+) -> Callable[[int, int], None]:
+    """A progress callback that shows, whatever it is told, the MB of `path` read so far."""
+    size = max(1, path.stat().st_size // 1_000_000)
+
+    def progress(done: int, total: int) -> None:
+        advance(min(size, read() // 1_000_000), size)
+
+    return progress
 
 
 def _imported(ctx: Context, source_id: str) -> Any:
@@ -85,11 +93,7 @@ def import_parsed(
     docs, warnings = importers.documents(parsed, _earlier(ctx))
     track = None
     if progress is not None and parsed.read_so_far is not None:
-        measure, advance = parsed.read_so_far, progress
-        size = max(1, path.stat().st_size // 1_000_000)
-
-        def track(done: int, total: int) -> None:
-            advance(min(size, measure() // 1_000_000), size)
+        track = _megabytes_read(progress, parsed.read_so_far, path)
 
     sessions: list[dict[str, Any]] = []
     made: dict[str, str] = {}  # source session id -> baton session id
