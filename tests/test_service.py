@@ -23,6 +23,7 @@ from baton.core.errors import (
 from baton.core.ids import message_id
 from baton.core.models import JSON, Totals, format_time, message_content, parse_time
 from baton.service import Service, parse_duration, share_id_from
+from baton.store.sql.sqlite import SQLiteStore
 from tests.helpers import stored_ids, text_message, tool_turn
 
 FAKE_KEY = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"  # 'sk-proj-' + 40 alnum
@@ -1547,3 +1548,77 @@ def test_an_import_refused_part_way_changes_nothing(
             service.import_document(other, data)
         assert snapshot(service) == before
     assert service.list(other).sessions == []
+
+
+# What an import leaves for later: the embedded store neither scans an import's messages for
+# secrets nor indexes them for search on the way in; the first share and the first search do.
+
+
+def _exported_with_a_secret(after: int = 2) -> bytes:
+    """A baton export made in a store of its own, whose third message holds a key."""
+    from baton.scanning import SecretScanner
+    from baton.store.blobs import MemoryBlobStore
+    from baton.store.memory import MemoryStore
+
+    source = Service(MemoryStore(), MemoryBlobStore(), scanner=SecretScanner({}))
+    carol = source.account("carol").id
+    sid = conversation(source, carol, 2)
+    source.append(carol, sid, [text_message("user", f"my key is {FAKE_KEY} ok")])
+    source.append(carol, sid, [text_message("assistant", f"zebra-{i}") for i in range(after)])
+    return orjson.dumps(source.export(carol, sid))
+
+
+def test_an_imported_secret_blocks_a_share_and_is_redacted(service: Service, owner: str) -> None:
+    imported = service.import_document(owner, _exported_with_a_secret()).session
+    service.append(owner, imported.id, [text_message("user", "and one more")])
+    original = service.messages(owner, imported.id)
+    before = snapshot(service)
+    with pytest.raises(SecretsFound) as caught:
+        service.share(owner, imported.id)
+    assert [(f["position"], f["kind"], f["excerpt"]) for f in caught.value.findings] == [
+        (3, "OpenAI Token", "sk-p…7w (48 chars)")
+    ]
+    assert snapshot(service) == before
+    share = service.share(owner, imported.id, mode="redact")
+    public = service.share_messages(share.id)
+    assert [m.parts[0]["text"] for m in public] == [
+        "message number 0",
+        "message number 1",
+        "my key is [REDACTED:OpenAI Token] ok",
+        "zebra-0",
+        "zebra-1",
+        "and one more",
+    ]
+    assert [m.id for m in public[:2]] == [m.id for m in original[:2]]  # shared, not copied
+    assert FAKE_KEY not in repr([m.parts for m in public])
+    report = service.rescan()
+    assert (report["rescanned"], report["flagged"]) == (0, 0)  # the share scanned them all
+    assert service.verify().ok
+
+
+def test_a_rescan_scans_what_imports_left(service: Service, owner: str) -> None:
+    service.import_document(owner, _exported_with_a_secret(after=3))
+    report = service.rescan()
+    deferred = service.store.defers_scan  # the embedded store: 6 messages were left unscanned
+    assert (report["rescanned"], report["flagged"]) == ((6, 1) if deferred else (0, 0))
+    assert service.rescan()["rescanned"] == 0
+
+
+def test_an_imported_session_is_found_by_search_and_deleted_cleanly(
+    service: Service, owner: str
+) -> None:
+    first = service.import_document(owner, _exported_with_a_secret()).session
+    service.delete(owner, first.id)  # before anything searched: it never was in the index
+    again = service.import_document(owner, _exported_with_a_secret(after=3)).session
+    service.append(owner, again.id, [text_message("user", "the okapi question")])
+    assert [s.id for s in service.list(owner, query="zebra").sessions] == [again.id]
+    assert [s.id for s in service.list(owner, query="okapi").sessions] == [again.id]
+    service.delete(owner, again.id)  # indexed now: taken out of the index again
+    assert service.list(owner, query="zebra").sessions == []
+    third = service.import_document(owner, _exported_with_a_secret(after=1)).session
+    assert [s.id for s in service.list(owner, query="zebra").sessions] == [third.id]
+    assert service.verify().ok
+    if isinstance(service.store, SQLiteStore):  # the index holds exactly what it should
+        service.store._conn().execute(
+            "INSERT INTO message_search(message_search, rank) VALUES ('integrity-check', 0)"
+        )

@@ -18,6 +18,7 @@ stopped (what the target already holds is skipped, never written twice)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from baton.contract import VerifyReport
 from baton.core.errors import Conflict, Corrupt, InvalidInput
 from baton.core.models import JSON, Session, Share, StoredMessage, utcnow
 from baton.core.runs import FAILED, Environment, Repo
+from baton.scanning import SecretScanner
 from baton.store import open_blobs, open_store
 from baton.store.base import BlobStore, Store, git_blobs, safe_url
 
@@ -378,6 +380,14 @@ class _Copier:
         self.report.messages += len(messages)
 
 
+def _settle(store: Store, blobs: BlobStore) -> None:
+    """Scan what imports left unscanned in `store` (with this process's environment)."""
+    if store.unscanned(1):
+        from baton.service import Service, findings
+
+        findings.settle(Service(store, blobs, scanner=SecretScanner(os.environ)))
+
+
 def copy_store(
     source: Store,
     source_blobs: BlobStore,
@@ -390,7 +400,9 @@ def copy_store(
     and environments, then every session (and its runs), then every share, each with the
     blobs and messages it needs. `progress(done, total)` is
     called after each session and share."""
-    # The copies are no better scanned for secrets than the originals (service.findings.rescan).
+    # The copies are no better scanned for secrets than the originals (service.findings.rescan),
+    # and no worse: what an import left unscanned is scanned first, as before a share.
+    _settle(source, source_blobs)
     was, now = source.scan_rules(), target.scan_rules()
     if was is not None and (now is None or was < now):
         target.set_scan_rules(was)

@@ -467,6 +467,33 @@ def test_an_interrupted_copy_in_process_leaves_whole_objects(tmp_path: Path) -> 
     assert contents(dst) == expected_copy(src, built)
 
 
+def test_a_copy_of_an_import_left_unscanned_is_scanned_first(tmp_path: Path) -> None:
+    """The embedded store leaves an import's secret scan for later; a copy, whose target takes
+    its messages as scanned, scans them first: the target still blocks the share."""
+    from baton.core.errors import SecretsFound
+    from baton.store.blobs import MemoryBlobStore
+    from baton.store.memory import MemoryStore
+
+    key = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5xY7w"
+    elsewhere = Service(MemoryStore(), MemoryBlobStore(), scanner=SecretScanner({}))
+    carol = elsewhere.account("carol").id
+    made = elsewhere.create(carol)
+    texts = ["hello", "hi", f"my key is {key}", "noted"]
+    elsewhere.append(carol, made.id, [text_message("user", t) for t in texts])
+    document = orjson.dumps(elsewhere.export(carol, made.id))
+    src, dst = folder(tmp_path / "a"), folder(tmp_path / "b")
+    with src.open() as (a, a_blobs), dst.open() as (b, b_blobs):
+        first = Service(a, a_blobs, scanner=SecretScanner({}))
+        owner = first.account("alice").id
+        imported = first.import_document(owner, document).session
+        assert len(a.unscanned(10)) == 4
+        copying.copy_store(a, a_blobs, b, b_blobs)
+        assert a.unscanned(10) == []
+        with pytest.raises(SecretsFound) as caught:
+            Service(b, b_blobs, scanner=SecretScanner({})).share(owner, imported.id)
+        assert [(f["position"], f["kind"]) for f in caught.value.findings] == [(3, "OpenAI Token")]
+
+
 def test_a_copy_is_no_better_scanned_for_secrets_than_its_source(tmp_path: Path) -> None:
     """A store whose messages older rules scanned gives a copy that a rescan still reads."""
     src, dst = folder(tmp_path / "a"), folder(tmp_path / "b")

@@ -764,15 +764,16 @@ def test_migrate_lists_then_applies(postgres_url: str, tmp_path: Path) -> None:
         "m007_inherited",
         "m008_runs",
         "m009_scan_rules",
+        "m010_import_later",
     ]
-    numbers = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    numbers = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
     listed = run_baton("migrate", "--list", home=home, env=env)
     assert listed.returncode == 0, listed.stderr
-    assert "9 pending" in listed.stdout
+    assert "10 pending" in listed.stdout
     for n, name in zip(numbers, names, strict=True):
         assert f"{n:03d} {name}" in listed.stdout
-    assert listed.stdout.count("pending") == 10  # nine steps and the summary
+    assert listed.stdout.count("pending") == 11  # ten steps and the summary
     assert "postgres@127.0.0.1" in listed.stdout
     data = run_json("migrate", "--list", home=home, env=env)
     assert data["pending"] == numbers and data["applied_now"] == []
@@ -787,7 +788,7 @@ def test_migrate_lists_then_applies(postgres_url: str, tmp_path: Path) -> None:
 
     after = run_baton("migrate", "--list", home=home, env=env)
     assert after.returncode == 0, after.stderr
-    assert "0 pending" in after.stdout and after.stdout.count("applied") == 9
+    assert "0 pending" in after.stdout and after.stdout.count("applied") == 10
     data = run_json("migrate", "--list", home=home, env=env)
     assert data["pending"] == [] and data["applied_now"] == []
     assert [m["applied_at"] for m in data["migrations"]] == [

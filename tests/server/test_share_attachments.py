@@ -313,9 +313,12 @@ def test_the_rescan_names_the_shares_published_before_it(
 ) -> None:
     """A share made while the rules could not read attachments published their secrets:
     the rescan says which (revoking is the owner's call)."""
+    from baton.service import findings
+
     store = live.service.store
+    findings.settle(live.service)  # scanned as imports are, before the rules read attachments:
     everything = store.messages_in_order(None, 1000)
-    store.set_findings([(sm.message.id, [], None) for sm in everything])
+    store.set_findings([(sm.message.id, [], None) for sm in everything])  # nothing found
     with live.client(live.alice) as http:
         made = http.post(f"/api/sessions/{imported['id']}/shares", json={})
         assert made.status_code == 201, made.text

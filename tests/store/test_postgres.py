@@ -80,7 +80,7 @@ def test_migrations_from_an_empty_database(postgres_url: str, pg: psycopg.Connec
     again = PostgresStore(postgres_url)
     with psycopg.connect(postgres_url) as conn, conn.cursor() as cur:
         assert pg_migrations.pending(cur) == []
-    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (9,)
+    assert pg.execute("SELECT count(*) FROM migrations").fetchone() == (10,)
     again.close()
 
 
@@ -100,7 +100,7 @@ def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert [s.number for s in status.status(postgres_url)] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [s.number for s in status.status(postgres_url)] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     assert all(s.applied_at for s in status.status(postgres_url))
     for store in stores:
         store.close()
@@ -130,6 +130,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         7,
         8,
         9,
+        10,
     ]
     assert "half_done" not in tables(pg)
 
@@ -171,7 +172,7 @@ def test_migration_from_m001_carries_the_data_over(postgres_url: str, tmp_path: 
              t.cache_read_tokens, t.cache_write_tokens, t.cost_usd),
         )  # fmt: skip
         pending = [s.number for s in status.status(postgres_url) if s.applied_at is None]
-        assert pending == [2, 3, 4, 5, 6, 7, 8, 9]
+        assert pending == [2, 3, 4, 5, 6, 7, 8, 9, 10]
     store = open_store(postgres_url)
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"
@@ -326,7 +327,7 @@ def test_migrate_list_writes_nothing(
     home = tmp_path / "home"
     listed = run_baton("migrate", "--list", env=env, home=home)
     assert listed.returncode == 0, listed.stderr
-    assert "9 pending" in listed.stdout and "m005_blob_access" in listed.stdout
+    assert "10 pending" in listed.stdout and "m005_blob_access" in listed.stdout
     assert "m006_logins" in listed.stdout and "m007_inherited" in listed.stdout
     assert tables(pg) == set()
     applied = run_baton("migrate", env=env, home=home)
@@ -335,4 +336,4 @@ def test_migrate_list_writes_nothing(
     again = run_baton("migrate", "--list", "--json", env=env, home=home)
     data = orjson.loads(again.stdout)
     numbers = [m["number"] for m in data["migrations"]]
-    assert data["pending"] == [] and numbers == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert data["pending"] == [] and numbers == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]

@@ -38,6 +38,8 @@ TABLES = {
     "migrations",
     "session_search",
     "message_search",
+    "unindexed",
+    "unscanned",
     "tokens",
     "blob_grants",
     "session_blobs",
@@ -128,6 +130,7 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         (7, "m007_inherited"),
         (8, "m008_runs"),
         (9, "m009_scan_rules"),
+        (10, "m010_import_later"),
     ]
     for _, _, applied_at in rows:
         assert time.strptime(applied_at, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -143,14 +146,15 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         "m007_inherited",
         "m008_runs",
         "m009_scan_rules",
+        "m010_import_later",
     ]
-    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [m.number for m in migrations.MIGRATIONS] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     store.close()
     # opening again applies nothing and records nothing twice
     again = SQLiteStore(tmp_path / "baton.db")
     assert migrations.pending(again._conn()) == []
     assert migrations.migrate(again._conn()) == []
-    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 9
+    assert again._conn().execute("SELECT count(*) FROM migrations").fetchone()[0] == 10
     again.close()
 
 
@@ -171,7 +175,7 @@ def test_two_processes_opening_a_new_database_migrate_it_once(tmp_path: Path) ->
         thread.join()
     assert errors == []
     numbers = stores[0]._conn().execute("SELECT number FROM migrations ORDER BY number")
-    assert [r[0] for r in numbers] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [r[0] for r in numbers] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     for store in stores:
         store.close()
 
@@ -201,6 +205,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         7,
         8,
         9,
+        10,
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
@@ -237,6 +242,7 @@ def write_m001_database(db: Path, blobs: LocalBlobStore) -> list[StoredMessage]:
         "m007_inherited",
         "m008_runs",
         "m009_scan_rules",
+        "m010_import_later",
     ]
     chain = chain_for_m001()
     conn.execute("INSERT INTO accounts VALUES ('acc_1', 'alice', 'Alice', ?)", (NOW,))
@@ -296,6 +302,7 @@ def test_migration_from_m001_carries_the_data_over(tmp_path: Path) -> None:
         "m007_inherited",
         "m008_runs",
         "m009_scan_rules",
+        "m010_import_later",
     ]
     service = Service(store, blobs, scanner=SecretScanner({}), clock=lambda: NOW)
     sid = "ses_01AAAAAAAAAAAAAAAAAAAAAAAA"

@@ -50,7 +50,8 @@ def scan(
     """Every secret in what a share publishes: the header, the messages (hydrated), and
     with `code` the git patch and every commit, file and file name of the git bundle.
     Messages are read only where they were flagged when recorded (or rescanned: `rescan`
-    runs first, once, when the store's messages were scanned with older rules).
+    runs first, once, when the store's messages were scanned with older rules; `settle`
+    scans what imports left unscanned).
 
     `known` (value -> `environment secret NAME`): the secrets of the environments the
     session's runs used, found wherever they are (a run's agent may have written one into a
@@ -59,6 +60,7 @@ def scan(
     them, is a finding (what is not scanned is not published)."""
     if stale(p):
         rescan(p)
+    settle(p)
     result = Scan()
     scanner = p.scanner.including(known or {})
     result.found = found = [(named(f), s) for f, s in _scan(p, scanner, session, code, result)]
@@ -256,7 +258,8 @@ def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON
     names the live shares that publish a newly flagged message (`exposed_shares`).
 
     Appends may go on meanwhile (they are scanned with these rules): one whose parent's
-    pointer moves between the pass reading and writing it keeps the pointer it was given."""
+    pointer moves between the pass reading and writing it keeps the pointer it was given.
+    Last, what imports left unscanned is scanned (`settle`)."""
     was = p.store.scan_rules()
     report: JSON = {
         "rules": RULES_VERSION,
@@ -266,6 +269,8 @@ def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON
         "exposed_shares": [],
     }
     if was is None or was >= RULES_VERSION:
+        settled, flagged = settle(p)  # what imports left unscanned
+        report.update(rescanned=settled, flagged=len(flagged))
         return report
     total = p.store.count_messages()
     pointers: dict[str, str] = {}  # message id -> its new secret pointer, in this tree
@@ -307,8 +312,31 @@ def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON
         and s.head is not None
         and any(sm.message.id in newly for sm in p.store.flagged(s.head))
     ]
+    newly |= settle(p)[1]  # what imports left unscanned (the pass read them too)
     report.update(rescanned=done, flagged=len(newly), exposed_shares=exposed)
     return report
+
+
+SETTLE_BATCH = 1000
+
+
+def settle(p: Ports) -> tuple[int, set[str]]:
+    """Scan the messages imports stored unscanned (`Store.defers_scan`), a batch at a time in
+    worker processes, and record their findings and the secret pointers after them, before
+    anything reads findings (a share, a rescan, a copy to another store). Returns how many
+    were scanned, and the ids of those that hold a secret."""
+    done, flagged = 0, set[str]()
+    batch = p.store.unscanned(SETTLE_BATCH)
+    if not batch:
+        return 0, flagged
+    with p.scanner.batches() as start:
+        while batch:
+            found = start([strings_in(_readable(p, sm.message).parts) for sm in batch]).get()
+            p.store.settle_scan([(sm.message.id, f) for sm, f in zip(batch, found, strict=True)])
+            done += len(batch)
+            flagged.update(sm.message.id for sm, f in zip(batch, found, strict=True) if f)
+            batch = p.store.unscanned(SETTLE_BATCH)
+    return done, flagged
 
 
 def _readable(p: Ports, message: Message) -> Message:

@@ -116,8 +116,9 @@ def _read_header(p: Ports, owner: str, header: JSON) -> tuple[str, str, JSON, JS
 
 
 class _Reading:
-    """An import's messages as they are read: checked, linked, scanned for secrets and their
-    blobs written, a batch at a time; what the end needs is kept (ids, the first prompt,
+    """An import's messages as they are read: checked, linked, scanned for secrets (unless the
+    store leaves that for later: `findings.settle`) and their blobs written, a batch at a
+    time; what the end needs is kept (ids, the first prompt,
     the totals at a fork point, the blobs carried and named), not the messages."""
 
     BATCH = 256
@@ -167,7 +168,10 @@ class _Reading:
         waiting: tuple[list[StoredMessage], Pending] | None = None
         for batch in batches(self.raws, self.BATCH):
             linked = self._link(batch)
-            pending = self._scan([strings_in(raw.get("parts")) for raw in batch])
+            if self.p.store.defers_scan:  # scanned before anything reads findings
+                pending = Pending.ready([[] for _ in batch])
+            else:
+                pending = self._scan([strings_in(raw.get("parts")) for raw in batch])
             if waiting is not None:
                 yield from self._finished(*waiting)
             waiting = (linked, pending)

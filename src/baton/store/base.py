@@ -273,6 +273,21 @@ class Store(ABC):
         """Set (message id, findings, flagged pointer) of stored messages."""
         raise NotImplementedError
 
+    # The embedded store leaves the secret scan of an import's messages for later: importing
+    # does what storing must, and the first pass that reads findings (a share, a rescan) scans
+    # what an import left (service.findings.settle). Other stores scan on the way in.
+    defers_scan = False
+
+    def unscanned(self, limit: int) -> list[StoredMessage]:
+        """Up to `limit` messages an import stored unscanned, oldest first."""
+        return []
+
+    def settle_scan(self, found: Sequence[tuple[str, list[JSON]]]) -> None:
+        """Record the findings of messages an import stored unscanned (message id, findings)
+        and point every message of their trees at its last flagged ancestor, in one
+        transaction."""
+        raise NotImplementedError
+
     # sessions
     @abstractmethod
     def create_session(self, session: Session, messages: Sequence[StoredMessage] = ()) -> None:
@@ -305,7 +320,8 @@ class Store(ABC):
         """Store `messages` as they come (each after its parent; a message stored already is
         kept as it is), then what `finish()` plans, all in one transaction: an import that
         fails part way, or plans nothing, leaves the store as it was. Returns the session
-        created or moved. A backend that can, holds no more than a batch of the messages."""
+        created or moved. A backend that can, holds no more than a batch of the messages.
+        One that `defers_scan` is given them unscanned, and keeps them so (`unscanned`)."""
         held = list(messages)
         plan = finish()
         if plan.create is None and plan.append is None:

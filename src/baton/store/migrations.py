@@ -304,6 +304,14 @@ INSERT INTO scan_rules(version)
 """
 
 
+# What imports leave for later (SQLiteStore.defers_scan): the search index and the secret
+# scan of the messages they stored. A search indexes `unindexed` first; the first pass that
+# reads findings (a share, a rescan) scans `unscanned` (service.findings.settle).
+M010_IMPORT_LATER = """
+CREATE TABLE unindexed (rowid INTEGER PRIMARY KEY REFERENCES messages(rowid) ON DELETE CASCADE);
+CREATE TABLE unscanned (rowid INTEGER PRIMARY KEY REFERENCES messages(rowid) ON DELETE CASCADE)
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", script(M001_INITIAL)),
     Migration(2, "m002_search", _m002),
@@ -314,6 +322,7 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "m007_inherited", _m007),
     Migration(8, "m008_runs", script(M008_RUNS)),
     Migration(9, "m009_scan_rules", script(M009_SCAN_RULES)),
+    Migration(10, "m010_import_later", script(M010_IMPORT_LATER)),
 ]
 
 

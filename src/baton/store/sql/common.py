@@ -120,6 +120,10 @@ class SQLStore(Store, Generic[C]):
     @abstractmethod
     def _insert_messages(self, c: C, messages: Sequence[StoredMessage]) -> None: ...
 
+    def _insert_imported(self, c: C, messages: Sequence[StoredMessage]) -> None:
+        """An import's messages (a backend that `defers_scan` keeps them unscanned)."""
+        self._insert_messages(c, messages)
+
     @abstractmethod
     def _collect(self, c: C, now: str, root: str | None) -> list[str]:
         """Delete unreachable messages (of one family, or all when root is None); return
@@ -404,7 +408,7 @@ WITH RECURSIVE heads(id) AS (
             began = True
             self._lock_blobs(c, shared=True)  # blob files written meanwhile stay referenced
             for batch in batches(messages, self._IMPORT_BATCH):
-                self._insert_messages(c, batch)
+                self._insert_imported(c, batch)
             plan = finish()
             if plan.grant is not None and plan.grant[1]:
                 account, shas, now = plan.grant
