@@ -51,6 +51,8 @@ def test_quick_bench_reports_every_figure() -> None:
         "runs per minute, two ",  # workers on PostgreSQL, else runner threads
         "event latency, append → N SSE watchers on one server, p50",
         "event latency, append → N SSE watchers on one server, p99",
+        "the first search after the import: time",
+        "the first share after the import: time",
     ):
         assert named(prefix), prefix
     from bench import load
