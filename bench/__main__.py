@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -24,7 +23,7 @@ from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
 from bench import events, git, imports, memory, pages, runs, scaleout, secrets, server
 from bench.data import messages
-from bench.timing import median_time, paired_medians
+from bench.timing import baton_env, median_time, paired_medians
 
 GROUPS: dict[str, Callable[[Path, bool, Callable[..., None]], None]] = {
     "server": server.run,
@@ -244,7 +243,7 @@ class Bench:
         )
 
     def startup(self) -> None:
-        env = {**os.environ, "BATON_HOME": str(self.root / "cli")}
+        env = baton_env(self.root / "cli")
 
         def run(*args: str) -> Callable[[], Any]:
             return lambda: subprocess.run(

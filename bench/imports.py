@@ -19,7 +19,7 @@ from baton.service import Service
 from baton.store.blobs import LocalBlobStore
 from baton.store.sqlite import SQLiteStore
 from bench.data import messages
-from bench.timing import paired_medians
+from bench.timing import baton_env, paired_medians
 
 Record = Callable[..., None]
 OFFLINE = {
@@ -117,10 +117,9 @@ def run(root: Path, quick: bool, record: Record) -> None:
 
     def baton() -> None:
         with tempfile.TemporaryDirectory(dir=root) as home:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
             done = subprocess.run(
                 [sys.executable, "-m", "baton", "sessions", "import", str(path), "--json"],
-                env={**env, "BATON_HOME": home},
+                env=baton_env(home),
                 capture_output=True,
                 timeout=600,
             )
