@@ -250,13 +250,17 @@ class SQLiteStore(RunsSQLStore[sqlite3.Connection]):
         while conn.execute("SELECT 1 FROM unindexed LIMIT 1").fetchone() is not None:
             with self._write() as c:
                 rows = c.execute(
-                    "SELECT u.rowid, m.body FROM unindexed u JOIN messages m ON m.rowid = u.rowid "
-                    "ORDER BY u.rowid LIMIT ?",
+                    "SELECT u.rowid, m.body FROM unindexed u LEFT JOIN messages m "
+                    "ON m.rowid = u.rowid ORDER BY u.rowid LIMIT ?",
                     (INDEX_BATCH,),
                 ).fetchall()
                 c.executemany(
                     "INSERT INTO message_search(rowid, text) VALUES (?, ?)",
-                    [(rowid, message_text(orjson.loads(body)["parts"])) for rowid, body in rows],
+                    [
+                        (rowid, message_text(orjson.loads(body)["parts"]))
+                        for rowid, body in rows
+                        if body is not None  # gone (deleted): its mark goes too
+                    ],
                 )
                 c.executemany("DELETE FROM unindexed WHERE rowid = ?", [(r,) for r, _ in rows])
 
