@@ -203,7 +203,7 @@ def _streamed(
     copying, copied = created is not None, 0
     for i, item in enumerate(items):
         message, parts = _checked(path, i, item)
-        kilo = kilo or _is_kilo({}, ((message, parts),))
+        kilo = kilo or _kilo_message(message, parts)
         converted = _convert_message(message, parts, state)
         if task is None:
             task = first_prompt(converted) or None
@@ -289,19 +289,23 @@ def _is_kilo(info: JSON, messages: Iterable[tuple[JSON, list[JSON]]]) -> bool:
         isinstance(r, dict) and r.get("permission") == "suggest" for r in rules
     ):
         return True
-    for message, parts in messages:
-        if (
-            as_text(message.get("agent")) in _KILO_AGENTS
-            or as_text(message.get("mode")) in _KILO_AGENTS
-        ):
+    return any(_kilo_message(message, parts) for message, parts in messages)
+
+
+def _kilo_message(message: JSON, parts: list[JSON]) -> bool:
+    """Does this message hold any of Kilo's own fields (see `_is_kilo`)?"""
+    if (
+        as_text(message.get("agent")) in _KILO_AGENTS
+        or as_text(message.get("mode")) in _KILO_AGENTS
+    ):
+        return True
+    for part in parts:
+        if "metrics" in part:
             return True
-        for part in parts:
-            if "metrics" in part:
-                return True
-            state = part.get("state")
-            metadata = state.get("metadata") if isinstance(state, dict) else None
-            if isinstance(metadata, dict) and "approval" in metadata:
-                return True
+        state = part.get("state")
+        metadata = state.get("metadata") if isinstance(state, dict) else None
+        if isinstance(metadata, dict) and "approval" in metadata:
+            return True
     return False
 
 
@@ -606,7 +610,10 @@ class _Kept:
         return item
 
     def other(self, part: JSON) -> None:
-        self.pending.append({k: v for k, v in part.items() if k not in _PLACE})
+        kept = dict(part)
+        for key in _PLACE:
+            kept.pop(key, None)
+        self.pending.append(kept)
 
     def close(self, out: list[JSON], info: JSON, keys: tuple[str, ...]) -> None:
         if self.pending:
@@ -752,28 +759,28 @@ def _usage(steps: list[JSON], info: JSON) -> JSON | None:
     sources = steps or ([info] if isinstance(info.get("tokens"), dict) else [])
     if not sources:
         return None
-    totals = Counter[str]()
+    inputs = outputs = reasoning = read = write = 0
     cost = 0.0
     for source in sources:
         tokens = _obj(source.get("tokens"))
         cache = _obj(tokens.get("cache"))
-        totals["input"] += _count(tokens.get("input"))
-        totals["output"] += _count(tokens.get("output"))
-        totals["reasoning"] += _count(tokens.get("reasoning"))
-        totals["read"] += _count(cache.get("read"))
-        totals["write"] += _count(cache.get("write"))
+        inputs += _count(tokens.get("input"))
+        outputs += _count(tokens.get("output"))
+        reasoning += _count(tokens.get("reasoning"))
+        read += _count(cache.get("read"))
+        write += _count(cache.get("write"))
         value = source.get("cost")
-        if isinstance(value, int | float) and finite(value):
+        if finite(value):
             cost += float(value)
     usage: JSON = {
-        "input_tokens": totals["input"],
-        "output_tokens": totals["output"] + totals["reasoning"],
-        "cache_read_tokens": totals["read"],
-        "cache_write_tokens": totals["write"],
+        "input_tokens": inputs,
+        "output_tokens": outputs + reasoning,
+        "cache_read_tokens": read,
+        "cache_write_tokens": write,
         "cost_usd": round(cost, 10),
     }
-    if totals["reasoning"]:
-        usage["reasoning_tokens"] = totals["reasoning"]
+    if reasoning:
+        usage["reasoning_tokens"] = reasoning
     return bounded_usage(usage)
 
 
