@@ -391,23 +391,29 @@ def test_an_import_killed_part_way_leaves_nothing_and_can_be_run_again(
     baton_home: Path, tmp_path: Path
 ) -> None:
     export = _exported(tmp_path, 4000)
-    wal = baton_home / "baton.db-wal"
-    run_json("sessions", "list", home=baton_home)  # the store exists, its WAL is empty
+    database = baton_home / "baton.db"
+    journal = baton_home / "baton.db-journal"
+    run_json("sessions", "list", home=baton_home)  # the store exists
+    empty = database.stat().st_size
     process = subprocess.Popen(
         [sys.executable, "-m", "baton", "sessions", "import", str(export)],
         env={**os.environ, "BATON_HOME": str(baton_home)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    # killed once its one transaction has written a good part of the messages
+    # killed once its one transaction has written a good part of the messages (the import has
+    # the database alone: into the file, with a rollback journal instead of the WAL)
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
-        if wal.exists() and wal.stat().st_size > 2_000_000:
+        if journal.exists() and database.stat().st_size > empty + 2_000_000:
             process.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
     assert process.wait() == -signal.SIGKILL, "the import ended before it could be killed"
     assert run_json("sessions", "list", home=baton_home) == []
+    assert not journal.exists()  # rolled back by the next process, which is back on the WAL
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert stored_messages(baton_home) == 0
     verified = run_baton("sessions", "verify", home=baton_home)
     assert verified.returncode == 0, verified.stdout + verified.stderr

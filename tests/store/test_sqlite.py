@@ -716,3 +716,43 @@ def test_the_migration_status_of_a_sqlite_store_then_applying_it(tmp_path: Path)
     store = SQLiteStore(db, migrate=False)
     assert store.apply_migrations() == []
     store.close()
+
+
+def test_an_import_with_the_database_alone_writes_it_once_and_keeps_others_waiting(
+    tmp_path: Path,
+) -> None:
+    """`alone`: a rollback journal instead of the WAL while no one else has the database
+    open; whoever opens it during the import's transaction waits, then reads it whole; with
+    another connection open, the WAL stays."""
+    path = tmp_path / "baton.db"
+    store = SQLiteStore(path)
+
+    def mode() -> str:
+        return str(store._conn().execute("PRAGMA journal_mode").fetchone()[0])
+
+    opened: list[int] = []
+
+    def open_and_count() -> None:
+        other = SQLiteStore(path)
+        opened.append(other._conn().execute("SELECT count(*) FROM accounts").fetchone()[0])
+        other.close()
+
+    with store.alone():
+        assert mode() == "delete"
+        with store._write() as c:
+            c.execute(
+                "INSERT INTO accounts(id, handle, display_name, created_at) VALUES ('acc_1', 'alice', 'Alice', '2026-12-07')"
+            )
+            beside = threading.Thread(target=open_and_count)
+            beside.start()
+            beside.join(0.3)
+            assert opened == []  # still waiting: the import holds the database
+    beside.join(30)
+    assert opened == [1] and mode() == "wal"
+    assert not (tmp_path / "baton.db-journal").exists()
+    other = SQLiteStore(path)
+    other._conn()
+    with store.alone():  # someone else has it open
+        assert mode() == "wal"
+    other.close()
+    store.close()

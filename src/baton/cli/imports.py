@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -163,14 +164,20 @@ def one(ctx: Context, path: str, fmt: str, as_json: bool) -> None:
     from baton import importers
 
     if path == "-" or fmt == "baton" or (fmt == "auto" and importers.detect(Path(path)) == "baton"):
-        _baton_export(ctx, path, as_json)
+        with _alone(ctx):
+            _baton_export(ctx, path, as_json)
         return
-    with progress_bar("importing (MB read)", enabled=not as_json) as advance:
+    with _alone(ctx), progress_bar("importing (MB read)", enabled=not as_json) as advance:
         summary = import_parsed(ctx, Path(path).expanduser(), fmt, advance)
     if as_json:
         print_json(summary)
     else:
         _say(summary)
+
+
+def _alone(ctx: Context) -> AbstractContextManager[None]:
+    """The local store, for one import by this process (`Store.alone`)."""
+    return nullcontext() if ctx.remote is not None else ctx.local.store.alone()
 
 
 def _size(path: Path) -> int:

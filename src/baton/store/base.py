@@ -6,6 +6,7 @@ import base64
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -287,6 +288,11 @@ class Store(ABC):
         and point every message of their trees at its last flagged ancestor, in one
         transaction."""
         raise NotImplementedError
+
+    def alone(self) -> AbstractContextManager[None]:
+        """Around a bulk write by a process of its own (`baton sessions import FILE`): a
+        backend may write another way while no one else has the store open."""
+        return nullcontext()
 
     # sessions
     @abstractmethod
