@@ -153,8 +153,17 @@ def test_a_file_written_line_by_line_grows_one_session_within_a_second(
                 last = expected[n]
     assert slowest < 1.0
     assert len(seen) == 1
-    [session] = run_json("sessions", "list", home=baton_home)
+    # The last lines change no count (Codex's token usage of the last reply): wait until
+    # sync stored them too, the head an import of the whole file has elsewhere.
+    elsewhere = tmp_path / "elsewhere"
+    run_json("sessions", "import", str(source), home=elsewhere)
+    [whole] = run_json("sessions", "list", home=elsewhere)
+    deadline = time.monotonic() + 10
+    while (session := run_json("sessions", "list", home=baton_home)[0])["head"] != whole["head"]:
+        assert time.monotonic() < deadline, "sync did not store the file's last lines"
+        time.sleep(0.1)
     assert session["id"] in seen and session["message_count"] == expected[-1]
+    assert len(run_json("sessions", "list", home=baton_home)) == 1
     imported = run_json("sessions", "import", str(source), home=baton_home)
     assert (imported["sessions_created"], imported["messages_imported"]) == (0, 0)
 
