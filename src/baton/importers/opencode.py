@@ -522,15 +522,17 @@ class _State:
     last: int | None  # the time of the message before, for one that has none
     warnings: list[str] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
-    files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # in the order first touched
     calls: int = 0
+    _files: set[str] = field(default_factory=set)  # the same, to look up
 
     def warn(self, text: str) -> None:
         self.warnings.append(f"{self.where}: {text}")
 
     def touched(self, paths: Any) -> None:
         for item in paths if isinstance(paths, list) else []:
-            if isinstance(item, str) and item not in self.files:
+            if isinstance(item, str) and item not in self._files:
+                self._files.add(item)
                 self.files.append(item)
 
 
