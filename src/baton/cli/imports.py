@@ -177,7 +177,7 @@ def one(ctx: Context, path: str, fmt: str, as_json: bool) -> None:
 
 def _alone(ctx: Context) -> AbstractContextManager[None]:
     """The local store, for one import by this process (`Store.alone`)."""
-    return nullcontext() if ctx.remote is not None else ctx.local.store.alone()
+    return nullcontext() if ctx.remote is not None else ctx.local.alone()
 
 
 def _size(path: Path) -> int:

@@ -7,6 +7,7 @@ whose functions work over the store, the blob store, the scanner and the clock (
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,11 @@ class Service:
     def verify(self, owner: str | None = None, session_id: str | None = None) -> VerifyReport:
         """Re-hash every chain (of one session, one owner, or the whole store)."""
         return integrity.verify(self, owner, session_id)
+
+    def alone(self) -> AbstractContextManager[None]:
+        """Around a bulk import by this process: the store may write another way while no
+        one else has it open (`Store.alone`)."""
+        return self.store.alone()
 
     def rescan(self, progress: Callable[[int, int], None] | None = None) -> JSON:
         """Rescan, once, the messages scanned with older secret-scan rules than these."""
