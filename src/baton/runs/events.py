@@ -17,18 +17,20 @@ sees every message, because it re-reads the chain after the last position it sen
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from baton.core.models import JSON
+
+if TYPE_CHECKING:
+    import asyncio
 
 CHANNEL = "baton_events"
 PAYLOAD_LIMIT = 7900  # PostgreSQL refuses a NOTIFY payload of 8000 bytes or more
@@ -47,6 +49,8 @@ class Subscription:
         self.dropped = 0  # events lost to a full queue (the chain still has every message)
         self.closed = False  # the hub was closed (the server stops): the watcher should go
         self._events: deque[JSON] = deque()
+        import asyncio  # here, not at start-up: only a server's watchers need it
+
         self._ready = asyncio.Event()
 
     def _put(self, event: JSON) -> None:  # on self.loop
@@ -61,6 +65,8 @@ class Subscription:
     async def get(self, timeout: float) -> JSON | None:
         """The next event, or None when none came within `timeout` seconds (at once when
         the hub was closed)."""
+        import asyncio
+
         if not self._events and not self.closed:
             self._ready.clear()
             try:
@@ -101,6 +107,8 @@ class Hub:
 
     def subscribe(self, session_id: str) -> Subscription:
         """A subscription to `session_id`'s events, on the running event loop."""
+        import asyncio
+
         watcher = Subscription(self, session_id, asyncio.get_running_loop())
         with self._lock:
             self._watchers.setdefault(session_id, set()).add(watcher)

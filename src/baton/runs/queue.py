@@ -16,7 +16,6 @@ worker starts."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -363,6 +362,8 @@ class Jobs:
         """Run the procrastinate worker (and the reaper) until SIGINT or SIGTERM (or `stop`
         from another thread): then the runs under way end at once (failed: the worker was
         shut down, their work recorded) and it returns."""
+        import asyncio  # a worker's own (every command imports this module)
+
         from baton.runs.workspace import Workspaces
 
         self.ensure_schema()
@@ -378,6 +379,8 @@ class Jobs:
             reaper.stop()
 
     async def _work(self, concurrency: int, install_signal_handlers: bool) -> None:
+        import asyncio
+
         app = self._app()[0]
         async with app.open_async():
             task = asyncio.create_task(
