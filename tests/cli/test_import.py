@@ -421,12 +421,11 @@ def test_an_import_killed_part_way_leaves_nothing_and_can_be_run_again(
     assert again["created"] and again["messages"] == 4000
 
 
-def test_a_big_import_shows_its_progress_on_a_terminal(baton_home: Path, tmp_path: Path) -> None:
-    export = _exported(tmp_path, 4000)
-    size = export.stat().st_size // 1_000_000
+def _on_a_terminal(args: list[str], baton_home: Path) -> tuple[int, str]:
+    """`baton ARGS` run in a pty: its exit code, and what the terminal showed (no escapes)."""
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "baton", "sessions", "import", str(export)],
+        [sys.executable, "-m", "baton", *args],
         stdin=follower,
         stdout=follower,
         stderr=follower,
@@ -443,8 +442,30 @@ def test_a_big_import_shows_its_progress_on_a_terminal(baton_home: Path, tmp_pat
             break
         seen += chunk
     os.close(leader)
-    assert process.wait() == 0
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+    code = process.wait()
+    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+
+
+def test_a_big_import_shows_its_progress_on_a_terminal(baton_home: Path, tmp_path: Path) -> None:
+    export = _exported(tmp_path, 4000)
+    size = export.stat().st_size // 1_000_000
+    code, text = _on_a_terminal(["sessions", "import", str(export)], baton_home)
+    assert code == 0
     assert "importing (MB read)" in text
     assert re.search(rf"\b\d+/{size}\b", text), text
     assert "imported 1 session(s) from opencode (4000 messages)" in text
+
+
+def test_the_first_share_after_a_big_import_shows_the_scan_it_was_left(
+    baton_home: Path, tmp_path: Path
+) -> None:
+    export = _exported(tmp_path, 4000)
+    sid = run_json("sessions", "import", str(export), home=baton_home)["sessions"][0]["id"]
+    code, text = _on_a_terminal(["share", sid, "--redact"], baton_home)
+    assert code == 0, text
+    assert "scanning imported messages for secrets" in text
+    assert re.search(r"\b\d+/4000\b", text), text
+    assert "/share/" in text
+    code, text = _on_a_terminal(["share", sid, "--redact"], baton_home)  # scanned once
+    assert code == 0 and "/share/" in text
+    assert "scanning imported" not in text

@@ -7,7 +7,7 @@ import click
 from baton.cli.context import Context, pass_ctx
 from baton.cli.forks import fork_into_mine
 from baton.cli.options import json_option
-from baton.cli.output import console, echo, print_json, shares_table
+from baton.cli.output import console, echo, print_json, progress_bar, shares_table
 from baton.cli.snapshots import restore_into
 
 
@@ -58,6 +58,10 @@ def share(
     """
     from baton.core.errors import SecretsFound
 
+    if ctx.remote is None and mode != "allow" and ctx.local.unscanned_imports():
+        # what imports left for the first share: seconds for a big one, so it shows
+        with progress_bar("scanning imported messages for secrets", enabled=not as_json) as bar:
+            ctx.local.scan_imports(bar)
     try:
         created = ctx.service.share(
             ctx.owner, session_id, expires=expires, mode=mode or "block", code=not no_code

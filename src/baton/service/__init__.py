@@ -326,6 +326,14 @@ class Service:
         """Re-hash every chain (of one session, one owner, or the whole store)."""
         return integrity.verify(self, owner, session_id)
 
+    def unscanned_imports(self) -> int:
+        """How many imported messages wait for their secret scan (`findings.settle`)."""
+        return self.store.count_unscanned()
+
+    def scan_imports(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Scan what imports left unscanned, as the first share would; how many it scanned."""
+        return findings.settle(self, progress)[0]
+
     def alone(self) -> AbstractContextManager[None]:
         """Around a bulk import by this process: the store may write another way while no
         one else has it open (`Store.alone`)."""

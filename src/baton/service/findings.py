@@ -269,7 +269,7 @@ def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON
         "exposed_shares": [],
     }
     if was is None or was >= RULES_VERSION:
-        settled, flagged = settle(p)  # what imports left unscanned
+        settled, flagged = settle(p, progress)  # what imports left unscanned
         report.update(rescanned=settled, flagged=len(flagged))
         return report
     total = p.store.count_messages()
@@ -312,7 +312,7 @@ def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON
         and s.head is not None
         and any(sm.message.id in newly for sm in p.store.flagged(s.head))
     ]
-    newly |= settle(p)[1]  # what imports left unscanned (the pass read them too)
+    newly |= settle(p, progress)[1]  # what imports left unscanned (the pass read them too)
     report.update(rescanned=done, flagged=len(newly), exposed_shares=exposed)
     return report
 
@@ -320,7 +320,7 @@ def rescan(p: Ports, progress: Callable[[int, int], None] | None = None) -> JSON
 SETTLE_BATCH = 1000
 
 
-def settle(p: Ports) -> tuple[int, set[str]]:
+def settle(p: Ports, progress: Callable[[int, int], None] | None = None) -> tuple[int, set[str]]:
     """Scan the messages imports stored unscanned (`Store.defers_scan`), a batch at a time in
     worker processes, and record their findings and the secret pointers after them, before
     anything reads findings (a share, a rescan, a copy to another store). Returns how many
@@ -329,12 +329,15 @@ def settle(p: Ports) -> tuple[int, set[str]]:
     batch = p.store.unscanned(SETTLE_BATCH)
     if not batch:
         return 0, flagged
+    total = p.store.count_unscanned()
     with p.scanner.batches() as start:
         while batch:
             found = start([strings_in(_readable(p, sm.message).parts) for sm in batch]).get()
             p.store.settle_scan([(sm.message.id, f) for sm, f in zip(batch, found, strict=True)])
             done += len(batch)
             flagged.update(sm.message.id for sm, f in zip(batch, found, strict=True) if f)
+            if progress is not None:
+                progress(done, max(total, done))
             batch = p.store.unscanned(SETTLE_BATCH)
     return done, flagged
 

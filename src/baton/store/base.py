@@ -283,6 +283,9 @@ class Store(ABC):
         """Up to `limit` messages an import stored unscanned, oldest first."""
         return []
 
+    def count_unscanned(self) -> int:
+        return 0
+
     def settle_scan(self, found: Sequence[tuple[str, list[JSON]]]) -> None:
         """Record the findings of messages an import stored unscanned (message id, findings)
         and point every message of their trees at its last flagged ancestor, in one

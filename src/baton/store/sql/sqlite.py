@@ -307,6 +307,9 @@ class SQLiteStore(RunsSQLStore[sqlite3.Connection]):
         )
         return [stored_from(row) for row in rows]
 
+    def count_unscanned(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM unscanned").fetchone()[0])
+
     def settle_scan(self, found: Sequence[tuple[str, list[JSON]]]) -> None:
         if not found:
             return
