@@ -1622,3 +1622,15 @@ def test_an_imported_session_is_found_by_search_and_deleted_cleanly(
         service.store._conn().execute(
             "INSERT INTO message_search(message_search, rank) VALUES ('integrity-check', 0)"
         )
+
+
+def test_a_fork_of_an_imported_session_is_scanned_before_it_is_shared(
+    service: Service, owner: str
+) -> None:
+    imported = service.import_document(owner, _exported_with_a_secret()).session
+    fork = service.fork(owner, imported.id)
+    with pytest.raises(SecretsFound) as caught:
+        service.share(owner, fork.id)
+    assert [(f["position"], f["kind"]) for f in caught.value.findings] == [(3, "OpenAI Token")]
+    early = service.fork(owner, imported.id, at=service.messages(owner, imported.id)[1].id)
+    assert service.share(owner, early.id).message_count == 2  # before the secret: shared
