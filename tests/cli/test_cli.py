@@ -527,3 +527,29 @@ def test_links_printed_beside_a_running_server_name_the_address_it_serves(
     (home / "serving.json").write_text(f'{{"url": "{served.url}", "pid": {gone}}}')
     again = run_json("share", sid, home=home)
     assert again["url"].startswith("http://127.0.0.1:8765/share/"), again["url"]
+
+
+def test_an_import_beside_a_running_server_keeps_the_wal_and_the_server_serving(
+    tmp_path: Path,
+) -> None:
+    """The server has the database open: the import does not take it alone."""
+    import sqlite3
+
+    import httpx
+
+    from tests.fixtures.servers import start_serve, stop
+    from tests.helpers import run_json
+
+    home = tmp_path / "home"
+    sample = Path(__file__).parents[1] / "importers" / "samples" / "opencode" / "export.json"
+    served = start_serve(home, "--runners", "0")
+    try:
+        done = run_json("sessions", "import", str(sample), home=home)
+        assert done["sessions_created"] == 1
+        with sqlite3.connect(home / "baton.db") as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert httpx.get(served.url + "/api/health", timeout=5).status_code == 200
+        [listed] = run_json("sessions", "list", home=home)
+        assert listed["id"] == done["sessions"][0]["id"]
+    finally:
+        stop(served)
