@@ -14,7 +14,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -294,6 +294,23 @@ class _Reader:
             self.synced = (self.pos, char)
         return self.text, char
 
+    def name(self, first: bool, taken: Container[str]) -> str:
+        """The next member's name in the object being read, its colon taken (a comma before
+        it unless it is the `first`); not streamable when it is not a string or is `taken`."""
+        if not first:
+            self.take(",")
+        key = self.value()
+        if not isinstance(key, str) or key in taken:
+            raise _Unstreamable
+        self.take(":")
+        return key
+
+    def end(self) -> None:
+        """The object's closing brace, and nothing after it."""
+        self.pos += 1
+        if self.peek() != "":
+            raise _Unstreamable
+
     def array(self) -> list[Any]:
         self.take("[")
         out: list[Any] = []
@@ -319,16 +336,9 @@ def load_json_object(path: Path) -> Any:
             reader.take("{")
             out: dict[str, Any] = {}
             while reader.peek() != "}":
-                if out:
-                    reader.take(",")
-                key = reader.value()
-                if not isinstance(key, str) or key in out:
-                    raise _Unstreamable
-                reader.take(":")
+                key = reader.name(not out, out)
                 out[key] = reader.array() if reader.peek() == "[" else reader.value()
-            reader.pos += 1
-            if reader.peek() != "":
-                raise _Unstreamable
+            reader.end()
             return out
     except (_Unstreamable, OSError):
         pass
@@ -368,17 +378,9 @@ class Streamed:
                         break
                     reader.take(",")
             while reader.peek() != "}":
-                reader.take(",")
-                key = reader.value()
-                if not isinstance(key, str) or key in self.head or key in self.tail:
-                    raise _Unstreamable
-                if key == self._key:
-                    raise _Unstreamable
-                reader.take(":")
+                key = reader.name(False, self.head.keys() | self.tail.keys() | {self._key})
                 self.tail[key] = reader.value()
-            reader.pos += 1
-            if reader.peek() != "":
-                raise _Unstreamable
+            reader.end()
         except (_Unstreamable, OSError):
             reader.handle.close()
             load_json(self.path)  # words the refusal
@@ -400,12 +402,7 @@ def stream_json_object(path: Path, key: str) -> Streamed | None:
         reader.take("{")
         head: dict[str, Any] = {}
         while reader.peek() != "}":
-            if head:
-                reader.take(",")
-            name = reader.value()
-            if not isinstance(name, str) or name in head:
-                raise _Unstreamable
-            reader.take(":")
+            name = reader.name(not head, head)
             if name == key and reader.peek() == "[":
                 return Streamed(path, reader, head, key)
             head[name] = reader.value()
