@@ -382,7 +382,7 @@ class _Copier:
 
 def _settle(store: Store, blobs: BlobStore) -> None:
     """Scan what imports left unscanned in `store` (with this process's environment)."""
-    if store.unscanned(1):
+    if store.count_unscanned():
         from baton.service import Service, findings
 
         findings.settle(Service(store, blobs, scanner=SecretScanner(os.environ)))
